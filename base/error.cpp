@@ -1,0 +1,40 @@
+#include "base/error.hpp"
+
+#include "caf/message.hpp"
+#include "caf/sec.hpp"
+
+namespace volt {
+
+std::string to_string(volt_errc x) {
+  switch (x) {
+    case volt_errc::invalid_config:
+      return "invalid_config";
+    case volt_errc::invalid_checkpoint:
+      return "invalid_checkpoint";
+    case volt_errc::invalid_request:
+      return "invalid_request";
+    case volt_errc::missing_expert:
+      return "missing_expert";
+    case volt_errc::internal:
+      return "internal";
+  }
+  return "volt_errc(" + std::to_string(static_cast<int>(x)) + ")";
+}
+
+caf::error make_volt_error(volt_errc code, std::string what) {
+  return caf::make_error(code, std::move(what));
+}
+
+std::string describe(const caf::error& err) {
+  if (!err)
+    return "no error";
+  const auto& ctx = err.context();
+  if (ctx.size() == 1 && ctx.match_element<std::string>(0))
+    return ctx.get_as<std::string>(0);
+  if (err.category() == caf::atom("system"))
+    return "CAF: " + to_string(static_cast<caf::sec>(err.code()))
+           + (ctx.empty() ? "" : " " + to_string(ctx));
+  return caf::to_string(err);
+}
+
+} // namespace volt
