@@ -1,0 +1,201 @@
+// THE table of configuration keys. Adding a key: add the field (with its
+// default) to its section struct in node_config.hpp, add one entry below, and
+// paste the regenerated reference into docs/CONFIGURATION.md (the config.docs
+// test writes it out when they differ). The TOML reader, the
+// VOLT_<SECTION>_<KEY> overrides and the docs all follow from the entry.
+
+#include "config/config_keys.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <cstdint>
+#include <limits>
+#include <set>
+
+#include "config/endpoint.hpp"
+#include "config/key_access.hpp"
+
+namespace volt {
+
+namespace {
+
+// -- checks beyond type and range
+// -----------------------------------------------------------
+
+std::string check_node_id(const std::string& id) {
+  auto ok = !id.empty() && std::all_of(id.begin(), id.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_'
+           || c == '-';
+  });
+  if (ok)
+    return {};
+  return "expected a non-empty id of letters, digits, '.', '_' or '-', got "
+         + quote(id);
+}
+
+std::string check_host(const std::string& host) {
+  // Same rules as the host part of "host:port", so a router can always reach
+  // what we advertise.
+  auto bracketed = !host.empty() && host.front() == '[';
+  if (!bracketed
+      && (parse_endpoint(host + ":1") || parse_endpoint("[" + host + "]:1")))
+    return {};
+  return "expected a host name or IP address, got " + quote(host);
+}
+
+std::string check_experts(const std::vector<uint32_t>& ids) {
+  std::set<uint32_t> seen;
+  for (auto id : ids)
+    if (!seen.insert(id).second)
+      return "expert " + std::to_string(id) + " is listed twice";
+  return {};
+}
+
+std::string check_device(const std::string& device) {
+  if (parse_device(device))
+    return {};
+  return "expected \"cpu\" or \"cuda:N\" with N a non-negative integer, got "
+         + quote(device);
+}
+
+std::string check_workers(const std::vector<std::string>& workers) {
+  std::set<std::string> seen;
+  for (size_t i = 0; i < workers.size(); ++i) {
+    if (!parse_endpoint(workers[i]))
+      return "element " + std::to_string(i)
+             + ": expected \"host:port\" with port in [1, 65535], got "
+             + quote(workers[i]);
+    if (!seen.insert(workers[i]).second)
+      return "worker " + quote(workers[i]) + " is listed twice";
+  }
+  return {};
+}
+
+std::string check_redis_url(const std::string& url) {
+  if (parse_redis_url(url))
+    return {};
+  return "expected \"redis://host:port\" (port optional, default 6379), got "
+         + quote(url);
+}
+
+constexpr int64_t max_port = 65535;
+constexpr int64_t max_expert_id = std::numeric_limits<uint32_t>::max();
+
+} // namespace
+
+const std::vector<config_section>& config_sections() {
+  static const std::vector<config_section> sections = {
+    {"node", "Who this process is."},
+    {"network", "Where this node listens for other nodes."},
+    {"model", "The checkpoint every role loads."},
+    {"worker", "What a worker hosts and where it runs them."},
+    {"router", "Which workers a router connects to in static discovery mode."},
+    {"discovery",
+     "How a router finds workers: a fixed list or a Redis registry."},
+    {"metrics", "The Prometheus endpoint."},
+  };
+  return sections;
+}
+
+const std::vector<config_key>& config_keys() {
+  static const std::vector<config_key> keys = {
+    // -- [node]
+    // ------------------------------------------------------------------------------
+    {"node", "id",
+     field<&node_config::node, &node_section::id, check_node_id>(),
+     "Name of this node in logs, metrics labels and Redis keys: letters, "
+     "digits, '.', '_' "
+     "or '-'."},
+    {"node", "role", field<&node_config::node, &node_section::role>(),
+     "What this process runs: \"standalone\" (every actor in one process), "
+     "\"router\" "
+     "(engine, gating and dispatch; experts on workers) or \"worker\" (hosts "
+     "experts for a "
+     "router)."},
+    // -- [network]
+    // ---------------------------------------------------------------------------
+    {"network", "host",
+     field<&node_config::network, &network_section::host, check_host>(),
+     "Address this node binds and advertises to other nodes."},
+    {"network", "port", field<&node_config::network, &network_section::port>(),
+     "TCP port this node listens on for other nodes.", 1, max_port},
+    // -- [model]
+    // -----------------------------------------------------------------------------
+    {"model", "path", field<&node_config::model, &model_section::path>(),
+     "Folder with config.json and *.safetensors (Hugging Face Mixtral layout). "
+     "Required for "
+     "every role. A relative path is relative to the current working "
+     "directory, not to the "
+     "config file."},
+    // -- [worker]
+    // ----------------------------------------------------------------------------
+    {"worker", "experts",
+     field<&node_config::worker, &worker_section::experts, check_experts>(),
+     "Global ids of the experts this worker hosts, no duplicates, each below "
+     "the model's "
+     "num_local_experts. A worker needs at least one.",
+     0, max_expert_id},
+    {"worker", "device",
+     field<&node_config::worker, &worker_section::device, check_device>(),
+     "Where this worker's experts run: \"cpu\" or \"cuda:N\" (N: CUDA device "
+     "index)."},
+    // -- [router]
+    // ----------------------------------------------------------------------------
+    {"router", "workers",
+     field<&node_config::router, &router_section::workers, check_workers>(),
+     "Workers to connect to, each \"host:port\" (IPv6 as \"[::1]:7001\"). A "
+     "router in static "
+     "discovery mode needs at least one."},
+    // -- [discovery]
+    // -------------------------------------------------------------------------
+    {"discovery", "mode",
+     field<&node_config::discovery, &discovery_section::mode>(),
+     "How a router finds its workers: \"static\" (the [router] workers list) "
+     "or \"redis\" "
+     "(workers register in Redis)."},
+    {"discovery", "redis_url",
+     field<&node_config::discovery, &discovery_section::redis_url,
+           check_redis_url>(),
+     "Redis server used when mode is \"redis\", as redis://host:port (port "
+     "optional, "
+     "default 6379)."},
+    // -- [metrics]
+    // ---------------------------------------------------------------------------
+    {"metrics", "port", field<&node_config::metrics, &metrics_section::port>(),
+     "TCP port of the Prometheus /metrics endpoint; 0 disables it.", 0,
+     max_port},
+  };
+  return keys;
+}
+
+const config_key* find_config_key(std::string_view section,
+                                  std::string_view name) {
+  for (const auto& key : config_keys())
+    if (section == key.section && name == key.name)
+      return &key;
+  return nullptr;
+}
+
+std::vector<std::string> config_section_names() {
+  std::vector<std::string> result;
+  for (const auto& section : config_sections())
+    result.emplace_back(section.name);
+  return result;
+}
+
+std::vector<std::string> config_key_names(std::string_view section) {
+  std::vector<std::string> result;
+  for (const auto& key : config_keys())
+    if (section == key.section)
+      result.emplace_back(key.name);
+  return result;
+}
+
+std::string env_name(const config_key& key) {
+  auto result = "VOLT_" + std::string{key.section} + "_" + key.name;
+  for (auto& c : result)
+    c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return result;
+}
+
+} // namespace volt

@@ -1,0 +1,147 @@
+#include "config/node_config.hpp"
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "base/error.hpp"
+#include "config/readers.hpp"
+
+extern char** environ;
+
+namespace volt {
+
+namespace {
+
+caf::error config_error(std::string what) {
+  return make_volt_error(volt_errc::invalid_config, std::move(what));
+}
+
+/// Names the origin of a config in messages; a config without a file came from
+/// the environment.
+std::string origin(const node_config& cfg) {
+  return cfg.source.empty() ? "environment" : cfg.source;
+}
+
+/// Checks what involves more than one key; each key was already checked on its
+/// own.
+caf::error validate(const node_config& cfg) {
+  auto where = origin(cfg);
+  if (cfg.model.path.empty())
+    return config_error(
+      where
+      + ": [model] path: must be set for every role (the folder with "
+        "config.json and *.safetensors; or set VOLT_MODEL_PATH)");
+  if (cfg.node.role == node_role::worker && cfg.worker.experts.empty())
+    return config_error(
+      where
+      + ": [worker] experts: a worker must host at least one expert "
+        "(or set VOLT_WORKER_EXPERTS)");
+  if (cfg.node.role == node_role::router
+      && cfg.discovery.mode == discovery_mode::static_list
+      && cfg.router.workers.empty())
+    return config_error(
+      where
+      + ": [router] workers: a router with [discovery] mode = "
+        "\"static\" needs at least one worker \"host:port\" (or set "
+        "VOLT_ROUTER_WORKERS)");
+  if (cfg.metrics.port != 0 && cfg.metrics.port == cfg.network.port)
+    return config_error(
+      where + ": [metrics] port: " + std::to_string(cfg.metrics.port)
+      + " is also [network] port (use another port, or 0 to disable "
+        "metrics)");
+  return {};
+}
+
+caf::expected<node_config>
+finish(node_config cfg, const std::map<std::string, std::string>& env) {
+  if (auto err = apply_environment(env, cfg))
+    return err;
+  if (auto err = validate(cfg))
+    return err;
+  return cfg;
+}
+
+} // namespace
+
+std::string to_string(node_role x) {
+  switch (x) {
+    case node_role::standalone: return "standalone";
+    case node_role::router: return "router";
+    case node_role::worker: return "worker";
+  }
+  return "node_role(" + std::to_string(static_cast<int>(x)) + ")";
+}
+
+std::string to_string(discovery_mode x) {
+  switch (x) {
+    case discovery_mode::static_list: return "static";
+    case discovery_mode::redis: return "redis";
+  }
+  return "discovery_mode(" + std::to_string(static_cast<int>(x)) + ")";
+}
+
+caf::expected<node_config>
+load_node_config(const std::string& file,
+                 const std::map<std::string, std::string>& env) {
+  errno = 0;
+  std::ifstream in{file, std::ios::binary};
+  auto open_errno = errno;
+  std::error_code ec;
+  if (!in.is_open() || std::filesystem::is_directory(file, ec)) {
+    // Reading a directory "opens" fine and fails later; say what is wrong up
+    // front.
+    auto reason = in.is_open()      ? std::string{"is a directory"}
+                  : open_errno != 0 ? std::string{std::strerror(open_errno)}
+                                    : std::string{};
+    return config_error((file.empty() ? "\"\"" : file) + ": cannot open file"
+                        + (reason.empty() ? "" : " (" + reason + ")"));
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad())
+    return config_error(file + ": cannot read file");
+  return parse_node_config(text.str(), file, env);
+}
+
+caf::expected<node_config>
+parse_node_config(const std::string& toml_text, const std::string& source_name,
+                  const std::map<std::string, std::string>& env) {
+  node_config cfg;
+  cfg.source = source_name.empty() ? "<toml>" : source_name;
+  if (auto err = read_toml_text(toml_text, cfg.source, cfg))
+    return err;
+  return finish(std::move(cfg), env);
+}
+
+caf::expected<node_config>
+default_node_config(const std::map<std::string, std::string>& env) {
+  return finish(node_config{}, env);
+}
+
+caf::error check_against_model(const node_config& cfg, uint32_t n_experts,
+                               const std::string& model_config_file) {
+  for (auto id : cfg.worker.experts)
+    if (id >= n_experts)
+      return config_error(origin(cfg) + ": [worker] experts: expert "
+                          + std::to_string(id) + " is outside the model ("
+                          + std::to_string(n_experts)
+                          + (n_experts == 1 ? " expert in " : " experts in ")
+                          + model_config_file + ")");
+  return {};
+}
+
+std::map<std::string, std::string> process_environment() {
+  std::map<std::string, std::string> result;
+  for (auto entry = environ; entry != nullptr && *entry != nullptr; ++entry) {
+    std::string_view text{*entry};
+    auto eq = text.find('=');
+    if (eq != std::string_view::npos)
+      result.emplace(text.substr(0, eq), text.substr(eq + 1));
+  }
+  return result;
+}
+
+} // namespace volt

@@ -1,0 +1,136 @@
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "caf/error.hpp"
+#include "caf/expected.hpp"
+
+// The node configuration: one struct per TOML section. Every key is declared
+// once, with its meaning, type, range and environment variable, in the table of
+// config/config_keys.cpp; the comments below repeat meaning and default for
+// readers of this header only.
+
+namespace volt {
+
+/// What a `volt-node` process runs.
+enum class node_role {
+  /// Every actor in one process (the embedded default).
+  standalone,
+  /// Engine, gating and dispatch; experts live on worker nodes.
+  router,
+  /// Hosts expert actors for a router.
+  worker,
+};
+
+/// How a router finds its workers.
+enum class discovery_mode {
+  /// The fixed list in `[router] workers` (TOML string "static").
+  static_list,
+  /// Workers register in Redis with TTL keys (TOML string "redis").
+  redis,
+};
+
+/// Returns the TOML spelling of `x`: "standalone", "router" or "worker".
+std::string to_string(node_role x);
+
+/// Returns the TOML spelling of `x`: "static" or "redis".
+std::string to_string(discovery_mode x);
+
+/// Section `[node]`: who this process is.
+struct node_section {
+  /// Name of this node in logs, metrics labels and Redis keys; letters, digits,
+  /// '.', '_', '-'. Default: "volt-1".
+  std::string id = "volt-1";
+  /// What this process runs. Default: standalone.
+  node_role role = node_role::standalone;
+};
+
+/// Section `[network]`: where this node listens for other nodes.
+struct network_section {
+  /// Address to bind and to advertise to the router. Default: "127.0.0.1".
+  std::string host = "127.0.0.1";
+  /// TCP port, 1..65535. Default: 7700.
+  uint16_t port = 7700;
+};
+
+/// Section `[model]`: the checkpoint.
+struct model_section {
+  /// Folder with config.json and *.safetensors; relative paths are relative to
+  /// the current working directory. Required for every role. Default: ""
+  /// (unset).
+  std::string path;
+};
+
+/// Section `[worker]`: what a worker hosts.
+struct worker_section {
+  /// Global ids of the experts this worker hosts, no duplicates; a worker needs
+  /// at least one. Default: [] (none).
+  std::vector<uint32_t> experts;
+  /// Where the experts run: "cpu" or "cuda:N". Default: "cpu".
+  std::string device = "cpu";
+};
+
+/// Section `[router]`: how a router reaches its workers.
+struct router_section {
+  /// Workers as "host:port"; a router in static discovery mode needs at least
+  /// one. Default: [] (none).
+  std::vector<std::string> workers;
+};
+
+/// Section `[discovery]`: static list or Redis registry.
+struct discovery_section {
+  /// How the router finds workers. Default: static_list ("static").
+  discovery_mode mode = discovery_mode::static_list;
+  /// Redis server for mode "redis", as redis://host[:port]. Default:
+  /// "redis://127.0.0.1:6379".
+  std::string redis_url = "redis://127.0.0.1:6379";
+};
+
+/// Section `[metrics]`: the Prometheus endpoint.
+struct metrics_section {
+  /// TCP port of the /metrics endpoint; 0 disables it. Default: 0.
+  uint16_t port = 0;
+};
+
+/// The whole node configuration, one struct per TOML section.
+struct node_config {
+  node_section node;
+  network_section network;
+  model_section model;
+  worker_section worker;
+  router_section router;
+  discovery_section discovery;
+  metrics_section metrics;
+  /// File name the config came from ("" for defaults only).
+  std::string source;
+};
+
+/// Reads FILE, applies VOLT_<SECTION>_<KEY> overrides from `env` (pass the
+/// process environment, e.g. from process_environment()), and validates
+/// everything that can be checked without the model. Errors:
+/// volt_errc::invalid_config, one line naming the file and key.
+caf::expected<node_config>
+load_node_config(const std::string& file,
+                 const std::map<std::string, std::string>& env);
+
+/// Same as load_node_config, from TOML text; `source_name` is used in messages.
+caf::expected<node_config>
+parse_node_config(const std::string& toml_text, const std::string& source_name,
+                  const std::map<std::string, std::string>& env);
+
+/// Builds a config from defaults plus `env` overrides only (no file).
+caf::expected<node_config>
+default_node_config(const std::map<std::string, std::string>& env);
+
+/// Validation that needs the model's size: every [worker] experts id must be <
+/// n_experts.
+caf::error check_against_model(const node_config& cfg, uint32_t n_experts,
+                               const std::string& model_config_file);
+
+/// Returns the process environment as a map (helper for main()).
+std::map<std::string, std::string> process_environment();
+
+} // namespace volt
