@@ -1,0 +1,89 @@
+#pragma once
+
+// CPU reference ops (float32). Each function validates nothing: the host layer
+// (model/, actors/) checks shapes once, the ops compute. Buffers are listed as
+// input/output with their shapes.
+
+#include <cstdint>
+
+#include "gpu/ops.hpp"
+
+namespace volt::cpu {
+
+/// Gathers rows of the embedding table.
+/// - table (in):  [vocab, hidden]
+/// - ids   (in):  [n_tokens], each in [0, vocab)
+/// - out   (out): [n_tokens, hidden]
+void embedding(const float* table, int64_t hidden, const int32_t* ids,
+               int64_t n_tokens, float* out);
+
+/// RMSNorm: out = x / sqrt(mean(x^2) + eps) * weight. `out` may alias `x`.
+/// - x      (in):  [n_rows, dim]
+/// - weight (in):  [dim]
+/// - out    (out): [n_rows, dim]
+void rms_norm(const float* x, const float* weight, int64_t n_rows, int64_t dim,
+              float eps, float* out);
+
+/// y = x · wᵀ, the layout of PyTorch's nn.Linear (weights stored [out, in]).
+/// - x (in):  [n_rows, in_dim]
+/// - w (in):  [out_dim, in_dim]
+/// - y (out): [n_rows, out_dim]; must not alias x
+void matmul_nt(const float* x, const float* w, int64_t n_rows, int64_t in_dim,
+               int64_t out_dim, float* y);
+
+/// Rotary position embedding in the "rotate half" form of Hugging Face
+/// Llama/Mixtral: pairs (i, i + head_dim/2) rotate by position *
+/// theta^(-2i/head_dim). In place.
+/// - x         (in/out): [n_tokens, n_heads, head_dim]
+/// - positions (in):     [n_tokens]
+void rope(float* x, const int32_t* positions, int64_t n_tokens, int64_t n_heads,
+          int64_t head_dim, double theta);
+
+/// Stores the K/V rows of new tokens into their slots of the paged cache.
+/// - k, v        (in):  [n_tokens, n_kv_heads, head_dim]
+/// - positions   (in):  [n_tokens], the token's position within its sequence
+/// - block_table (in):  [>= max(positions)/page_size + 1], physical page of
+/// each logical page
+/// - cache       (out): the slots of those positions
+void kv_write(const kv_pages& cache, const int32_t* block_table,
+              const int32_t* positions, int64_t n_tokens, const float* k,
+              const float* v);
+
+/// Causal grouped-query attention of one sequence's query tokens over its paged
+/// K/V: query i attends to the keys at positions [0, positions[i]] (narrowed by
+/// the sliding window), reading them through `block_table`. Query head h uses
+/// K/V head h / (n_heads / n_kv_heads). Scale 1/sqrt(head_dim); softmax in
+/// float32 with max shift.
+/// - q           (in):  [n_tokens, n_heads, head_dim]
+/// - positions   (in):  [n_tokens]
+/// - block_table (in):  pages covering positions [0, max(positions)]
+/// - out         (out): [n_tokens, n_heads, head_dim]
+void paged_attention(const float* q, const int32_t* positions, int64_t n_tokens,
+                     const kv_pages& cache, const int32_t* block_table,
+                     const attention_dims& dims, float* out);
+
+/// Mixtral routing: softmax over all experts, top-k, weights renormalised to
+/// sum to 1. Ties keep the lower expert id first (as torch.topk on CPU does for
+/// equal values).
+/// - logits       (in):  [n_tokens, n_experts]
+/// - topk_ids     (out): [n_tokens, k], by descending weight
+/// - topk_weights (out): [n_tokens, k]
+void topk_gating(const float* logits, int64_t n_tokens, int64_t n_experts,
+                 int64_t k, int32_t* topk_ids, float* topk_weights);
+
+/// One expert's SwiGLU FFN: out = w2 · (silu(w1 · x) * (w3 · x)).
+/// - x       (in):  [n_rows, hidden]
+/// - w1, w3  (in):  [ffn, hidden]
+/// - w2      (in):  [hidden, ffn]
+/// - scratch (tmp): [2, n_rows, ffn]
+/// - out     (out): [n_rows, hidden]
+void swiglu_expert(const float* x, const float* w1, const float* w3,
+                   const float* w2, int64_t n_rows, int64_t hidden, int64_t ffn,
+                   float* scratch, float* out);
+
+/// Index of the largest value; the lowest index wins ties (torch.argmax's
+/// rule).
+/// - x (in): [n]
+int64_t argmax(const float* x, int64_t n);
+
+} // namespace volt::cpu

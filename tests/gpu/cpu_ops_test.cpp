@@ -1,0 +1,241 @@
+#define CAF_SUITE gpu.cpu_ops
+
+#include "gpu/cpu/cpu_ops.hpp"
+
+#include <cmath>
+#include <numeric>
+#include <random>
+#include <vector>
+
+#include "tests/test_dsl.hpp"
+
+// Each CPU op against a float64 re-computation (or hand-computed values). Sizes
+// are odd on purpose (31 tokens, 6 experts, 257 rows) so that vector tails are
+// exercised.
+
+using namespace volt;
+
+namespace {
+
+std::vector<float> random_floats(size_t n, uint32_t seed, float scale = 1.0f) {
+  std::mt19937 gen{seed};
+  std::uniform_real_distribution<float> dist{-scale, scale};
+  std::vector<float> out(n);
+  for (auto& x : out)
+    x = dist(gen);
+  return out;
+}
+
+double rel_error(const std::vector<float>& got,
+                 const std::vector<double>& want) {
+  double num = 0;
+  double den = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    num += (got[i] - want[i]) * (got[i] - want[i]);
+    den += want[i] * want[i];
+  }
+  return std::sqrt(num / den);
+}
+
+std::vector<double> matmul_nt_f64(const std::vector<float>& x,
+                                  const std::vector<float>& w, int64_t n,
+                                  int64_t in, int64_t out) {
+  std::vector<double> y(static_cast<size_t>(n * out));
+  for (int64_t r = 0; r < n; ++r)
+    for (int64_t o = 0; o < out; ++o) {
+      double acc = 0;
+      for (int64_t i = 0; i < in; ++i)
+        acc += double{x[r * in + i]} * w[o * in + i];
+      y[r * out + o] = acc;
+    }
+  return y;
+}
+
+} // namespace
+
+CAF_TEST(matmul_nt matches float64 at odd sizes) {
+  for (auto [n, in, out] : {std::tuple<int64_t, int64_t, int64_t>{1, 64, 64},
+                            {31, 37, 257},
+                            {3, 7, 5},
+                            {9, 128, 320}}) {
+    auto x = random_floats(n * in, 1);
+    auto w = random_floats(out * in, 2);
+    std::vector<float> y(n * out, NAN);
+    cpu::matmul_nt(x.data(), w.data(), n, in, out, y.data());
+    CAF_CHECK_LESS(rel_error(y, matmul_nt_f64(x, w, n, in, out)), 1e-6);
+  }
+}
+
+CAF_TEST(embedding gathers the rows of the ids) {
+  auto table = random_floats(10 * 4, 3);
+  std::vector<int32_t> ids{7, 0, 7, 9};
+  std::vector<float> out(16, NAN);
+  cpu::embedding(table.data(), 4, ids.data(), 4, out.data());
+  for (size_t t = 0; t < ids.size(); ++t)
+    for (size_t i = 0; i < 4; ++i)
+      CAF_CHECK_EQUAL(out[t * 4 + i], table[ids[t] * 4 + i]);
+}
+
+CAF_TEST(rms_norm matches hand - computed values) {
+  std::vector<float> x{3, 4}; // mean square 12.5
+  std::vector<float> w{1, 2};
+  std::vector<float> out(2, NAN);
+  cpu::rms_norm(x.data(), w.data(), 1, 2, 0.0f, out.data());
+  CAF_CHECK_LESS(std::abs(out[0] - 3 / std::sqrt(12.5)), 1e-6);
+  CAF_CHECK_LESS(std::abs(out[1] - 8 / std::sqrt(12.5)), 1e-6);
+  // In place, with eps and an odd width.
+  auto y = random_floats(31 * 257, 4);
+  auto g = random_floats(257, 5);
+  std::vector<double> want(y.size());
+  for (int r = 0; r < 31; ++r) {
+    double ms = 0;
+    for (int i = 0; i < 257; ++i)
+      ms += double{y[r * 257 + i]} * y[r * 257 + i];
+    double inv = 1 / std::sqrt(ms / 257 + 1e-5);
+    for (int i = 0; i < 257; ++i)
+      want[r * 257 + i] = y[r * 257 + i] * inv * g[i];
+  }
+  cpu::rms_norm(y.data(), g.data(), 31, 257, 1e-5f, y.data());
+  CAF_CHECK_LESS(rel_error(y, want), 1e-6);
+}
+
+CAF_TEST(rope rotates pairs i and i
+         + half by position times inverse frequency) {
+  const int64_t hd = 8;
+  auto x = random_floats(3 * 2 * hd, 6);
+  auto orig = x;
+  std::vector<int32_t> pos{0, 5, 1000};
+  cpu::rope(x.data(), pos.data(), 3, 2, hd, 10000.0);
+  std::vector<double> want(x.size());
+  for (int t = 0; t < 3; ++t)
+    for (int h = 0; h < 2; ++h)
+      for (int i = 0; i < hd / 2; ++i) {
+        double ang = pos[t] * std::pow(10000.0, -2.0 * i / hd);
+        auto base = (t * 2 + h) * hd;
+        double a = orig[base + i];
+        double b = orig[base + i + hd / 2];
+        want[base + i] = a * std::cos(ang) - b * std::sin(ang);
+        want[base + i + hd / 2] = b * std::cos(ang) + a * std::sin(ang);
+      }
+  CAF_CHECK_LESS(rel_error(x, want), 1e-6);
+  // Position 0 is the identity.
+  for (int i = 0; i < 2 * hd; ++i)
+    CAF_CHECK_EQUAL(x[i], orig[i]);
+}
+
+CAF_TEST(paged attention equals dense causal attention for scattered pages) {
+  // 2 query heads per KV head, 13 tokens over pages of 4 placed out of order.
+  attention_dims dims{6, 3, 8, 0};
+  const int64_t n = 13;
+  const int64_t page_size = 4;
+  std::vector<int32_t> block_table{5, 2, 7, 0};
+  std::vector<float> k_store(8 * page_size * 3 * 8, NAN);
+  std::vector<float> v_store(k_store.size(), NAN);
+  kv_pages cache{k_store.data(), v_store.data(), 8, page_size, 3, 8};
+  auto q = random_floats(n * 6 * 8, 7);
+  auto k = random_floats(n * 3 * 8, 8);
+  auto v = random_floats(n * 3 * 8, 9);
+  std::vector<int32_t> pos(n);
+  std::iota(pos.begin(), pos.end(), 0);
+  cpu::kv_write(cache, block_table.data(), pos.data(), n, k.data(), v.data());
+  for (auto window : {int64_t{0}, int64_t{5}}) {
+    dims.sliding_window = window;
+    std::vector<float> out(q.size(), NAN);
+    cpu::paged_attention(q.data(), pos.data(), n, cache, block_table.data(),
+                         dims, out.data());
+    std::vector<double> want(q.size());
+    for (int64_t t = 0; t < n; ++t)
+      for (int64_t h = 0; h < 6; ++h) {
+        auto kvh = h / 2;
+        auto first = window > 0 ? std::max<int64_t>(0, t - window + 1) : 0;
+        std::vector<double> s;
+        double mx = -1e300;
+        for (int64_t p = first; p <= t; ++p) {
+          double acc = 0;
+          for (int i = 0; i < 8; ++i)
+            acc += double{q[(t * 6 + h) * 8 + i]} * k[(p * 3 + kvh) * 8 + i];
+          s.push_back(acc / std::sqrt(8.0));
+          mx = std::max(mx, s.back());
+        }
+        double den = 0;
+        for (auto& e : s)
+          den += (e = std::exp(e - mx));
+        for (int i = 0; i < 8; ++i) {
+          double acc = 0;
+          for (int64_t p = first; p <= t; ++p)
+            acc += s[p - first] * v[(p * 3 + kvh) * 8 + i];
+          want[(t * 6 + h) * 8 + i] = acc / den;
+        }
+      }
+    CAF_CHECK_LESS(rel_error(out, want), 1e-6);
+  }
+}
+
+CAF_TEST(topk gating picks the k largest and renormalises) {
+  // Hand-computed: logits [0, ln 3, ln 2, -inf-ish] → probs ∝ [1, 3, 2, ~0].
+  std::vector<float> logits{0.0f, std::log(3.0f), std::log(2.0f), -50.0f};
+  std::vector<int32_t> ids(2, -1);
+  std::vector<float> w(2, NAN);
+  cpu::topk_gating(logits.data(), 1, 4, 2, ids.data(), w.data());
+  CAF_CHECK_EQUAL(ids[0], 1);
+  CAF_CHECK_EQUAL(ids[1], 2);
+  CAF_CHECK_LESS(std::abs(w[0] - 0.6f), 1e-6);
+  CAF_CHECK_LESS(std::abs(w[1] - 0.4f), 1e-6);
+  // 31 tokens, 6 experts, k = 3: weights sum to one and follow the logits'
+  // order.
+  auto many = random_floats(31 * 6, 10, 3.0f);
+  std::vector<int32_t> ids3(31 * 3);
+  std::vector<float> w3(31 * 3);
+  cpu::topk_gating(many.data(), 31, 6, 3, ids3.data(), w3.data());
+  for (int t = 0; t < 31; ++t) {
+    std::vector<int32_t> order(6);
+    std::iota(order.begin(), order.end(), 0);
+    std::sort(order.begin(), order.end(),
+              [&](int a, int b) { return many[t * 6 + a] > many[t * 6 + b]; });
+    double den = 0;
+    for (int j = 0; j < 3; ++j)
+      den += std::exp(double{many[t * 6 + order[j]]});
+    for (int j = 0; j < 3; ++j) {
+      CAF_CHECK_EQUAL(ids3[t * 3 + j], order[j]);
+      CAF_CHECK_LESS(std::abs(w3[t * 3 + j]
+                              - std::exp(double{many[t * 6 + order[j]]}) / den),
+                     1e-6);
+    }
+  }
+  // Ties keep the lower id first.
+  std::vector<float> tied{1, 2, 2, 0};
+  cpu::topk_gating(tied.data(), 1, 4, 2, ids.data(), w.data());
+  CAF_CHECK_EQUAL(ids[0], 1);
+  CAF_CHECK_EQUAL(ids[1], 2);
+}
+
+CAF_TEST(swiglu expert matches float64) {
+  const int64_t n = 31, hidden = 37, ffn = 53;
+  auto x = random_floats(n * hidden, 11);
+  auto w1 = random_floats(ffn * hidden, 12, 0.3f);
+  auto w3 = random_floats(ffn * hidden, 13, 0.3f);
+  auto w2 = random_floats(hidden * ffn, 14, 0.3f);
+  std::vector<float> scratch(2 * n * ffn, NAN);
+  std::vector<float> out(n * hidden, NAN);
+  cpu::swiglu_expert(x.data(), w1.data(), w3.data(), w2.data(), n, hidden, ffn,
+                     scratch.data(), out.data());
+  auto g = matmul_nt_f64(x, w1, n, hidden, ffn);
+  auto u = matmul_nt_f64(x, w3, n, hidden, ffn);
+  std::vector<double> want(n * hidden, 0.0);
+  for (int64_t r = 0; r < n; ++r)
+    for (int64_t o = 0; o < hidden; ++o) {
+      double acc = 0;
+      for (int64_t j = 0; j < ffn; ++j) {
+        double a = g[r * ffn + j];
+        acc += a / (1 + std::exp(-a)) * u[r * ffn + j] * w2[o * ffn + j];
+      }
+      want[r * hidden + o] = acc;
+    }
+  CAF_CHECK_LESS(rel_error(out, want), 1e-6);
+}
+
+CAF_TEST(argmax returns the first maximum) {
+  std::vector<float> x{1, 5, 3, 5};
+  CAF_CHECK_EQUAL(cpu::argmax(x.data(), 4), 1);
+  CAF_CHECK_EQUAL(cpu::argmax(x.data(), 1), 0);
+}
