@@ -1,7 +1,7 @@
 #pragma once
 
-// Every test file includes this instead of caf/test/dsl.hpp directly: CAF 0.17.6's DSL uses a
-// FAIL macro it never defines.
+// Every test file includes this instead of caf/test/dsl.hpp directly: CAF
+// 0.17.6's DSL uses a FAIL macro it never defines.
 #ifndef FAIL
 #  define FAIL(msg) CAF_FAIL(msg)
 #endif

@@ -1,0 +1,58 @@
+#include "actors/expert.hpp"
+
+#include "base/error.hpp"
+#include "model/forward.hpp"
+
+namespace volt {
+
+namespace {
+
+caf::error check_batch(const expert_weights& w, const expert_batch& batch) {
+  const auto& cfg = w.config();
+  auto fail = [](std::string why) {
+    return make_volt_error(volt_errc::invalid_request,
+                           "expert batch: " + std::move(why));
+  };
+  if (batch.layer >= cfg.num_hidden_layers)
+    return fail("layer " + std::to_string(batch.layer)
+                + " is outside the model ("
+                + std::to_string(cfg.num_hidden_layers) + " layers)");
+  if (batch.expert_ids.size() != batch.row_counts.size())
+    return fail(std::to_string(batch.expert_ids.size()) + " expert ids but "
+                + std::to_string(batch.row_counts.size()) + " row counts");
+  uint64_t rows = 0;
+  for (auto c : batch.row_counts)
+    rows += c;
+  if (auto err = check_wire_tensor(
+        batch.rows, dtype::f32, {static_cast<int64_t>(rows), cfg.hidden_size},
+        "expert batch: rows"))
+    return err;
+  for (auto id : batch.expert_ids)
+    if (w.find(batch.layer, id) == nullptr)
+      return make_volt_error(volt_errc::missing_expert,
+                             "expert batch: expert " + std::to_string(id)
+                               + " is not hosted by this actor");
+  return caf::none;
+}
+
+} // namespace
+
+expert_actor::behavior_type
+expert(expert_actor::pointer, std::shared_ptr<const expert_weights> weights) {
+  return {
+    [weights](const expert_batch& batch) -> caf::result<wire_tensor> {
+      if (auto err = check_batch(*weights, batch))
+        return err;
+      std::vector<float> rows;
+      unpack_f32(batch.rows, rows);
+      std::vector<float> out(rows.size());
+      if (auto err = run_experts(*weights, batch.layer, batch.expert_ids,
+                                 batch.row_counts, rows.data(), out.data()))
+        return err;
+      return pack_f32(out.data(), batch.rows.shape);
+    },
+    [weights](hosted_atom) { return weights->ids(); },
+  };
+}
+
+} // namespace volt

@@ -1,0 +1,88 @@
+#pragma once
+
+// Message payloads exchanged by Volt's actors. Tensors travel as `wire_tensor`
+// (shape + raw bytes) so that the same messages work in one process and across
+// nodes.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "caf/meta/type_name.hpp"
+#include "net/wire_tensor.hpp"
+
+namespace volt {
+
+/// A client's generation request.
+struct generate_request {
+  /// Prompt token ids, each in [0, vocab).
+  std::vector<int32_t> prompt;
+  /// Upper bound on generated tokens; generation also stops at EOS or the
+  /// context limit.
+  uint32_t max_new_tokens = 16;
+  /// Keep generating past the EOS token.
+  bool ignore_eos = false;
+  /// Also return the logits at every prompt position.
+  bool return_all_logits = false;
+  /// Also return the top-k experts chosen per layer for every prompt token.
+  bool return_routing = false;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, generate_request& x) {
+  return f(caf::meta::type_name("volt.generate_request"), x.prompt,
+           x.max_new_tokens, x.ignore_eos, x.return_all_logits,
+           x.return_routing);
+}
+
+/// The answer to a `generate_request`.
+struct generate_result {
+  std::vector<int32_t> new_tokens;
+  /// Logits at the last prompt position: f32 [vocab].
+  wire_tensor last_logits;
+  /// Logits at every prompt position when asked: f32 [n_prompt, vocab].
+  wire_tensor all_logits;
+  /// Experts per layer and prompt token when asked: i32 [n_layers, n_prompt,
+  /// k].
+  wire_tensor routing;
+  /// Why generation stopped: "length", "eos" or "context".
+  std::string finish_reason;
+  double prefill_seconds = 0;
+  double decode_seconds = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, generate_result& x) {
+  return f(caf::meta::type_name("volt.generate_result"), x.new_tokens,
+           x.last_logits, x.all_logits, x.routing, x.finish_reason,
+           x.prefill_seconds, x.decode_seconds);
+}
+
+/// The router's decision for a batch of token rows of one layer.
+struct routing_result {
+  wire_tensor topk_ids; // i32 [n, k]
+  wire_tensor topk_weights; // f32 [n, k]
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, routing_result& x) {
+  return f(caf::meta::type_name("volt.routing_result"), x.topk_ids,
+           x.topk_weights);
+}
+
+/// Token rows of one layer for the experts one actor hosts, grouped by expert:
+/// rows [offset_i, offset_i + row_counts[i]) go through expert_ids[i].
+struct expert_batch {
+  uint32_t layer = 0;
+  std::vector<uint32_t> expert_ids;
+  std::vector<uint32_t> row_counts;
+  wire_tensor rows; // f32 [sum(row_counts), hidden]
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, expert_batch& x) {
+  return f(caf::meta::type_name("volt.expert_batch"), x.layer, x.expert_ids,
+           x.row_counts, x.rows);
+}
+
+} // namespace volt

@@ -1,0 +1,59 @@
+#pragma once
+
+// The one CAF type-ID block of Volt: every message type, atom and typed actor
+// interface. Load it with `cfg.add_message_types<caf::id_block::volt>()` in
+// every actor system.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "actors/messages.hpp"
+#include "caf/type_id.hpp"
+#include "caf/typed_actor.hpp"
+#include "caf/replies_to.hpp"
+
+CAF_BEGIN_TYPE_ID_BLOCK(volt, caf::first_custom_type_id)
+
+  CAF_ADD_TYPE_ID(volt, (volt::wire_tensor))
+  CAF_ADD_TYPE_ID(volt, (volt::generate_request))
+  CAF_ADD_TYPE_ID(volt, (volt::generate_result))
+  CAF_ADD_TYPE_ID(volt, (volt::routing_result))
+  CAF_ADD_TYPE_ID(volt, (volt::expert_batch))
+  CAF_ADD_TYPE_ID(volt, (std::vector<uint32_t>))
+  CAF_ADD_TYPE_ID(volt, (std::vector<int32_t>))
+
+  /// Asks the engine to generate tokens for a prompt.
+  CAF_ADD_ATOM(volt, volt, generate_atom, "generate")
+  /// Asks the gating actor to route a layer's token rows.
+  CAF_ADD_ATOM(volt, volt, route_atom, "route")
+  /// Asks an expert actor which experts it hosts.
+  CAF_ADD_ATOM(volt, volt, hosted_atom, "hosted")
+  /// Asks an actor for a one-line status summary.
+  CAF_ADD_ATOM(volt, volt, status_atom, "status")
+
+  // Typed actor interfaces; declared inside the block because they use its
+  // atoms.
+  namespace volt {
+
+  /// Owns requests and the layer loop; answers clients.
+  using engine_actor = caf::typed_actor<
+    caf::replies_to<generate_atom, generate_request>::with<generate_result>,
+    caf::replies_to<status_atom>::with<std::string>>;
+
+  /// Holds the routers of every layer; turns hidden rows into top-k experts.
+  using gating_actor = caf::typed_actor<
+    caf::replies_to<route_atom, uint32_t, wire_tensor>::with<routing_result>>;
+
+  /// Hosts experts of every layer; runs their FFN over batches of rows.
+  using expert_actor = caf::typed_actor<
+    caf::replies_to<expert_batch>::with<wire_tensor>,
+    caf::replies_to<hosted_atom>::with<std::vector<uint32_t>>>;
+
+  } // namespace volt
+
+  CAF_ADD_TYPE_ID(volt, (volt::engine_actor))
+  CAF_ADD_TYPE_ID(volt, (volt::gating_actor))
+  CAF_ADD_TYPE_ID(volt, (volt::expert_actor))
+
+CAF_END_TYPE_ID_BLOCK(volt)

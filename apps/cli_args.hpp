@@ -1,0 +1,54 @@
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "base/log.hpp"
+#include "caf/expected.hpp"
+
+namespace volt {
+
+/// A flag a subcommand accepts.
+struct flag_spec {
+  std::string name; // without the leading "--"
+  bool takes_value; // false: a switch such as --json
+  std::string help; // one line for --help
+};
+
+/// Parsed command-line flags of one subcommand.
+class cli_args {
+public:
+  /// Parses `--name value`, `--name=value` and switches; an unknown flag, a
+  /// missing value or a stray positional argument is an error naming it (with a
+  /// suggestion when close).
+  static caf::expected<cli_args> parse(const std::vector<std::string>& args,
+                                       const std::vector<flag_spec>& specs);
+
+  bool has(const std::string& name) const;
+
+  /// The flag's value, or `fallback` when absent.
+  std::string get(const std::string& name,
+                  const std::string& fallback = "") const;
+
+  /// The flag's value as an integer in [lo, hi]; errors name the flag.
+  caf::expected<int64_t> get_int(const std::string& name, int64_t fallback,
+                                 int64_t lo, int64_t hi) const;
+
+  /// The flag's value as a comma-separated list of integers in [lo, hi].
+  caf::expected<std::vector<int64_t>>
+  get_int_list(const std::string& name, int64_t lo, int64_t hi) const;
+
+private:
+  std::map<std::string, std::string> values_;
+};
+
+/// Sets the log threshold from --log-level, or to `fallback` when the flag is
+/// absent.
+caf::error apply_log_level(const cli_args& args, log_level fallback);
+
+/// Renders the flags as help lines.
+std::string render_flags(const std::vector<flag_spec>& specs);
+
+} // namespace volt

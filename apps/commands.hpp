@@ -1,0 +1,22 @@
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "caf/error.hpp"
+
+namespace volt {
+
+/// `volt-node generate ...`: one generation on an in-process standalone node.
+int run_generate_command(const std::vector<std::string>& args);
+
+/// `volt-node --config FILE.toml`: runs a node in the role its configuration
+/// names until SIGINT or SIGTERM.
+int run_node_command(const std::vector<std::string>& args);
+
+/// Prints `err` as one line "volt-node: <what>" to stderr and returns the exit
+/// code for it: 2 for bad input (config, checkpoint, flags, requests), 1
+/// otherwise.
+int report_error(const caf::error& err);
+
+} // namespace volt

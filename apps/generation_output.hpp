@@ -1,0 +1,20 @@
+#pragma once
+
+#include <string>
+
+#include "actors/messages.hpp"
+
+namespace volt {
+
+/// Renders a generation as one JSON object: new_tokens, logits (last prompt
+/// position), finish_reason, timings, and all_logits / router_topk when the
+/// request asked for them. Floats are printed with 9 significant digits, which
+/// round-trips float32 exactly.
+std::string generation_to_json(const generate_request& req,
+                               const generate_result& res);
+
+/// Renders a generation for a person: tokens, then prefill and decode speed.
+std::string generation_to_text(const generate_request& req,
+                               const generate_result& res);
+
+} // namespace volt

@@ -1,0 +1,177 @@
+#include "model/forward.hpp"
+
+#include <string>
+
+#include "base/error.hpp"
+#include "gpu/cpu/cpu_ops.hpp"
+
+namespace volt {
+
+void embed(const dense_weights& w, const step_batch& batch,
+           std::vector<float>& hidden) {
+  const auto h = w.config.hidden_size;
+  hidden.resize(static_cast<size_t>(batch.size() * h));
+  cpu::embedding(w.embed_tokens.data, h, batch.token_ids.data(), batch.size(),
+                 hidden.data());
+}
+
+void attention_block(const dense_weights& w, int64_t layer, kv_cache& cache,
+                     const step_batch& batch, std::vector<float>& hidden) {
+  const auto& cfg = w.config;
+  const auto& lw = w.layers[static_cast<size_t>(layer)];
+  const int64_t n = batch.size();
+  const int64_t h = cfg.hidden_size;
+  const int64_t q_dim = cfg.num_attention_heads * cfg.head_dim;
+  const int64_t kv_dim = cfg.num_key_value_heads * cfg.head_dim;
+  std::vector<float> x(static_cast<size_t>(n * h));
+  std::vector<float> q(static_cast<size_t>(n * q_dim));
+  std::vector<float> k(static_cast<size_t>(n * kv_dim));
+  std::vector<float> v(static_cast<size_t>(n * kv_dim));
+  std::vector<float> attn(static_cast<size_t>(n * q_dim));
+  std::vector<float> o(static_cast<size_t>(n * h));
+  cpu::rms_norm(hidden.data(), lw.input_norm.data, n, h,
+                static_cast<float>(cfg.rms_norm_eps), x.data());
+  cpu::matmul_nt(x.data(), lw.q_proj.data, n, h, q_dim, q.data());
+  cpu::matmul_nt(x.data(), lw.k_proj.data, n, h, kv_dim, k.data());
+  cpu::matmul_nt(x.data(), lw.v_proj.data, n, h, kv_dim, v.data());
+  cpu::rope(q.data(), batch.positions.data(), n, cfg.num_attention_heads,
+            cfg.head_dim, cfg.rope_theta);
+  cpu::rope(k.data(), batch.positions.data(), n, cfg.num_key_value_heads,
+            cfg.head_dim, cfg.rope_theta);
+  auto pages = cache.layer(layer);
+  attention_dims dims{cfg.num_attention_heads, cfg.num_key_value_heads,
+                      cfg.head_dim, cfg.sliding_window};
+  for (const auto& seq : batch.sequences) {
+    auto r0 = seq.first_row;
+    const auto* table = seq.block_table->data();
+    cpu::kv_write(pages, table, batch.positions.data() + r0, seq.n_rows,
+                  k.data() + r0 * kv_dim, v.data() + r0 * kv_dim);
+    cpu::paged_attention(q.data() + r0 * q_dim, batch.positions.data() + r0,
+                         seq.n_rows, pages, table, dims,
+                         attn.data() + r0 * q_dim);
+  }
+  cpu::matmul_nt(attn.data(), lw.o_proj.data, n, q_dim, h, o.data());
+  for (size_t i = 0; i < o.size(); ++i)
+    hidden[i] += o[i];
+}
+
+void moe_input(const dense_weights& w, int64_t layer,
+               const std::vector<float>& hidden, std::vector<float>& out) {
+  const auto h = w.config.hidden_size;
+  const auto n = static_cast<int64_t>(hidden.size()) / h;
+  out.resize(hidden.size());
+  cpu::rms_norm(hidden.data(),
+                w.layers[static_cast<size_t>(layer)].post_norm.data, n, h,
+                static_cast<float>(w.config.rms_norm_eps), out.data());
+}
+
+void route(const dense_weights& w, int64_t layer, const float* x, int64_t n,
+           std::vector<int32_t>& topk_ids, std::vector<float>& topk_weights) {
+  const auto& cfg = w.config;
+  const auto e = cfg.num_local_experts;
+  const auto k = cfg.num_experts_per_tok;
+  std::vector<float> logits(static_cast<size_t>(n * e));
+  cpu::matmul_nt(x, w.layers[static_cast<size_t>(layer)].gate.data, n,
+                 cfg.hidden_size, e, logits.data());
+  topk_ids.resize(static_cast<size_t>(n * k));
+  topk_weights.resize(static_cast<size_t>(n * k));
+  cpu::topk_gating(logits.data(), n, e, k, topk_ids.data(),
+                   topk_weights.data());
+}
+
+dispatch_plan plan_dispatch(const std::vector<int32_t>& topk_ids, int64_t n,
+                            int64_t k, int64_t n_experts) {
+  // Counting sort by expert: stable, so tokens stay ascending within each
+  // expert.
+  std::vector<uint32_t> counts(static_cast<size_t>(n_experts), 0);
+  for (auto id : topk_ids)
+    ++counts[static_cast<size_t>(id)];
+  std::vector<uint32_t> offsets(counts.size(), 0);
+  dispatch_plan plan;
+  uint32_t total = 0;
+  for (size_t e = 0; e < counts.size(); ++e) {
+    offsets[e] = total;
+    total += counts[e];
+    if (counts[e] > 0) {
+      plan.expert_ids.push_back(static_cast<uint32_t>(e));
+      plan.row_counts.push_back(counts[e]);
+    }
+  }
+  plan.row_token.resize(static_cast<size_t>(n * k));
+  plan.row_slot.resize(static_cast<size_t>(n * k));
+  for (int64_t t = 0; t < n; ++t)
+    for (int64_t j = 0; j < k; ++j) {
+      auto e = static_cast<size_t>(topk_ids[static_cast<size_t>(t * k + j)]);
+      auto row = offsets[e]++;
+      plan.row_token[row] = static_cast<int32_t>(t);
+      plan.row_slot[row] = static_cast<int32_t>(j);
+    }
+  return plan;
+}
+
+caf::error run_experts(const expert_weights& experts, int64_t layer,
+                       const std::vector<uint32_t>& expert_ids,
+                       const std::vector<uint32_t>& row_counts,
+                       const float* rows, float* out) {
+  const auto& cfg = experts.config();
+  const int64_t h = cfg.hidden_size;
+  const int64_t ffn = cfg.intermediate_size;
+  std::vector<float> scratch;
+  int64_t offset = 0;
+  for (size_t i = 0; i < expert_ids.size(); ++i) {
+    const auto* w = experts.find(layer, expert_ids[i]);
+    if (w == nullptr)
+      return make_volt_error(volt_errc::missing_expert,
+                             "expert " + std::to_string(expert_ids[i])
+                               + " of layer " + std::to_string(layer)
+                               + " is not hosted here");
+    const int64_t n = row_counts[i];
+    scratch.resize(static_cast<size_t>(2 * n * ffn));
+    cpu::swiglu_expert(rows + offset * h, w->w1.data, w->w3.data, w->w2.data, n,
+                       h, ffn, scratch.data(), out + offset * h);
+    offset += n;
+  }
+  return caf::none;
+}
+
+void combine(const dispatch_plan& plan, const std::vector<float>& topk_weights,
+             int64_t k, const float* expert_out, int64_t hidden_size,
+             std::vector<float>& hidden) {
+  const auto n = static_cast<int64_t>(hidden.size()) / hidden_size;
+  // Row of expert output for each (token, slot), then a fixed-order sum per
+  // token.
+  std::vector<int64_t> row_of(static_cast<size_t>(n * k));
+  for (size_t row = 0; row < plan.row_token.size(); ++row)
+    row_of[static_cast<size_t>(plan.row_token[row] * k + plan.row_slot[row])]
+      = static_cast<int64_t>(row);
+  std::vector<float> acc(static_cast<size_t>(hidden_size));
+  for (int64_t t = 0; t < n; ++t) {
+    std::fill(acc.begin(), acc.end(), 0.0f);
+    for (int64_t j = 0; j < k; ++j) {
+      const float wgt = topk_weights[static_cast<size_t>(t * k + j)];
+      const float* y = expert_out
+                       + row_of[static_cast<size_t>(t * k + j)] * hidden_size;
+      for (int64_t i = 0; i < hidden_size; ++i)
+        acc[i] += wgt * y[i];
+    }
+    float* dst = hidden.data() + t * hidden_size;
+    for (int64_t i = 0; i < hidden_size; ++i)
+      dst[i] += acc[i];
+  }
+}
+
+void final_logits(const dense_weights& w, const std::vector<float>& hidden,
+                  const std::vector<int64_t>& rows,
+                  std::vector<float>& logits) {
+  const auto& cfg = w.config;
+  const int64_t h = cfg.hidden_size;
+  const auto m = static_cast<int64_t>(rows.size());
+  std::vector<float> x(static_cast<size_t>(m * h));
+  for (int64_t i = 0; i < m; ++i)
+    cpu::rms_norm(hidden.data() + rows[i] * h, w.final_norm.data, 1, h,
+                  static_cast<float>(cfg.rms_norm_eps), x.data() + i * h);
+  logits.resize(static_cast<size_t>(m * cfg.vocab_size));
+  cpu::matmul_nt(x.data(), w.lm_head.data, m, h, cfg.vocab_size, logits.data());
+}
+
+} // namespace volt

@@ -1,0 +1,80 @@
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "gpu/ops.hpp"
+
+namespace volt {
+
+/// A fixed pool of KV pages for every layer of a model, plus the free list that
+/// hands them out. A page holds `page_size` token slots of K and V for all KV
+/// heads, in the layout of `kv_pages`; page p of every layer belongs to the
+/// same sequence, so one page table serves all layers. The allocation policy
+/// (sharing, copy-on-write, eviction) sits above this class.
+class kv_cache {
+public:
+  /// Creates `num_pages` pages for `n_layers` layers. Memory is reserved up
+  /// front so that running out shows at start, not mid-request.
+  kv_cache(int64_t n_layers, int64_t n_kv_heads, int64_t head_dim,
+           int64_t page_size, int64_t num_pages);
+
+  /// Returns the storage view of `layer`.
+  kv_pages layer(int64_t layer);
+
+  /// Takes a free page; returns -1 when none is left.
+  int32_t allocate();
+
+  /// Returns `page` to the free list.
+  void release(int32_t page);
+
+  /// Number of pages not handed out.
+  int64_t free_pages() const {
+    return static_cast<int64_t>(free_.size());
+  }
+
+  int64_t num_pages() const {
+    return num_pages_;
+  }
+
+  int64_t page_size() const {
+    return page_size_;
+  }
+
+  /// Pages needed to hold `n_tokens` tokens.
+  int64_t pages_for(int64_t n_tokens) const {
+    return (n_tokens + page_size_ - 1) / page_size_;
+  }
+
+  /// Bytes of K and V storage for all layers.
+  size_t bytes() const {
+    return sizeof(float) * (k_.size() + v_.size());
+  }
+
+private:
+  int64_t n_layers_;
+  int64_t n_kv_heads_;
+  int64_t head_dim_;
+  int64_t page_size_;
+  int64_t num_pages_;
+  std::vector<float>
+    k_; // [n_layers, num_pages, page_size, n_kv_heads, head_dim]
+  std::vector<float> v_; // same shape as k_
+  std::vector<int32_t> free_;
+};
+
+/// The pages of one sequence: block_table[i] holds token positions
+/// [i * page_size, (i + 1) * page_size).
+struct sequence_pages {
+  std::vector<int32_t> block_table;
+
+  /// Grows the table to cover `n_tokens` tokens; false (and no change) when the
+  /// cache has too few free pages.
+  bool reserve(kv_cache& cache, int64_t n_tokens);
+
+  /// Hands every page back.
+  void release(kv_cache& cache);
+};
+
+} // namespace volt

@@ -1,0 +1,72 @@
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "caf/expected.hpp"
+#include "model/checkpoint.hpp"
+#include "model/model_config.hpp"
+
+namespace volt {
+
+/// The non-expert weights of one decoder layer.
+struct dense_layer_weights {
+  f32_tensor input_norm; // [hidden]
+  f32_tensor q_proj; // [n_heads * head_dim, hidden]
+  f32_tensor k_proj; // [n_kv_heads * head_dim, hidden]
+  f32_tensor v_proj; // [n_kv_heads * head_dim, hidden]
+  f32_tensor o_proj; // [hidden, n_heads * head_dim]
+  f32_tensor post_norm; // [hidden]
+  f32_tensor gate; // [n_experts, hidden], the router
+};
+
+/// The weights a router (or standalone) node needs: embeddings, attention,
+/// norms, routers and lm_head. Experts live elsewhere (`expert_weights`).
+struct dense_weights {
+  model_config config;
+  f32_tensor embed_tokens; // [vocab, hidden]
+  std::vector<dense_layer_weights> layers;
+  f32_tensor final_norm; // [hidden]
+  f32_tensor lm_head; // [vocab, hidden]; embed_tokens when tied
+
+  /// Loads them from `ckpt` after checking that every tensor is present.
+  static caf::expected<std::shared_ptr<const dense_weights>>
+  load(const checkpoint& ckpt);
+};
+
+/// The FFN weights of one expert in one layer.
+struct expert_ffn_weights {
+  f32_tensor w1; // [ffn, hidden]
+  f32_tensor w3; // [ffn, hidden]
+  f32_tensor w2; // [hidden, ffn]
+};
+
+/// The weights of the experts one actor hosts, for every layer.
+class expert_weights {
+public:
+  /// Loads the experts `ids` of every layer; a worker touches no other tensor.
+  static caf::expected<std::shared_ptr<const expert_weights>>
+  load(const checkpoint& ckpt, const std::vector<uint32_t>& ids);
+
+  const model_config& config() const {
+    return config_;
+  }
+
+  /// Hosted expert ids, ascending.
+  const std::vector<uint32_t>& ids() const {
+    return ids_;
+  }
+
+  /// Returns the weights of expert `id` in `layer`, or nullptr if not hosted
+  /// here.
+  const expert_ffn_weights* find(int64_t layer, uint32_t id) const;
+
+private:
+  model_config config_;
+  std::vector<uint32_t> ids_;
+  std::vector<int32_t> slot_of_id_; // [n_experts], -1 when not hosted
+  std::vector<expert_ffn_weights> by_layer_slot_; // [n_layers, ids_.size()]
+};
+
+} // namespace volt

@@ -1,0 +1,166 @@
+#define CAF_SUITE actors.expert_gating
+
+// The expert and gating actors on CAF's deterministic test scheduler: correct
+// answers, and an error reply (never a crash) for every malformed message,
+// since these bytes may come from another node.
+
+#include <optional>
+
+#include "actors/expert.hpp"
+#include "actors/gating.hpp"
+#include "gpu/cpu/cpu_ops.hpp"
+#include "tests/model/checkpoint_writer.hpp"
+#include "tests/test_dsl.hpp"
+
+using namespace volt;
+using namespace volt::test;
+
+namespace {
+
+struct config : caf::actor_system_config {
+  config() {
+    add_message_types<caf::id_block::volt>();
+  }
+};
+
+struct fixture : test_coordinator_fixture<config> {
+  fixture() {
+    auto opened = checkpoint::open(tiny_mixtral_dir());
+    if (!opened)
+      CAF_FAIL(describe(opened.error()));
+    ckpt = std::move(*opened);
+    experts = *expert_weights::load(*ckpt, {1, 4, 6});
+    dense = *dense_weights::load(*ckpt);
+    expert_handle = sys.spawn(expert, experts);
+    gating_handle = sys.spawn(gating, dense);
+  }
+
+  /// Sends `xs` to `dest` as a request, runs the scheduler, returns the answer.
+  template <class T, class Handle, class... Ts>
+  caf::expected<T> ask(const Handle& dest, Ts&&... xs) {
+    caf::expected<T> result{caf::error{}};
+    auto rh = self->request(dest, caf::infinite, std::forward<Ts>(xs)...);
+    run();
+    rh.receive([&](T& x) { result = std::move(x); },
+               [&](caf::error& err) { result = std::move(err); });
+    return result;
+  }
+
+  std::vector<float> rows(int64_t n) {
+    uint64_t state = 99;
+    return random_floats(static_cast<size_t>(n * 64), state, 1.0f);
+  }
+
+  std::optional<checkpoint> ckpt;
+  std::shared_ptr<const expert_weights> experts;
+  std::shared_ptr<const dense_weights> dense;
+  expert_actor expert_handle;
+  gating_actor gating_handle;
+};
+
+} // namespace
+
+CAF_TEST_FIXTURE_SCOPE(expert_gating_tests, fixture)
+
+CAF_TEST(the expert actor reports what it hosts) {
+  auto ids = ask<std::vector<uint32_t>>(expert_handle, hosted_atom_v);
+  CAF_REQUIRE(ids);
+  CAF_CHECK_EQUAL(*ids, std::vector<uint32_t>({1, 4, 6}));
+}
+
+CAF_TEST(the expert actor computes each expert over its rows) {
+  auto x = rows(5);
+  expert_batch batch{1, {4, 6}, {2, 3}, pack_f32(x.data(), {5, 64})};
+  auto out = ask<wire_tensor>(expert_handle, batch);
+  CAF_REQUIRE(out);
+  CAF_REQUIRE(!check_wire_tensor(*out, dtype::f32, {5, 64}, "out"));
+  std::vector<float> got;
+  unpack_f32(*out, got);
+  std::vector<float> want(5 * 64);
+  std::vector<float> scratch(2 * 3 * 128);
+  uint32_t ids[] = {4, 6};
+  int64_t counts[] = {2, 3};
+  int64_t offset = 0;
+  for (int i = 0; i < 2; ++i) {
+    const auto* w = experts->find(1, ids[i]);
+    cpu::swiglu_expert(x.data() + offset * 64, w->w1.data, w->w3.data,
+                       w->w2.data, counts[i], 64, 128, scratch.data(),
+                       want.data() + offset * 64);
+    offset += counts[i];
+  }
+  CAF_CHECK_EQUAL(got, want);
+}
+
+CAF_TEST(malformed expert batches get error replies) {
+  auto x = rows(3);
+  auto good = pack_f32(x.data(), {3, 64});
+  struct bad_case {
+    expert_batch batch;
+    caf::error code;
+    std::string fragment;
+  };
+  auto wrong_bytes = good;
+  wrong_bytes.bytes.pop_back();
+  auto wrong_dtype = good;
+  wrong_dtype.type = static_cast<uint8_t>(dtype::bf16);
+  auto huge = good;
+  huge.shape = {int64_t{1} << 40, int64_t{1} << 40};
+  std::vector<bad_case> cases = {
+    {{9, {1}, {3}, good}, volt_errc::invalid_request, "layer 9"},
+    {{0, {1, 4}, {3}, good}, volt_errc::invalid_request, "row counts"},
+    {{0, {1}, {2}, good}, volt_errc::invalid_request, "shape"},
+    {{0, {1}, {3}, wrong_bytes}, volt_errc::invalid_request, "bytes"},
+    {{0, {1}, {3}, wrong_dtype}, volt_errc::invalid_request, "dtype"},
+    {{0, {1}, {3}, huge}, volt_errc::invalid_request, "shape"},
+    {{0, {2}, {3}, good}, volt_errc::missing_expert, "expert 2"},
+    {{0, {4000000000u}, {3}, good},
+     volt_errc::missing_expert,
+     "expert 4000000000"},
+  };
+  for (auto& c : cases) {
+    auto out = ask<wire_tensor>(expert_handle, c.batch);
+    CAF_REQUIRE(!out);
+    CAF_CHECK(out.error() == c.code);
+    CAF_CHECK_NOT_EQUAL(describe(out.error()).find(c.fragment),
+                        std::string::npos);
+  }
+  // Still serving after all that.
+  CAF_CHECK(ask<wire_tensor>(expert_handle, expert_batch{0, {1}, {3}, good}));
+}
+
+CAF_TEST(the gating actor returns renormalised top - k experts) {
+  auto x = rows(4);
+  auto res = ask<routing_result>(gating_handle, route_atom_v, uint32_t{1},
+                                 pack_f32(x.data(), {4, 64}));
+  CAF_REQUIRE(res);
+  std::vector<int32_t> ids;
+  std::vector<float> w;
+  unpack_i32(res->topk_ids, ids);
+  unpack_f32(res->topk_weights, w);
+  CAF_REQUIRE_EQUAL(ids.size(), 8u);
+  std::vector<float> logits(4 * 8);
+  cpu::matmul_nt(x.data(), dense->layers[1].gate.data, 4, 64, 8, logits.data());
+  std::vector<int32_t> want_ids(8);
+  std::vector<float> want_w(8);
+  cpu::topk_gating(logits.data(), 4, 8, 2, want_ids.data(), want_w.data());
+  CAF_CHECK_EQUAL(ids, want_ids);
+  CAF_CHECK_EQUAL(w, want_w);
+  for (int t = 0; t < 4; ++t)
+    CAF_CHECK_LESS(std::abs(w[2 * t] + w[2 * t + 1] - 1.0f), 1e-6f);
+}
+
+CAF_TEST(malformed routing requests get error replies) {
+  auto x = rows(2);
+  auto bad_layer = ask<routing_result>(gating_handle, route_atom_v, uint32_t{2},
+                                       pack_f32(x.data(), {2, 64}));
+  CAF_REQUIRE(!bad_layer);
+  CAF_CHECK_NOT_EQUAL(describe(bad_layer.error()).find("layer 2"),
+                      std::string::npos);
+  auto bad_width = ask<routing_result>(gating_handle, route_atom_v, uint32_t{0},
+                                       pack_f32(x.data(), {4, 32}));
+  CAF_REQUIRE(!bad_width);
+  CAF_CHECK(bad_width.error() == volt_errc::invalid_request);
+}
+
+CAF_TEST_FIXTURE_SCOPE_END
+()

@@ -1,0 +1,171 @@
+#define CAF_SUITE apps.cli
+
+// volt-node as a user runs it: generation output, exit codes and one-line
+// errors for bad flags, checkpoints, prompts and configuration files, and a
+// node's start and clean stop.
+
+#include <filesystem>
+
+#include "model/json.hpp"
+#include "tests/model/checkpoint_writer.hpp"
+#include "tests/process.hpp"
+#include "tests/test_dsl.hpp"
+
+using namespace volt;
+using namespace volt::test;
+
+namespace {
+
+run_result generate(std::vector<std::string> flags) {
+  std::vector<std::string> argv{volt_node_binary(), "generate"};
+  argv.insert(argv.end(), flags.begin(), flags.end());
+  return run_process(argv);
+}
+
+/// Checks exit code 2 and a single stderr line that contains every fragment.
+void check_bad_input(const run_result& r, std::vector<std::string> fragments) {
+  CAF_CHECK_EQUAL(r.exit_code, 2);
+  CAF_CHECK_EQUAL(std::count(r.err.begin(), r.err.end(), '\n'), 1);
+  for (const auto& f : fragments)
+    if (r.err.find(f) == std::string::npos)
+      CAF_FAIL("stderr '" << r.err << "' lacks '" << f << "'");
+  CAF_CHECK(r.out.empty());
+}
+
+} // namespace
+
+CAF_TEST(generate prints the reference tokens and logits as json) {
+  auto r = generate({"--model", tiny_mixtral_dir(), "--prompt-ids", "203",
+                     "--max-new-tokens", "12", "--json"});
+  CAF_REQUIRE_EQUAL(r.exit_code, 0);
+  auto doc = json::parse(r.out, "stdout");
+  CAF_REQUIRE(doc);
+  std::vector<int64_t> tokens;
+  for (const auto& t : doc->find("new_tokens")->as_array())
+    tokens.push_back(t.as_int64());
+  CAF_CHECK_EQUAL(tokens, std::vector<int64_t>({170, 288, 170, 288, 170, 170,
+                                                288, 170, 288, 170, 170, 288}));
+  CAF_CHECK_EQUAL(doc->find("logits")->size(), 320u);
+  CAF_CHECK_LESS(
+    std::abs(doc->find("logits")->as_array()[0].as_double() - -0.219282), 1e-5);
+}
+
+CAF_TEST(generate prints tokens and speed for a person) {
+  auto r = generate({"--model", tiny_mixtral_dir(), "--prompt-ids", "1,2,3",
+                     "--max-new-tokens", "4"});
+  CAF_REQUIRE_EQUAL(r.exit_code, 0);
+  CAF_CHECK_NOT_EQUAL(r.out.find("new tokens:"), std::string::npos);
+  CAF_CHECK_NOT_EQUAL(r.out.find("tokens/s"), std::string::npos);
+}
+
+CAF_TEST(bad prompts exit with code 2 and one line) {
+  auto model = tiny_mixtral_dir();
+  check_bad_input(generate({"--model", model, "--prompt-ids", "1,320"}),
+                  {"token id 320", "outside [0, 320)"});
+  check_bad_input(generate({"--model", model, "--prompt-ids", "-5"}),
+                  {"token id -5"});
+  check_bad_input(generate({"--model", model, "--prompt-ids", ""}),
+                  {"--prompt-ids"});
+  check_bad_input(generate({"--model", model, "--prompt-ids", "1,,2"}),
+                  {"--prompt-ids"});
+  check_bad_input(generate({"--model", model, "--prompt-ids", "1,x"}),
+                  {"--prompt-ids", "'x'"});
+  std::string long_prompt = "1";
+  for (int i = 0; i < 1024; ++i)
+    long_prompt += ",1";
+  check_bad_input(generate({"--model", model, "--prompt-ids", long_prompt}),
+                  {"1025 tokens exceed the model's context of 1024"});
+}
+
+CAF_TEST(bad flags exit with code 2 and one line) {
+  auto model = tiny_mixtral_dir();
+  check_bad_input(
+    generate({"--model", model, "--prompt-ids", "1", "--max-new-token", "3"}),
+    {"--max-new-token", "did you mean '--max-new-tokens'"});
+  check_bad_input(
+    generate({"--model", model, "--prompt-ids", "1", "--max-new-tokens", "-1"}),
+    {"--max-new-tokens"});
+  check_bad_input(generate({"--model", model, "--prompt-ids"}),
+                  {"--prompt-ids: missing value"});
+  check_bad_input(generate({"--prompt-ids", "1"}), {"--model: missing"});
+  check_bad_input(generate({"--model", model, "--prompt-ids", "1", "stray"}),
+                  {"'stray'"});
+  check_bad_input(run_process({volt_node_binary(), "frobnicate"}),
+                  {"unknown subcommand"});
+}
+
+CAF_TEST(bad checkpoints exit with code 2 and name the file) {
+  temp_dir dir;
+  check_bad_input(generate({"--model", dir.file("nope"), "--prompt-ids", "1"}),
+                  {"nope"});
+  // config.json missing.
+  check_bad_input(generate({"--model", dir.path(), "--prompt-ids", "1"}),
+                  {"config.json"});
+  // Truncated weights.
+  auto cfg = read_text(tiny_mixtral_dir() + "/config.json");
+  auto weights = read_text(tiny_mixtral_dir() + "/model.safetensors");
+  write_text(dir.file("config.json"), cfg);
+  write_text(dir.file("model.safetensors"),
+             weights.substr(0, weights.size() / 2));
+  check_bad_input(generate({"--model", dir.path(), "--prompt-ids", "1"}),
+                  {"model.safetensors"});
+  // Corrupt header.
+  auto corrupt = weights;
+  corrupt[10] = '#';
+  write_text(dir.file("model.safetensors"), corrupt);
+  check_bad_input(generate({"--model", dir.path(), "--prompt-ids", "1"}),
+                  {"model.safetensors"});
+  // A missing tensor.
+  auto tensors = copy_tensors(tiny_mixtral_dir());
+  tensors.erase(
+    std::remove_if(tensors.begin(), tensors.end(),
+                   [](auto& t) {
+                     return t.name == "model.layers.1.self_attn.k_proj.weight";
+                   }),
+    tensors.end());
+  CAF_REQUIRE(!write_safetensors(dir.file("model.safetensors"), tensors));
+  check_bad_input(generate({"--model", dir.path(), "--prompt-ids", "1"}),
+                  {"model.layers.1.self_attn.k_proj.weight"});
+}
+
+CAF_TEST(bad node configuration exits with code 2 and names file and key) {
+  temp_dir dir;
+  auto file = dir.file("node.toml");
+  write_text(
+    file,
+    "[node]\nrole = \"standalone\"\n[network]\nport = 70000\n[model]\npath = \""
+      + tiny_mixtral_dir() + "\"\n");
+  check_bad_input(run_process({volt_node_binary(), "--config", file}),
+                  {"node.toml", "port"});
+  write_text(file, "[node\nrole = 1\n");
+  check_bad_input(run_process({volt_node_binary(), "--config", file}),
+                  {"node.toml:1:"});
+  write_text(
+    file,
+    "[node]\nrole = \"worker\"\n[worker]\nexperts = [0, 9]\n[model]\npath = \""
+      + tiny_mixtral_dir() + "\"\n");
+  check_bad_input(run_process({volt_node_binary(), "--config", file}),
+                  {"node.toml", "[worker] experts", "expert 9"});
+  check_bad_input(
+    run_process({volt_node_binary(), "--config", dir.file("missing.toml")}),
+    {"missing.toml"});
+}
+
+CAF_TEST(a standalone node logs ready and exits 0 on a termination signal) {
+  temp_dir dir;
+  auto file = dir.file("node.toml");
+  write_text(
+    file,
+    "[node]\nid = \"cli-test\"\n[network]\nhost = \"127.0.0.1\"\nport = 7700\n"
+    "[model]\npath = \""
+      + tiny_mixtral_dir() + "\"\n");
+  // The port comes from the environment, overriding the file: pick one unlikely
+  // to be taken.
+  auto port = std::to_string(20000 + (getpid() % 20000));
+  child_process node{{volt_node_binary(), "--config", file},
+                     {"VOLT_NETWORK_PORT=" + port}};
+  CAF_REQUIRE(node.wait_for_stderr("ready", std::chrono::seconds{30}));
+  CAF_CHECK_NOT_EQUAL(node.err().find("127.0.0.1:" + port), std::string::npos);
+  node.signal(SIGTERM);
+  CAF_CHECK_EQUAL(node.wait(std::chrono::seconds{10}), 0);
+}

@@ -1,0 +1,114 @@
+#pragma once
+
+// Runs generations on a standalone node spawned in the test process, with real
+// actors on CAF's threaded scheduler (the deterministic test coordinator cannot
+// follow the engine's chains of requests across actors).
+
+#include <cmath>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "actors/standalone.hpp"
+#include "base/error.hpp"
+#include "caf/actor_system.hpp"
+#include "caf/actor_system_config.hpp"
+#include "caf/scoped_actor.hpp"
+#include "net/actor_system_setup.hpp"
+
+namespace volt::test {
+
+/// An actor system configured as volt-node configures it.
+struct volt_system_config : caf::actor_system_config {
+  volt_system_config() {
+    configure_actor_system(*this);
+  }
+};
+
+/// A standalone node in this process and a client actor to talk to it.
+class engine_harness {
+public:
+  /// Spawns the node's actors for `ckpt`, its experts split over
+  /// `expert_actors` actors.
+  engine_harness(const checkpoint& ckpt, size_t expert_actors = 3,
+                 engine_options opts = {})
+    : sys_(cfg_) {
+    standalone_options options;
+    options.engine = opts;
+    options.expert_actors = expert_actors;
+    auto handle = spawn_standalone(sys_, ckpt, options);
+    if (handle)
+      engine_ = *handle;
+    else
+      spawn_error_ = handle.error();
+  }
+
+  ~engine_harness() {
+    caf::anon_send_exit(engine_, caf::exit_reason::user_shutdown);
+  }
+
+  const caf::error& spawn_error() const {
+    return spawn_error_;
+  }
+
+  engine_actor engine() const {
+    return engine_;
+  }
+
+  caf::actor_system& system() {
+    return sys_;
+  }
+
+  /// Sends one request and waits for its answer.
+  caf::expected<generate_result> generate(const generate_request& req) {
+    caf::scoped_actor self{sys_};
+    caf::expected<generate_result> result{caf::error{}};
+    self->request(engine_, std::chrono::seconds{60}, generate_atom_v, req)
+      .receive([&](generate_result& res) { result = std::move(res); },
+               [&](caf::error& err) { result = std::move(err); });
+    return result;
+  }
+
+private:
+  volt_system_config cfg_;
+  caf::actor_system sys_;
+  engine_actor engine_;
+  caf::error spawn_error_;
+};
+
+/// ‖a − b‖ / ‖b‖.
+template <class A, class B>
+double relative_error(const A& a, const B& b) {
+  double num = 0;
+  double den = 0;
+  for (size_t i = 0; i < b.size(); ++i) {
+    double d = static_cast<double>(a[i]) - static_cast<double>(b[i]);
+    num += d * d;
+    den += static_cast<double>(b[i]) * static_cast<double>(b[i]);
+  }
+  return std::sqrt(num / den);
+}
+
+/// Renders a small positive number for test messages (CAF's stream shows 6
+/// fixed decimals).
+inline std::string sci(double x) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.2e", x);
+  return buf;
+}
+
+/// The floats of an f32 wire tensor.
+inline std::vector<float> floats_of(const wire_tensor& t) {
+  std::vector<float> out;
+  unpack_f32(t, out);
+  return out;
+}
+
+/// The int32 values of an i32 wire tensor.
+inline std::vector<int32_t> ints_of(const wire_tensor& t) {
+  std::vector<int32_t> out;
+  unpack_i32(t, out);
+  return out;
+}
+
+} // namespace volt::test
