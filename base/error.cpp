@@ -7,16 +7,11 @@ namespace volt {
 
 std::string to_string(volt_errc x) {
   switch (x) {
-    case volt_errc::invalid_config:
-      return "invalid_config";
-    case volt_errc::invalid_checkpoint:
-      return "invalid_checkpoint";
-    case volt_errc::invalid_request:
-      return "invalid_request";
-    case volt_errc::missing_expert:
-      return "missing_expert";
-    case volt_errc::internal:
-      return "internal";
+    case volt_errc::invalid_config: return "invalid_config";
+    case volt_errc::invalid_checkpoint: return "invalid_checkpoint";
+    case volt_errc::invalid_request: return "invalid_request";
+    case volt_errc::missing_expert: return "missing_expert";
+    case volt_errc::internal: return "internal";
   }
   return "volt_errc(" + std::to_string(static_cast<int>(x)) + ")";
 }

@@ -10,12 +10,13 @@
 
 namespace volt {
 
-/// Error codes of Volt; every error also carries a one-line, human-readable context string
-/// that names the file, key, tensor or field at fault.
+/// Error codes of Volt; every error also carries a one-line, human-readable
+/// context string that names the file, key, tensor or field at fault.
 enum class volt_errc : uint8_t {
   /// A TOML file, an environment override or a command-line flag is wrong.
   invalid_config = 1,
-  /// A checkpoint folder, config.json or safetensors file is missing or malformed.
+  /// A checkpoint folder, config.json or safetensors file is missing or
+  /// malformed.
   invalid_checkpoint,
   /// A client request is malformed (bad token id, empty prompt, too long).
   invalid_request,
@@ -31,11 +32,12 @@ std::string to_string(volt_errc x);
 /// Creates an error with code `code` and the one-line description `what`.
 caf::error make_volt_error(volt_errc code, std::string what);
 
-/// Renders `err` as the one line that users see: the context string for our own errors, CAF's
-/// rendering otherwise.
+/// Renders `err` as the one line that users see: the context string for our own
+/// errors, CAF's rendering otherwise.
 std::string describe(const caf::error& err);
 
-/// Process exit code for errors caused by bad input (config, checkpoint, flags, requests).
+/// Process exit code for errors caused by bad input (config, checkpoint, flags,
+/// requests).
 constexpr int exit_bad_input = 2;
 
 } // namespace volt

@@ -15,16 +15,11 @@ std::mutex output_mutex;
 
 const char* level_name(log_level level) {
   switch (level) {
-    case log_level::debug:
-      return "DEBUG";
-    case log_level::info:
-      return "INFO";
-    case log_level::warning:
-      return "WARN";
-    case log_level::error:
-      return "ERROR";
-    default:
-      return "";
+    case log_level::debug: return "DEBUG";
+    case log_level::info: return "INFO";
+    case log_level::warning: return "WARN";
+    case log_level::error: return "ERROR";
+    default: return "";
   }
 }
 
@@ -56,12 +51,13 @@ void log_line(log_level level, const char* component, const std::string& text) {
   using namespace std::chrono;
   auto now = system_clock::now();
   auto secs = system_clock::to_time_t(now);
-  auto millis = duration_cast<milliseconds>(now.time_since_epoch()).count() % 1000;
+  auto millis = duration_cast<milliseconds>(now.time_since_epoch()).count()
+                % 1000;
   std::tm tm{};
   gmtime_r(&secs, &tm);
   char stamp[32];
-  std::snprintf(stamp, sizeof(stamp), "%02d:%02d:%02d.%03d", tm.tm_hour, tm.tm_min,
-                tm.tm_sec, static_cast<int>(millis));
+  std::snprintf(stamp, sizeof(stamp), "%02d:%02d:%02d.%03d", tm.tm_hour,
+                tm.tm_min, tm.tm_sec, static_cast<int>(millis));
   std::lock_guard<std::mutex> guard{output_mutex};
   std::fprintf(stderr, "%s %-5s %s: %s\n", stamp, level_name(level), component,
                text.c_str());
