@@ -71,6 +71,25 @@ std::string check_workers(const std::vector<std::string>& workers) {
   return {};
 }
 
+std::string check_placement(const std::vector<placement_entry>& entries) {
+  std::set<std::string> nodes;
+  for (size_t i = 0; i < entries.size(); ++i) {
+    auto where = "element " + std::to_string(i) + ": ";
+    if (!parse_endpoint(entries[i].node))
+      return where
+             + "node: expected \"host:port\" with port in [1, 65535], "
+               "got "
+             + quote(entries[i].node);
+    if (!nodes.insert(entries[i].node).second)
+      return where + "node " + quote(entries[i].node) + " is listed twice";
+    if (entries[i].experts.empty())
+      return where + "experts: empty (list the experts to spawn there)";
+    if (auto problem = check_experts(entries[i].experts); !problem.empty())
+      return where + "experts: " + problem;
+  }
+  return {};
+}
+
 std::string check_redis_url(const std::string& url) {
   if (parse_redis_url(url))
     return {};
@@ -89,7 +108,8 @@ const std::vector<config_section>& config_sections() {
     {"network", "Where this node listens for other nodes."},
     {"model", "The checkpoint every role loads."},
     {"worker", "What a worker hosts and where it runs them."},
-    {"router", "Which workers a router connects to in static discovery mode."},
+    {"router", "Which workers a router uses: connected to (static discovery) "
+               "or spawned on (placement)."},
     {"discovery",
      "How a router finds workers: a fixed list or a Redis registry."},
     {"metrics", "The Prometheus endpoint."},
@@ -119,6 +139,12 @@ const std::vector<config_key>& config_keys() {
      "Address this node binds and advertises to other nodes."},
     {"network", "port", field<&node_config::network, &network_section::port>(),
      "TCP port this node listens on for other nodes.", 1, max_port},
+    {"network", "peer_timeout_ms",
+     field<&node_config::network, &network_section::peer_timeout_ms>(),
+     "A peer that sends nothing, not even a heartbeat, for this many "
+     "milliseconds is taken as dead (a frozen process is noticed this fast); "
+     "heartbeats go out every quarter of it.",
+     100, 600000},
     // -- [model]
     // -----------------------------------------------------------------------------
     {"model", "path", field<&node_config::model, &model_section::path>(),
@@ -146,6 +172,17 @@ const std::vector<config_key>& config_keys() {
      "Workers to connect to, each \"host:port\" (IPv6 as \"[::1]:7001\"). A "
      "router in static "
      "discovery mode needs at least one."},
+    {"router", "placement",
+     field<&node_config::router, &router_section::placement, check_placement>(),
+     "Expert actors the router spawns on worker nodes, as [{node = "
+     "\"host:port\", experts = [..]}, ...]; each node loads them from its own "
+     "[model] path. Environment form: \"host:port=0,1;host:port=2,3\".",
+     0, max_expert_id},
+    {"router", "ready_timeout_ms",
+     field<&node_config::router, &router_section::ready_timeout_ms>(),
+     "How long a request waits for every expert to have a live host before it "
+     "fails with an error naming the missing experts, in milliseconds.",
+     0, 3600000},
     // -- [discovery]
     // -------------------------------------------------------------------------
     {"discovery", "mode",
@@ -159,6 +196,20 @@ const std::vector<config_key>& config_keys() {
      "Redis server used when mode is \"redis\", as redis://host:port (port "
      "optional, "
      "default 6379)."},
+    {"discovery", "heartbeat_ms",
+     field<&node_config::discovery, &discovery_section::heartbeat_ms>(),
+     "How often a worker refreshes its Redis registration, in milliseconds.",
+     10, 600000},
+    {"discovery", "ttl_ms",
+     field<&node_config::discovery, &discovery_section::ttl_ms>(),
+     "Lifetime of a worker's Redis registration without a refresh, in "
+     "milliseconds; must exceed heartbeat_ms.",
+     20, 3600000},
+    {"discovery", "poll_ms",
+     field<&node_config::discovery, &discovery_section::poll_ms>(),
+     "How often a router reads the set of registered workers from Redis, in "
+     "milliseconds.",
+     10, 600000},
     // -- [metrics]
     // ---------------------------------------------------------------------------
     {"metrics", "port", field<&node_config::metrics, &metrics_section::port>(),

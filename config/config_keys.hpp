@@ -15,12 +15,19 @@
 namespace volt {
 
 /// The value types a configuration key accepts.
-enum class key_type { integer, string, integer_list, string_list };
+enum class key_type {
+  integer,
+  string,
+  integer_list,
+  string_list,
+  placement_list
+};
 
 /// A key's value once its type has been checked, whether it came from TOML or
 /// the environment.
-using key_value = std::variant<int64_t, std::string, std::vector<int64_t>,
-                               std::vector<std::string>>;
+using key_value
+  = std::variant<int64_t, std::string, std::vector<int64_t>,
+                 std::vector<std::string>, std::vector<placement_entry>>;
 
 /// Reads and writes the node_config field behind one key.
 struct key_access {

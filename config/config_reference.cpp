@@ -17,6 +17,7 @@ std::string type_column(const config_key& key) {
     case key_type::string: return "string";
     case key_type::integer_list: return "array of integers," + range();
     case key_type::string_list: return "array of strings";
+    case key_type::placement_list: return "array of {node, experts} tables";
   }
   return "?";
 }

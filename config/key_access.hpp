@@ -25,6 +25,8 @@ constexpr key_type key_type_of() {
     return key_type::integer_list;
   else if constexpr (std::is_same_v<T, std::vector<std::string>>)
     return key_type::string_list;
+  else if constexpr (std::is_same_v<T, std::vector<placement_entry>>)
+    return key_type::placement_list;
   else if constexpr (std::is_integral_v<T>)
     return key_type::integer;
   else // std::string and enums spelled as strings
@@ -36,6 +38,14 @@ constexpr key_type key_type_of() {
 
 inline key_value to_key_value(uint16_t x) {
   return int64_t{x};
+}
+
+inline key_value to_key_value(uint32_t x) {
+  return int64_t{x};
+}
+
+inline key_value to_key_value(const std::vector<placement_entry>& xs) {
+  return xs;
 }
 
 inline key_value to_key_value(const std::string& x) {
@@ -63,6 +73,17 @@ inline key_value to_key_value(discovery_mode x) {
 
 inline std::string from_key_value(const key_value& v, uint16_t& x) {
   x = static_cast<uint16_t>(std::get<int64_t>(v));
+  return {};
+}
+
+inline std::string from_key_value(const key_value& v, uint32_t& x) {
+  x = static_cast<uint32_t>(std::get<int64_t>(v));
+  return {};
+}
+
+inline std::string from_key_value(const key_value& v,
+                                  std::vector<placement_entry>& xs) {
+  xs = std::get<std::vector<placement_entry>>(v);
   return {};
 }
 

@@ -65,6 +65,8 @@ std::string describe_type(key_type type) {
     case key_type::string: return "a string";
     case key_type::integer_list: return "an array of integers";
     case key_type::string_list: return "an array of strings";
+    case key_type::placement_list:
+      return "an array of tables {node = \"host:port\", experts = [..]}";
   }
   return "a value";
 }
@@ -105,6 +107,12 @@ std::string to_toml_literal(const key_value& value) {
     return quote(*x);
   if (auto xs = std::get_if<std::vector<int64_t>>(&value))
     return list(*xs, [](int64_t x) { return std::to_string(x); });
+  if (auto xs = std::get_if<std::vector<placement_entry>>(&value))
+    return list(*xs, [&](const placement_entry& x) {
+      std::vector<int64_t> ids(x.experts.begin(), x.experts.end());
+      return "{node = " + quote(x.node)
+             + ", experts = " + to_toml_literal(key_value{ids}) + "}";
+    });
   return list(std::get<std::vector<std::string>>(value), quote);
 }
 
@@ -117,6 +125,12 @@ std::string check_range(const config_key& key, const key_value& value) {
       if (out_of_range((*xs)[i]))
         return "element " + std::to_string(i) + ": expected "
                + bounded_integer(key) + ", got " + std::to_string((*xs)[i]);
+  if (auto xs = std::get_if<std::vector<placement_entry>>(&value))
+    for (size_t i = 0; i < xs->size(); ++i)
+      for (auto id : (*xs)[i].experts)
+        if (out_of_range(id))
+          return "element " + std::to_string(i) + ": experts: expected "
+                 + bounded_integer(key) + ", got " + std::to_string(id);
   return {};
 }
 
@@ -150,6 +164,35 @@ std::string from_env_text(const config_key& key, std::string_view text,
           return "expected a comma-separated list of non-empty strings, got "
                  + quote(text);
         xs.emplace_back(item);
+      }
+      out = std::move(xs);
+      return {};
+    }
+    case key_type::placement_list: {
+      // "host:port=0,1,2;host:port=3,4": ';' between nodes, ',' between ids.
+      std::vector<placement_entry> xs;
+      auto bad = [&] {
+        return "expected \"host:port=id,id,...;host:port=...\", got "
+               + quote(text);
+      };
+      size_t begin = 0;
+      while (!trim(text).empty()) {
+        auto semi = text.find(';', begin);
+        auto item = text.substr(begin, semi - begin);
+        auto eq = item.find('=');
+        if (eq == std::string_view::npos || trim(item.substr(0, eq)).empty())
+          return bad();
+        placement_entry entry{std::string{trim(item.substr(0, eq))}, {}};
+        for (auto id : split_commas(item.substr(eq + 1))) {
+          auto x = parse_integer(id);
+          if (!x || *x < key.min || *x > key.max)
+            return bad();
+          entry.experts.push_back(static_cast<uint32_t>(*x));
+        }
+        xs.push_back(std::move(entry));
+        if (semi == std::string_view::npos)
+          break;
+        begin = semi + 1;
       }
       out = std::move(xs);
       return {};

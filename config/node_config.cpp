@@ -34,19 +34,21 @@ caf::error validate(const node_config& cfg) {
       where
       + ": [model] path: must be set for every role (the folder with "
         "config.json and *.safetensors; or set VOLT_MODEL_PATH)");
-  if (cfg.node.role == node_role::worker && cfg.worker.experts.empty())
-    return config_error(
-      where
-      + ": [worker] experts: a worker must host at least one expert "
-        "(or set VOLT_WORKER_EXPERTS)");
+  // A worker without [worker] experts hosts only what routers spawn on it.
   if (cfg.node.role == node_role::router
       && cfg.discovery.mode == discovery_mode::static_list
-      && cfg.router.workers.empty())
+      && cfg.router.workers.empty() && cfg.router.placement.empty())
     return config_error(
       where
       + ": [router] workers: a router with [discovery] mode = "
-        "\"static\" needs at least one worker \"host:port\" (or set "
-        "VOLT_ROUTER_WORKERS)");
+        "\"static\" needs at least one worker \"host:port\" or a [router] "
+        "placement (or set VOLT_ROUTER_WORKERS)");
+  if (cfg.discovery.ttl_ms <= cfg.discovery.heartbeat_ms)
+    return config_error(where + ": [discovery] ttl_ms: "
+                        + std::to_string(cfg.discovery.ttl_ms)
+                        + " must exceed heartbeat_ms ("
+                        + std::to_string(cfg.discovery.heartbeat_ms)
+                        + "), or keys expire between refreshes");
   if (cfg.metrics.port != 0 && cfg.metrics.port == cfg.network.port)
     return config_error(
       where + ": [metrics] port: " + std::to_string(cfg.metrics.port)
@@ -123,6 +125,14 @@ default_node_config(const std::map<std::string, std::string>& env) {
 
 caf::error check_against_model(const node_config& cfg, uint32_t n_experts,
                                const std::string& model_config_file) {
+  for (const auto& entry : cfg.router.placement)
+    for (auto id : entry.experts)
+      if (id >= n_experts)
+        return config_error(origin(cfg) + ": [router] placement: expert "
+                            + std::to_string(id) + " for node " + entry.node
+                            + " is outside the model ("
+                            + std::to_string(n_experts) + " experts in "
+                            + model_config_file + ")");
   for (auto id : cfg.worker.experts)
     if (id >= n_experts)
       return config_error(origin(cfg) + ": [worker] experts: expert "

@@ -54,6 +54,10 @@ struct network_section {
   std::string host = "127.0.0.1";
   /// TCP port, 1..65535. Default: 7700.
   uint16_t port = 7700;
+  /// A peer that sends nothing (not even a heartbeat) for this long is taken
+  /// as dead, in milliseconds; heartbeats go out every quarter of it.
+  /// Default: 1000.
+  uint32_t peer_timeout_ms = 1000;
 };
 
 /// Section `[model]`: the checkpoint.
@@ -73,11 +77,29 @@ struct worker_section {
   std::string device = "cpu";
 };
 
+/// One entry of `[router] placement`: experts the router spawns on a node.
+struct placement_entry {
+  /// The node, as "host:port" of its [network] endpoint.
+  std::string node;
+  /// Global expert ids to spawn there (loaded from that node's [model] path).
+  std::vector<uint32_t> experts;
+
+  friend bool operator==(const placement_entry& x, const placement_entry& y) {
+    return x.node == y.node && x.experts == y.experts;
+  }
+};
+
 /// Section `[router]`: how a router reaches its workers.
 struct router_section {
   /// Workers as "host:port"; a router in static discovery mode needs at least
   /// one. Default: [] (none).
   std::vector<std::string> workers;
+  /// Expert actors to spawn on worker nodes (remote spawning), as
+  /// [{node = "host:port", experts = [..]}, ...]. Default: [] (none).
+  std::vector<placement_entry> placement;
+  /// How long a request waits for every expert to have a live host before it
+  /// fails naming the missing ones, in milliseconds. Default: 30000.
+  uint32_t ready_timeout_ms = 30000;
 };
 
 /// Section `[discovery]`: static list or Redis registry.
@@ -87,6 +109,14 @@ struct discovery_section {
   /// Redis server for mode "redis", as redis://host[:port]. Default:
   /// "redis://127.0.0.1:6379".
   std::string redis_url = "redis://127.0.0.1:6379";
+  /// How often a worker refreshes its Redis key, in milliseconds. Default: 500.
+  uint32_t heartbeat_ms = 500;
+  /// Lifetime of a worker's Redis key without a refresh, in milliseconds; must
+  /// exceed heartbeat_ms. Default: 3000.
+  uint32_t ttl_ms = 3000;
+  /// How often a router reads the worker set from Redis, in milliseconds.
+  /// Default: 250.
+  uint32_t poll_ms = 250;
 };
 
 /// Section `[metrics]`: the Prometheus endpoint.

@@ -1,6 +1,7 @@
 // Reads a TOML document into node_config through the key table.
 
 #include <algorithm>
+#include <limits>
 #include <string_view>
 #include <tuple>
 #include <vector>
@@ -53,6 +54,56 @@ std::string one_line(std::string_view text) {
   return result;
 }
 
+/// Reads [{node = "host:port", experts = [..]}, ...] (inline tables or
+/// [[router.placement]] blocks).
+std::string placement_from_toml(const toml::node& node, key_value& out) {
+  const char* shape = "an array of tables {node = \"host:port\", experts = "
+                      "[..]}";
+  if (!node.is_array())
+    return std::string{"expected "} + shape + ", got "
+           + describe_toml_type(node.type());
+  std::vector<placement_entry> entries;
+  const auto& items = *node.as_array();
+  for (size_t i = 0; i < items.size(); ++i) {
+    auto where = "element " + std::to_string(i) + ": ";
+    const auto* table = items.get(i)->as_table();
+    if (table == nullptr)
+      return where
+             + "expected a table {node = \"host:port\", experts = "
+               "[..]}, got "
+             + describe_toml_type(items.get(i)->type());
+    placement_entry entry;
+    for (auto&& [key, value] : *table) {
+      if (key.str() == "node" && value.is_string()) {
+        entry.node = value.as_string()->get();
+      } else if (key.str() == "experts" && value.is_array()) {
+        for (auto&& id : *value.as_array()) {
+          if (!id.is_integer())
+            return where + "experts: expected integers, got "
+                   + describe_toml_type(id.type());
+          auto x = id.as_integer()->get();
+          if (x < 0 || x > std::numeric_limits<uint32_t>::max())
+            return where + "experts: " + std::to_string(x)
+                   + " is not an expert id";
+          entry.experts.push_back(static_cast<uint32_t>(x));
+        }
+      } else if (key.str() == "node" || key.str() == "experts") {
+        return where + std::string{key.str()} + ": wrong type "
+               + describe_toml_type(value.type());
+      } else {
+        auto best = closest_match(key.str(), {"node", "experts"});
+        return where + "unknown key '" + std::string{key.str()} + "'"
+               + (best.empty() ? "" : " (did you mean '" + best + "'?)");
+      }
+    }
+    if (entry.node.empty())
+      return where + "missing node = \"host:port\"";
+    entries.push_back(std::move(entry));
+  }
+  out = std::move(entries);
+  return {};
+}
+
 /// Converts a TOML value to `type`; returns "" or e.g. "expected an integer,
 /// got a string".
 std::string from_toml(const toml::node& node, key_type type, key_value& out) {
@@ -71,6 +122,7 @@ std::string from_toml(const toml::node& node, key_type type, key_value& out) {
         return mismatch();
       out = node.as_string()->get();
       return {};
+    case key_type::placement_list: return placement_from_toml(node, out);
     case key_type::integer_list:
     case key_type::string_list: break;
   }

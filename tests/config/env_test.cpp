@@ -73,11 +73,10 @@ CAF_TEST(defaults alone lack a model path) {
   CHECK_CONFIG_ERROR(default_node_config({}),
                      "environment: [model] path: must be set",
                      "VOLT_MODEL_PATH");
-  CHECK_CONFIG_ERROR(
-    default_node_config(
-      {{"VOLT_MODEL_PATH", "m"}, {"VOLT_NODE_ROLE", "worker"}}),
-    "environment: [worker] experts: a worker must host at least one expert",
-    "VOLT_WORKER_EXPERTS");
+  auto worker = default_node_config(
+    {{"VOLT_MODEL_PATH", "m"}, {"VOLT_NODE_ROLE", "worker"}});
+  CAF_REQUIRE(worker);
+  CAF_CHECK(worker->worker.experts.empty()); // hosts what routers spawn
 }
 
 CAF_TEST(bad values name the variable) {
@@ -127,9 +126,25 @@ CAF_TEST(bad values name the variable) {
 }
 
 CAF_TEST(an empty list override clears the list) {
-  CHECK_CONFIG_ERROR(
-    parse(worker_toml, {{"VOLT_WORKER_EXPERTS", ""}}),
-    "[worker] experts: a worker must host at least one expert");
+  auto cfg = parse(worker_toml, {{"VOLT_WORKER_EXPERTS", ""}});
+  CAF_REQUIRE(cfg);
+  CAF_CHECK(cfg->worker.experts.empty());
+}
+
+CAF_TEST(placement comes from the environment as node = ids pairs) {
+  auto cfg = parse(worker_toml, {{"VOLT_ROUTER_PLACEMENT",
+                                  "127.0.0.1:7001=0,1;127.0.0.1:7002=2"}});
+  CAF_REQUIRE(cfg);
+  CAF_REQUIRE_EQUAL(cfg->router.placement.size(), 2u);
+  CAF_CHECK_EQUAL(cfg->router.placement[0].node, "127.0.0.1:7001");
+  CAF_CHECK_EQUAL(cfg->router.placement[0].experts,
+                  std::vector<uint32_t>({0, 1}));
+  CAF_CHECK_EQUAL(cfg->router.placement[1].experts, std::vector<uint32_t>({2}));
+  CHECK_CONFIG_ERROR(parse(worker_toml, {{"VOLT_ROUTER_PLACEMENT", "x"}}),
+                     "environment: VOLT_ROUTER_PLACEMENT: expected");
+  CHECK_CONFIG_ERROR(parse(worker_toml,
+                           {{"VOLT_ROUTER_PLACEMENT", "127.0.0.1:7001=0,x"}}),
+                     "VOLT_ROUTER_PLACEMENT");
 }
 
 CAF_TEST(unknown keys of known sections are errors with a suggestion) {

@@ -289,12 +289,65 @@ CAF_TEST(every role needs a model path) {
   }
 }
 
-CAF_TEST(a worker needs at least one expert) {
-  CHECK_CONFIG_ERROR(
-    parse(worker_with("experts", "experts = []")),
-    "node.toml: [worker] experts: a worker must host at least one expert");
-  auto without_section = worker_toml.substr(0, worker_toml.find("[worker]"));
-  CHECK_CONFIG_ERROR(parse(without_section), "node.toml: [worker] experts");
+CAF_TEST(a worker without experts hosts what routers spawn) {
+  auto cfg = parse(worker_with("experts", "experts = []"));
+  CAF_REQUIRE(cfg);
+  CAF_CHECK(cfg->worker.experts.empty());
+}
+
+CAF_TEST(placement entries are checked) {
+  auto router = std::string{"[node]\nrole = \"router\"\n[model]\npath = \"m\"\n"
+                            "[router]\n"};
+  auto ok
+    = parse(router
+            + "placement = [{node = \"127.0.0.1:7001\", experts = [0, 1]},"
+              " {node = \"127.0.0.1:7002\", experts = [2]}]\n");
+  CAF_REQUIRE(ok);
+  CAF_CHECK_EQUAL(ok->router.placement.size(), 2u);
+  auto tables = parse(router.substr(0, router.size() - 9)
+                      + "[[router.placement]]\nnode = \"127.0.0.1:7001\"\n"
+                        "experts = [3]\n");
+  CAF_REQUIRE(tables);
+  CAF_CHECK_EQUAL(tables->router.placement[0].experts,
+                  std::vector<uint32_t>({3}));
+  CHECK_CONFIG_ERROR(parse(router
+                           + "placement = [{node = \"x\", experts = "
+                             "[0]}]\n"),
+                     "node.toml: [router] placement: element 0: node");
+  CHECK_CONFIG_ERROR(parse(router
+                           + "placement = [{nodes = \"127.0.0.1:1\", "
+                             "experts = [0]}]\n"),
+                     "unknown key 'nodes' (did you mean 'node'?)");
+  CHECK_CONFIG_ERROR(parse(router
+                           + "placement = [{node = \"127.0.0.1:1\", "
+                             "experts = []}]\n"),
+                     "element 0: experts: empty");
+  CHECK_CONFIG_ERROR(parse(router
+                           + "placement = [{node = \"127.0.0.1:1\", "
+                             "experts = [1, 1]}]\n"),
+                     "listed twice");
+  CHECK_CONFIG_ERROR(parse(router
+                           + "placement = [{node = \"127.0.0.1:1\", "
+                             "experts = [-1]}]\n"),
+                     "placement");
+  CHECK_CONFIG_ERROR(parse(router + "placement = \"127.0.0.1:1\"\n"),
+                     "expected an array of tables");
+  auto placed = parse(router
+                      + "placement = [{node = \"127.0.0.1:1\", "
+                        "experts = [9]}]\n");
+  CAF_REQUIRE(placed);
+  CHECK_CONFIG_ERROR(check_against_model(*placed, 8, "m/config.json"),
+                     "node.toml: [router] placement: expert 9 for node "
+                     "127.0.0.1:1 is outside the model (8 experts in "
+                     "m/config.json)");
+}
+
+CAF_TEST(ttl must exceed the heartbeat) {
+  CHECK_CONFIG_ERROR(parse(worker_toml
+                           + "\n[discovery]\nheartbeat_ms = 500\n"
+                             "ttl_ms = 500\n"),
+                     "node.toml: [discovery] ttl_ms: 500 must exceed "
+                     "heartbeat_ms (500)");
 }
 
 CAF_TEST(a static router needs at least one worker) {
