@@ -31,15 +31,18 @@ CAF_BEGIN_TYPE_ID_BLOCK(volt, caf::first_custom_type_id)
   CAF_ADD_ATOM(volt, volt, hosted_atom, "hosted")
   /// Asks an actor for a one-line status summary.
   CAF_ADD_ATOM(volt, volt, status_atom, "status")
+  /// Tells the engine about an actor that hosts experts.
+  CAF_ADD_ATOM(volt, volt, host_atom, "host")
+  /// Asks the engine to answer once every expert has a live host.
+  CAF_ADD_ATOM(volt, volt, ready_atom, "ready")
+  /// Asks the engine to answer once no request is queued or running.
+  CAF_ADD_ATOM(volt, volt, drain_atom, "drain")
+  /// The engine's own timer for requests waiting on missing experts.
+  CAF_ADD_ATOM(volt, volt, tick_atom, "tick")
 
   // Typed actor interfaces; declared inside the block because they use its
   // atoms.
   namespace volt {
-
-  /// Owns requests and the layer loop; answers clients.
-  using engine_actor = caf::typed_actor<
-    caf::replies_to<generate_atom, generate_request>::with<generate_result>,
-    caf::replies_to<status_atom>::with<std::string>>;
 
   /// Holds the routers of every layer; turns hidden rows into top-k experts.
   using gating_actor = caf::typed_actor<
@@ -49,6 +52,14 @@ CAF_BEGIN_TYPE_ID_BLOCK(volt, caf::first_custom_type_id)
   using expert_actor = caf::typed_actor<
     caf::replies_to<expert_batch>::with<wire_tensor>,
     caf::replies_to<hosted_atom>::with<std::vector<uint32_t>>>;
+
+  /// Owns requests and the layer loop; answers clients.
+  using engine_actor = caf::typed_actor<
+    caf::replies_to<generate_atom, generate_request>::with<generate_result>,
+    caf::replies_to<status_atom>::with<std::string>,
+    caf::reacts_to<host_atom, expert_actor, std::vector<uint32_t>, std::string>,
+    caf::replies_to<ready_atom>::with<bool>,
+    caf::replies_to<drain_atom>::with<bool>, caf::reacts_to<tick_atom>>;
 
   } // namespace volt
 

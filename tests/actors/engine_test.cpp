@@ -4,6 +4,8 @@
 // request validation, and failures of the actors it depends on (errors, never
 // hangs).
 
+#include <thread>
+
 #include "actors/expert.hpp"
 #include "actors/gating.hpp"
 #include "caf/event_based_actor.hpp"
@@ -82,7 +84,9 @@ CAF_TEST(generation stops at the context limit) {
 
 CAF_TEST(bad requests get one - line errors and the engine keeps serving) {
   auto ckpt = open_fixture();
-  engine_harness node{ckpt, 2, engine_options{16, 2}};
+  engine_options small_pool;
+  small_pool.num_pages = 2;
+  engine_harness node{ckpt, 2, small_pool};
   struct bad_case {
     std::vector<int32_t> prompt;
     uint32_t new_tokens;
@@ -110,56 +114,157 @@ CAF_TEST(bad requests get one - line errors and the engine keeps serving) {
   CAF_CHECK_EQUAL(ok->new_tokens, std::vector<int32_t>({170, 288}));
 }
 
-CAF_TEST(experts without a host fail requests with their ids) {
-  auto ckpt = open_fixture();
-  volt_system_config cfg;
-  caf::actor_system sys{cfg};
-  auto dense = *dense_weights::load(ckpt);
-  auto some = *expert_weights::load(ckpt, {0, 1, 2, 3, 4});
-  auto eng = sys.spawn(
-    engine, dense, sys.spawn(gating, dense),
-    std::vector<expert_host>{{sys.spawn(expert, some), {0, 1, 2, 3, 4}}},
-    engine_options{});
-  caf::scoped_actor self{sys};
-  self
-    ->request(eng, std::chrono::seconds{10}, generate_atom_v,
-              request_for({203}, 2))
-    .receive([](const generate_result&) { CAF_FAIL("expected an error"); },
-             [](caf::error& err) {
-               CAF_CHECK(err == volt_errc::missing_expert);
-               CAF_CHECK_EQUAL(describe(err),
-                               "no live host for experts 5, 6, 7");
-             });
-  caf::anon_send_exit(eng, caf::exit_reason::user_shutdown);
+/// An expert host that takes batches and never answers: a frozen node.
+expert_actor::behavior_type black_hole(expert_actor::pointer self,
+                                       std::vector<uint32_t> ids) {
+  return {
+    [self](const expert_batch&) -> caf::result<wire_tensor> {
+      return self->make_response_promise<wire_tensor>();
+    },
+    [ids](hosted_atom) { return ids; },
+  };
 }
 
-CAF_TEST(a dead expert actor fails the request instead of hanging it) {
-  auto ckpt = open_fixture();
+/// An engine with hand-picked expert hosts.
+struct custom_node {
+  custom_node(std::vector<expert_host> hosts, engine_options opts)
+    : ckpt(open_fixture()), sys(cfg) {
+    dense = *dense_weights::load(ckpt);
+    all = *expert_weights::load(ckpt, {0, 1, 2, 3, 4, 5, 6, 7});
+    eng = sys.spawn(engine, dense, sys.spawn(gating, dense), std::move(hosts),
+                    std::move(opts));
+  }
+
+  ~custom_node() {
+    caf::anon_send_exit(eng, caf::exit_reason::user_shutdown);
+  }
+
+  caf::expected<generate_result> generate(const generate_request& req) {
+    caf::scoped_actor self{sys};
+    caf::expected<generate_result> result{caf::error{}};
+    self->request(eng, std::chrono::seconds{30}, generate_atom_v, req)
+      .receive([&](generate_result& res) { result = std::move(res); },
+               [&](caf::error& err) { result = std::move(err); });
+    return result;
+  }
+
+  checkpoint ckpt;
   volt_system_config cfg;
-  caf::actor_system sys{cfg};
-  auto dense = *dense_weights::load(ckpt);
-  auto all = *expert_weights::load(ckpt, {0, 1, 2, 3, 4, 5, 6, 7});
-  auto host = sys.spawn(expert, all);
-  auto eng
-    = sys.spawn(engine, dense, sys.spawn(gating, dense),
-                std::vector<expert_host>{{host, {0, 1, 2, 3, 4, 5, 6, 7}}},
-                engine_options{});
-  caf::scoped_actor self{sys};
-  self->send_exit(host, caf::exit_reason::kill);
-  self->wait_for(host);
-  self
-    ->request(eng, std::chrono::seconds{10}, generate_atom_v,
-              request_for({203}, 2))
-    .receive([](const generate_result&) { CAF_FAIL("expected an error"); },
-             [](caf::error& err) {
-               CAF_MESSAGE("failed as expected: " << describe(err));
-             });
-  self->request(eng, std::chrono::seconds{10}, status_atom_v)
+  caf::actor_system sys;
+  std::shared_ptr<const dense_weights> dense;
+  std::shared_ptr<const expert_weights> all;
+  engine_actor eng;
+};
+
+engine_options quick_options() {
+  engine_options opts;
+  opts.ready_timeout = std::chrono::milliseconds{300};
+  return opts;
+}
+
+const std::vector<uint32_t> all_ids = {0, 1, 2, 3, 4, 5, 6, 7};
+
+CAF_TEST(requests wait for missing experts and fail naming them) {
+  custom_node node{{}, quick_options()};
+  auto some = *expert_weights::load(node.ckpt, {0, 1, 2, 3, 4});
+  caf::anon_send(node.eng, host_atom_v, node.sys.spawn(expert, some),
+                 std::vector<uint32_t>{0, 1, 2, 3, 4}, std::string{"first"});
+  auto start = std::chrono::steady_clock::now();
+  auto res = node.generate(request_for({203}, 2));
+  auto waited = std::chrono::steady_clock::now() - start;
+  CAF_REQUIRE(!res);
+  CAF_CHECK(res.error() == volt_errc::missing_expert);
+  CAF_CHECK_EQUAL(describe(res.error()),
+                  "no live host for experts 5, 6, 7 after waiting 300 ms");
+  CAF_CHECK_GREATER_OR_EQUAL(waited, std::chrono::milliseconds{300});
+  CAF_CHECK_LESS(waited, std::chrono::seconds{5});
+}
+
+CAF_TEST(a waiting request runs once the missing experts join) {
+  engine_options opts;
+  opts.ready_timeout = std::chrono::seconds{20};
+  custom_node node{{}, opts};
+  caf::scoped_actor self{node.sys};
+  auto pending = self->request(node.eng, std::chrono::seconds{30},
+                               generate_atom_v, request_for({203}, 3));
+  auto ready = self->request(node.eng, std::chrono::seconds{30}, ready_atom_v);
+  self->send(node.eng, host_atom_v, node.sys.spawn(expert, node.all), all_ids,
+             std::string{"late"});
+  ready.receive([](bool ok) { CAF_CHECK(ok); },
+                [](caf::error& err) { CAF_FAIL(describe(err)); });
+  pending.receive(
+    [](const generate_result& res) {
+      CAF_CHECK_EQUAL(res.new_tokens, std::vector<int32_t>({170, 288, 170}));
+    },
+    [](caf::error& err) { CAF_FAIL(describe(err)); });
+}
+
+CAF_TEST(a frozen host is bypassed when it dies mid request) {
+  custom_node node{{}, quick_options()};
+  // The frozen host joins first, so the least-loaded pick chooses it first.
+  auto frozen = node.sys.spawn(black_hole, all_ids);
+  caf::anon_send(node.eng, host_atom_v, frozen, all_ids, std::string{"frozen"});
+  caf::anon_send(node.eng, host_atom_v, node.sys.spawn(expert, node.all),
+                 all_ids, std::string{"healthy"});
+  caf::scoped_actor self{node.sys};
+  auto pending = self->request(node.eng, std::chrono::seconds{30},
+                               generate_atom_v, request_for({5, 6, 7}, 4));
+  std::this_thread::sleep_for(std::chrono::milliseconds{100});
+  self->send_exit(frozen, caf::exit_reason::kill);
+  std::vector<int32_t> got;
+  pending.receive([&](const generate_result& res) { got = res.new_tokens; },
+                  [](caf::error& err) { CAF_FAIL(describe(err)); });
+  engine_harness alone{node.ckpt};
+  auto want = alone.generate(request_for({5, 6, 7}, 4));
+  CAF_REQUIRE(want);
+  CAF_CHECK_EQUAL(got, want->new_tokens);
+}
+
+CAF_TEST(a host that never answers is retried on a replica after the timeout) {
+  auto opts = quick_options();
+  opts.step_timeout = std::chrono::milliseconds{200};
+  custom_node node{{}, opts};
+  caf::anon_send(node.eng, host_atom_v, node.sys.spawn(black_hole, all_ids),
+                 all_ids, std::string{"frozen"});
+  caf::anon_send(node.eng, host_atom_v, node.sys.spawn(expert, node.all),
+                 all_ids, std::string{"healthy"});
+  auto res = node.generate(request_for({203}, 3));
+  CAF_REQUIRE(res);
+  CAF_CHECK_EQUAL(res->new_tokens, std::vector<int32_t>({170, 288, 170}));
+}
+
+CAF_TEST(losing the only host of an expert fails the request naming it) {
+  custom_node node{{}, quick_options()};
+  auto frozen = node.sys.spawn(black_hole, std::vector<uint32_t>{4, 5});
+  auto rest = *expert_weights::load(node.ckpt, {0, 1, 2, 3, 6, 7});
+  caf::anon_send(node.eng, host_atom_v, frozen, std::vector<uint32_t>{4, 5},
+                 std::string{"frozen"});
+  caf::anon_send(node.eng, host_atom_v, node.sys.spawn(expert, rest),
+                 std::vector<uint32_t>{0, 1, 2, 3, 6, 7}, std::string{"rest"});
+  caf::scoped_actor self{node.sys};
+  // 40 varied tokens route through every expert in the first layer.
+  std::vector<int32_t> prompt(40);
+  for (int i = 0; i < 40; ++i)
+    prompt[i] = (i * 37) % 320;
+  auto pending = self->request(node.eng, std::chrono::seconds{30},
+                               generate_atom_v, request_for(prompt, 2));
+  std::this_thread::sleep_for(std::chrono::milliseconds{100});
+  self->send_exit(frozen, caf::exit_reason::kill);
+  pending.receive([](const generate_result&) { CAF_FAIL("expected an error"); },
+                  [](caf::error& err) {
+                    CAF_CHECK(err == volt_errc::missing_expert);
+                    CAF_CHECK_NOT_EQUAL(
+                      describe(err).find("no live host for experts"),
+                      std::string::npos);
+                    CAF_MESSAGE(describe(err));
+                  });
+  caf::scoped_actor probe{node.sys};
+  probe->request(node.eng, std::chrono::seconds{10}, status_atom_v)
     .receive(
       [](const std::string& status) {
         CAF_CHECK_NOT_EQUAL(status.find("1 failed"), std::string::npos);
-        CAF_CHECK_NOT_EQUAL(status.find("idle"), std::string::npos);
+        CAF_CHECK_NOT_EQUAL(status.find("no host for experts 4, 5"),
+                            std::string::npos);
       },
       [](caf::error& err) { CAF_FAIL(describe(err)); });
-  caf::anon_send_exit(eng, caf::exit_reason::user_shutdown);
 }

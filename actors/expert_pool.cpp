@@ -1,0 +1,70 @@
+#include "actors/expert_pool.hpp"
+
+#include <algorithm>
+
+namespace volt {
+
+std::pair<uint64_t, std::vector<uint32_t>> expert_pool::add(expert_host host) {
+  std::vector<uint32_t> ignored;
+  std::vector<uint32_t> kept;
+  for (auto e : host.experts)
+    (e < n_experts_ ? kept : ignored).push_back(e);
+  std::sort(kept.begin(), kept.end());
+  kept.erase(std::unique(kept.begin(), kept.end()), kept.end());
+  host.experts = std::move(kept);
+  auto id = next_id_++;
+  hosts_.emplace(id, std::move(host));
+  return {id, ignored};
+}
+
+bool expert_pool::remove(uint64_t id) {
+  return hosts_.erase(id) > 0;
+}
+
+std::optional<uint64_t> expert_pool::find(const caf::actor_addr& handle) const {
+  for (const auto& [id, host] : hosts_)
+    if (host.handle.address() == handle)
+      return id;
+  return std::nullopt;
+}
+
+std::optional<uint64_t>
+expert_pool::pick(uint32_t expert, const std::vector<uint64_t>& avoid) const {
+  std::optional<uint64_t> best;
+  bool best_avoided = false;
+  int64_t best_load = 0;
+  for (const auto& [id, host] : hosts_) {
+    if (!std::binary_search(host.experts.begin(), host.experts.end(), expert))
+      continue;
+    bool avoided = std::find(avoid.begin(), avoid.end(), id) != avoid.end();
+    // Order: not avoided before avoided, then fewer rows, then older host.
+    if (!best || (best_avoided && !avoided)
+        || (avoided == best_avoided && host.inflight_rows < best_load)) {
+      best = id;
+      best_avoided = avoided;
+      best_load = host.inflight_rows;
+    }
+  }
+  return best;
+}
+
+std::vector<uint32_t> expert_pool::missing() const {
+  std::vector<bool> served(n_experts_, false);
+  for (const auto& [id, host] : hosts_)
+    for (auto e : host.experts)
+      served[e] = true;
+  std::vector<uint32_t> result;
+  for (uint32_t e = 0; e < n_experts_; ++e)
+    if (!served[e])
+      result.push_back(e);
+  return result;
+}
+
+std::string expert_pool::render(const std::vector<uint32_t>& ids) {
+  std::string out;
+  for (auto id : ids)
+    out += (out.empty() ? "" : ", ") + std::to_string(id);
+  return out;
+}
+
+} // namespace volt

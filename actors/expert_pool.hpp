@@ -1,0 +1,65 @@
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "actors/type_ids.hpp"
+
+namespace volt {
+
+/// One actor that hosts experts, local or on another node.
+struct expert_host {
+  expert_actor handle;
+  /// Global ids of the experts it hosts, ascending.
+  std::vector<uint32_t> experts;
+  /// Where it lives, for logs and metrics: "local", or the node's "host:port".
+  std::string name;
+  /// Token rows sent to it and not yet answered: its load.
+  int64_t inflight_rows = 0;
+};
+
+/// The engine's view of who hosts which expert. Replicas of an expert are
+/// picked by load (fewest in-flight rows, then the oldest host), so that the
+/// choice is deterministic for a given history.
+class expert_pool {
+public:
+  explicit expert_pool(uint32_t n_experts = 0) : n_experts_(n_experts) {}
+
+  /// Adds a host; experts outside the model are ignored (and returned).
+  std::pair<uint64_t, std::vector<uint32_t>> add(expert_host host);
+
+  /// Removes the host with this id; false if unknown.
+  bool remove(uint64_t id);
+
+  /// Returns the id of the host of `handle`, if any.
+  std::optional<uint64_t> find(const caf::actor_addr& handle) const;
+
+  /// Picks the least-loaded host of `expert`, avoiding the hosts in `avoid`
+  /// unless no other serves it; nothing when no host serves it at all.
+  std::optional<uint64_t> pick(uint32_t expert,
+                               const std::vector<uint64_t>& avoid = {}) const;
+
+  expert_host& host(uint64_t id) {
+    return hosts_.at(id);
+  }
+
+  const std::map<uint64_t, expert_host>& hosts() const {
+    return hosts_;
+  }
+
+  /// Experts that no host serves, ascending.
+  std::vector<uint32_t> missing() const;
+
+  /// Renders ids as "4, 5, 6" for messages.
+  static std::string render(const std::vector<uint32_t>& ids);
+
+private:
+  uint32_t n_experts_;
+  uint64_t next_id_ = 1;
+  std::map<uint64_t, expert_host> hosts_;
+};
+
+} // namespace volt
