@@ -58,6 +58,12 @@ std::string check_device(const std::string& device) {
          + quote(device);
 }
 
+std::string check_quantization(const std::string& q) {
+  if (q == "none" || q == "int8")
+    return {};
+  return "expected \"none\" or \"int8\", got " + quote(q);
+}
+
 std::string check_workers(const std::vector<std::string>& workers) {
   std::set<std::string> seen;
   for (size_t i = 0; i < workers.size(); ++i) {
@@ -153,6 +159,12 @@ const std::vector<config_key>& config_keys() {
      "every role. A relative path is relative to the current working "
      "directory, not to the "
      "config file."},
+    {"model", "quantization",
+     field<&node_config::model, &model_section::quantization,
+           check_quantization>(),
+     "How expert weights are stored on a CUDA device: \"none\" (bf16) or "
+     "\"int8\" (weight-only, per-output-channel symmetric int8 with fp32 "
+     "scales, quantised at load time: half the memory of bf16)."},
     // -- [worker]
     // ----------------------------------------------------------------------------
     {"worker", "experts",

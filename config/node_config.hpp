@@ -66,6 +66,10 @@ struct model_section {
   /// the current working directory. Required for every role. Default: ""
   /// (unset).
   std::string path;
+  /// How expert weights are stored on a CUDA device: "none" (bf16) or
+  /// "int8" (weight-only, per output channel, fp32 scales; half the bytes).
+  /// Default: "none".
+  std::string quantization = "none";
 };
 
 /// Section `[worker]`: what a worker hosts.
