@@ -5,9 +5,8 @@
 
 namespace volt {
 
-namespace {
-
-caf::error check_batch(const expert_weights& w, const expert_batch& batch) {
+caf::error check_expert_batch(const expert_weights& w,
+                              const expert_batch& batch) {
   const auto& cfg = w.config();
   auto fail = [](std::string why) {
     return make_volt_error(volt_errc::invalid_request,
@@ -35,13 +34,11 @@ caf::error check_batch(const expert_weights& w, const expert_batch& batch) {
   return caf::none;
 }
 
-} // namespace
-
 expert_actor::behavior_type
 expert(expert_actor::pointer, std::shared_ptr<const expert_weights> weights) {
   return {
     [weights](const expert_batch& batch) -> caf::result<wire_tensor> {
-      if (auto err = check_batch(*weights, batch))
+      if (auto err = check_expert_batch(*weights, batch))
         return err;
       std::vector<float> rows;
       unpack_f32(batch.rows, rows);

@@ -7,6 +7,11 @@
 
 namespace volt {
 
+/// Checks every field of `batch` against what `w` hosts (layer, counts, the
+/// rows' dtype and shape, hosted experts); shared by the CPU and CUDA actors.
+caf::error check_expert_batch(const expert_weights& w,
+                              const expert_batch& batch);
+
 /// Hosts a set of experts for every layer and runs their SwiGLU FFN over
 /// batches of token rows grouped by expert. Every field of a batch is checked
 /// before any compute: the bytes may come from another node.

@@ -10,6 +10,9 @@ namespace volt {
 /// `volt-node generate ...`: one generation on an in-process standalone node.
 int run_generate_command(const std::vector<std::string>& args);
 
+/// `volt-node bench moe-layer ...`: times one MoE block on random weights.
+int run_bench_command(const std::vector<std::string>& args);
+
 /// `volt-node --config FILE.toml`: runs a node in the role its configuration
 /// names until SIGINT or SIGTERM.
 int run_node_command(const std::vector<std::string>& args);

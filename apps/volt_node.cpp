@@ -29,6 +29,8 @@ void print_usage() {
     "  volt-node --config FILE.toml        run a node (role from [node] role)\n"
     "  volt-node generate --model DIR --prompt-ids 1,2,3 [--max-new-tokens N] "
     "[--json]\n"
+    "  volt-node bench moe-layer [--device cuda:0|cpu] [--dtype bf16|int8] "
+    "[--json]\n"
     "  volt-node SUBCOMMAND --help         flags of a subcommand\n");
 }
 
@@ -44,6 +46,8 @@ int main(int argc, char** argv) {
   auto command = args[0];
   if (command == "generate")
     return volt::run_generate_command({args.begin() + 1, args.end()});
+  if (command == "bench")
+    return volt::run_bench_command({args.begin() + 1, args.end()});
   if (command.rfind("--", 0) == 0)
     return volt::run_node_command(args);
   std::fprintf(stderr, "volt-node: unknown subcommand '%s' (try --help)\n",

@@ -1,0 +1,224 @@
+// The CUDA half of `volt-node bench moe-layer`: random weights drawn on the
+// device, the copy bandwidth measured first (the memory floor's
+// denominator), then the whole MoE block per token count, timed with CUDA
+// events after warm-up, median of many.
+
+#include "apps/bench_moe.hpp"
+
+#include "base/error.hpp"
+
+#ifdef VOLT_HAVE_CUDA
+
+#  include <algorithm>
+#  include <cmath>
+#  include <memory>
+#  include <set>
+
+#  include "gpu/cuda/device_buffer.hpp"
+#  include "gpu/cuda/gating.cuh"
+#  include "gpu/cuda/moe_layer.hpp"
+#  include "gpu/cuda/random_fill.cuh"
+
+namespace volt {
+
+namespace {
+
+using cuda::device_buffer;
+using cuda::event;
+
+/// Median, min and max of `times` (sorted in place).
+void summarise(std::vector<float>& times, moe_bench_row& row) {
+  std::sort(times.begin(), times.end());
+  row.median_ms = times[times.size() / 2];
+  row.min_ms = times.front();
+  row.max_ms = times.back();
+}
+
+/// Times `fn` (which enqueues work on `s`) `iters` times after `warmup` runs.
+template <class Fn>
+std::vector<float> time_on_stream(cudaStream_t s, int64_t warmup,
+                                  int64_t iters, Fn fn) {
+  for (int64_t i = 0; i < warmup; ++i)
+    fn();
+  CUDA_CHECK(cudaStreamSynchronize(s));
+  std::vector<std::unique_ptr<event>> marks;
+  for (int64_t i = 0; i <= iters; ++i)
+    marks.push_back(std::make_unique<event>(true));
+  std::vector<float> times;
+  for (int64_t i = 0; i < iters; ++i) {
+    CUDA_CHECK(cudaEventRecord(marks[i]->get(), s));
+    fn();
+    CUDA_CHECK(cudaEventRecord(marks[i + 1]->get(), s));
+    CUDA_CHECK(cudaEventSynchronize(marks[i + 1]->get()));
+    float ms = 0;
+    CUDA_CHECK(cudaEventElapsedTime(&ms, marks[i]->get(), marks[i + 1]->get()));
+    times.push_back(ms);
+  }
+  return times;
+}
+
+double measure_copy_gbs(cudaStream_t s) {
+  const size_t bytes = size_t{1} << 30;
+  device_buffer a(bytes);
+  device_buffer b(bytes);
+  cuda::fill_uniform(a.get<float>(), bytes / 4, 1.0f, 7, s);
+  auto times = time_on_stream(s, 3, 20, [&] {
+    CUDA_CHECK(cudaMemcpyAsync(b.get(), a.get(), bytes,
+                               cudaMemcpyDeviceToDevice, s));
+  });
+  std::sort(times.begin(), times.end());
+  return 2.0 * bytes / (times[times.size() / 2] * 1e-3) / 1e9;
+}
+
+} // namespace
+
+caf::expected<moe_bench_result> run_moe_bench_cuda(const moe_bench_options& o) {
+  try {
+    CUDA_CHECK(cudaSetDevice(o.device));
+    cudaDeviceProp prop{};
+    CUDA_CHECK(cudaGetDeviceProperties(&prop, o.device));
+    moe_bench_result res;
+    res.device = prop.name;
+    cuda::stream stream;
+    auto s = stream.get();
+    res.copy_gbs = measure_copy_gbs(s);
+    // Weights of every expert of one layer, random on the device.
+    cuda::expert_layer layer;
+    layer.format = o.int8 ? cuda::weight_format::int8
+                          : cuda::weight_format::bf16;
+    layer.n_experts = o.experts;
+    layer.hidden = o.hidden;
+    layer.ffn = o.ffn;
+    if (auto why = cuda::expert_ffn_unsupported(layer))
+      return make_volt_error(volt_errc::invalid_config, why);
+    res.expert_bytes = layer.expert_bytes();
+    const int64_t n13 = o.experts * 2 * o.ffn * o.hidden;
+    const int64_t n2 = o.experts * o.hidden * o.ffn;
+    const size_t elem = o.int8 ? 1 : 2;
+    device_buffer w13(elem * n13);
+    device_buffer w2(elem * n2);
+    device_buffer s13;
+    device_buffer s2;
+    // Scales chosen so that activations stay O(1): |w| ~ 1/sqrt(fan-in).
+    const float a1 = 1.0f / std::sqrt(static_cast<float>(o.hidden));
+    const float a2 = 1.0f / std::sqrt(static_cast<float>(o.ffn));
+    if (o.int8) {
+      cuda::fill_uniform(w13.get<int8_t>(), n13, o.seed + 1, s);
+      cuda::fill_uniform(w2.get<int8_t>(), n2, o.seed + 2, s);
+      s13.resize(sizeof(float) * o.experts * 2 * o.ffn);
+      s2.resize(sizeof(float) * o.experts * o.hidden);
+      // Positive scales around a / 127: uniform in (0.5, 1.5) * a / 127.
+      cuda::fill_uniform(s13.get<float>(), o.experts * 2 * o.ffn, 0.5f,
+                         o.seed + 3, s);
+      cuda::fill_uniform(s2.get<float>(), o.experts * o.hidden, 0.5f,
+                         o.seed + 4, s);
+      std::vector<float> h13(static_cast<size_t>(o.experts * 2 * o.ffn));
+      std::vector<float> h2(static_cast<size_t>(o.experts * o.hidden));
+      CUDA_CHECK(cudaMemcpyAsync(h13.data(), s13.get(), sizeof(float) * h13.size(),
+                                 cudaMemcpyDeviceToHost, s));
+      CUDA_CHECK(cudaMemcpyAsync(h2.data(), s2.get(), sizeof(float) * h2.size(),
+                                 cudaMemcpyDeviceToHost, s));
+      CUDA_CHECK(cudaStreamSynchronize(s));
+      for (auto& v : h13)
+        v = (1.0f + v) * a1 / 127.0f;
+      for (auto& v : h2)
+        v = (1.0f + v) * a2 / 127.0f;
+      CUDA_CHECK(cudaMemcpy(s13.get(), h13.data(), sizeof(float) * h13.size(),
+                            cudaMemcpyHostToDevice));
+      CUDA_CHECK(cudaMemcpy(s2.get(), h2.data(), sizeof(float) * h2.size(),
+                            cudaMemcpyHostToDevice));
+      layer.s13 = s13.get<float>();
+      layer.s2 = s2.get<float>();
+    } else {
+      cuda::fill_uniform(w13.get<__nv_bfloat16>(), n13, a1, o.seed + 1, s);
+      cuda::fill_uniform(w2.get<__nv_bfloat16>(), n2, a2, o.seed + 2, s);
+    }
+    layer.w13 = w13.get();
+    layer.w2 = w2.get();
+    const int64_t max_tokens = *std::max_element(o.tokens.begin(),
+                                                 o.tokens.end());
+    device_buffer x(sizeof(__nv_bfloat16) * max_tokens * o.hidden);
+    device_buffer gate(sizeof(__nv_bfloat16) * o.experts * o.hidden);
+    device_buffer out(sizeof(float) * max_tokens * o.hidden);
+    cuda::fill_uniform(x.get<__nv_bfloat16>(), max_tokens * o.hidden, 1.0f,
+                       o.seed + 5, s);
+    cuda::fill_uniform(gate.get<__nv_bfloat16>(), o.experts * o.hidden, a1,
+                       o.seed + 6, s);
+    cublasHandle_t cublas = nullptr;
+    CUBLAS_CHECK(cublasCreate(&cublas));
+    std::unique_ptr<cublasContext, void (*)(cublasHandle_t)> cublas_guard(
+      cublas, [](cublasHandle_t h) { cublasDestroy(h); });
+    cuda::moe_layer_runner runner(layer, o.topk, max_tokens, cublas);
+    for (auto t : o.tokens) {
+      std::vector<cuda::ffn_path> paths;
+      if (o.path == "decode" || (o.path == "all" && t <= 512))
+        paths.push_back(cuda::ffn_path::decode);
+      if (o.path == "gemm" || o.path == "all")
+        paths.push_back(cuda::ffn_path::gemm);
+      if (o.path == "auto")
+        paths.push_back(cuda::ffn_path::automatic);
+      for (auto p : paths) {
+        moe_bench_row row;
+        row.tokens = t;
+        cuda::ffn_path taken = p;
+        auto times = time_on_stream(s, o.warmup, o.iters, [&] {
+          taken = runner.run(x.get<__nv_bfloat16>(), gate.get<__nv_bfloat16>(),
+                             t, p, out.get<float>(), s);
+        });
+        row.path = taken == cuda::ffn_path::decode ? "decode" : "gemm";
+        summarise(times, row);
+        // Distinct experts the router picked: their weights must be read.
+        std::vector<int32_t> ids(static_cast<size_t>(t * o.topk));
+        CUDA_CHECK(cudaMemcpy(ids.data(), runner.topk_ids(),
+                              sizeof(int32_t) * ids.size(),
+                              cudaMemcpyDeviceToHost));
+        row.active_experts = static_cast<int64_t>(
+          std::set<int32_t>(ids.begin(), ids.end()).size());
+        row.floor_ms = static_cast<double>(res.expert_bytes)
+                       * row.active_experts / (res.copy_gbs * 1e9) * 1e3;
+        res.rows.push_back(row);
+      }
+    }
+    // The fused gating kernel alone.
+    {
+      device_buffer logits(sizeof(float) * o.gating_tokens * o.experts);
+      device_buffer ids(sizeof(int32_t) * o.gating_tokens * o.topk);
+      device_buffer weights(sizeof(float) * o.gating_tokens * o.topk);
+      cuda::fill_uniform(logits.get<float>(), o.gating_tokens * o.experts,
+                         4.0f, o.seed + 7, s);
+      // One kernel takes microseconds: time 20 back-to-back calls per sample
+      // (scripts/bench_torch_moe.py times torch the same way).
+      constexpr int repeat = 20;
+      auto times = time_on_stream(s, o.warmup, std::max<int64_t>(o.iters, 50),
+                                  [&] {
+                                    for (int r = 0; r < repeat; ++r)
+                                      cuda::topk_gating(
+                                        logits.get<float>(), o.gating_tokens,
+                                        o.experts, o.topk, ids.get<int32_t>(),
+                                        weights.get<float>(), s);
+                                  });
+      std::sort(times.begin(), times.end());
+      res.gating_ms = times[times.size() / 2] / repeat;
+    }
+    CUDA_CHECK(cudaStreamSynchronize(s));
+    return res;
+  } catch (const std::exception& ex) {
+    return make_volt_error(volt_errc::internal, ex.what());
+  }
+}
+
+} // namespace volt
+
+#else // VOLT_HAVE_CUDA
+
+namespace volt {
+
+caf::expected<moe_bench_result> run_moe_bench_cuda(const moe_bench_options& o) {
+  return make_volt_error(volt_errc::invalid_config,
+                         "volt-node was built without CUDA; --device cuda:"
+                           + std::to_string(o.device) + " needs a CUDA build");
+}
+
+} // namespace volt
+
+#endif // VOLT_HAVE_CUDA

@@ -1,0 +1,466 @@
+// Expert SwiGLU FFN: the decode kernel (tensor-core mma.sync over weights
+// streamed once from HBM), the gemm path (cuBLAS per expert) and the int8
+// dequantisation they share.
+
+#include "gpu/cuda/expert_ffn.cuh"
+
+#include <algorithm>
+#include <vector>
+
+#include "gpu/cuda/cuda_check.hpp"
+
+namespace volt::cuda {
+
+namespace {
+
+constexpr int warps_per_block = 4;
+constexpr int rows_per_warp = 16;
+
+/// Arguments of one decode product (w13 with SwiGLU, or w2).
+struct mma_args {
+  const void* w; // the layer's matrix, [n_experts, rows_per_expert, K]
+  int64_t expert_stride; // elements per expert
+  int64_t pair_offset; // SwiGLU: elements from w1 row j to w3 row j
+  const float* scales; // int8: [n_experts, scale_stride]; else nullptr
+  int64_t scale_stride;
+  int64_t scale_pair; // SwiGLU: scale index from w1 row j to w3 row j
+  const int32_t* group_expert; // [n_groups]
+  const int32_t* group_offsets; // [n_groups + 1]
+  int64_t out_rows; // output features: ffn (SwiGLU) or hidden
+  int64_t k; // reduction length: hidden or ffn
+  int64_t k_per_split;
+  const __nv_bfloat16* x; // [n_rows, k]
+  __nv_bfloat16* h; // SwiGLU out: [n_rows, ffn]
+  float* y; // w2 out: [splits, n_rows, out_rows]
+  int64_t n_rows;
+};
+
+__device__ __forceinline__ uint32_t word(const uint4& v, int i) {
+  return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w;
+}
+
+/// Streams 16 bytes of weights: read once, so keep them out of L1.
+__device__ __forceinline__ uint4 load_stream(const void* p) {
+  uint4 v;
+  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "l"(p));
+  return v;
+}
+
+/// Four int8 (bytes 0..3) to four bf16 in two registers (elements 0,1 and
+/// 2,3). Exact: |q| <= 127 fits bf16's 8-bit significand, so the bf16 is the
+/// upper half of the float built with the 2^23 magic number.
+__device__ __forceinline__ void int8x4_to_bf16x4(uint32_t q, uint32_t& lo,
+                                                 uint32_t& hi) {
+  uint32_t u = q ^ 0x80808080u; // q + 128, unsigned
+  constexpr float magic = 8388608.0f + 128.0f;
+  float f0 = __uint_as_float(__byte_perm(u, 0x4b000000u, 0x7540)) - magic;
+  float f1 = __uint_as_float(__byte_perm(u, 0x4b000000u, 0x7541)) - magic;
+  float f2 = __uint_as_float(__byte_perm(u, 0x4b000000u, 0x7542)) - magic;
+  float f3 = __uint_as_float(__byte_perm(u, 0x4b000000u, 0x7543)) - magic;
+  lo = __byte_perm(__float_as_uint(f0), __float_as_uint(f1), 0x7632);
+  hi = __byte_perm(__float_as_uint(f2), __float_as_uint(f3), 0x7632);
+}
+
+__device__ __forceinline__ void mma_bf16(float (&c)[4], uint32_t a0,
+                                         uint32_t a1, uint32_t a2, uint32_t a3,
+                                         uint32_t b0, uint32_t b1) {
+  asm volatile(
+    "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+    "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
+    : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+    : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+/// This kernel does the following for the 16 output rows of each warp, for
+/// group blockIdx.y and K split blockIdx.z:
+/// 1. skips groups without rows (so inactive experts' weights stay unread);
+/// 2. for each pass over NT * 8 of the group's tokens, walks K: each thread
+///    loads 16 contiguous bytes of rows (gid, gid + 8) at k-offset tig * VEC
+///    and the same k positions of its token's x row. Because a dot product
+///    may visit K in any order, the lane's contiguous chunk is used as the
+///    k-columns (2 tig, 2 tig + 1, 2 tig + 8, 2 tig + 9) of each m16n8k16
+///    mma, for A and B alike: fully coalesced 16-byte loads, no shuffles;
+/// 3. int8 weights are widened to bf16 in registers; the per-row scale
+///    multiplies the accumulator at the end (it factors out of the sum);
+/// 4. SwiGLU: the warp also holds the w3 rows matching its w1 rows, so
+///    h = silu(g) * u is formed in registers and stored as bf16; w2: the
+///    f32 partial of split blockIdx.z is stored.
+template <class W, int NT, bool Swiglu>
+__global__ void __launch_bounds__(warps_per_block * 32)
+  expert_mma_kernel(mma_args a) {
+  constexpr int vec = 16 / static_cast<int>(sizeof(W)); // elements per load
+  constexpr int kstep = 4 * vec; // k advanced per warp step
+  constexpr int subs = vec / 4; // mma per step
+  constexpr int at = Swiglu ? 2 : 1; // A tiles (w1, w3)
+  constexpr int xq = vec / 8; // uint4 of x per token per step
+  constexpr int unroll = Swiglu ? 2 : 4;
+  const int lane = threadIdx.x & 31;
+  const int gid = lane >> 2;
+  const int tig = lane & 3;
+  const int64_t r0 = (static_cast<int64_t>(blockIdx.x) * warps_per_block
+                      + threadIdx.x / 32)
+                     * rows_per_warp;
+  if (r0 >= a.out_rows)
+    return;
+  const int begin = a.group_offsets[blockIdx.y];
+  const int end = a.group_offsets[blockIdx.y + 1];
+  if (begin >= end)
+    return;
+  const int64_t e = a.group_expert[blockIdx.y];
+  const W* wbase = static_cast<const W*>(a.w) + e * a.expert_stride;
+  const W* wrow[at][2];
+#pragma unroll
+  for (int t = 0; t < at; ++t) {
+    wrow[t][0] = wbase + t * a.pair_offset + (r0 + gid) * a.k + tig * vec;
+    wrow[t][1] = wrow[t][0] + 8 * a.k;
+  }
+  const int64_t k_begin = blockIdx.z * a.k_per_split;
+  const int64_t k_end = k_begin + a.k_per_split;
+  for (int tb = begin; tb < end; tb += NT * 8) {
+    float acc[at][NT][4];
+#pragma unroll
+    for (int t = 0; t < at; ++t)
+#pragma unroll
+      for (int n = 0; n < NT; ++n)
+#pragma unroll
+        for (int i = 0; i < 4; ++i)
+          acc[t][n][i] = 0.0f;
+    const __nv_bfloat16* xrow[NT];
+    bool tile_live[NT];
+    bool x_valid[NT];
+#pragma unroll
+    for (int n = 0; n < NT; ++n) {
+      int tok = tb + n * 8 + gid;
+      tile_live[n] = tb + n * 8 < end;
+      x_valid[n] = tok < end;
+      xrow[n] = a.x + static_cast<int64_t>(x_valid[n] ? tok : begin) * a.k
+                + tig * vec;
+    }
+    auto load = [&](int64_t k0, uint4(&wa)[at][2], uint4(&xb)[NT][xq]) {
+#pragma unroll
+      for (int t = 0; t < at; ++t) {
+        wa[t][0] = load_stream(wrow[t][0] + k0);
+        wa[t][1] = load_stream(wrow[t][1] + k0);
+      }
+#pragma unroll
+      for (int n = 0; n < NT; ++n)
+#pragma unroll
+        for (int q = 0; q < xq; ++q) {
+          uint4 v = make_uint4(0, 0, 0, 0);
+          if (tile_live[n])
+            v = __ldg(reinterpret_cast<const uint4*>(xrow[n] + k0) + q);
+          xb[n][q] = x_valid[n] ? v : make_uint4(0, 0, 0, 0);
+        }
+    };
+    auto compute = [&](const uint4(&wa)[at][2], const uint4(&xb)[NT][xq]) {
+#pragma unroll
+      for (int s = 0; s < subs; ++s) {
+        uint32_t af[at][4];
+#pragma unroll
+        for (int t = 0; t < at; ++t) {
+          if constexpr (sizeof(W) == 1) {
+            int8x4_to_bf16x4(word(wa[t][0], s), af[t][0], af[t][2]);
+            int8x4_to_bf16x4(word(wa[t][1], s), af[t][1], af[t][3]);
+          } else {
+            af[t][0] = word(wa[t][0], 2 * s);
+            af[t][2] = word(wa[t][0], 2 * s + 1);
+            af[t][1] = word(wa[t][1], 2 * s);
+            af[t][3] = word(wa[t][1], 2 * s + 1);
+          }
+        }
+#pragma unroll
+        for (int n = 0; n < NT; ++n) {
+          if (!tile_live[n])
+            continue;
+          uint32_t b0 = word(xb[n][(2 * s) / 4], (2 * s) % 4);
+          uint32_t b1 = word(xb[n][(2 * s + 1) / 4], (2 * s + 1) % 4);
+#pragma unroll
+          for (int t = 0; t < at; ++t)
+            mma_bf16(acc[t][n], af[t][0], af[t][1], af[t][2], af[t][3], b0,
+                     b1);
+        }
+      }
+    };
+    int64_t k0 = k_begin;
+    for (; k0 + unroll * kstep <= k_end; k0 += unroll * kstep) {
+      uint4 wa[unroll][at][2];
+      uint4 xb[unroll][NT][xq];
+#pragma unroll
+      for (int u = 0; u < unroll; ++u)
+        load(k0 + u * kstep, wa[u], xb[u]);
+#pragma unroll
+      for (int u = 0; u < unroll; ++u)
+        compute(wa[u], xb[u]);
+    }
+    for (; k0 < k_end; k0 += kstep) {
+      uint4 wa[at][2];
+      uint4 xb[NT][xq];
+      load(k0, wa, xb);
+      compute(wa, xb);
+    }
+    // Epilogue: c[0], c[1] are row gid, tokens 2 tig, 2 tig + 1 of the tile;
+    // c[2], c[3] the same tokens for row gid + 8.
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int64_t row = r0 + gid + 8 * half;
+      float s0 = 1.0f;
+      float s1 = 1.0f;
+      if (a.scales != nullptr) {
+        s0 = a.scales[e * a.scale_stride + row];
+        if constexpr (Swiglu)
+          s1 = a.scales[e * a.scale_stride + a.scale_pair + row];
+      }
+#pragma unroll
+      for (int n = 0; n < NT; ++n)
+#pragma unroll
+        for (int c = 0; c < 2; ++c) {
+          int tok = tb + n * 8 + 2 * tig + c;
+          if (tok >= end)
+            continue;
+          float v0 = acc[0][n][2 * half + c] * s0;
+          if constexpr (Swiglu) {
+            float v1 = acc[at - 1][n][2 * half + c] * s1;
+            float silu = v0 / (1.0f + __expf(-v0));
+            a.h[static_cast<int64_t>(tok) * a.out_rows + row]
+              = __float2bfloat16_rn(silu * v1);
+          } else {
+            a.y[(blockIdx.z * a.n_rows + tok) * a.out_rows + row] = v0;
+          }
+        }
+    }
+  }
+}
+
+template <class W, bool Swiglu>
+void launch_expert_mma(const mma_args& a, int64_t n_groups, int64_t splits,
+                       int nt, cudaStream_t stream) {
+  dim3 grid(static_cast<unsigned>((a.out_rows / rows_per_warp + warps_per_block
+                                   - 1)
+                                  / warps_per_block),
+            static_cast<unsigned>(n_groups), static_cast<unsigned>(splits));
+  dim3 block(warps_per_block * 32);
+  switch (nt) {
+    case 1: expert_mma_kernel<W, 1, Swiglu><<<grid, block, 0, stream>>>(a); break;
+    case 2: expert_mma_kernel<W, 2, Swiglu><<<grid, block, 0, stream>>>(a); break;
+    case 3: expert_mma_kernel<W, 3, Swiglu><<<grid, block, 0, stream>>>(a); break;
+    default: expert_mma_kernel<W, 4, Swiglu><<<grid, block, 0, stream>>>(a); break;
+  }
+  CUDA_CHECK_LAUNCH(expert_mma_kernel);
+}
+
+/// h[r, j] = silu(gu[r, j]) * gu[r, ffn + j] (the gemm path's SwiGLU).
+__global__ void silu_mul_kernel(const __nv_bfloat16* __restrict__ gu,
+                                int64_t n_rows, int64_t ffn,
+                                __nv_bfloat16* __restrict__ h) {
+  int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= n_rows * ffn)
+    return;
+  int64_t r = i / ffn;
+  int64_t j = i % ffn;
+  float g = __bfloat162float(gu[r * 2 * ffn + j]);
+  float u = __bfloat162float(gu[r * 2 * ffn + ffn + j]);
+  h[i] = __float2bfloat16_rn(g / (1.0f + __expf(-g)) * u);
+}
+
+__global__ void dequantize_int8_kernel(const int8_t* __restrict__ q,
+                                       const float* __restrict__ s,
+                                       int64_t rows, int64_t cols,
+                                       __nv_bfloat16* __restrict__ out) {
+  int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < rows * cols)
+    out[i] = __float2bfloat16_rn(static_cast<float>(q[i]) * s[i / cols]);
+}
+
+size_t align_up(size_t x) {
+  return (x + 255) / 256 * 256;
+}
+
+struct ffn_layout {
+  size_t h = 0, gu = 0, dq13 = 0, dq2 = 0, total = 0;
+};
+
+ffn_layout make_layout(const expert_layer& l, int64_t n_rows) {
+  ffn_layout out;
+  size_t bf = sizeof(__nv_bfloat16);
+  out.h = 0;
+  out.gu = align_up(bf * n_rows * l.ffn);
+  out.dq13 = out.gu + align_up(bf * n_rows * 2 * l.ffn);
+  size_t dq = l.format == weight_format::int8 ? 1 : 0;
+  out.dq2 = out.dq13 + dq * align_up(bf * 2 * l.ffn * l.hidden);
+  out.total = out.dq2 + dq * align_up(bf * l.hidden * l.ffn);
+  return out;
+}
+
+int kstep_of(const expert_layer& l) {
+  return l.format == weight_format::int8 ? 64 : 32;
+}
+
+void gemm_bf16(cublasHandle_t cublas, int64_t out_features, int64_t m,
+               int64_t k, const __nv_bfloat16* w, const __nv_bfloat16* x,
+               void* c, cudaDataType_t c_type) {
+  // Row-major y[m, out] = x[m, k] · w[out, k]ᵀ is column-major
+  // yᵀ[out, m] = op_T(w as [k, out]) · xᵀ[k, m].
+  const float one = 1.0f;
+  const float zero = 0.0f;
+  CUBLAS_CHECK(cublasGemmEx(cublas, CUBLAS_OP_T, CUBLAS_OP_N,
+                            static_cast<int>(out_features), static_cast<int>(m),
+                            static_cast<int>(k), &one, w, CUDA_R_16BF,
+                            static_cast<int>(k), x, CUDA_R_16BF,
+                            static_cast<int>(k), &zero, c, c_type,
+                            static_cast<int>(out_features), CUBLAS_COMPUTE_32F,
+                            CUBLAS_GEMM_DEFAULT));
+}
+
+} // namespace
+
+size_t expert_layer::expert_bytes() const {
+  if (format == weight_format::int8)
+    return static_cast<size_t>(3 * ffn * hidden)
+           + sizeof(float) * static_cast<size_t>(2 * ffn + hidden);
+  return sizeof(__nv_bfloat16) * static_cast<size_t>(3 * ffn * hidden);
+}
+
+size_t expert_ffn_workspace_bytes(const expert_layer& layer, int64_t n_rows) {
+  return make_layout(layer, n_rows).total;
+}
+
+int64_t expert_ffn_splits(const expert_layer& layer, ffn_path path) {
+  if (path == ffn_path::gemm)
+    return 1;
+  int64_t quarter = 4 * kstep_of(layer);
+  return layer.ffn % quarter == 0 && layer.ffn / quarter >= 8 ? 4 : 1;
+}
+
+ffn_path choose_ffn_path(int64_t max_rows) {
+  // Decided by measurement (docs/PERFORMANCE.md): the decode kernel keeps up
+  // to 32 tokens per expert in one pass over the weights.
+  return max_rows <= 32 ? ffn_path::decode : ffn_path::gemm;
+}
+
+const char* expert_ffn_unsupported(const expert_layer& layer) {
+  if (layer.hidden <= 0 || layer.ffn <= 0 || layer.hidden % 64 != 0
+      || layer.ffn % 64 != 0)
+    return "the CUDA expert kernels need hidden_size and intermediate_size "
+           "to be positive multiples of 64";
+  return nullptr;
+}
+
+ffn_path expert_ffn(const expert_layer& layer, const ffn_groups& groups,
+                    const __nv_bfloat16* rows, int64_t n_rows, int64_t max_rows,
+                    ffn_path path, void* workspace, size_t workspace_bytes,
+                    float* y, cublasHandle_t cublas, cudaStream_t stream) {
+  if (auto why = expert_ffn_unsupported(layer))
+    throw cuda_error(std::string{"expert_ffn: "} + why);
+  auto l = make_layout(layer, n_rows);
+  if (workspace_bytes < l.total)
+    throw cuda_error("expert_ffn: workspace of "
+                     + std::to_string(workspace_bytes) + " bytes, need "
+                     + std::to_string(l.total));
+  if (path == ffn_path::automatic)
+    path = choose_ffn_path(max_rows);
+  if (n_rows == 0 || groups.n_groups == 0)
+    return path;
+  auto* base = static_cast<char*>(workspace);
+  auto* h = reinterpret_cast<__nv_bfloat16*>(base + l.h);
+  const bool int8 = layer.format == weight_format::int8;
+  if (path == ffn_path::decode) {
+    int nt = static_cast<int>(std::clamp<int64_t>((max_rows + 7) / 8, 1, 4));
+    mma_args a{};
+    a.group_expert = groups.expert;
+    a.group_offsets = groups.offsets;
+    a.x = rows;
+    a.h = h;
+    a.y = y;
+    a.n_rows = n_rows;
+    // w13 with SwiGLU: out = ffn rows (each with its w3 twin), K = hidden.
+    a.w = layer.w13;
+    a.expert_stride = 2 * layer.ffn * layer.hidden;
+    a.pair_offset = layer.ffn * layer.hidden;
+    a.scales = int8 ? layer.s13 : nullptr;
+    a.scale_stride = 2 * layer.ffn;
+    a.scale_pair = layer.ffn;
+    a.out_rows = layer.ffn;
+    a.k = layer.hidden;
+    a.k_per_split = layer.hidden;
+    if (int8)
+      launch_expert_mma<int8_t, true>(a, groups.n_groups, 1, nt, stream);
+    else
+      launch_expert_mma<__nv_bfloat16, true>(a, groups.n_groups, 1, nt,
+                                             stream);
+    // w2, split along K = ffn.
+    auto splits = expert_ffn_splits(layer, path);
+    a.x = h;
+    a.w = layer.w2;
+    a.expert_stride = layer.hidden * layer.ffn;
+    a.pair_offset = 0;
+    a.scales = int8 ? layer.s2 : nullptr;
+    a.scale_stride = layer.hidden;
+    a.scale_pair = 0;
+    a.out_rows = layer.hidden;
+    a.k = layer.ffn;
+    a.k_per_split = layer.ffn / splits;
+    if (int8)
+      launch_expert_mma<int8_t, false>(a, groups.n_groups, splits, nt, stream);
+    else
+      launch_expert_mma<__nv_bfloat16, false>(a, groups.n_groups, splits, nt,
+                                              stream);
+    return path;
+  }
+  // gemm path: cuBLAS per expert, host offsets needed.
+  if (groups.host_offsets == nullptr || groups.host_expert == nullptr)
+    throw cuda_error("expert_ffn: the gemm path needs host offsets");
+  CUBLAS_CHECK(cublasSetStream(cublas, stream));
+  auto* gu = reinterpret_cast<__nv_bfloat16*>(base + l.gu);
+  auto* dq13 = reinterpret_cast<__nv_bfloat16*>(base + l.dq13);
+  auto* dq2 = reinterpret_cast<__nv_bfloat16*>(base + l.dq2);
+  // Expert e's [rows, cols] matrix as bf16: in place, or dequantised into
+  // `scratch` (stream-ordered, so one scratch serves every group in turn).
+  auto matrix = [&](const void* all, const float* scales, int64_t n_out,
+                    int64_t n_in, int64_t e,
+                    __nv_bfloat16* scratch) -> const __nv_bfloat16* {
+    if (!int8)
+      return static_cast<const __nv_bfloat16*>(all) + e * n_out * n_in;
+    dequantize_int8(static_cast<const int8_t*>(all) + e * n_out * n_in,
+                    scales + e * n_out, n_out, n_in, scratch, stream);
+    return scratch;
+  };
+  // One GEMM per group: out rows [offset, offset + m) of `out`.
+  auto per_group = [&](auto&& fn) {
+    for (int64_t g = 0; g < groups.n_groups; ++g) {
+      int64_t m = groups.host_offsets[g + 1] - groups.host_offsets[g];
+      if (m > 0)
+        fn(groups.host_offsets[g], m, int64_t{groups.host_expert[g]});
+    }
+  };
+  const int64_t ffn = layer.ffn;
+  const int64_t hidden = layer.hidden;
+  per_group([&](int64_t offset, int64_t m, int64_t e) {
+    auto* w = matrix(layer.w13, layer.s13, 2 * ffn, hidden, e, dq13);
+    gemm_bf16(cublas, 2 * ffn, m, hidden, w, rows + offset * hidden,
+              gu + offset * 2 * ffn, CUDA_R_16BF);
+  });
+  auto n = n_rows * ffn;
+  silu_mul_kernel<<<static_cast<unsigned>((n + 255) / 256), 256, 0, stream>>>(
+    gu, n_rows, ffn, h);
+  CUDA_CHECK_LAUNCH(silu_mul_kernel);
+  per_group([&](int64_t offset, int64_t m, int64_t e) {
+    auto* w = matrix(layer.w2, layer.s2, hidden, ffn, e, dq2);
+    gemm_bf16(cublas, hidden, m, ffn, w, h + offset * ffn,
+              y + offset * hidden, CUDA_R_32F);
+  });
+  return path;
+}
+
+void dequantize_int8(const int8_t* q, const float* s, int64_t rows,
+                     int64_t cols, __nv_bfloat16* out, cudaStream_t stream) {
+  auto n = rows * cols;
+  if (n == 0)
+    return;
+  dequantize_int8_kernel<<<static_cast<unsigned>((n + 255) / 256), 256, 0,
+                           stream>>>(q, s, rows, cols, out);
+  CUDA_CHECK_LAUNCH(dequantize_int8_kernel);
+}
+
+} // namespace volt::cuda

@@ -1,0 +1,94 @@
+#pragma once
+
+// SwiGLU FFN of the experts of one layer over token rows grouped by expert:
+// y = w2 · (silu(w1 · x) * (w3 · x)), with weights in bf16 or int8
+// (per-output-channel symmetric, fp32 scales, dequantised inside the kernel).
+// CPU twins: volt::cpu::swiglu_expert and volt::cpu::swiglu_expert_int8.
+//
+// Two paths:
+// - decode: few rows per expert, bandwidth bound. One warp computes 16 output
+//   rows with tensor-core mma.sync (m16n8k16, tokens as the n = 8 side),
+//   loading the weights once with 16-byte loads straight from HBM; w1 and w3
+//   share the warp so silu(g) * u happens in registers; w2 is split along K
+//   so that even one expert fills the GPU (partials summed by combine).
+// - gemm: many rows per expert, tensor-core bound: cuBLAS GEMMs per expert
+//   (int8 weights dequantised to a bf16 scratch per expert first).
+
+#include <cstddef>
+#include <cstdint>
+
+#include <cublas_v2.h>
+#include <cuda_bf16.h>
+#include <cuda_runtime_api.h>
+
+namespace volt::cuda {
+
+/// Storage of expert weights on the device.
+enum class weight_format { bf16, int8 };
+
+/// The experts of one layer on the device.
+struct expert_layer {
+  weight_format format = weight_format::bf16;
+  int64_t n_experts = 0;
+  int64_t hidden = 0;
+  int64_t ffn = 0;
+  /// [n_experts, 2 * ffn, hidden]: rows [0, ffn) are w1, [ffn, 2 ffn) are w3.
+  const void* w13 = nullptr;
+  /// [n_experts, hidden, ffn].
+  const void* w2 = nullptr;
+  /// int8 only: [n_experts, 2 * ffn] and [n_experts, hidden] f32 scales.
+  const float* s13 = nullptr;
+  const float* s2 = nullptr;
+
+  /// Bytes of the weights of one expert (scales included).
+  size_t expert_bytes() const;
+};
+
+/// Which path computes the FFN.
+enum class ffn_path { automatic, decode, gemm };
+
+/// Rows grouped by expert: group g has rows [offsets[g], offsets[g + 1]) and
+/// runs expert (local index) expert[g].
+struct ffn_groups {
+  int64_t n_groups = 0;
+  const int32_t* expert = nullptr; // device [n_groups]
+  const int32_t* offsets = nullptr; // device [n_groups + 1]
+  /// Host copies; required by the gemm path, unused by decode.
+  const int32_t* host_expert = nullptr;
+  const int32_t* host_offsets = nullptr;
+};
+
+/// Scratch the FFN needs for n_rows rows (both paths).
+size_t expert_ffn_workspace_bytes(const expert_layer& layer, int64_t n_rows);
+
+/// Split-K factor of the decode path's w2 product; y holds that many partials.
+int64_t expert_ffn_splits(const expert_layer& layer, ffn_path path);
+
+/// The path `automatic` takes when no group has more than max_rows rows.
+ffn_path choose_ffn_path(int64_t max_rows);
+
+/// Checks that the shapes suit the kernels (multiples of 64; 16-byte rows);
+/// returns "" or the reason.
+const char* expert_ffn_unsupported(const expert_layer& layer);
+
+/// Runs every group's expert over its rows.
+/// - rows      (in):  [n_rows, hidden] bf16, grouped
+/// - max_rows  (in):  an upper bound of the rows of any group (host)
+/// - workspace (tmp): expert_ffn_workspace_bytes(layer, n_rows)
+/// - y         (out): [splits, n_rows, hidden] f32 partials, splits =
+///                    expert_ffn_splits(layer, path taken); sum them (combine
+///                    or sum_splits)
+/// Returns the path taken.
+ffn_path expert_ffn(const expert_layer& layer, const ffn_groups& groups,
+                    const __nv_bfloat16* rows, int64_t n_rows, int64_t max_rows,
+                    ffn_path path, void* workspace, size_t workspace_bytes,
+                    float* y, cublasHandle_t cublas, cudaStream_t stream);
+
+/// Dequantises per-row int8 weights to bf16: out[r, c] = bf16(q[r, c] * s[r]).
+/// - q   (in):  [rows, cols] int8
+/// - s   (in):  [rows] f32
+/// - out (out): [rows, cols] bf16
+void dequantize_int8(const int8_t* q, const float* s, int64_t rows,
+                     int64_t cols, __nv_bfloat16* out, cudaStream_t stream);
+
+} // namespace volt::cuda

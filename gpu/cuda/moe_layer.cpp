@@ -1,0 +1,89 @@
+#include "gpu/cuda/moe_layer.hpp"
+
+#include <numeric>
+
+#include "gpu/cuda/cuda_check.hpp"
+#include "gpu/cuda/gating.cuh"
+#include "gpu/cuda/permute.cuh"
+
+namespace volt::cuda {
+
+moe_layer_runner::moe_layer_runner(const expert_layer& layer, int64_t k,
+                                   int64_t max_tokens, cublasHandle_t cublas)
+  : layer_(layer), k_(k), max_tokens_(max_tokens), cublas_(cublas) {
+  auto e = layer.n_experts;
+  auto pairs = max_tokens * k;
+  logits_.resize(sizeof(float) * max_tokens * e);
+  topk_ids_.resize(sizeof(int32_t) * pairs);
+  topk_weights_.resize(sizeof(float) * pairs);
+  sorted_pair_.resize(sizeof(int32_t) * pairs);
+  pair_row_.resize(sizeof(int32_t) * pairs);
+  offsets_.resize(sizeof(int32_t) * (e + 1));
+  experts_.resize(sizeof(int32_t) * e);
+  plan_ws_.resize(plan_dispatch_workspace_bytes(pairs, e));
+  rows_.resize(sizeof(__nv_bfloat16) * pairs * layer.hidden);
+  ffn_ws_.resize(expert_ffn_workspace_bytes(layer, pairs));
+  auto splits = std::max(expert_ffn_splits(layer, ffn_path::decode),
+                         expert_ffn_splits(layer, ffn_path::gemm));
+  y_.resize(sizeof(float) * splits * pairs * layer.hidden);
+  host_offsets_.reserve(sizeof(int32_t) * (e + 1));
+  host_experts_.resize(static_cast<size_t>(e));
+  std::iota(host_experts_.begin(), host_experts_.end(), 0);
+  CUDA_CHECK(cudaMemcpy(experts_.get(), host_experts_.data(),
+                        sizeof(int32_t) * e, cudaMemcpyHostToDevice));
+}
+
+ffn_path moe_layer_runner::run(const __nv_bfloat16* x,
+                               const __nv_bfloat16* gate, int64_t n,
+                               ffn_path path, float* out, cudaStream_t stream) {
+  if (n > max_tokens_)
+    throw cuda_error("moe_layer_runner: " + std::to_string(n)
+                     + " tokens, built for " + std::to_string(max_tokens_));
+  if (n == 0)
+    return path;
+  auto e = layer_.n_experts;
+  auto hidden = layer_.hidden;
+  // Router logits [n, E] = x · gateᵀ in f32.
+  const float one = 1.0f;
+  const float zero = 0.0f;
+  CUBLAS_CHECK(cublasSetStream(cublas_, stream));
+  CUBLAS_CHECK(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N,
+                            static_cast<int>(e), static_cast<int>(n),
+                            static_cast<int>(hidden), &one, gate, CUDA_R_16BF,
+                            static_cast<int>(hidden), x, CUDA_R_16BF,
+                            static_cast<int>(hidden), &zero, logits_.get(),
+                            CUDA_R_32F, static_cast<int>(e),
+                            CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  topk_gating(logits_.get<float>(), n, e, k_, topk_ids_.get<int32_t>(),
+              topk_weights_.get<float>(), stream);
+  plan_dispatch(topk_ids_.get<int32_t>(), n, k_, e, plan_ws_.get(),
+                plan_ws_.bytes(), sorted_pair_.get<int32_t>(),
+                offsets_.get<int32_t>(), pair_row_.get<int32_t>(), stream);
+  auto pairs = n * k_;
+  gather_rows(x, sorted_pair_.get<int32_t>(), pairs, k_, hidden,
+              rows_.get<__nv_bfloat16>(), stream);
+  // No expert gets more than n rows (a token picks an expert once).
+  if (path == ffn_path::automatic)
+    path = choose_ffn_path(n);
+  ffn_groups groups;
+  groups.n_groups = e;
+  groups.expert = experts_.get<int32_t>();
+  groups.offsets = offsets_.get<int32_t>();
+  if (path == ffn_path::gemm) {
+    CUDA_CHECK(cudaMemcpyAsync(host_offsets_.get(), offsets_.get(),
+                               sizeof(int32_t) * (e + 1),
+                               cudaMemcpyDeviceToHost, stream));
+    CUDA_CHECK(cudaStreamSynchronize(stream));
+    groups.host_expert = host_experts_.data();
+    groups.host_offsets = host_offsets_.get<int32_t>();
+  }
+  path = expert_ffn(layer_, groups, rows_.get<__nv_bfloat16>(), pairs, n, path,
+                    ffn_ws_.get(), ffn_ws_.bytes(), y_.get<float>(), cublas_,
+                    stream);
+  combine(y_.get<float>(), expert_ffn_splits(layer_, path),
+          pair_row_.get<int32_t>(), topk_weights_.get<float>(), n, k_, hidden,
+          out, stream);
+  return path;
+}
+
+} // namespace volt::cuda

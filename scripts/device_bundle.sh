@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Builds volt-node and volt_tests here (CUDA on, sm_90) and bundles them with the
+# non-system shared libraries they link (CAF, civetweb, prometheus-cpp, hiredis,
+# toml++) into .device/ (ignored by git), to be named in the device tool's `carry`.
+# On the GPU machine, scripts/device_run.sh runs them with LD_LIBRARY_PATH set.
+# CUDA runtime and cuBLAS come from the GPU machine's own toolkit (same 13.0).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build=${VOLT_BUILD_DIR:-build-gpu}
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
+make -C "$build" -j"$(nproc)" volt-node volt_tests
+rm -rf .device
+mkdir -p .device/bin .device/lib
+cp "$build/apps/volt-node" "$build/tests/volt_tests" .device/bin/
+for bin in .device/bin/*; do
+  ldd "$bin" | awk '/=> \//{print $3}' \
+    | grep -E 'libcaf_|libcivetweb|libprometheus-cpp|libhiredis|libtomlplusplus' \
+    | while read -r lib; do cp -L "$lib" .device/lib/; done
+done
+git rev-parse HEAD >.device/commit
+if ! git diff --quiet HEAD -- . ':!.device'; then echo "+dirty" >>.device/commit; fi
+du -sh .device
+ls .device/lib

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Runs on the GPU machine (device tool), from the repository root, with .device/
+# carried (scripts/device_bundle.sh made it). One call does what the lease allows:
+#   scripts/device_run.sh [tests] [bench] [torch] [ncu]   (default: tests bench torch)
+# Writes under $OUT: gpu.txt, tests.log, bench_bf16.json, bench_int8.json,
+# torch.json, table.md (the side-by-side table) and ncu.txt.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-/tmp/volt-out}
+mkdir -p "$OUT"
+export LD_LIBRARY_PATH="$PWD/.device/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
+steps=("$@")
+[ ${#steps[@]} -eq 0 ] && steps=(tests bench torch)
+has() { local s; for s in "${steps[@]}"; do [ "$s" = "$1" ] && return 0; done; return 1; }
+node=.device/bin/volt-node
+tokens=${VOLT_BENCH_TOKENS:-1,8,32,128,512,2048}
+iters=${VOLT_BENCH_ITERS:-50}
+
+{ date -u; cat .device/commit; nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.mem --format=csv; } >"$OUT/gpu.txt" 2>&1
+cat "$OUT/gpu.txt"
+
+if has tests; then
+  # volt_tests has the fixture path of the build machine compiled in.
+  data_dir=$(strings .device/bin/volt_tests | grep -m1 -E '^/.*/tests/data$' || true)
+  if [ -n "$data_dir" ] && [ ! -e "$data_dir" ]; then
+    mkdir -p "$(dirname "$data_dir")" && ln -s "$PWD/tests/data" "$data_dir"
+  fi
+  for suite in gpu.cuda_ops gpu.cuda_expert gpu.cpu_quant gpu.cpu_ops; do
+    echo "== $suite"
+    timeout 300 .device/bin/volt_tests -n -r 300 -s "^${suite//./\\.}\$" 2>&1 | tail -n 400
+    echo "exit: ${PIPESTATUS[0]}"
+  done >"$OUT/tests.log" 2>&1
+  grep -E "^== |exit:|VOLT_GPU_SKIPPED|rel_error|FAIL|failed|error" "$OUT/tests.log" | head -n 80
+fi
+
+if has bench; then
+  $node bench moe-layer --device cuda:0 --dtype bf16 --tokens "$tokens" --path all \
+    --iters "$iters" --json >"$OUT/bench_bf16.json" 2>"$OUT/bench_err.txt" || cat "$OUT/bench_err.txt"
+  $node bench moe-layer --device cuda:0 --dtype int8 --tokens "$tokens" --path all \
+    --iters "$iters" --json >"$OUT/bench_int8.json" 2>>"$OUT/bench_err.txt" || cat "$OUT/bench_err.txt"
+fi
+
+if has torch; then
+  python3 scripts/bench_torch_moe.py --tokens "$tokens" --iters "$iters" \
+    >"$OUT/torch.json" 2>"$OUT/torch_err.txt" || tail -n 20 "$OUT/torch_err.txt"
+fi
+
+if [ -s "$OUT/bench_bf16.json" ]; then
+  python3 scripts/moe_side_by_side.py "$OUT/bench_bf16.json" "$OUT/bench_int8.json" \
+    "$OUT/torch.json" "$OUT/gpu.txt" >"$OUT/table.md"
+  cat "$OUT/table.md"
+fi
+
+if has ncu; then
+  # Hardware counters of the decode kernels at 1 and 32 tokens (bf16 and int8).
+  for dt in bf16 int8; do
+    timeout 240 ncu --clock-control none -k regex:expert_mma --launch-skip 4 --launch-count 4 \
+      --section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy \
+      --section LaunchStats \
+      $node bench moe-layer --device cuda:0 --dtype $dt --tokens 1,32 --path decode \
+      --iters 2 --warmup 1 --gating-tokens 64
+  done >"$OUT/ncu.txt" 2>&1
+  grep -E "expert_mma|Duration|Memory Throughput|DRAM Throughput|Achieved Occupancy|Registers Per" "$OUT/ncu.txt" | head -n 60
+fi

@@ -1,0 +1,174 @@
+#define CAF_SUITE gpu.cuda_expert
+
+// The CUDA expert actor against the CPU expert actor (bf16) and the int8 CPU
+// twin (int8) on the tiny checkpoint, through a real actor system (the actor
+// is detached, so the deterministic test scheduler cannot run it). Without a
+// GPU every case prints VOLT_GPU_SKIPPED; without a CUDA build the spawn
+// error is checked first.
+
+#include "actors/cuda_expert.hpp"
+
+#include "actors/expert.hpp"
+#include "base/error.hpp"
+#include "caf/actor_system.hpp"
+#include "caf/actor_system_config.hpp"
+#include "caf/scoped_actor.hpp"
+#include "gpu/cpu/quant.hpp"
+#include "tests/gpu/gpu_test_util.hpp"
+#include "tests/model/checkpoint_writer.hpp"
+#include "tests/test_dsl.hpp"
+
+#ifdef VOLT_HAVE_CUDA
+#  include <cuda_runtime_api.h>
+#endif
+
+using namespace volt;
+using namespace volt::test;
+
+namespace {
+
+struct config : caf::actor_system_config {
+  config() {
+    add_message_types<caf::id_block::volt>();
+  }
+};
+
+struct fixture {
+  fixture() : sys(cfg) {
+    auto opened = checkpoint::open(tiny_mixtral_dir());
+    if (!opened)
+      CAF_FAIL(describe(opened.error()));
+    experts = *expert_weights::load(*opened, {1, 4, 6});
+  }
+
+  bool gpu_available() {
+#ifdef VOLT_HAVE_CUDA
+    int count = 0;
+    auto status = cudaGetDeviceCount(&count);
+    if (status == cudaSuccess && count > 0)
+      return true;
+    report_gpu_skip(status != cudaSuccess ? cudaGetErrorString(status)
+                                          : "no CUDA device");
+#else
+    report_gpu_skip("volt was built without CUDA");
+#endif
+    return false;
+  }
+
+  template <class T, class... Ts>
+  caf::expected<T> ask(const expert_actor& dest, Ts&&... xs) {
+    caf::expected<T> result{caf::error{}};
+    caf::scoped_actor self{sys};
+    self->request(dest, std::chrono::seconds(60), std::forward<Ts>(xs)...)
+      .receive([&](T& x) { result = std::move(x); },
+               [&](caf::error& err) { result = std::move(err); });
+    return result;
+  }
+
+  config cfg;
+  caf::actor_system sys;
+  std::shared_ptr<const expert_weights> experts;
+};
+
+} // namespace
+
+CAF_TEST_FIXTURE_SCOPE(cuda_expert_tests, fixture)
+
+CAF_TEST(without CUDA the spawn fails with a clear error) {
+#ifndef VOLT_HAVE_CUDA
+  auto handle = spawn_cuda_expert(sys, experts, 0, weight_quantization::none);
+  CAF_REQUIRE(!handle);
+  CAF_CHECK_EQUAL(describe(handle.error()),
+                  "volt-node was built without CUDA; [worker] device = cuda:0 "
+                  "needs a CUDA build");
+#endif
+  if (!gpu_available())
+    return;
+  auto handle = spawn_cuda_expert(sys, experts, 999, weight_quantization::none);
+  CAF_REQUIRE(!handle);
+  CAF_CHECK_EQUAL(describe(handle.error()).rfind("[worker] device = cuda:999",
+                                                 0),
+                  0u);
+}
+
+CAF_TEST(the cuda expert actor matches the cpu expert actor) {
+  if (!gpu_available())
+    return;
+  auto gpu = spawn_cuda_expert(sys, experts, 0, weight_quantization::none);
+  CAF_REQUIRE(gpu);
+  auto cpu = sys.spawn(expert, experts);
+  auto ids = ask<std::vector<uint32_t>>(*gpu, hosted_atom_v);
+  CAF_REQUIRE(ids);
+  CAF_CHECK_EQUAL(*ids, std::vector<uint32_t>({1, 4, 6}));
+  std::mt19937 gen{5};
+  const int64_t hidden = experts->config().hidden_size;
+  for (auto counts : {std::vector<uint32_t>{1, 0, 0}, {3, 1, 2},
+                      {31, 7, 0}, {257, 40, 3}, {0, 0, 0}})
+    for (uint32_t layer = 0; layer < 2; ++layer) {
+      int64_t n = counts[0] + counts[1] + counts[2];
+      auto x = uniform_floats(static_cast<size_t>(n * hidden), gen);
+      expert_batch batch{layer, {6, 1, 4}, counts, pack_f32(x.data(), {n, hidden})};
+      auto want = ask<wire_tensor>(cpu, batch);
+      auto got = ask<wire_tensor>(*gpu, batch);
+      CAF_REQUIRE(want);
+      CAF_REQUIRE(got);
+      CAF_REQUIRE(!check_wire_tensor(*got, dtype::f32, {n, hidden}, "out"));
+      std::vector<float> g;
+      std::vector<float> w;
+      unpack_f32(*got, g);
+      unpack_f32(*want, w);
+      if (n > 0)
+        CAF_CHECK_LESS(rel_error(g, w), 1e-2);
+    }
+  // Malformed batches are answered with an error, never a crash.
+  auto x = uniform_floats(static_cast<size_t>(2 * hidden), gen);
+  auto not_hosted = ask<wire_tensor>(
+    *gpu, expert_batch{0, {2}, {2}, pack_f32(x.data(), {2, hidden})});
+  CAF_CHECK(!not_hosted);
+  auto bad_shape = ask<wire_tensor>(
+    *gpu, expert_batch{0, {1}, {3}, pack_f32(x.data(), {2, hidden})});
+  CAF_CHECK(!bad_shape);
+  caf::anon_send_exit(*gpu, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(cpu, caf::exit_reason::user_shutdown);
+}
+
+CAF_TEST(the int8 cuda expert actor matches the int8 cpu twin) {
+  if (!gpu_available())
+    return;
+  auto gpu = spawn_cuda_expert(sys, experts, 0, weight_quantization::int8);
+  CAF_REQUIRE(gpu);
+  auto q = int8_expert_weights::quantize(*experts);
+  const auto& cfg = experts->config();
+  const int64_t hidden = cfg.hidden_size;
+  const int64_t ffn = cfg.intermediate_size;
+  std::mt19937 gen{6};
+  for (auto counts : {std::vector<uint32_t>{1, 0}, {3, 31}, {257, 2}}) {
+    int64_t n = counts[0] + counts[1];
+    auto x = uniform_floats(static_cast<size_t>(n * hidden), gen);
+    expert_batch batch{1, {4, 1}, counts, pack_f32(x.data(), {n, hidden})};
+    auto got = ask<wire_tensor>(*gpu, batch);
+    CAF_REQUIRE(got);
+    std::vector<float> g;
+    unpack_f32(*got, g);
+    std::vector<double> want(static_cast<size_t>(n * hidden));
+    int64_t row = 0;
+    for (size_t i = 0; i < counts.size(); ++i) {
+      const auto* e = q->find(1, batch.expert_ids[i]);
+      std::vector<float> w1(e->w1.q.size()), w3(e->w3.q.size()),
+        w2(e->w2.q.size());
+      cpu::dequantize_int8_rows(e->w1.q.data(), e->w1.scales.data(), ffn,
+                                hidden, w1.data());
+      cpu::dequantize_int8_rows(e->w3.q.data(), e->w3.scales.data(), ffn,
+                                hidden, w3.data());
+      cpu::dequantize_int8_rows(e->w2.q.data(), e->w2.scales.data(), hidden,
+                                ffn, w2.data());
+      for (uint32_t r = 0; r < counts[i]; ++r, ++row)
+        swiglu_row_f64(x.data() + row * hidden, w1.data(), w3.data(),
+                       w2.data(), hidden, ffn, want.data() + row * hidden);
+    }
+    CAF_CHECK_LESS(rel_error(g, want), 3e-2);
+  }
+  caf::anon_send_exit(*gpu, caf::exit_reason::user_shutdown);
+}
+
+CAF_TEST_FIXTURE_SCOPE_END()
