@@ -35,6 +35,10 @@ const std::vector<flag_spec> bench_flags = {
   {"warmup", true, "untimed runs first (default 5)"},
   {"path", true, "FFN path: auto (default), decode, gemm or all (CUDA only)"},
   {"gating-tokens", true, "tokens for the gating kernel timing (default 4096)"},
+  {"decode-chunks", true, "decode kernel: 16-byte loads per thread and row, 1 or 2"},
+  {"w13-splits", true, "decode kernel: K splits of w1/w3 (1, 2 or 4)"},
+  {"w2-splits", true, "decode kernel: K splits of w2 (1, 2 or 4)"},
+  {"sweep-decode", false, "also time every decode variant up to 128 tokens"},
   {"json", false, "print one JSON object instead of a table"},
   {"help", false, "print this help"},
 };
@@ -161,17 +165,19 @@ void print_table(const moe_bench_options& o, const moe_bench_result& r) {
                 "%.1f MB; all experts %.1f MB\n",
                 r.copy_gbs, r.expert_bytes / 1e6,
                 r.expert_bytes * o.experts / 1e6);
-  std::printf("%8s %7s %10s %12s %7s %10s %7s\n", "tokens", "path",
-              "median_ms", "tokens/s", "active", "floor_ms", "ratio");
+  std::printf("%8s %7s %10s %12s %7s %10s %7s  %s\n", "tokens", "path",
+              "median_ms", "tokens/s", "active", "floor_ms", "ratio",
+              "variant");
   for (const auto& row : r.rows)
-    std::printf("%8lld %7s %10.4f %12.0f %7lld %10s %7s\n",
+    std::printf("%8lld %7s %10.4f %12.0f %7lld %10s %7s  %s\n",
                 static_cast<long long>(row.tokens), row.path.c_str(),
                 row.median_ms, row.tokens / (row.median_ms * 1e-3),
                 static_cast<long long>(row.active_experts),
                 row.floor_ms > 0 ? fmt("%.4f", row.floor_ms).c_str() : "-",
                 row.floor_ms > 0
                   ? fmt("%.2f", row.median_ms / row.floor_ms).c_str()
-                  : "-");
+                  : "-",
+                row.variant.c_str());
   if (r.gating_ms > 0)
     std::printf("fused gating, %lld tokens x %lld experts, top-%lld: %.4f ms\n",
                 static_cast<long long>(o.gating_tokens),
@@ -192,12 +198,13 @@ void print_json(const moe_bench_options& o, const moe_bench_result& r) {
               static_cast<long long>(o.gating_tokens), r.gating_ms);
   for (size_t i = 0; i < r.rows.size(); ++i) {
     const auto& row = r.rows[i];
-    std::printf("%s{\"tokens\": %lld, \"path\": \"%s\", \"median_ms\": %.5f, "
+    std::printf("%s{\"tokens\": %lld, \"path\": \"%s\", \"variant\": \"%s\", "
+                "\"median_ms\": %.5f, "
                 "\"min_ms\": %.5f, \"max_ms\": %.5f, \"tokens_per_s\": %.1f, "
                 "\"active_experts\": %lld, \"floor_ms\": %.5f, "
                 "\"ratio\": %.4f}",
                 i == 0 ? "" : ", ", static_cast<long long>(row.tokens),
-                row.path.c_str(), row.median_ms, row.min_ms, row.max_ms,
+                row.path.c_str(), row.variant.c_str(), row.median_ms, row.min_ms, row.max_ms,
                 row.tokens / (row.median_ms * 1e-3),
                 static_cast<long long>(row.active_experts), row.floor_ms,
                 row.floor_ms > 0 ? row.median_ms / row.floor_ms : 0.0);
@@ -245,12 +252,16 @@ caf::expected<moe_bench_options> parse_options(const cli_args& args) {
                  int_flag{"topk", &o.topk, 1, 8},
                  int_flag{"iters", &o.iters, 1, 100000},
                  int_flag{"warmup", &o.warmup, 0, 100000},
-                 int_flag{"gating-tokens", &o.gating_tokens, 1, 1 << 20}}) {
+                 int_flag{"gating-tokens", &o.gating_tokens, 1, 1 << 20},
+                 int_flag{"decode-chunks", &o.decode_chunks, 0, 2},
+                 int_flag{"w13-splits", &o.w13_splits, 0, 4},
+                 int_flag{"w2-splits", &o.w2_splits, 0, 4}}) {
     auto v = args.get_int(f.name, *f.field, f.lo, f.hi);
     if (!v)
       return v.error();
     *f.field = *v;
   }
+  o.sweep_decode = args.has("sweep-decode");
   if (o.topk > o.experts)
     return bad("--topk: " + std::to_string(o.topk) + " exceeds --experts "
                + std::to_string(o.experts));

@@ -22,13 +22,20 @@ struct moe_bench_options {
   int64_t iters = 50;
   int64_t warmup = 5;
   std::string path = "auto"; // auto, decode, gemm or all
+  /// Decode-path knobs (0: keep the built-in default).
+  int64_t decode_chunks = 0;
+  int64_t w13_splits = 0;
+  int64_t w2_splits = 0;
+  /// Also time every decode variant (chunks x splits) at token counts <= 128.
+  bool sweep_decode = false;
   int64_t gating_tokens = 4096;
   uint64_t seed = 42;
 };
 
 struct moe_bench_row {
   int64_t tokens = 0;
-  std::string path;
+  std::string path; // decode, gemm, cpu, or sweep (a decode variant)
+  std::string variant; // decode knobs, e.g. "c2 s13=2 s2=4"
   double median_ms = 0;
   double min_ms = 0;
   double max_ms = 0;

@@ -148,7 +148,59 @@ caf::expected<moe_bench_result> run_moe_bench_cuda(const moe_bench_options& o) {
     CUBLAS_CHECK(cublasCreate(&cublas));
     std::unique_ptr<cublasContext, void (*)(cublasHandle_t)> cublas_guard(
       cublas, [](cublasHandle_t h) { cublasDestroy(h); });
+    auto tuning = cuda::get_decode_tuning();
+    if (o.decode_chunks > 0)
+      tuning.chunks = static_cast<int>(o.decode_chunks);
+    if (o.w13_splits > 0)
+      tuning.w13_splits = o.w13_splits;
+    if (o.w2_splits > 0)
+      tuning.w2_splits = o.w2_splits;
+    cuda::set_decode_tuning(tuning);
+    auto variant_of = [](const cuda::decode_tuning& t) {
+      return "c" + std::to_string(t.chunks) + " s13=" + std::to_string(t.w13_splits)
+             + " s2=" + std::to_string(t.w2_splits);
+    };
     cuda::moe_layer_runner runner(layer, o.topk, max_tokens, cublas);
+    // Distinct experts the router picked: their weights must be read.
+    auto finish_row = [&](moe_bench_row& row, int64_t t) {
+      std::vector<int32_t> ids(static_cast<size_t>(t * o.topk));
+      CUDA_CHECK(cudaMemcpy(ids.data(), runner.topk_ids(),
+                            sizeof(int32_t) * ids.size(),
+                            cudaMemcpyDeviceToHost));
+      row.active_experts = static_cast<int64_t>(
+        std::set<int32_t>(ids.begin(), ids.end()).size());
+      row.floor_ms = static_cast<double>(res.expert_bytes) * row.active_experts
+                     / (res.copy_gbs * 1e9) * 1e3;
+      res.rows.push_back(row);
+    };
+    if (o.sweep_decode) {
+      for (int chunks : {1, 2})
+        for (int64_t s13 : {1, 2, 4})
+          for (int64_t s2 : {2, 4}) {
+            cuda::decode_tuning t = tuning;
+            t.chunks = chunks;
+            t.w13_splits = s13;
+            t.w2_splits = s2;
+            cuda::set_decode_tuning(t);
+            runner.clear_graphs();
+            for (auto n : o.tokens) {
+              if (n > 128)
+                continue;
+              moe_bench_row row;
+              row.tokens = n;
+              row.path = "sweep";
+              row.variant = variant_of(t);
+              auto times = time_on_stream(s, o.warmup, o.iters, [&] {
+                runner.run(x.get<__nv_bfloat16>(), gate.get<__nv_bfloat16>(),
+                           n, cuda::ffn_path::decode, out.get<float>(), s);
+              });
+              summarise(times, row);
+              finish_row(row, n);
+            }
+          }
+      cuda::set_decode_tuning(tuning);
+      runner.clear_graphs();
+    }
     for (auto t : o.tokens) {
       std::vector<cuda::ffn_path> paths;
       if (o.path == "decode" || (o.path == "all" && t <= 512))
@@ -166,17 +218,10 @@ caf::expected<moe_bench_result> run_moe_bench_cuda(const moe_bench_options& o) {
                              t, p, out.get<float>(), s);
         });
         row.path = taken == cuda::ffn_path::decode ? "decode" : "gemm";
+        if (taken == cuda::ffn_path::decode)
+          row.variant = variant_of(tuning);
         summarise(times, row);
-        // Distinct experts the router picked: their weights must be read.
-        std::vector<int32_t> ids(static_cast<size_t>(t * o.topk));
-        CUDA_CHECK(cudaMemcpy(ids.data(), runner.topk_ids(),
-                              sizeof(int32_t) * ids.size(),
-                              cudaMemcpyDeviceToHost));
-        row.active_experts = static_cast<int64_t>(
-          std::set<int32_t>(ids.begin(), ids.end()).size());
-        row.floor_ms = static_cast<double>(res.expert_bytes)
-                       * row.active_experts / (res.copy_gbs * 1e9) * 1e3;
-        res.rows.push_back(row);
+        finish_row(row, t);
       }
     }
     // The fused gating kernel alone.

@@ -21,7 +21,7 @@ cat "$OUT/gpu.txt"
 
 if has tests; then
   # volt_tests has the fixture path of the build machine compiled in.
-  data_dir=$(strings .device/bin/volt_tests | grep -m1 -E '^/.*/tests/data$' || true)
+  data_dir=$(grep -a -o -m1 -E '/[[:alnum:]_./-]*/tests/data' .device/bin/volt_tests | head -n1 || true)
   if [ -n "$data_dir" ] && [ ! -e "$data_dir" ]; then
     mkdir -p "$(dirname "$data_dir")" && ln -s "$PWD/tests/data" "$data_dir"
   fi
@@ -35,9 +35,9 @@ fi
 
 if has bench; then
   $node bench moe-layer --device cuda:0 --dtype bf16 --tokens "$tokens" --path all \
-    --iters "$iters" --json >"$OUT/bench_bf16.json" 2>"$OUT/bench_err.txt" || cat "$OUT/bench_err.txt"
+    --iters "$iters" --sweep-decode --json >"$OUT/bench_bf16.json" 2>"$OUT/bench_err.txt" || cat "$OUT/bench_err.txt"
   $node bench moe-layer --device cuda:0 --dtype int8 --tokens "$tokens" --path all \
-    --iters "$iters" --json >"$OUT/bench_int8.json" 2>>"$OUT/bench_err.txt" || cat "$OUT/bench_err.txt"
+    --iters "$iters" --sweep-decode --json >"$OUT/bench_int8.json" 2>>"$OUT/bench_err.txt" || cat "$OUT/bench_err.txt"
 fi
 
 if has torch; then

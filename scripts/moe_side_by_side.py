@@ -15,7 +15,8 @@ def load(path):
 
 def best(rows, tokens, path=None):
     """Fastest row for a token count (optionally of one path)."""
-    cands = [r for r in rows if r["tokens"] == tokens and (path is None or r["path"] == path)]
+    cands = [r for r in rows if r["tokens"] == tokens and r["path"] != "sweep"
+             and (path is None or r["path"] == path)]
     return min(cands, key=lambda r: r["median_ms"]) if cands else None
 
 
@@ -33,7 +34,7 @@ def main():
           "| ratio to floor | volt int8 best ms | int8/bf16 | transformers ms | grouped_mm ms "
           "| best vs grouped_mm |")
     print("|" + " --- |" * 12)
-    for tokens in sorted({r["tokens"] for r in bf16["rows"]}):
+    for tokens in sorted({r["tokens"] for r in bf16["rows"] if r["path"] != "sweep"}):
         d = best(bf16["rows"], tokens, "decode")
         g = best(bf16["rows"], tokens, "gemm")
         b = best(bf16["rows"], tokens)
@@ -49,6 +50,20 @@ def main():
                  f"{tm:.3f}" if tm else "-", f"{gm:.3f}" if gm else "-",
                  f"{gm / b['median_ms']:.2f}x" if gm else "-"]
         print("| " + " | ".join(cells) + " |")
+    for name, res in (("bf16", bf16), ("int8", int8)):
+        sweep = [r for r in (res or {}).get("rows", []) if r["path"] == "sweep"]
+        if not sweep:
+            continue
+        counts = sorted({r["tokens"] for r in sweep})
+        print(f"\nDecode variants, {name} (median ms; ratio to floor):\n")
+        print("| variant | " + " | ".join(f"{t} tok" for t in counts) + " |")
+        print("|" + " --- |" * (len(counts) + 1))
+        for v in sorted({r["variant"] for r in sweep}):
+            cells = []
+            for t in counts:
+                r = next((r for r in sweep if r["variant"] == v and r["tokens"] == t), None)
+                cells.append(f"{r['median_ms']:.3f} ({r['median_ms'] / r['floor_ms']:.2f})" if r else "-")
+            print(f"| {v} | " + " | ".join(cells) + " |")
     if torch_res and "gating_ms" in torch_res:
         ours = bf16["gating_ms"]
         print(f"\nGating at {bf16['gating_tokens']} tokens x {bf16['experts']} experts, top-{bf16['topk']}: "

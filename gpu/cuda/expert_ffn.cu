@@ -76,26 +76,33 @@ __device__ __forceinline__ void mma_bf16(float (&c)[4], uint32_t a0,
 /// This kernel does the following for the 16 output rows of each warp, for
 /// group blockIdx.y and K split blockIdx.z:
 /// 1. skips groups without rows (so inactive experts' weights stay unread);
-/// 2. for each pass over NT * 8 of the group's tokens, walks K: each thread
-///    loads 16 contiguous bytes of rows (gid, gid + 8) at k-offset tig * VEC
-///    and the same k positions of its token's x row. Because a dot product
-///    may visit K in any order, the lane's contiguous chunk is used as the
-///    k-columns (2 tig, 2 tig + 1, 2 tig + 8, 2 tig + 9) of each m16n8k16
-///    mma, for A and B alike: fully coalesced 16-byte loads, no shuffles;
+/// 2. for each pass over NT * 8 of the group's tokens, walks its K range: each
+///    thread loads Chunks * 16 contiguous bytes of rows (gid, gid + 8) at
+///    k-offset tig * Chunks * VEC and the same k positions of its token's x
+///    row. A dot product may visit K in any order, so the lane's contiguous
+///    chunk serves as the k-columns (2 tig, 2 tig + 1, 2 tig + 8, 2 tig + 9)
+///    of each m16n8k16 mma, for A and B alike: coalesced 16-byte loads (a
+///    warp reads Chunks * 64 contiguous bytes of each of its 16 rows per
+///    step), no shuffles;
 /// 3. int8 weights are widened to bf16 in registers; the per-row scale
 ///    multiplies the accumulator at the end (it factors out of the sum);
-/// 4. SwiGLU: the warp also holds the w3 rows matching its w1 rows, so
-///    h = silu(g) * u is formed in registers and stored as bf16; w2: the
-///    f32 partial of split blockIdx.z is stored.
-template <class W, int NT, bool Swiglu>
+/// 4. SwiGLU without split: the warp also holds the w3 rows matching its w1
+///    rows, so h = silu(g) * u is formed in registers and stored as bf16.
+///    Otherwise the f32 partial sums of split blockIdx.z are stored (SwiGLU:
+///    gate at column row, up at column ffn + row) for a reduction kernel.
+template <class W, int NT, bool Swiglu, int Chunks>
 __global__ void __launch_bounds__(warps_per_block * 32)
   expert_mma_kernel(mma_args a) {
   constexpr int vec = 16 / static_cast<int>(sizeof(W)); // elements per load
-  constexpr int kstep = 4 * vec; // k advanced per warp step
-  constexpr int subs = vec / 4; // mma per step
+  constexpr int per_thread = Chunks * vec; // contiguous k per thread and row
+  constexpr int kstep = 4 * per_thread; // k advanced per warp step
+  constexpr int subs = per_thread / 4; // mma per step
   constexpr int at = Swiglu ? 2 : 1; // A tiles (w1, w3)
-  constexpr int xq = vec / 8; // uint4 of x per token per step
-  constexpr int unroll = Swiglu ? 2 : 4;
+  constexpr int xq = per_thread / 8; // uint4 of x per token per step
+  // Enough 16-byte loads in flight per thread without spilling registers.
+  constexpr int unroll = (NT <= 2 ? 8 : 4) / (Chunks * at) > 0
+                           ? (NT <= 2 ? 8 : 4) / (Chunks * at)
+                           : 1;
   const int lane = threadIdx.x & 31;
   const int gid = lane >> 2;
   const int tig = lane & 3;
@@ -113,11 +120,13 @@ __global__ void __launch_bounds__(warps_per_block * 32)
   const W* wrow[at][2];
 #pragma unroll
   for (int t = 0; t < at; ++t) {
-    wrow[t][0] = wbase + t * a.pair_offset + (r0 + gid) * a.k + tig * vec;
+    wrow[t][0] = wbase + t * a.pair_offset + (r0 + gid) * a.k
+                 + tig * per_thread;
     wrow[t][1] = wrow[t][0] + 8 * a.k;
   }
   const int64_t k_begin = blockIdx.z * a.k_per_split;
   const int64_t k_end = k_begin + a.k_per_split;
+  const bool fused = Swiglu && gridDim.z == 1;
   for (int tb = begin; tb < end; tb += NT * 8) {
     float acc[at][NT][4];
 #pragma unroll
@@ -136,14 +145,17 @@ __global__ void __launch_bounds__(warps_per_block * 32)
       tile_live[n] = tb + n * 8 < end;
       x_valid[n] = tok < end;
       xrow[n] = a.x + static_cast<int64_t>(x_valid[n] ? tok : begin) * a.k
-                + tig * vec;
+                + tig * per_thread;
     }
-    auto load = [&](int64_t k0, uint4(&wa)[at][2], uint4(&xb)[NT][xq]) {
+    auto load = [&](int64_t k0, uint4(&wa)[at][2][Chunks],
+                    uint4(&xb)[NT][xq]) {
 #pragma unroll
-      for (int t = 0; t < at; ++t) {
-        wa[t][0] = load_stream(wrow[t][0] + k0);
-        wa[t][1] = load_stream(wrow[t][1] + k0);
-      }
+      for (int t = 0; t < at; ++t)
+#pragma unroll
+        for (int h = 0; h < 2; ++h)
+#pragma unroll
+          for (int c = 0; c < Chunks; ++c)
+            wa[t][h][c] = load_stream(wrow[t][h] + k0 + c * vec);
 #pragma unroll
       for (int n = 0; n < NT; ++n)
 #pragma unroll
@@ -154,20 +166,21 @@ __global__ void __launch_bounds__(warps_per_block * 32)
           xb[n][q] = x_valid[n] ? v : make_uint4(0, 0, 0, 0);
         }
     };
-    auto compute = [&](const uint4(&wa)[at][2], const uint4(&xb)[NT][xq]) {
+    auto compute = [&](const uint4(&wa)[at][2][Chunks],
+                       const uint4(&xb)[NT][xq]) {
 #pragma unroll
       for (int s = 0; s < subs; ++s) {
         uint32_t af[at][4];
 #pragma unroll
         for (int t = 0; t < at; ++t) {
           if constexpr (sizeof(W) == 1) {
-            int8x4_to_bf16x4(word(wa[t][0], s), af[t][0], af[t][2]);
-            int8x4_to_bf16x4(word(wa[t][1], s), af[t][1], af[t][3]);
+            int8x4_to_bf16x4(word(wa[t][0][s / 4], s % 4), af[t][0], af[t][2]);
+            int8x4_to_bf16x4(word(wa[t][1][s / 4], s % 4), af[t][1], af[t][3]);
           } else {
-            af[t][0] = word(wa[t][0], 2 * s);
-            af[t][2] = word(wa[t][0], 2 * s + 1);
-            af[t][1] = word(wa[t][1], 2 * s);
-            af[t][3] = word(wa[t][1], 2 * s + 1);
+            af[t][0] = word(wa[t][0][(2 * s) / 4], (2 * s) % 4);
+            af[t][2] = word(wa[t][0][(2 * s + 1) / 4], (2 * s + 1) % 4);
+            af[t][1] = word(wa[t][1][(2 * s) / 4], (2 * s) % 4);
+            af[t][3] = word(wa[t][1][(2 * s + 1) / 4], (2 * s + 1) % 4);
           }
         }
 #pragma unroll
@@ -185,7 +198,7 @@ __global__ void __launch_bounds__(warps_per_block * 32)
     };
     int64_t k0 = k_begin;
     for (; k0 + unroll * kstep <= k_end; k0 += unroll * kstep) {
-      uint4 wa[unroll][at][2];
+      uint4 wa[unroll][at][2][Chunks];
       uint4 xb[unroll][NT][xq];
 #pragma unroll
       for (int u = 0; u < unroll; ++u)
@@ -195,13 +208,14 @@ __global__ void __launch_bounds__(warps_per_block * 32)
         compute(wa[u], xb[u]);
     }
     for (; k0 < k_end; k0 += kstep) {
-      uint4 wa[at][2];
+      uint4 wa[at][2][Chunks];
       uint4 xb[NT][xq];
       load(k0, wa, xb);
       compute(wa, xb);
     }
     // Epilogue: c[0], c[1] are row gid, tokens 2 tig, 2 tig + 1 of the tile;
     // c[2], c[3] the same tokens for row gid + 8.
+    const int64_t out_stride = Swiglu ? 2 * a.out_rows : a.out_rows;
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
       const int64_t row = r0 + gid + 8 * half;
@@ -220,34 +234,79 @@ __global__ void __launch_bounds__(warps_per_block * 32)
           if (tok >= end)
             continue;
           float v0 = acc[0][n][2 * half + c] * s0;
-          if constexpr (Swiglu) {
-            float v1 = acc[at - 1][n][2 * half + c] * s1;
+          float v1 = acc[at - 1][n][2 * half + c] * s1;
+          if (fused) {
             float silu = v0 / (1.0f + __expf(-v0));
             a.h[static_cast<int64_t>(tok) * a.out_rows + row]
               = __float2bfloat16_rn(silu * v1);
           } else {
-            a.y[(blockIdx.z * a.n_rows + tok) * a.out_rows + row] = v0;
+            float* out = a.y + (blockIdx.z * a.n_rows + tok) * out_stride;
+            out[row] = v0;
+            if constexpr (Swiglu)
+              out[a.out_rows + row] = v1;
           }
         }
     }
   }
 }
 
+template <class W, bool Swiglu, int Chunks>
+void launch_expert_mma_chunks(const mma_args& a, dim3 grid, int nt,
+                              cudaStream_t stream) {
+  dim3 block(warps_per_block * 32);
+  switch (nt) {
+    case 1:
+      expert_mma_kernel<W, 1, Swiglu, Chunks><<<grid, block, 0, stream>>>(a);
+      break;
+    case 2:
+      expert_mma_kernel<W, 2, Swiglu, Chunks><<<grid, block, 0, stream>>>(a);
+      break;
+    case 3:
+      expert_mma_kernel<W, 3, Swiglu, Chunks><<<grid, block, 0, stream>>>(a);
+      break;
+    default:
+      expert_mma_kernel<W, 4, Swiglu, Chunks><<<grid, block, 0, stream>>>(a);
+      break;
+  }
+  CUDA_CHECK_LAUNCH(expert_mma_kernel);
+}
+
+/// Launches the decode product over n_groups groups and `splits` K splits,
+/// with 32-byte chunks per thread where K allows (full 128-byte lines per
+/// row per warp step), else 16-byte ones.
 template <class W, bool Swiglu>
 void launch_expert_mma(const mma_args& a, int64_t n_groups, int64_t splits,
-                       int nt, cudaStream_t stream) {
+                       int nt, int chunks, cudaStream_t stream) {
   dim3 grid(static_cast<unsigned>((a.out_rows / rows_per_warp + warps_per_block
                                    - 1)
                                   / warps_per_block),
             static_cast<unsigned>(n_groups), static_cast<unsigned>(splits));
-  dim3 block(warps_per_block * 32);
-  switch (nt) {
-    case 1: expert_mma_kernel<W, 1, Swiglu><<<grid, block, 0, stream>>>(a); break;
-    case 2: expert_mma_kernel<W, 2, Swiglu><<<grid, block, 0, stream>>>(a); break;
-    case 3: expert_mma_kernel<W, 3, Swiglu><<<grid, block, 0, stream>>>(a); break;
-    default: expert_mma_kernel<W, 4, Swiglu><<<grid, block, 0, stream>>>(a); break;
+  constexpr int vec = 16 / static_cast<int>(sizeof(W));
+  if (chunks == 2 && a.k_per_split % (4 * 2 * vec) == 0)
+    launch_expert_mma_chunks<W, Swiglu, 2>(a, grid, nt, stream);
+  else
+    launch_expert_mma_chunks<W, Swiglu, 1>(a, grid, nt, stream);
+}
+
+/// h[r, j] = silu(Σ_s p[s, r, j]) * Σ_s p[s, r, ffn + j]: the decode path's
+/// SwiGLU when w1/w3 were split along K.
+__global__ void silu_partials_kernel(const float* __restrict__ p,
+                                     int64_t splits, int64_t n_rows,
+                                     int64_t ffn,
+                                     __nv_bfloat16* __restrict__ h) {
+  int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= n_rows * ffn)
+    return;
+  int64_t r = i / ffn;
+  int64_t j = i % ffn;
+  float g = 0;
+  float u = 0;
+  for (int64_t s = 0; s < splits; ++s) {
+    const float* row = p + (s * n_rows + r) * 2 * ffn;
+    g += row[j];
+    u += row[ffn + j];
   }
-  CUDA_CHECK_LAUNCH(expert_mma_kernel);
+  h[i] = __float2bfloat16_rn(g / (1.0f + __expf(-g)) * u);
 }
 
 /// h[r, j] = silu(gu[r, j]) * gu[r, ffn + j] (the gemm path's SwiGLU).
@@ -277,8 +336,15 @@ size_t align_up(size_t x) {
   return (x + 255) / 256 * 256;
 }
 
+/// Rows for which the decode path may split w1/w3 along K (their f32
+/// partials need workspace; beyond this the split is off).
+constexpr int64_t max_split_rows = 256;
+constexpr int64_t max_splits = 4;
+
+decode_tuning tuning;
+
 struct ffn_layout {
-  size_t h = 0, gu = 0, dq13 = 0, dq2 = 0, total = 0;
+  size_t h = 0, gu = 0, p13 = 0, dq13 = 0, dq2 = 0, total = 0;
 };
 
 ffn_layout make_layout(const expert_layer& l, int64_t n_rows) {
@@ -286,7 +352,10 @@ ffn_layout make_layout(const expert_layer& l, int64_t n_rows) {
   size_t bf = sizeof(__nv_bfloat16);
   out.h = 0;
   out.gu = align_up(bf * n_rows * l.ffn);
-  out.dq13 = out.gu + align_up(bf * n_rows * 2 * l.ffn);
+  out.p13 = out.gu + align_up(bf * n_rows * 2 * l.ffn);
+  out.dq13 = out.p13
+             + align_up(sizeof(float) * max_splits
+                        * std::min(n_rows, max_split_rows) * 2 * l.ffn);
   size_t dq = l.format == weight_format::int8 ? 1 : 0;
   out.dq2 = out.dq13 + dq * align_up(bf * 2 * l.ffn * l.hidden);
   out.total = out.dq2 + dq * align_up(bf * l.hidden * l.ffn);
@@ -313,7 +382,17 @@ void gemm_bf16(cublasHandle_t cublas, int64_t out_features, int64_t m,
                             CUBLAS_GEMM_DEFAULT));
 }
 
+/// Split-K factor for a product of reduction length k: `wanted` if every
+/// split keeps at least 8 warp steps, else 1.
+int64_t split_for(const expert_layer& layer, int64_t k, int64_t wanted) {
+  int64_t step = kstep_of(layer);
+  return wanted > 1 && k % (wanted * step) == 0 && k / (wanted * step) >= 8
+           ? wanted
+           : 1;
+}
+
 } // namespace
+
 
 size_t expert_layer::expert_bytes() const {
   if (format == weight_format::int8)
@@ -326,17 +405,25 @@ size_t expert_ffn_workspace_bytes(const expert_layer& layer, int64_t n_rows) {
   return make_layout(layer, n_rows).total;
 }
 
+void set_decode_tuning(const decode_tuning& t) {
+  tuning = t;
+}
+
+decode_tuning get_decode_tuning() {
+  return tuning;
+}
+
 int64_t expert_ffn_splits(const expert_layer& layer, ffn_path path) {
   if (path == ffn_path::gemm)
     return 1;
-  int64_t quarter = 4 * kstep_of(layer);
-  return layer.ffn % quarter == 0 && layer.ffn / quarter >= 8 ? 4 : 1;
+  return split_for(layer, layer.ffn, std::min(tuning.w2_splits, max_splits));
 }
 
-ffn_path choose_ffn_path(int64_t max_rows) {
-  // Decided by measurement (docs/PERFORMANCE.md): the decode kernel keeps up
-  // to 32 tokens per expert in one pass over the weights.
-  return max_rows <= 32 ? ffn_path::decode : ffn_path::gemm;
+ffn_path choose_ffn_path(int64_t max_rows, weight_format format) {
+  // Thresholds measured per format (docs/PERFORMANCE.md).
+  auto limit = format == weight_format::int8 ? tuning.int8_decode_max_rows
+                                             : tuning.bf16_decode_max_rows;
+  return max_rows <= limit ? ffn_path::decode : ffn_path::gemm;
 }
 
 const char* expert_ffn_unsupported(const expert_layer& layer) {
@@ -359,7 +446,7 @@ ffn_path expert_ffn(const expert_layer& layer, const ffn_groups& groups,
                      + std::to_string(workspace_bytes) + " bytes, need "
                      + std::to_string(l.total));
   if (path == ffn_path::automatic)
-    path = choose_ffn_path(max_rows);
+    path = choose_ffn_path(max_rows, layer.format);
   if (n_rows == 0 || groups.n_groups == 0)
     return path;
   auto* base = static_cast<char*>(workspace);
@@ -383,12 +470,28 @@ ffn_path expert_ffn(const expert_layer& layer, const ffn_groups& groups,
     a.scale_pair = layer.ffn;
     a.out_rows = layer.ffn;
     a.k = layer.hidden;
-    a.k_per_split = layer.hidden;
+    // Split w1/w3 along K too when few rows: more, shorter warps keep more
+    // loads in flight; silu_partials_kernel then sums and applies SwiGLU.
+    int64_t s13 = n_rows <= max_split_rows
+                    ? split_for(layer, layer.hidden,
+                                std::min(tuning.w13_splits, max_splits))
+                    : 1;
+    a.k_per_split = layer.hidden / s13;
+    auto* p13 = reinterpret_cast<float*>(base + l.p13);
+    if (s13 > 1)
+      a.y = p13;
     if (int8)
-      launch_expert_mma<int8_t, true>(a, groups.n_groups, 1, nt, stream);
+      launch_expert_mma<int8_t, true>(a, groups.n_groups, s13, nt,
+                                      tuning.chunks, stream);
     else
-      launch_expert_mma<__nv_bfloat16, true>(a, groups.n_groups, 1, nt,
-                                             stream);
+      launch_expert_mma<__nv_bfloat16, true>(a, groups.n_groups, s13, nt,
+                                             tuning.chunks, stream);
+    if (s13 > 1) {
+      auto n = n_rows * layer.ffn;
+      silu_partials_kernel<<<static_cast<unsigned>((n + 255) / 256), 256, 0,
+                             stream>>>(p13, s13, n_rows, layer.ffn, h);
+      CUDA_CHECK_LAUNCH(silu_partials_kernel);
+    }
     // w2, split along K = ffn.
     auto splits = expert_ffn_splits(layer, path);
     a.x = h;
@@ -401,11 +504,13 @@ ffn_path expert_ffn(const expert_layer& layer, const ffn_groups& groups,
     a.out_rows = layer.hidden;
     a.k = layer.ffn;
     a.k_per_split = layer.ffn / splits;
+    a.y = y;
     if (int8)
-      launch_expert_mma<int8_t, false>(a, groups.n_groups, splits, nt, stream);
+      launch_expert_mma<int8_t, false>(a, groups.n_groups, splits, nt,
+                                       tuning.chunks, stream);
     else
       launch_expert_mma<__nv_bfloat16, false>(a, groups.n_groups, splits, nt,
-                                              stream);
+                                              tuning.chunks, stream);
     return path;
   }
   // gemm path: cuBLAS per expert, host offsets needed.

@@ -65,7 +65,24 @@ size_t expert_ffn_workspace_bytes(const expert_layer& layer, int64_t n_rows);
 int64_t expert_ffn_splits(const expert_layer& layer, ffn_path path);
 
 /// The path `automatic` takes when no group has more than max_rows rows.
-ffn_path choose_ffn_path(int64_t max_rows);
+ffn_path choose_ffn_path(int64_t max_rows, weight_format format);
+
+/// Knobs of the decode path (process-wide; benchmarks sweep them). The
+/// defaults are the measured best on H100 (docs/PERFORMANCE.md).
+struct decode_tuning {
+  /// 16-byte loads per thread and row per step: 1 or 2 (2: each warp reads
+  /// whole 128-byte lines of a row). Falls back to 1 where K does not allow.
+  int chunks = 2;
+  /// Split-K factors (1, 2 or 4) of the w1/w3 and the w2 products.
+  int64_t w13_splits = 2;
+  int64_t w2_splits = 4;
+  /// `automatic` takes the decode path up to this many rows per expert.
+  int64_t bf16_decode_max_rows = 32;
+  int64_t int8_decode_max_rows = 32;
+};
+
+void set_decode_tuning(const decode_tuning& t);
+decode_tuning get_decode_tuning();
 
 /// Checks that the shapes suit the kernels (multiples of 64; 16-byte rows);
 /// returns "" or the reason.

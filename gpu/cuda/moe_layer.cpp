@@ -31,6 +31,20 @@ moe_layer_runner::moe_layer_runner(const expert_layer& layer, int64_t k,
   std::iota(host_experts_.begin(), host_experts_.end(), 0);
   CUDA_CHECK(cudaMemcpy(experts_.get(), host_experts_.data(),
                         sizeof(int32_t) * e, cudaMemcpyHostToDevice));
+  // A fixed cuBLAS workspace: nothing may be allocated inside a capture.
+  cublas_workspace_.resize(size_t{32} << 20);
+  CUBLAS_CHECK(cublasSetWorkspace(cublas_, cublas_workspace_.get(),
+                                  cublas_workspace_.bytes()));
+}
+
+moe_layer_runner::~moe_layer_runner() {
+  clear_graphs();
+}
+
+void moe_layer_runner::clear_graphs() {
+  for (auto& [key, exec] : graphs_)
+    cudaGraphExecDestroy(exec);
+  graphs_.clear();
 }
 
 ffn_path moe_layer_runner::run(const __nv_bfloat16* x,
@@ -39,6 +53,40 @@ ffn_path moe_layer_runner::run(const __nv_bfloat16* x,
   if (n > max_tokens_)
     throw cuda_error("moe_layer_runner: " + std::to_string(n)
                      + " tokens, built for " + std::to_string(max_tokens_));
+  // No expert gets more than n rows (a token picks an expert once).
+  if (path == ffn_path::automatic)
+    path = choose_ffn_path(n, layer_.format);
+  if (n == 0 || path != ffn_path::decode || stream == nullptr)
+    return enqueue(x, gate, n, path, out, stream);
+  graph_key key{n, x, gate, out};
+  auto it = graphs_.find(key);
+  if (it == graphs_.end()) {
+    CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+    try {
+      enqueue(x, gate, n, path, out, stream);
+    } catch (...) {
+      cudaGraph_t broken = nullptr;
+      cudaStreamEndCapture(stream, &broken);
+      if (broken != nullptr)
+        cudaGraphDestroy(broken);
+      throw;
+    }
+    cudaGraph_t graph = nullptr;
+    CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
+    cudaGraphExec_t exec = nullptr;
+    auto status = cudaGraphInstantiate(&exec, graph, 0);
+    cudaGraphDestroy(graph);
+    CUDA_CHECK(status);
+    it = graphs_.emplace(key, exec).first;
+  }
+  CUDA_CHECK(cudaGraphLaunch(it->second, stream));
+  return path;
+}
+
+ffn_path moe_layer_runner::enqueue(const __nv_bfloat16* x,
+                                   const __nv_bfloat16* gate, int64_t n,
+                                   ffn_path path, float* out,
+                                   cudaStream_t stream) {
   if (n == 0)
     return path;
   auto e = layer_.n_experts;
@@ -62,9 +110,6 @@ ffn_path moe_layer_runner::run(const __nv_bfloat16* x,
   auto pairs = n * k_;
   gather_rows(x, sorted_pair_.get<int32_t>(), pairs, k_, hidden,
               rows_.get<__nv_bfloat16>(), stream);
-  // No expert gets more than n rows (a token picks an expert once).
-  if (path == ffn_path::automatic)
-    path = choose_ffn_path(n);
   ffn_groups groups;
   groups.n_groups = e;
   groups.expert = experts_.get<int32_t>();

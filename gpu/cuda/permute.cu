@@ -68,6 +68,54 @@ __global__ void iota_histogram_kernel(const int32_t* __restrict__ topk_ids,
   atomicAdd(&counts[topk_ids[i]], 1);
 }
 
+/// Pairs up to which one block plans the dispatch alone (one launch instead
+/// of the histogram, CUB sort, scan and inversion: decode steps are
+/// launch-bound).
+constexpr int64_t small_plan_pairs = 1024;
+constexpr int small_plan_threads = 1024;
+
+/// This kernel does the following in one block of small_plan_threads:
+/// 1. loads the expert ids into shared memory and counts each expert;
+/// 2. thread 0 scans the counts into the offsets (n_experts <= 256);
+/// 3. each pair's row is its expert's offset plus the number of earlier
+///    pairs with the same expert (stable: tokens ascending within an
+///    expert, as the radix sort gives), written both ways.
+__global__ void __launch_bounds__(small_plan_threads)
+  small_plan_kernel(const int32_t* __restrict__ topk_ids, int n_pairs,
+                    int n_experts, int32_t* __restrict__ sorted_pair,
+                    int32_t* __restrict__ expert_offsets,
+                    int32_t* __restrict__ pair_row) {
+  __shared__ int32_t ids[small_plan_pairs];
+  __shared__ int32_t start[257];
+  for (int i = threadIdx.x; i <= n_experts; i += blockDim.x)
+    start[i] = 0;
+  __syncthreads();
+  for (int i = threadIdx.x; i < n_pairs; i += blockDim.x) {
+    ids[i] = topk_ids[i];
+    atomicAdd(&start[ids[i]], 1);
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    int sum = 0;
+    for (int e = 0; e <= n_experts; ++e) {
+      int c = start[e];
+      start[e] = sum;
+      expert_offsets[e] = sum;
+      sum += c;
+    }
+  }
+  __syncthreads();
+  for (int i = threadIdx.x; i < n_pairs; i += blockDim.x) {
+    int e = ids[i];
+    int rank = 0;
+    for (int j = 0; j < i; ++j)
+      rank += ids[j] == e;
+    int row = start[e] + rank;
+    sorted_pair[row] = i;
+    pair_row[i] = row;
+  }
+}
+
 /// Inverts the permutation: pair_row[sorted_pair[r]] = r.
 __global__ void invert_kernel(const int32_t* __restrict__ sorted_pair,
                               int64_t n_rows, int32_t* __restrict__ pair_row) {
@@ -163,6 +211,13 @@ void plan_dispatch(const int32_t* topk_ids, int64_t n_tokens, int64_t k,
     throw cuda_error("plan_dispatch: workspace of "
                      + std::to_string(workspace_bytes) + " bytes, need "
                      + std::to_string(l.total));
+  if (n_pairs > 0 && n_pairs <= small_plan_pairs) {
+    small_plan_kernel<<<1, small_plan_threads, 0, stream>>>(
+      topk_ids, static_cast<int>(n_pairs), static_cast<int>(n_experts),
+      sorted_pair, expert_offsets, pair_row);
+    CUDA_CHECK_LAUNCH(small_plan_kernel);
+    return;
+  }
   auto* base = static_cast<char*>(workspace);
   auto* iota = reinterpret_cast<int32_t*>(base + l.iota);
   auto* keys = reinterpret_cast<int32_t*>(base + l.keys);

@@ -320,28 +320,61 @@ CAF_TEST(gather and combine match the CPU twins) {
     }
 }
 
+/// Decode-path variants the tests cover: 16- and 32-byte chunks, w1/w3 and
+/// w2 split along K or not.
+std::vector<cuda::decode_tuning> decode_variants() {
+  std::vector<cuda::decode_tuning> out;
+  for (int chunks : {1, 2})
+    for (int64_t splits : {1, 2, 4}) {
+      cuda::decode_tuning t;
+      t.chunks = chunks;
+      t.w13_splits = splits;
+      t.w2_splits = splits;
+      out.push_back(t);
+    }
+  return out;
+}
+
 CAF_TEST(bf16 expert FFN matches float64 on both paths) {
   if (!gpu_available())
     return;
+  auto defaults = cuda::get_decode_tuning();
   uint32_t seed = 10;
-  for (auto path : {cuda::ffn_path::decode, cuda::ffn_path::gemm})
+  for (int64_t e : {6, 8})
+    for (int64_t n : {1, 3, 31, 257})
+      check_expert_ffn(e, 128, 192, false, n, cuda::ffn_path::gemm, seed++);
+  for (auto t : decode_variants()) {
+    cuda::set_decode_tuning(t);
+    CAF_MESSAGE("decode chunks " << t.chunks << " splits " << t.w13_splits);
     for (int64_t e : {6, 8})
       for (int64_t n : {1, 3, 31, 257})
-        check_expert_ffn(e, 128, 192, false, n, path, seed++);
-  // ffn large enough for the decode path's split-K on w2.
-  check_expert_ffn(8, 256, 1024, false, 31, cuda::ffn_path::decode, seed++);
+        check_expert_ffn(e, 128, 192, false, n, cuda::ffn_path::decode, seed++);
+    // Shapes large enough for the K splits of w1/w3 and of w2.
+    check_expert_ffn(8, 1024, 256, false, 31, cuda::ffn_path::decode, seed++);
+    check_expert_ffn(6, 256, 1024, false, 3, cuda::ffn_path::decode, seed++);
+  }
+  cuda::set_decode_tuning(defaults);
   check_expert_ffn(6, 256, 1024, false, 3, cuda::ffn_path::gemm, seed++);
 }
 
 CAF_TEST(int8 expert FFN matches float64 on the dequantised weights) {
   if (!gpu_available())
     return;
+  auto defaults = cuda::get_decode_tuning();
   uint32_t seed = 50;
-  for (auto path : {cuda::ffn_path::decode, cuda::ffn_path::gemm})
+  for (int64_t e : {6, 8})
+    for (int64_t n : {1, 3, 31, 257})
+      check_expert_ffn(e, 128, 192, true, n, cuda::ffn_path::gemm, seed++);
+  for (auto t : decode_variants()) {
+    cuda::set_decode_tuning(t);
+    CAF_MESSAGE("decode chunks " << t.chunks << " splits " << t.w13_splits);
     for (int64_t e : {6, 8})
       for (int64_t n : {1, 3, 31, 257})
-        check_expert_ffn(e, 128, 192, true, n, path, seed++);
-  check_expert_ffn(8, 256, 2048, true, 31, cuda::ffn_path::decode, seed++);
+        check_expert_ffn(e, 128, 192, true, n, cuda::ffn_path::decode, seed++);
+    check_expert_ffn(8, 1024, 256, true, 31, cuda::ffn_path::decode, seed++);
+    check_expert_ffn(8, 256, 2048, true, 3, cuda::ffn_path::decode, seed++);
+  }
+  cuda::set_decode_tuning(defaults);
 }
 
 CAF_TEST(the MoE layer matches a float64 re - computation) {
@@ -365,11 +398,14 @@ CAF_TEST(the MoE layer matches a float64 re - computation) {
         cublasHandle_t cublas = nullptr;
         CUBLAS_CHECK(cublasCreate(&cublas));
         {
+          // A real stream: the decode path then runs as a captured graph.
+          cuda::stream stream;
           cuda::moe_layer_runner runner(h.layer, k, n, cublas);
           for (auto path : {cuda::ffn_path::decode, cuda::ffn_path::gemm}) {
             CUDA_CHECK(cudaMemset(d_out.get(), 0xff, d_out.bytes()));
             runner.run(d_x.get<__nv_bfloat16>(), d_gate.get<__nv_bfloat16>(),
-                       n, path, d_out.get<float>(), nullptr);
+                       n, path, d_out.get<float>(), stream.get());
+            CUDA_CHECK(cudaStreamSynchronize(stream.get()));
             auto got = download<float>(d_out, static_cast<size_t>(n * hidden));
             std::vector<int32_t> ids(static_cast<size_t>(n * k));
             std::vector<float> w(ids.size());
