@@ -67,18 +67,22 @@ int64_t expert_ffn_splits(const expert_layer& layer, ffn_path path);
 /// The path `automatic` takes when no group has more than max_rows rows.
 ffn_path choose_ffn_path(int64_t max_rows, weight_format format);
 
-/// Knobs of the decode path (process-wide; benchmarks sweep them). The
-/// defaults are the measured best on H100 (docs/PERFORMANCE.md).
+/// Knobs of the decode path (process-wide; `bench moe-layer --sweep-decode`
+/// times every variant). The defaults are the best measured on an H100
+/// (docs/PERFORMANCE.md): 32-byte chunks; no K split of w1/w3 (equal at 1-8
+/// tokens, slower at 32); w2 split in 4 (fills the GPU at 1 token).
 struct decode_tuning {
   /// 16-byte loads per thread and row per step: 1 or 2 (2: each warp reads
   /// whole 128-byte lines of a row). Falls back to 1 where K does not allow.
   int chunks = 2;
   /// Split-K factors (1, 2 or 4) of the w1/w3 and the w2 products.
-  int64_t w13_splits = 2;
+  int64_t w13_splits = 1;
   int64_t w2_splits = 4;
-  /// `automatic` takes the decode path up to this many rows per expert.
-  int64_t bf16_decode_max_rows = 32;
-  int64_t int8_decode_max_rows = 32;
+  /// `automatic` takes the decode path up to this many rows per expert:
+  /// bf16 decode beats cuBLAS up to 8 tokens (1.05 vs 1.10 ms) and ties at
+  /// 32; int8 decode beats dequantise + cuBLAS up to 512 tokens.
+  int64_t bf16_decode_max_rows = 16;
+  int64_t int8_decode_max_rows = 512;
 };
 
 void set_decode_tuning(const decode_tuning& t);
