@@ -43,6 +43,11 @@ const std::vector<flag_spec> bench_flags = {
   {"help", false, "print this help"},
 };
 
+/// Weight type the run used: bf16 or int8 on the GPU, f32 or int8 on the CPU.
+const char* dtype_name(const moe_bench_options& o) {
+  return o.int8 ? "int8" : o.device < 0 ? "f32" : "bf16";
+}
+
 double median_of(std::vector<double>& xs) {
   std::sort(xs.begin(), xs.end());
   return xs[xs.size() / 2];
@@ -156,7 +161,7 @@ std::string fmt(const char* f, double x) {
 void print_table(const moe_bench_options& o, const moe_bench_result& r) {
   std::printf("moe-layer on %s, %s, hidden %lld, ffn %lld, %lld experts, "
               "top-%lld, %lld iters\n",
-              r.device.c_str(), o.int8 ? "int8" : "bf16",
+              r.device.c_str(), dtype_name(o),
               static_cast<long long>(o.hidden), static_cast<long long>(o.ffn),
               static_cast<long long>(o.experts),
               static_cast<long long>(o.topk), static_cast<long long>(o.iters));
@@ -190,7 +195,7 @@ void print_json(const moe_bench_options& o, const moe_bench_result& r) {
               "\"ffn\": %lld, \"experts\": %lld, \"topk\": %lld, "
               "\"iters\": %lld, \"copy_gbs\": %.1f, \"expert_bytes\": %llu, "
               "\"gating_tokens\": %lld, \"gating_ms\": %.6f, \"rows\": [",
-              r.device.c_str(), o.int8 ? "int8" : "bf16",
+              r.device.c_str(), dtype_name(o),
               static_cast<long long>(o.hidden), static_cast<long long>(o.ffn),
               static_cast<long long>(o.experts),
               static_cast<long long>(o.topk), static_cast<long long>(o.iters),

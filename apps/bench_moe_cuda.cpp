@@ -158,7 +158,7 @@ caf::expected<moe_bench_result> run_moe_bench_cuda(const moe_bench_options& o) {
     cuda::set_decode_tuning(tuning);
     auto variant_of = [](const cuda::decode_tuning& t) {
       return "c" + std::to_string(t.chunks) + " s13=" + std::to_string(t.w13_splits)
-             + " s2=" + std::to_string(t.w2_splits);
+             + " s2=" + std::to_string(t.w2_splits) + (t.x_late ? " xl" : "");
     };
     cuda::moe_layer_runner runner(layer, o.topk, max_tokens, cublas);
     // Distinct experts the router picked: their weights must be read.
@@ -174,6 +174,7 @@ caf::expected<moe_bench_result> run_moe_bench_cuda(const moe_bench_options& o) {
       res.rows.push_back(row);
     };
     if (o.sweep_decode) {
+      std::vector<cuda::decode_tuning> variants;
       for (int chunks : {1, 2})
         for (int64_t s13 : {1, 2, 4})
           for (int64_t s2 : {2, 4}) {
@@ -181,23 +182,35 @@ caf::expected<moe_bench_result> run_moe_bench_cuda(const moe_bench_options& o) {
             t.chunks = chunks;
             t.w13_splits = s13;
             t.w2_splits = s2;
-            cuda::set_decode_tuning(t);
-            runner.clear_graphs();
-            for (auto n : o.tokens) {
-              if (n > 128)
-                continue;
-              moe_bench_row row;
-              row.tokens = n;
-              row.path = "sweep";
-              row.variant = variant_of(t);
-              auto times = time_on_stream(s, o.warmup, o.iters, [&] {
-                runner.run(x.get<__nv_bfloat16>(), gate.get<__nv_bfloat16>(),
-                           n, cuda::ffn_path::decode, out.get<float>(), s);
-              });
-              summarise(times, row);
-              finish_row(row, n);
-            }
+            t.x_late = false;
+            variants.push_back(t);
           }
+      for (int chunks : {1, 2}) {
+        cuda::decode_tuning t = tuning;
+        t.chunks = chunks;
+        t.w13_splits = 1;
+        t.w2_splits = 4;
+        t.x_late = true;
+        variants.push_back(t);
+      }
+      for (const auto& t : variants) {
+        cuda::set_decode_tuning(t);
+        runner.clear_graphs();
+        for (auto n : o.tokens) {
+          if (n > 128)
+            continue;
+          moe_bench_row row;
+          row.tokens = n;
+          row.path = "sweep";
+          row.variant = variant_of(t);
+          auto times = time_on_stream(s, o.warmup, o.iters, [&] {
+            runner.run(x.get<__nv_bfloat16>(), gate.get<__nv_bfloat16>(), n,
+                       cuda::ffn_path::decode, out.get<float>(), s);
+          });
+          summarise(times, row);
+          finish_row(row, n);
+        }
+      }
       cuda::set_decode_tuning(tuning);
       runner.clear_graphs();
     }

@@ -90,8 +90,11 @@ __device__ __forceinline__ void mma_bf16(float (&c)[4], uint32_t a0,
 ///    rows, so h = silu(g) * u is formed in registers and stored as bf16.
 ///    Otherwise the f32 partial sums of split blockIdx.z are stored (SwiGLU:
 ///    gate at column row, up at column ffn + row) for a reduction kernel.
-template <class W, int NT, bool Swiglu, int Chunks>
-__global__ void __launch_bounds__(warps_per_block * 32)
+/// XLate: x is loaded 8 bytes at a time right before each mma instead of
+/// with the weights, and registers are capped for 4 blocks per SM: latency
+/// traded for occupancy at large NT.
+template <class W, int NT, bool Swiglu, int Chunks, bool XLate>
+__global__ void __launch_bounds__(warps_per_block * 32, XLate ? 4 : 1)
   expert_mma_kernel(mma_args a) {
   constexpr int vec = 16 / static_cast<int>(sizeof(W)); // elements per load
   constexpr int per_thread = Chunks * vec; // contiguous k per thread and row
@@ -156,17 +159,19 @@ __global__ void __launch_bounds__(warps_per_block * 32)
 #pragma unroll
           for (int c = 0; c < Chunks; ++c)
             wa[t][h][c] = load_stream(wrow[t][h] + k0 + c * vec);
+      if constexpr (!XLate) {
 #pragma unroll
-      for (int n = 0; n < NT; ++n)
+        for (int n = 0; n < NT; ++n)
 #pragma unroll
-        for (int q = 0; q < xq; ++q) {
-          uint4 v = make_uint4(0, 0, 0, 0);
-          if (tile_live[n])
-            v = __ldg(reinterpret_cast<const uint4*>(xrow[n] + k0) + q);
-          xb[n][q] = x_valid[n] ? v : make_uint4(0, 0, 0, 0);
-        }
+          for (int q = 0; q < xq; ++q) {
+            uint4 v = make_uint4(0, 0, 0, 0);
+            if (tile_live[n])
+              v = __ldg(reinterpret_cast<const uint4*>(xrow[n] + k0) + q);
+            xb[n][q] = x_valid[n] ? v : make_uint4(0, 0, 0, 0);
+          }
+      }
     };
-    auto compute = [&](const uint4(&wa)[at][2][Chunks],
+    auto compute = [&](int64_t k0, const uint4(&wa)[at][2][Chunks],
                        const uint4(&xb)[NT][xq]) {
 #pragma unroll
       for (int s = 0; s < subs; ++s) {
@@ -187,8 +192,18 @@ __global__ void __launch_bounds__(warps_per_block * 32)
         for (int n = 0; n < NT; ++n) {
           if (!tile_live[n])
             continue;
-          uint32_t b0 = word(xb[n][(2 * s) / 4], (2 * s) % 4);
-          uint32_t b1 = word(xb[n][(2 * s + 1) / 4], (2 * s + 1) % 4);
+          uint32_t b0;
+          uint32_t b1;
+          if constexpr (XLate) {
+            // Elements 4 s .. 4 s + 3 of the thread's chunk, as for A.
+            uint2 v = __ldg(reinterpret_cast<const uint2*>(xrow[n] + k0
+                                                           + 4 * s));
+            b0 = x_valid[n] ? v.x : 0u;
+            b1 = x_valid[n] ? v.y : 0u;
+          } else {
+            b0 = word(xb[n][(2 * s) / 4], (2 * s) % 4);
+            b1 = word(xb[n][(2 * s + 1) / 4], (2 * s + 1) % 4);
+          }
 #pragma unroll
           for (int t = 0; t < at; ++t)
             mma_bf16(acc[t][n], af[t][0], af[t][1], af[t][2], af[t][3], b0,
@@ -205,13 +220,13 @@ __global__ void __launch_bounds__(warps_per_block * 32)
         load(k0 + u * kstep, wa[u], xb[u]);
 #pragma unroll
       for (int u = 0; u < unroll; ++u)
-        compute(wa[u], xb[u]);
+        compute(k0 + u * kstep, wa[u], xb[u]);
     }
     for (; k0 < k_end; k0 += kstep) {
       uint4 wa[at][2][Chunks];
       uint4 xb[NT][xq];
       load(k0, wa, xb);
-      compute(wa, xb);
+      compute(k0, wa, xb);
     }
     // Epilogue: c[0], c[1] are row gid, tokens 2 tig, 2 tig + 1 of the tile;
     // c[2], c[3] the same tokens for row gid + 8.
@@ -252,20 +267,32 @@ __global__ void __launch_bounds__(warps_per_block * 32)
 
 template <class W, bool Swiglu, int Chunks>
 void launch_expert_mma_chunks(const mma_args& a, dim3 grid, int nt,
-                              cudaStream_t stream) {
+                              bool x_late, cudaStream_t stream) {
   dim3 block(warps_per_block * 32);
   switch (nt) {
     case 1:
-      expert_mma_kernel<W, 1, Swiglu, Chunks><<<grid, block, 0, stream>>>(a);
+      expert_mma_kernel<W, 1, Swiglu, Chunks, false>
+        <<<grid, block, 0, stream>>>(a);
       break;
     case 2:
-      expert_mma_kernel<W, 2, Swiglu, Chunks><<<grid, block, 0, stream>>>(a);
+      expert_mma_kernel<W, 2, Swiglu, Chunks, false>
+        <<<grid, block, 0, stream>>>(a);
       break;
     case 3:
-      expert_mma_kernel<W, 3, Swiglu, Chunks><<<grid, block, 0, stream>>>(a);
+      if (x_late)
+        expert_mma_kernel<W, 3, Swiglu, Chunks, true>
+          <<<grid, block, 0, stream>>>(a);
+      else
+        expert_mma_kernel<W, 3, Swiglu, Chunks, false>
+          <<<grid, block, 0, stream>>>(a);
       break;
     default:
-      expert_mma_kernel<W, 4, Swiglu, Chunks><<<grid, block, 0, stream>>>(a);
+      if (x_late)
+        expert_mma_kernel<W, 4, Swiglu, Chunks, true>
+          <<<grid, block, 0, stream>>>(a);
+      else
+        expert_mma_kernel<W, 4, Swiglu, Chunks, false>
+          <<<grid, block, 0, stream>>>(a);
       break;
   }
   CUDA_CHECK_LAUNCH(expert_mma_kernel);
@@ -276,16 +303,16 @@ void launch_expert_mma_chunks(const mma_args& a, dim3 grid, int nt,
 /// row per warp step), else 16-byte ones.
 template <class W, bool Swiglu>
 void launch_expert_mma(const mma_args& a, int64_t n_groups, int64_t splits,
-                       int nt, int chunks, cudaStream_t stream) {
+                       int nt, int chunks, bool x_late, cudaStream_t stream) {
   dim3 grid(static_cast<unsigned>((a.out_rows / rows_per_warp + warps_per_block
                                    - 1)
                                   / warps_per_block),
             static_cast<unsigned>(n_groups), static_cast<unsigned>(splits));
   constexpr int vec = 16 / static_cast<int>(sizeof(W));
   if (chunks == 2 && a.k_per_split % (4 * 2 * vec) == 0)
-    launch_expert_mma_chunks<W, Swiglu, 2>(a, grid, nt, stream);
+    launch_expert_mma_chunks<W, Swiglu, 2>(a, grid, nt, x_late, stream);
   else
-    launch_expert_mma_chunks<W, Swiglu, 1>(a, grid, nt, stream);
+    launch_expert_mma_chunks<W, Swiglu, 1>(a, grid, nt, x_late, stream);
 }
 
 /// h[r, j] = silu(Σ_s p[s, r, j]) * Σ_s p[s, r, ffn + j]: the decode path's
@@ -323,13 +350,35 @@ __global__ void silu_mul_kernel(const __nv_bfloat16* __restrict__ gu,
   h[i] = __float2bfloat16_rn(g / (1.0f + __expf(-g)) * u);
 }
 
+/// 16 elements per thread: one 16-byte load of int8, two 16-byte stores of
+/// bf16 (cols is a multiple of 64, so a thread never straddles two rows).
 __global__ void dequantize_int8_kernel(const int8_t* __restrict__ q,
                                        const float* __restrict__ s,
                                        int64_t rows, int64_t cols,
                                        __nv_bfloat16* __restrict__ out) {
-  int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i < rows * cols)
-    out[i] = __float2bfloat16_rn(static_cast<float>(q[i]) * s[i / cols]);
+  int64_t i = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x)
+              * 16;
+  if (i >= rows * cols)
+    return;
+  float scale = s[i / cols];
+  uint4 v = *reinterpret_cast<const uint4*>(q + i);
+  const uint32_t w[4] = {v.x, v.y, v.z, v.w};
+  uint32_t o[8];
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+#pragma unroll
+    for (int b = 0; b < 4; b += 2) {
+      float f0 = static_cast<float>(static_cast<int8_t>(w[j] >> (8 * b)))
+                 * scale;
+      float f1 = static_cast<float>(static_cast<int8_t>(w[j] >> (8 * b + 8)))
+                 * scale;
+      __nv_bfloat162 pair = __floats2bfloat162_rn(f0, f1);
+      o[2 * j + b / 2] = *reinterpret_cast<uint32_t*>(&pair);
+    }
+  }
+  auto* dst = reinterpret_cast<uint4*>(out + i);
+  dst[0] = make_uint4(o[0], o[1], o[2], o[3]);
+  dst[1] = make_uint4(o[4], o[5], o[6], o[7]);
 }
 
 size_t align_up(size_t x) {
@@ -482,10 +531,10 @@ ffn_path expert_ffn(const expert_layer& layer, const ffn_groups& groups,
       a.y = p13;
     if (int8)
       launch_expert_mma<int8_t, true>(a, groups.n_groups, s13, nt,
-                                      tuning.chunks, stream);
+                                      tuning.chunks, tuning.x_late, stream);
     else
       launch_expert_mma<__nv_bfloat16, true>(a, groups.n_groups, s13, nt,
-                                             tuning.chunks, stream);
+                                             tuning.chunks, tuning.x_late, stream);
     if (s13 > 1) {
       auto n = n_rows * layer.ffn;
       silu_partials_kernel<<<static_cast<unsigned>((n + 255) / 256), 256, 0,
@@ -507,10 +556,10 @@ ffn_path expert_ffn(const expert_layer& layer, const ffn_groups& groups,
     a.y = y;
     if (int8)
       launch_expert_mma<int8_t, false>(a, groups.n_groups, splits, nt,
-                                       tuning.chunks, stream);
+                                       tuning.chunks, tuning.x_late, stream);
     else
       launch_expert_mma<__nv_bfloat16, false>(a, groups.n_groups, splits, nt,
-                                              tuning.chunks, stream);
+                                              tuning.chunks, tuning.x_late, stream);
     return path;
   }
   // gemm path: cuBLAS per expert, host offsets needed.
@@ -563,8 +612,11 @@ void dequantize_int8(const int8_t* q, const float* s, int64_t rows,
   auto n = rows * cols;
   if (n == 0)
     return;
-  dequantize_int8_kernel<<<static_cast<unsigned>((n + 255) / 256), 256, 0,
-                           stream>>>(q, s, rows, cols, out);
+  if (cols % 16 != 0)
+    throw cuda_error("dequantize_int8: cols must be a multiple of 16");
+  auto threads = n / 16;
+  dequantize_int8_kernel<<<static_cast<unsigned>((threads + 255) / 256), 256,
+                           0, stream>>>(q, s, rows, cols, out);
   CUDA_CHECK_LAUNCH(dequantize_int8_kernel);
 }
 

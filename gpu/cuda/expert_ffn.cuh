@@ -75,6 +75,10 @@ struct decode_tuning {
   /// 16-byte loads per thread and row per step: 1 or 2 (2: each warp reads
   /// whole 128-byte lines of a row). Falls back to 1 where K does not allow.
   int chunks = 2;
+  /// At 17+ rows per expert (3-4 token tiles), load x 8 bytes at a time
+  /// just before each mma rather than with the weights: fewer registers,
+  /// more resident warps.
+  bool x_late = false;
   /// Split-K factors (1, 2 or 4) of the w1/w3 and the w2 products.
   int64_t w13_splits = 1;
   int64_t w2_splits = 4;
@@ -106,6 +110,7 @@ ffn_path expert_ffn(const expert_layer& layer, const ffn_groups& groups,
                     float* y, cublasHandle_t cublas, cudaStream_t stream);
 
 /// Dequantises per-row int8 weights to bf16: out[r, c] = bf16(q[r, c] * s[r]).
+/// cols must be a multiple of 16 (the kernels need multiples of 64 anyway).
 /// - q   (in):  [rows, cols] int8
 /// - s   (in):  [rows] f32
 /// - out (out): [rows, cols] bf16

@@ -76,9 +76,9 @@ CAF_TEST_FIXTURE_SCOPE(cuda_expert_tests, fixture)
 
 CAF_TEST(without CUDA the spawn fails with a clear error) {
 #ifndef VOLT_HAVE_CUDA
-  auto handle = spawn_cuda_expert(sys, experts, 0, weight_quantization::none);
-  CAF_REQUIRE(!handle);
-  CAF_CHECK_EQUAL(describe(handle.error()),
+  auto no_cuda = spawn_cuda_expert(sys, experts, 0, weight_quantization::none);
+  CAF_REQUIRE(!no_cuda);
+  CAF_CHECK_EQUAL(describe(no_cuda.error()),
                   "volt-node was built without CUDA; [worker] device = cuda:0 "
                   "needs a CUDA build");
 #endif

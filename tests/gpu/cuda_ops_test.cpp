@@ -321,7 +321,7 @@ CAF_TEST(gather and combine match the CPU twins) {
 }
 
 /// Decode-path variants the tests cover: 16- and 32-byte chunks, w1/w3 and
-/// w2 split along K or not.
+/// w2 split along K or not, x loaded late.
 std::vector<cuda::decode_tuning> decode_variants() {
   std::vector<cuda::decode_tuning> out;
   for (int chunks : {1, 2})
@@ -332,6 +332,12 @@ std::vector<cuda::decode_tuning> decode_variants() {
       t.w2_splits = splits;
       out.push_back(t);
     }
+  for (int chunks : {1, 2}) {
+    cuda::decode_tuning t;
+    t.chunks = chunks;
+    t.x_late = true;
+    out.push_back(t);
+  }
   return out;
 }
 
@@ -345,7 +351,8 @@ CAF_TEST(bf16 expert FFN matches float64 on both paths) {
       check_expert_ffn(e, 128, 192, false, n, cuda::ffn_path::gemm, seed++);
   for (auto t : decode_variants()) {
     cuda::set_decode_tuning(t);
-    CAF_MESSAGE("decode chunks " << t.chunks << " splits " << t.w13_splits);
+    CAF_MESSAGE("decode chunks " << t.chunks << " splits " << t.w13_splits
+                                 << " x_late " << t.x_late);
     for (int64_t e : {6, 8})
       for (int64_t n : {1, 3, 31, 257})
         check_expert_ffn(e, 128, 192, false, n, cuda::ffn_path::decode, seed++);
@@ -367,7 +374,8 @@ CAF_TEST(int8 expert FFN matches float64 on the dequantised weights) {
       check_expert_ffn(e, 128, 192, true, n, cuda::ffn_path::gemm, seed++);
   for (auto t : decode_variants()) {
     cuda::set_decode_tuning(t);
-    CAF_MESSAGE("decode chunks " << t.chunks << " splits " << t.w13_splits);
+    CAF_MESSAGE("decode chunks " << t.chunks << " splits " << t.w13_splits
+                                 << " x_late " << t.x_late);
     for (int64_t e : {6, 8})
       for (int64_t n : {1, 3, 31, 257})
         check_expert_ffn(e, 128, 192, true, n, cuda::ffn_path::decode, seed++);
