@@ -35,11 +35,23 @@ caf::error check_expert_batch(const expert_weights& w,
 }
 
 expert_actor::behavior_type
-expert(expert_actor::pointer, std::shared_ptr<const expert_weights> weights) {
+expert(expert_actor::pointer self,
+       std::shared_ptr<const expert_weights> weights) {
+  return metered_expert(self, std::move(weights), nullptr);
+}
+
+expert_actor::behavior_type
+metered_expert(expert_actor::pointer,
+               std::shared_ptr<const expert_weights> weights,
+               std::shared_ptr<node_metrics> metrics) {
   return {
-    [weights](const expert_batch& batch) -> caf::result<wire_tensor> {
+    [weights, metrics](const expert_batch& batch) -> caf::result<wire_tensor> {
       if (auto err = check_expert_batch(*weights, batch))
         return err;
+      if (metrics)
+        for (size_t i = 0; i < batch.expert_ids.size(); ++i)
+          metrics->expert_batch(batch.layer, batch.expert_ids[i],
+                                batch.row_counts[i]);
       std::vector<float> rows;
       unpack_f32(batch.rows, rows);
       std::vector<float> out(rows.size());

@@ -4,6 +4,7 @@
 
 #include "actors/type_ids.hpp"
 #include "model/mixtral.hpp"
+#include "net/metrics.hpp"
 
 namespace volt {
 
@@ -18,5 +19,11 @@ caf::error check_expert_batch(const expert_weights& w,
 expert_actor::behavior_type
 expert(expert_actor::pointer self,
        std::shared_ptr<const expert_weights> weights);
+
+/// Same as `expert`, counting every expert's batches and rows in `metrics`.
+expert_actor::behavior_type
+metered_expert(expert_actor::pointer self,
+               std::shared_ptr<const expert_weights> weights,
+               std::shared_ptr<node_metrics> metrics);
 
 } // namespace volt

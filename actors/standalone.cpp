@@ -28,7 +28,9 @@ spawn_standalone(caf::actor_system& sys, const checkpoint& ckpt,
     auto weights = expert_weights::load(ckpt, ids);
     if (!weights)
       return std::move(weights.error());
-    hosts.push_back(expert_host{sys.spawn(expert, *weights), ids, "local", 0});
+    hosts.push_back(
+      expert_host{sys.spawn(metered_expert, *weights, options.engine.metrics),
+                  ids, "local", 0});
   }
   auto gate = sys.spawn(gating, *dense);
   return sys.spawn(engine, *dense, gate, std::move(hosts), options.engine);

@@ -37,8 +37,10 @@ CAF_BEGIN_TYPE_ID_BLOCK(volt, caf::first_custom_type_id)
   CAF_ADD_ATOM(volt, volt, ready_atom, "ready")
   /// Asks the engine to answer once no request is queued or running.
   CAF_ADD_ATOM(volt, volt, drain_atom, "drain")
-  /// The engine's own timer for requests waiting on missing experts.
+  /// A timer message an actor sends itself.
   CAF_ADD_ATOM(volt, volt, tick_atom, "tick")
+  /// Asks a worker's registrar to remove its Redis registration.
+  CAF_ADD_ATOM(volt, volt, unregister_atom, "unregister")
 
   // Typed actor interfaces; declared inside the block because they use its
   // atoms.
@@ -61,8 +63,18 @@ CAF_BEGIN_TYPE_ID_BLOCK(volt, caf::first_custom_type_id)
     caf::replies_to<ready_atom>::with<bool>,
     caf::replies_to<drain_atom>::with<bool>, caf::reacts_to<tick_atom>>;
 
+  /// Keeps a worker registered in Redis (heartbeats) until told to leave.
+  using registrar_actor
+    = caf::typed_actor<caf::reacts_to<tick_atom>,
+                       caf::replies_to<unregister_atom>::with<bool>>;
+
+  /// Finds expert hosts (static list, placement, Redis) for an engine.
+  using discovery_actor = caf::typed_actor<caf::reacts_to<tick_atom>>;
+
   } // namespace volt
 
+  CAF_ADD_TYPE_ID(volt, (volt::registrar_actor))
+  CAF_ADD_TYPE_ID(volt, (volt::discovery_actor))
   CAF_ADD_TYPE_ID(volt, (volt::engine_actor))
   CAF_ADD_TYPE_ID(volt, (volt::gating_actor))
   CAF_ADD_TYPE_ID(volt, (volt::expert_actor))

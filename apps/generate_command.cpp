@@ -1,5 +1,6 @@
-// `volt-node generate`: loads a checkpoint, spawns a standalone node in this
-// process, runs one generation and prints it.
+// `volt-node generate`: one generation, either on a standalone node spawned in
+// this process (--model) or on a running router or standalone node reached
+// through CAF (--connect), printed for a person or as JSON.
 
 #include <cstdio>
 #include <limits>
@@ -8,11 +9,13 @@
 #include "apps/cli_args.hpp"
 #include "apps/commands.hpp"
 #include "apps/generation_output.hpp"
+#include "apps/remote_client.hpp"
 #include "base/error.hpp"
 #include "base/log.hpp"
 #include "caf/actor_system.hpp"
 #include "caf/actor_system_config.hpp"
 #include "caf/scoped_actor.hpp"
+#include "config/endpoint.hpp"
 #include "net/actor_system_setup.hpp"
 
 namespace volt {
@@ -21,6 +24,10 @@ namespace {
 
 const std::vector<flag_spec> generate_flags = {
   {"model", true, "checkpoint folder (config.json + *.safetensors)"},
+  {"connect", true, "HOST:PORT of a running router or standalone node"},
+  {"wait-seconds", true,
+   "with --connect: how long to wait for the node to be reachable and ready "
+   "(default 30)"},
   {"prompt-ids", true, "prompt as comma-separated token ids, e.g. 1,2,3"},
   {"max-new-tokens", true, "tokens to generate at most (default 16)"},
   {"json", false, "print one JSON object instead of text"},
@@ -29,10 +36,61 @@ const std::vector<flag_spec> generate_flags = {
    "with --json: add the experts chosen per layer and prompt token"},
   {"ignore-eos", false, "keep generating past the end-of-sequence token"},
   {"expert-actors", true,
-   "expert actors to split the experts over (default: one per core)"},
+   "with --model: expert actors to split the experts over (default: one per "
+   "core)"},
   {"log-level", true, "debug, info, warning (default), error or quiet"},
   {"help", false, "print this help"},
 };
+
+caf::error flag_error(std::string what) {
+  return make_volt_error(volt_errc::invalid_config, std::move(what));
+}
+
+/// Builds the request from the flags.
+caf::expected<generate_request> request_from(const cli_args& args) {
+  if (!args.has("prompt-ids"))
+    return flag_error("--prompt-ids: missing");
+  auto ids = args.get_int_list("prompt-ids",
+                               std::numeric_limits<int32_t>::min(),
+                               std::numeric_limits<int32_t>::max());
+  if (!ids)
+    return std::move(ids.error());
+  auto max_new = args.get_int("max-new-tokens", 16, 0,
+                              std::numeric_limits<int32_t>::max());
+  if (!max_new)
+    return std::move(max_new.error());
+  generate_request req;
+  req.prompt.assign(ids->begin(), ids->end());
+  req.max_new_tokens = static_cast<uint32_t>(*max_new);
+  req.ignore_eos = args.has("ignore-eos");
+  req.return_all_logits = args.has("all-logits");
+  req.return_routing = args.has("router-topk");
+  return req;
+}
+
+/// Runs the request on a standalone node spawned in this process.
+caf::expected<generate_result> generate_local(caf::actor_system& sys,
+                                              const cli_args& args,
+                                              const generate_request& req) {
+  auto expert_actors = args.get_int("expert-actors", 0, 0, 4096);
+  if (!expert_actors)
+    return std::move(expert_actors.error());
+  auto ckpt = checkpoint::open(args.get("model"));
+  if (!ckpt)
+    return std::move(ckpt.error());
+  standalone_options options;
+  options.expert_actors = static_cast<size_t>(*expert_actors);
+  auto engine_handle = spawn_standalone(sys, *ckpt, options);
+  if (!engine_handle)
+    return std::move(engine_handle.error());
+  caf::expected<generate_result> result{caf::error{}};
+  caf::scoped_actor self{sys};
+  self->request(*engine_handle, caf::infinite, generate_atom_v, req)
+    .receive([&](generate_result& res) { result = std::move(res); },
+             [&](caf::error& err) { result = std::move(err); });
+  self->send_exit(*engine_handle, caf::exit_reason::user_shutdown);
+  return result;
+}
 
 } // namespace
 
@@ -41,60 +99,42 @@ int run_generate_command(const std::vector<std::string>& raw_args) {
   if (!args)
     return report_error(args.error());
   if (args->has("help")) {
-    std::printf(
-      "usage: volt-node generate --model DIR --prompt-ids 1,2,3 [flags]\n%s",
-      render_flags(generate_flags).c_str());
+    std::printf("usage: volt-node generate (--model DIR | --connect HOST:PORT) "
+                "--prompt-ids 1,2,3 [flags]\n%s",
+                render_flags(generate_flags).c_str());
     return 0;
   }
   if (auto err = apply_log_level(*args, log_level::warning))
     return report_error(err);
-  if (!args->has("model"))
-    return report_error(
-      make_volt_error(volt_errc::invalid_config, "--model: missing"));
-  if (!args->has("prompt-ids"))
-    return report_error(
-      make_volt_error(volt_errc::invalid_config, "--prompt-ids: missing"));
-  auto ids = args->get_int_list("prompt-ids",
-                                std::numeric_limits<int32_t>::min(),
-                                std::numeric_limits<int32_t>::max());
-  if (!ids)
-    return report_error(ids.error());
-  auto max_new = args->get_int("max-new-tokens", 16, 0,
-                               std::numeric_limits<int32_t>::max());
-  if (!max_new)
-    return report_error(max_new.error());
-  auto expert_actors = args->get_int("expert-actors", 0, 0, 4096);
-  if (!expert_actors)
-    return report_error(expert_actors.error());
-  auto ckpt = checkpoint::open(args->get("model"));
-  if (!ckpt)
-    return report_error(ckpt.error());
-  generate_request req;
-  req.prompt.assign(ids->begin(), ids->end());
-  req.max_new_tokens = static_cast<uint32_t>(*max_new);
-  req.ignore_eos = args->has("ignore-eos");
-  req.return_all_logits = args->has("all-logits");
-  req.return_routing = args->has("router-topk");
+  if (args->has("model") == args->has("connect"))
+    return report_error(flag_error(
+      args->has("model") ? "--model and --connect: give one, not both"
+                         : "--model: missing (or --connect HOST:PORT)"));
+  auto req = request_from(*args);
+  if (!req)
+    return report_error(req.error());
   caf::actor_system_config cfg;
   configure_actor_system(cfg);
   caf::actor_system sys{cfg};
-  standalone_options options;
-  options.expert_actors = static_cast<size_t>(*expert_actors);
-  auto engine_handle = spawn_standalone(sys, *ckpt, options);
-  if (!engine_handle)
-    return report_error(engine_handle.error());
-  int exit_code = 0;
-  caf::scoped_actor self{sys};
-  self->request(*engine_handle, caf::infinite, generate_atom_v, req)
-    .receive(
-      [&](const generate_result& res) {
-        auto text = args->has("json") ? generation_to_json(req, res) + "\n"
-                                      : generation_to_text(req, res);
-        std::fwrite(text.data(), 1, text.size(), stdout);
-      },
-      [&](caf::error& err) { exit_code = report_error(err); });
-  self->send_exit(*engine_handle, caf::exit_reason::user_shutdown);
-  return exit_code;
+  caf::expected<generate_result> res{caf::error{}};
+  if (args->has("connect")) {
+    auto where = parse_endpoint(args->get("connect"));
+    if (!where)
+      return report_error(flag_error("--connect: expected HOST:PORT, got '"
+                                     + args->get("connect") + "'"));
+    auto wait = args->get_int("wait-seconds", 30, 0, 86400);
+    if (!wait)
+      return report_error(wait.error());
+    res = generate_remote(sys, *where, *req, std::chrono::seconds{*wait});
+  } else {
+    res = generate_local(sys, *args, *req);
+  }
+  if (!res)
+    return report_error(res.error());
+  auto text = args->has("json") ? generation_to_json(*req, *res) + "\n"
+                                : generation_to_text(*req, *res);
+  std::fwrite(text.data(), 1, text.size(), stdout);
+  return 0;
 }
 
 } // namespace volt

@@ -1,11 +1,24 @@
 #include "net/metrics.hpp"
 
+#include <atomic>
+
 #include <prometheus/counter.h>
-#include <prometheus/exposer.h>
 #include <prometheus/family.h>
 #include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
+#include <prometheus/text_serializer.h>
+
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <sstream>
 
 #include "base/error.hpp"
 
@@ -102,6 +115,9 @@ struct node_metrics::impl {
         .Labels(node)
         .Register(*registry);
 
+  /// Sum of expert_rows over all series, read without a scrape.
+  std::atomic<uint64_t> rows_computed{0};
+
   explicit impl(const std::string& node_id) : node{{"node", node_id}} {}
 };
 
@@ -136,6 +152,11 @@ void node_metrics::expert_batch(uint32_t layer, uint32_t expert, size_t rows) {
                             {"expert_id", std::to_string(expert)}};
   impl_->expert_requests.Add(labels).Increment();
   impl_->expert_rows.Add(labels).Increment(static_cast<double>(rows));
+  impl_->rows_computed += rows;
+}
+
+uint64_t node_metrics::rows_computed() const {
+  return impl_->rows_computed.load();
 }
 
 void node_metrics::bytes_sent(const std::string& peer, size_t n) {
@@ -157,20 +178,126 @@ void node_metrics::failover() {
 caf::expected<std::unique_ptr<metrics_endpoint>>
 metrics_endpoint::start(const std::string& host, uint16_t port,
                         std::shared_ptr<prometheus::Registry> registry) {
-  std::unique_ptr<metrics_endpoint> result{new metrics_endpoint};
-  auto address = host.find(':') != std::string::npos ? "[" + host + "]" : host;
-  try {
-    result->exposer_ = std::make_unique<prometheus::Exposer>(
-      address + ":" + std::to_string(port));
-  } catch (const std::exception& ex) {
+  auto fail = [&](const std::string& why) {
     return make_volt_error(volt_errc::invalid_config,
                            "[metrics] port: cannot serve /metrics on " + host
-                             + ":" + std::to_string(port) + ": " + ex.what());
+                             + ":" + std::to_string(port) + ": " + why);
+  };
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  addrinfo* found = nullptr;
+  if (getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &found)
+      != 0)
+    return fail("cannot resolve the host");
+  std::unique_ptr<addrinfo, void (*)(addrinfo*)> addrs{found, freeaddrinfo};
+  std::unique_ptr<metrics_endpoint> result{new metrics_endpoint};
+  int fd = socket(found->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return fail(std::strerror(errno));
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  if (bind(fd, found->ai_addr, found->ai_addrlen) != 0 || listen(fd, 64) != 0) {
+    auto why = std::string{std::strerror(errno)};
+    close(fd);
+    return fail(why);
   }
-  result->exposer_->RegisterCollectable(registry);
+  sockaddr_storage bound{};
+  socklen_t len = sizeof(bound);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &len);
+  result->port_ = ntohs(bound.ss_family == AF_INET6
+                          ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
+                          : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+  result->listen_fd_ = fd;
+  if (pipe2(result->wake_pipe_, O_CLOEXEC) != 0) {
+    close(fd);
+    return fail(std::strerror(errno));
+  }
+  result->registry_ = std::move(registry);
+  result->thread_ = std::thread{[ep = result.get()] { ep->serve(); }};
   return result;
 }
 
-metrics_endpoint::~metrics_endpoint() = default;
+metrics_endpoint::~metrics_endpoint() {
+  if (thread_.joinable()) {
+    char byte = 0;
+    (void)!write(wake_pipe_[1], &byte, 1);
+    thread_.join();
+  }
+  for (int fd : {listen_fd_, wake_pipe_[0], wake_pipe_[1]})
+    if (fd >= 0)
+      close(fd);
+}
+
+void metrics_endpoint::serve() {
+  for (;;) {
+    pollfd fds[2] = {{listen_fd_, POLLIN, 0}, {wake_pipe_[0], POLLIN, 0}};
+    if (poll(fds, 2, -1) < 0) {
+      if (errno == EINTR)
+        continue;
+      return;
+    }
+    if (fds[1].revents != 0)
+      return; // the destructor wants us to stop
+    int client = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    if (client < 0)
+      continue;
+    answer(client);
+    close(client);
+  }
+}
+
+void metrics_endpoint::answer(int fd) {
+  // Read the request head (up to 8 KiB, at most one second of silence).
+  std::string head;
+  char buf[1024];
+  while (head.find("\r\n\r\n") == std::string::npos && head.size() < 8192) {
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, 1000) <= 0)
+      return;
+    auto n = read(fd, buf, sizeof(buf));
+    if (n <= 0)
+      return;
+    head.append(buf, static_cast<size_t>(n));
+  }
+  auto line_end = head.find("\r\n");
+  auto line = head.substr(0, line_end);
+  std::string status = "200 OK";
+  std::string body;
+  std::string type = "text/plain; version=0.0.4; charset=utf-8";
+  if (line.rfind("GET ", 0) != 0 && line.rfind("HEAD ", 0) != 0) {
+    status = line.find(" HTTP/") == std::string::npos ? "400 Bad Request"
+                                                      : "405 Method Not "
+                                                        "Allowed";
+    body = status + "\n";
+    type = "text/plain";
+  } else {
+    auto path_begin = line.find(' ') + 1;
+    auto path = line.substr(path_begin,
+                            line.find(' ', path_begin) - path_begin);
+    if (path == "/metrics" || path.rfind("/metrics?", 0) == 0) {
+      std::ostringstream out;
+      prometheus::TextSerializer{}.Serialize(out, registry_->Collect());
+      body = out.str();
+    } else {
+      status = "404 Not Found";
+      body = "Volt serves its metrics at /metrics\n";
+      type = "text/plain";
+    }
+  }
+  auto response = "HTTP/1.1 " + status + "\r\nContent-Type: " + type
+                  + "\r\nContent-Length: " + std::to_string(body.size())
+                  + "\r\nConnection: close\r\n\r\n"
+                  + (line.rfind("HEAD ", 0) == 0 ? std::string{} : body);
+  size_t sent = 0;
+  while (sent < response.size()) {
+    auto n = send(fd, response.data() + sent, response.size() - sent,
+                  MSG_NOSIGNAL);
+    if (n <= 0)
+      return;
+    sent += static_cast<size_t>(n);
+  }
+}
 
 } // namespace volt

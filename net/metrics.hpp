@@ -3,12 +3,12 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "caf/expected.hpp"
 
 namespace prometheus {
 class Registry;
-class Exposer;
 } // namespace prometheus
 
 namespace volt {
@@ -47,12 +47,21 @@ public:
   /// Expert work re-sent to another host after its host failed.
   void failover();
 
+  /// Token rows this node's experts computed since start (a worker's load).
+  uint64_t rows_computed() const;
+
 private:
   struct impl;
   std::unique_ptr<impl> impl_;
 };
 
-/// The HTTP endpoint that serves /metrics in Prometheus' text format.
+/// The HTTP endpoint that serves GET /metrics in Prometheus' text format.
+///
+/// A small server of our own on one thread rather than prometheus-cpp's
+/// civetweb exposer: civetweb's start-up fails in a process that also loads
+/// cuBLAS (CUDA 13's libcublasLt), which every CUDA build of volt-node does.
+/// Each connection gets one response and is closed; a client that sends
+/// nothing for a second is dropped, so a stuck scraper cannot block it.
 class metrics_endpoint {
 public:
   /// Listens on host:port; an error (naming the port) when it cannot bind.
@@ -62,9 +71,22 @@ public:
 
   ~metrics_endpoint();
 
+  /// The bound port (useful with port 0).
+  uint16_t port() const {
+    return port_;
+  }
+
 private:
   metrics_endpoint() = default;
-  std::unique_ptr<prometheus::Exposer> exposer_;
+
+  void serve();
+  void answer(int fd);
+
+  int listen_fd_ = -1;
+  int wake_pipe_[2] = {-1, -1};
+  uint16_t port_ = 0;
+  std::shared_ptr<prometheus::Registry> registry_;
+  std::thread thread_;
 };
 
 } // namespace volt

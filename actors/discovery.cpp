@@ -1,0 +1,188 @@
+#include "actors/discovery.hpp"
+
+#include "actors/expert_pool.hpp"
+
+#include <algorithm>
+
+#include "base/error.hpp"
+#include "base/log.hpp"
+#include "caf/io/middleman.hpp"
+#include "caf/io/middleman_actor.hpp"
+#include "net/worker_record.hpp"
+
+namespace volt {
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+
+constexpr auto redis_timeout = std::chrono::milliseconds{300};
+
+void add_target(discovery_state& st, const endpoint& where,
+                std::vector<uint32_t> spawn) {
+  auto name = (where.host.find(':') != std::string::npos
+                 ? "[" + where.host + "]"
+                 : where.host)
+              + ":" + std::to_string(where.port);
+  if (st.targets.count(name) > 0)
+    return;
+  st.targets.emplace(
+    name, discovery_target{
+            name, where, std::move(spawn), {}, false, 0, clock_type::now()});
+}
+
+/// Reads the registered workers from Redis and adds the new ones.
+void poll_redis(discovery_pointer self) {
+  auto& st = self->state;
+  if (!st.redis) {
+    auto conn = redis_client::connect(st.options.redis, redis_timeout);
+    if (conn)
+      st.redis.emplace(std::move(*conn));
+  }
+  auto values
+    = st.redis ? st.redis->values(worker_record_prefix + "*")
+               : caf::expected<std::vector<std::string>>{make_volt_error(
+                 volt_errc::internal, "redis " + st.options.redis.host + ":"
+                                        + std::to_string(st.options.redis.port)
+                                        + ": cannot connect")};
+  if (!values) {
+    st.redis.reset();
+    if (st.redis_failures++ % 20 == 0)
+      VOLT_WARN("discovery", describe(values.error())
+                               << "; known workers stay in use, retrying");
+    return;
+  }
+  if (st.redis_failures > 0)
+    VOLT_INFO("discovery", "Redis is reachable again");
+  st.redis_failures = 0;
+  for (const auto& text : *values) {
+    auto record = parse_worker_record(text);
+    if (!record) {
+      VOLT_WARN("discovery", "ignoring " << describe(record.error()));
+      continue;
+    }
+    add_target(st, endpoint{record->host, record->port}, {});
+  }
+}
+
+void on_failure(discovery_pointer self, const std::string& name,
+                const caf::error& err) {
+  auto& st = self->state;
+  auto i = st.targets.find(name);
+  if (i == st.targets.end())
+    return;
+  auto& t = i->second;
+  t.busy = false;
+  if (t.failures++ % 10 == 0)
+    VOLT_WARN("discovery", name << ": " << describe(err) << "; retrying");
+  auto backoff = st.options.poll * (1 << std::min(t.failures, 4));
+  t.next_try = clock_type::now()
+               + std::min<clock_type::duration>(backoff,
+                                                std::chrono::seconds{2});
+}
+
+void on_host(discovery_pointer self, const std::string& name,
+             expert_actor handle, std::vector<uint32_t> experts) {
+  auto& st = self->state;
+  auto i = st.targets.find(name);
+  if (i == st.targets.end())
+    return;
+  auto& t = i->second;
+  t.busy = false;
+  t.failures = 0;
+  t.handle = handle;
+  self->monitor(handle);
+  VOLT_INFO("discovery", name << ": expert host with experts "
+                              << expert_pool::render(experts));
+  self->send(st.engine, host_atom_v, std::move(handle), std::move(experts),
+             name);
+}
+
+/// Connects to (or spawns on) one target, asynchronously.
+void reach(discovery_pointer self, discovery_target& t) {
+  t.busy = true;
+  auto name = t.name;
+  auto spawn = t.spawn;
+  auto timeout = self->state.options.connect_timeout;
+  auto mm = self->system().middleman().actor_handle();
+  auto ifs = self->system().message_types<expert_actor>();
+  self->request(mm, timeout, caf::connect_atom_v, t.where.host, t.where.port)
+    .then(
+      [=](const caf::node_id& nid, caf::strong_actor_ptr& ptr,
+          const std::set<std::string>& remote_ifs) {
+        if (!spawn.empty()) {
+          self
+            ->request(mm, timeout, caf::spawn_atom_v, nid, expert_actor_type,
+                      caf::make_message(spawn), ifs)
+            .then(
+              [=](caf::strong_actor_ptr& spawned) {
+                if (!spawned)
+                  return on_failure(self, name,
+                                    make_volt_error(volt_errc::internal,
+                                                    "remote spawn returned "
+                                                    "nothing"));
+                on_host(self, name,
+                        caf::actor_cast<expert_actor>(std::move(spawned)),
+                        spawn);
+              },
+              [=](caf::error& err) { on_failure(self, name, err); });
+          return;
+        }
+        if (!ptr || remote_ifs != ifs)
+          return on_failure(self, name,
+                            make_volt_error(volt_errc::invalid_config,
+                                            "no Volt expert actor is "
+                                            "published there"));
+        auto handle = caf::actor_cast<expert_actor>(std::move(ptr));
+        self->request(handle, timeout, hosted_atom_v)
+          .then(
+            [=](std::vector<uint32_t>& ids) {
+              on_host(self, name, handle, std::move(ids));
+            },
+            [=](caf::error& err) { on_failure(self, name, err); });
+      },
+      [=](caf::error& err) { on_failure(self, name, err); });
+}
+
+void tick(discovery_pointer self) {
+  auto& st = self->state;
+  if (st.options.mode == discovery_mode::redis)
+    poll_redis(self);
+  auto now = clock_type::now();
+  for (auto& [name, t] : st.targets)
+    if (!t.handle && !t.busy && now >= t.next_try)
+      reach(self, t);
+  self->delayed_send(self, st.options.poll, tick_atom_v);
+}
+
+} // namespace
+
+discovery_actor::behavior_type discovery(discovery_pointer self,
+                                         engine_actor engine,
+                                         discovery_options options) {
+  auto& st = self->state;
+  st.engine = std::move(engine);
+  st.options = std::move(options);
+  for (const auto& w : st.options.workers)
+    if (auto ep = parse_endpoint(w))
+      add_target(st, *ep, {});
+  for (const auto& p : st.options.placement)
+    if (auto ep = parse_endpoint(p.node))
+      add_target(st, *ep, p.experts);
+  self->set_down_handler([self](caf::down_msg& msg) {
+    for (auto& [name, t] : self->state.targets)
+      if (t.handle && t.handle.address() == msg.source) {
+        VOLT_WARN("discovery", name << ": expert host is down ("
+                                    << to_string(msg.reason)
+                                    << "); reconnecting when it is back");
+        t.handle = nullptr;
+        t.next_try = clock_type::now();
+      }
+  });
+  self->send(self, tick_atom_v);
+  return {
+    [self](tick_atom) { tick(self); },
+  };
+}
+
+} // namespace volt

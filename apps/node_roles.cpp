@@ -1,0 +1,277 @@
+// The three roles of a volt-node process: standalone, worker and router.
+
+#include "apps/node_roles.hpp"
+
+#include <csignal>
+#include <future>
+
+#include "actors/discovery.hpp"
+#include "actors/expert.hpp"
+#include "actors/gating.hpp"
+#include "actors/registrar.hpp"
+#include "actors/standalone.hpp"
+#include "apps/commands.hpp"
+#include "base/error.hpp"
+#include "base/log.hpp"
+#include "caf/actor_system.hpp"
+#include "caf/actor_system_config.hpp"
+#include "caf/event_based_actor.hpp"
+#include "caf/io/middleman.hpp"
+#include "caf/scoped_actor.hpp"
+#include "net/actor_system_setup.hpp"
+#include "net/metrics.hpp"
+
+namespace volt {
+
+namespace {
+
+/// How long shutdown waits for in-flight work before giving up.
+constexpr auto drain_timeout = std::chrono::seconds{60};
+
+/// Blocks SIGINT and SIGTERM in this thread and in every thread started later
+/// (CAF's), so that the main thread receives them with sigwait.
+sigset_t block_shutdown_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  return set;
+}
+
+void wait_for_shutdown_signal(const sigset_t& set) {
+  int sig = 0;
+  sigwait(&set, &sig);
+  VOLT_INFO("node", "received " << (sig == SIGINT ? "SIGINT" : "SIGTERM")
+                                << ", shutting down");
+}
+
+std::string where(const node_config& cfg, uint16_t port) {
+  return cfg.network.host + ":" + std::to_string(port);
+}
+
+/// Publishes `handle` with its typed interface; remote_actor callers must
+/// match it exactly.
+template <class Handle>
+caf::expected<uint16_t>
+publish(caf::actor_system& sys, const node_config& cfg, const Handle& handle) {
+  auto port = sys.middleman().publish(handle, cfg.network.port,
+                                      cfg.network.host.c_str(), true);
+  if (!port)
+    return make_volt_error(volt_errc::invalid_config,
+                           cfg.source + ": [network] port: cannot listen on "
+                             + where(cfg, cfg.network.port) + ": "
+                             + describe(port.error()));
+  return port;
+}
+
+/// Starts the /metrics endpoint when [metrics] port is set.
+caf::expected<std::unique_ptr<metrics_endpoint>>
+start_metrics(const node_config& cfg, const node_metrics& metrics) {
+  if (cfg.metrics.port == 0)
+    return std::unique_ptr<metrics_endpoint>{};
+  auto endpoint = metrics_endpoint::start(cfg.network.host, cfg.metrics.port,
+                                          metrics.registry());
+  if (!endpoint)
+    return make_volt_error(volt_errc::invalid_config,
+                           cfg.source + ": " + describe(endpoint.error()));
+  VOLT_INFO("node",
+            "metrics on http://" << where(cfg, cfg.metrics.port) << "/metrics");
+  return endpoint;
+}
+
+engine_options engine_options_of(const node_config& cfg,
+                                 std::shared_ptr<node_metrics> metrics) {
+  engine_options opts;
+  opts.ready_timeout = std::chrono::milliseconds{cfg.router.ready_timeout_ms};
+  opts.metrics = std::move(metrics);
+  return opts;
+}
+
+/// Waits for the engine to finish what is queued and running.
+void drain(caf::actor_system& sys, const engine_actor& eng) {
+  caf::scoped_actor self{sys};
+  self->request(eng, drain_timeout, drain_atom_v)
+    .receive([](bool) { VOLT_INFO("node", "in-flight requests finished"); },
+             [](caf::error& err) {
+               VOLT_WARN("node", "requests still in flight at shutdown: "
+                                   << describe(err));
+             });
+}
+
+struct volt_config : caf::actor_system_config {
+  explicit volt_config(const node_config& cfg) {
+    configure_actor_system(
+      *this, std::chrono::milliseconds{cfg.network.peer_timeout_ms});
+  }
+};
+
+int run_standalone(const node_config& cfg, const checkpoint& ckpt,
+                   const sigset_t& signals) {
+  volt_config sys_cfg{cfg};
+  caf::actor_system sys{sys_cfg};
+  auto metrics = std::make_shared<node_metrics>(cfg.node.id);
+  standalone_options options;
+  options.engine = engine_options_of(cfg, metrics);
+  auto endpoint = start_metrics(cfg, *metrics);
+  if (!endpoint)
+    return report_error(endpoint.error());
+  auto eng = spawn_standalone(sys, ckpt, options);
+  if (!eng)
+    return report_error(eng.error());
+  auto port = publish(sys, cfg, *eng);
+  if (!port) {
+    caf::anon_send_exit(*eng, caf::exit_reason::user_shutdown);
+    return report_error(port.error());
+  }
+  VOLT_INFO("node", "ready: standalone node '" << cfg.node.id << "' serving on "
+                                               << where(cfg, *port));
+  wait_for_shutdown_signal(signals);
+  sys.middleman().unpublish(*eng, *port);
+  drain(sys, *eng);
+  caf::anon_send_exit(*eng, caf::exit_reason::user_shutdown);
+  return 0;
+}
+
+int run_worker(const node_config& cfg, const checkpoint& ckpt,
+               const sigset_t& signals) {
+  auto metrics = std::make_shared<node_metrics>(cfg.node.id);
+  volt_config sys_cfg{cfg};
+  // Routers with a [router] placement spawn expert actors here; they load the
+  // weights from this node's own checkpoint.
+  sys_cfg.add_actor_type(
+    expert_actor_type,
+    [ckpt, metrics](expert_actor::pointer self,
+                    std::vector<uint32_t> ids) -> expert_actor::behavior_type {
+      auto weights = expert_weights::load(ckpt, ids);
+      if (!weights) {
+        VOLT_ERROR("worker", "cannot spawn experts " << expert_pool::render(
+                               ids) << ": " << describe(weights.error()));
+        // The router sees the actor go down with this error and retries.
+        self->quit(weights.error());
+        auto err = weights.error();
+        return {
+          [err](const expert_batch&) -> caf::result<wire_tensor> {
+            return err;
+          },
+          [](hosted_atom) { return std::vector<uint32_t>{}; },
+        };
+      }
+      VOLT_INFO("worker", "spawned experts " << expert_pool::render(ids)
+                                             << " for a router");
+      return metered_expert(self, *weights, metrics);
+    });
+  caf::actor_system sys{sys_cfg};
+  auto endpoint = start_metrics(cfg, *metrics);
+  if (!endpoint)
+    return report_error(endpoint.error());
+  expert_actor host;
+  uint16_t port = 0;
+  if (!cfg.worker.experts.empty()) {
+    auto weights = expert_weights::load(ckpt, cfg.worker.experts);
+    if (!weights)
+      return report_error(weights.error());
+    host = sys.spawn(metered_expert, *weights, metrics);
+    auto published = publish(sys, cfg, host);
+    if (!published) {
+      caf::anon_send_exit(host, caf::exit_reason::user_shutdown);
+      return report_error(published.error());
+    }
+    port = *published;
+  } else {
+    auto opened = sys.middleman().open(cfg.network.port,
+                                       cfg.network.host.c_str(), true);
+    if (!opened)
+      return report_error(make_volt_error(
+        volt_errc::invalid_config,
+        cfg.source + ": [network] port: cannot listen on "
+          + where(cfg, cfg.network.port) + ": " + describe(opened.error())));
+    port = *opened;
+  }
+  registrar_actor reg;
+  if (cfg.discovery.mode == discovery_mode::redis) {
+    registrar_options opts;
+    opts.redis = *parse_redis_url(cfg.discovery.redis_url);
+    opts.record = worker_record{cfg.node.id,        cfg.network.host,  port,
+                                cfg.worker.experts, cfg.worker.device, 0.0};
+    opts.heartbeat = std::chrono::milliseconds{cfg.discovery.heartbeat_ms};
+    opts.ttl = std::chrono::milliseconds{cfg.discovery.ttl_ms};
+    opts.metrics = metrics;
+    reg = sys.spawn<caf::detached>(registrar, std::move(opts));
+  }
+  VOLT_INFO("node", "ready: worker '" << cfg.node.id << "' serving experts ["
+                                      << expert_pool::render(cfg.worker.experts)
+                                      << "] on " << where(cfg, port));
+  wait_for_shutdown_signal(signals);
+  caf::scoped_actor self{sys};
+  if (reg)
+    self->request(reg, std::chrono::seconds{5}, unregister_atom_v)
+      .receive([](bool) {}, [](caf::error&) {});
+  if (host) {
+    // The mailbox is FIFO: this answer comes after every batch before it.
+    self->request(host, drain_timeout, hosted_atom_v)
+      .receive([](const std::vector<uint32_t>&) {}, [](caf::error&) {});
+    VOLT_INFO("node", "in-flight expert batches finished");
+  }
+  return 0;
+}
+
+int run_router(const node_config& cfg, const checkpoint& ckpt,
+               const sigset_t& signals) {
+  volt_config sys_cfg{cfg};
+  caf::actor_system sys{sys_cfg};
+  auto metrics = std::make_shared<node_metrics>(cfg.node.id);
+  auto endpoint = start_metrics(cfg, *metrics);
+  if (!endpoint)
+    return report_error(endpoint.error());
+  auto dense = dense_weights::load(ckpt);
+  if (!dense)
+    return report_error(dense.error());
+  auto eng = sys.spawn(engine, *dense, sys.spawn(gating, *dense),
+                       std::vector<expert_host>{},
+                       engine_options_of(cfg, metrics));
+  discovery_options opts;
+  opts.mode = cfg.discovery.mode;
+  opts.workers = cfg.router.workers;
+  opts.placement = cfg.router.placement;
+  if (cfg.discovery.mode == discovery_mode::redis)
+    opts.redis = *parse_redis_url(cfg.discovery.redis_url);
+  opts.poll = std::chrono::milliseconds{cfg.discovery.poll_ms};
+  auto port = publish(sys, cfg, eng);
+  if (!port) {
+    caf::anon_send_exit(eng, caf::exit_reason::user_shutdown);
+    return report_error(port.error());
+  }
+  auto finder = sys.spawn<caf::detached>(discovery, eng, std::move(opts));
+  VOLT_INFO("node", "router '" << cfg.node.id << "' accepts clients on "
+                               << where(cfg, *port)
+                               << "; waiting for every expert to have a host");
+  auto id = cfg.node.id;
+  auto address = where(cfg, *port);
+  sys.spawn([eng, id, address](caf::event_based_actor* self) {
+    self->request(eng, caf::infinite, ready_atom_v).then([=](bool) {
+      VOLT_INFO("node", "ready: router '" << id << "' serving on " << address
+                                          << " with every expert hosted");
+    });
+  });
+  wait_for_shutdown_signal(signals);
+  sys.middleman().unpublish(eng, *port);
+  drain(sys, eng);
+  caf::anon_send_exit(finder, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(eng, caf::exit_reason::user_shutdown);
+  return 0;
+}
+
+} // namespace
+
+int run_node(const node_config& cfg, const checkpoint& ckpt) {
+  auto signals = block_shutdown_signals();
+  switch (cfg.node.role) {
+    case node_role::standalone: return run_standalone(cfg, ckpt, signals);
+    case node_role::worker: return run_worker(cfg, ckpt, signals);
+    case node_role::router: return run_router(cfg, ckpt, signals);
+  }
+  return 1;
+}
+
+} // namespace volt

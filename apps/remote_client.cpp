@@ -1,0 +1,111 @@
+#include "apps/remote_client.hpp"
+
+#include <future>
+#include <thread>
+
+#include "actors/type_ids.hpp"
+#include "base/error.hpp"
+#include "caf/event_based_actor.hpp"
+#include "caf/io/middleman.hpp"
+#include "caf/io/middleman_actor.hpp"
+#include "caf/scoped_actor.hpp"
+
+namespace volt {
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+
+std::string name_of(const endpoint& where) {
+  return where.host + ":" + std::to_string(where.port);
+}
+
+/// Connects to the engine published at `where`, retrying until `deadline`.
+caf::expected<engine_actor> connect(caf::actor_system& sys,
+                                    const endpoint& where,
+                                    clock_type::time_point deadline) {
+  caf::scoped_actor self{sys};
+  auto mm = sys.middleman().actor_handle();
+  auto expected_ifs = sys.message_types<engine_actor>();
+  caf::error last;
+  while (clock_type::now() < deadline) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+      deadline - clock_type::now());
+    engine_actor result;
+    self
+      ->request(mm, std::max(left, std::chrono::milliseconds{1}),
+                caf::connect_atom_v, where.host, where.port)
+      .receive(
+        [&](const caf::node_id&, caf::strong_actor_ptr& ptr,
+            const std::set<std::string>& ifs) {
+          if (ptr && ifs == expected_ifs)
+            result = caf::actor_cast<engine_actor>(std::move(ptr));
+          else
+            last = make_volt_error(volt_errc::invalid_config,
+                                   name_of(where)
+                                     + ": no Volt engine is published there "
+                                       "(a worker's port?)");
+        },
+        [&](caf::error& err) { last = std::move(err); });
+    if (result)
+      return result;
+    if (last == volt_errc::invalid_config)
+      return last;
+    std::this_thread::sleep_for(std::chrono::milliseconds{200});
+  }
+  return make_volt_error(volt_errc::internal,
+                         "cannot reach a Volt node at " + name_of(where)
+                           + (last ? " (" + describe(last) + ")" : ""));
+}
+
+} // namespace
+
+caf::expected<generate_result>
+generate_remote(caf::actor_system& sys, const endpoint& where,
+                const generate_request& req, std::chrono::milliseconds wait) {
+  auto deadline = clock_type::now() + wait;
+  auto engine = connect(sys, where, deadline);
+  if (!engine)
+    return std::move(engine.error());
+  auto answer
+    = std::make_shared<std::promise<caf::expected<generate_result>>>();
+  auto future = answer->get_future();
+  auto node = name_of(where);
+  sys.spawn([=, eng = *engine](caf::event_based_actor* self) {
+    auto done = std::make_shared<bool>(false);
+    auto deliver = [=](caf::expected<generate_result> x) {
+      if (!*done) {
+        *done = true;
+        answer->set_value(std::move(x));
+        self->quit();
+      }
+    };
+    // CAF does not fail a request whose receiver's node dies: watch it.
+    self->monitor(eng);
+    self->set_down_handler([=](caf::down_msg&) {
+      deliver(
+        make_volt_error(volt_errc::internal,
+                        "the node at " + node + " went down before answering"));
+    });
+    auto left = std::max(std::chrono::duration_cast<std::chrono::milliseconds>(
+                           deadline - clock_type::now()),
+                         std::chrono::milliseconds{1});
+    self->request(eng, left, ready_atom_v)
+      .then(
+        [=](bool) {
+          self->request(eng, caf::infinite, generate_atom_v, req)
+            .then([=](generate_result& res) { deliver(std::move(res)); },
+                  [=](caf::error& err) { deliver(std::move(err)); });
+        },
+        [=](caf::error& err) {
+          deliver(make_volt_error(volt_errc::missing_expert,
+                                  "the node at " + node
+                                    + " is not ready (some expert has no "
+                                      "live host): "
+                                    + describe(err)));
+        });
+  });
+  return future.get();
+}
+
+} // namespace volt

@@ -1,0 +1,40 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "caf/expected.hpp"
+
+namespace volt {
+
+/// What a worker publishes about itself in Redis, under
+/// `worker_record_key(id)` with a TTL that its heartbeats refresh.
+struct worker_record {
+  std::string id;
+  std::string host;
+  uint16_t port = 0;
+  std::vector<uint32_t> experts;
+  std::string device;
+  /// Token rows computed per second over the last heartbeat interval.
+  double load = 0;
+};
+
+/// Key prefix of worker records; routers SCAN for `prefix*`.
+inline const std::string worker_record_prefix = "volt:worker:";
+
+/// Channel on which workers announce "join <id>" and "leave <id>".
+inline const std::string worker_channel = "volt:workers";
+
+inline std::string worker_record_key(const std::string& id) {
+  return worker_record_prefix + id;
+}
+
+/// Renders a record as one JSON object.
+std::string to_json(const worker_record& x);
+
+/// Parses a record; the bytes come from Redis, so every field is checked and
+/// the error names it.
+caf::expected<worker_record> parse_worker_record(const std::string& json);
+
+} // namespace volt
