@@ -13,7 +13,7 @@ steps=("$@")
 [ ${#steps[@]} -eq 0 ] && steps=(tests bench torch)
 has() { local s; for s in "${steps[@]}"; do [ "$s" = "$1" ] && return 0; done; return 1; }
 node=.device/bin/volt-node
-tokens=${VOLT_BENCH_TOKENS:-1,8,32,128,512,2048}
+tokens=${VOLT_BENCH_TOKENS:-1,8,32,128,256,512,2048}
 iters=${VOLT_BENCH_ITERS:-50}
 
 { date -u; cat .device/commit; nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.mem --format=csv; } >"$OUT/gpu.txt" 2>&1

@@ -83,10 +83,11 @@ struct decode_tuning {
   int64_t w13_splits = 1;
   int64_t w2_splits = 4;
   /// `automatic` takes the decode path up to this many rows per expert:
-  /// bf16 decode beats cuBLAS up to 8 tokens (1.05 vs 1.10 ms) and ties at
-  /// 32; int8 decode beats dequantise + cuBLAS up to 512 tokens.
+  /// bf16 decode beats cuBLAS up to 8 tokens (0.96 vs 1.09 ms) and ties at
+  /// 32; int8 decode beats dequantise + cuBLAS up to 256 tokens (1.16 vs
+  /// 2.77 ms at 128) and loses at 512 (3.61 vs 2.88 ms).
   int64_t bf16_decode_max_rows = 16;
-  int64_t int8_decode_max_rows = 512;
+  int64_t int8_decode_max_rows = 256;
 };
 
 void set_decode_tuning(const decode_tuning& t);
