@@ -157,8 +157,10 @@ caf::expected<moe_bench_result> run_moe_bench_cuda(const moe_bench_options& o) {
       tuning.w2_splits = o.w2_splits;
     cuda::set_decode_tuning(tuning);
     auto variant_of = [](const cuda::decode_tuning& t) {
-      return "c" + std::to_string(t.chunks) + " s13=" + std::to_string(t.w13_splits)
-             + " s2=" + std::to_string(t.w2_splits) + (t.x_late ? " xl" : "");
+      return "c" + std::to_string(t.chunks) + " s13="
+             + (t.w13_splits > 0 ? std::to_string(t.w13_splits) : "auto")
+             + " s2=" + std::to_string(t.w2_splits) + (t.x_late ? " xl" : "")
+             + (t.rows_hint_factor > 0 ? "" : " bound");
     };
     cuda::moe_layer_runner runner(layer, o.topk, max_tokens, cublas);
     // Distinct experts the router picked: their weights must be read.
@@ -176,21 +178,23 @@ caf::expected<moe_bench_result> run_moe_bench_cuda(const moe_bench_options& o) {
     if (o.sweep_decode) {
       std::vector<cuda::decode_tuning> variants;
       for (int chunks : {1, 2})
-        for (int64_t s13 : {1, 2, 4})
+        for (int64_t s13 : {0, 1, 4})
           for (int64_t s2 : {2, 4}) {
             cuda::decode_tuning t = tuning;
             t.chunks = chunks;
             t.w13_splits = s13;
             t.w2_splits = s2;
-            t.x_late = false;
             variants.push_back(t);
           }
-      for (int chunks : {1, 2}) {
+      for (int late_or_bound : {0, 1}) {
         cuda::decode_tuning t = tuning;
-        t.chunks = chunks;
-        t.w13_splits = 1;
+        t.chunks = 2;
+        t.w13_splits = 0;
         t.w2_splits = 4;
-        t.x_late = true;
+        if (late_or_bound == 0)
+          t.x_late = true; // x loaded late
+        else
+          t.rows_hint_factor = 0; // tile for the n-row bound
         variants.push_back(t);
       }
       for (const auto& t : variants) {

@@ -502,7 +502,9 @@ ffn_path expert_ffn(const expert_layer& layer, const ffn_groups& groups,
   auto* h = reinterpret_cast<__nv_bfloat16*>(base + l.h);
   const bool int8 = layer.format == weight_format::int8;
   if (path == ffn_path::decode) {
-    int nt = static_cast<int>(std::clamp<int64_t>((max_rows + 7) / 8, 1, 4));
+    auto tile_rows = groups.rows_hint > 0 ? std::min(groups.rows_hint, max_rows)
+                                          : max_rows;
+    int nt = static_cast<int>(std::clamp<int64_t>((tile_rows + 7) / 8, 1, 4));
     mma_args a{};
     a.group_expert = groups.expert;
     a.group_offsets = groups.offsets;
@@ -521,9 +523,12 @@ ffn_path expert_ffn(const expert_layer& layer, const ffn_groups& groups,
     a.k = layer.hidden;
     // Split w1/w3 along K too when few rows: more, shorter warps keep more
     // loads in flight; silu_partials_kernel then sums and applies SwiGLU.
+    int64_t wanted13 = tuning.w13_splits > 0 ? tuning.w13_splits
+                       : nt == 1                ? 4
+                                                : 1;
     int64_t s13 = n_rows <= max_split_rows
                     ? split_for(layer, layer.hidden,
-                                std::min(tuning.w13_splits, max_splits))
+                                std::min(wanted13, max_splits))
                     : 1;
     a.k_per_split = layer.hidden / s13;
     auto* p13 = reinterpret_cast<float*>(base + l.p13);

@@ -56,6 +56,9 @@ struct ffn_groups {
   /// Host copies; required by the gemm path, unused by decode.
   const int32_t* host_expert = nullptr;
   const int32_t* host_offsets = nullptr;
+  /// Rows per group the decode kernel tiles for in one pass (groups with
+  /// more take further passes); 0: max_rows.
+  int64_t rows_hint = 0;
 };
 
 /// Scratch the FFN needs for n_rows rows (both paths).
@@ -68,20 +71,26 @@ int64_t expert_ffn_splits(const expert_layer& layer, ffn_path path);
 ffn_path choose_ffn_path(int64_t max_rows, weight_format format);
 
 /// Knobs of the decode path (process-wide; `bench moe-layer --sweep-decode`
-/// times every variant). The defaults are the best measured on an H100
-/// (docs/PERFORMANCE.md): 32-byte chunks; no K split of w1/w3 (equal at 1-8
-/// tokens, slower at 32); w2 split in 4 (fills the GPU at 1 token).
+/// times the variants). The defaults are the best measured on an H100 and an
+/// H200 (docs/PERFORMANCE.md).
 struct decode_tuning {
   /// 16-byte loads per thread and row per step: 1 or 2 (2: each warp reads
   /// whole 128-byte lines of a row). Falls back to 1 where K does not allow.
   int chunks = 2;
+  /// Split-K factor (1, 2 or 4) of the w1/w3 product; 0: automatic, 4 when
+  /// one token tile (<= 8 rows) per expert, else 1 (splitting helps few
+  /// rows fill the GPU, and costs a partial-sum round trip at more).
+  int64_t w13_splits = 0;
+  /// Split-K factor (1, 2 or 4) of the w2 product.
+  int64_t w2_splits = 4;
   /// At 17+ rows per expert (3-4 token tiles), load x 8 bytes at a time
   /// just before each mma rather than with the weights: fewer registers,
   /// more resident warps.
   bool x_late = false;
-  /// Split-K factors (1, 2 or 4) of the w1/w3 and the w2 products.
-  int64_t w13_splits = 1;
-  int64_t w2_splits = 4;
+  /// moe_layer_runner tiles each expert for this many times the average
+  /// rows per expert (n * k / n_experts) in one pass, not for the n-token
+  /// bound; heavier experts take another pass. 0: tile for the bound.
+  int64_t rows_hint_factor = 2;
   /// `automatic` takes the decode path up to this many rows per expert:
   /// bf16 decode beats cuBLAS up to 8 tokens (0.96 vs 1.09 ms) and ties at
   /// 32; int8 decode beats dequantise + cuBLAS up to 256 tokens (1.16 vs

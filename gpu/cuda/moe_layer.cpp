@@ -114,6 +114,11 @@ ffn_path moe_layer_runner::enqueue(const __nv_bfloat16* x,
   groups.n_groups = e;
   groups.expert = experts_.get<int32_t>();
   groups.offsets = offsets_.get<int32_t>();
+  // Tile for twice the average rows per expert, not the n-row bound: a
+  // heavier expert takes a second pass, every other one saves registers.
+  auto factor = get_decode_tuning().rows_hint_factor;
+  if (factor > 0)
+    groups.rows_hint = std::max<int64_t>(1, factor * ((pairs + e - 1) / e));
   if (path == ffn_path::gemm) {
     CUDA_CHECK(cudaMemcpyAsync(host_offsets_.get(), offsets_.get(),
                                sizeof(int32_t) * (e + 1),

@@ -325,11 +325,11 @@ CAF_TEST(gather and combine match the CPU twins) {
 std::vector<cuda::decode_tuning> decode_variants() {
   std::vector<cuda::decode_tuning> out;
   for (int chunks : {1, 2})
-    for (int64_t splits : {1, 2, 4}) {
+    for (int64_t splits : {0, 1, 2, 4}) {
       cuda::decode_tuning t;
       t.chunks = chunks;
       t.w13_splits = splits;
-      t.w2_splits = splits;
+      t.w2_splits = splits > 0 ? splits : 4;
       out.push_back(t);
     }
   for (int chunks : {1, 2}) {
