@@ -91,11 +91,12 @@ struct decode_tuning {
   /// rows per expert (n * k / n_experts) in one pass, not for the n-token
   /// bound; heavier experts take another pass. 0: tile for the bound.
   int64_t rows_hint_factor = 2;
-  /// `automatic` takes the decode path up to this many rows per expert:
-  /// bf16 decode beats cuBLAS up to 8 tokens (0.96 vs 1.09 ms) and ties at
-  /// 32; int8 decode beats dequantise + cuBLAS up to 256 tokens (1.16 vs
-  /// 2.77 ms at 128) and loses at 512 (3.61 vs 2.88 ms).
-  int64_t bf16_decode_max_rows = 16;
+  /// `automatic` takes the decode path up to this many rows per expert
+  /// (H100, commit bb9c411): bf16 decode beats cuBLAS at 32 tokens (0.97 vs
+  /// 1.10 ms) and loses at 128 (1.76 vs 1.15); int8 decode beats dequantise
+  /// + cuBLAS up to 256 tokens (1.96 vs ~2.8 ms) and loses at 512 (3.61 vs
+  /// 2.88 ms).
+  int64_t bf16_decode_max_rows = 32;
   int64_t int8_decode_max_rows = 256;
 };
 
