@@ -175,7 +175,8 @@ wire_tensor cuda_expert_state::run(const expert_batch& batch) {
   out_dev_.reserve(in_bytes);
   out_host_.reserve(in_bytes);
   // Copy group by group on the copy stream; the compute stream narrows each
-  // chunk to bf16 as soon as it lands, overlapping the next chunk's copy.
+  // chunk (to f16 for int8 decode, else bf16) as soon as it lands,
+  // overlapping the next chunk's copy.
   auto cs = compute_->get();
   while (chunk_done_.size() < static_cast<size_t>(groups))
     chunk_done_.push_back(std::make_unique<cuda::event>());
@@ -193,9 +194,14 @@ wire_tensor cuda_expert_state::run(const expert_batch& batch) {
                                copy_->get()));
     CUDA_CHECK(cudaEventRecord(chunk_done_[g]->get(), copy_->get()));
     CUDA_CHECK(cudaStreamWaitEvent(cs, chunk_done_[g]->get(), 0));
-    cuda::f32_to_bf16(in_dev_.get<float>() + begin,
-                      static_cast<int64_t>(count),
-                      rows_dev_.get<__nv_bfloat16>() + begin, cs);
+    if (cuda::decode_takes_f16(layer, path))
+      cuda::f32_to_f16(in_dev_.get<float>() + begin,
+                       static_cast<int64_t>(count),
+                       rows_dev_.get<__half>() + begin, cs);
+    else
+      cuda::f32_to_bf16(in_dev_.get<float>() + begin,
+                        static_cast<int64_t>(count),
+                        rows_dev_.get<__nv_bfloat16>() + begin, cs);
   }
   cuda::ffn_groups fg;
   fg.n_groups = groups;
@@ -203,7 +209,7 @@ wire_tensor cuda_expert_state::run(const expert_batch& batch) {
   fg.offsets = groups_dev_.get<int32_t>() + groups;
   fg.host_expert = g_host;
   fg.host_offsets = g_host + groups;
-  cuda::expert_ffn(layer, fg, rows_dev_.get<__nv_bfloat16>(), n_rows, max_rows,
+  cuda::expert_ffn(layer, fg, rows_dev_.get(), n_rows, max_rows,
                    path, workspace_.get(), workspace_.bytes(),
                    y_dev_.get<float>(), cublas_, cs);
   cuda::sum_splits(y_dev_.get<float>(), splits, n_rows, hidden,

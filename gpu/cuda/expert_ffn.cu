@@ -29,8 +29,10 @@ struct mma_args {
   int64_t out_rows; // output features: ffn (SwiGLU) or hidden
   int64_t k; // reduction length: hidden or ffn
   int64_t k_per_split;
-  const __nv_bfloat16* x; // [n_rows, k]
-  __nv_bfloat16* h; // SwiGLU out: [n_rows, ffn]
+  // Activations as raw 16-bit values: bf16 with bf16 weights, f16 with int8
+  // weights (see int8x4_to_f16x4).
+  const uint16_t* x; // [n_rows, k]
+  uint16_t* h; // SwiGLU out: [n_rows, ffn]
   float* y; // w2 out: [splits, n_rows, out_rows]
   int64_t n_rows;
 };
@@ -48,19 +50,40 @@ __device__ __forceinline__ uint4 load_stream(const void* p) {
   return v;
 }
 
-/// Four int8 (bytes 0..3) to four bf16 in two registers (elements 0,1 and
-/// 2,3). Exact: |q| <= 127 fits bf16's 8-bit significand, so the bf16 is the
-/// upper half of the float built with the 2^23 magic number.
-__device__ __forceinline__ void int8x4_to_bf16x4(uint32_t q, uint32_t& lo,
-                                                 uint32_t& hi) {
+/// Four int8 (bytes 0..3) to four f16 in two registers (elements 0,1 and
+/// 2,3): two byte permutes build 1024 + (q + 128) in each half (f16 has ten
+/// mantissa bits, so the 2^10 magic number takes a byte as is) and one
+/// packed subtraction leaves q exactly: 5 instructions per 4 weights. bf16
+/// (8-bit significand) cannot hold 2^k + a byte, so a bf16 route has to go
+/// through f32: 11 instructions, which made the int8 kernel issue-bound.
+__device__ __forceinline__ void int8x4_to_f16x4(uint32_t q, uint32_t& lo,
+                                                uint32_t& hi) {
   uint32_t u = q ^ 0x80808080u; // q + 128, unsigned
-  constexpr float magic = 8388608.0f + 128.0f;
-  float f0 = __uint_as_float(__byte_perm(u, 0x4b000000u, 0x7540)) - magic;
-  float f1 = __uint_as_float(__byte_perm(u, 0x4b000000u, 0x7541)) - magic;
-  float f2 = __uint_as_float(__byte_perm(u, 0x4b000000u, 0x7542)) - magic;
-  float f3 = __uint_as_float(__byte_perm(u, 0x4b000000u, 0x7543)) - magic;
-  lo = __byte_perm(__float_as_uint(f0), __float_as_uint(f1), 0x7632);
-  hi = __byte_perm(__float_as_uint(f2), __float_as_uint(f3), 0x7632);
+  lo = __byte_perm(u, 0x64646464u, 0x5140);
+  hi = __byte_perm(u, 0x64646464u, 0x5342);
+  constexpr uint32_t magic = 0x64806480u; // 1152 = 1024 + 128, twice
+  asm("sub.rn.f16x2 %0, %0, %1;" : "+r"(lo) : "r"(magic));
+  asm("sub.rn.f16x2 %0, %0, %1;" : "+r"(hi) : "r"(magic));
+}
+
+__device__ __forceinline__ void mma_f16(float (&c)[4], uint32_t a0,
+                                        uint32_t a1, uint32_t a2, uint32_t a3,
+                                        uint32_t b0, uint32_t b1) {
+  asm volatile(
+    "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
+    "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
+    : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+    : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+/// Rounds to the 16-bit activation type of weights W: f16 for int8, bf16
+/// otherwise.
+template <class W>
+__device__ __forceinline__ uint16_t to_activation(float v) {
+  if constexpr (sizeof(W) == 1)
+    return __half_as_ushort(__float2half_rn(v));
+  else
+    return __bfloat16_as_ushort(__float2bfloat16_rn(v));
 }
 
 __device__ __forceinline__ void mma_bf16(float (&c)[4], uint32_t a0,
@@ -84,8 +107,9 @@ __device__ __forceinline__ void mma_bf16(float (&c)[4], uint32_t a0,
 ///    of each m16n8k16 mma, for A and B alike: coalesced 16-byte loads (a
 ///    warp reads Chunks * 64 contiguous bytes of each of its 16 rows per
 ///    step), no shuffles;
-/// 3. int8 weights are widened to bf16 in registers; the per-row scale
-///    multiplies the accumulator at the end (it factors out of the sum);
+/// 3. int8 weights are widened to f16 in registers (the activations are f16
+///    then, bf16 with bf16 weights); the per-row scale multiplies the
+///    accumulator at the end (it factors out of the sum);
 /// 4. SwiGLU without split: the warp also holds the w3 rows matching its w1
 ///    rows, so h = silu(g) * u is formed in registers and stored as bf16.
 ///    Otherwise the f32 partial sums of split blockIdx.z are stored (SwiGLU:
@@ -139,7 +163,7 @@ __global__ void __launch_bounds__(warps_per_block * 32, XLate ? 4 : 1)
 #pragma unroll
         for (int i = 0; i < 4; ++i)
           acc[t][n][i] = 0.0f;
-    const __nv_bfloat16* xrow[NT];
+    const uint16_t* xrow[NT];
     bool tile_live[NT];
     bool x_valid[NT];
 #pragma unroll
@@ -179,8 +203,8 @@ __global__ void __launch_bounds__(warps_per_block * 32, XLate ? 4 : 1)
 #pragma unroll
         for (int t = 0; t < at; ++t) {
           if constexpr (sizeof(W) == 1) {
-            int8x4_to_bf16x4(word(wa[t][0][s / 4], s % 4), af[t][0], af[t][2]);
-            int8x4_to_bf16x4(word(wa[t][1][s / 4], s % 4), af[t][1], af[t][3]);
+            int8x4_to_f16x4(word(wa[t][0][s / 4], s % 4), af[t][0], af[t][2]);
+            int8x4_to_f16x4(word(wa[t][1][s / 4], s % 4), af[t][1], af[t][3]);
           } else {
             af[t][0] = word(wa[t][0][(2 * s) / 4], (2 * s) % 4);
             af[t][2] = word(wa[t][0][(2 * s + 1) / 4], (2 * s + 1) % 4);
@@ -206,8 +230,12 @@ __global__ void __launch_bounds__(warps_per_block * 32, XLate ? 4 : 1)
           }
 #pragma unroll
           for (int t = 0; t < at; ++t)
-            mma_bf16(acc[t][n], af[t][0], af[t][1], af[t][2], af[t][3], b0,
-                     b1);
+            if constexpr (sizeof(W) == 1)
+              mma_f16(acc[t][n], af[t][0], af[t][1], af[t][2], af[t][3], b0,
+                      b1);
+            else
+              mma_bf16(acc[t][n], af[t][0], af[t][1], af[t][2], af[t][3], b0,
+                       b1);
         }
       }
     };
@@ -253,7 +281,7 @@ __global__ void __launch_bounds__(warps_per_block * 32, XLate ? 4 : 1)
           if (fused) {
             float silu = v0 / (1.0f + __expf(-v0));
             a.h[static_cast<int64_t>(tok) * a.out_rows + row]
-              = __float2bfloat16_rn(silu * v1);
+              = to_activation<W>(silu * v1);
           } else {
             float* out = a.y + (blockIdx.z * a.n_rows + tok) * out_stride;
             out[row] = v0;
@@ -316,11 +344,11 @@ void launch_expert_mma(const mma_args& a, int64_t n_groups, int64_t splits,
 }
 
 /// h[r, j] = silu(Σ_s p[s, r, j]) * Σ_s p[s, r, ffn + j]: the decode path's
-/// SwiGLU when w1/w3 were split along K.
+/// SwiGLU when w1/w3 were split along K; h in the activation type of W.
+template <class W>
 __global__ void silu_partials_kernel(const float* __restrict__ p,
                                      int64_t splits, int64_t n_rows,
-                                     int64_t ffn,
-                                     __nv_bfloat16* __restrict__ h) {
+                                     int64_t ffn, uint16_t* __restrict__ h) {
   int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= n_rows * ffn)
     return;
@@ -333,7 +361,7 @@ __global__ void silu_partials_kernel(const float* __restrict__ p,
     g += row[j];
     u += row[ffn + j];
   }
-  h[i] = __float2bfloat16_rn(g / (1.0f + __expf(-g)) * u);
+  h[i] = to_activation<W>(g / (1.0f + __expf(-g)) * u);
 }
 
 /// h[r, j] = silu(gu[r, j]) * gu[r, ffn + j] (the gemm path's SwiGLU).
@@ -483,8 +511,12 @@ const char* expert_ffn_unsupported(const expert_layer& layer) {
   return nullptr;
 }
 
+bool decode_takes_f16(const expert_layer& layer, ffn_path path) {
+  return layer.format == weight_format::int8 && path == ffn_path::decode;
+}
+
 ffn_path expert_ffn(const expert_layer& layer, const ffn_groups& groups,
-                    const __nv_bfloat16* rows, int64_t n_rows, int64_t max_rows,
+                    const void* rows, int64_t n_rows, int64_t max_rows,
                     ffn_path path, void* workspace, size_t workspace_bytes,
                     float* y, cublasHandle_t cublas, cudaStream_t stream) {
   if (auto why = expert_ffn_unsupported(layer))
@@ -499,7 +531,7 @@ ffn_path expert_ffn(const expert_layer& layer, const ffn_groups& groups,
   if (n_rows == 0 || groups.n_groups == 0)
     return path;
   auto* base = static_cast<char*>(workspace);
-  auto* h = reinterpret_cast<__nv_bfloat16*>(base + l.h);
+  auto* h = reinterpret_cast<uint16_t*>(base + l.h);
   const bool int8 = layer.format == weight_format::int8;
   if (path == ffn_path::decode) {
     auto tile_rows = groups.rows_hint > 0 ? std::min(groups.rows_hint, max_rows)
@@ -508,7 +540,7 @@ ffn_path expert_ffn(const expert_layer& layer, const ffn_groups& groups,
     mma_args a{};
     a.group_expert = groups.expert;
     a.group_offsets = groups.offsets;
-    a.x = rows;
+    a.x = static_cast<const uint16_t*>(rows);
     a.h = h;
     a.y = y;
     a.n_rows = n_rows;
@@ -542,8 +574,13 @@ ffn_path expert_ffn(const expert_layer& layer, const ffn_groups& groups,
                                              tuning.chunks, tuning.x_late, stream);
     if (s13 > 1) {
       auto n = n_rows * layer.ffn;
-      silu_partials_kernel<<<static_cast<unsigned>((n + 255) / 256), 256, 0,
-                             stream>>>(p13, s13, n_rows, layer.ffn, h);
+      auto blocks = static_cast<unsigned>((n + 255) / 256);
+      if (int8)
+        silu_partials_kernel<int8_t>
+          <<<blocks, 256, 0, stream>>>(p13, s13, n_rows, layer.ffn, h);
+      else
+        silu_partials_kernel<__nv_bfloat16>
+          <<<blocks, 256, 0, stream>>>(p13, s13, n_rows, layer.ffn, h);
       CUDA_CHECK_LAUNCH(silu_partials_kernel);
     }
     // w2, split along K = ffn.
@@ -572,6 +609,8 @@ ffn_path expert_ffn(const expert_layer& layer, const ffn_groups& groups,
     throw cuda_error("expert_ffn: the gemm path needs host offsets");
   CUBLAS_CHECK(cublasSetStream(cublas, stream));
   auto* gu = reinterpret_cast<__nv_bfloat16*>(base + l.gu);
+  auto* rows_bf16 = static_cast<const __nv_bfloat16*>(rows);
+  auto* h_bf16 = reinterpret_cast<__nv_bfloat16*>(h);
   auto* dq13 = reinterpret_cast<__nv_bfloat16*>(base + l.dq13);
   auto* dq2 = reinterpret_cast<__nv_bfloat16*>(base + l.dq2);
   // Expert e's [rows, cols] matrix as bf16: in place, or dequantised into
@@ -597,16 +636,16 @@ ffn_path expert_ffn(const expert_layer& layer, const ffn_groups& groups,
   const int64_t hidden = layer.hidden;
   per_group([&](int64_t offset, int64_t m, int64_t e) {
     auto* w = matrix(layer.w13, layer.s13, 2 * ffn, hidden, e, dq13);
-    gemm_bf16(cublas, 2 * ffn, m, hidden, w, rows + offset * hidden,
+    gemm_bf16(cublas, 2 * ffn, m, hidden, w, rows_bf16 + offset * hidden,
               gu + offset * 2 * ffn, CUDA_R_16BF);
   });
   auto n = n_rows * ffn;
   silu_mul_kernel<<<static_cast<unsigned>((n + 255) / 256), 256, 0, stream>>>(
-    gu, n_rows, ffn, h);
+    gu, n_rows, ffn, h_bf16);
   CUDA_CHECK_LAUNCH(silu_mul_kernel);
   per_group([&](int64_t offset, int64_t m, int64_t e) {
     auto* w = matrix(layer.w2, layer.s2, hidden, ffn, e, dq2);
-    gemm_bf16(cublas, hidden, m, ffn, w, h + offset * ffn,
+    gemm_bf16(cublas, hidden, m, ffn, w, h_bf16 + offset * ffn,
               y + offset * hidden, CUDA_R_32F);
   });
   return path;

@@ -107,8 +107,15 @@ decode_tuning get_decode_tuning();
 /// returns "" or the reason.
 const char* expert_ffn_unsupported(const expert_layer& layer);
 
+/// True where the decode path of int8 weights runs: its activations (rows)
+/// are f16, widened from int8 in 5 instructions per 4 weights instead of
+/// the 11 that bf16 needs. Everywhere else rows are bf16.
+bool decode_takes_f16(const expert_layer& layer, ffn_path path);
+
 /// Runs every group's expert over its rows.
-/// - rows      (in):  [n_rows, hidden] bf16, grouped
+/// - rows      (in):  [n_rows, hidden] bf16, or f16 where decode_takes_f16
+///                    (resolve `automatic` with choose_ffn_path first),
+///                    grouped
 /// - max_rows  (in):  an upper bound of the rows of any group (host)
 /// - workspace (tmp): expert_ffn_workspace_bytes(layer, n_rows)
 /// - y         (out): [splits, n_rows, hidden] f32 partials, splits =
@@ -116,7 +123,7 @@ const char* expert_ffn_unsupported(const expert_layer& layer);
 ///                    or sum_splits)
 /// Returns the path taken.
 ffn_path expert_ffn(const expert_layer& layer, const ffn_groups& groups,
-                    const __nv_bfloat16* rows, int64_t n_rows, int64_t max_rows,
+                    const void* rows, int64_t n_rows, int64_t max_rows,
                     ffn_path path, void* workspace, size_t workspace_bytes,
                     float* y, cublasHandle_t cublas, cudaStream_t stream);
 

@@ -87,6 +87,8 @@ ffn_path moe_layer_runner::enqueue(const __nv_bfloat16* x,
                                    const __nv_bfloat16* gate, int64_t n,
                                    ffn_path path, float* out,
                                    cudaStream_t stream) {
+  if (path == ffn_path::automatic)
+    path = choose_ffn_path(n, layer_.format);
   if (n == 0)
     return path;
   auto e = layer_.n_experts;
@@ -108,8 +110,12 @@ ffn_path moe_layer_runner::enqueue(const __nv_bfloat16* x,
                 plan_ws_.bytes(), sorted_pair_.get<int32_t>(),
                 offsets_.get<int32_t>(), pair_row_.get<int32_t>(), stream);
   auto pairs = n * k_;
-  gather_rows(x, sorted_pair_.get<int32_t>(), pairs, k_, hidden,
-              rows_.get<__nv_bfloat16>(), stream);
+  if (decode_takes_f16(layer_, path))
+    gather_rows(x, sorted_pair_.get<int32_t>(), pairs, k_, hidden,
+                rows_.get<__half>(), stream);
+  else
+    gather_rows(x, sorted_pair_.get<int32_t>(), pairs, k_, hidden,
+                rows_.get<__nv_bfloat16>(), stream);
   ffn_groups groups;
   groups.n_groups = e;
   groups.expert = experts_.get<int32_t>();
@@ -127,7 +133,7 @@ ffn_path moe_layer_runner::enqueue(const __nv_bfloat16* x,
     groups.host_expert = host_experts_.data();
     groups.host_offsets = host_offsets_.get<int32_t>();
   }
-  path = expert_ffn(layer_, groups, rows_.get<__nv_bfloat16>(), pairs, n, path,
+  path = expert_ffn(layer_, groups, rows_.get(), pairs, n, path,
                     ffn_ws_.get(), ffn_ws_.bytes(), y_.get<float>(), cublas_,
                     stream);
   combine(y_.get<float>(), expert_ffn_splits(layer_, path),

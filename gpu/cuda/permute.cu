@@ -131,17 +131,24 @@ __device__ inline float to_float(__nv_bfloat16 x) {
   return __bfloat162float(x);
 }
 
+__device__ inline void narrow(float v, __nv_bfloat16* out) {
+  *out = __float2bfloat16_rn(v);
+}
+__device__ inline void narrow(float v, __half* out) {
+  *out = __float2half_rn(v);
+}
+
 /// One block per grouped row: copies (and narrows) the token's row.
-template <class T>
+template <class T, class Out>
 __global__ void gather_rows_kernel(const T* __restrict__ x,
                                    const int32_t* __restrict__ sorted_pair,
                                    int64_t k, int64_t hidden,
-                                   __nv_bfloat16* __restrict__ rows) {
+                                   Out* __restrict__ rows) {
   int64_t r = blockIdx.x;
   const T* src = x + (sorted_pair[r] / k) * hidden;
-  __nv_bfloat16* dst = rows + r * hidden;
+  Out* dst = rows + r * hidden;
   for (int64_t i = threadIdx.x; i < hidden; i += blockDim.x)
-    dst[i] = __float2bfloat16_rn(to_float(src[i]));
+    narrow(to_float(src[i]), dst + i);
 }
 
 /// One block per token; each thread owns hidden / blockDim columns and sums
@@ -177,22 +184,32 @@ __global__ void sum_splits_kernel(const float* __restrict__ y, int64_t splits,
   out[i] = v;
 }
 
-__global__ void f32_to_bf16_kernel(const float* __restrict__ x, int64_t n,
-                                   __nv_bfloat16* __restrict__ out) {
+template <class Out>
+__global__ void narrow_kernel(const float* __restrict__ x, int64_t n,
+                              Out* __restrict__ out) {
   int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i < n)
-    out[i] = __float2bfloat16_rn(x[i]);
+    narrow(x[i], out + i);
 }
 
-template <class T>
+template <class T, class Out>
 void launch_gather_rows(const T* x, const int32_t* sorted_pair, int64_t n_rows,
-                        int64_t k, int64_t hidden, __nv_bfloat16* rows,
+                        int64_t k, int64_t hidden, Out* rows,
                         cudaStream_t stream) {
   if (n_rows == 0)
     return;
-  gather_rows_kernel<T><<<static_cast<unsigned>(n_rows), threads, 0, stream>>>(
-    x, sorted_pair, k, hidden, rows);
+  gather_rows_kernel<T, Out>
+    <<<static_cast<unsigned>(n_rows), threads, 0, stream>>>(x, sorted_pair, k,
+                                                             hidden, rows);
   CUDA_CHECK_LAUNCH(gather_rows_kernel);
+}
+
+template <class Out>
+void launch_narrow(const float* x, int64_t n, Out* out, cudaStream_t stream) {
+  if (n == 0)
+    return;
+  narrow_kernel<Out><<<blocks_for(n), threads, 0, stream>>>(x, n, out);
+  CUDA_CHECK_LAUNCH(narrow_kernel);
 }
 
 } // namespace
@@ -258,6 +275,12 @@ void gather_rows(const __nv_bfloat16* x, const int32_t* sorted_pair,
   launch_gather_rows(x, sorted_pair, n_rows, k, hidden, rows, stream);
 }
 
+void gather_rows(const __nv_bfloat16* x, const int32_t* sorted_pair,
+                 int64_t n_rows, int64_t k, int64_t hidden, __half* rows,
+                 cudaStream_t stream) {
+  launch_gather_rows(x, sorted_pair, n_rows, k, hidden, rows, stream);
+}
+
 void combine(const float* y, int64_t splits, const int32_t* pair_row,
              const float* topk_weights, int64_t n_tokens, int64_t k,
              int64_t hidden, float* out, cudaStream_t stream) {
@@ -279,10 +302,11 @@ void sum_splits(const float* y, int64_t splits, int64_t n_rows, int64_t hidden,
 
 void f32_to_bf16(const float* x, int64_t n, __nv_bfloat16* out,
                  cudaStream_t stream) {
-  if (n == 0)
-    return;
-  f32_to_bf16_kernel<<<blocks_for(n), threads, 0, stream>>>(x, n, out);
-  CUDA_CHECK_LAUNCH(f32_to_bf16_kernel);
+  launch_narrow(x, n, out, stream);
+}
+
+void f32_to_f16(const float* x, int64_t n, __half* out, cudaStream_t stream) {
+  launch_narrow(x, n, out, stream);
 }
 
 } // namespace volt::cuda

@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime_api.h>
 
 namespace volt::cuda {
@@ -39,6 +40,10 @@ void gather_rows(const float* x, const int32_t* sorted_pair, int64_t n_rows,
 void gather_rows(const __nv_bfloat16* x, const int32_t* sorted_pair,
                  int64_t n_rows, int64_t k, int64_t hidden,
                  __nv_bfloat16* rows, cudaStream_t stream);
+/// Same, narrowed to f16 (the int8 decode path's activations).
+void gather_rows(const __nv_bfloat16* x, const int32_t* sorted_pair,
+                 int64_t n_rows, int64_t k, int64_t hidden, __half* rows,
+                 cudaStream_t stream);
 
 /// Weighted sum of the expert outputs back into token order:
 /// out[t] = Σ_j topk_weights[t, j] · Σ_s y[s, pair_row[t * k + j]], j in
@@ -62,5 +67,10 @@ void sum_splits(const float* y, int64_t splits, int64_t n_rows, int64_t hidden,
 /// - out (out): [n] bf16
 void f32_to_bf16(const float* x, int64_t n, __nv_bfloat16* out,
                  cudaStream_t stream);
+
+/// Narrows f32 to f16 (round to nearest even; beyond ±65504 gives ±inf).
+/// - x   (in):  [n] f32
+/// - out (out): [n] f16
+void f32_to_f16(const float* x, int64_t n, __half* out, cudaStream_t stream);
 
 } // namespace volt::cuda

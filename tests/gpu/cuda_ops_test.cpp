@@ -157,9 +157,11 @@ void check_expert_ffn(int64_t e, int64_t hidden, int64_t ffn, bool int8,
   int64_t max_rows = 0;
   for (int64_t g = 0; g < e; ++g)
     max_rows = std::max<int64_t>(max_rows, offsets[g + 1] - offsets[g]);
-  auto x = round_bf16(uniform_floats(static_cast<size_t>(n_rows * hidden),
-                                     gen));
-  auto d_x = upload(to_bf16_bits(x));
+  // Rows in the activation type the path takes: f16 for int8 decode.
+  const bool f16 = cuda::decode_takes_f16(h.layer, path);
+  auto x = uniform_floats(static_cast<size_t>(n_rows * hidden), gen);
+  x = f16 ? round_f16(x) : round_bf16(x);
+  auto d_x = upload(f16 ? to_f16_bits(x) : to_bf16_bits(x));
   auto d_expert = upload(expert);
   auto d_offsets = upload(offsets);
   cuda::ffn_groups groups{e, d_expert.get<int32_t>(), d_offsets.get<int32_t>(),
@@ -170,7 +172,7 @@ void check_expert_ffn(int64_t e, int64_t hidden, int64_t ffn, bool int8,
   auto d_out = poisoned(sizeof(float) * n_rows * hidden);
   cublasHandle_t cublas = nullptr;
   CUBLAS_CHECK(cublasCreate(&cublas));
-  auto taken = cuda::expert_ffn(h.layer, groups, d_x.get<__nv_bfloat16>(),
+  auto taken = cuda::expert_ffn(h.layer, groups, d_x.get(),
                                 n_rows, max_rows, path, ws.get(), ws.bytes(),
                                 d_y.get<float>(), cublas, nullptr);
   CAF_CHECK(taken == path);

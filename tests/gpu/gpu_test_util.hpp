@@ -43,6 +43,21 @@ inline std::vector<uint16_t> to_bf16_bits(const std::vector<float>& xs) {
   return out;
 }
 
+/// Rounds every value to f16 and back.
+inline std::vector<float> round_f16(const std::vector<float>& xs) {
+  std::vector<float> out(xs.size());
+  for (size_t i = 0; i < xs.size(); ++i)
+    out[i] = f16_to_f32(f32_to_f16(xs[i]));
+  return out;
+}
+
+inline std::vector<uint16_t> to_f16_bits(const std::vector<float>& xs) {
+  std::vector<uint16_t> out(xs.size());
+  for (size_t i = 0; i < xs.size(); ++i)
+    out[i] = f32_to_f16(xs[i]);
+  return out;
+}
+
 /// ‖got − want‖ / ‖want‖; infinity if any value of `got` is not finite.
 template <class T>
 double rel_error(const std::vector<float>& got, const std::vector<T>& want) {
