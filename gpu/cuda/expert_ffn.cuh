@@ -8,9 +8,12 @@
 // Two paths:
 // - decode: few rows per expert, bandwidth bound. One warp computes 16 output
 //   rows with tensor-core mma.sync (m16n8k16, tokens as the n = 8 side),
-//   loading the weights once with 16-byte loads straight from HBM; w1 and w3
-//   share the warp so silu(g) * u happens in registers; w2 is split along K
-//   so that even one expert fills the GPU (partials summed by combine).
+//   loading the weights once with 16-byte loads straight from HBM (bf16
+//   weights with bf16 activations; int8 weights widened to f16 in registers,
+//   with f16 activations); w1 and w3 share the warp so silu(g) * u happens in
+//   registers (or, split along K for one token tile, in a reduction kernel);
+//   w2 is split along K so that even one expert fills the GPU (partials
+//   summed by combine).
 // - gemm: many rows per expert, tensor-core bound: cuBLAS GEMMs per expert
 //   (int8 weights dequantised to a bf16 scratch per expert first).
 
