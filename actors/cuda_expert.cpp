@@ -98,7 +98,8 @@ void cuda_expert_state::upload(weight_quantization quantization) {
     layer.w13 = base;
     layer.w2 = base + w13_bytes * n;
     if (int8) {
-      layer.s13 = reinterpret_cast<const float*>(base + (w13_bytes + w2_bytes) * n);
+      layer.s13
+        = reinterpret_cast<const float*>(base + (w13_bytes + w2_bytes) * n);
       layer.s2 = layer.s13 + 2 * ffn * n;
     }
     for (int64_t i = 0; i < n; ++i) {
@@ -112,8 +113,8 @@ void cuda_expert_state::upload(weight_quantization quantization) {
                     e->w3.q.size());
         CUDA_CHECK(cudaMemcpy(w13_dst, staging.data(), w13_bytes,
                               cudaMemcpyHostToDevice));
-        CUDA_CHECK(cudaMemcpy(w2_dst, e->w2.q.data(), w2_bytes,
-                              cudaMemcpyHostToDevice));
+        CUDA_CHECK(
+          cudaMemcpy(w2_dst, e->w2.q.data(), w2_bytes, cudaMemcpyHostToDevice));
         auto* s13 = const_cast<float*>(layer.s13) + 2 * ffn * i;
         CUDA_CHECK(cudaMemcpy(s13, e->w1.scales.data(), sizeof(float) * ffn,
                               cudaMemcpyHostToDevice));
@@ -188,10 +189,9 @@ wire_tensor cuda_expert_state::run(const expert_batch& batch) {
     auto count = static_cast<size_t>(offsets[g + 1] - offsets[g]) * hidden;
     if (count == 0)
       continue;
-    CUDA_CHECK(cudaMemcpyAsync(in_dev_.get<float>() + begin,
-                               in_host_.get<float>() + begin,
-                               sizeof(float) * count, cudaMemcpyHostToDevice,
-                               copy_->get()));
+    CUDA_CHECK(cudaMemcpyAsync(
+      in_dev_.get<float>() + begin, in_host_.get<float>() + begin,
+      sizeof(float) * count, cudaMemcpyHostToDevice, copy_->get()));
     CUDA_CHECK(cudaEventRecord(chunk_done_[g]->get(), copy_->get()));
     CUDA_CHECK(cudaStreamWaitEvent(cs, chunk_done_[g]->get(), 0));
     if (cuda::decode_takes_f16(layer, path))
@@ -209,9 +209,9 @@ wire_tensor cuda_expert_state::run(const expert_batch& batch) {
   fg.offsets = groups_dev_.get<int32_t>() + groups;
   fg.host_expert = g_host;
   fg.host_offsets = g_host + groups;
-  cuda::expert_ffn(layer, fg, rows_dev_.get(), n_rows, max_rows,
-                   path, workspace_.get(), workspace_.bytes(),
-                   y_dev_.get<float>(), cublas_, cs);
+  cuda::expert_ffn(layer, fg, rows_dev_.get(), n_rows, max_rows, path,
+                   workspace_.get(), workspace_.bytes(), y_dev_.get<float>(),
+                   cublas_, cs);
   cuda::sum_splits(y_dev_.get<float>(), splits, n_rows, hidden,
                    out_dev_.get<float>(), cs);
   CUDA_CHECK(cudaMemcpyAsync(out_host_.get(), out_dev_.get(), in_bytes,

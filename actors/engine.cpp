@@ -200,6 +200,10 @@ void retry_part(engine_pointer self, dispatch_part part,
     return fail_active(self, cause);
   if (self->state.options.metrics)
     self->state.options.metrics->failover();
+  VOLT_INFO("engine", "re-sending " << part.rows << " rows of layer "
+                                    << self->state.dispatch->layer
+                                    << " to replicas (attempt "
+                                    << part.attempt + 2 << ")");
   part.failed_hosts.push_back(part.host);
   send_entries(self, std::move(part.plan_entries), part.attempt + 1,
                std::move(part.failed_hosts));
@@ -276,6 +280,7 @@ void send_entries(engine_pointer self, std::vector<size_t> entries, int attempt,
     d.parts.emplace(part_id,
                     dispatch_part{host_id, host_entries, rows, attempt, avoid});
     host.inflight_rows += rows;
+    st.pool.picked(host_id);
     // A reply counts only while its part is still outstanding: after a
     // failover, the failed host's late answer (or error) is ignored.
     auto current = [self, active_id, part_id] {
@@ -563,7 +568,7 @@ engine(engine_pointer self, std::shared_ptr<const dense_weights> weights,
     [self](host_atom, expert_actor handle, std::vector<uint32_t> experts,
            std::string name) {
       add_host(self, expert_host{std::move(handle), std::move(experts),
-                                 std::move(name), 0});
+                                 std::move(name), 0, 0});
     },
     [self](ready_atom) -> caf::result<bool> {
       auto& st = self->state;

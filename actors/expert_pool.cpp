@@ -1,6 +1,7 @@
 #include "actors/expert_pool.hpp"
 
 #include <algorithm>
+#include <tuple>
 
 namespace volt {
 
@@ -30,19 +31,18 @@ std::optional<uint64_t> expert_pool::find(const caf::actor_addr& handle) const {
 
 std::optional<uint64_t>
 expert_pool::pick(uint32_t expert, const std::vector<uint64_t>& avoid) const {
+  // Order: not avoided, then fewer rows in flight, then least recently
+  // picked; hosts_ iterates oldest first, so the oldest wins remaining ties.
   std::optional<uint64_t> best;
-  bool best_avoided = false;
-  int64_t best_load = 0;
+  std::tuple<bool, int64_t, uint64_t> best_key;
   for (const auto& [id, host] : hosts_) {
     if (!std::binary_search(host.experts.begin(), host.experts.end(), expert))
       continue;
     bool avoided = std::find(avoid.begin(), avoid.end(), id) != avoid.end();
-    // Order: not avoided before avoided, then fewer rows, then older host.
-    if (!best || (best_avoided && !avoided)
-        || (avoided == best_avoided && host.inflight_rows < best_load)) {
+    auto key = std::make_tuple(avoided, host.inflight_rows, host.last_pick);
+    if (!best || key < best_key) {
       best = id;
-      best_avoided = avoided;
-      best_load = host.inflight_rows;
+      best_key = key;
     }
   }
   return best;

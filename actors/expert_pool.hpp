@@ -19,11 +19,14 @@ struct expert_host {
   std::string name;
   /// Token rows sent to it and not yet answered: its load.
   int64_t inflight_rows = 0;
+  /// When it was last picked (a counter); breaks ties between equally loaded
+  /// replicas so that they take turns.
+  uint64_t last_pick = 0;
 };
 
 /// The engine's view of who hosts which expert. Replicas of an expert are
-/// picked by load (fewest in-flight rows, then the oldest host), so that the
-/// choice is deterministic for a given history.
+/// picked by load: fewest in-flight rows, then the least recently picked, then
+/// the oldest host; the choice is deterministic for a given history.
 class expert_pool {
 public:
   explicit expert_pool(uint32_t n_experts = 0) : n_experts_(n_experts) {}
@@ -46,6 +49,11 @@ public:
     return hosts_.at(id);
   }
 
+  /// Records that `id` was just picked.
+  void picked(uint64_t id) {
+    hosts_.at(id).last_pick = ++picks_;
+  }
+
   const std::map<uint64_t, expert_host>& hosts() const {
     return hosts_;
   }
@@ -59,6 +67,7 @@ public:
 private:
   uint32_t n_experts_;
   uint64_t next_id_ = 1;
+  uint64_t picks_ = 0;
   std::map<uint64_t, expert_host> hosts_;
 };
 

@@ -30,7 +30,7 @@ spawn_standalone(caf::actor_system& sys, const checkpoint& ckpt,
       return std::move(weights.error());
     hosts.push_back(
       expert_host{sys.spawn(metered_expert, *weights, options.engine.metrics),
-                  ids, "local", 0});
+                  ids, "local", 0, 0});
   }
   auto gate = sys.spawn(gating, *dense);
   return sys.spawn(engine, *dense, gate, std::move(hosts), options.engine);

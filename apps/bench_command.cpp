@@ -26,7 +26,8 @@ namespace {
 const std::vector<flag_spec> bench_flags = {
   {"device", true, "cuda:N or cpu (default cuda:0)"},
   {"dtype", true, "expert weights: bf16 (default) or int8"},
-  {"tokens", true, "token counts, comma-separated (default 1,8,32,128,512,2048)"},
+  {"tokens", true,
+   "token counts, comma-separated (default 1,8,32,128,512,2048)"},
   {"hidden", true, "hidden size (default 4096)"},
   {"ffn", true, "expert intermediate size (default 14336)"},
   {"experts", true, "experts in the layer (default 8)"},
@@ -35,7 +36,8 @@ const std::vector<flag_spec> bench_flags = {
   {"warmup", true, "untimed runs first (default 5)"},
   {"path", true, "FFN path: auto (default), decode, gemm or all (CUDA only)"},
   {"gating-tokens", true, "tokens for the gating kernel timing (default 4096)"},
-  {"decode-chunks", true, "decode kernel: 16-byte loads per thread and row, 1 or 2"},
+  {"decode-chunks", true,
+   "decode kernel: 16-byte loads per thread and row, 1 or 2"},
   {"w13-splits", true, "decode kernel: K splits of w1/w3 (1, 2 or 4)"},
   {"w2-splits", true, "decode kernel: K splits of w2 (1, 2 or 4)"},
   {"sweep-decode", false, "also time every decode variant up to 128 tokens"},
@@ -83,8 +85,8 @@ moe_bench_result run_moe_bench_cpu(const moe_bench_options& o) {
         q.resize(w.size());
         s.resize(static_cast<size_t>(rows));
         cpu::quantize_int8_rows(w.data(), rows,
-                                static_cast<int64_t>(w.size()) / rows,
-                                q.data(), s.data());
+                                static_cast<int64_t>(w.size()) / rows, q.data(),
+                                s.data());
       };
       quant(e.w1, o.ffn, e.q1, e.s1);
       quant(e.w3, o.ffn, e.q3, e.s3);
@@ -95,7 +97,7 @@ moe_bench_result run_moe_bench_cpu(const moe_bench_options& o) {
   moe_bench_result res;
   res.device = "cpu";
   res.expert_bytes = static_cast<uint64_t>(3 * o.ffn * o.hidden)
-                     * (o.int8 ? 1 : sizeof(float))
+                       * (o.int8 ? 1 : sizeof(float))
                      + (o.int8 ? sizeof(float) * (2 * o.ffn + o.hidden) : 0);
   for (auto t : o.tokens) {
     auto x = randoms(t * o.hidden, 1.0f);
@@ -161,9 +163,8 @@ std::string fmt(const char* f, double x) {
 void print_table(const moe_bench_options& o, const moe_bench_result& r) {
   std::printf("moe-layer on %s, %s, hidden %lld, ffn %lld, %lld experts, "
               "top-%lld, %lld iters\n",
-              r.device.c_str(), dtype_name(o),
-              static_cast<long long>(o.hidden), static_cast<long long>(o.ffn),
-              static_cast<long long>(o.experts),
+              r.device.c_str(), dtype_name(o), static_cast<long long>(o.hidden),
+              static_cast<long long>(o.ffn), static_cast<long long>(o.experts),
               static_cast<long long>(o.topk), static_cast<long long>(o.iters));
   if (r.copy_gbs > 0)
     std::printf("device copy bandwidth %.0f GB/s (read + write); one expert "
@@ -195,9 +196,8 @@ void print_json(const moe_bench_options& o, const moe_bench_result& r) {
               "\"ffn\": %lld, \"experts\": %lld, \"topk\": %lld, "
               "\"iters\": %lld, \"copy_gbs\": %.1f, \"expert_bytes\": %llu, "
               "\"gating_tokens\": %lld, \"gating_ms\": %.6f, \"rows\": [",
-              r.device.c_str(), dtype_name(o),
-              static_cast<long long>(o.hidden), static_cast<long long>(o.ffn),
-              static_cast<long long>(o.experts),
+              r.device.c_str(), dtype_name(o), static_cast<long long>(o.hidden),
+              static_cast<long long>(o.ffn), static_cast<long long>(o.experts),
               static_cast<long long>(o.topk), static_cast<long long>(o.iters),
               r.copy_gbs, static_cast<unsigned long long>(r.expert_bytes),
               static_cast<long long>(o.gating_tokens), r.gating_ms);
@@ -209,8 +209,8 @@ void print_json(const moe_bench_options& o, const moe_bench_result& r) {
                 "\"active_experts\": %lld, \"floor_ms\": %.5f, "
                 "\"ratio\": %.4f}",
                 i == 0 ? "" : ", ", static_cast<long long>(row.tokens),
-                row.path.c_str(), row.variant.c_str(), row.median_ms, row.min_ms, row.max_ms,
-                row.tokens / (row.median_ms * 1e-3),
+                row.path.c_str(), row.variant.c_str(), row.median_ms,
+                row.min_ms, row.max_ms, row.tokens / (row.median_ms * 1e-3),
                 static_cast<long long>(row.active_experts), row.floor_ms,
                 row.floor_ms > 0 ? row.median_ms / row.floor_ms : 0.0);
   }
@@ -251,16 +251,16 @@ caf::expected<moe_bench_options> parse_options(const cli_args& args) {
     int64_t* field;
     int64_t lo, hi;
   };
-  for (auto f : {int_flag{"hidden", &o.hidden, 64, 1 << 16},
-                 int_flag{"ffn", &o.ffn, 64, 1 << 18},
-                 int_flag{"experts", &o.experts, 1, 256},
-                 int_flag{"topk", &o.topk, 1, 8},
-                 int_flag{"iters", &o.iters, 1, 100000},
-                 int_flag{"warmup", &o.warmup, 0, 100000},
-                 int_flag{"gating-tokens", &o.gating_tokens, 1, 1 << 20},
-                 int_flag{"decode-chunks", &o.decode_chunks, 0, 2},
-                 int_flag{"w13-splits", &o.w13_splits, 0, 4},
-                 int_flag{"w2-splits", &o.w2_splits, 0, 4}}) {
+  for (auto f :
+       {int_flag{"hidden", &o.hidden, 64, 1 << 16},
+        int_flag{"ffn", &o.ffn, 64, 1 << 18},
+        int_flag{"experts", &o.experts, 1, 256},
+        int_flag{"topk", &o.topk, 1, 8}, int_flag{"iters", &o.iters, 1, 100000},
+        int_flag{"warmup", &o.warmup, 0, 100000},
+        int_flag{"gating-tokens", &o.gating_tokens, 1, 1 << 20},
+        int_flag{"decode-chunks", &o.decode_chunks, 0, 2},
+        int_flag{"w13-splits", &o.w13_splits, 0, 4},
+        int_flag{"w2-splits", &o.w2_splits, 0, 4}}) {
     auto v = args.get_int(f.name, *f.field, f.lo, f.hi);
     if (!v)
       return v.error();

@@ -36,8 +36,8 @@ void summarise(std::vector<float>& times, moe_bench_row& row) {
 
 /// Times `fn` (which enqueues work on `s`) `iters` times after `warmup` runs.
 template <class Fn>
-std::vector<float> time_on_stream(cudaStream_t s, int64_t warmup,
-                                  int64_t iters, Fn fn) {
+std::vector<float>
+time_on_stream(cudaStream_t s, int64_t warmup, int64_t iters, Fn fn) {
   for (int64_t i = 0; i < warmup; ++i)
     fn();
   CUDA_CHECK(cudaStreamSynchronize(s));
@@ -63,8 +63,8 @@ double measure_copy_gbs(cudaStream_t s) {
   device_buffer b(bytes);
   cuda::fill_uniform(a.get<float>(), bytes / 4, 1.0f, 7, s);
   auto times = time_on_stream(s, 3, 20, [&] {
-    CUDA_CHECK(cudaMemcpyAsync(b.get(), a.get(), bytes,
-                               cudaMemcpyDeviceToDevice, s));
+    CUDA_CHECK(
+      cudaMemcpyAsync(b.get(), a.get(), bytes, cudaMemcpyDeviceToDevice, s));
   });
   std::sort(times.begin(), times.end());
   return 2.0 * bytes / (times[times.size() / 2] * 1e-3) / 1e9;
@@ -114,7 +114,8 @@ caf::expected<moe_bench_result> run_moe_bench_cuda(const moe_bench_options& o) {
                          o.seed + 4, s);
       std::vector<float> h13(static_cast<size_t>(o.experts * 2 * o.ffn));
       std::vector<float> h2(static_cast<size_t>(o.experts * o.hidden));
-      CUDA_CHECK(cudaMemcpyAsync(h13.data(), s13.get(), sizeof(float) * h13.size(),
+      CUDA_CHECK(cudaMemcpyAsync(h13.data(), s13.get(),
+                                 sizeof(float) * h13.size(),
                                  cudaMemcpyDeviceToHost, s));
       CUDA_CHECK(cudaMemcpyAsync(h2.data(), s2.get(), sizeof(float) * h2.size(),
                                  cudaMemcpyDeviceToHost, s));
@@ -246,19 +247,18 @@ caf::expected<moe_bench_result> run_moe_bench_cuda(const moe_bench_options& o) {
       device_buffer logits(sizeof(float) * o.gating_tokens * o.experts);
       device_buffer ids(sizeof(int32_t) * o.gating_tokens * o.topk);
       device_buffer weights(sizeof(float) * o.gating_tokens * o.topk);
-      cuda::fill_uniform(logits.get<float>(), o.gating_tokens * o.experts,
-                         4.0f, o.seed + 7, s);
+      cuda::fill_uniform(logits.get<float>(), o.gating_tokens * o.experts, 4.0f,
+                         o.seed + 7, s);
       // One kernel takes microseconds: time 20 back-to-back calls per sample
       // (scripts/bench_torch_moe.py times torch the same way).
       constexpr int repeat = 20;
-      auto times = time_on_stream(s, o.warmup, std::max<int64_t>(o.iters, 50),
-                                  [&] {
-                                    for (int r = 0; r < repeat; ++r)
-                                      cuda::topk_gating(
-                                        logits.get<float>(), o.gating_tokens,
-                                        o.experts, o.topk, ids.get<int32_t>(),
-                                        weights.get<float>(), s);
-                                  });
+      auto times
+        = time_on_stream(s, o.warmup, std::max<int64_t>(o.iters, 50), [&] {
+            for (int r = 0; r < repeat; ++r)
+              cuda::topk_gating(logits.get<float>(), o.gating_tokens, o.experts,
+                                o.topk, ids.get<int32_t>(),
+                                weights.get<float>(), s);
+          });
       std::sort(times.begin(), times.end());
       res.gating_ms = times[times.size() / 2] / repeat;
     }

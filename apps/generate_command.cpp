@@ -114,7 +114,10 @@ int run_generate_command(const std::vector<std::string>& raw_args) {
   if (!req)
     return report_error(req.error());
   caf::actor_system_config cfg;
-  configure_actor_system(cfg);
+  // With --connect this process is a peer of the node: it must beat (a
+  // router drops peers that stay silent for its peer_timeout_ms) and give up
+  // on a node that stays silent for long.
+  configure_actor_system(cfg, std::chrono::seconds{30});
   caf::actor_system sys{cfg};
   caf::expected<generate_result> res{caf::error{}};
   if (args->has("connect")) {

@@ -4,6 +4,7 @@
 
 #include <csignal>
 #include <future>
+#include <mutex>
 
 #include "actors/discovery.hpp"
 #include "actors/expert.hpp"
@@ -133,16 +134,24 @@ int run_standalone(const node_config& cfg, const checkpoint& ckpt,
   return 0;
 }
 
+/// Expert actors that routers spawned on this worker, stopped at shutdown.
+struct spawned_experts {
+  std::mutex mtx;
+  std::vector<expert_actor> actors;
+};
+
 int run_worker(const node_config& cfg, const checkpoint& ckpt,
                const sigset_t& signals) {
   auto metrics = std::make_shared<node_metrics>(cfg.node.id);
+  auto spawned = std::make_shared<spawned_experts>();
   volt_config sys_cfg{cfg};
   // Routers with a [router] placement spawn expert actors here; they load the
   // weights from this node's own checkpoint.
   sys_cfg.add_actor_type(
     expert_actor_type,
-    [ckpt, metrics](expert_actor::pointer self,
-                    std::vector<uint32_t> ids) -> expert_actor::behavior_type {
+    [ckpt, metrics,
+     spawned](expert_actor::pointer self,
+              std::vector<uint32_t> ids) -> expert_actor::behavior_type {
       auto weights = expert_weights::load(ckpt, ids);
       if (!weights) {
         VOLT_ERROR("worker", "cannot spawn experts " << expert_pool::render(
@@ -159,6 +168,10 @@ int run_worker(const node_config& cfg, const checkpoint& ckpt,
       }
       VOLT_INFO("worker", "spawned experts " << expert_pool::render(ids)
                                              << " for a router");
+      {
+        std::lock_guard<std::mutex> guard{spawned->mtx};
+        spawned->actors.push_back(caf::actor_cast<expert_actor>(self));
+      }
       return metered_expert(self, *weights, metrics);
     });
   caf::actor_system sys{sys_cfg};
@@ -212,7 +225,13 @@ int run_worker(const node_config& cfg, const checkpoint& ckpt,
     self->request(host, drain_timeout, hosted_atom_v)
       .receive([](const std::vector<uint32_t>&) {}, [](caf::error&) {});
     VOLT_INFO("node", "in-flight expert batches finished");
+    self->send_exit(host, caf::exit_reason::user_shutdown);
   }
+  if (reg)
+    self->send_exit(reg, caf::exit_reason::user_shutdown);
+  std::lock_guard<std::mutex> guard{spawned->mtx};
+  for (auto& actor : spawned->actors)
+    self->send_exit(actor, caf::exit_reason::user_shutdown);
   return 0;
 }
 

@@ -97,12 +97,16 @@ generate_remote(caf::actor_system& sys, const endpoint& where,
             .then([=](generate_result& res) { deliver(std::move(res)); },
                   [=](caf::error& err) { deliver(std::move(err)); });
         },
-        [=](caf::error& err) {
-          deliver(make_volt_error(volt_errc::missing_expert,
-                                  "the node at " + node
-                                    + " is not ready (some expert has no "
-                                      "live host): "
-                                    + describe(err)));
+        [=](caf::error&) {
+          // Say which experts are missing: the status line names them.
+          self->request(eng, std::chrono::seconds{5}, status_atom_v)
+            .then(
+              [=](const std::string& status) {
+                deliver(make_volt_error(
+                  volt_errc::missing_expert,
+                  "the node at " + node + " is not ready in time: " + status));
+              },
+              [=](caf::error& err) { deliver(std::move(err)); });
         });
   });
   return future.get();

@@ -1,5 +1,7 @@
 #include "net/actor_system_setup.hpp"
 
+#include <algorithm>
+
 #include "actors/type_ids.hpp"
 #include "caf/atom.hpp"
 #include "caf/io/middleman.hpp"
@@ -14,9 +16,12 @@ void configure_actor_system(caf::actor_system_config& cfg,
   cfg.set("scheduler.policy", caf::atom("sharing"));
   cfg.set("middleman.workers", size_t{0});
   if (peer_timeout.count() > 0) {
+    // Every node beats at least every 250 ms, so that peers with shorter
+    // timeouts (a router's 1 s against a client's 30 s) never see it as dead.
+    auto beat = std::min<std::chrono::milliseconds>(
+      peer_timeout / 4, std::chrono::milliseconds{250});
     cfg.set("middleman.heartbeat-interval",
-            caf::timespan{
-              std::chrono::duration_cast<caf::timespan>(peer_timeout / 4)});
+            caf::timespan{std::chrono::duration_cast<caf::timespan>(beat)});
     cfg.set(
       "middleman.connection-timeout",
       caf::timespan{std::chrono::duration_cast<caf::timespan>(peer_timeout)});

@@ -69,14 +69,13 @@ public:
   /// it did.
   bool wait_for_stderr(const std::string& text,
                        std::chrono::milliseconds timeout) {
-    auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (err_.find(text) == std::string::npos) {
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
-      if (left.count() <= 0 || !pump(left))
-        return err_.find(text) != std::string::npos;
-    }
-    return true;
+    return wait_for(err_, text, timeout);
+  }
+
+  /// Reads output until `text` shows up in stdout or `timeout` passes.
+  bool wait_for_stdout(const std::string& text,
+                       std::chrono::milliseconds timeout) {
+    return wait_for(out_, text, timeout);
   }
 
   /// Waits for the exit (killing the child after `timeout`); returns its exit
@@ -120,6 +119,21 @@ public:
 
 private:
   static constexpr int not_exited = -1000;
+
+  bool wait_for(const std::string& stream, const std::string& text,
+                std::chrono::milliseconds timeout) {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (stream.find(text) == std::string::npos) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0)
+        return false;
+      if (!pump(std::min(left, std::chrono::milliseconds{100})) && out_fd_ < 0
+          && err_fd_ < 0)
+        return stream.find(text) != std::string::npos; // the child is gone
+    }
+    return true;
+  }
 
   /// Reads what is available within `timeout`; false when both pipes are closed
   /// or idle.

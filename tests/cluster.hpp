@@ -1,0 +1,208 @@
+#pragma once
+
+// Helpers for multi-process tests: real volt-node processes (router, workers,
+// standalone) and real redis-server processes on loopback, with free ports
+// from the OS and bounded waits everywhere.
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "model/json.hpp"
+#include "tests/model/checkpoint_writer.hpp"
+#include "tests/process.hpp"
+
+namespace volt::test {
+
+/// A TCP port that was free a moment ago (bound to port 0 and released).
+inline uint16_t free_port() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  socklen_t len = sizeof(addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+/// Sends `bytes` to 127.0.0.1:port, reads until the peer closes or `timeout`
+/// passes, and returns what came back ("" when the connection failed).
+inline std::string tcp_exchange(uint16_t port, const std::string& bytes,
+                                std::chrono::milliseconds timeout
+                                = std::chrono::milliseconds{2000}) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(port);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    close(fd);
+    return {};
+  }
+  (void)!send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+  std::string reply;
+  char buf[4096];
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, 100) <= 0)
+      continue;
+    auto n = read(fd, buf, sizeof(buf));
+    if (n <= 0)
+      break;
+    reply.append(buf, static_cast<size_t>(n));
+  }
+  close(fd);
+  return reply;
+}
+
+/// GET http://127.0.0.1:port/path; returns the whole response.
+inline std::string http_get(uint16_t port, const std::string& path) {
+  return tcp_exchange(port,
+                      "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+}
+
+/// A volt-node process running from a TOML file.
+class node_process {
+public:
+  node_process(const std::string& config_file,
+               std::vector<std::string> env = {})
+    : child_(std::make_unique<child_process>(
+      std::vector<std::string>{volt_node_binary(), "--config", config_file},
+      std::move(env))) {}
+
+  /// Waits for the line containing "ready".
+  bool
+  wait_ready(std::chrono::milliseconds timeout = std::chrono::seconds{30}) {
+    return child_->wait_for_stderr("ready", timeout);
+  }
+
+  bool wait_log(const std::string& text, std::chrono::milliseconds timeout) {
+    return child_->wait_for_stderr(text, timeout);
+  }
+
+  void signal(int sig) {
+    child_->signal(sig);
+  }
+
+  int stop(int sig = SIGTERM) {
+    child_->signal(SIGCONT); // a frozen node must run to handle the signal
+    child_->signal(sig);
+    return child_->wait(std::chrono::seconds{20});
+  }
+
+  const std::string& log() const {
+    return child_->err();
+  }
+
+private:
+  std::unique_ptr<child_process> child_;
+};
+
+/// A private redis-server on a free loopback port, stopped on destruction.
+class redis_process {
+public:
+  explicit redis_process(uint16_t port = 0) : port_(port ? port : free_port()) {
+    start();
+  }
+
+  ~redis_process() {
+    stop();
+  }
+
+  void start() {
+    child_ = std::make_unique<child_process>(std::vector<std::string>{
+      "/usr/bin/redis-server", "--port", std::to_string(port_), "--bind",
+      "127.0.0.1", "--save", "", "--appendonly", "no"});
+    child_->wait_for_stdout("Ready to accept connections",
+                            std::chrono::seconds{10});
+  }
+
+  void stop() {
+    if (child_) {
+      child_->signal(SIGKILL);
+      child_->wait(std::chrono::seconds{5});
+      child_.reset();
+    }
+  }
+
+  uint16_t port() const {
+    return port_;
+  }
+
+  std::string url() const {
+    return "redis://127.0.0.1:" + std::to_string(port_);
+  }
+
+private:
+  uint16_t port_;
+  std::unique_ptr<child_process> child_;
+};
+
+/// Text of a node's TOML file.
+struct node_toml {
+  std::string id;
+  std::string role;
+  uint16_t port = 0;
+  uint16_t metrics_port = 0;
+  std::string extra; // more sections, verbatim
+
+  std::string render() const {
+    return "[node]\nid = \"" + id + "\"\nrole = \"" + role
+           + "\"\n[network]\nhost = \"127.0.0.1\"\nport = "
+           + std::to_string(port)
+           + "\npeer_timeout_ms = 1000\n[model]\npath = \"" + tiny_mixtral_dir()
+           + "\"\n[metrics]\nport = " + std::to_string(metrics_port) + "\n"
+           + extra;
+  }
+};
+
+/// Writes `cfg` as <dir>/<id>.toml and returns the path.
+inline std::string write_node_toml(const temp_dir& dir, const node_toml& cfg) {
+  auto path = dir.file(cfg.id + ".toml");
+  write_text(path, cfg.render());
+  return path;
+}
+
+/// The JSON of `volt-node generate --json` with the given source flags.
+inline run_result run_generate(std::vector<std::string> source,
+                               const std::string& prompt, int new_tokens,
+                               std::vector<std::string> more = {}) {
+  std::vector<std::string> argv{volt_node_binary(), "generate"};
+  argv.insert(argv.end(), source.begin(), source.end());
+  for (std::string x :
+       {std::string{"--prompt-ids"}, prompt, std::string{"--max-new-tokens"},
+        std::to_string(new_tokens), std::string{"--json"},
+        std::string{"--ignore-eos"}})
+    argv.push_back(x);
+  argv.insert(argv.end(), more.begin(), more.end());
+  return run_process(argv, std::chrono::seconds{120});
+}
+
+/// The standalone answer for a prompt: what every cluster must reproduce.
+inline std::string standalone_json(const std::string& prompt, int new_tokens) {
+  return run_generate({"--model", tiny_mixtral_dir()}, prompt, new_tokens).out;
+}
+
+/// Drops the timing fields of a generate JSON, which differ run to run.
+inline std::string without_timings(const std::string& text) {
+  auto cut = text.find(",\"prefill_seconds\"");
+  return cut == std::string::npos ? text : text.substr(0, cut);
+}
+
+/// A prompt of `n` varied token ids.
+inline std::string long_prompt(int n) {
+  std::string out;
+  for (int i = 0; i < n; ++i)
+    out += (i > 0 ? "," : "") + std::to_string((i * 37 + 11) % 320);
+  return out;
+}
+
+} // namespace volt::test

@@ -1,0 +1,235 @@
+#define CAF_SUITE net.cluster
+
+// A router and workers as separate volt-node processes over loopback TCP:
+// answers equal the standalone ones bit for bit (static discovery and remote
+// spawning), a worker killed or frozen mid-request is replaced by a replica
+// without the client noticing, a lost expert fails the request naming it,
+// garbage on the ports does no harm, and SIGTERM finishes in-flight work.
+
+#include "tests/cluster.hpp"
+#include "tests/test_dsl.hpp"
+
+using namespace volt;
+using namespace volt::test;
+
+namespace {
+
+std::string static_router_extra(const std::vector<uint16_t>& workers) {
+  std::string list;
+  for (auto p : workers)
+    list += (list.empty() ? "\"" : ", \"") + std::string{"127.0.0.1:"}
+            + std::to_string(p) + "\"";
+  return "[router]\nworkers = [" + list + "]\nready_timeout_ms = 3000\n";
+}
+
+std::string worker_extra(const std::string& experts) {
+  return "[worker]\nexperts = [" + experts + "]\n";
+}
+
+/// Two workers each hosting every expert, and a router over both.
+struct replicated_cluster {
+  temp_dir dir;
+  uint16_t w1 = free_port(), w2 = free_port(), r = free_port();
+  node_process worker1{write_node_toml(
+    dir, {"w1", "worker", w1, 0, worker_extra("0, 1, 2, 3, 4, 5, 6, 7")})};
+  node_process worker2{write_node_toml(
+    dir, {"w2", "worker", w2, 0, worker_extra("0, 1, 2, 3, 4, 5, 6, 7")})};
+  node_process router{write_node_toml(dir, {"router", "router", r, 0,
+                                            static_router_extra({w1, w2})})};
+
+  std::vector<std::string> connect() const {
+    return {"--connect", "127.0.0.1:" + std::to_string(r)};
+  }
+};
+
+} // namespace
+
+CAF_TEST(router and two workers reproduce the standalone answer bit for bit) {
+  temp_dir dir;
+  auto w1 = free_port(), w2 = free_port(), r = free_port();
+  node_process worker1{
+    write_node_toml(dir, {"w1", "worker", w1, 0, worker_extra("0, 1, 2, 3")})};
+  node_process worker2{
+    write_node_toml(dir, {"w2", "worker", w2, 0, worker_extra("4, 5, 6, 7")})};
+  node_process router{write_node_toml(dir, {"router", "router", r, 0,
+                                            static_router_extra({w1, w2})})};
+  CAF_REQUIRE(worker1.wait_ready());
+  CAF_REQUIRE(worker2.wait_ready());
+  CAF_REQUIRE(router.wait_ready());
+  for (auto prompt : {std::string{"203"}, long_prompt(17), long_prompt(40)}) {
+    auto remote = run_generate({"--connect", "127.0.0.1:" + std::to_string(r)},
+                               prompt, 12, {"--all-logits"});
+    CAF_REQUIRE_EQUAL(remote.exit_code, 0);
+    auto local = run_generate({"--model", tiny_mixtral_dir()}, prompt, 12,
+                              {"--all-logits"});
+    // Floats print with 9 digits, so equal text means equal float32 bits.
+    CAF_CHECK_EQUAL(without_timings(remote.out), without_timings(local.out));
+  }
+  CAF_CHECK_EQUAL(router.stop(), 0);
+  CAF_CHECK_EQUAL(worker1.stop(), 0);
+  CAF_CHECK_EQUAL(worker2.stop(), 0);
+}
+
+CAF_TEST(the router spawns placed experts on worker nodes) {
+  temp_dir dir;
+  auto w1 = free_port(), w2 = free_port(), r = free_port();
+  // Workers without experts of their own: they host what routers spawn.
+  node_process worker1{write_node_toml(dir, {"w1", "worker", w1, 0, ""})};
+  node_process worker2{write_node_toml(dir, {"w2", "worker", w2, 0, ""})};
+  CAF_REQUIRE(worker1.wait_ready());
+  CAF_REQUIRE(worker2.wait_ready());
+  auto placement = "[router]\nplacement = [{node = \"127.0.0.1:"
+                   + std::to_string(w1)
+                   + "\", experts = [0, 2, 4, 6]}, {node = \"127.0.0.1:"
+                   + std::to_string(w2) + "\", experts = [1, 3, 5, 7]}]\n";
+  node_process router{
+    write_node_toml(dir, {"router", "router", r, 0, placement})};
+  CAF_REQUIRE(router.wait_ready());
+  CAF_CHECK(
+    worker1.wait_log("spawned experts 0, 2, 4, 6", std::chrono::seconds{5}));
+  CAF_CHECK(
+    worker2.wait_log("spawned experts 1, 3, 5, 7", std::chrono::seconds{5}));
+  auto remote = run_generate({"--connect", "127.0.0.1:" + std::to_string(r)},
+                             long_prompt(9), 8);
+  CAF_REQUIRE_EQUAL(remote.exit_code, 0);
+  CAF_CHECK_EQUAL(without_timings(remote.out),
+                  without_timings(standalone_json(long_prompt(9), 8)));
+}
+
+CAF_TEST(a worker killed mid request is replaced by its replica) {
+  replicated_cluster c;
+  CAF_REQUIRE(c.worker1.wait_ready());
+  CAF_REQUIRE(c.worker2.wait_ready());
+  CAF_REQUIRE(c.router.wait_ready());
+  auto want = without_timings(standalone_json(long_prompt(40), 900));
+  child_process client{{volt_node_binary(), "generate", "--connect",
+                        "127.0.0.1:" + std::to_string(c.r), "--prompt-ids",
+                        long_prompt(40), "--max-new-tokens", "900",
+                        "--ignore-eos", "--json"}};
+  // Replicas take turns, so within a layer or two the router sends rows to
+  // the stopped worker and waits: SIGKILL then lands with rows in flight.
+  std::this_thread::sleep_for(std::chrono::milliseconds{150});
+  c.worker1.signal(SIGSTOP);
+  std::this_thread::sleep_for(std::chrono::milliseconds{100});
+  c.worker1.signal(SIGKILL);
+  CAF_REQUIRE_EQUAL(client.wait(std::chrono::seconds{60}), 0);
+  CAF_CHECK_EQUAL(without_timings(client.out()), want);
+  CAF_CHECK(c.router.wait_log("is down", std::chrono::seconds{1}));
+  // The worker died with rows in flight, and they went to the replica.
+  CAF_CHECK(c.router.wait_log("re-sending", std::chrono::seconds{1}));
+}
+
+CAF_TEST(a frozen worker is noticed within seconds and bypassed) {
+  replicated_cluster c;
+  CAF_REQUIRE(c.worker1.wait_ready());
+  CAF_REQUIRE(c.worker2.wait_ready());
+  CAF_REQUIRE(c.router.wait_ready());
+  auto want = without_timings(standalone_json(long_prompt(40), 400));
+  child_process client{{volt_node_binary(), "generate", "--connect",
+                        "127.0.0.1:" + std::to_string(c.r), "--prompt-ids",
+                        long_prompt(40), "--max-new-tokens", "400",
+                        "--ignore-eos", "--json"}};
+  std::this_thread::sleep_for(std::chrono::milliseconds{150});
+  auto frozen_at = std::chrono::steady_clock::now();
+  c.worker1.signal(SIGSTOP);
+  CAF_REQUIRE(c.router.wait_log("is down", std::chrono::seconds{10}));
+  auto noticed = std::chrono::steady_clock::now() - frozen_at;
+  CAF_MESSAGE(
+    "frozen worker noticed after "
+    << std::chrono::duration_cast<std::chrono::milliseconds>(noticed).count()
+    << " ms");
+  CAF_CHECK_LESS(noticed, std::chrono::seconds{5});
+  auto code = client.wait(std::chrono::seconds{60});
+  CAF_MESSAGE("client: " << client.err() << "\nrouter: " << c.router.log());
+  CAF_REQUIRE_EQUAL(code, 0);
+  CAF_CHECK_EQUAL(without_timings(client.out()), want);
+  CAF_CHECK(c.router.wait_log("re-sending", std::chrono::seconds{1}));
+}
+
+CAF_TEST(losing the only host of an expert fails the request naming it) {
+  temp_dir dir;
+  auto w1 = free_port(), w2 = free_port(), r = free_port();
+  node_process worker1{
+    write_node_toml(dir, {"w1", "worker", w1, 0, worker_extra("0, 1, 2, 3")})};
+  node_process worker2{
+    write_node_toml(dir, {"w2", "worker", w2, 0, worker_extra("4, 5, 6, 7")})};
+  node_process router{write_node_toml(dir, {"router", "router", r, 0,
+                                            static_router_extra({w1, w2})})};
+  CAF_REQUIRE(router.wait_ready());
+  child_process client{{volt_node_binary(), "generate", "--connect",
+                        "127.0.0.1:" + std::to_string(r), "--prompt-ids",
+                        long_prompt(40), "--max-new-tokens", "600",
+                        "--ignore-eos", "--json"}};
+  std::this_thread::sleep_for(std::chrono::milliseconds{300});
+  worker2.signal(SIGKILL);
+  auto code = client.wait(std::chrono::seconds{30});
+  CAF_CHECK_NOT_EQUAL(code, 0);
+  CAF_CHECK_NOT_EQUAL(client.err().find("no live host for experts"),
+                      std::string::npos);
+  CAF_MESSAGE("client said: " << client.err());
+  // New requests wait for the experts, then fail naming them.
+  auto later = run_generate({"--connect", "127.0.0.1:" + std::to_string(r),
+                             "--wait-seconds", "1"},
+                            "5", 2);
+  CAF_CHECK_NOT_EQUAL(later.exit_code, 0);
+  CAF_CHECK_NOT_EQUAL(later.err.find("4, 5, 6, 7"), std::string::npos);
+  // The worker comes back: the router reconnects and serves again.
+  node_process again{dir.file("w2.toml")};
+  CAF_REQUIRE(again.wait_ready());
+  auto healed = run_generate({"--connect", "127.0.0.1:" + std::to_string(r)},
+                             "203", 4);
+  CAF_CHECK_EQUAL(healed.exit_code, 0);
+}
+
+CAF_TEST(garbage on the ports is dropped and the nodes keep serving) {
+  replicated_cluster c;
+  CAF_REQUIRE(c.worker1.wait_ready());
+  CAF_REQUIRE(c.worker2.wait_ready());
+  CAF_REQUIRE(c.router.wait_ready());
+  std::string junk(100000, '\0');
+  for (size_t i = 0; i < junk.size(); ++i)
+    junk[i] = static_cast<char>((i * 7919) % 251);
+  for (auto port : {c.w1, c.r}) {
+    tcp_exchange(port, junk, std::chrono::milliseconds{500});
+    tcp_exchange(port, "GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+                 std::chrono::milliseconds{500});
+    tcp_exchange(port, std::string(64, '\xff'), std::chrono::milliseconds{500});
+  }
+  auto remote = run_generate(c.connect(), "203", 6);
+  CAF_REQUIRE_EQUAL(remote.exit_code, 0);
+  CAF_CHECK_EQUAL(without_timings(remote.out),
+                  without_timings(standalone_json("203", 6)));
+}
+
+CAF_TEST(sigterm finishes the request in flight before the router exits) {
+  replicated_cluster c;
+  CAF_REQUIRE(c.router.wait_ready());
+  child_process client{{volt_node_binary(), "generate", "--connect",
+                        "127.0.0.1:" + std::to_string(c.r), "--prompt-ids",
+                        long_prompt(40), "--max-new-tokens", "500",
+                        "--ignore-eos", "--json"}};
+  std::this_thread::sleep_for(std::chrono::milliseconds{200});
+  c.router.signal(SIGTERM);
+  CAF_CHECK_EQUAL(client.wait(std::chrono::seconds{60}), 0);
+  CAF_CHECK_EQUAL(without_timings(client.out()),
+                  without_timings(standalone_json(long_prompt(40), 500)));
+  CAF_CHECK_EQUAL(c.router.stop(), 0);
+  CAF_CHECK(c.router.log().find("in-flight requests finished")
+            != std::string::npos);
+}
+
+CAF_TEST(a client waits for a router that starts late) {
+  temp_dir dir;
+  auto w = free_port(), r = free_port();
+  child_process client{{volt_node_binary(), "generate", "--connect",
+                        "127.0.0.1:" + std::to_string(r), "--prompt-ids", "203",
+                        "--max-new-tokens", "3", "--json"}};
+  std::this_thread::sleep_for(std::chrono::milliseconds{500});
+  node_process router{
+    write_node_toml(dir, {"router", "router", r, 0, static_router_extra({w})})};
+  std::this_thread::sleep_for(std::chrono::milliseconds{300});
+  node_process worker{write_node_toml(
+    dir, {"w", "worker", w, 0, worker_extra("0, 1, 2, 3, 4, 5, 6, 7")})};
+  CAF_REQUIRE_EQUAL(client.wait(std::chrono::seconds{30}), 0);
+  CAF_CHECK_NOT_EQUAL(client.out().find("[170,288,170]"), std::string::npos);
+}
