@@ -6,6 +6,7 @@
 #include <future>
 #include <mutex>
 
+#include "actors/cuda_expert.hpp"
 #include "actors/discovery.hpp"
 #include "actors/expert.hpp"
 #include "actors/gating.hpp"
@@ -81,6 +82,14 @@ start_metrics(const node_config& cfg, const node_metrics& metrics) {
   return endpoint;
 }
 
+/// Where this node's experts run, from [worker] device and [model]
+/// quantization (both validated with the config).
+std::pair<int, weight_quantization> expert_placement(const node_config& cfg) {
+  auto device = parse_device(cfg.worker.device).value_or(-1);
+  auto quant = parse_quantization(cfg.model.quantization);
+  return {device, quant ? *quant : weight_quantization::none};
+}
+
 engine_options engine_options_of(const node_config& cfg,
                                  std::shared_ptr<node_metrics> metrics) {
   engine_options opts;
@@ -114,6 +123,7 @@ int run_standalone(const node_config& cfg, const checkpoint& ckpt,
   auto metrics = std::make_shared<node_metrics>(cfg.node.id);
   standalone_options options;
   options.engine = engine_options_of(cfg, metrics);
+  std::tie(options.device, options.quantization) = expert_placement(cfg);
   auto endpoint = start_metrics(cfg, *metrics);
   if (!endpoint)
     return report_error(endpoint.error());
@@ -149,30 +159,47 @@ int run_worker(const node_config& cfg, const checkpoint& ckpt,
   // weights from this node's own checkpoint.
   sys_cfg.add_actor_type(
     expert_actor_type,
-    [ckpt, metrics,
-     spawned](expert_actor::pointer self,
-              std::vector<uint32_t> ids) -> expert_actor::behavior_type {
-      auto weights = expert_weights::load(ckpt, ids);
-      if (!weights) {
-        VOLT_ERROR("worker", "cannot spawn experts " << expert_pool::render(
-                               ids) << ": " << describe(weights.error()));
-        // The router sees the actor go down with this error and retries.
-        self->quit(weights.error());
-        auto err = weights.error();
+    [ckpt, metrics, spawned, placement = expert_placement(cfg)](
+      expert_actor::pointer self,
+      std::vector<uint32_t> ids) -> expert_actor::behavior_type {
+      // A failed spawn leaves an actor that quits at once with the reason:
+      // the router sees it go down and retries later.
+      auto failed = [&](const caf::error& err) -> expert_actor::behavior_type {
+        VOLT_ERROR("worker", "cannot spawn experts "
+                               << expert_pool::render(ids) << ": "
+                               << describe(err));
+        self->quit(err);
         return {
           [err](const expert_batch&) -> caf::result<wire_tensor> {
             return err;
           },
           [](hosted_atom) { return std::vector<uint32_t>{}; },
         };
-      }
-      VOLT_INFO("worker", "spawned experts " << expert_pool::render(ids)
-                                             << " for a router");
+      };
+      auto weights = expert_weights::load(ckpt, ids);
+      if (!weights)
+        return failed(weights.error());
       {
         std::lock_guard<std::mutex> guard{spawned->mtx};
         spawned->actors.push_back(caf::actor_cast<expert_actor>(self));
       }
-      return metered_expert(self, *weights, metrics);
+      VOLT_INFO("worker", "spawned experts " << expert_pool::render(ids)
+                                             << " for a router");
+      if (placement.first < 0)
+        return metered_expert(self, *weights, metrics);
+      // On a GPU the work runs in a detached CUDA actor; this one forwards.
+      auto gpu = spawn_cuda_expert(self->system(), *weights, placement.first,
+                                   placement.second);
+      if (!gpu)
+        return failed(gpu.error());
+      self->link_to(*gpu);
+      auto hosted = (*weights)->ids();
+      return {
+        [self, gpu = *gpu](expert_batch& batch) {
+          return self->delegate(gpu, std::move(batch));
+        },
+        [hosted](hosted_atom) { return hosted; },
+      };
     });
   caf::actor_system sys{sys_cfg};
   auto endpoint = start_metrics(cfg, *metrics);
@@ -184,7 +211,11 @@ int run_worker(const node_config& cfg, const checkpoint& ckpt,
     auto weights = expert_weights::load(ckpt, cfg.worker.experts);
     if (!weights)
       return report_error(weights.error());
-    host = sys.spawn(metered_expert, *weights, metrics);
+    auto [device, quant] = expert_placement(cfg);
+    auto spawned_host = spawn_expert_host(sys, *weights, device, quant, metrics);
+    if (!spawned_host)
+      return report_error(spawned_host.error());
+    host = *spawned_host;
     auto published = publish(sys, cfg, host);
     if (!published) {
       caf::anon_send_exit(host, caf::exit_reason::user_shutdown);

@@ -43,6 +43,12 @@ caf::error validate(const node_config& cfg) {
       + ": [router] workers: a router with [discovery] mode = "
         "\"static\" needs at least one worker \"host:port\" or a [router] "
         "placement (or set VOLT_ROUTER_WORKERS)");
+  if (cfg.model.quantization == "int8" && cfg.worker.device == "cpu"
+      && cfg.node.role != node_role::router)
+    return config_error(where
+                        + ": [model] quantization: \"int8\" runs on the GPU "
+                          "expert path; set [worker] device = \"cuda:N\" (or "
+                          "quantization = \"none\")");
   if (cfg.discovery.ttl_ms <= cfg.discovery.heartbeat_ms)
     return config_error(where + ": [discovery] ttl_ms: "
                         + std::to_string(cfg.discovery.ttl_ms)

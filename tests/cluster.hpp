@@ -153,12 +153,13 @@ struct node_toml {
   uint16_t port = 0;
   uint16_t metrics_port = 0;
   std::string extra; // more sections, verbatim
+  std::string model = tiny_mixtral_dir();
 
   std::string render() const {
     return "[node]\nid = \"" + id + "\"\nrole = \"" + role
            + "\"\n[network]\nhost = \"127.0.0.1\"\nport = "
            + std::to_string(port)
-           + "\npeer_timeout_ms = 1000\n[model]\npath = \"" + tiny_mixtral_dir()
+           + "\npeer_timeout_ms = 1000\n[model]\npath = \"" + model
            + "\"\n[metrics]\nport = " + std::to_string(metrics_port) + "\n"
            + extra;
   }
@@ -187,8 +188,38 @@ inline run_result run_generate(std::vector<std::string> source,
 }
 
 /// The standalone answer for a prompt: what every cluster must reproduce.
-inline std::string standalone_json(const std::string& prompt, int new_tokens) {
-  return run_generate({"--model", tiny_mixtral_dir()}, prompt, new_tokens).out;
+inline std::string
+standalone_json(const std::string& prompt, int new_tokens,
+                const std::string& model = tiny_mixtral_dir()) {
+  return run_generate({"--model", model}, prompt, new_tokens).out;
+}
+
+/// Writes a 16-layer random Mixtral under `dir`/deep and returns its folder:
+/// a generation crosses the network 16 times per token, slow enough that a
+/// test can freeze or kill a worker while rows are surely in flight.
+inline std::string write_deep_model(const temp_dir& dir) {
+  model_config cfg;
+  cfg.vocab_size = 320;
+  cfg.hidden_size = 64;
+  cfg.intermediate_size = 96;
+  cfg.num_hidden_layers = 16;
+  cfg.num_attention_heads = 4;
+  cfg.num_key_value_heads = 2;
+  cfg.head_dim = 16;
+  cfg.num_local_experts = 8;
+  cfg.num_experts_per_tok = 2;
+  cfg.max_position_embeddings = 1024;
+  cfg.rope_theta = 10000.0;
+  cfg.rms_norm_eps = 1e-5;
+  cfg.tie_word_embeddings = false;
+  cfg.sliding_window = 0;
+  cfg.bos_token_id = 1;
+  cfg.eos_token_id = 2;
+  cfg.torch_dtype = "float32";
+  auto path = dir.subdir("deep");
+  write_checkpoint(path, config_json(cfg),
+                   random_mixtral_tensors(cfg, 5, 0.3f));
+  return path;
 }
 
 /// Drops the timing fields of a generate JSON, which differ run to run.

@@ -26,19 +26,41 @@ std::string worker_extra(const std::string& experts) {
   return "[worker]\nexperts = [" + experts + "]\n";
 }
 
-/// Two workers each hosting every expert, and a router over both.
+/// Two workers each hosting every expert, and a router over both, serving
+/// `model`.
 struct replicated_cluster {
+  explicit replicated_cluster(bool deep = false)
+    : model(deep ? write_deep_model(dir) : tiny_mixtral_dir()) {}
+
   temp_dir dir;
+  std::string model;
   uint16_t w1 = free_port(), w2 = free_port(), r = free_port();
-  node_process worker1{write_node_toml(
-    dir, {"w1", "worker", w1, 0, worker_extra("0, 1, 2, 3, 4, 5, 6, 7")})};
-  node_process worker2{write_node_toml(
-    dir, {"w2", "worker", w2, 0, worker_extra("0, 1, 2, 3, 4, 5, 6, 7")})};
-  node_process router{write_node_toml(dir, {"router", "router", r, 0,
-                                            static_router_extra({w1, w2})})};
+  node_process worker1{
+    write_node_toml(dir, {"w1", "worker", w1, 0,
+                          worker_extra("0, 1, 2, 3, 4, 5, 6, 7"), model})};
+  node_process worker2{
+    write_node_toml(dir, {"w2", "worker", w2, 0,
+                          worker_extra("0, 1, 2, 3, 4, 5, 6, 7"), model})};
+  node_process router{write_node_toml(
+    dir, {"router", "router", r, 0, static_router_extra({w1, w2}), model})};
 
   std::vector<std::string> connect() const {
     return {"--connect", "127.0.0.1:" + std::to_string(r)};
+  }
+
+  /// Starts a long generation through the router.
+  std::unique_ptr<child_process> start_long_request(int new_tokens) const {
+    return std::make_unique<child_process>(std::vector<std::string>{
+      volt_node_binary(), "generate", "--connect",
+      "127.0.0.1:" + std::to_string(r), "--prompt-ids", long_prompt(40),
+      "--max-new-tokens", std::to_string(new_tokens), "--ignore-eos",
+      "--json"});
+  }
+
+  void require_ready() {
+    CAF_REQUIRE(worker1.wait_ready());
+    CAF_REQUIRE(worker2.wait_ready());
+    CAF_REQUIRE(router.wait_ready());
   }
 };
 
@@ -97,39 +119,29 @@ CAF_TEST(the router spawns placed experts on worker nodes) {
 }
 
 CAF_TEST(a worker killed mid request is replaced by its replica) {
-  replicated_cluster c;
-  CAF_REQUIRE(c.worker1.wait_ready());
-  CAF_REQUIRE(c.worker2.wait_ready());
-  CAF_REQUIRE(c.router.wait_ready());
-  auto want = without_timings(standalone_json(long_prompt(40), 900));
-  child_process client{{volt_node_binary(), "generate", "--connect",
-                        "127.0.0.1:" + std::to_string(c.r), "--prompt-ids",
-                        long_prompt(40), "--max-new-tokens", "900",
-                        "--ignore-eos", "--json"}};
+  replicated_cluster c{true};
+  c.require_ready();
+  auto want = without_timings(standalone_json(long_prompt(40), 600, c.model));
+  auto client = c.start_long_request(600);
   // Replicas take turns, so within a layer or two the router sends rows to
   // the stopped worker and waits: SIGKILL then lands with rows in flight.
-  std::this_thread::sleep_for(std::chrono::milliseconds{150});
+  std::this_thread::sleep_for(std::chrono::milliseconds{300});
   c.worker1.signal(SIGSTOP);
   std::this_thread::sleep_for(std::chrono::milliseconds{100});
   c.worker1.signal(SIGKILL);
-  CAF_REQUIRE_EQUAL(client.wait(std::chrono::seconds{60}), 0);
-  CAF_CHECK_EQUAL(without_timings(client.out()), want);
+  CAF_REQUIRE_EQUAL(client->wait(std::chrono::seconds{60}), 0);
+  CAF_CHECK_EQUAL(without_timings(client->out()), want);
   CAF_CHECK(c.router.wait_log("is down", std::chrono::seconds{1}));
   // The worker died with rows in flight, and they went to the replica.
   CAF_CHECK(c.router.wait_log("re-sending", std::chrono::seconds{1}));
 }
 
 CAF_TEST(a frozen worker is noticed within seconds and bypassed) {
-  replicated_cluster c;
-  CAF_REQUIRE(c.worker1.wait_ready());
-  CAF_REQUIRE(c.worker2.wait_ready());
-  CAF_REQUIRE(c.router.wait_ready());
-  auto want = without_timings(standalone_json(long_prompt(40), 400));
-  child_process client{{volt_node_binary(), "generate", "--connect",
-                        "127.0.0.1:" + std::to_string(c.r), "--prompt-ids",
-                        long_prompt(40), "--max-new-tokens", "400",
-                        "--ignore-eos", "--json"}};
-  std::this_thread::sleep_for(std::chrono::milliseconds{150});
+  replicated_cluster c{true};
+  c.require_ready();
+  auto want = without_timings(standalone_json(long_prompt(40), 600, c.model));
+  auto client = c.start_long_request(600);
+  std::this_thread::sleep_for(std::chrono::milliseconds{300});
   auto frozen_at = std::chrono::steady_clock::now();
   c.worker1.signal(SIGSTOP);
   CAF_REQUIRE(c.router.wait_log("is down", std::chrono::seconds{10}));
@@ -139,22 +151,21 @@ CAF_TEST(a frozen worker is noticed within seconds and bypassed) {
     << std::chrono::duration_cast<std::chrono::milliseconds>(noticed).count()
     << " ms");
   CAF_CHECK_LESS(noticed, std::chrono::seconds{5});
-  auto code = client.wait(std::chrono::seconds{60});
-  CAF_MESSAGE("client: " << client.err() << "\nrouter: " << c.router.log());
-  CAF_REQUIRE_EQUAL(code, 0);
-  CAF_CHECK_EQUAL(without_timings(client.out()), want);
+  CAF_REQUIRE_EQUAL(client->wait(std::chrono::seconds{60}), 0);
+  CAF_CHECK_EQUAL(without_timings(client->out()), want);
   CAF_CHECK(c.router.wait_log("re-sending", std::chrono::seconds{1}));
 }
 
 CAF_TEST(losing the only host of an expert fails the request naming it) {
   temp_dir dir;
+  auto model = write_deep_model(dir);
   auto w1 = free_port(), w2 = free_port(), r = free_port();
-  node_process worker1{
-    write_node_toml(dir, {"w1", "worker", w1, 0, worker_extra("0, 1, 2, 3")})};
-  node_process worker2{
-    write_node_toml(dir, {"w2", "worker", w2, 0, worker_extra("4, 5, 6, 7")})};
-  node_process router{write_node_toml(dir, {"router", "router", r, 0,
-                                            static_router_extra({w1, w2})})};
+  node_process worker1{write_node_toml(
+    dir, {"w1", "worker", w1, 0, worker_extra("0, 1, 2, 3"), model})};
+  node_process worker2{write_node_toml(
+    dir, {"w2", "worker", w2, 0, worker_extra("4, 5, 6, 7"), model})};
+  node_process router{write_node_toml(
+    dir, {"router", "router", r, 0, static_router_extra({w1, w2}), model})};
   CAF_REQUIRE(router.wait_ready());
   child_process client{{volt_node_binary(), "generate", "--connect",
                         "127.0.0.1:" + std::to_string(r), "--prompt-ids",
@@ -183,9 +194,7 @@ CAF_TEST(losing the only host of an expert fails the request naming it) {
 
 CAF_TEST(garbage on the ports is dropped and the nodes keep serving) {
   replicated_cluster c;
-  CAF_REQUIRE(c.worker1.wait_ready());
-  CAF_REQUIRE(c.worker2.wait_ready());
-  CAF_REQUIRE(c.router.wait_ready());
+  c.require_ready();
   std::string junk(100000, '\0');
   for (size_t i = 0; i < junk.size(); ++i)
     junk[i] = static_cast<char>((i * 7919) % 251);
@@ -202,17 +211,14 @@ CAF_TEST(garbage on the ports is dropped and the nodes keep serving) {
 }
 
 CAF_TEST(sigterm finishes the request in flight before the router exits) {
-  replicated_cluster c;
-  CAF_REQUIRE(c.router.wait_ready());
-  child_process client{{volt_node_binary(), "generate", "--connect",
-                        "127.0.0.1:" + std::to_string(c.r), "--prompt-ids",
-                        long_prompt(40), "--max-new-tokens", "500",
-                        "--ignore-eos", "--json"}};
-  std::this_thread::sleep_for(std::chrono::milliseconds{200});
+  replicated_cluster c{true};
+  c.require_ready();
+  auto want = without_timings(standalone_json(long_prompt(40), 600, c.model));
+  auto client = c.start_long_request(600);
+  std::this_thread::sleep_for(std::chrono::milliseconds{300});
   c.router.signal(SIGTERM);
-  CAF_CHECK_EQUAL(client.wait(std::chrono::seconds{60}), 0);
-  CAF_CHECK_EQUAL(without_timings(client.out()),
-                  without_timings(standalone_json(long_prompt(40), 500)));
+  CAF_CHECK_EQUAL(client->wait(std::chrono::seconds{60}), 0);
+  CAF_CHECK_EQUAL(without_timings(client->out()), want);
   CAF_CHECK_EQUAL(c.router.stop(), 0);
   CAF_CHECK(c.router.log().find("in-flight requests finished")
             != std::string::npos);
