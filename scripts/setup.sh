@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(build-essential cmake pkg-config libcaf-dev prometheus-cpp-dev libhiredis-dev
-          libtomlplusplus-dev redis-server)
+          libtomlplusplus-dev redis-server redis-tools)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -24,4 +24,22 @@ fi
 build_dir="${VOLT_BUILD_DIR:-build}"
 if [ ! -f "$build_dir/CMakeCache.txt" ]; then
   cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo
+fi
+
+# The metrics tests check our /metrics text with promtool. Installing Debian's
+# prometheus package would also start a Prometheus server on this machine, so
+# only its promtool binary is unpacked into the build folder.
+if [ ! -x "$build_dir/tools/promtool" ]; then
+  echo "setup: unpacking promtool from Debian's prometheus package"
+  sudo_cmd=""
+  [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  unpack_dir=$(mktemp -d /tmp/volt-promtool-XXXXXX)
+  if ! (cd "$unpack_dir" && apt-get download prometheus >/dev/null 2>&1); then
+    $sudo_cmd apt-get update -qq
+    (cd "$unpack_dir" && apt-get download prometheus >/dev/null)
+  fi
+  dpkg-deb -x "$unpack_dir"/prometheus_*.deb "$unpack_dir/root"
+  mkdir -p "$build_dir/tools"
+  cp "$unpack_dir/root/usr/bin/promtool" "$build_dir/tools/promtool"
+  rm -rf "$unpack_dir"
 fi
