@@ -13,6 +13,10 @@ int run_generate_command(const std::vector<std::string>& args);
 /// `volt-node bench moe-layer ...`: times one MoE block on random weights.
 int run_bench_command(const std::vector<std::string>& args);
 
+/// `volt-node bench dispatch ...`: round trip of one layer's expert batch,
+/// in-process and to a worker over TCP.
+int run_bench_dispatch(const std::vector<std::string>& args);
+
 /// `volt-node --config FILE.toml`: runs a node in the role its configuration
 /// names until SIGINT or SIGTERM.
 int run_node_command(const std::vector<std::string>& args);
