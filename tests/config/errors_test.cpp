@@ -361,3 +361,15 @@ CAF_TEST(a static router needs at least one worker) {
     message_of(parse(router + std::string{"[discovery]\nmode = \"redis\"\n"})),
     "");
 }
+
+CAF_TEST(int8 needs a gpu device) {
+  auto with_model_key = worker_toml;
+  with_model_key.replace(with_model_key.find("path = "), 0,
+                         "quantization = \"int8\"\n");
+  CHECK_CONFIG_ERROR(parse(with_model_key),
+                     "node.toml: [model] quantization: \"int8\" runs on the "
+                     "GPU expert path");
+  auto on_gpu = with_model_key;
+  on_gpu.replace(on_gpu.find("device = \"cpu\""), 14, "device = \"cuda:0\"");
+  CAF_CHECK(parse(on_gpu));
+}
