@@ -65,14 +65,23 @@ void poll_redis(discovery_pointer self) {
   }
 }
 
+/// The target `name` with its connect attempt finished, or nullptr when it is
+/// no longer known.
+discovery_target* finish_attempt(discovery_state& st, const std::string& name) {
+  auto i = st.targets.find(name);
+  if (i == st.targets.end())
+    return nullptr;
+  i->second.busy = false;
+  return &i->second;
+}
+
 void on_failure(discovery_pointer self, const std::string& name,
                 const caf::error& err) {
   auto& st = self->state;
-  auto i = st.targets.find(name);
-  if (i == st.targets.end())
+  auto* target = finish_attempt(st, name);
+  if (target == nullptr)
     return;
-  auto& t = i->second;
-  t.busy = false;
+  auto& t = *target;
   if (t.failures++ % 10 == 0)
     VOLT_WARN("discovery", name << ": " << describe(err) << "; retrying");
   auto backoff = st.options.poll * (1 << std::min(t.failures, 4));
@@ -84,11 +93,10 @@ void on_failure(discovery_pointer self, const std::string& name,
 void on_host(discovery_pointer self, const std::string& name,
              expert_actor handle, std::vector<uint32_t> experts) {
   auto& st = self->state;
-  auto i = st.targets.find(name);
-  if (i == st.targets.end())
+  auto* target = finish_attempt(st, name);
+  if (target == nullptr)
     return;
-  auto& t = i->second;
-  t.busy = false;
+  auto& t = *target;
   t.failures = 0;
   t.handle = handle;
   self->monitor(handle);

@@ -198,24 +198,7 @@ standalone_json(const std::string& prompt, int new_tokens,
 /// a generation crosses the network 16 times per token, slow enough that a
 /// test can freeze or kill a worker while rows are surely in flight.
 inline std::string write_deep_model(const temp_dir& dir) {
-  model_config cfg;
-  cfg.vocab_size = 320;
-  cfg.hidden_size = 64;
-  cfg.intermediate_size = 96;
-  cfg.num_hidden_layers = 16;
-  cfg.num_attention_heads = 4;
-  cfg.num_key_value_heads = 2;
-  cfg.head_dim = 16;
-  cfg.num_local_experts = 8;
-  cfg.num_experts_per_tok = 2;
-  cfg.max_position_embeddings = 1024;
-  cfg.rope_theta = 10000.0;
-  cfg.rms_norm_eps = 1e-5;
-  cfg.tie_word_embeddings = false;
-  cfg.sliding_window = 0;
-  cfg.bos_token_id = 1;
-  cfg.eos_token_id = 2;
-  cfg.torch_dtype = "float32";
+  auto cfg = small_model_config(320, 64, 96, 16, 4, 2, 16, 8, 2);
   auto path = dir.subdir("deep");
   write_checkpoint(path, config_json(cfg),
                    random_mixtral_tensors(cfg, 5, 0.3f));

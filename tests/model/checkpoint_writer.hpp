@@ -170,6 +170,33 @@ write_checkpoint(const std::string& dir, const std::string& config_json,
   return write_safetensors(dir + "/" + file_name, tensors);
 }
 
+/// A Mixtral config of the given sizes; the rest as in the tiny fixture
+/// (theta 1e4, eps 1e-5, context 1024, untied, no window, bos 1, eos 2).
+inline model_config
+small_model_config(int64_t vocab, int64_t hidden, int64_t ffn, int64_t layers,
+                   int64_t heads, int64_t kv_heads, int64_t head_dim,
+                   int64_t experts, int64_t top_k) {
+  model_config cfg;
+  cfg.vocab_size = vocab;
+  cfg.hidden_size = hidden;
+  cfg.intermediate_size = ffn;
+  cfg.num_hidden_layers = layers;
+  cfg.num_attention_heads = heads;
+  cfg.num_key_value_heads = kv_heads;
+  cfg.head_dim = head_dim;
+  cfg.num_local_experts = experts;
+  cfg.num_experts_per_tok = top_k;
+  cfg.max_position_embeddings = 1024;
+  cfg.rope_theta = 10000.0;
+  cfg.rms_norm_eps = 1e-5;
+  cfg.tie_word_embeddings = false;
+  cfg.sliding_window = 0;
+  cfg.bos_token_id = 1;
+  cfg.eos_token_id = 2;
+  cfg.torch_dtype = "float32";
+  return cfg;
+}
+
 /// Renders `cfg` as a Hugging Face config.json (classic layout, top-level
 /// rope_theta).
 inline std::string config_json(const model_config& cfg) {

@@ -131,24 +131,11 @@ void check_against_f64(const checkpoint& ckpt,
 }
 
 model_config other_shape() {
-  model_config cfg;
-  cfg.vocab_size = 97;
-  cfg.hidden_size = 48;
-  cfg.intermediate_size = 40;
-  cfg.num_hidden_layers = 3;
-  cfg.num_attention_heads = 4;
-  cfg.num_key_value_heads = 1;
-  cfg.head_dim = 16; // explicit, not hidden / heads = 12
-  cfg.num_local_experts = 6;
-  cfg.num_experts_per_tok = 3;
+  // GQA 4:1 and an explicit head_dim (16, not hidden / heads = 12).
+  auto cfg = small_model_config(97, 48, 40, 3, 4, 1, 16, 6, 3);
   cfg.max_position_embeddings = 64;
-  cfg.rope_theta = 10000.0;
   cfg.rms_norm_eps = 1e-6;
   cfg.tie_word_embeddings = true;
-  cfg.sliding_window = 0;
-  cfg.bos_token_id = 1;
-  cfg.eos_token_id = 2;
-  cfg.torch_dtype = "float32";
   return cfg;
 }
 
