@@ -11,6 +11,7 @@ std::string to_string(volt_errc x) {
     case volt_errc::invalid_checkpoint: return "invalid_checkpoint";
     case volt_errc::invalid_request: return "invalid_request";
     case volt_errc::missing_expert: return "missing_expert";
+    case volt_errc::out_of_pages: return "out_of_pages";
     case volt_errc::internal: return "internal";
   }
   return "volt_errc(" + std::to_string(static_cast<int>(x)) + ")";

@@ -22,6 +22,8 @@ enum class volt_errc : uint8_t {
   invalid_request,
   /// No live host serves an expert that a request needs.
   missing_expert,
+  /// The KV page pool has no free page right now (wait, preempt or evict).
+  out_of_pages,
   /// An internal invariant broke; a bug in Volt.
   internal,
 };
