@@ -32,6 +32,13 @@ struct engine_options {
   std::chrono::milliseconds step_timeout = std::chrono::seconds{120};
   /// How long a request waits for every expert to have a live host.
   std::chrono::milliseconds ready_timeout = std::chrono::seconds{30};
+  /// Requests waiting beyond the running batch; more are refused.
+  size_t max_queue = 256;
+  /// Sequences computed together in one step.
+  size_t max_batch = 64;
+  /// Prompt tokens of one sequence per step: long prompts are prefilled in
+  /// chunks so that they do not stall the decodes running beside them.
+  int64_t prefill_chunk = 512;
   /// Where the engine reports; may be null.
   std::shared_ptr<node_metrics> metrics;
 };
@@ -43,17 +50,17 @@ struct queued_generation {
   std::chrono::steady_clock::time_point arrived;
 };
 
-/// The generation in flight: its request, pages, tokens and the step being
-/// computed.
-struct active_generation {
+/// One sequence in the running batch.
+struct running_sequence {
   queued_generation origin;
   sequence_pages pages;
   std::vector<int32_t> tokens; // prompt followed by generated tokens
+  int64_t prompt_len = 0;
+  /// Tokens whose K/V are in the cache; the next step computes from here.
+  int64_t computed = 0;
   generate_result result;
+  std::vector<float> all_logits; // [n_prompt, vocab] when asked
   std::vector<int32_t> routing; // [n_layers, n_prompt, k] when asked
-  step_batch batch;
-  std::vector<float> hidden; // [batch rows, hidden]
-  bool prefill = true;
   std::chrono::steady_clock::time_point started;
   std::chrono::steady_clock::time_point prefill_done;
 };
@@ -81,6 +88,15 @@ struct layer_dispatch {
   uint64_t next_part = 1;
 };
 
+/// One step of the running batch: every sequence's next rows (a prompt chunk
+/// or its last token) computed through all layers together.
+struct engine_step {
+  step_batch batch;
+  std::vector<uint64_t> sequence_ids; // [batch.sequences.size()]
+  std::vector<float> hidden; // [rows, hidden]
+  std::unique_ptr<layer_dispatch> dispatch;
+};
+
 /// State of the engine actor.
 struct engine_state {
   std::shared_ptr<const dense_weights> weights;
@@ -89,25 +105,30 @@ struct engine_state {
   std::optional<kv_cache> cache;
   engine_options options;
   std::deque<queued_generation> queue;
-  std::unique_ptr<active_generation> active;
-  std::unique_ptr<layer_dispatch> dispatch;
+  /// The running batch, by sequence id (ids grow with admission).
+  std::map<uint64_t, running_sequence> running;
+  std::unique_ptr<engine_step> step;
   std::vector<caf::typed_response_promise<bool>> ready_waiters;
   std::vector<caf::typed_response_promise<bool>> drain_waiters;
   bool tick_scheduled = false;
+  uint64_t next_sequence = 1;
   uint64_t completed = 0;
   uint64_t failed = 0;
+  uint64_t refused = 0;
 
   static inline const char* name = "volt.engine";
 };
 
 using engine_pointer = engine_actor::stateful_pointer<engine_state>;
 
-/// Owns generation requests and runs the layer loop: attention here, routing on
-/// the gating actor, expert FFNs on the expert hosts (one message per host per
-/// layer; replicas picked by load), combine here. Hosts join with `host_atom`
-/// and are monitored: the work of a host that dies is re-sent to a replica.
-/// Requests run one at a time in arrival order; a request waits (up to
-/// ready_timeout) while some expert has no live host.
+/// Owns generation requests and runs the layer loop with continuous batching:
+/// requests join the running batch at the next step, and each step computes
+/// every running sequence's next rows together (one message per expert host
+/// per layer for the whole batch): attention here, routing on the gating
+/// actor, expert FFNs on the hosts (replicas picked by load), combine here.
+/// Hosts join with `host_atom` and are monitored: the work of a host that dies
+/// is re-sent to a replica. Requests wait (up to ready_timeout) while some
+/// expert has no live host; beyond max_queue waiting requests are refused.
 engine_actor::behavior_type
 engine(engine_pointer self, std::shared_ptr<const dense_weights> weights,
        gating_actor gating, std::vector<expert_host> hosts,

@@ -48,6 +48,12 @@ expert_pool::pick(uint32_t expert, const std::vector<uint64_t>& avoid) const {
   return best;
 }
 
+size_t expert_pool::remote_count() const {
+  return static_cast<size_t>(
+    std::count_if(hosts_.begin(), hosts_.end(),
+                  [](const auto& kv) { return kv.second.name != "local"; }));
+}
+
 std::vector<uint32_t> expert_pool::missing() const {
   std::vector<bool> served(n_experts_, false);
   for (const auto& [id, host] : hosts_)

@@ -58,6 +58,9 @@ public:
     return hosts_;
   }
 
+  /// Hosts on other nodes (not named "local").
+  size_t remote_count() const;
+
   /// Experts that no host serves, ascending.
   std::vector<uint32_t> missing() const;
 

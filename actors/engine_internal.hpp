@@ -1,0 +1,29 @@
+#pragma once
+
+// Internals of the engine actor shared by its two source files: engine.cpp
+// (requests, the running batch, sampling) and engine_dispatch.cpp (one layer's
+// routing and expert dispatch with failover).
+
+#include "actors/engine.hpp"
+
+namespace volt::engine_detail {
+
+/// Runs layer `layer` of the current step: attention here, then routing and
+/// expert dispatch; continues with the next layer or `finish_step`.
+void run_layer(engine_pointer self, int64_t layer);
+
+/// All layers of the current step are done: logits, sampling, next step.
+void finish_step(engine_pointer self);
+
+/// Fails every sequence of the current step with `err`; the engine goes on
+/// with what remains queued.
+void fail_step(engine_pointer self, const caf::error& err);
+
+/// A monitored expert host died: forget it and re-send its outstanding rows.
+void on_host_down(engine_pointer self, const caf::down_msg& msg);
+
+/// "no live host for experts 4, 5<context>".
+caf::error missing_experts_error(const std::vector<uint32_t>& missing,
+                                 const std::string& context);
+
+} // namespace volt::engine_detail

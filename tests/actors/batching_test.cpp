@@ -1,0 +1,161 @@
+#define CAF_SUITE actors.batching
+
+// Continuous batching: many concurrent requests join the running batch and
+// get exactly the answers they get alone; long prompts are prefilled in
+// chunks without changing results; a full queue refuses with an error.
+
+#include "tests/engine_harness.hpp"
+#include "tests/model/checkpoint_writer.hpp"
+#include "tests/test_dsl.hpp"
+
+using namespace volt;
+using namespace volt::test;
+
+namespace {
+
+generate_request request_for(std::vector<int32_t> prompt, uint32_t new_tokens) {
+  generate_request req;
+  req.prompt = std::move(prompt);
+  req.max_new_tokens = new_tokens;
+  req.ignore_eos = true;
+  return req;
+}
+
+checkpoint open_fixture() {
+  auto ckpt = checkpoint::open(tiny_mixtral_dir());
+  if (!ckpt)
+    CAF_FAIL(describe(ckpt.error()));
+  return std::move(*ckpt);
+}
+
+/// 64 prompts of mixed lengths (1 to 64 tokens) and budgets.
+std::vector<generate_request> mixed_requests() {
+  std::vector<generate_request> out;
+  for (int i = 0; i < 64; ++i) {
+    std::vector<int32_t> prompt;
+    for (int j = 0; j <= (i * 13) % 64; ++j)
+      prompt.push_back((i * 31 + j * 7) % 320);
+    out.push_back(request_for(prompt, 4 + static_cast<uint32_t>(i % 9)));
+  }
+  return out;
+}
+
+} // namespace
+
+CAF_TEST(sixty four concurrent requests equal their answers alone) {
+  auto ckpt = open_fixture();
+  engine_options opts;
+  opts.num_pages = 64 * 5; // room for all of them at once
+  engine_harness node{ckpt, 2, opts};
+  auto requests = mixed_requests();
+  std::vector<generate_result> alone;
+  for (auto& req : requests) {
+    auto res = node.generate(req);
+    CAF_REQUIRE(res);
+    alone.push_back(std::move(*res));
+  }
+  caf::scoped_actor self{node.system()};
+  std::vector<decltype(self->request(node.engine(), caf::infinite,
+                                     generate_atom_v, generate_request{}))>
+    pending;
+  for (auto& req : requests)
+    pending.push_back(self->request(node.engine(), std::chrono::seconds{60},
+                                    generate_atom_v, req));
+  double worst = 0;
+  for (size_t i = 0; i < pending.size(); ++i)
+    pending[i].receive(
+      [&](const generate_result& res) {
+        CAF_CHECK_EQUAL(res.new_tokens, alone[i].new_tokens);
+        worst = std::max(worst,
+                         relative_error(floats_of(res.last_logits),
+                                        floats_of(alone[i].last_logits)));
+      },
+      [&](caf::error& err) { CAF_FAIL(describe(err)); });
+  CAF_MESSAGE(
+    "worst last-logits relative error batched vs alone: " << sci(worst));
+  CAF_CHECK_LESS_OR_EQUAL(worst, 1e-5);
+  caf::scoped_actor probe{node.system()};
+  probe->request(node.engine(), std::chrono::seconds{5}, status_atom_v)
+    .receive(
+      [](const std::string& status) {
+        CAF_CHECK_NOT_EQUAL(status.find("128 completed"), std::string::npos);
+      },
+      [](caf::error& err) { CAF_FAIL(describe(err)); });
+}
+
+CAF_TEST(chunked prefill reproduces the reference routing and logits) {
+  auto ckpt = open_fixture();
+  engine_options whole;
+  engine_options chunked;
+  chunked.prefill_chunk = 7; // 40 prompt tokens in 6 chunks
+  engine_harness a{ckpt, 2, whole};
+  engine_harness b{ckpt, 2, chunked};
+  std::vector<int32_t> prompt;
+  for (int i = 0; i < 40; ++i)
+    prompt.push_back((i * 37 + 11) % 320);
+  auto req = request_for(prompt, 8);
+  req.return_all_logits = true;
+  req.return_routing = true;
+  auto x = a.generate(req);
+  auto y = b.generate(req);
+  CAF_REQUIRE(x);
+  CAF_REQUIRE(y);
+  CAF_CHECK_EQUAL(y->new_tokens, x->new_tokens);
+  CAF_CHECK_EQUAL(floats_of(y->all_logits), floats_of(x->all_logits));
+  CAF_CHECK_EQUAL(ints_of(y->routing), ints_of(x->routing));
+  CAF_CHECK_EQUAL(floats_of(y->last_logits), floats_of(x->last_logits));
+}
+
+CAF_TEST(a full queue refuses with an error and nothing is lost) {
+  auto ckpt = open_fixture();
+  engine_options opts;
+  opts.max_batch = 1;
+  opts.max_queue = 2;
+  engine_harness node{ckpt, 2, opts};
+  caf::scoped_actor self{node.system()};
+  std::vector<decltype(self->request(node.engine(), caf::infinite,
+                                     generate_atom_v, generate_request{}))>
+    pending;
+  // One runs, two wait, the fourth and fifth are refused.
+  for (int i = 0; i < 5; ++i)
+    pending.push_back(self->request(node.engine(), std::chrono::seconds{60},
+                                    generate_atom_v,
+                                    request_for({203, 5, 6}, 200)));
+  int ok = 0;
+  int refused = 0;
+  for (auto& p : pending)
+    p.receive(
+      [&](const generate_result& res) {
+        ++ok;
+        CAF_CHECK_EQUAL(res.new_tokens.size(), 200u);
+      },
+      [&](caf::error& err) {
+        ++refused;
+        CAF_CHECK(err == volt_errc::invalid_request);
+        CAF_CHECK_NOT_EQUAL(describe(err).find("queue full"),
+                            std::string::npos);
+      });
+  CAF_CHECK_EQUAL(ok, 3);
+  CAF_CHECK_EQUAL(refused, 2);
+}
+
+CAF_TEST(requests wait for pages held by running sequences) {
+  auto ckpt = open_fixture();
+  engine_options opts;
+  opts.num_pages = 3; // one request of 40 tokens at a time
+  engine_harness node{ckpt, 2, opts};
+  caf::scoped_actor self{node.system()};
+  std::vector<decltype(self->request(node.engine(), caf::infinite,
+                                     generate_atom_v, generate_request{}))>
+    pending;
+  for (int i = 0; i < 4; ++i)
+    pending.push_back(
+      self->request(node.engine(), std::chrono::seconds{60}, generate_atom_v,
+                    request_for(std::vector<int32_t>(30, 7 + i), 10)));
+  for (auto& p : pending)
+    p.receive(
+      [](const generate_result& res) {
+        CAF_CHECK_EQUAL(res.new_tokens.size(), 10u);
+      },
+      [](caf::error& err) { CAF_FAIL(describe(err)); });
+}
