@@ -4,20 +4,11 @@
 #include <string>
 
 #include "base/error.hpp"
+#include "model/sampler.hpp"
 
 namespace volt {
 
 namespace {
-
-uint64_t mix64(uint64_t x) {
-  // splitmix64's finaliser: every input bit affects every output bit.
-  x ^= x >> 30;
-  x *= 0xbf58476d1ce4e5b9ULL;
-  x ^= x >> 27;
-  x *= 0x94d049bb133111ebULL;
-  x ^= x >> 31;
-  return x;
-}
 
 caf::error request_error(std::string what) {
   return make_volt_error(volt_errc::invalid_request, std::move(what));
@@ -32,9 +23,9 @@ std::string str(int64_t x) {
 uint64_t prefix_page_key(uint64_t parent_key, const int32_t* tokens,
                          int64_t n) {
   // Fixed arithmetic (no std::hash) so that every node computes the same keys.
-  auto h = mix64(parent_key + 0x9e3779b97f4a7c15ULL);
+  auto h = mix_bits(parent_key + 0x9e3779b97f4a7c15ULL);
   for (int64_t i = 0; i < n; ++i)
-    h = mix64(h ^ static_cast<uint32_t>(tokens[i]));
+    h = mix_bits(h ^ static_cast<uint32_t>(tokens[i]));
   return h;
 }
 
