@@ -17,6 +17,10 @@ int run_bench_command(const std::vector<std::string>& args);
 /// in-process and to a worker over TCP.
 int run_bench_dispatch(const std::vector<std::string>& args);
 
+/// `volt-node bench serve ...`: throughput and per-token latency of a
+/// standalone node under concurrent requests.
+int run_bench_serve(const std::vector<std::string>& args);
+
 /// `volt-node --config FILE.toml`: runs a node in the role its configuration
 /// names until SIGINT or SIGTERM.
 int run_node_command(const std::vector<std::string>& args);

@@ -21,4 +21,38 @@ inline float dot(const float* a, const float* b, int64_t n) {
          + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail;
 }
 
+/// Four dot products against the same `b`, each computed exactly as `dot`
+/// computes it (same partial sums, same reduction order): sharing the loads
+/// of `b` saves a quarter of the memory traffic of four separate calls without
+/// changing a single bit of the results.
+inline void dot4(const float* a0, const float* a1, const float* a2,
+                 const float* a3, const float* b, int64_t n, float* out) {
+  float acc0[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  float acc1[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  float acc2[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  float acc3[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; ++j) {
+      float bj = b[i + j];
+      acc0[j] += a0[i + j] * bj;
+      acc1[j] += a1[i + j] * bj;
+      acc2[j] += a2[i + j] * bj;
+      acc3[j] += a3[i + j] * bj;
+    }
+  float tail[4] = {0, 0, 0, 0};
+  for (; i < n; ++i) {
+    tail[0] += a0[i] * b[i];
+    tail[1] += a1[i] * b[i];
+    tail[2] += a2[i] * b[i];
+    tail[3] += a3[i] * b[i];
+  }
+  const float* accs[4] = {acc0, acc1, acc2, acc3};
+  for (int r = 0; r < 4; ++r) {
+    const float* acc = accs[r];
+    out[r] = ((acc[0] + acc[4]) + (acc[1] + acc[5]))
+             + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail[r];
+  }
+}
+
 } // namespace volt::cpu
