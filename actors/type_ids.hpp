@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "actors/kv_messages.hpp"
 #include "actors/messages.hpp"
 #include "caf/type_id.hpp"
 #include "caf/typed_actor.hpp"
@@ -78,5 +79,46 @@ CAF_BEGIN_TYPE_ID_BLOCK(volt, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(volt, (volt::engine_actor))
   CAF_ADD_TYPE_ID(volt, (volt::gating_actor))
   CAF_ADD_TYPE_ID(volt, (volt::expert_actor))
+
+  // -- KV page manager
+
+  CAF_ADD_TYPE_ID(volt, (volt::kv_admit))
+  CAF_ADD_TYPE_ID(volt, (volt::kv_admission))
+  CAF_ADD_TYPE_ID(volt, (volt::kv_write))
+  CAF_ADD_TYPE_ID(volt, (volt::kv_write_plan))
+  CAF_ADD_TYPE_ID(volt, (volt::kv_commit))
+  CAF_ADD_TYPE_ID(volt, (volt::page_table_stats))
+  CAF_ADD_TYPE_ID(volt, (std::vector<uint64_t>))
+
+  /// Asks the KV page manager to fork a sequence (parent, child).
+  CAF_ADD_ATOM(volt, volt, kv_fork_atom, "kv_fork")
+  /// Asks the KV page manager to release a sequence's pages.
+  CAF_ADD_ATOM(volt, volt, kv_release_atom, "kv_release")
+  /// Asks the KV page manager for a sequence's block table.
+  CAF_ADD_ATOM(volt, volt, kv_table_atom, "kv_table")
+  /// Asks the KV page manager for its sequences, oldest admission first.
+  CAF_ADD_ATOM(volt, volt, kv_order_atom, "kv_order")
+  /// Asks the KV page manager for its counters.
+  CAF_ADD_ATOM(volt, volt, kv_stats_atom, "kv_stats")
+
+  namespace volt {
+
+  /// Owns the KV page pool of a node: page tables, copy-on-write, prefix
+  /// cache, eviction. Every reply is the answer or an error (invalid_request,
+  /// out_of_pages), never a crash.
+  using kv_page_manager_actor = caf::typed_actor<
+    caf::replies_to<kv_admit>::with<kv_admission>,
+    caf::replies_to<kv_write>::with<kv_write_plan>,
+    caf::replies_to<kv_commit>::with<int64_t>,
+    caf::replies_to<kv_fork_atom, uint64_t,
+                    uint64_t>::with<std::vector<int32_t>>,
+    caf::replies_to<kv_release_atom, uint64_t>::with<int64_t>,
+    caf::replies_to<kv_table_atom, uint64_t>::with<std::vector<int32_t>>,
+    caf::replies_to<kv_order_atom>::with<std::vector<uint64_t>>,
+    caf::replies_to<kv_stats_atom>::with<page_table_stats>>;
+
+  } // namespace volt
+
+  CAF_ADD_TYPE_ID(volt, (volt::kv_page_manager_actor))
 
 CAF_END_TYPE_ID_BLOCK(volt)

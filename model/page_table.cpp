@@ -74,6 +74,9 @@ page_table::admit(uint64_t seq, const std::vector<int32_t>& prompt,
   if (reserve_tokens < 0)
     return request_error("admit: reserve_tokens is " + str(reserve_tokens)
                          + " (must be >= 0)");
+  auto prompt_tokens = static_cast<int64_t>(prompt.size());
+  if (auto err = check_fits(pages_for(prompt_tokens), "admit", prompt_tokens))
+    return err;
   // Longest chain of cached full pages, leaving the last prompt token to be
   // computed: the engine needs its logits.
   auto max_hits = (static_cast<int64_t>(prompt.size()) - 1) / page_size_;

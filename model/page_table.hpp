@@ -102,7 +102,8 @@ public:
   /// last prompt token, which the engine must compute to get logits) and
   /// allocates pages for `reserve_tokens` tokens in total. Errors:
   /// invalid_request (known seq, empty prompt, negative token or reserve, or
-  /// more pages than the pool has), out_of_pages (not now).
+  /// a prompt or reserve needing more pages than the pool has), out_of_pages
+  /// (not now).
   caf::expected<page_admission> admit(uint64_t seq,
                                       const std::vector<int32_t>& prompt,
                                       int64_t reserve_tokens);
@@ -167,7 +168,8 @@ public:
 
   /// Pages needed to hold `n_tokens` tokens.
   int64_t pages_for(int64_t n_tokens) const {
-    return (n_tokens + page_size_ - 1) / page_size_;
+    // No overflow for any int64 count (they may come off the network).
+    return n_tokens / page_size_ + (n_tokens % page_size_ > 0 ? 1 : 0);
   }
 
 private:

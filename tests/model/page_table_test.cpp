@@ -329,6 +329,10 @@ CAF_TEST(a pool exactly too small versus a full one) {
   CHECK_ERROR(pt.admit(1, iota(1, 3), 17), volt_errc::invalid_request,
               "17 tokens need 5 KV pages of 4 tokens, the pool has only 4");
   CAF_CHECK(!pt.contains(1));
+  CHECK_ERROR(pt.admit(1, iota(1, 17), 4), volt_errc::invalid_request,
+              "17 tokens need 5 KV pages");
+  CHECK_ERROR(pt.admit(1, iota(1, 3), INT64_MAX), volt_errc::invalid_request,
+              "the pool has only 4 pages");
   // 16 tokens fit exactly.
   CAF_REQUIRE_EQUAL(get(pt.admit(1, iota(1, 3), 16)).block_table,
                     ids({0, 1, 2, 3}));
@@ -338,6 +342,8 @@ CAF_TEST(a pool exactly too small versus a full one) {
   CAF_CHECK(!pt.contains(2));
   CAF_CHECK(same(pt.stats(), before));
   CHECK_ERROR(pt.prepare_write(1, 0, 17), volt_errc::invalid_request,
+              "the pool has only 4 pages");
+  CHECK_ERROR(pt.prepare_write(1, 0, INT64_MAX), volt_errc::invalid_request,
               "the pool has only 4 pages");
   CAF_CHECK_EQUAL(pt.block_table(1), ids({0, 1, 2, 3}));
   CAF_REQUIRE(!pt.release(1));
