@@ -119,6 +119,10 @@ const std::vector<config_section>& config_sections() {
     {"discovery",
      "How a router finds workers: a fixed list or a Redis registry."},
     {"metrics", "The Prometheus endpoint."},
+    {"kv_cache", "The KV page pool of a node that runs attention (standalone "
+                 "or router)."},
+    {"engine", "Continuous batching: the request queue, the batch and chunked "
+               "prefill."},
   };
   return sections;
 }
@@ -227,6 +231,39 @@ const std::vector<config_key>& config_keys() {
     {"metrics", "port", field<&node_config::metrics, &metrics_section::port>(),
      "TCP port of the Prometheus /metrics endpoint; 0 disables it.", 0,
      max_port},
+    // -- [kv_cache]
+    // --------------------------------------------------------------------------
+    {"kv_cache", "page_size",
+     field<&node_config::kv_cache, &kv_cache_section::page_size>(),
+     "Tokens per KV page: the unit of allocation, sharing and prefix reuse "
+     "(only full pages are reused).",
+     1, 4096},
+    {"kv_cache", "num_pages",
+     field<&node_config::kv_cache, &kv_cache_section::num_pages>(),
+     "Pages in the KV pool; wins over memory_mib when both are set. 0 derives "
+     "the count from memory_mib.",
+     0, 16777216},
+    {"kv_cache", "memory_mib",
+     field<&node_config::kv_cache, &kv_cache_section::memory_mib>(),
+     "K/V memory budget in MiB for all layers, used when num_pages is 0. With "
+     "both 0 the pool holds one sequence of the model's full context "
+     "(max_position_embeddings tokens).",
+     0, 16777216},
+    // -- [engine]
+    // ----------------------------------------------------------------------------
+    {"engine", "max_queue",
+     field<&node_config::engine, &engine_section::max_queue>(),
+     "Requests that may wait for a batch slot; a request beyond it is refused "
+     "with an error (and counted), never dropped silently.",
+     1, 1048576},
+    {"engine", "max_batch",
+     field<&node_config::engine, &engine_section::max_batch>(),
+     "Sequences decoded together in one step.", 1, 4096},
+    {"engine", "prefill_chunk",
+     field<&node_config::engine, &engine_section::prefill_chunk>(),
+     "Prompt tokens prefilled per sequence per step, so that a long prompt "
+     "does not stall running decodes.",
+     1, 1048576},
   };
   return keys;
 }

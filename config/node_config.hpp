@@ -129,6 +129,32 @@ struct metrics_section {
   uint16_t port = 0;
 };
 
+/// Section `[kv_cache]`: the KV page pool of a node that runs attention.
+struct kv_cache_section {
+  /// Tokens per KV page, 1..4096. Default: 16.
+  uint32_t page_size = 16;
+  /// Pages in the pool; wins over memory_mib when both are set. 0 derives the
+  /// count from memory_mib. Default: 0.
+  uint32_t num_pages = 0;
+  /// K/V memory budget in MiB (all layers), used when num_pages is 0. 0 with
+  /// num_pages 0 gives enough pages for one sequence of the model's full
+  /// context (max_position_embeddings); kv_pool_pages() in
+  /// model/page_table.hpp applies this rule. Default: 0.
+  uint32_t memory_mib = 0;
+};
+
+/// Section `[engine]`: continuous batching.
+struct engine_section {
+  /// Requests waiting for a batch slot; a request beyond it is refused with an
+  /// error. Default: 256.
+  uint32_t max_queue = 256;
+  /// Sequences decoded together per step. Default: 64.
+  uint32_t max_batch = 64;
+  /// Prompt tokens prefilled per sequence per step, so that long prompts do
+  /// not stall running decodes. Default: 512.
+  uint32_t prefill_chunk = 512;
+};
+
 /// The whole node configuration, one struct per TOML section.
 struct node_config {
   node_section node;
@@ -138,6 +164,8 @@ struct node_config {
   router_section router;
   discovery_section discovery;
   metrics_section metrics;
+  kv_cache_section kv_cache;
+  engine_section engine;
   /// File name the config came from ("" for defaults only).
   std::string source;
 };

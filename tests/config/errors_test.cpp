@@ -85,8 +85,8 @@ CAF_TEST(unknown section suggests the closest valid section) {
   CAF_CHECK_EQUAL(
     message_of(cfg),
     "node.toml: [netwrok]: unknown section (did you mean 'network'?)");
-  auto other = parse(standalone_with("[kv_cache]\npages = 4\n"));
-  CHECK_CONFIG_ERROR(other, "node.toml: [kv_cache]: unknown section",
+  auto other = parse(standalone_with("[scheduler]\npolicy = 4\n"));
+  CHECK_CONFIG_ERROR(other, "node.toml: [scheduler]: unknown section",
                      "valid sections: node,");
 }
 
