@@ -105,7 +105,10 @@ CAF_BEGIN_TYPE_ID_BLOCK(volt, caf::first_custom_type_id)
 
   /// Owns the KV page pool of a node: page tables, copy-on-write, prefix
   /// cache, eviction. Every reply is the answer or an error (invalid_request,
-  /// out_of_pages), never a crash.
+  /// out_of_pages), never a crash. Replies: kv_commit gives the sequence's
+  /// computed tokens; kv_fork the child's block table; kv_release the number
+  /// of pages the sequence held; kv_order the live sequences, oldest
+  /// admission first.
   using kv_page_manager_actor = caf::typed_actor<
     caf::replies_to<kv_admit>::with<kv_admission>,
     caf::replies_to<kv_write>::with<kv_write_plan>,
