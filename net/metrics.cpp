@@ -21,6 +21,7 @@
 #include <sstream>
 
 #include "base/error.hpp"
+#include "base/log.hpp"
 
 namespace volt {
 
@@ -240,15 +241,22 @@ void metrics_endpoint::serve() {
     }
     if (fds[1].revents != 0)
       return; // the destructor wants us to stop
-    int client = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    sockaddr_storage peer{};
+    socklen_t len = sizeof(peer);
+    int client = accept4(listen_fd_, reinterpret_cast<sockaddr*>(&peer), &len,
+                         SOCK_CLOEXEC);
     if (client < 0)
       continue;
-    answer(client);
+    char host[NI_MAXHOST] = "?";
+    char serv[NI_MAXSERV] = "?";
+    getnameinfo(reinterpret_cast<sockaddr*>(&peer), len, host, sizeof(host),
+                serv, sizeof(serv), NI_NUMERICHOST | NI_NUMERICSERV);
+    answer(client, std::string{host} + ":" + serv);
     close(client);
   }
 }
 
-void metrics_endpoint::answer(int fd) {
+void metrics_endpoint::answer(int fd, const std::string& peer) {
   // Read the request head (up to 8 KiB, at most one second of silence).
   std::string head;
   char buf[1024];
@@ -285,6 +293,14 @@ void metrics_endpoint::answer(int fd) {
       body = "Volt serves its metrics at /metrics\n";
       type = "text/plain";
     }
+  }
+  if (status.rfind("200", 0) != 0) {
+    // The request line may be any bytes: log a printable excerpt.
+    auto excerpt = line.substr(0, 60);
+    for (auto& c : excerpt)
+      if (c < 0x20 || c > 0x7e)
+        c = '?';
+    VOLT_WARN("metrics", peer << ": " << status << " for '" << excerpt << "'");
   }
   auto response = "HTTP/1.1 " + status + "\r\nContent-Type: " + type
                   + "\r\nContent-Length: " + std::to_string(body.size())

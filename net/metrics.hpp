@@ -80,7 +80,7 @@ private:
   metrics_endpoint() = default;
 
   void serve();
-  void answer(int fd);
+  void answer(int fd, const std::string& peer);
 
   int listen_fd_ = -1;
   int wake_pipe_[2] = {-1, -1};
