@@ -6,6 +6,7 @@
 
 #include "model/page_table.hpp"
 
+#include <map>
 #include <numeric>
 
 #include "base/error.hpp"
@@ -451,4 +452,115 @@ CAF_TEST(pool size from the configuration) {
   CAF_CHECK_EQUAL(get(kv_pool_pages(0, 0, 1 << 18, 100, 16)), 7);
   CHECK_ERROR(kv_pool_pages(0, 1, 3 << 20, 100, 16), volt_errc::invalid_config,
               "memory_mib: 1 MiB holds no KV page");
+}
+
+CAF_TEST(random operations keep the tokens of every sequence intact) {
+  // Simulates the engine on top of the policy: storage holds one token id per
+  // slot, copies are performed as returned, and every sequence must read back
+  // exactly its own tokens after every operation (copy-on-write, prefix hits
+  // and eviction included); reference counts must match the tables.
+  constexpr int64_t ps = 4;
+  constexpr int64_t n_pages = 24;
+  page_table pt{ps, n_pages};
+  std::vector<ids> storage(n_pages, ids(ps, -1));
+  std::map<uint64_t, ids> tokens; // what each live sequence has computed
+  uint64_t rng = 12345;
+  auto next = [&](uint64_t n) {
+  rng += 0x9e3779b97f4a7c15ULL;
+  auto z = rng;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return (z ^ (z >> 31)) % n;
+  };
+  auto slot = [&](uint64_t seq, int64_t pos) -> int32_t& {
+  auto page = pt.block_table(seq)[static_cast<size_t>(pos / ps)];
+  return storage[static_cast<size_t>(page)][static_cast<size_t>(pos % ps)];
+  };
+  // Writes `xs` at positions [from, from + n) the way the engine would.
+  auto compute = [&](uint64_t seq, int64_t from, const ids& all) {
+  auto to = static_cast<int64_t>(all.size());
+  auto plan = pt.prepare_write(seq, from, to);
+  if (!plan)
+    return plan.error();
+  for (const auto& c : *plan)
+    storage[static_cast<size_t>(c.dst)] = storage[static_cast<size_t>(c.src)];
+  for (auto pos = from; pos < to; ++pos)
+    slot(seq, pos) = all[static_cast<size_t>(pos)];
+  ids appended(all.begin() + static_cast<ptrdiff_t>(tokens[seq].size()),
+               all.end());
+  tokens[seq] = all;
+  return pt.commit(seq, to, appended);
+  };
+  const ids bases[] = {iota(1, 9), iota(1, 5), iota(40, 7)};
+  uint64_t next_id = 0;
+  int64_t hits = 0;
+  for (int step = 0; step < 3000; ++step) {
+  auto op = next(10);
+  if (op < 3 || tokens.empty()) { // admit
+    auto prompt = bases[next(3)];
+    prompt.resize(1 + next(prompt.size()));
+    for (auto n = next(4); n > 0; --n)
+      prompt.push_back(static_cast<int32_t>(100 + next(3)));
+    auto seq = next_id++;
+    auto admitted = pt.admit(seq, prompt,
+                             static_cast<int64_t>(prompt.size() + next(6)));
+    if (!admitted) {
+      CAF_REQUIRE(admitted.error() == volt_errc::out_of_pages);
+      continue;
+    }
+    hits += admitted->cached_tokens;
+    ids cached(prompt.begin(), prompt.begin() + admitted->cached_tokens);
+    tokens[seq] = cached;
+    for (int64_t pos = 0; pos < admitted->cached_tokens; ++pos)
+      CAF_REQUIRE_EQUAL(slot(seq, pos), prompt[static_cast<size_t>(pos)]);
+    if (auto err = compute(seq, admitted->cached_tokens, prompt)) {
+      CAF_REQUIRE(err == volt_errc::out_of_pages);
+      tokens.erase(seq);
+      CAF_REQUIRE(!pt.release(seq));
+    }
+  } else {
+    auto it = tokens.begin();
+    std::advance(it, static_cast<ptrdiff_t>(next(tokens.size())));
+    auto seq = it->first;
+    if (op < 7) { // decode one token
+      auto all = it->second;
+      all.push_back(static_cast<int32_t>(100 + next(3)));
+      auto err = compute(seq, static_cast<int64_t>(all.size()) - 1, all);
+      if (err) {
+        CAF_REQUIRE(err == volt_errc::out_of_pages);
+        auto newest = pt.sequences_by_admission().back();
+        tokens.erase(newest);
+        CAF_REQUIRE(!pt.release(newest));
+      }
+    } else if (op < 8) { // fork
+      auto child = next_id++;
+      CAF_REQUIRE(!pt.fork(seq, child));
+      tokens[child] = tokens[seq];
+    } else { // release
+      tokens.erase(seq);
+      CAF_REQUIRE(!pt.release(seq));
+    }
+  }
+  // Every sequence reads back its own tokens; references match the tables.
+  std::vector<int32_t> refs(n_pages);
+  for (const auto& [seq, xs] : tokens) {
+    CAF_REQUIRE_EQUAL(pt.length(seq), static_cast<int64_t>(xs.size()));
+    for (size_t pos = 0; pos < xs.size(); ++pos)
+      CAF_REQUIRE_EQUAL(slot(seq, static_cast<int64_t>(pos)), xs[pos]);
+    for (auto page : pt.block_table(seq))
+      refs[static_cast<size_t>(page)] += 1;
+  }
+  for (int32_t page = 0; page < n_pages; ++page)
+    CAF_REQUIRE_EQUAL(pt.refs(page), refs[static_cast<size_t>(page)]);
+  check_invariants(pt);
+  }
+  for (const auto& entry : tokens)
+    CAF_REQUIRE(!pt.release(entry.first));
+  auto st = pt.stats();
+  CAF_CHECK_EQUAL(st.pages_used, 0);
+  CAF_CHECK_EQUAL(st.pages_free + st.pages_cached, st.pages_total);
+  // The run exercised what it is meant to.
+  CAF_CHECK_GREATER(hits, 0);
+  CAF_CHECK_GREATER(st.copy_on_write, 0u);
+  CAF_CHECK_GREATER(st.evictions, 0u);
 }
