@@ -10,10 +10,11 @@ namespace volt {
 
 namespace {
 
-using candidate = std::pair<double, int32_t>; // (weight, token)
+/// (quantised weight, token).
+using candidate = std::pair<uint64_t, int32_t>;
 
 /// Most likely first, lower id first among equals: a strict total order, so
-/// every sort gives the same result on every machine.
+/// the nucleus is one well-defined set.
 bool more_likely(const candidate& x, const candidate& y) {
   return x.first > y.first || (x.first == y.first && x.second < y.second);
 }
@@ -36,46 +37,100 @@ bool greedy(const float* logits, int64_t vocab, const sampling_params& params,
   return !std::isfinite(max_logit);
 }
 
-/// Fills `out` with the candidates to draw from, their weights unnormalised,
-/// and returns the sum of the weights: every token with a positive weight in
-/// id order when top_p is 1, else the nucleus, most likely first.
-double nucleus(const float* logits, int64_t vocab,
-               const sampling_params& params, float max_logit,
-               std::vector<candidate>& out) {
-  out.clear();
-  double total = 0;
-  auto inv_t = 1.0 / static_cast<double>(params.temperature);
-  for (int64_t i = 0; i < vocab; ++i) {
-    if (std::isnan(logits[i]))
-      continue;
-    auto w = std::exp((static_cast<double>(logits[i]) - max_logit) * inv_t);
-    if (w > 0) {
-      out.emplace_back(w, static_cast<int32_t>(i));
-      total += w;
-    }
+/// The tokens a draw picks from. Weights are exp((logit - max) / T) quantised
+/// to integers (the most likely token gets 2^shift), so that every sum is
+/// exact and independent of the order of additions; a token whose weight
+/// rounds to 0 (below ~1e-14 of the most likely) is never drawn.
+struct nucleus {
+  /// Quantised weight per token id.
+  std::vector<uint64_t> q;
+  /// Sum of the members' weights.
+  uint64_t kept = 0;
+  /// The least likely member; every token at least as likely belongs.
+  candidate boundary{0, -1};
+  /// Partition buffer of the nucleus search.
+  std::vector<candidate> work;
+
+  bool member(int32_t id) const {
+    auto x = candidate{q[static_cast<size_t>(id)], id};
+    return x.first > 0 && (boundary.second < 0 || !more_likely(boundary, x));
   }
-  if (params.top_p >= 1)
-    return total;
-  // The nucleus is usually small: sort a growing head instead of everything.
-  auto target = static_cast<double>(params.top_p) * total;
-  size_t head = 64;
-  for (;;) {
-    head = std::min(head, out.size());
-    std::partial_sort(out.begin(), out.begin() + static_cast<ptrdiff_t>(head),
-                      out.end(), more_likely);
-    double kept = 0;
-    for (size_t i = 0; i < head; ++i) {
-      kept += out[i].first;
-      if (kept >= target) {
-        out.resize(i + 1);
-        return kept;
+
+  /// Computes the weights and the nucleus of `logits`.
+  void build(const float* logits, int64_t vocab, const sampling_params& params,
+             float max_logit) {
+    // Room for vocab weights of up to 2^shift without overflowing 63 bits.
+    int bits = 0;
+    while (bits < 62 && (int64_t{1} << bits) < vocab)
+      ++bits;
+    auto scale = std::ldexp(1.0, std::min(52, 62 - bits));
+    auto inv_t = 1.0 / static_cast<double>(params.temperature);
+    q.assign(static_cast<size_t>(vocab), 0);
+    uint64_t total = 0;
+    for (int64_t i = 0; i < vocab; ++i) {
+      if (std::isnan(logits[i]))
+        continue;
+      auto w = std::exp((static_cast<double>(logits[i]) - max_logit) * inv_t);
+      total += q[static_cast<size_t>(i)] = static_cast<uint64_t>(w * scale);
+    }
+    kept = total;
+    boundary = candidate{0, -1};
+    if (params.top_p >= 1)
+      return;
+    auto target = static_cast<double>(params.top_p)
+                  * static_cast<double>(total);
+    auto reached = [target](uint64_t sum) {
+      return static_cast<double>(sum) >= target;
+    };
+    // Buckets by bit length: the boundary lies in the first bucket, from the
+    // top, whose weights reach the target; only that bucket needs the exact
+    // search, and higher buckets are members wholesale.
+    uint64_t bucket_sum[64] = {};
+    for (auto x : q)
+      if (x > 0)
+        bucket_sum[63 - __builtin_clzll(x)] += x;
+    uint64_t above = 0;
+    int bucket = 63;
+    while (bucket > 0 && !reached(above + bucket_sum[bucket]))
+      above += bucket_sum[bucket--];
+    work.clear();
+    for (int64_t i = 0; i < vocab; ++i) {
+      auto x = q[static_cast<size_t>(i)];
+      if (x > 0 && 63 - __builtin_clzll(x) == bucket)
+        work.emplace_back(x, static_cast<int32_t>(i));
+    }
+    // Quickselect for the shortest most-likely prefix that reaches the
+    // target: expected linear time, where sorting the vocabulary would cost
+    // milliseconds per token. `above` sums everything more likely than
+    // work[lo, hi), and does not reach the target yet.
+    size_t lo = 0;
+    size_t hi = work.size();
+    while (lo < hi) {
+      auto mid = lo + (hi - lo) / 2;
+      auto first = work.begin();
+      std::nth_element(first + static_cast<ptrdiff_t>(lo),
+                       first + static_cast<ptrdiff_t>(mid),
+                       first + static_cast<ptrdiff_t>(hi), more_likely);
+      uint64_t before = 0;
+      for (auto i = lo; i < mid; ++i)
+        before += work[i].first;
+      if (reached(above + before)) {
+        hi = mid;
+        continue;
       }
+      above += before + work[mid].first;
+      if (reached(above)) {
+        boundary = work[mid];
+        kept = above;
+        return;
+      }
+      lo = mid + 1;
     }
-    if (head == out.size()) // rounding: target not reached, keep everything
-      return kept;
-    head *= 4;
+    // Not reached (cannot happen for top_p <= 1): keep every token.
   }
-}
+};
+
+thread_local nucleus scratch;
 
 } // namespace
 
@@ -112,11 +167,17 @@ sampling_distribution(const float* logits, int64_t vocab,
     result.emplace_back(argmax(logits, vocab), 1.0);
     return result;
   }
-  std::vector<candidate> cs;
-  auto total = nucleus(logits, vocab, params, max_logit, cs);
-  std::sort(cs.begin(), cs.end(), more_likely);
-  for (const auto& [w, id] : cs)
-    result.emplace_back(id, w / total);
+  nucleus n;
+  n.build(logits, vocab, params, max_logit);
+  std::vector<candidate> members;
+  for (int64_t i = 0; i < vocab; ++i)
+    if (n.member(static_cast<int32_t>(i)))
+      members.emplace_back(n.q[static_cast<size_t>(i)],
+                           static_cast<int32_t>(i));
+  std::sort(members.begin(), members.end(), more_likely);
+  for (const auto& [q, id] : members)
+    result.emplace_back(id,
+                        static_cast<double>(q) / static_cast<double>(n.kept));
   return result;
 }
 
@@ -155,16 +216,22 @@ int32_t token_sampler::sample(const float* logits, int64_t vocab,
   float max_logit = 0;
   if (greedy(logits, vocab, params, max_logit))
     return argmax(logits, vocab);
-  auto total = nucleus(logits, vocab, params, max_logit, scratch_);
-  auto target = next_unit() * total;
-  double cum = 0;
-  for (const auto& [w, id] : scratch_) {
-    cum += w;
-    if (target < cum)
+  auto& n = scratch;
+  n.build(logits, vocab, params, max_logit);
+  // Walk the members in id order: no sort needed, and the same walk on every
+  // machine.
+  auto r = static_cast<uint64_t>(next_unit() * static_cast<double>(n.kept));
+  r = std::min(r, n.kept - 1);
+  uint64_t cum = 0;
+  for (int64_t i = 0; i < vocab; ++i) {
+    auto id = static_cast<int32_t>(i);
+    if (!n.member(id))
+      continue;
+    cum += n.q[static_cast<size_t>(i)];
+    if (r < cum)
       return id;
   }
-  // Rounding left the target at the very end: the last candidate.
-  return scratch_.back().second;
+  return argmax(logits, vocab); // unreachable: the argmax is a member
 }
 
 } // namespace volt

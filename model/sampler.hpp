@@ -38,10 +38,11 @@ sampling_distribution(const float* logits, int64_t vocab,
                       const sampling_params& params);
 
 /// Draws tokens for one sequence. The generator is xoshiro256** seeded through
-/// splitmix64, and draws use only integer arithmetic and double math in a
-/// fixed order (no std:: distributions, whose output differs between standard
-/// libraries), so a seed gives the same tokens on every machine for the same
-/// logits.
+/// splitmix64; weights are quantised to integers so that the nucleus and the
+/// draw are exact whatever the order of additions, and no std::
+/// distribution is used (their output differs between standard libraries), so
+/// a seed gives the same tokens on every machine for the same logits. Cost:
+/// linear in the vocabulary (no sort).
 class token_sampler {
 public:
   /// A generator for stream `stream` (e.g. the sequence index within the
@@ -61,8 +62,6 @@ public:
 
 private:
   uint64_t state_[4];
-  /// (weight, token) candidates of the current draw; kept to reuse memory.
-  std::vector<std::pair<double, int32_t>> scratch_;
 };
 
 } // namespace volt
