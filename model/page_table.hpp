@@ -111,8 +111,10 @@ public:
   /// Makes positions [from, to) of `seq` writable: replaces every shared page
   /// in that range with a fresh one and returns the copies the engine must
   /// perform first (a page whose positions hold no data yet is replaced
-  /// without a copy), then grows the table to cover `to`. Requires
-  /// 0 <= from <= length(seq) (no gaps) and from < to. Errors as `admit`.
+  /// without a copy), then grows the table to cover `to`. A cached page that
+  /// only `seq` holds is rewritten in place and leaves the prefix cache (with
+  /// the entries chained below it). Requires 0 <= from <= length(seq) (no
+  /// gaps) and from < to. Errors as `admit`.
   caf::expected<std::vector<page_copy>> prepare_write(uint64_t seq,
                                                       int64_t from, int64_t to);
 
