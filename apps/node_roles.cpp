@@ -21,6 +21,7 @@
 #include "caf/io/middleman.hpp"
 #include "caf/scoped_actor.hpp"
 #include "net/actor_system_setup.hpp"
+#include "model/page_table.hpp"
 #include "net/metrics.hpp"
 
 namespace volt {
@@ -90,10 +91,29 @@ std::pair<int, weight_quantization> expert_placement(const node_config& cfg) {
   return {device, quant ? *quant : weight_quantization::none};
 }
 
-engine_options engine_options_of(const node_config& cfg,
-                                 std::shared_ptr<node_metrics> metrics) {
+/// The engine's tunables from [router], [kv_cache] and [engine]; the KV pool
+/// is sized for `model` (its layers, KV heads and head size).
+caf::expected<engine_options>
+engine_options_of(const node_config& cfg, const model_config& model,
+                  std::shared_ptr<node_metrics> metrics) {
   engine_options opts;
   opts.ready_timeout = std::chrono::milliseconds{cfg.router.ready_timeout_ms};
+  opts.page_size = cfg.kv_cache.page_size;
+  // K and V, every layer, float32.
+  auto bytes_per_page = int64_t{2} * model.num_hidden_layers
+                        * model.num_key_value_heads * model.head_dim
+                        * opts.page_size * static_cast<int64_t>(sizeof(float));
+  auto pages = kv_pool_pages(cfg.kv_cache.num_pages, cfg.kv_cache.memory_mib,
+                             bytes_per_page, model.max_position_embeddings,
+                             opts.page_size);
+  if (!pages)
+    return make_volt_error(volt_errc::invalid_config,
+                           cfg.source + ": [kv_cache] "
+                             + describe(pages.error()));
+  opts.num_pages = *pages;
+  opts.max_queue = cfg.engine.max_queue;
+  opts.max_batch = cfg.engine.max_batch;
+  opts.prefill_chunk = cfg.engine.prefill_chunk;
   opts.metrics = std::move(metrics);
   return opts;
 }
@@ -122,7 +142,10 @@ int run_standalone(const node_config& cfg, const checkpoint& ckpt,
   caf::actor_system sys{sys_cfg};
   auto metrics = std::make_shared<node_metrics>(cfg.node.id);
   standalone_options options;
-  options.engine = engine_options_of(cfg, metrics);
+  auto opts = engine_options_of(cfg, ckpt.config(), metrics);
+  if (!opts)
+    return report_error(opts.error());
+  options.engine = std::move(*opts);
   std::tie(options.device, options.quantization) = expert_placement(cfg);
   auto endpoint = start_metrics(cfg, *metrics);
   if (!endpoint)
@@ -165,9 +188,8 @@ int run_worker(const node_config& cfg, const checkpoint& ckpt,
       // A failed spawn leaves an actor that quits at once with the reason:
       // the router sees it go down and retries later.
       auto failed = [&](const caf::error& err) -> expert_actor::behavior_type {
-        VOLT_ERROR("worker", "cannot spawn experts "
-                               << expert_pool::render(ids) << ": "
-                               << describe(err));
+        VOLT_ERROR("worker", "cannot spawn experts " << expert_pool::render(ids)
+                                                     << ": " << describe(err));
         self->quit(err);
         return {
           [err](const expert_batch&) -> caf::result<wire_tensor> {
@@ -212,7 +234,8 @@ int run_worker(const node_config& cfg, const checkpoint& ckpt,
     if (!weights)
       return report_error(weights.error());
     auto [device, quant] = expert_placement(cfg);
-    auto spawned_host = spawn_expert_host(sys, *weights, device, quant, metrics);
+    auto spawned_host = spawn_expert_host(sys, *weights, device, quant,
+                                          metrics);
     if (!spawned_host)
       return report_error(spawned_host.error());
     host = *spawned_host;
@@ -277,9 +300,11 @@ int run_router(const node_config& cfg, const checkpoint& ckpt,
   auto dense = dense_weights::load(ckpt);
   if (!dense)
     return report_error(dense.error());
+  auto eng_opts = engine_options_of(cfg, ckpt.config(), metrics);
+  if (!eng_opts)
+    return report_error(eng_opts.error());
   auto eng = sys.spawn(engine, *dense, sys.spawn(gating, *dense),
-                       std::vector<expert_host>{},
-                       engine_options_of(cfg, metrics));
+                       std::vector<expert_host>{}, std::move(*eng_opts));
   discovery_options opts;
   opts.mode = cfg.discovery.mode;
   opts.workers = cfg.router.workers;

@@ -239,3 +239,23 @@ CAF_TEST(a client waits for a router that starts late) {
   CAF_REQUIRE_EQUAL(client.wait(std::chrono::seconds{30}), 0);
   CAF_CHECK_NOT_EQUAL(client.out().find("[170,288,170]"), std::string::npos);
 }
+
+CAF_TEST(kv_cache and engine keys shape the running node) {
+  temp_dir dir;
+  auto port = free_port();
+  node_process node{write_node_toml(
+    dir,
+    {"small", "standalone", port, 0,
+     "[kv_cache]\npage_size = 8\nnum_pages = 3\n[engine]\nmax_batch = 2\n"})};
+  CAF_REQUIRE(node.wait_ready());
+  // 20 + 10 tokens need 4 pages of 8 tokens; the pool has 3.
+  auto big = run_generate({"--connect", "127.0.0.1:" + std::to_string(port)},
+                          long_prompt(20), 10);
+  CAF_CHECK_EQUAL(big.exit_code, 2);
+  CAF_CHECK_NOT_EQUAL(big.err.find("needs 4 KV pages for 30 tokens but the "
+                                   "pool has 3"),
+                      std::string::npos);
+  auto fits = run_generate({"--connect", "127.0.0.1:" + std::to_string(port)},
+                           "203", 12);
+  CAF_CHECK_EQUAL(fits.exit_code, 0);
+}
