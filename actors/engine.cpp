@@ -27,6 +27,10 @@ int64_t sequence_budget(const model_config& cfg, const generate_request& req) {
                            cfg.max_position_embeddings);
 }
 
+sampling_params sampling_of(const generate_request& req) {
+  return sampling_params{req.temperature, req.top_p, req.seed};
+}
+
 /// Checks a request against the model and the pool before it is queued.
 caf::error validate_request(const engine_state& st,
                             const generate_request& req) {
@@ -41,6 +45,8 @@ caf::error validate_request(const engine_state& st,
       return fail("prompt: token id " + std::to_string(req.prompt[i])
                   + " at index " + std::to_string(i) + " is outside [0, "
                   + std::to_string(cfg.vocab_size) + ")");
+  if (auto err = check_sampling(sampling_of(req)))
+    return err;
   auto n = static_cast<int64_t>(req.prompt.size());
   if (n > cfg.max_position_embeddings)
     return fail("prompt: " + std::to_string(n)
@@ -126,6 +132,7 @@ void admit(engine_pointer self) {
     seq.tokens = seq.origin.request.prompt;
     seq.prompt_len = static_cast<int64_t>(seq.tokens.size());
     seq.started = clock_type::now();
+    seq.sampler = token_sampler{seq.origin.request.seed, 0};
     if (seq.origin.request.return_routing)
       seq.routing.assign(static_cast<size_t>(cfg.num_hidden_layers
                                              * seq.prompt_len
@@ -182,7 +189,7 @@ std::string advance(const model_config& cfg, running_sequence& seq,
   const auto& req = seq.origin.request;
   if (seq.result.new_tokens.size() >= req.max_new_tokens)
     return "length";
-  auto token = static_cast<int32_t>(cpu::argmax(logits, cfg.vocab_size));
+  auto token = seq.sampler.sample(logits, cfg.vocab_size, sampling_of(req));
   seq.result.new_tokens.push_back(token);
   seq.tokens.push_back(token);
   if (!req.ignore_eos && token == cfg.eos_token_id)

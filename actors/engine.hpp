@@ -16,6 +16,7 @@
 #include "model/forward.hpp"
 #include "model/kv_cache.hpp"
 #include "model/mixtral.hpp"
+#include "model/sampler.hpp"
 #include "net/metrics.hpp"
 
 namespace volt {
@@ -61,6 +62,8 @@ struct running_sequence {
   generate_result result;
   std::vector<float> all_logits; // [n_prompt, vocab] when asked
   std::vector<int32_t> routing; // [n_layers, n_prompt, k] when asked
+  /// Draws the next tokens (its own random stream, from the request's seed).
+  token_sampler sampler{0, 0};
   std::chrono::steady_clock::time_point started;
   std::chrono::steady_clock::time_point prefill_done;
 };

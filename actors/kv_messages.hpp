@@ -85,10 +85,10 @@ typename Inspector::result_type inspect(Inspector& f, kv_commit& x) {
 /// The manager's counters (see page_table_stats for each field).
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, page_table_stats& x) {
-  return f(caf::meta::type_name("volt.page_table_stats"), x.page_size, x.pages_total,
-           x.pages_used, x.pages_shared, x.pages_cached, x.pages_evictable,
-           x.pages_free, x.copy_on_write, x.prefix_lookups, x.prefix_hits,
-           x.prefix_hit_tokens, x.evictions);
+  return f(caf::meta::type_name("volt.page_table_stats"), x.page_size,
+           x.pages_total, x.pages_used, x.pages_shared, x.pages_cached,
+           x.pages_evictable, x.pages_free, x.copy_on_write, x.prefix_lookups,
+           x.prefix_hits, x.prefix_hit_tokens, x.evictions);
 }
 
 } // namespace volt

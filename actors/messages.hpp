@@ -26,13 +26,21 @@ struct generate_request {
   bool return_all_logits = false;
   /// Also return the top-k experts chosen per layer for every prompt token.
   bool return_routing = false;
+  /// Sampling temperature; 0 picks the most likely token (greedy).
+  float temperature = 0;
+  /// Nucleus sampling: draw from the smallest set of tokens whose probability
+  /// reaches top_p (1 keeps all).
+  float top_p = 1;
+  /// Seed of the request's random numbers: the same seed gives the same
+  /// tokens, alone or in a batch, on every machine.
+  uint64_t seed = 0;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, generate_request& x) {
   return f(caf::meta::type_name("volt.generate_request"), x.prompt,
            x.max_new_tokens, x.ignore_eos, x.return_all_logits,
-           x.return_routing);
+           x.return_routing, x.temperature, x.top_p, x.seed);
 }
 
 /// The answer to a `generate_request`.

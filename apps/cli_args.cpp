@@ -1,6 +1,8 @@
 #include "apps/cli_args.hpp"
 
 #include <cerrno>
+#include <cmath>
+#include <cstdio>
 #include <cstdlib>
 
 #include "base/error.hpp"
@@ -89,6 +91,25 @@ caf::expected<int64_t> cli_args::get_int(const std::string& name,
     return flag_error("--" + name + ": expected an integer in ["
                       + std::to_string(lo) + ", " + std::to_string(hi)
                       + "], got '" + get(name) + "'");
+  return value;
+}
+
+caf::expected<double> cli_args::get_double(const std::string& name,
+                                           double fallback, double lo,
+                                           double hi) const {
+  if (!has(name))
+    return fallback;
+  auto text = get(name);
+  char* end = nullptr;
+  errno = 0;
+  double value = text.empty() ? 0.0 : std::strtod(text.c_str(), &end);
+  if (text.empty() || errno != 0 || end != text.c_str() + text.size()
+      || !std::isfinite(value) || value < lo || value > hi) {
+    char range[64];
+    std::snprintf(range, sizeof(range), "[%g, %g]", lo, hi);
+    return flag_error("--" + name + ": expected a number in " + range
+                      + ", got '" + text + "'");
+  }
   return value;
 }
 

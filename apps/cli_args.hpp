@@ -36,6 +36,10 @@ public:
   caf::expected<int64_t> get_int(const std::string& name, int64_t fallback,
                                  int64_t lo, int64_t hi) const;
 
+  /// The flag's value as a finite number in [lo, hi]; errors name the flag.
+  caf::expected<double> get_double(const std::string& name, double fallback,
+                                   double lo, double hi) const;
+
   /// The flag's value as a comma-separated list of integers in [lo, hi].
   caf::expected<std::vector<int64_t>>
   get_int_list(const std::string& name, int64_t lo, int64_t hi) const;

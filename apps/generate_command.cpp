@@ -35,6 +35,9 @@ const std::vector<flag_spec> generate_flags = {
   {"router-topk", false,
    "with --json: add the experts chosen per layer and prompt token"},
   {"ignore-eos", false, "keep generating past the end-of-sequence token"},
+  {"temperature", true, "sampling temperature; 0 is greedy (default 0)"},
+  {"top-p", true, "nucleus sampling threshold in (0, 1] (default 1)"},
+  {"seed", true, "seed of the sampler: same seed, same tokens (default 0)"},
   {"expert-actors", true,
    "with --model: expert actors to split the experts over (default: one per "
    "core)"},
@@ -65,6 +68,20 @@ caf::expected<generate_request> request_from(const cli_args& args) {
   req.ignore_eos = args.has("ignore-eos");
   req.return_all_logits = args.has("all-logits");
   req.return_routing = args.has("router-topk");
+  // The engine checks them again (check_sampling): requests also come from
+  // other clients.
+  auto temperature = args.get_double("temperature", 0.0, 0.0, 100.0);
+  auto top_p = args.get_double("top-p", 1.0, 0.0, 1.0);
+  auto seed = args.get_int("seed", 0, 0, std::numeric_limits<int64_t>::max());
+  if (!temperature)
+    return std::move(temperature.error());
+  if (!top_p)
+    return std::move(top_p.error());
+  if (!seed)
+    return std::move(seed.error());
+  req.temperature = static_cast<float>(*temperature);
+  req.top_p = static_cast<float>(*top_p);
+  req.seed = static_cast<uint64_t>(*seed);
   return req;
 }
 

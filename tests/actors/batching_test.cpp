@@ -159,3 +159,51 @@ CAF_TEST(requests wait for pages held by running sequences) {
       },
       [](caf::error& err) { CAF_FAIL(describe(err)); });
 }
+
+CAF_TEST(sampling with a seed is reproducible alone and in a batch) {
+  auto ckpt = open_fixture();
+  engine_harness node{ckpt};
+  auto sampled = [](uint64_t seed) {
+    auto req = request_for({5, 6, 7}, 16);
+    req.temperature = 0.8f;
+    req.top_p = 0.9f;
+    req.seed = seed;
+    return req;
+  };
+  auto a = node.generate(sampled(1));
+  auto b = node.generate(sampled(1));
+  auto c = node.generate(sampled(2));
+  CAF_REQUIRE(a && b && c);
+  CAF_CHECK_EQUAL(a->new_tokens, b->new_tokens);
+  CAF_CHECK_NOT_EQUAL(a->new_tokens, c->new_tokens);
+  // In a batch with other requests, the same seed gives the same tokens.
+  caf::scoped_actor self{node.system()};
+  std::vector<decltype(self->request(node.engine(), caf::infinite,
+                                     generate_atom_v, generate_request{}))>
+    pending;
+  for (uint64_t s : {3, 1, 4})
+    pending.push_back(self->request(node.engine(), std::chrono::seconds{30},
+                                    generate_atom_v, sampled(s)));
+  std::vector<std::vector<int32_t>> got;
+  for (auto& p : pending)
+    p.receive(
+      [&](const generate_result& res) { got.push_back(res.new_tokens); },
+      [](caf::error& err) { CAF_FAIL(describe(err)); });
+  CAF_CHECK_EQUAL(got[1], a->new_tokens);
+  // Temperature 0 is greedy whatever the seed.
+  auto greedy = request_for({203}, 12);
+  greedy.seed = 99;
+  auto g = node.generate(greedy);
+  CAF_REQUIRE(g);
+  CAF_CHECK_EQUAL(g->new_tokens,
+                  std::vector<int32_t>({170, 288, 170, 288, 170, 170, 288, 170,
+                                        288, 170, 170, 288}));
+  // Bad parameters are refused with the field named.
+  auto bad = sampled(1);
+  bad.top_p = 0;
+  auto refused = node.generate(bad);
+  CAF_REQUIRE(!refused);
+  CAF_CHECK(refused.error() == volt_errc::invalid_request);
+  CAF_CHECK_NOT_EQUAL(describe(refused.error()).find("top_p"),
+                      std::string::npos);
+}

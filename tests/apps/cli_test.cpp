@@ -92,6 +92,15 @@ CAF_TEST(bad flags exit with code 2 and one line) {
                   {"'stray'"});
   check_bad_input(run_process({volt_node_binary(), "frobnicate"}),
                   {"unknown subcommand"});
+  check_bad_input(
+    generate({"--model", model, "--prompt-ids", "1", "--top-p", "1.5"}),
+    {"--top-p"});
+  check_bad_input(
+    generate({"--model", model, "--prompt-ids", "1", "--temperature", "x"}),
+    {"--temperature", "'x'"});
+  check_bad_input(
+    generate({"--model", model, "--prompt-ids", "1", "--top-p", "0"}),
+    {"top_p"});
 }
 
 CAF_TEST(bad checkpoints exit with code 2 and name the file) {
