@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <string>
+#include <utility>
 
 #include "actors/engine_internal.hpp"
 #include "base/error.hpp"
@@ -75,8 +76,11 @@ void notify_drained(engine_state& st) {
   st.drain_waiters.clear();
 }
 
-/// Ends a sequence: answers its client and returns its pages.
-void finish_sequence(engine_state& st, uint64_t id, caf::error err) {
+void schedule(engine_pointer self);
+
+/// Ends a sequence: answers its client and hands its pages back.
+void finish_sequence(engine_pointer self, uint64_t id, caf::error err) {
+  auto& st = self->state;
   auto i = st.running.find(id);
   auto& seq = i->second;
   auto now = clock_type::now();
@@ -87,6 +91,9 @@ void finish_sequence(engine_state& st, uint64_t id, caf::error err) {
   } else {
     seq.result.prefill_seconds = seconds_between(seq.started, seq.prefill_done);
     seq.result.decode_seconds = seconds_between(seq.prefill_done, now);
+    seq.result.kv.page_size = st.options.page_size;
+    seq.result.kv.pages_used
+      = static_cast<int64_t>(seq.pages.block_table.size());
     seq.origin.promise.deliver(std::move(seq.result));
     ++st.completed;
   }
@@ -94,11 +101,18 @@ void finish_sequence(engine_state& st, uint64_t id, caf::error err) {
     st.options.metrics->request_done(
       seconds_between(seq.origin.arrived, now), !err,
       err ? 0 : seq.tokens.size() - seq.prompt_len);
-  seq.pages.release(*st.cache);
   st.running.erase(i);
+  self->request(st.kv, caf::infinite, kv_release_atom_v, id)
+    .then(
+      [self](int64_t) {
+        // Pages are free again: a blocked admission may fit now.
+        if (std::exchange(self->state.admission_blocked, false))
+          schedule(self);
+      },
+      [](caf::error& err) {
+        VOLT_ERROR("engine", "releasing KV pages: " << describe(err));
+      });
 }
-
-void schedule(engine_pointer self);
 
 /// Schedules the timer that expires requests waiting on missing experts.
 void schedule_tick(engine_pointer self) {
@@ -112,9 +126,10 @@ void schedule_tick(engine_pointer self) {
                      tick_atom_v);
 }
 
-/// Moves queued requests into the running batch while there is room: a free
-/// batch slot and KV pages for the request's whole budget (so a running
-/// sequence never runs out of pages).
+/// Moves the next queued request into the running batch when there is room:
+/// a batch slot and KV pages for its whole budget from the page manager (so a
+/// running sequence never runs out of pages), reusing cached prompt pages.
+/// Asynchronous; calls `schedule` again once the manager answered.
 void admit(engine_pointer self) {
   auto& st = self->state;
   const auto& cfg = st.weights->config;
@@ -122,32 +137,98 @@ void admit(engine_pointer self) {
     schedule_tick(self);
     return;
   }
-  while (!st.queue.empty() && st.running.size() < st.options.max_batch) {
-    auto& next = st.queue.front();
-    running_sequence seq;
-    if (!seq.pages.reserve(*st.cache, sequence_budget(cfg, next.request)))
-      break; // waits for running sequences to release pages
-    seq.origin = std::move(next);
-    st.queue.pop_front();
-    seq.tokens = seq.origin.request.prompt;
-    seq.prompt_len = static_cast<int64_t>(seq.tokens.size());
-    seq.started = clock_type::now();
-    seq.sampler = token_sampler{seq.origin.request.seed, 0};
-    if (seq.origin.request.return_routing)
-      seq.routing.assign(static_cast<size_t>(cfg.num_hidden_layers
-                                             * seq.prompt_len
-                                             * cfg.num_experts_per_tok),
-                         -1);
-    if (seq.origin.request.return_all_logits)
-      seq.all_logits.resize(
-        static_cast<size_t>(seq.prompt_len * cfg.vocab_size));
-    st.running.emplace(st.next_sequence++, std::move(seq));
+  if (st.queue.empty() || st.running.size() >= st.options.max_batch
+      || st.admission_blocked)
+    return;
+  auto id = st.next_sequence++;
+  auto& next = st.queue.front();
+  st.admitting = true;
+  self
+    ->request(st.kv, caf::infinite,
+              kv_admit{id, next.request.prompt,
+                       sequence_budget(cfg, next.request)})
+    .then(
+      [self, id](kv_admission& granted) {
+        auto& st = self->state;
+        const auto& cfg = st.weights->config;
+        st.admitting = false;
+        running_sequence seq;
+        seq.origin = std::move(st.queue.front());
+        st.queue.pop_front();
+        report_queue(st);
+        const auto& req = seq.origin.request;
+        seq.pages.block_table = std::move(granted.block_table);
+        seq.tokens = req.prompt;
+        seq.prompt_len = static_cast<int64_t>(seq.tokens.size());
+        seq.announced = seq.prompt_len;
+        // Cached pages hold the prompt's leading K/V; requests that want
+        // logits or routing of every prompt position compute them anyway.
+        if (!req.return_all_logits && !req.return_routing)
+          seq.computed = granted.cached_tokens;
+        seq.result.kv.prefix_hit_tokens = seq.computed;
+        seq.result.kv.pages_shared = seq.computed / st.options.page_size;
+        seq.started = clock_type::now();
+        seq.sampler = token_sampler{req.seed, 0};
+        if (req.return_routing)
+          seq.routing.assign(static_cast<size_t>(cfg.num_hidden_layers
+                                                 * seq.prompt_len
+                                                 * cfg.num_experts_per_tok),
+                             -1);
+        if (req.return_all_logits)
+          seq.all_logits.resize(
+            static_cast<size_t>(seq.prompt_len * cfg.vocab_size));
+        st.running.emplace(id, std::move(seq));
+        schedule(self);
+      },
+      [self](caf::error& err) {
+        auto& st = self->state;
+        st.admitting = false;
+        if (err == volt_errc::out_of_pages) {
+          // Waits for running sequences to release pages.
+          st.admission_blocked = true;
+          schedule(self);
+          return;
+        }
+        auto refused = std::move(st.queue.front());
+        st.queue.pop_front();
+        VOLT_WARN("engine", "request refused: " << describe(err));
+        refused.promise.deliver(err);
+        ++st.failed;
+        schedule(self);
+      });
+}
+
+/// Tells the page manager how far `seq` got: K/V of its first `computed`
+/// tokens exist, and which tokens were sampled since the last report. Full
+/// pages then enter the prefix cache. Sent before any later write or release
+/// of the sequence, so the manager sees them in order.
+void commit_progress(engine_pointer self, uint64_t id, running_sequence& seq) {
+  kv_commit msg{id, seq.computed,
+                std::vector<int32_t>(seq.tokens.begin() + seq.announced,
+                                     seq.tokens.end())};
+  seq.announced = static_cast<int64_t>(seq.tokens.size());
+  self->request(self->state.kv, caf::infinite, std::move(msg))
+    .then([](int64_t) {},
+          [](caf::error& err) {
+            VOLT_ERROR("engine", "KV commit: " << describe(err));
+          });
+}
+
+/// Copies K and V of `src` to `dst` in every layer (copy-on-write).
+void copy_page(kv_cache& cache, int64_t layers, int32_t src, int32_t dst) {
+  for (int64_t l = 0; l < layers; ++l) {
+    auto pages = cache.layer(l);
+    auto n = static_cast<size_t>(pages.page_stride());
+    std::copy_n(pages.k + src * pages.page_stride(), n,
+                pages.k + dst * pages.page_stride());
+    std::copy_n(pages.v + src * pages.page_stride(), n,
+                pages.v + dst * pages.page_stride());
   }
-  report_queue(st);
 }
 
 /// Builds the next step from every running sequence: a prompt chunk while it
-/// prefills, else its last token.
+/// prefills, else its last token. First asks the page manager where each
+/// sequence may write (copy-on-write of shared pages), then runs the layers.
 void begin_step(engine_pointer self) {
   auto& st = self->state;
   auto step = std::make_unique<engine_step>();
@@ -166,17 +247,52 @@ void begin_step(engine_pointer self) {
     }
     step->sequence_ids.push_back(id);
   }
-  embed(*st.weights, b, step->hidden);
   st.step = std::move(step);
-  run_layer(self, 0);
+  st.planning = true;
+  auto pending = std::make_shared<size_t>(st.step->sequence_ids.size());
+  auto* step_id = st.step.get();
+  for (size_t i = 0; i < step_id->sequence_ids.size(); ++i) {
+    auto id = step_id->sequence_ids[i];
+    const auto& span = step_id->batch.sequences[i];
+    auto from = static_cast<int64_t>(
+      step_id->batch.positions[static_cast<size_t>(span.first_row)]);
+    self->request(st.kv, caf::infinite, kv_write{id, from, from + span.n_rows})
+      .then(
+        [self, step_id, id, pending](kv_write_plan& plan) {
+          auto& st = self->state;
+          if (st.step.get() != step_id)
+            return;
+          auto& seq = st.running.at(id);
+          for (size_t c = 0; c + 1 < plan.copies.size(); c += 2)
+            copy_page(*st.cache, st.weights->config.num_hidden_layers,
+                      plan.copies[c], plan.copies[c + 1]);
+          seq.result.kv.copy_on_write
+            += static_cast<int64_t>(plan.copies.size() / 2);
+          seq.pages.block_table = std::move(plan.block_table);
+          if (--*pending > 0)
+            return;
+          st.planning = false;
+          embed(*st.weights, st.step->batch, st.step->hidden);
+          run_layer(self, 0);
+        },
+        [self, step_id](caf::error& err) {
+          auto& st = self->state;
+          if (st.step.get() != step_id)
+            return;
+          st.planning = false;
+          fail_step(self, err);
+        });
+  }
 }
 
 /// Starts a step unless one runs or nothing can run.
 void schedule(engine_pointer self) {
   auto& st = self->state;
-  if (st.step)
+  if (st.step || st.admitting)
     return;
   admit(self);
+  if (st.admitting)
+    return; // schedule runs again with the manager's answer
   if (!st.running.empty())
     begin_step(self);
   else
@@ -260,8 +376,7 @@ std::string status_line(const engine_state& st) {
          + (missing.empty()
               ? std::string{}
               : " (no host for experts " + expert_pool::render(missing) + ")")
-         + ", KV pages free " + std::to_string(st.cache->free_pages()) + "/"
-         + std::to_string(st.cache->num_pages());
+         + ", KV pool " + std::to_string(st.cache->num_pages()) + " pages";
 }
 
 } // namespace
@@ -283,7 +398,7 @@ void fail_step(engine_pointer self, const caf::error& err) {
         st.pool.host(part.host).inflight_rows -= part.rows;
   auto step = std::move(st.step);
   for (auto id : step->sequence_ids)
-    finish_sequence(st, id, err);
+    finish_sequence(self, id, err);
   schedule(self);
 }
 
@@ -328,8 +443,10 @@ void finish_step(engine_pointer self) {
     } else if (last_row_index[i] >= 0) {
       ++next_row;
     }
-    if (seq.computed < seq.prompt_len)
+    if (seq.computed < seq.prompt_len) {
+      commit_progress(self, id, seq);
       continue; // more prompt chunks to go
+    }
     const float* last = logits.data() + last_row_index[i] * vocab;
     if (from < seq.prompt_len) {
       // This step finished the prompt.
@@ -344,9 +461,10 @@ void finish_step(engine_pointer self) {
       seq.prefill_done = clock_type::now();
     }
     auto stop = advance(cfg, seq, last);
+    commit_progress(self, id, seq);
     if (!stop.empty()) {
       seq.result.finish_reason = stop;
-      finish_sequence(st, id, caf::none);
+      finish_sequence(self, id, caf::none);
     }
   }
   schedule(self);
@@ -367,6 +485,9 @@ engine(engine_pointer self, std::shared_ptr<const dense_weights> weights,
                         / options.page_size;
   st.cache.emplace(cfg.num_hidden_layers, cfg.num_key_value_heads, cfg.head_dim,
                    options.page_size, options.num_pages);
+  // The manager lives and dies with the engine.
+  st.kv = self->spawn<caf::linked>(kv_page_manager, options.page_size,
+                                   options.num_pages);
   st.pool = expert_pool{static_cast<uint32_t>(cfg.num_local_experts)};
   st.weights = std::move(weights);
   st.gating = std::move(gating);
@@ -381,7 +502,9 @@ engine(engine_pointer self, std::shared_ptr<const dense_weights> weights,
       auto& st = self->state;
       if (auto err = validate_request(st, req))
         return err;
-      if (st.queue.size() >= st.options.max_queue) {
+      // The request the page manager is admitting is no longer waiting.
+      auto waiting = st.queue.size() - (st.admitting ? 1 : 0);
+      if (waiting >= st.options.max_queue) {
         ++st.refused;
         return make_volt_error(volt_errc::invalid_request,
                                "engine: queue full ("

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "actors/expert_pool.hpp"
+#include "actors/kv_page_manager.hpp"
 #include "actors/type_ids.hpp"
 #include "caf/typed_event_based_actor.hpp"
 #include "caf/typed_response_promise.hpp"
@@ -59,6 +60,9 @@ struct running_sequence {
   int64_t prompt_len = 0;
   /// Tokens whose K/V are in the cache; the next step computes from here.
   int64_t computed = 0;
+  /// Tokens the KV page manager knows (the prompt, then sampled tokens as
+  /// they are committed).
+  int64_t announced = 0;
   generate_result result;
   std::vector<float> all_logits; // [n_prompt, vocab] when asked
   std::vector<int32_t> routing; // [n_layers, n_prompt, k] when asked
@@ -111,6 +115,15 @@ struct engine_state {
   /// The running batch, by sequence id (ids grow with admission).
   std::map<uint64_t, running_sequence> running;
   std::unique_ptr<engine_step> step;
+  /// Owns the KV pages' policy (sharing, prefix cache, eviction); the float
+  /// storage stays in `cache`.
+  kv_page_manager_actor kv;
+  /// An admission or a step's write plans are in flight.
+  bool admitting = false;
+  bool planning = false;
+  /// The pool had no room for the next request: no admission until a running
+  /// sequence has released its pages.
+  bool admission_blocked = false;
   std::vector<caf::typed_response_promise<bool>> ready_waiters;
   std::vector<caf::typed_response_promise<bool>> drain_waiters;
   bool tick_scheduled = false;

@@ -43,6 +43,25 @@ typename Inspector::result_type inspect(Inspector& f, generate_request& x) {
            x.return_routing, x.temperature, x.top_p, x.seed);
 }
 
+/// How a request used the KV cache.
+struct kv_usage {
+  int64_t page_size = 0;
+  /// Pages its sequence held at the end.
+  int64_t pages_used = 0;
+  /// Of those, pages shared with other sequences or the prefix cache.
+  int64_t pages_shared = 0;
+  /// Pages copied on write for it.
+  int64_t copy_on_write = 0;
+  /// Prompt tokens whose K/V came from the prefix cache.
+  int64_t prefix_hit_tokens = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, kv_usage& x) {
+  return f(caf::meta::type_name("volt.kv_usage"), x.page_size, x.pages_used,
+           x.pages_shared, x.copy_on_write, x.prefix_hit_tokens);
+}
+
 /// The answer to a `generate_request`.
 struct generate_result {
   std::vector<int32_t> new_tokens;
@@ -57,13 +76,14 @@ struct generate_result {
   std::string finish_reason;
   double prefill_seconds = 0;
   double decode_seconds = 0;
+  kv_usage kv;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, generate_result& x) {
   return f(caf::meta::type_name("volt.generate_result"), x.new_tokens,
            x.last_logits, x.all_logits, x.routing, x.finish_reason,
-           x.prefill_seconds, x.decode_seconds);
+           x.prefill_seconds, x.decode_seconds, x.kv);
 }
 
 /// The router's decision for a batch of token rows of one layer.

@@ -85,13 +85,20 @@ std::string generation_to_json(const generate_request& req,
     out += ",\"router_topk\":";
     append_nested<int32_t>(out, res.routing);
   }
-  char tail[256];
+  char tail[512];
   std::snprintf(
     tail, sizeof(tail),
     ",\"finish_reason\":\"%s\",\"prompt_tokens\":%zu,\"prefill_seconds\":%.6f,"
-    "\"decode_seconds\":%.6f,\"decode_tokens_per_second\":%.2f}",
+    "\"decode_seconds\":%.6f,\"decode_tokens_per_second\":%.2f,"
+    "\"kv\":{\"page_size\":%lld,\"pages_used\":%lld,\"pages_shared\":%lld,"
+    "\"copy_on_write\":%lld,\"prefix_hit_tokens\":%lld}}",
     res.finish_reason.c_str(), req.prompt.size(), res.prefill_seconds,
-    res.decode_seconds, per_second(decode_steps(res), res.decode_seconds));
+    res.decode_seconds, per_second(decode_steps(res), res.decode_seconds),
+    static_cast<long long>(res.kv.page_size),
+    static_cast<long long>(res.kv.pages_used),
+    static_cast<long long>(res.kv.pages_shared),
+    static_cast<long long>(res.kv.copy_on_write),
+    static_cast<long long>(res.kv.prefix_hit_tokens));
   return out + tail;
 }
 

@@ -207,3 +207,27 @@ CAF_TEST(sampling with a seed is reproducible alone and in a batch) {
   CAF_CHECK_NOT_EQUAL(describe(refused.error()).find("top_p"),
                       std::string::npos);
 }
+
+CAF_TEST(a repeated prompt reuses its cached pages and gives the same answer) {
+  auto ckpt = open_fixture();
+  engine_harness node{ckpt};
+  std::vector<int32_t> prompt;
+  for (int i = 0; i < 40; ++i)
+    prompt.push_back((i * 37 + 11) % 320);
+  auto first = node.generate(request_for(prompt, 8));
+  auto second = node.generate(request_for(prompt, 8));
+  CAF_REQUIRE(first && second);
+  CAF_CHECK_EQUAL(first->kv.prefix_hit_tokens, 0);
+  // Pages of 16 tokens: the two full pages before the last prompt token.
+  CAF_CHECK_EQUAL(second->kv.prefix_hit_tokens, 32);
+  CAF_CHECK_EQUAL(second->kv.page_size, 16);
+  CAF_CHECK_EQUAL(second->new_tokens, first->new_tokens);
+  CAF_CHECK_EQUAL(floats_of(second->last_logits),
+                  floats_of(first->last_logits));
+  // A prompt sharing only the first page hits only that page.
+  auto other = prompt;
+  other[20] = (other[20] + 1) % 320;
+  auto third = node.generate(request_for(other, 4));
+  CAF_REQUIRE(third);
+  CAF_CHECK_EQUAL(third->kv.prefix_hit_tokens, 16);
+}
