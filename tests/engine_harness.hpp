@@ -15,6 +15,7 @@
 #include "caf/actor_system_config.hpp"
 #include "caf/scoped_actor.hpp"
 #include "net/actor_system_setup.hpp"
+#include "tests/test_dsl.hpp"
 
 namespace volt::test {
 
@@ -75,6 +76,25 @@ private:
   engine_actor engine_;
   caf::error spawn_error_;
 };
+
+/// The tiny fixture, opened (the test fails if it cannot be).
+inline checkpoint open_fixture() {
+  auto ckpt
+    = checkpoint::open(std::string{VOLT_TEST_DATA_DIR} + "/tiny-mixtral-a");
+  if (!ckpt)
+    CAF_FAIL(describe(ckpt.error()));
+  return std::move(*ckpt);
+}
+
+/// A request for `new_tokens` tokens after `prompt`; EOS does not stop it.
+inline generate_request request_for(std::vector<int32_t> prompt,
+                                    uint32_t new_tokens) {
+  generate_request req;
+  req.prompt = std::move(prompt);
+  req.max_new_tokens = new_tokens;
+  req.ignore_eos = true;
+  return req;
+}
 
 /// ‖a − b‖ / ‖b‖.
 template <class A, class B>

@@ -13,21 +13,6 @@ using namespace volt::test;
 
 namespace {
 
-generate_request request_for(std::vector<int32_t> prompt, uint32_t new_tokens) {
-  generate_request req;
-  req.prompt = std::move(prompt);
-  req.max_new_tokens = new_tokens;
-  req.ignore_eos = true;
-  return req;
-}
-
-checkpoint open_fixture() {
-  auto ckpt = checkpoint::open(tiny_mixtral_dir());
-  if (!ckpt)
-    CAF_FAIL(describe(ckpt.error()));
-  return std::move(*ckpt);
-}
-
 /// 64 prompts of mixed lengths (1 to 64 tokens) and budgets.
 std::vector<generate_request> mixed_requests() {
   std::vector<generate_request> out;

@@ -16,24 +16,6 @@
 using namespace volt;
 using namespace volt::test;
 
-namespace {
-
-generate_request request_for(std::vector<int32_t> prompt, uint32_t new_tokens) {
-  generate_request req;
-  req.prompt = std::move(prompt);
-  req.max_new_tokens = new_tokens;
-  return req;
-}
-
-checkpoint open_fixture() {
-  auto ckpt = checkpoint::open(tiny_mixtral_dir());
-  if (!ckpt)
-    CAF_FAIL(describe(ckpt.error()));
-  return std::move(*ckpt);
-}
-
-} // namespace
-
 CAF_TEST(concurrent requests are queued and each gets its own answer) {
   auto ckpt = open_fixture();
   engine_harness node{ckpt};

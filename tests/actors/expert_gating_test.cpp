@@ -10,20 +10,14 @@
 #include "actors/gating.hpp"
 #include "gpu/cpu/cpu_ops.hpp"
 #include "tests/model/checkpoint_writer.hpp"
-#include "tests/test_dsl.hpp"
+#include "tests/deterministic_fixture.hpp"
 
 using namespace volt;
 using namespace volt::test;
 
 namespace {
 
-struct config : caf::actor_system_config {
-  config() {
-    add_message_types<caf::id_block::volt>();
-  }
-};
-
-struct fixture : test_coordinator_fixture<config> {
+struct fixture : deterministic_fixture {
   fixture() {
     auto opened = checkpoint::open(tiny_mixtral_dir());
     if (!opened)
@@ -33,17 +27,6 @@ struct fixture : test_coordinator_fixture<config> {
     dense = *dense_weights::load(*ckpt);
     expert_handle = sys.spawn(expert, experts);
     gating_handle = sys.spawn(gating, dense);
-  }
-
-  /// Sends `xs` to `dest` as a request, runs the scheduler, returns the answer.
-  template <class T, class Handle, class... Ts>
-  caf::expected<T> ask(const Handle& dest, Ts&&... xs) {
-    caf::expected<T> result{caf::error{}};
-    auto rh = self->request(dest, caf::infinite, std::forward<Ts>(xs)...);
-    run();
-    rh.receive([&](T& x) { result = std::move(x); },
-               [&](caf::error& err) { result = std::move(err); });
-    return result;
   }
 
   std::vector<float> rows(int64_t n) {

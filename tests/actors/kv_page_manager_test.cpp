@@ -13,7 +13,7 @@
 #include "base/error.hpp"
 #include "caf/binary_deserializer.hpp"
 #include "caf/binary_serializer.hpp"
-#include "tests/test_dsl.hpp"
+#include "tests/deterministic_fixture.hpp"
 
 using namespace volt;
 
@@ -28,24 +28,7 @@ ids iota(int32_t first, int32_t n) {
   return result;
 }
 
-struct config : caf::actor_system_config {
-  config() {
-    add_message_types<caf::id_block::volt>();
-  }
-};
-
-struct fixture : test_coordinator_fixture<config> {
-  /// Sends `xs` to `dest` as a request, runs the scheduler, returns the answer.
-  template <class T, class... Ts>
-  caf::expected<T> ask(const kv_page_manager_actor& dest, Ts&&... xs) {
-    caf::expected<T> result{caf::error{}};
-    auto rh = self->request(dest, caf::infinite, std::forward<Ts>(xs)...);
-    run();
-    rh.receive([&](T& x) { result = std::move(x); },
-               [&](caf::error& err) { result = std::move(err); });
-    return result;
-  }
-
+struct fixture : test::deterministic_fixture {
   /// Like ask, but fails the test on an error reply.
   template <class T, class... Ts>
   T get(const kv_page_manager_actor& dest, Ts&&... xs) {
