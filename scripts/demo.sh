@@ -6,4 +6,4 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 scripts/build.sh
 "${VOLT_BUILD_DIR:-build}/apps/volt-node" generate --model tests/data/tiny-mixtral-a \
-  --prompt-ids "${VOLT_DEMO_PROMPT:-1,22,333,44,5}" --max-new-tokens "${VOLT_DEMO_TOKENS:-24}"
+  --prompt-ids "${VOLT_DEMO_PROMPT:-1,22,33,44,5}" --max-new-tokens "${VOLT_DEMO_TOKENS:-24}"
