@@ -402,10 +402,28 @@ void fail_step(engine_pointer self, const caf::error& err) {
   schedule(self);
 }
 
+/// Reports the batch size and the page pool's counters to the metrics.
+void report_kv(engine_pointer self, size_t batch) {
+  auto& st = self->state;
+  if (!st.options.metrics)
+    return;
+  st.options.metrics->batch_size(batch);
+  self->request(st.kv, caf::infinite, kv_stats_atom_v)
+    .then(
+      [self](const page_table_stats& s) {
+        if (auto& m = self->state.options.metrics)
+          m->kv_pool(s.pages_used, s.pages_total, s.copy_on_write,
+                     s.prefix_lookups, s.prefix_hits, s.prefix_hit_tokens,
+                     s.evictions);
+      },
+      [](caf::error&) {});
+}
+
 void finish_step(engine_pointer self) {
   auto& st = self->state;
   const auto& cfg = st.weights->config;
   auto step = std::move(st.step);
+  report_kv(self, step->sequence_ids.size());
   const auto& b = step->batch;
   // Rows whose logits are needed: every prompt row of sequences that asked for
   // all logits, and the last row of each sequence that reaches its end of

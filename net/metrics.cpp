@@ -1,6 +1,7 @@
 #include "net/metrics.hpp"
 
 #include <atomic>
+#include <mutex>
 
 #include <prometheus/counter.h>
 #include <prometheus/family.h>
@@ -39,6 +40,10 @@ using prometheus::Histogram;
 const Histogram::BucketBoundaries latency_buckets
   = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,  0.25,
      0.5,   1.0,    2.5,   5.0,  10.0,  30.0, 60.0, 120.0};
+
+/// Batch size buckets: powers of two up to 256 sequences.
+const Histogram::BucketBoundaries batch_buckets = {1,  2,  4,   8,  16,
+                                                   32, 64, 128, 256};
 
 } // namespace
 
@@ -116,6 +121,60 @@ struct node_metrics::impl {
         .Labels(node)
         .Register(*registry);
 
+  /// KV pages holding K/V of running sequences.
+  Family<Gauge>& kv_used = BuildGauge()
+                             .Name("voltinfer_kv_pages_used")
+                             .Help("KV cache pages referenced by sequences")
+                             .Labels(node)
+                             .Register(*registry);
+  /// KV pages in the pool. Issue 5 names it voltinfer_kv_pages_total, but
+  /// promtool rejects "_total" on anything but a counter.
+  Family<Gauge>& kv_total = BuildGauge()
+                              .Name("voltinfer_kv_pages_capacity")
+                              .Help("KV cache pages in the pool")
+                              .Labels(node)
+                              .Register(*registry);
+  /// Pages copied because a sequence wrote into a shared page.
+  Family<Counter>& kv_cow = BuildCounter()
+                              .Name("voltinfer_kv_copy_on_write_total")
+                              .Help("KV pages copied on write")
+                              .Labels(node)
+                              .Register(*registry);
+  /// Prefix-cache lookups, hits, hit tokens and evictions.
+  Family<Counter>& prefix_lookups
+    = BuildCounter()
+        .Name("voltinfer_prefix_lookups_total")
+        .Help("Prompts looked up in the prefix cache")
+        .Labels(node)
+        .Register(*registry);
+  Family<Counter>& prefix_hits = BuildCounter()
+                                   .Name("voltinfer_prefix_hits_total")
+                                   .Help("Prompts that reused cached KV pages")
+                                   .Labels(node)
+                                   .Register(*registry);
+  Family<Counter>& prefix_tokens
+    = BuildCounter()
+        .Name("voltinfer_prefix_hit_tokens_total")
+        .Help("Prompt tokens whose KV came from the prefix cache")
+        .Labels(node)
+        .Register(*registry);
+  Family<Counter>& kv_evictions = BuildCounter()
+                                    .Name("voltinfer_kv_evictions_total")
+                                    .Help("Cached KV pages evicted (LRU)")
+                                    .Labels(node)
+                                    .Register(*registry);
+  /// Sequences per engine step.
+  Family<Histogram>& batch = BuildHistogram()
+                               .Name("voltinfer_batch_size")
+                               .Help("Sequences computed together per step")
+                               .Labels(node)
+                               .Register(*registry);
+  /// Last cumulative values reported by the page manager, so that counters
+  /// grow by the difference.
+  std::mutex kv_mtx;
+  uint64_t last_copies = 0, last_lookups = 0, last_hits = 0,
+           last_hit_tokens = 0, last_evictions = 0;
+
   /// Sum of expert_rows over all series, read without a scrape.
   std::atomic<uint64_t> rows_computed{0};
 
@@ -130,6 +189,13 @@ node_metrics::node_metrics(const std::string& node_id)
   impl_->tokens.Add({});
   impl_->failovers.Add({});
   impl_->request_latency.Add({}, latency_buckets);
+  impl_->batch.Add({}, batch_buckets);
+  for (auto* family :
+       {&impl_->kv_cow, &impl_->prefix_lookups, &impl_->prefix_hits,
+        &impl_->prefix_tokens, &impl_->kv_evictions})
+    family->Add({});
+  impl_->kv_used.Add({});
+  impl_->kv_total.Add({});
 }
 
 node_metrics::~node_metrics() = default;
@@ -154,6 +220,29 @@ void node_metrics::expert_batch(uint32_t layer, uint32_t expert, size_t rows) {
   impl_->expert_requests.Add(labels).Increment();
   impl_->expert_rows.Add(labels).Increment(static_cast<double>(rows));
   impl_->rows_computed += rows;
+}
+
+void node_metrics::kv_pool(int64_t used, int64_t total, uint64_t copies,
+                           uint64_t lookups, uint64_t hits, uint64_t hit_tokens,
+                           uint64_t evictions) {
+  auto& m = *impl_;
+  m.kv_used.Add({}).Set(static_cast<double>(used));
+  m.kv_total.Add({}).Set(static_cast<double>(total));
+  std::lock_guard<std::mutex> guard{m.kv_mtx};
+  auto grow = [](Family<Counter>& family, uint64_t now, uint64_t& last) {
+    if (now > last)
+      family.Add({}).Increment(static_cast<double>(now - last));
+    last = now;
+  };
+  grow(m.kv_cow, copies, m.last_copies);
+  grow(m.prefix_lookups, lookups, m.last_lookups);
+  grow(m.prefix_hits, hits, m.last_hits);
+  grow(m.prefix_tokens, hit_tokens, m.last_hit_tokens);
+  grow(m.kv_evictions, evictions, m.last_evictions);
+}
+
+void node_metrics::batch_size(size_t n) {
+  impl_->batch.Add({}, batch_buckets).Observe(static_cast<double>(n));
 }
 
 uint64_t node_metrics::rows_computed() const {

@@ -47,6 +47,14 @@ public:
   /// Expert work re-sent to another host after its host failed.
   void failover();
 
+  /// The KV page pool now: pages in use and in all, and the totals since start
+  /// of copy-on-write copies, prefix-cache lookups, hits and evictions.
+  void kv_pool(int64_t used, int64_t total, uint64_t copies, uint64_t lookups,
+               uint64_t hits, uint64_t hit_tokens, uint64_t evictions);
+
+  /// Sequences computed together in one engine step.
+  void batch_size(size_t n);
+
   /// Token rows this node's experts computed since start (a worker's load).
   uint64_t rows_computed() const;
 

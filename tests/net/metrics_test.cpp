@@ -56,7 +56,13 @@ CAF_TEST(a router and a worker export the metric table) {
         "voltinfer_queue_depth{node=\"router\"} 0",
         "voltinfer_tokens_generated_total{node=\"router\"} 12",
         "voltinfer_live_workers{node=\"router\"} 1",
-        "voltinfer_failovers_total{node=\"router\"} 0"}) {
+        "voltinfer_failovers_total{node=\"router\"} 0",
+        "voltinfer_kv_pages_capacity{node=\"router\"} 64",
+        "voltinfer_kv_pages_used{node=\"router\"} ",
+        "voltinfer_prefix_lookups_total{node=\"router\"} 3",
+        "voltinfer_prefix_hits_total{node=\"router\"} 0",
+        "voltinfer_kv_copy_on_write_total{node=\"router\"} 0",
+        "voltinfer_batch_size_bucket{node=\"router\",le=\"1\"}"}) {
     if (text.find(want) == std::string::npos)
       CAF_FAIL("router metrics lack '" << want << "':\n" << text);
   }
