@@ -92,8 +92,7 @@ void finish_sequence(engine_pointer self, uint64_t id, caf::error err) {
     seq.result.prefill_seconds = seconds_between(seq.started, seq.prefill_done);
     seq.result.decode_seconds = seconds_between(seq.prefill_done, now);
     seq.result.kv.page_size = st.options.page_size;
-    seq.result.kv.pages_used
-      = static_cast<int64_t>(seq.pages.block_table.size());
+    seq.result.kv.pages_used = static_cast<int64_t>(seq.block_table.size());
     seq.origin.promise.deliver(std::move(seq.result));
     ++st.completed;
   }
@@ -157,7 +156,7 @@ void admit(engine_pointer self) {
         st.queue.pop_front();
         report_queue(st);
         const auto& req = seq.origin.request;
-        seq.pages.block_table = std::move(granted.block_table);
+        seq.block_table = std::move(granted.block_table);
         seq.tokens = req.prompt;
         seq.prompt_len = static_cast<int64_t>(seq.tokens.size());
         seq.announced = seq.prompt_len;
@@ -240,7 +239,7 @@ void begin_step(engine_pointer self) {
                               seq.computed + st.options.prefill_chunk)
                    : static_cast<int64_t>(seq.tokens.size());
     b.sequences.push_back(
-      step_batch::sequence{b.size(), to - from, &seq.pages.block_table});
+      step_batch::sequence{b.size(), to - from, &seq.block_table});
     for (int64_t pos = from; pos < to; ++pos) {
       b.token_ids.push_back(seq.tokens[static_cast<size_t>(pos)]);
       b.positions.push_back(static_cast<int32_t>(pos));
@@ -268,7 +267,7 @@ void begin_step(engine_pointer self) {
                       plan.copies[c], plan.copies[c + 1]);
           seq.result.kv.copy_on_write
             += static_cast<int64_t>(plan.copies.size() / 2);
-          seq.pages.block_table = std::move(plan.block_table);
+          seq.block_table = std::move(plan.block_table);
           if (--*pending > 0)
             return;
           st.planning = false;

@@ -55,7 +55,8 @@ struct queued_generation {
 /// One sequence in the running batch.
 struct running_sequence {
   queued_generation origin;
-  sequence_pages pages;
+  /// Physical page of each logical page, from the KV page manager.
+  std::vector<int32_t> block_table;
   std::vector<int32_t> tokens; // prompt followed by generated tokens
   int64_t prompt_len = 0;
   /// Tokens whose K/V are in the cache; the next step computes from here.

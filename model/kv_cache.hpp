@@ -8,11 +8,12 @@
 
 namespace volt {
 
-/// A fixed pool of KV pages for every layer of a model, plus the free list that
-/// hands them out. A page holds `page_size` token slots of K and V for all KV
+/// The float storage of a fixed pool of KV pages for every layer of a model.
+/// A page holds `page_size` token slots of K and V for all KV
 /// heads, in the layout of `kv_pages`; page p of every layer belongs to the
-/// same sequence, so one page table serves all layers. The allocation policy
-/// (sharing, copy-on-write, eviction) sits above this class.
+/// same sequence, so one page table serves all layers. Which page belongs to
+/// whom (sharing, copy-on-write, eviction) is the KV page manager's business
+/// (model/page_table.hpp, actors/kv_page_manager.hpp).
 class kv_cache {
 public:
   /// Creates `num_pages` pages for `n_layers` layers. Memory is reserved up
@@ -22,17 +23,6 @@ public:
 
   /// Returns the storage view of `layer`.
   kv_pages layer(int64_t layer);
-
-  /// Takes a free page; returns -1 when none is left.
-  int32_t allocate();
-
-  /// Returns `page` to the free list.
-  void release(int32_t page);
-
-  /// Number of pages not handed out.
-  int64_t free_pages() const {
-    return static_cast<int64_t>(free_.size());
-  }
 
   int64_t num_pages() const {
     return num_pages_;
@@ -61,20 +51,6 @@ private:
   std::vector<float>
     k_; // [n_layers, num_pages, page_size, n_kv_heads, head_dim]
   std::vector<float> v_; // same shape as k_
-  std::vector<int32_t> free_;
-};
-
-/// The pages of one sequence: block_table[i] holds token positions
-/// [i * page_size, (i + 1) * page_size).
-struct sequence_pages {
-  std::vector<int32_t> block_table;
-
-  /// Grows the table to cover `n_tokens` tokens; false (and no change) when the
-  /// cache has too few free pages.
-  bool reserve(kv_cache& cache, int64_t n_tokens);
-
-  /// Hands every page back.
-  void release(kv_cache& cache);
 };
 
 } // namespace volt
