@@ -20,6 +20,7 @@
 #include "caf/event_based_actor.hpp"
 #include "caf/io/middleman.hpp"
 #include "caf/scoped_actor.hpp"
+#include "gpu/cpu/parallel.hpp"
 #include "net/actor_system_setup.hpp"
 #include "model/page_table.hpp"
 #include "net/metrics.hpp"
@@ -114,6 +115,7 @@ engine_options_of(const node_config& cfg, const model_config& model,
   opts.max_queue = cfg.engine.max_queue;
   opts.max_batch = cfg.engine.max_batch;
   opts.prefill_chunk = cfg.engine.prefill_chunk;
+  cpu::set_compute_threads(static_cast<int>(cfg.engine.compute_threads));
   opts.metrics = std::move(metrics);
   return opts;
 }

@@ -264,6 +264,12 @@ const std::vector<config_key>& config_keys() {
      "Prompt tokens prefilled per sequence per step, so that a long prompt "
      "does not stall running decodes.",
      1, 1048576},
+    {"engine", "compute_threads",
+     field<&node_config::engine, &engine_section::compute_threads>(),
+     "Threads that compute a step's attention and logits on the CPU, the "
+     "engine's own included; 0 means one per core. Results do not depend on "
+     "it.",
+     0, 1024},
   };
   return keys;
 }

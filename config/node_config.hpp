@@ -153,6 +153,9 @@ struct engine_section {
   /// Prompt tokens prefilled per sequence per step, so that long prompts do
   /// not stall running decodes. Default: 512.
   uint32_t prefill_chunk = 512;
+  /// Threads that compute a step's attention and logits, the engine's own
+  /// included (0: one per core). Default: 0.
+  uint32_t compute_threads = 0;
 };
 
 /// The whole node configuration, one struct per TOML section.

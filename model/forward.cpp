@@ -1,9 +1,11 @@
 #include "model/forward.hpp"
 
+#include <algorithm>
 #include <string>
 
 #include "base/error.hpp"
 #include "gpu/cpu/cpu_ops.hpp"
+#include "gpu/cpu/parallel.hpp"
 
 namespace volt {
 
@@ -14,6 +16,26 @@ void embed(const dense_weights& w, const step_batch& batch,
   cpu::embedding(w.embed_tokens.data, h, batch.token_ids.data(), batch.size(),
                  hidden.data());
 }
+
+namespace {
+
+/// Calls `fn(seq, first, count)` for each part of rows [r0, r1) that belongs
+/// to one sequence of the batch.
+template <class F>
+void for_sequence_rows(const step_batch& batch, int64_t r0, int64_t r1, F fn) {
+  for (const auto& seq : batch.sequences) {
+    auto first = std::max(r0, seq.first_row);
+    auto last = std::min(r1, seq.first_row + seq.n_rows);
+    if (first < last)
+      fn(seq, first, last - first);
+  }
+}
+
+/// Rows per part of a parallel op: below this, waking a thread costs more
+/// than the part saves.
+constexpr int64_t rows_per_part = 4;
+
+} // namespace
 
 void attention_block(const dense_weights& w, int64_t layer, kv_cache& cache,
                      const step_batch& batch, std::vector<float>& hidden) {
@@ -29,30 +51,46 @@ void attention_block(const dense_weights& w, int64_t layer, kv_cache& cache,
   std::vector<float> v(static_cast<size_t>(n * kv_dim));
   std::vector<float> attn(static_cast<size_t>(n * q_dim));
   std::vector<float> o(static_cast<size_t>(n * h));
-  cpu::rms_norm(hidden.data(), lw.input_norm.data, n, h,
-                static_cast<float>(cfg.rms_norm_eps), x.data());
-  cpu::matmul_nt(x.data(), lw.q_proj.data, n, h, q_dim, q.data());
-  cpu::matmul_nt(x.data(), lw.k_proj.data, n, h, kv_dim, k.data());
-  cpu::matmul_nt(x.data(), lw.v_proj.data, n, h, kv_dim, v.data());
-  cpu::rope(q.data(), batch.positions.data(), n, cfg.num_attention_heads,
-            cfg.head_dim, cfg.rope_theta);
-  cpu::rope(k.data(), batch.positions.data(), n, cfg.num_key_value_heads,
-            cfg.head_dim, cfg.rope_theta);
   auto pages = cache.layer(layer);
+  const int32_t* positions = batch.positions.data();
+  // Every row is computed on its own (fixed-order sums), so any split over
+  // threads gives the same bits. Two phases: all rows' K/V must be in the
+  // cache before any row attends to its sequence's earlier rows.
+  cpu::parallel_for(n, rows_per_part, [&](int64_t r0, int64_t r1) {
+    auto m = r1 - r0;
+    cpu::rms_norm(hidden.data() + r0 * h, lw.input_norm.data, m, h,
+                  static_cast<float>(cfg.rms_norm_eps), x.data() + r0 * h);
+    cpu::matmul_nt(x.data() + r0 * h, lw.q_proj.data, m, h, q_dim,
+                   q.data() + r0 * q_dim);
+    cpu::matmul_nt(x.data() + r0 * h, lw.k_proj.data, m, h, kv_dim,
+                   k.data() + r0 * kv_dim);
+    cpu::matmul_nt(x.data() + r0 * h, lw.v_proj.data, m, h, kv_dim,
+                   v.data() + r0 * kv_dim);
+    cpu::rope(q.data() + r0 * q_dim, cfg.num_attention_heads,
+              k.data() + r0 * kv_dim, cfg.num_key_value_heads, positions + r0,
+              m, cfg.head_dim, cfg.rope_theta);
+    for_sequence_rows(
+      batch, r0, r1,
+      [&](const step_batch::sequence& seq, int64_t first, int64_t count) {
+        cpu::kv_write(pages, seq.block_table->data(), positions + first, count,
+                      k.data() + first * kv_dim, v.data() + first * kv_dim);
+      });
+  });
   attention_dims dims{cfg.num_attention_heads, cfg.num_key_value_heads,
                       cfg.head_dim, cfg.sliding_window};
-  for (const auto& seq : batch.sequences) {
-    auto r0 = seq.first_row;
-    const auto* table = seq.block_table->data();
-    cpu::kv_write(pages, table, batch.positions.data() + r0, seq.n_rows,
-                  k.data() + r0 * kv_dim, v.data() + r0 * kv_dim);
-    cpu::paged_attention(q.data() + r0 * q_dim, batch.positions.data() + r0,
-                         seq.n_rows, pages, table, dims,
-                         attn.data() + r0 * q_dim);
-  }
-  cpu::matmul_nt(attn.data(), lw.o_proj.data, n, q_dim, h, o.data());
-  for (size_t i = 0; i < o.size(); ++i)
-    hidden[i] += o[i];
+  cpu::parallel_for(n, rows_per_part, [&](int64_t r0, int64_t r1) {
+    for_sequence_rows(
+      batch, r0, r1,
+      [&](const step_batch::sequence& seq, int64_t first, int64_t count) {
+        cpu::paged_attention(q.data() + first * q_dim, positions + first, count,
+                             pages, seq.block_table->data(), dims,
+                             attn.data() + first * q_dim);
+      });
+    cpu::matmul_nt(attn.data() + r0 * q_dim, lw.o_proj.data, r1 - r0, q_dim, h,
+                   o.data() + r0 * h);
+    for (int64_t i = r0 * h; i < r1 * h; ++i)
+      hidden[static_cast<size_t>(i)] += o[static_cast<size_t>(i)];
+  });
 }
 
 void moe_input(const dense_weights& w, int64_t layer,
@@ -166,12 +204,16 @@ void final_logits(const dense_weights& w, const std::vector<float>& hidden,
   const auto& cfg = w.config;
   const int64_t h = cfg.hidden_size;
   const auto m = static_cast<int64_t>(rows.size());
+  const int64_t vocab = cfg.vocab_size;
   std::vector<float> x(static_cast<size_t>(m * h));
-  for (int64_t i = 0; i < m; ++i)
-    cpu::rms_norm(hidden.data() + rows[i] * h, w.final_norm.data, 1, h,
-                  static_cast<float>(cfg.rms_norm_eps), x.data() + i * h);
-  logits.resize(static_cast<size_t>(m * cfg.vocab_size));
-  cpu::matmul_nt(x.data(), w.lm_head.data, m, h, cfg.vocab_size, logits.data());
+  logits.resize(static_cast<size_t>(m * vocab));
+  cpu::parallel_for(m, rows_per_part, [&](int64_t r0, int64_t r1) {
+    for (int64_t i = r0; i < r1; ++i)
+      cpu::rms_norm(hidden.data() + rows[i] * h, w.final_norm.data, 1, h,
+                    static_cast<float>(cfg.rms_norm_eps), x.data() + i * h);
+    cpu::matmul_nt(x.data() + r0 * h, w.lm_head.data, r1 - r0, h, vocab,
+                   logits.data() + r0 * vocab);
+  });
 }
 
 } // namespace volt

@@ -34,10 +34,14 @@ void matmul_nt(const float* x, const float* w, int64_t n_rows, int64_t in_dim,
 /// Rotary position embedding in the "rotate half" form of Hugging Face
 /// Llama/Mixtral: pairs (i, i + head_dim/2) rotate by position *
 /// theta^(-2i/head_dim). In place.
-/// - x         (in/out): [n_tokens, n_heads, head_dim]
+/// Rotates queries and keys together (each angle computed once per token);
+/// `k` may be null with k_heads 0.
+/// - q         (in/out): [n_tokens, q_heads, head_dim]
+/// - k         (in/out): [n_tokens, k_heads, head_dim]
 /// - positions (in):     [n_tokens]
-void rope(float* x, const int32_t* positions, int64_t n_tokens, int64_t n_heads,
-          int64_t head_dim, double theta);
+void rope(float* q, int64_t q_heads, float* k, int64_t k_heads,
+          const int32_t* positions, int64_t n_tokens, int64_t head_dim,
+          double theta);
 
 /// Stores the K/V rows of new tokens into their slots of the paged cache.
 /// - k, v        (in):  [n_tokens, n_kv_heads, head_dim]

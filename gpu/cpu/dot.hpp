@@ -4,11 +4,15 @@
 
 namespace volt::cpu {
 
+// Always inlined: a caller compiled for AVX2 (target_clones) then gets the
+// loops in AVX2 too; an out-of-line copy would be built for baseline SSE2.
+
 /// Dot product of two float vectors with eight independent partial sums, so
 /// that the compiler vectorises it without -ffast-math. The summation order is
 /// fixed (it depends only on n), which keeps results bit-identical across runs,
 /// nodes and batch shapes.
-inline float dot(const float* a, const float* b, int64_t n) {
+[[gnu::always_inline]] inline float dot(const float* a, const float* b,
+                                        int64_t n) {
   float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
   int64_t i = 0;
   for (; i + 8 <= n; i += 8)
@@ -25,8 +29,9 @@ inline float dot(const float* a, const float* b, int64_t n) {
 /// computes it (same partial sums, same reduction order): sharing the loads
 /// of `b` saves a quarter of the memory traffic of four separate calls without
 /// changing a single bit of the results.
-inline void dot4(const float* a0, const float* a1, const float* a2,
-                 const float* a3, const float* b, int64_t n, float* out) {
+[[gnu::always_inline]] inline void dot4(const float* a0, const float* a1,
+                                        const float* a2, const float* a3,
+                                        const float* b, int64_t n, float* out) {
   float acc0[8] = {0, 0, 0, 0, 0, 0, 0, 0};
   float acc1[8] = {0, 0, 0, 0, 0, 0, 0, 0};
   float acc2[8] = {0, 0, 0, 0, 0, 0, 0, 0};

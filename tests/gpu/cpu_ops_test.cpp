@@ -1,8 +1,11 @@
 #define CAF_SUITE gpu.cpu_ops
 
 #include "gpu/cpu/cpu_ops.hpp"
+#include "gpu/cpu/fast_exp.hpp"
 
 #include <cmath>
+#include <cstdio>
+#include <string>
 #include <numeric>
 #include <random>
 #include <vector>
@@ -105,7 +108,7 @@ CAF_TEST(rope rotates pairs i and i
   auto x = random_floats(3 * 2 * hd, 6);
   auto orig = x;
   std::vector<int32_t> pos{0, 5, 1000};
-  cpu::rope(x.data(), pos.data(), 3, 2, hd, 10000.0);
+  cpu::rope(x.data(), 2, nullptr, 0, pos.data(), 3, hd, 10000.0);
   std::vector<double> want(x.size());
   for (int t = 0; t < 3; ++t)
     for (int h = 0; h < 2; ++h)
@@ -123,18 +126,28 @@ CAF_TEST(rope rotates pairs i and i
     CAF_CHECK_EQUAL(x[i], orig[i]);
 }
 
-CAF_TEST(paged attention equals dense causal attention for scattered pages) {
-  // 2 query heads per KV head, 13 tokens over pages of 4 placed out of order.
-  attention_dims dims{6, 3, 8, 0};
+namespace {
+
+/// "1.23e-07" (CAF's stream shows six fixed decimals).
+std::string scientific(double x) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.2e", x);
+  return buf;
+}
+
+/// Paged attention against float64 dense causal attention: 2 query heads per
+/// KV head, 13 tokens over pages of 4 placed out of order, head size `hd`.
+void check_paged_attention(int64_t hd) {
+  attention_dims dims{6, 3, hd, 0};
   const int64_t n = 13;
   const int64_t page_size = 4;
   std::vector<int32_t> block_table{5, 2, 7, 0};
-  std::vector<float> k_store(8 * page_size * 3 * 8, NAN);
+  std::vector<float> k_store(static_cast<size_t>(8 * page_size * 3 * hd), NAN);
   std::vector<float> v_store(k_store.size(), NAN);
-  kv_pages cache{k_store.data(), v_store.data(), 8, page_size, 3, 8};
-  auto q = random_floats(n * 6 * 8, 7);
-  auto k = random_floats(n * 3 * 8, 8);
-  auto v = random_floats(n * 3 * 8, 9);
+  kv_pages cache{k_store.data(), v_store.data(), 8, page_size, 3, hd};
+  auto q = random_floats(n * 6 * hd, 7);
+  auto k = random_floats(n * 3 * hd, 8);
+  auto v = random_floats(n * 3 * hd, 9);
   std::vector<int32_t> pos(n);
   std::iota(pos.begin(), pos.end(), 0);
   cpu::kv_write(cache, block_table.data(), pos.data(), n, k.data(), v.data());
@@ -152,22 +165,51 @@ CAF_TEST(paged attention equals dense causal attention for scattered pages) {
         double mx = -1e300;
         for (int64_t p = first; p <= t; ++p) {
           double acc = 0;
-          for (int i = 0; i < 8; ++i)
-            acc += double{q[(t * 6 + h) * 8 + i]} * k[(p * 3 + kvh) * 8 + i];
-          s.push_back(acc / std::sqrt(8.0));
+          for (int64_t i = 0; i < hd; ++i)
+            acc += double{q[(t * 6 + h) * hd + i]} * k[(p * 3 + kvh) * hd + i];
+          s.push_back(acc / std::sqrt(static_cast<double>(hd)));
           mx = std::max(mx, s.back());
         }
         double den = 0;
         for (auto& e : s)
           den += (e = std::exp(e - mx));
-        for (int i = 0; i < 8; ++i) {
+        for (int64_t i = 0; i < hd; ++i) {
           double acc = 0;
           for (int64_t p = first; p <= t; ++p)
-            acc += s[p - first] * v[(p * 3 + kvh) * 8 + i];
-          want[(t * 6 + h) * 8 + i] = acc / den;
+            acc += s[p - first] * v[(p * 3 + kvh) * hd + i];
+          want[(t * 6 + h) * hd + i] = acc / den;
         }
       }
+    CAF_MESSAGE("head size " << hd << ", window " << window << ": error "
+                             << scientific(rel_error(out, want)));
     CAF_CHECK_LESS(rel_error(out, want), 1e-6);
+  }
+}
+
+} // namespace
+
+CAF_TEST(paged attention equals dense causal attention for scattered pages) {
+  // 8 fills one vector; 12 and 20 leave a partial block of output elements.
+  for (int64_t hd : {8, 12, 20})
+    check_paged_attention(hd);
+}
+
+CAF_TEST(the softmax exponential is within two ulp of std exp) {
+  // Every input a softmax sees: x - max(x) <= 0, down to where e^x is below
+  // every float that matters next to 1.
+  double worst = 0;
+  for (float x = 0.0f; x > -87.0f; x = std::nextafter(x, -100.0f) - 1e-3f) {
+    double got = cpu::exp_nonpositive(x);
+    double want = std::exp(static_cast<double>(x));
+    worst = std::max(worst, std::abs(got - want) / want);
+  }
+  CAF_MESSAGE("worst relative error " << scientific(worst));
+  CAF_CHECK_LESS(worst, 2.5e-7); // two float ulp near 1 are 2.4e-7
+  CAF_CHECK_EQUAL(cpu::exp_nonpositive(0.0f), 1.0f);
+  // Far below: tiny and positive, never a garbage power of two.
+  for (float x : {-90.0f, -1000.0f, -1e30f, -INFINITY}) {
+    CAF_CHECK_GREATER_OR_EQUAL(cpu::exp_nonpositive(x), 0.0f);
+    CAF_CHECK_LESS(cpu::exp_nonpositive(x), 1e-37f);
   }
 }
 

@@ -1,0 +1,30 @@
+#pragma once
+
+// Fork-join parallelism for the CPU ops of one engine step. The engine runs
+// on one actor thread; while it computes attention and logits the expert
+// actors wait for its dispatch, so the other cores are free. A small pool of
+// our own threads (not CAF's scheduler) takes parts of the rows.
+
+#include <cstdint>
+#include <functional>
+
+namespace volt::cpu {
+
+/// Runs `fn(begin, end)` over contiguous parts of [0, n) and returns when all
+/// parts are done: the calling thread takes the first part, pool threads the
+/// others. Every part has at least `grain` items, so small `n` runs inline
+/// without waking anyone. Callers must make each item's result independent of
+/// how [0, n) is split (then results are bit-identical for any thread count).
+/// Safe to call from several threads: a call that finds the pool busy runs
+/// inline.
+void parallel_for(int64_t n, int64_t grain,
+                  const std::function<void(int64_t, int64_t)>& fn);
+
+/// Sets the threads parallel_for uses, the caller included (1 disables the
+/// pool; 0 means one per core). Call before the first parallel_for.
+void set_compute_threads(int n);
+
+/// The threads parallel_for uses, the caller included.
+int compute_threads();
+
+} // namespace volt::cpu
