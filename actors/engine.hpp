@@ -45,6 +45,9 @@ struct engine_options {
   std::shared_ptr<node_metrics> metrics;
 };
 
+/// Upper bound of generate_request::n.
+constexpr uint32_t max_sequences_per_request = 64;
+
 /// A request waiting for its turn.
 struct queued_generation {
   generate_request request;
@@ -52,9 +55,34 @@ struct queued_generation {
   std::chrono::steady_clock::time_point arrived;
 };
 
-/// One sequence in the running batch.
-struct running_sequence {
+/// A request being answered: what its sequences (one, or `n` for parallel
+/// sampling) produced so far. The sequences share it.
+struct request_group {
   queued_generation origin;
+  /// The answer being built: prompt logits, routing, timings, KV usage; each
+  /// sequence adds its tokens when it finishes.
+  generate_result result;
+  std::vector<float> all_logits; // [n_prompt, vocab] when asked
+  std::vector<int32_t> routing; // [n_layers, n_prompt, k] when asked
+  /// The prompt's logits are in `result` (and the other sequences forked).
+  bool prefilled = false;
+  /// Sequences running or preempted.
+  size_t unfinished = 0;
+  /// The promise was delivered (the answer, or the first error).
+  bool answered = false;
+  std::chrono::steady_clock::time_point started;
+  std::chrono::steady_clock::time_point prefill_done;
+
+  const generate_request& request() const {
+    return origin.request;
+  }
+};
+
+/// One sequence in the running batch (or preempted, waiting to resume).
+struct running_sequence {
+  std::shared_ptr<request_group> group;
+  /// Which of the request's `n` sequences (also its random stream).
+  uint32_t index = 0;
   /// Physical page of each logical page, from the KV page manager.
   std::vector<int32_t> block_table;
   std::vector<int32_t> tokens; // prompt followed by generated tokens
@@ -64,13 +92,18 @@ struct running_sequence {
   /// Tokens the KV page manager knows (the prompt, then sampled tokens as
   /// they are committed).
   int64_t announced = 0;
-  generate_result result;
-  std::vector<float> all_logits; // [n_prompt, vocab] when asked
-  std::vector<int32_t> routing; // [n_layers, n_prompt, k] when asked
+  /// This sequence's share of the request's KV usage.
+  kv_usage kv;
   /// Draws the next tokens (its own random stream, from the request's seed).
   token_sampler sampler{0, 0};
-  std::chrono::steady_clock::time_point started;
-  std::chrono::steady_clock::time_point prefill_done;
+
+  const generate_request& request() const {
+    return group->request();
+  }
+
+  int64_t generated() const {
+    return static_cast<int64_t>(tokens.size()) - prompt_len;
+  }
 };
 
 /// Rows of one request to one host, in flight.
@@ -115,13 +148,19 @@ struct engine_state {
   std::deque<queued_generation> queue;
   /// The running batch, by sequence id (ids grow with admission).
   std::map<uint64_t, running_sequence> running;
+  /// Sequences whose pages were taken for others; they resume (oldest id
+  /// first, before new requests) by recomputing their tokens.
+  std::map<uint64_t, running_sequence> preempted;
+  /// Progress and finished sequences for the page manager, sent together
+  /// (`kv_sync`) before the next admission or step.
+  std::vector<kv_commit> pending_commits;
+  std::vector<uint64_t> pending_releases;
   std::unique_ptr<engine_step> step;
   /// Owns the KV pages' policy (sharing, prefix cache, eviction); the float
   /// storage stays in `cache`.
   kv_page_manager_actor kv;
-  /// An admission or a step's write plans are in flight.
+  /// An admission is in flight.
   bool admitting = false;
-  bool planning = false;
   /// The pool had no room for the next request: no admission until a running
   /// sequence has released its pages.
   bool admission_blocked = false;
@@ -132,6 +171,7 @@ struct engine_state {
   uint64_t completed = 0;
   uint64_t failed = 0;
   uint64_t refused = 0;
+  uint64_t preemptions = 0;
 
   static inline const char* name = "volt.engine";
 };

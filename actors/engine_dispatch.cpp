@@ -29,7 +29,7 @@ void record_routing(engine_state& st, int64_t layer,
   const auto& s = *st.step;
   for (size_t i = 0; i < s.batch.sequences.size(); ++i) {
     auto& seq = st.running.at(s.sequence_ids[i]);
-    if (!seq.origin.request.return_routing)
+    if (!seq.request().return_routing || seq.group->prefilled)
       continue;
     const auto& span = s.batch.sequences[i];
     for (int64_t r = span.first_row; r < span.first_row + span.n_rows; ++r) {
@@ -37,7 +37,8 @@ void record_routing(engine_state& st, int64_t layer,
       if (pos >= seq.prompt_len)
         continue; // generated tokens are not part of the record
       std::copy_n(ids.begin() + r * k, k,
-                  seq.routing.begin() + (layer * seq.prompt_len + pos) * k);
+                  seq.group->routing.begin()
+                    + (layer * seq.prompt_len + pos) * k);
     }
   }
 }

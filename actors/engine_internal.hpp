@@ -1,12 +1,25 @@
 #pragma once
 
-// Internals of the engine actor shared by its two source files: engine.cpp
-// (requests, the running batch, sampling) and engine_dispatch.cpp (one layer's
-// routing and expert dispatch with failover).
+// Internals of the engine actor shared by its source files: engine.cpp
+// (requests, expert hosts, timers), engine_batch.cpp (the running batch: KV
+// pages, admission, preemption, sampling, answers) and engine_dispatch.cpp
+// (one layer's routing and expert dispatch with failover).
 
 #include "actors/engine.hpp"
 
 namespace volt::engine_detail {
+
+/// Starts the next step (or admission) unless one is in flight.
+void schedule(engine_pointer self);
+
+/// Schedules the timer that expires requests waiting on missing experts.
+void schedule_tick(engine_pointer self);
+
+/// Reports the queue depth (waiting and preempted sequences) to the metrics.
+void report_queue(engine_state& st);
+
+/// Answers every drain waiter once nothing is queued, preempted or running.
+void notify_drained(engine_state& st);
 
 /// Runs layer `layer` of the current step: attention here, then routing and
 /// expert dispatch; continues with the next layer or `finish_step`.

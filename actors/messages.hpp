@@ -34,37 +34,51 @@ struct generate_request {
   /// Seed of the request's random numbers: the same seed gives the same
   /// tokens, alone or in a batch, on every machine.
   uint64_t seed = 0;
+  /// Sequences sampled from the prompt (parallel sampling): they share the
+  /// prompt's KV pages and sequence i draws from random stream i of `seed`.
+  uint32_t n = 1;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, generate_request& x) {
   return f(caf::meta::type_name("volt.generate_request"), x.prompt,
            x.max_new_tokens, x.ignore_eos, x.return_all_logits,
-           x.return_routing, x.temperature, x.top_p, x.seed);
+           x.return_routing, x.temperature, x.top_p, x.seed, x.n);
 }
 
 /// How a request used the KV cache.
 struct kv_usage {
   int64_t page_size = 0;
-  /// Pages its sequence held at the end.
+  /// Pages its sequences held at their end, summed over the sequences.
   int64_t pages_used = 0;
-  /// Of those, pages shared with other sequences or the prefix cache.
+  /// Pages its sequences used without allocating them: prompt pages from the
+  /// prefix cache, and pages a forked sequence (n > 1) took over from the
+  /// first sequence and never copied.
   int64_t pages_shared = 0;
   /// Pages copied on write for it.
   int64_t copy_on_write = 0;
   /// Prompt tokens whose K/V came from the prefix cache.
   int64_t prefix_hit_tokens = 0;
+  /// Times one of its sequences was preempted (pages released under memory
+  /// pressure, resumed later by recomputation).
+  int64_t preemptions = 0;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, kv_usage& x) {
   return f(caf::meta::type_name("volt.kv_usage"), x.page_size, x.pages_used,
-           x.pages_shared, x.copy_on_write, x.prefix_hit_tokens);
+           x.pages_shared, x.copy_on_write, x.prefix_hit_tokens, x.preemptions);
 }
 
 /// The answer to a `generate_request`.
 struct generate_result {
+  /// Tokens of the first sequence.
   std::vector<int32_t> new_tokens;
+  /// Every sequence's tokens when the request asked for n > 1 (the first is
+  /// `new_tokens`).
+  std::vector<std::vector<int32_t>> sequences;
+  /// Why each of `sequences` stopped.
+  std::vector<std::string> finish_reasons;
   /// Logits at the last prompt position: f32 [vocab].
   wire_tensor last_logits;
   /// Logits at every prompt position when asked: f32 [n_prompt, vocab].
@@ -72,7 +86,7 @@ struct generate_result {
   /// Experts per layer and prompt token when asked: i32 [n_layers, n_prompt,
   /// k].
   wire_tensor routing;
-  /// Why generation stopped: "length", "eos" or "context".
+  /// Why the first sequence stopped: "length", "eos" or "context".
   std::string finish_reason;
   double prefill_seconds = 0;
   double decode_seconds = 0;
@@ -82,8 +96,9 @@ struct generate_result {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, generate_result& x) {
   return f(caf::meta::type_name("volt.generate_result"), x.new_tokens,
-           x.last_logits, x.all_logits, x.routing, x.finish_reason,
-           x.prefill_seconds, x.decode_seconds, x.kv);
+           x.sequences, x.finish_reasons, x.last_logits, x.all_logits,
+           x.routing, x.finish_reason, x.prefill_seconds, x.decode_seconds,
+           x.kv);
 }
 
 /// The router's decision for a batch of token rows of one layer.

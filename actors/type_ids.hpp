@@ -87,6 +87,9 @@ CAF_BEGIN_TYPE_ID_BLOCK(volt, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(volt, (volt::kv_write))
   CAF_ADD_TYPE_ID(volt, (volt::kv_write_plan))
   CAF_ADD_TYPE_ID(volt, (volt::kv_commit))
+  CAF_ADD_TYPE_ID(volt, (volt::kv_step))
+  CAF_ADD_TYPE_ID(volt, (volt::kv_step_plan))
+  CAF_ADD_TYPE_ID(volt, (volt::kv_sync))
   CAF_ADD_TYPE_ID(volt, (volt::page_table_stats))
   CAF_ADD_TYPE_ID(volt, (std::vector<uint64_t>))
 
@@ -106,13 +109,15 @@ CAF_BEGIN_TYPE_ID_BLOCK(volt, caf::first_custom_type_id)
   /// Owns the KV page pool of a node: page tables, copy-on-write, prefix
   /// cache, eviction. Every reply is the answer or an error (invalid_request,
   /// out_of_pages), never a crash. Replies: kv_commit gives the sequence's
-  /// computed tokens; kv_fork the child's block table; kv_release the number
-  /// of pages the sequence held; kv_order the live sequences, oldest
-  /// admission first.
+  /// computed tokens; kv_sync the pages released; kv_fork the child's block
+  /// table; kv_release the number of pages the sequence held; kv_order the
+  /// live sequences, oldest admission first.
   using kv_page_manager_actor = caf::typed_actor<
     caf::replies_to<kv_admit>::with<kv_admission>,
     caf::replies_to<kv_write>::with<kv_write_plan>,
     caf::replies_to<kv_commit>::with<int64_t>,
+    caf::replies_to<kv_step>::with<kv_step_plan>,
+    caf::replies_to<kv_sync>::with<int64_t>,
     caf::replies_to<kv_fork_atom, uint64_t,
                     uint64_t>::with<std::vector<int32_t>>,
     caf::replies_to<kv_release_atom, uint64_t>::with<int64_t>,

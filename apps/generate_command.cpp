@@ -38,6 +38,9 @@ const std::vector<flag_spec> generate_flags = {
   {"temperature", true, "sampling temperature; 0 is greedy (default 0)"},
   {"top-p", true, "nucleus sampling threshold in (0, 1] (default 1)"},
   {"seed", true, "seed of the sampler: same seed, same tokens (default 0)"},
+  {"n", true,
+   "sequences to sample from the prompt, sharing its KV pages (default 1); "
+   "--json then adds \"sequences\""},
   {"expert-actors", true,
    "with --model: expert actors to split the experts over (default: one per "
    "core)"},
@@ -79,6 +82,10 @@ caf::expected<generate_request> request_from(const cli_args& args) {
     return std::move(top_p.error());
   if (!seed)
     return std::move(seed.error());
+  auto n = args.get_int("n", 1, 1, max_sequences_per_request);
+  if (!n)
+    return std::move(n.error());
+  req.n = static_cast<uint32_t>(*n);
   req.temperature = static_cast<float>(*temperature);
   req.top_p = static_cast<float>(*top_p);
   req.seed = static_cast<uint64_t>(*seed);

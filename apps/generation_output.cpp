@@ -77,6 +77,18 @@ std::string generation_to_json(const generate_request& req,
   append_array(out,
                reinterpret_cast<const float*>(res.last_logits.bytes.data()),
                res.last_logits.bytes.size() / sizeof(float));
+  if (!res.sequences.empty()) {
+    out += ",\"sequences\":[";
+    for (size_t i = 0; i < res.sequences.size(); ++i) {
+      if (i > 0)
+        out += ',';
+      append_array(out, res.sequences[i].data(), res.sequences[i].size());
+    }
+    out += "],\"finish_reasons\":[";
+    for (size_t i = 0; i < res.finish_reasons.size(); ++i)
+      out += (i > 0 ? ",\"" : "\"") + res.finish_reasons[i] + '"';
+    out += ']';
+  }
   if (req.return_all_logits) {
     out += ",\"all_logits\":";
     append_nested<float>(out, res.all_logits);
@@ -91,22 +103,33 @@ std::string generation_to_json(const generate_request& req,
     ",\"finish_reason\":\"%s\",\"prompt_tokens\":%zu,\"prefill_seconds\":%.6f,"
     "\"decode_seconds\":%.6f,\"decode_tokens_per_second\":%.2f,"
     "\"kv\":{\"page_size\":%lld,\"pages_used\":%lld,\"pages_shared\":%lld,"
-    "\"copy_on_write\":%lld,\"prefix_hit_tokens\":%lld}}",
+    "\"copy_on_write\":%lld,\"prefix_hit_tokens\":%lld,\"preemptions\":%lld}}",
     res.finish_reason.c_str(), req.prompt.size(), res.prefill_seconds,
     res.decode_seconds, per_second(decode_steps(res), res.decode_seconds),
     static_cast<long long>(res.kv.page_size),
     static_cast<long long>(res.kv.pages_used),
     static_cast<long long>(res.kv.pages_shared),
     static_cast<long long>(res.kv.copy_on_write),
-    static_cast<long long>(res.kv.prefix_hit_tokens));
+    static_cast<long long>(res.kv.prefix_hit_tokens),
+    static_cast<long long>(res.kv.preemptions));
   return out + tail;
 }
 
 std::string generation_to_text(const generate_request& req,
                                const generate_result& res) {
-  std::string out = "new tokens:";
-  for (auto t : res.new_tokens)
-    out += " " + std::to_string(t);
+  std::string out;
+  auto append_tokens = [&out](const std::vector<int32_t>& tokens) {
+    for (auto t : tokens)
+      out += " " + std::to_string(t);
+  };
+  if (res.sequences.empty()) {
+    out = "new tokens:";
+    append_tokens(res.new_tokens);
+  }
+  for (size_t i = 0; i < res.sequences.size(); ++i) {
+    out += (i > 0 ? "\nsequence " : "sequence ") + std::to_string(i) + ":";
+    append_tokens(res.sequences[i]);
+  }
   char buf[256];
   std::snprintf(buf, sizeof(buf),
                 "\nprefill: %zu prompt tokens in %.2f ms (%.1f tokens/s)\n"

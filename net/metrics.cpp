@@ -163,6 +163,13 @@ struct node_metrics::impl {
                                     .Help("Cached KV pages evicted (LRU)")
                                     .Labels(node)
                                     .Register(*registry);
+  /// Sequences whose pages were released for a running sequence's growth.
+  Family<Counter>& preemptions
+    = BuildCounter()
+        .Name("voltinfer_kv_preemptions_total")
+        .Help("Sequences preempted for KV pages (resumed by recomputation)")
+        .Labels(node)
+        .Register(*registry);
   /// Sequences per engine step.
   Family<Histogram>& batch = BuildHistogram()
                                .Name("voltinfer_batch_size")
@@ -192,7 +199,7 @@ node_metrics::node_metrics(const std::string& node_id)
   impl_->batch.Add({}, batch_buckets);
   for (auto* family :
        {&impl_->kv_cow, &impl_->prefix_lookups, &impl_->prefix_hits,
-        &impl_->prefix_tokens, &impl_->kv_evictions})
+        &impl_->prefix_tokens, &impl_->kv_evictions, &impl_->preemptions})
     family->Add({});
   impl_->kv_used.Add({});
   impl_->kv_total.Add({});
@@ -263,6 +270,10 @@ void node_metrics::live_workers(size_t n) {
 
 void node_metrics::failover() {
   impl_->failovers.Add({}).Increment();
+}
+
+void node_metrics::preemption() {
+  impl_->preemptions.Add({}).Increment();
 }
 
 caf::expected<std::unique_ptr<metrics_endpoint>>

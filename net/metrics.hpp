@@ -52,6 +52,10 @@ public:
   void kv_pool(int64_t used, int64_t total, uint64_t copies, uint64_t lookups,
                uint64_t hits, uint64_t hit_tokens, uint64_t evictions);
 
+  /// A sequence was preempted: its KV pages released for others; it resumes
+  /// later by recomputation.
+  void preemption();
+
   /// Sequences computed together in one engine step.
   void batch_size(size_t n);
 

@@ -4,6 +4,10 @@
 // get exactly the answers they get alone; long prompts are prefilled in
 // chunks without changing results; a full queue refuses with an error.
 
+#include <prometheus/registry.h>
+#include <prometheus/text_serializer.h>
+
+#include "net/metrics.hpp"
 #include "tests/engine_harness.hpp"
 #include "tests/model/checkpoint_writer.hpp"
 #include "tests/test_dsl.hpp"
@@ -215,4 +219,122 @@ CAF_TEST(a repeated prompt reuses its cached pages and gives the same answer) {
   auto third = node.generate(request_for(other, 4));
   CAF_REQUIRE(third);
   CAF_CHECK_EQUAL(third->kv.prefix_hit_tokens, 16);
+}
+
+namespace {
+
+/// Sends every request at once and returns the answers in order; fails the
+/// test on an error.
+std::vector<generate_result>
+generate_together(engine_harness& node,
+                  const std::vector<generate_request>& reqs) {
+  caf::scoped_actor self{node.system()};
+  std::vector<decltype(self->request(node.engine(), caf::infinite,
+                                     generate_atom_v, generate_request{}))>
+    pending;
+  for (const auto& req : reqs)
+    pending.push_back(self->request(node.engine(), std::chrono::seconds{60},
+                                    generate_atom_v, req));
+  std::vector<generate_result> out;
+  for (auto& p : pending)
+    p.receive([&](generate_result& res) { out.push_back(std::move(res)); },
+              [](caf::error& err) { CAF_FAIL(describe(err)); });
+  return out;
+}
+
+generate_request parallel_sampling(uint64_t seed, uint32_t n) {
+  auto req = request_for({9, 41, 7, 200, 13}, 12);
+  req.temperature = 1.0f;
+  req.seed = seed;
+  req.n = n;
+  return req;
+}
+
+} // namespace
+
+CAF_TEST(n sequences share the prompt pages and are reproducible) {
+  auto ckpt = open_fixture();
+  engine_harness node{ckpt};
+  auto a = node.generate(parallel_sampling(7, 4));
+  auto b = node.generate(parallel_sampling(7, 4));
+  CAF_REQUIRE(a && b);
+  CAF_REQUIRE_EQUAL(a->sequences.size(), 4u);
+  CAF_REQUIRE_EQUAL(a->finish_reasons.size(), 4u);
+  CAF_CHECK_EQUAL(a->sequences, b->sequences);
+  CAF_CHECK_EQUAL(a->new_tokens, a->sequences[0]);
+  for (const auto& s : a->sequences)
+    CAF_CHECK_EQUAL(s.size(), 12u);
+  // Four random streams: the sequences differ.
+  CAF_CHECK_NOT_EQUAL(a->sequences[0], a->sequences[1]);
+  CAF_CHECK_NOT_EQUAL(a->sequences[2], a->sequences[3]);
+  // Sequence 0 is what a request with n = 1 and the same seed gets.
+  auto single = node.generate(parallel_sampling(7, 1));
+  CAF_REQUIRE(single);
+  CAF_CHECK_EQUAL(single->new_tokens, a->sequences[0]);
+  CAF_CHECK(single->sequences.empty());
+  // The 5-token prompt fills part of one page: the three forks shared it and
+  // each copied it on its first write.
+  CAF_CHECK_EQUAL(a->kv.copy_on_write, 3);
+  CAF_CHECK_EQUAL(a->kv.pages_used, 4);
+  // In a batch with other requests, the same seed gives the same sequences.
+  auto batch = generate_together(
+    node, {parallel_sampling(3, 2), parallel_sampling(7, 4),
+           request_for({5, 6}, 20), parallel_sampling(7, 3)});
+  CAF_CHECK_EQUAL(batch[1].sequences, a->sequences);
+  CAF_REQUIRE_EQUAL(batch[3].sequences.size(), 3u);
+  for (size_t i = 0; i < 3; ++i)
+    CAF_CHECK_EQUAL(batch[3].sequences[i], a->sequences[i]);
+  // n out of range is refused with the field named.
+  auto bad = node.generate(parallel_sampling(7, 0));
+  CAF_REQUIRE(!bad);
+  CAF_CHECK_NOT_EQUAL(describe(bad.error()).find("n: 0 sequences"),
+                      std::string::npos);
+}
+
+CAF_TEST(preempted sequences resume and give the same answers) {
+  auto ckpt = open_fixture();
+  std::vector<generate_request> reqs;
+  for (int i = 0; i < 6; ++i) {
+    std::vector<int32_t> prompt;
+    for (int j = 0; j < 5 + 3 * i; ++j)
+      prompt.push_back((i * 53 + j * 11 + 1) % 320);
+    reqs.push_back(request_for(prompt, 40));
+  }
+  // The n = 2 request forks too, and its sequences may be preempted.
+  reqs.push_back(parallel_sampling(5, 2));
+  reqs.back().max_new_tokens = 40;
+  std::vector<generate_result> alone;
+  {
+    engine_harness roomy{ckpt};
+    for (const auto& req : reqs) {
+      auto res = roomy.generate(req);
+      CAF_REQUIRE(res);
+      alone.push_back(std::move(*res));
+    }
+  }
+  // Pages of 4 tokens: each request alone needs at most 14 of the 16 pages,
+  // together they need far more, so running sequences run out of pages.
+  engine_options opts;
+  opts.page_size = 4;
+  opts.num_pages = 16;
+  auto metrics = std::make_shared<node_metrics>("test");
+  opts.metrics = metrics;
+  engine_harness tight{ckpt, 2, opts};
+  auto together = generate_together(tight, reqs);
+  int64_t preemptions = 0;
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    CAF_MESSAGE("request " << i << ": " << together[i].kv.preemptions
+                           << " preemptions");
+    CAF_CHECK_EQUAL(together[i].new_tokens, alone[i].new_tokens);
+    CAF_CHECK_EQUAL(together[i].sequences, alone[i].sequences);
+    CAF_CHECK_EQUAL(floats_of(together[i].last_logits),
+                    floats_of(alone[i].last_logits));
+    preemptions += together[i].kv.preemptions;
+  }
+  CAF_CHECK_GREATER(preemptions, 0);
+  auto text
+    = prometheus::TextSerializer{}.Serialize(metrics->registry()->Collect());
+  CAF_CHECK_NOT_EQUAL(text.find("voltinfer_kv_preemptions_total{node=\"test\"} "
+                                + std::to_string(preemptions)),
+                      std::string::npos);
 }

@@ -217,6 +217,78 @@ CAF_TEST(the caller preempts the newest sequence and resumes it later) {
   CAF_CHECK_EQUAL(stats().pages_used, 2);
 }
 
+CAF_TEST(a step preempts the newest sequence when pages run out) {
+  spawn_manager(4, 6);
+  // Three sequences of 6 prompt tokens, two pages each: the pool is full.
+  for (uint64_t seq = 1; seq <= 3; ++seq) {
+    admit(seq, iota(static_cast<int32_t>(10 * seq), 6), 6);
+    write(seq, 0, 6);
+    commit(seq, 6);
+  }
+  // Sequences 1 and 2 need a third page, sequence 3 none: sequence 3 (the
+  // newest) gives its two pages up.
+  auto grow = get<kv_step_plan>(
+    kv, kv_step{{kv_write{1, 6, 9}, kv_write{2, 6, 9}, kv_write{3, 6, 7}}});
+  CAF_CHECK_EQUAL(grow.preempted, seqs({3}));
+  CAF_REQUIRE_EQUAL(grow.plans.size(), 2u);
+  CAF_CHECK_EQUAL(grow.plans[0].seq, 1u);
+  CAF_CHECK_EQUAL(grow.plans[0].block_table.size(), 3u);
+  CAF_CHECK_EQUAL(grow.plans[1].seq, 2u);
+  CAF_CHECK_EQUAL(grow.plans[1].block_table.size(), 3u);
+  CAF_CHECK_EQUAL(get<seqs>(kv, kv_order_atom_v), seqs({1, 2}));
+  // Sequence 2 is now the newest: when it needs more, it preempts itself
+  // rather than the older sequence 1.
+  get<int64_t>(
+    kv, kv_sync{{kv_commit{1, 9, ids{1, 2, 3}}, kv_commit{2, 9, ids{4, 5, 6}}},
+                {}});
+  auto self_preempt
+    = get<kv_step_plan>(kv, kv_step{{kv_write{2, 9, 13}, kv_write{1, 9, 13}}});
+  CAF_CHECK_EQUAL(self_preempt.preempted, seqs({2}));
+  CAF_REQUIRE_EQUAL(self_preempt.plans.size(), 1u);
+  CAF_CHECK_EQUAL(self_preempt.plans[0].seq, 1u);
+  CAF_CHECK_EQUAL(self_preempt.plans[0].block_table.size(), 4u);
+  CAF_CHECK_EQUAL(stats().pages_used, 4);
+  // A preempted sequence resumes by admission with all its tokens; its
+  // committed full pages are still cached (evictable, not evicted) and are
+  // reused, so only the last token is recomputed.
+  release(1);
+  auto tokens = iota(20, 6);
+  tokens.insert(tokens.end(), {4, 5, 6});
+  auto resumed = admit(2, tokens, 9);
+  CAF_CHECK_EQUAL(resumed.cached_tokens, 8);
+}
+
+CAF_TEST(admission keeps headroom for the running sequences) {
+  spawn_manager(4, 4);
+  admit(1, iota(1, 6), 6);
+  // Two more pages are free: a 4-token prompt fits, but not with two pages
+  // of headroom.
+  CHECK_ERROR_REPLY(kv_admission, volt_errc::out_of_pages,
+                    "1 pages plus 2 headroom wanted, 2 available",
+                    kv_admit{2, iota(50, 4), 4, 2});
+  CAF_CHECK_EQUAL(get<seqs>(kv, kv_order_atom_v), seqs({1}));
+  auto ok = get<kv_admission>(kv, kv_admit{2, iota(50, 4), 4, 1});
+  CAF_CHECK_EQUAL(ok.block_table.size(), 1u);
+  // A request that can never fit is refused as such, headroom or not.
+  CHECK_ERROR_REPLY(kv_admission, volt_errc::invalid_request,
+                    "the pool has only 4 pages",
+                    kv_admit{3, iota(1, 3), 17, 1});
+}
+
+CAF_TEST(a sync commits then releases in order) {
+  spawn_manager(4, 8);
+  admit(1, iota(1, 9), 9);
+  write(1, 0, 9);
+  admit(2, iota(1, 9), 9);
+  auto released = get<int64_t>(kv, kv_sync{{kv_commit{1, 9, {}}}, seqs{1, 2}});
+  CAF_CHECK_EQUAL(released, 6);
+  auto st = stats();
+  CAF_CHECK_EQUAL(st.pages_used, 0);
+  // Sequence 1's two full pages entered the prefix cache before release.
+  CAF_CHECK_EQUAL(st.pages_cached, 2);
+  CAF_CHECK_EQUAL(admit(3, iota(1, 9), 9).cached_tokens, 8);
+}
+
 CAF_TEST(release returns everything) {
   spawn_manager(4, 12);
   for (uint64_t seq = 0; seq < 3; ++seq) {
@@ -274,6 +346,17 @@ CAF_TEST(malformed messages get error replies) {
                     uint64_t{9});
   CHECK_ERROR_REPLY(ids, bad, "kv_table: unknown sequence 9", kv_table_atom_v,
                     uint64_t{9});
+  CHECK_ERROR_REPLY(kv_admission, bad, "headroom_pages is negative",
+                    kv_admit{2, ids{1}, 1, -1});
+  CHECK_ERROR_REPLY(kv_step_plan, bad, "kv_step: unknown sequence 9",
+                    kv_step{{kv_write{1, 0, 1}, kv_write{9, 0, 1}}});
+  CHECK_ERROR_REPLY(kv_step_plan, bad, "sequence 1 writes twice",
+                    kv_step{{kv_write{1, 0, 1}, kv_write{1, 1, 2}}});
+  CHECK_ERROR_REPLY(kv_step_plan, bad, "out of order",
+                    kv_step{{kv_write{1, 4, 2}}});
+  CHECK_ERROR_REPLY(int64_t, bad, "unknown sequence 9",
+                    kv_sync{{kv_commit{9, 1, {}}}, {}});
+  CHECK_ERROR_REPLY(int64_t, bad, "unknown sequence 9", kv_sync{{}, seqs{9}});
   // Still serving, and nothing changed.
   CAF_CHECK_EQUAL(get<ids>(kv, kv_table_atom_v, uint64_t{1}), ids({0, 1}));
   CAF_CHECK_EQUAL(stats().pages_used, 2);
@@ -285,16 +368,34 @@ CAF_TEST(messages survive serialization) {
   std::vector<char> buf;
   caf::binary_serializer sink{sys, buf};
   kv_admit req{7, ids{1, 2, 3}, 40};
-  kv_write_plan plan{ids{4, 5}, ids{1, 9}};
+  req.headroom_pages = 3;
+  kv_write_plan plan{5, ids{4, 5}, ids{1, 9}};
   page_table_stats st;
   st.pages_total = 64;
   st.prefix_hit_tokens = 12;
-  CAF_REQUIRE(!sink(req, plan, st));
+  kv_step step{{kv_write{1, 0, 3}, kv_write{2, 5, 6}}};
+  kv_step_plan step_plan{{plan}, seqs{8, 9}};
+  kv_sync sync{{kv_commit{1, 3, ids{4}}}, seqs{2}};
+  CAF_REQUIRE(!sink(req, plan, st, step, step_plan, sync));
   kv_admit req2;
   kv_write_plan plan2;
   page_table_stats st2;
+  kv_step step2;
+  kv_step_plan step_plan2;
+  kv_sync sync2;
   caf::binary_deserializer source{sys, buf};
-  CAF_REQUIRE(!source(req2, plan2, st2));
+  CAF_REQUIRE(!source(req2, plan2, st2, step2, step_plan2, sync2));
+  CAF_CHECK_EQUAL(req2.headroom_pages, 3);
+  CAF_CHECK_EQUAL(plan2.seq, 5u);
+  CAF_REQUIRE_EQUAL(step2.writes.size(), 2u);
+  CAF_CHECK_EQUAL(step2.writes[1].seq, 2u);
+  CAF_CHECK_EQUAL(step2.writes[1].to, 6);
+  CAF_REQUIRE_EQUAL(step_plan2.plans.size(), 1u);
+  CAF_CHECK_EQUAL(step_plan2.plans[0].copies, ids({1, 9}));
+  CAF_CHECK_EQUAL(step_plan2.preempted, seqs({8, 9}));
+  CAF_REQUIRE_EQUAL(sync2.commits.size(), 1u);
+  CAF_CHECK_EQUAL(sync2.commits[0].appended, ids({4}));
+  CAF_CHECK_EQUAL(sync2.releases, seqs({2}));
   CAF_CHECK_EQUAL(req2.seq, 7u);
   CAF_CHECK_EQUAL(req2.prompt, ids({1, 2, 3}));
   CAF_CHECK_EQUAL(req2.reserve_tokens, 40);

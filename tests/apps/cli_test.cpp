@@ -50,6 +50,33 @@ CAF_TEST(generate prints the reference tokens and logits as json) {
     std::abs(doc->find("logits")->as_array()[0].as_double() - -0.219282), 1e-5);
 }
 
+CAF_TEST(generate samples n sequences and prints them as json) {
+  auto r = generate({"--model", tiny_mixtral_dir(), "--prompt-ids", "1,2,3",
+                     "--max-new-tokens", "5", "--ignore-eos", "--temperature",
+                     "1", "--seed", "11", "--n", "3", "--json"});
+  CAF_REQUIRE_EQUAL(r.exit_code, 0);
+  auto doc = json::parse(r.out, "stdout");
+  CAF_REQUIRE(doc);
+  const auto* sequences = doc->find("sequences");
+  CAF_REQUIRE(sequences != nullptr);
+  CAF_REQUIRE_EQUAL(sequences->size(), 3u);
+  for (const auto& s : sequences->as_array())
+    CAF_CHECK_EQUAL(s.size(), 5u);
+  CAF_CHECK_EQUAL(doc->find("finish_reasons")->size(), 3u);
+  // The first sequence is also "new_tokens"; the forks shared the prompt page.
+  CAF_CHECK_EQUAL(sequences->as_array()[0].size(),
+                  doc->find("new_tokens")->size());
+  const auto* kv = doc->find("kv");
+  CAF_REQUIRE(kv != nullptr);
+  CAF_CHECK_EQUAL(kv->find("copy_on_write")->as_int64(), 2);
+  CAF_CHECK_EQUAL(kv->find("preemptions")->as_int64(), 0);
+  // Without --n there is no "sequences".
+  auto single = generate({"--model", tiny_mixtral_dir(), "--prompt-ids", "1",
+                          "--max-new-tokens", "2", "--json"});
+  CAF_REQUIRE_EQUAL(single.exit_code, 0);
+  CAF_CHECK_EQUAL(single.out.find("sequences"), std::string::npos);
+}
+
 CAF_TEST(generate prints tokens and speed for a person) {
   auto r = generate({"--model", tiny_mixtral_dir(), "--prompt-ids", "1,2,3",
                      "--max-new-tokens", "4"});
@@ -101,6 +128,10 @@ CAF_TEST(bad flags exit with code 2 and one line) {
   check_bad_input(
     generate({"--model", model, "--prompt-ids", "1", "--top-p", "0"}),
     {"top_p"});
+  check_bad_input(generate({"--model", model, "--prompt-ids", "1", "--n", "0"}),
+                  {"--n"});
+  check_bad_input(
+    generate({"--model", model, "--prompt-ids", "1", "--n", "65"}), {"--n"});
 }
 
 CAF_TEST(bad checkpoints exit with code 2 and name the file) {
