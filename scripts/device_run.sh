@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs on the GPU machine (device tool), from the repository root, with .device/
 # carried (scripts/device_bundle.sh made it). One call does what the lease allows:
-#   scripts/device_run.sh [tests] [bench] [torch] [ncu]   (default: tests bench torch)
+#   scripts/device_run.sh [tests] [bench] [torch] [ncu] [serve]
+#   (default: tests bench torch)
 # Writes under $OUT: gpu.txt, tests.log, bench_bf16.json, bench_int8.json,
 # torch.json, table.md (the side-by-side table) and ncu.txt.
 set -uo pipefail
@@ -49,6 +50,20 @@ if [ -s "$OUT/bench_bf16.json" ]; then
   python3 scripts/moe_side_by_side.py "$OUT/bench_bf16.json" "$OUT/bench_int8.json" \
     "$OUT/torch.json" "$OUT/gpu.txt" >"$OUT/table.md"
   cat "$OUT/table.md"
+fi
+
+if has serve; then
+  # Continuous batching on the CPU of the GPU machine (the tiny model), three
+  # rounds: no shared prefix, 40-token prompts with and without 32 shared.
+  { nproc; lscpu | grep -E "Model name|Thread|Core|Socket"; } >"$OUT/serve_cpu.txt"
+  for round in 1 2 3; do
+    $node bench serve --model tests/data/tiny-mixtral-a --json >"$OUT/serve_$round.json"
+  done
+  $node bench serve --model tests/data/tiny-mixtral-a --prompt-tokens 40 --json \
+    >"$OUT/serve_40.json"
+  $node bench serve --model tests/data/tiny-mixtral-a --prompt-tokens 40 \
+    --shared-prefix 32 --json >"$OUT/serve_40_shared.json"
+  cat "$OUT/serve_cpu.txt" "$OUT"/serve_*.json
 fi
 
 if has ncu; then
