@@ -11,7 +11,6 @@
 #include <prometheus/text_serializer.h>
 
 #include <fcntl.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -23,6 +22,7 @@
 
 #include "base/error.hpp"
 #include "base/log.hpp"
+#include "net/tcp_listen.hpp"
 
 namespace volt {
 
@@ -284,32 +284,12 @@ metrics_endpoint::start(const std::string& host, uint16_t port,
                            "[metrics] port: cannot serve /metrics on " + host
                              + ":" + std::to_string(port) + ": " + why);
   };
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-  addrinfo* found = nullptr;
-  if (getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &found)
-      != 0)
-    return fail("cannot resolve the host");
-  std::unique_ptr<addrinfo, void (*)(addrinfo*)> addrs{found, freeaddrinfo};
+  auto bound = listen_tcp(host, port);
+  if (!bound)
+    return fail(describe(bound.error()));
   std::unique_ptr<metrics_endpoint> result{new metrics_endpoint};
-  int fd = socket(found->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0)
-    return fail(std::strerror(errno));
-  int one = 1;
-  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  if (bind(fd, found->ai_addr, found->ai_addrlen) != 0 || listen(fd, 64) != 0) {
-    auto why = std::string{std::strerror(errno)};
-    close(fd);
-    return fail(why);
-  }
-  sockaddr_storage bound{};
-  socklen_t len = sizeof(bound);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &len);
-  result->port_ = ntohs(bound.ss_family == AF_INET6
-                          ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
-                          : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+  int fd = bound->fd;
+  result->port_ = bound->port;
   result->listen_fd_ = fd;
   if (pipe2(result->wake_pipe_, O_CLOEXEC) != 0) {
     close(fd);
@@ -347,11 +327,7 @@ void metrics_endpoint::serve() {
                          SOCK_CLOEXEC);
     if (client < 0)
       continue;
-    char host[NI_MAXHOST] = "?";
-    char serv[NI_MAXSERV] = "?";
-    getnameinfo(reinterpret_cast<sockaddr*>(&peer), len, host, sizeof(host),
-                serv, sizeof(serv), NI_NUMERICHOST | NI_NUMERICSERV);
-    answer(client, std::string{host} + ":" + serv);
+    answer(client, numeric_address(peer, len));
     close(client);
   }
 }
