@@ -120,6 +120,14 @@ struct node_metrics::impl {
         .Help("Expert batches re-sent to a replica after their host failed")
         .Labels(node)
         .Register(*registry);
+  /// Connections to [network] port that never became a BASP peer.
+  Family<Counter>& rejected
+    = BuildCounter()
+        .Name("voltinfer_rejected_connections_total")
+        .Help("Connections to the node port closed before a BASP handshake, "
+              "by reason")
+        .Labels(node)
+        .Register(*registry);
 
   /// KV pages holding K/V of running sequences.
   Family<Gauge>& kv_used = BuildGauge()
@@ -262,6 +270,10 @@ void node_metrics::bytes_sent(const std::string& peer, size_t n) {
 
 void node_metrics::bytes_received(const std::string& peer, size_t n) {
   impl_->received.Add({{"peer", peer}}).Increment(static_cast<double>(n));
+}
+
+void node_metrics::connections_rejected(const std::string& reason, uint64_t n) {
+  impl_->rejected.Add({{"reason", reason}}).Increment(static_cast<double>(n));
 }
 
 void node_metrics::live_workers(size_t n) {

@@ -41,6 +41,10 @@ public:
   void bytes_sent(const std::string& peer, size_t n);
   void bytes_received(const std::string& peer, size_t n);
 
+  /// `n` connections to [network] port closed by the port guard before a
+  /// BASP handshake, for `reason` (see net/rejection_log.hpp).
+  void connections_rejected(const std::string& reason, uint64_t n);
+
   /// Workers (remote expert hosts) the engine currently uses.
   void live_workers(size_t n);
 

@@ -32,11 +32,8 @@ inline uint16_t free_port() {
   return ntohs(addr.sin_port);
 }
 
-/// Sends `bytes` to 127.0.0.1:port, reads until the peer closes or `timeout`
-/// passes, and returns what came back ("" when the connection failed).
-inline std::string tcp_exchange(uint16_t port, const std::string& bytes,
-                                std::chrono::milliseconds timeout
-                                = std::chrono::milliseconds{2000}) {
+/// A blocking TCP connection to 127.0.0.1:port (-1 when refused).
+inline int tcp_connect(uint16_t port) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
@@ -44,8 +41,19 @@ inline std::string tcp_exchange(uint16_t port, const std::string& bytes,
   addr.sin_port = htons(port);
   if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
     close(fd);
-    return {};
+    return -1;
   }
+  return fd;
+}
+
+/// Sends `bytes` to 127.0.0.1:port, reads until the peer closes or `timeout`
+/// passes, and returns what came back ("" when the connection failed).
+inline std::string tcp_exchange(uint16_t port, const std::string& bytes,
+                                std::chrono::milliseconds timeout
+                                = std::chrono::milliseconds{2000}) {
+  int fd = tcp_connect(port);
+  if (fd < 0)
+    return {};
   (void)!send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
   std::string reply;
   char buf[4096];

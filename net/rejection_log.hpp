@@ -1,0 +1,56 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace volt {
+
+class node_metrics;
+
+/// Reports connections that the port guard closed: every one is counted in
+/// voltinfer_rejected_connections_total{reason}, and at most `burst` per
+/// second are logged, so a flood of garbage cannot flood the log; the rest
+/// are summed up in one line once the second is over. Used by one thread.
+class rejection_log {
+public:
+  using clock = std::chrono::steady_clock;
+
+  /// Reasons a connection is closed before its BASP handshake.
+  static constexpr const char* reasons[] = {"http", "bad_handshake", "timeout",
+                                            "closed_early", "empty"};
+
+  /// `port` is the guarded port the lines name; `metrics` may be null.
+  rejection_log(uint16_t port, std::shared_ptr<node_metrics> metrics,
+                int burst = 5);
+
+  /// Counts a rejection of `peer` ("address:port") and logs `what` unless
+  /// this second's lines are used up.
+  void reject(const std::string& peer, const char* reason,
+              const std::string& what, clock::time_point now);
+
+  /// Counts a connection that closed without sending a byte (a port scanner
+  /// or a TCP health check): routine, so logged at debug level only.
+  void empty(const std::string& peer, clock::time_point now);
+
+  /// Writes the summary of suppressed lines once their second is over.
+  void tick(clock::time_point now);
+
+  /// Whether a summary is due later (the caller must then call tick).
+  bool summary_pending() const {
+    return suppressed_ > 0;
+  }
+
+private:
+  void count(const char* reason);
+
+  uint16_t port_;
+  std::shared_ptr<node_metrics> metrics_;
+  int burst_;
+  clock::time_point window_start_;
+  int logged_in_window_ = 0;
+  uint64_t suppressed_ = 0;
+};
+
+} // namespace volt
