@@ -24,6 +24,7 @@
 #include "net/actor_system_setup.hpp"
 #include "model/page_table.hpp"
 #include "net/metrics.hpp"
+#include "net/port_guard.hpp"
 
 namespace volt {
 
@@ -54,19 +55,46 @@ std::string where(const node_config& cfg, uint16_t port) {
   return cfg.network.host + ":" + std::to_string(port);
 }
 
-/// Publishes `handle` with its typed interface; remote_actor callers must
-/// match it exactly.
-template <class Handle>
-caf::expected<uint16_t>
-publish(caf::actor_system& sys, const node_config& cfg, const Handle& handle) {
-  auto port = sys.middleman().publish(handle, cfg.network.port,
-                                      cfg.network.host.c_str(), true);
-  if (!port)
+/// CAF's middleman listens here only; the node's public port is the guard's.
+constexpr const char* loopback = "127.0.0.1";
+
+/// Serves [network] host:port through a port guard (net/port_guard.hpp) in
+/// front of the middleman, which `open_middleman` opens on a free loopback
+/// port (returning it). Peers and clients never see the loopback port.
+template <class OpenMiddleman>
+caf::expected<std::unique_ptr<port_guard>>
+serve_guarded(const node_config& cfg, std::shared_ptr<node_metrics> metrics,
+              OpenMiddleman open_middleman) {
+  port_guard::options opts;
+  opts.host = cfg.network.host;
+  opts.port = cfg.network.port;
+  opts.metrics_port = cfg.metrics.port;
+  opts.metrics = std::move(metrics);
+  auto guard = port_guard::listen(std::move(opts));
+  if (!guard)
     return make_volt_error(volt_errc::invalid_config,
                            cfg.source + ": [network] port: cannot listen on "
                              + where(cfg, cfg.network.port) + ": "
-                             + describe(port.error()));
-  return port;
+                             + describe(guard.error()));
+  caf::expected<uint16_t> backend = open_middleman();
+  if (!backend)
+    return make_volt_error(volt_errc::internal,
+                           "the middleman cannot listen on "
+                             + std::string{loopback} + ": "
+                             + describe(backend.error()));
+  (*guard)->serve(*backend);
+  return guard;
+}
+
+/// Publishes `handle` with its typed interface behind the guard;
+/// remote_actor callers must match the interface exactly.
+template <class Handle>
+caf::expected<std::unique_ptr<port_guard>>
+publish(caf::actor_system& sys, const node_config& cfg, const Handle& handle,
+        std::shared_ptr<node_metrics> metrics) {
+  return serve_guarded(cfg, std::move(metrics), [&] {
+    return sys.middleman().publish(handle, 0, loopback);
+  });
 }
 
 /// Starts the /metrics endpoint when [metrics] port is set.
@@ -141,6 +169,8 @@ struct volt_config : caf::actor_system_config {
 int run_standalone(const node_config& cfg, const checkpoint& ckpt,
                    const sigset_t& signals) {
   volt_config sys_cfg{cfg};
+  // Outlives the actor system, so that its last answers reach the clients.
+  std::unique_ptr<port_guard> guard;
   caf::actor_system sys{sys_cfg};
   auto metrics = std::make_shared<node_metrics>(cfg.node.id);
   standalone_options options;
@@ -155,15 +185,17 @@ int run_standalone(const node_config& cfg, const checkpoint& ckpt,
   auto eng = spawn_standalone(sys, ckpt, options);
   if (!eng)
     return report_error(eng.error());
-  auto port = publish(sys, cfg, *eng);
-  if (!port) {
+  auto published = publish(sys, cfg, *eng, metrics);
+  if (!published) {
     caf::anon_send_exit(*eng, caf::exit_reason::user_shutdown);
-    return report_error(port.error());
+    return report_error(published.error());
   }
+  guard = std::move(*published);
   VOLT_INFO("node", "ready: standalone node '" << cfg.node.id << "' serving on "
-                                               << where(cfg, *port));
+                                               << where(cfg, guard->port()));
   wait_for_shutdown_signal(signals);
-  sys.middleman().unpublish(*eng, *port);
+  guard->stop_accepting();
+  sys.middleman().unpublish(*eng, guard->backend_port());
   drain(sys, *eng);
   caf::anon_send_exit(*eng, caf::exit_reason::user_shutdown);
   return 0;
@@ -225,12 +257,13 @@ int run_worker(const node_config& cfg, const checkpoint& ckpt,
         [hosted](hosted_atom) { return hosted; },
       };
     });
+  // Outlives the actor system, so that its last answers reach the routers.
+  std::unique_ptr<port_guard> guard;
   caf::actor_system sys{sys_cfg};
   auto endpoint = start_metrics(cfg, *metrics);
   if (!endpoint)
     return report_error(endpoint.error());
   expert_actor host;
-  uint16_t port = 0;
   if (!cfg.worker.experts.empty()) {
     auto weights = expert_weights::load(ckpt, cfg.worker.experts);
     if (!weights)
@@ -241,22 +274,22 @@ int run_worker(const node_config& cfg, const checkpoint& ckpt,
     if (!spawned_host)
       return report_error(spawned_host.error());
     host = *spawned_host;
-    auto published = publish(sys, cfg, host);
+    auto published = publish(sys, cfg, host, metrics);
     if (!published) {
       caf::anon_send_exit(host, caf::exit_reason::user_shutdown);
       return report_error(published.error());
     }
-    port = *published;
+    guard = std::move(*published);
   } else {
-    auto opened = sys.middleman().open(cfg.network.port,
-                                       cfg.network.host.c_str(), true);
+    // Nothing published: the port serves routers' remote spawns.
+    auto opened = serve_guarded(cfg, metrics, [&] {
+      return sys.middleman().open(0, loopback);
+    });
     if (!opened)
-      return report_error(make_volt_error(
-        volt_errc::invalid_config,
-        cfg.source + ": [network] port: cannot listen on "
-          + where(cfg, cfg.network.port) + ": " + describe(opened.error())));
-    port = *opened;
+      return report_error(opened.error());
+    guard = std::move(*opened);
   }
+  auto port = guard->port();
   registrar_actor reg;
   if (cfg.discovery.mode == discovery_mode::redis) {
     registrar_options opts;
@@ -285,7 +318,10 @@ int run_worker(const node_config& cfg, const checkpoint& ckpt,
   }
   if (reg)
     self->send_exit(reg, caf::exit_reason::user_shutdown);
-  std::lock_guard<std::mutex> guard{spawned->mtx};
+  // Refuse new connections from here on, as the middleman's own port did
+  // while the actor system shut down.
+  guard->stop_accepting();
+  std::lock_guard<std::mutex> lock{spawned->mtx};
   for (auto& actor : spawned->actors)
     self->send_exit(actor, caf::exit_reason::user_shutdown);
   return 0;
@@ -294,6 +330,8 @@ int run_worker(const node_config& cfg, const checkpoint& ckpt,
 int run_router(const node_config& cfg, const checkpoint& ckpt,
                const sigset_t& signals) {
   volt_config sys_cfg{cfg};
+  // Outlives the actor system, so that its last answers reach the clients.
+  std::unique_ptr<port_guard> guard;
   caf::actor_system sys{sys_cfg};
   auto metrics = std::make_shared<node_metrics>(cfg.node.id);
   auto endpoint = start_metrics(cfg, *metrics);
@@ -314,17 +352,18 @@ int run_router(const node_config& cfg, const checkpoint& ckpt,
   if (cfg.discovery.mode == discovery_mode::redis)
     opts.redis = *parse_redis_url(cfg.discovery.redis_url);
   opts.poll = std::chrono::milliseconds{cfg.discovery.poll_ms};
-  auto port = publish(sys, cfg, eng);
-  if (!port) {
+  auto published = publish(sys, cfg, eng, metrics);
+  if (!published) {
     caf::anon_send_exit(eng, caf::exit_reason::user_shutdown);
-    return report_error(port.error());
+    return report_error(published.error());
   }
+  guard = std::move(*published);
   auto finder = sys.spawn<caf::detached>(discovery, eng, std::move(opts));
   VOLT_INFO("node", "router '" << cfg.node.id << "' accepts clients on "
-                               << where(cfg, *port)
+                               << where(cfg, guard->port())
                                << "; waiting for every expert to have a host");
   auto id = cfg.node.id;
-  auto address = where(cfg, *port);
+  auto address = where(cfg, guard->port());
   sys.spawn([eng, id, address](caf::event_based_actor* self) {
     self->request(eng, caf::infinite, ready_atom_v).then([=](bool) {
       VOLT_INFO("node", "ready: router '" << id << "' serving on " << address
@@ -332,7 +371,8 @@ int run_router(const node_config& cfg, const checkpoint& ckpt,
     });
   });
   wait_for_shutdown_signal(signals);
-  sys.middleman().unpublish(eng, *port);
+  guard->stop_accepting();
+  sys.middleman().unpublish(eng, guard->backend_port());
   drain(sys, eng);
   caf::anon_send_exit(finder, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(eng, caf::exit_reason::user_shutdown);

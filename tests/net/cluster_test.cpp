@@ -4,7 +4,8 @@
 // answers equal the standalone ones bit for bit (static discovery and remote
 // spawning), a worker killed or frozen mid-request is replaced by a replica
 // without the client noticing, a lost expert fails the request naming it,
-// garbage on the ports does no harm, and SIGTERM finishes in-flight work.
+// garbage on the ports is logged, counted and does no harm, and SIGTERM
+// finishes in-flight work.
 
 #include "tests/cluster.hpp"
 #include "tests/test_dsl.hpp"
@@ -22,6 +23,15 @@ std::string static_router_extra(const std::vector<uint16_t>& workers) {
   return "[router]\nworkers = [" + list + "]\nready_timeout_ms = 3000\n";
 }
 
+/// Lines of `log` that contain `text`.
+size_t count_lines(const std::string& log, const std::string& text) {
+  size_t n = 0;
+  for (auto at = log.find(text); at != std::string::npos;
+       at = log.find(text, at + text.size()))
+    ++n;
+  return n;
+}
+
 std::string worker_extra(const std::string& experts) {
   return "[worker]\nexperts = [" + experts + "]\n";
 }
@@ -35,14 +45,16 @@ struct replicated_cluster {
   temp_dir dir;
   std::string model;
   uint16_t w1 = free_port(), w2 = free_port(), r = free_port();
+  uint16_t w1_metrics = free_port(), r_metrics = free_port();
   node_process worker1{
-    write_node_toml(dir, {"w1", "worker", w1, 0,
+    write_node_toml(dir, {"w1", "worker", w1, w1_metrics,
                           worker_extra("0, 1, 2, 3, 4, 5, 6, 7"), model})};
   node_process worker2{
     write_node_toml(dir, {"w2", "worker", w2, 0,
                           worker_extra("0, 1, 2, 3, 4, 5, 6, 7"), model})};
-  node_process router{write_node_toml(
-    dir, {"router", "router", r, 0, static_router_extra({w1, w2}), model})};
+  node_process router{
+    write_node_toml(dir, {"router", "router", r, r_metrics,
+                          static_router_extra({w1, w2}), model})};
 
   std::vector<std::string> connect() const {
     return {"--connect", "127.0.0.1:" + std::to_string(r)};
@@ -192,7 +204,7 @@ CAF_TEST(losing the only host of an expert fails the request naming it) {
   CAF_CHECK_EQUAL(healed.exit_code, 0);
 }
 
-CAF_TEST(garbage on the ports is dropped and the nodes keep serving) {
+CAF_TEST(garbage on the ports is logged and the nodes keep serving) {
   replicated_cluster c;
   c.require_ready();
   std::string junk(100000, '\0');
@@ -208,6 +220,95 @@ CAF_TEST(garbage on the ports is dropped and the nodes keep serving) {
   CAF_REQUIRE_EQUAL(remote.exit_code, 0);
   CAF_CHECK_EQUAL(without_timings(remote.out),
                   without_timings(standalone_json("203", 6)));
+  // One line per rejected client names its address, the port and the bytes.
+  for (auto [node, port, metrics_port] :
+       {std::tuple<node_process*, uint16_t, uint16_t>{&c.worker1, c.w1,
+                                                      c.w1_metrics},
+        {&c.router, c.r, c.r_metrics}}) {
+    auto on_port = " on port " + std::to_string(port) + ": ";
+    for (auto want :
+         {on_port
+            + "not a CAF client handshake (operation 0, expected 1); "
+              "first bytes: 00 8a 19 a3",
+          on_port
+            + "looks like HTTP; this port speaks CAF's BASP, Prometheus "
+              "metrics are on [metrics] port "
+            + std::to_string(metrics_port),
+          on_port
+            + "not a CAF client handshake (operation 255, expected 1); "
+              "first bytes: ff ff"})
+      if (!node->wait_log(want, std::chrono::seconds{2}))
+        CAF_FAIL("log lacks '" << want << "':\n" << node->log());
+    CAF_CHECK_EQUAL(count_lines(node->log(), "rejected connection from "
+                                             "127.0.0.1:"),
+                    3u);
+    auto text = http_get(metrics_port, "/metrics");
+    auto id = node == &c.router ? std::string{"router"} : std::string{"w1"};
+    for (auto want : {"voltinfer_rejected_connections_total{node=\"" + id
+                        + "\",reason=\"bad_handshake\"} 2",
+                      "voltinfer_rejected_connections_total{node=\"" + id
+                        + "\",reason=\"http\"} 1"})
+      if (text.find(want) == std::string::npos)
+        CAF_FAIL("metrics lack '" << want << "':\n" << text);
+  }
+}
+
+CAF_TEST(a client that connects and leaves is counted but not logged) {
+  temp_dir dir;
+  auto port = free_port(), metrics_port = free_port();
+  node_process node{
+    write_node_toml(dir, {"s", "standalone", port, metrics_port, ""})};
+  CAF_REQUIRE(node.wait_ready());
+  // Port scanners and TCP health checks do this all day: no warning for them.
+  tcp_exchange(port, "", std::chrono::milliseconds{0});
+  auto remote = run_generate({"--connect", "127.0.0.1:" + std::to_string(port)},
+                             "203", 6);
+  CAF_REQUIRE_EQUAL(remote.exit_code, 0);
+  CAF_CHECK_EQUAL(without_timings(remote.out),
+                  without_timings(standalone_json("203", 6)));
+  CAF_CHECK(http_get(metrics_port, "/metrics")
+              .find("voltinfer_rejected_connections_total{node=\"s\",reason="
+                    "\"empty\"} 1")
+            != std::string::npos);
+  CAF_CHECK_EQUAL(node.stop(), 0);
+  CAF_CHECK_EQUAL(node.log().find("WARN"), std::string::npos);
+}
+
+CAF_TEST(a flood of garbage is counted in full and logged in brief) {
+  temp_dir dir;
+  auto port = free_port(), metrics_port = free_port();
+  node_process node{
+    write_node_toml(dir, {"s", "standalone", port, metrics_port, ""})};
+  CAF_REQUIRE(node.wait_ready());
+  for (int i = 0; i < 40; ++i)
+    tcp_exchange(port, "hello?\n", std::chrono::milliseconds{100});
+  CAF_CHECK(node.wait_log("rejected and not logged", std::chrono::seconds{3}));
+  // 5 lines a second at most: 40 clients within a few seconds log far fewer.
+  CAF_CHECK_LESS(count_lines(node.log(), "rejected connection from"), 25u);
+  CAF_CHECK(http_get(metrics_port, "/metrics")
+              .find("voltinfer_rejected_connections_total{node=\"s\",reason="
+                    "\"bad_handshake\"} 40")
+            != std::string::npos);
+  auto remote = run_generate({"--connect", "127.0.0.1:" + std::to_string(port)},
+                             "203", 2);
+  CAF_CHECK_EQUAL(remote.exit_code, 0);
+}
+
+CAF_TEST(a network port in use ends the node with one line naming the key) {
+  temp_dir dir;
+  auto port = free_port();
+  node_process first{write_node_toml(dir, {"a", "standalone", port, 0, ""})};
+  CAF_REQUIRE(first.wait_ready());
+  write_node_toml(dir, {"b", "standalone", port, 0, ""});
+  auto second
+    = run_process({volt_node_binary(), "--config", dir.file("b.toml")});
+  CAF_CHECK_EQUAL(second.exit_code, 2);
+  CAF_CHECK_NOT_EQUAL(second.err.find("b.toml: [network] port: cannot listen "
+                                      "on 127.0.0.1:"
+                                      + std::to_string(port)
+                                      + ": Address already in use"),
+                      std::string::npos);
+  CAF_CHECK_EQUAL(count_lines(second.err, "volt-node: "), 1u);
 }
 
 CAF_TEST(sigterm finishes the request in flight before the router exits) {
