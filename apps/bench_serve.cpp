@@ -7,6 +7,7 @@
 
 #include "actors/standalone.hpp"
 #include "apps/cli_args.hpp"
+#include "gpu/cpu/parallel.hpp"
 #include "apps/commands.hpp"
 #include "base/error.hpp"
 #include "caf/actor_system.hpp"
@@ -27,6 +28,9 @@ const std::vector<flag_spec> serve_flags = {
    "leading prompt tokens shared by every request (default 0)"},
   {"new-tokens", true, "tokens generated per request (default 64)"},
   {"expert-actors", true, "expert actors (default: one per core)"},
+  {"compute-threads", true,
+   "threads for the engine's attention and logits, as [engine] "
+   "compute_threads (default 0: one per core)"},
   {"json", false, "print one JSON object instead of a table"},
   {"help", false, "print this help"},
 };
@@ -109,9 +113,11 @@ int run_bench_serve(const std::vector<std::string>& raw_args) {
   auto shared = args->get_int("shared-prefix", 0, 0, 1 << 20);
   auto new_tokens = args->get_int("new-tokens", 64, 1, 1 << 20);
   auto actors = args->get_int("expert-actors", 0, 0, 4096);
-  for (const auto* x : {&prompt, &shared, &new_tokens, &actors})
+  auto threads = args->get_int("compute-threads", 0, 0, 1024);
+  for (const auto* x : {&prompt, &shared, &new_tokens, &actors, &threads})
     if (!*x)
       return report_error(x->error());
+  cpu::set_compute_threads(static_cast<int>(*threads));
   auto ckpt = checkpoint::open(args->get("model"));
   if (!ckpt)
     return report_error(ckpt.error());
