@@ -230,21 +230,29 @@ CAF_TEST(losing the only host of an expert fails the request naming it) {
     prompt[i] = (i * 37) % 320;
   auto pending = self->request(node.eng, std::chrono::seconds{30},
                                generate_atom_v, request_for(prompt, 2));
+  // A request of four sequences fails once, with one answer, not four.
+  auto parallel = request_for(prompt, 2);
+  parallel.n = 4;
+  parallel.temperature = 1;
+  auto pending_n = self->request(node.eng, std::chrono::seconds{30},
+                                 generate_atom_v, parallel);
   std::this_thread::sleep_for(std::chrono::milliseconds{100});
   self->send_exit(frozen, caf::exit_reason::kill);
-  pending.receive([](const generate_result&) { CAF_FAIL("expected an error"); },
-                  [](caf::error& err) {
-                    CAF_CHECK(err == volt_errc::missing_expert);
-                    CAF_CHECK_NOT_EQUAL(
-                      describe(err).find("no live host for experts"),
-                      std::string::npos);
-                    CAF_MESSAGE(describe(err));
-                  });
+  for (auto* p : {&pending, &pending_n})
+    p->receive([](const generate_result&) { CAF_FAIL("expected an error"); },
+               [](caf::error& err) {
+                 CAF_CHECK(err == volt_errc::missing_expert);
+                 CAF_CHECK_NOT_EQUAL(
+                   describe(err).find("no live host for experts"),
+                   std::string::npos);
+                 CAF_MESSAGE(describe(err));
+               });
   caf::scoped_actor probe{node.sys};
   probe->request(node.eng, std::chrono::seconds{10}, status_atom_v)
     .receive(
       [](const std::string& status) {
-        CAF_CHECK_NOT_EQUAL(status.find("1 failed"), std::string::npos);
+        CAF_CHECK_NOT_EQUAL(status.find("2 failed"), std::string::npos);
+        CAF_CHECK_NOT_EQUAL(status.find("0 running"), std::string::npos);
         CAF_CHECK_NOT_EQUAL(status.find("no host for experts 4, 5"),
                             std::string::npos);
       },
