@@ -1,9 +1,10 @@
 #pragma once
 
 // Internals of the engine actor shared by its source files: engine.cpp
-// (requests, expert hosts, timers), engine_batch.cpp (the running batch: KV
-// pages, admission, preemption, sampling, answers) and engine_dispatch.cpp
-// (one layer's routing and expert dispatch with failover).
+// (requests, expert hosts, timers), engine_admission.cpp (admission,
+// preemption, answers), engine_batch.cpp (a step of the running batch: KV
+// plans, sampling, forks) and engine_dispatch.cpp (one layer's routing and
+// expert dispatch with failover).
 
 #include "actors/engine.hpp"
 
@@ -20,6 +21,24 @@ void report_queue(engine_state& st);
 
 /// Answers every drain waiter once nothing is queued, preempted or running.
 void notify_drained(engine_state& st);
+
+/// Moves the next preempted sequence (first) or queued request into the
+/// running batch when a slot and KV pages allow; asynchronous, calls
+/// `schedule` again once the page manager answered.
+void admit(engine_pointer self);
+
+/// Moves a sequence the page manager preempted out of the running batch; it
+/// resumes later by recomputing its tokens.
+void preempt(engine_state& st, uint64_t id);
+
+/// Answers the request of `g` with `err` unless it was answered already.
+void fail_group(engine_state& st, request_group& g, const caf::error& err);
+
+/// A sequence leaves the engine (finished, failed or dropped): its request
+/// counts it and is answered after its last sequence; a sequence that
+/// `holds_pages` has them released with the next KV sync.
+void retire(engine_state& st, running_sequence& seq, bool holds_pages,
+            uint64_t id);
 
 /// Runs layer `layer` of the current step: attention here, then routing and
 /// expert dispatch; continues with the next layer or `finish_step`.
