@@ -8,6 +8,7 @@
 
 #include "model/json.hpp"
 #include "tests/model/checkpoint_writer.hpp"
+#include "tests/cluster.hpp"
 #include "tests/process.hpp"
 #include "tests/test_dsl.hpp"
 
@@ -199,9 +200,9 @@ CAF_TEST(a standalone node logs ready and exits 0 on a termination signal) {
     "[node]\nid = \"cli-test\"\n[network]\nhost = \"127.0.0.1\"\nport = 7700\n"
     "[model]\npath = \""
       + tiny_mixtral_dir() + "\"\n");
-  // The port comes from the environment, overriding the file: pick one unlikely
-  // to be taken.
-  auto port = std::to_string(20000 + (getpid() % 20000));
+  // The port comes from the environment, overriding the file: a free one (a
+  // port derived from the pid collided with other tests' ephemeral ports).
+  auto port = std::to_string(free_port());
   child_process node{{volt_node_binary(), "--config", file},
                      {"VOLT_NETWORK_PORT=" + port}};
   CAF_REQUIRE(node.wait_for_stderr("ready", std::chrono::seconds{30}));
