@@ -15,21 +15,11 @@ namespace engine_detail {
 
 namespace {
 
-using clock_type = std::chrono::steady_clock;
-
-double seconds_between(clock_type::time_point a, clock_type::time_point b) {
-  return std::chrono::duration<double>(b - a).count();
-}
-
 /// Tokens a sequence may occupy: prompt plus new tokens, within the context.
 int64_t sequence_budget(const model_config& cfg, const generate_request& req) {
   return std::min<int64_t>(static_cast<int64_t>(req.prompt.size())
                              + req.max_new_tokens,
                            cfg.max_position_embeddings);
-}
-
-sampling_params sampling_of(const generate_request& req) {
-  return sampling_params{req.temperature, req.top_p, req.seed};
 }
 
 /// Checks a request against the model and the pool before it is queued.

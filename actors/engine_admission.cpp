@@ -14,12 +14,6 @@ namespace volt::engine_detail {
 
 namespace {
 
-using clock_type = std::chrono::steady_clock;
-
-double seconds_between(clock_type::time_point a, clock_type::time_point b) {
-  return std::chrono::duration<double>(b - a).count();
-}
-
 /// Delivers the request's answer once its last sequence has finished.
 void answer_group(engine_state& st, request_group& g) {
   const auto& req = g.request();

@@ -14,12 +14,6 @@ namespace volt::engine_detail {
 
 namespace {
 
-using clock_type = std::chrono::steady_clock;
-
-sampling_params sampling_of(const generate_request& req) {
-  return sampling_params{req.temperature, req.top_p, req.seed};
-}
-
 /// Takes note of progress for the page manager: K/V of the first `computed`
 /// tokens exist, and the tokens sampled since the last note. Full pages then
 /// enter the prefix cache.

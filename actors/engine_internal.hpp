@@ -10,6 +10,18 @@
 
 namespace volt::engine_detail {
 
+using clock_type = std::chrono::steady_clock;
+
+inline double seconds_between(clock_type::time_point a,
+                              clock_type::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+
+/// The sampler's parameters of a request.
+inline sampling_params sampling_of(const generate_request& req) {
+  return sampling_params{req.temperature, req.top_p, req.seed};
+}
+
 /// Starts the next step (or admission) unless one is in flight.
 void schedule(engine_pointer self);
 

@@ -74,6 +74,14 @@ caf::expected<kv_step_plan> plan_step(page_table& pt, const kv_step& step) {
   return result;
 }
 
+/// Releases `seq`; returns the pages it held.
+caf::expected<int64_t> release_sequence(page_table& pt, uint64_t seq) {
+  auto held = static_cast<int64_t>(pt.block_table(seq).size());
+  if (auto err = pt.release(seq))
+    return err;
+  return held;
+}
+
 } // namespace
 
 kv_page_manager_actor::behavior_type
@@ -129,10 +137,10 @@ kv_page_manager(kv_page_manager_pointer self, int64_t page_size,
           return err;
       int64_t released = 0;
       for (auto seq : req.releases) {
-        auto held = static_cast<int64_t>(pt.block_table(seq).size());
-        if (auto err = pt.release(seq))
-          return err;
-        released += held;
+        auto held = release_sequence(pt, seq);
+        if (!held)
+          return held.error();
+        released += *held;
       }
       return released;
     },
@@ -143,10 +151,10 @@ kv_page_manager(kv_page_manager_pointer self, int64_t page_size,
       return pt.block_table(child);
     },
     [&pt](kv_release_atom, uint64_t seq) -> caf::result<int64_t> {
-      auto held = static_cast<int64_t>(pt.block_table(seq).size());
-      if (auto err = pt.release(seq))
-        return err;
-      return held;
+      auto held = release_sequence(pt, seq);
+      if (!held)
+        return held.error();
+      return *held;
     },
     [&pt](kv_table_atom, uint64_t seq) -> caf::result<std::vector<int32_t>> {
       if (!pt.contains(seq))
