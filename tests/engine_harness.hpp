@@ -70,6 +70,24 @@ public:
     return result;
   }
 
+  /// Sends every request before receiving any answer (so that they are all
+  /// in the engine's mailbox together), then returns the answers in order.
+  std::vector<caf::expected<generate_result>>
+  generate_all(const std::vector<generate_request>& reqs) {
+    caf::scoped_actor self{sys_};
+    std::vector<decltype(self->request(engine_, caf::infinite, generate_atom_v,
+                                       generate_request{}))>
+      pending;
+    for (const auto& req : reqs)
+      pending.push_back(
+        self->request(engine_, std::chrono::seconds{60}, generate_atom_v, req));
+    std::vector<caf::expected<generate_result>> out;
+    for (auto& p : pending)
+      p.receive([&](generate_result& res) { out.emplace_back(std::move(res)); },
+                [&](caf::error& err) { out.emplace_back(std::move(err)); });
+    return out;
+  }
+
 private:
   volt_system_config cfg_;
   caf::actor_system sys_;

@@ -29,6 +29,20 @@ std::vector<generate_request> mixed_requests() {
   return out;
 }
 
+/// Sends every request at once and returns the answers in order; fails the
+/// test on an error.
+std::vector<generate_result>
+generate_together(engine_harness& node,
+                  const std::vector<generate_request>& reqs) {
+  std::vector<generate_result> out;
+  for (auto& res : node.generate_all(reqs)) {
+    if (!res)
+      CAF_FAIL(describe(res.error()));
+    out.push_back(std::move(*res));
+  }
+  return out;
+}
+
 } // namespace
 
 CAF_TEST(sixty four concurrent requests equal their answers alone) {
@@ -43,23 +57,14 @@ CAF_TEST(sixty four concurrent requests equal their answers alone) {
     CAF_REQUIRE(res);
     alone.push_back(std::move(*res));
   }
-  caf::scoped_actor self{node.system()};
-  std::vector<decltype(self->request(node.engine(), caf::infinite,
-                                     generate_atom_v, generate_request{}))>
-    pending;
-  for (auto& req : requests)
-    pending.push_back(self->request(node.engine(), std::chrono::seconds{60},
-                                    generate_atom_v, req));
+  auto together = generate_together(node, requests);
   double worst = 0;
-  for (size_t i = 0; i < pending.size(); ++i)
-    pending[i].receive(
-      [&](const generate_result& res) {
-        CAF_CHECK_EQUAL(res.new_tokens, alone[i].new_tokens);
-        worst = std::max(worst,
-                         relative_error(floats_of(res.last_logits),
-                                        floats_of(alone[i].last_logits)));
-      },
-      [&](caf::error& err) { CAF_FAIL(describe(err)); });
+  for (size_t i = 0; i < together.size(); ++i) {
+    const auto& res = together[i];
+    CAF_CHECK_EQUAL(res.new_tokens, alone[i].new_tokens);
+    worst = std::max(worst, relative_error(floats_of(res.last_logits),
+                                           floats_of(alone[i].last_logits)));
+  }
   CAF_MESSAGE(
     "worst last-logits relative error batched vs alone: " << sci(worst));
   CAF_CHECK_LESS_OR_EQUAL(worst, 1e-5);
@@ -101,29 +106,22 @@ CAF_TEST(a full queue refuses with an error and nothing is lost) {
   opts.max_batch = 1;
   opts.max_queue = 2;
   engine_harness node{ckpt, 2, opts};
-  caf::scoped_actor self{node.system()};
-  std::vector<decltype(self->request(node.engine(), caf::infinite,
-                                     generate_atom_v, generate_request{}))>
-    pending;
   // One runs, two wait, the fourth and fifth are refused.
-  for (int i = 0; i < 5; ++i)
-    pending.push_back(self->request(node.engine(), std::chrono::seconds{60},
-                                    generate_atom_v,
-                                    request_for({203, 5, 6}, 200)));
+  auto answers = node.generate_all(
+    std::vector<generate_request>(5, request_for({203, 5, 6}, 200)));
   int ok = 0;
   int refused = 0;
-  for (auto& p : pending)
-    p.receive(
-      [&](const generate_result& res) {
-        ++ok;
-        CAF_CHECK_EQUAL(res.new_tokens.size(), 200u);
-      },
-      [&](caf::error& err) {
-        ++refused;
-        CAF_CHECK(err == volt_errc::invalid_request);
-        CAF_CHECK_NOT_EQUAL(describe(err).find("queue full"),
-                            std::string::npos);
-      });
+  for (auto& res : answers) {
+    if (res) {
+      ++ok;
+      CAF_CHECK_EQUAL(res->new_tokens.size(), 200u);
+    } else {
+      ++refused;
+      CAF_CHECK(res.error() == volt_errc::invalid_request);
+      CAF_CHECK_NOT_EQUAL(describe(res.error()).find("queue full"),
+                          std::string::npos);
+    }
+  }
   CAF_CHECK_EQUAL(ok, 3);
   CAF_CHECK_EQUAL(refused, 2);
 }
@@ -133,20 +131,11 @@ CAF_TEST(requests wait for pages held by running sequences) {
   engine_options opts;
   opts.num_pages = 3; // one request of 40 tokens at a time
   engine_harness node{ckpt, 2, opts};
-  caf::scoped_actor self{node.system()};
-  std::vector<decltype(self->request(node.engine(), caf::infinite,
-                                     generate_atom_v, generate_request{}))>
-    pending;
+  std::vector<generate_request> reqs;
   for (int i = 0; i < 4; ++i)
-    pending.push_back(
-      self->request(node.engine(), std::chrono::seconds{60}, generate_atom_v,
-                    request_for(std::vector<int32_t>(30, 7 + i), 10)));
-  for (auto& p : pending)
-    p.receive(
-      [](const generate_result& res) {
-        CAF_CHECK_EQUAL(res.new_tokens.size(), 10u);
-      },
-      [](caf::error& err) { CAF_FAIL(describe(err)); });
+    reqs.push_back(request_for(std::vector<int32_t>(30, 7 + i), 10));
+  for (auto& res : generate_together(node, reqs))
+    CAF_CHECK_EQUAL(res.new_tokens.size(), 10u);
 }
 
 CAF_TEST(sampling with a seed is reproducible alone and in a batch) {
@@ -166,19 +155,8 @@ CAF_TEST(sampling with a seed is reproducible alone and in a batch) {
   CAF_CHECK_EQUAL(a->new_tokens, b->new_tokens);
   CAF_CHECK_NOT_EQUAL(a->new_tokens, c->new_tokens);
   // In a batch with other requests, the same seed gives the same tokens.
-  caf::scoped_actor self{node.system()};
-  std::vector<decltype(self->request(node.engine(), caf::infinite,
-                                     generate_atom_v, generate_request{}))>
-    pending;
-  for (uint64_t s : {3, 1, 4})
-    pending.push_back(self->request(node.engine(), std::chrono::seconds{30},
-                                    generate_atom_v, sampled(s)));
-  std::vector<std::vector<int32_t>> got;
-  for (auto& p : pending)
-    p.receive(
-      [&](const generate_result& res) { got.push_back(res.new_tokens); },
-      [](caf::error& err) { CAF_FAIL(describe(err)); });
-  CAF_CHECK_EQUAL(got[1], a->new_tokens);
+  auto got = generate_together(node, {sampled(3), sampled(1), sampled(4)});
+  CAF_CHECK_EQUAL(got[1].new_tokens, a->new_tokens);
   // Temperature 0 is greedy whatever the seed.
   auto greedy = request_for({203}, 12);
   greedy.seed = 99;
@@ -222,25 +200,6 @@ CAF_TEST(a repeated prompt reuses its cached pages and gives the same answer) {
 }
 
 namespace {
-
-/// Sends every request at once and returns the answers in order; fails the
-/// test on an error.
-std::vector<generate_result>
-generate_together(engine_harness& node,
-                  const std::vector<generate_request>& reqs) {
-  caf::scoped_actor self{node.system()};
-  std::vector<decltype(self->request(node.engine(), caf::infinite,
-                                     generate_atom_v, generate_request{}))>
-    pending;
-  for (const auto& req : reqs)
-    pending.push_back(self->request(node.engine(), std::chrono::seconds{60},
-                                    generate_atom_v, req));
-  std::vector<generate_result> out;
-  for (auto& p : pending)
-    p.receive([&](generate_result& res) { out.push_back(std::move(res)); },
-              [](caf::error& err) { CAF_FAIL(describe(err)); });
-  return out;
-}
 
 generate_request parallel_sampling(uint64_t seed, uint32_t n) {
   auto req = request_for({9, 41, 7, 200, 13}, 12);

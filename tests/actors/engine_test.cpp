@@ -25,20 +25,15 @@ CAF_TEST(concurrent requests are queued and each gets its own answer) {
   for (auto& p : prompts)
     alone.push_back(node.generate(request_for(p, 5))->new_tokens);
   // All requests are in the engine's mailbox before the first is answered.
-  caf::scoped_actor self{node.system()};
-  std::vector<decltype(self->request(node.engine(), caf::infinite,
-                                     generate_atom_v, generate_request{}))>
-    handles;
+  std::vector<generate_request> reqs;
   for (auto& p : prompts)
-    handles.push_back(self->request(node.engine(), std::chrono::seconds{30},
-                                    generate_atom_v, request_for(p, 5)));
-  std::map<size_t, std::vector<int32_t>> together;
-  for (size_t i = 0; i < handles.size(); ++i)
-    handles[i].receive(
-      [&](const generate_result& res) { together[i] = res.new_tokens; },
-      [&](caf::error& err) { CAF_FAIL(describe(err)); });
-  for (size_t i = 0; i < prompts.size(); ++i)
-    CAF_CHECK_EQUAL(together[i], alone[i]);
+    reqs.push_back(request_for(p, 5));
+  auto together = node.generate_all(reqs);
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    if (!together[i])
+      CAF_FAIL(describe(together[i].error()));
+    CAF_CHECK_EQUAL(together[i]->new_tokens, alone[i]);
+  }
 }
 
 CAF_TEST(max_new_tokens bounds generation and zero returns only logits) {
