@@ -63,8 +63,8 @@ template <class T>
 std::vector<T> download(const device_buffer& b, size_t n) {
   std::vector<T> out(n);
   CUDA_CHECK(cudaDeviceSynchronize());
-  CUDA_CHECK(cudaMemcpy(out.data(), b.get(), sizeof(T) * n,
-                        cudaMemcpyDeviceToHost));
+  CUDA_CHECK(
+    cudaMemcpy(out.data(), b.get(), sizeof(T) * n, cudaMemcpyDeviceToHost));
   return out;
 }
 
@@ -172,12 +172,12 @@ void check_expert_ffn(int64_t e, int64_t hidden, int64_t ffn, bool int8,
   auto d_out = poisoned(sizeof(float) * n_rows * hidden);
   cublasHandle_t cublas = nullptr;
   CUBLAS_CHECK(cublasCreate(&cublas));
-  auto taken = cuda::expert_ffn(h.layer, groups, d_x.get(),
-                                n_rows, max_rows, path, ws.get(), ws.bytes(),
-                                d_y.get<float>(), cublas, nullptr);
+  auto taken = cuda::expert_ffn(h.layer, groups, d_x.get(), n_rows, max_rows,
+                                path, ws.get(), ws.bytes(), d_y.get<float>(),
+                                cublas, nullptr);
   CAF_CHECK(taken == path);
-  cuda::sum_splits(d_y.get<float>(), splits, n_rows, hidden,
-                   d_out.get<float>(), nullptr);
+  cuda::sum_splits(d_y.get<float>(), splits, n_rows, hidden, d_out.get<float>(),
+                   nullptr);
   auto got = download<float>(d_out, static_cast<size_t>(n_rows * hidden));
   cublasDestroy(cublas);
   std::vector<double> want(got.size());
@@ -242,9 +242,8 @@ CAF_TEST(dispatch plan matches plan_dispatch and inverts) {
         auto d_sorted = poisoned(sizeof(int32_t) * n * k);
         auto d_offsets = poisoned(sizeof(int32_t) * (e + 1));
         auto d_pair_row = poisoned(sizeof(int32_t) * n * k);
-        cuda::plan_dispatch(d_ids.get<int32_t>(), n, k, e, ws.get(),
-                            ws.bytes(), d_sorted.get<int32_t>(),
-                            d_offsets.get<int32_t>(),
+        cuda::plan_dispatch(d_ids.get<int32_t>(), n, k, e, ws.get(), ws.bytes(),
+                            d_sorted.get<int32_t>(), d_offsets.get<int32_t>(),
                             d_pair_row.get<int32_t>(), nullptr);
         auto sorted = download<int32_t>(d_sorted, static_cast<size_t>(n * k));
         auto offsets = download<int32_t>(d_offsets, static_cast<size_t>(e + 1));
@@ -296,7 +295,8 @@ CAF_TEST(gather and combine match the CPU twins) {
       auto d_rows = poisoned(2 * n * k * hidden);
       cuda::gather_rows(d_x.get<float>(), d_sorted.get<int32_t>(), n * k, k,
                         hidden, d_rows.get<__nv_bfloat16>(), nullptr);
-      auto rows = download<uint16_t>(d_rows, static_cast<size_t>(n * k * hidden));
+      auto rows = download<uint16_t>(d_rows,
+                                     static_cast<size_t>(n * k * hidden));
       for (size_t r = 0; r < sorted.size(); ++r)
         for (int64_t i = 0; i < hidden; ++i)
           CAF_CHECK_EQUAL(rows[r * hidden + i],
@@ -343,48 +343,41 @@ std::vector<cuda::decode_tuning> decode_variants() {
   return out;
 }
 
-CAF_TEST(bf16 expert FFN matches float64 on both paths) {
-  if (!gpu_available())
-    return;
+/// Both FFN paths of one weight type at odd sizes (1, 3, 31, 257 tokens; 6 and
+/// 8 experts), the decode path under every tuning variant, plus two shapes
+/// large enough for the K splits of w1/w3 and of w2: (8, 1024, 256) and
+/// (w2_split_experts, 256, w2_split_ffn).
+void check_expert_ffn_paths(bool int8, uint32_t seed, int64_t w2_split_experts,
+                            int64_t w2_split_ffn) {
   auto defaults = cuda::get_decode_tuning();
-  uint32_t seed = 10;
   for (int64_t e : {6, 8})
     for (int64_t n : {1, 3, 31, 257})
-      check_expert_ffn(e, 128, 192, false, n, cuda::ffn_path::gemm, seed++);
+      check_expert_ffn(e, 128, 192, int8, n, cuda::ffn_path::gemm, seed++);
   for (auto t : decode_variants()) {
     cuda::set_decode_tuning(t);
     CAF_MESSAGE("decode chunks " << t.chunks << " splits " << t.w13_splits
                                  << " x_late " << t.x_late);
     for (int64_t e : {6, 8})
       for (int64_t n : {1, 3, 31, 257})
-        check_expert_ffn(e, 128, 192, false, n, cuda::ffn_path::decode, seed++);
-    // Shapes large enough for the K splits of w1/w3 and of w2.
-    check_expert_ffn(8, 1024, 256, false, 31, cuda::ffn_path::decode, seed++);
-    check_expert_ffn(6, 256, 1024, false, 3, cuda::ffn_path::decode, seed++);
+        check_expert_ffn(e, 128, 192, int8, n, cuda::ffn_path::decode, seed++);
+    check_expert_ffn(8, 1024, 256, int8, 31, cuda::ffn_path::decode, seed++);
+    check_expert_ffn(w2_split_experts, 256, w2_split_ffn, int8, 3,
+                     cuda::ffn_path::decode, seed++);
   }
   cuda::set_decode_tuning(defaults);
-  check_expert_ffn(6, 256, 1024, false, 3, cuda::ffn_path::gemm, seed++);
+}
+
+CAF_TEST(bf16 expert FFN matches float64 on both paths) {
+  if (!gpu_available())
+    return;
+  check_expert_ffn_paths(false, 10, 6, 1024);
+  check_expert_ffn(6, 256, 1024, false, 3, cuda::ffn_path::gemm, 100);
 }
 
 CAF_TEST(int8 expert FFN matches float64 on the dequantised weights) {
   if (!gpu_available())
     return;
-  auto defaults = cuda::get_decode_tuning();
-  uint32_t seed = 50;
-  for (int64_t e : {6, 8})
-    for (int64_t n : {1, 3, 31, 257})
-      check_expert_ffn(e, 128, 192, true, n, cuda::ffn_path::gemm, seed++);
-  for (auto t : decode_variants()) {
-    cuda::set_decode_tuning(t);
-    CAF_MESSAGE("decode chunks " << t.chunks << " splits " << t.w13_splits
-                                 << " x_late " << t.x_late);
-    for (int64_t e : {6, 8})
-      for (int64_t n : {1, 3, 31, 257})
-        check_expert_ffn(e, 128, 192, true, n, cuda::ffn_path::decode, seed++);
-    check_expert_ffn(8, 1024, 256, true, 31, cuda::ffn_path::decode, seed++);
-    check_expert_ffn(8, 256, 2048, true, 3, cuda::ffn_path::decode, seed++);
-  }
-  cuda::set_decode_tuning(defaults);
+  check_expert_ffn_paths(true, 50, 8, 2048);
 }
 
 CAF_TEST(the MoE layer matches a float64 re - computation) {
@@ -398,10 +391,10 @@ CAF_TEST(the MoE layer matches a float64 re - computation) {
       for (int64_t n : {1, 3, 31, 257}) {
         const int64_t k = 2;
         auto h = make_experts(e, hidden, ffn, int8, gen);
-        auto x = round_bf16(uniform_floats(static_cast<size_t>(n * hidden),
-                                           gen));
-        auto gate = round_bf16(uniform_floats(static_cast<size_t>(e * hidden),
-                                              gen, 0.3f));
+        auto x
+          = round_bf16(uniform_floats(static_cast<size_t>(n * hidden), gen));
+        auto gate = round_bf16(
+          uniform_floats(static_cast<size_t>(e * hidden), gen, 0.3f));
         auto d_x = upload(to_bf16_bits(x));
         auto d_gate = upload(to_bf16_bits(gate));
         auto d_out = poisoned(sizeof(float) * n * hidden);
@@ -413,8 +406,8 @@ CAF_TEST(the MoE layer matches a float64 re - computation) {
           cuda::moe_layer_runner runner(h.layer, k, n, cublas);
           for (auto path : {cuda::ffn_path::decode, cuda::ffn_path::gemm}) {
             CUDA_CHECK(cudaMemset(d_out.get(), 0xff, d_out.bytes()));
-            runner.run(d_x.get<__nv_bfloat16>(), d_gate.get<__nv_bfloat16>(),
-                       n, path, d_out.get<float>(), stream.get());
+            runner.run(d_x.get<__nv_bfloat16>(), d_gate.get<__nv_bfloat16>(), n,
+                       path, d_out.get<float>(), stream.get());
             CUDA_CHECK(cudaStreamSynchronize(stream.get()));
             auto got = download<float>(d_out, static_cast<size_t>(n * hidden));
             std::vector<int32_t> ids(static_cast<size_t>(n * k));
