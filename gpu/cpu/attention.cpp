@@ -49,7 +49,7 @@ void kv_write(const kv_pages& cache, const int32_t* block_table,
   }
 }
 
-// AVX2 and baseline clones, as matmul_nt: the dot products over K rows are
+// AVX2 and baseline clones (results alike): the dot products over K rows are
 // most of the work once contexts grow. The query heads of one KV head are
 // handled together so that each K and V row is read once per token.
 __attribute__((target_clones("avx2", "default"))) void

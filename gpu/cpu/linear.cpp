@@ -5,6 +5,7 @@
 
 #include "gpu/cpu/cpu_ops.hpp"
 #include "gpu/cpu/dot.hpp"
+#include "gpu/cpu/matmul_kernels.hpp"
 
 namespace volt::cpu {
 
@@ -15,13 +16,10 @@ void embedding(const float* table, int64_t hidden, const int32_t* ids,
                 sizeof(float) * static_cast<size_t>(hidden));
 }
 
-// Compiled for AVX2 and baseline x86-64, picked at load time: the same binary
-// runs on every node and each uses its widest useful vectors (the eight fixed
-// partial sums of `dot` fill one AVX2 register; AVX-512 measured no faster).
-// Every variant rounds alike, so nodes with different CPUs agree bit for bit.
-__attribute__((target_clones("avx2", "default"))) void
-matmul_nt(const float* x, const float* w, int64_t n_rows, int64_t in_dim,
-          int64_t out_dim, float* y) {
+namespace detail {
+
+void matmul_nt_portable(const float* x, const float* w, int64_t n_rows,
+                        int64_t in_dim, int64_t out_dim, float* y) {
   // Weight rows are the large operand: walk them once and reuse each row for a
   // block of input rows while it is in cache.
   constexpr int64_t row_block = 8;
@@ -41,6 +39,19 @@ matmul_nt(const float* x, const float* w, int64_t n_rows, int64_t in_dim,
         y[r * out_dim + o] = dot(x + r * in_dim, w_row, in_dim);
     }
   }
+}
+
+} // namespace detail
+
+// Every node picks its kernel at run time and every kernel rounds alike, so
+// nodes with different CPUs agree bit for bit. (AVX-512 measured no faster
+// than AVX2 here.)
+void matmul_nt(const float* x, const float* w, int64_t n_rows, int64_t in_dim,
+               int64_t out_dim, float* y) {
+  if (detail::matmul_nt_avx2_available())
+    detail::matmul_nt_avx2(x, w, n_rows, in_dim, out_dim, y);
+  else
+    detail::matmul_nt_portable(x, w, n_rows, in_dim, out_dim, y);
 }
 
 int64_t argmax(const float* x, int64_t n) {

@@ -2,9 +2,11 @@
 
 #include "gpu/cpu/cpu_ops.hpp"
 #include "gpu/cpu/fast_exp.hpp"
+#include "gpu/cpu/matmul_kernels.hpp"
 
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <string>
 #include <numeric>
 #include <random>
@@ -67,6 +69,59 @@ CAF_TEST(matmul_nt matches float64 at odd sizes) {
     cpu::matmul_nt(x.data(), w.data(), n, in, out, y.data());
     CAF_CHECK_LESS(rel_error(y, matmul_nt_f64(x, w, n, in, out)), 1e-6);
   }
+}
+
+// Nodes with and without AVX2 must compute the same tokens, and a row must
+// come out the same whatever batch it is in (continuous batching relies on
+// it), so both kernels are compared bit for bit, over shapes that hit every
+// block and tail of the AVX2 kernel (4-row blocks, single rows, odd outputs,
+// inputs not a multiple of 8, more rows than one L1 chunk).
+CAF_TEST(matmul_nt kernels agree bit for bit and rows do not depend on batch) {
+  using cpu::detail::matmul_nt_avx2;
+  using cpu::detail::matmul_nt_portable;
+  const bool avx2 = cpu::detail::matmul_nt_avx2_available();
+  if (!avx2)
+    CAF_MESSAGE("no AVX2 on this CPU: only the portable kernel is checked");
+  int shapes = 0;
+  int differing = 0;
+  uint32_t seed = 10;
+  for (int64_t n : {1, 2, 3, 4, 5, 7, 8, 11, 67, 130})
+    for (int64_t in : {1, 7, 8, 13, 64, 67, 128})
+      for (int64_t out : {1, 2, 3, 8, 9, 17, 64}) {
+        auto x = random_floats(static_cast<size_t>(n * in), ++seed, 2.0f);
+        auto w = random_floats(static_cast<size_t>(out * in), ++seed, 2.0f);
+        std::vector<float> portable(static_cast<size_t>(n * out), NAN);
+        matmul_nt_portable(x.data(), w.data(), n, in, out, portable.data());
+        // The last row alone, as if it were a batch of one.
+        std::vector<float> alone(static_cast<size_t>(out), NAN);
+        matmul_nt_portable(x.data() + (n - 1) * in, w.data(), 1, in, out,
+                           alone.data());
+        bool same = std::memcmp(alone.data(), &portable[(n - 1) * out],
+                                alone.size() * sizeof(float))
+                    == 0;
+        if (avx2) {
+          std::vector<float> fast(portable.size(), NAN);
+          matmul_nt_avx2(x.data(), w.data(), n, in, out, fast.data());
+          same = same
+                 && std::memcmp(fast.data(), portable.data(),
+                                fast.size() * sizeof(float))
+                      == 0;
+          matmul_nt_avx2(x.data() + (n - 1) * in, w.data(), 1, in, out,
+                         alone.data());
+          same = same
+                 && std::memcmp(alone.data(), &portable[(n - 1) * out],
+                                alone.size() * sizeof(float))
+                      == 0;
+        }
+        ++shapes;
+        if (!same) {
+          ++differing;
+          CAF_MESSAGE("differs at rows " << n << ", in " << in << ", out "
+                                         << out);
+        }
+      }
+  CAF_CHECK_EQUAL(shapes, 490);
+  CAF_CHECK_EQUAL(differing, 0);
 }
 
 CAF_TEST(embedding gathers the rows of the ids) {
