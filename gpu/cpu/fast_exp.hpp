@@ -5,8 +5,9 @@
 
 namespace volt::cpu {
 
-/// e^x for x ≤ 0 (softmax inputs after subtracting the maximum), within
-/// 2 ulp of std::exp; inputs below -87.3 give about 1e-38 rather than 0.
+/// e^x for x ≤ 0 (softmax inputs after subtracting the maximum, SwiGLU's
+/// e^-|g|), within 2 ulp of std::exp; inputs below -87.3 give about 1e-38
+/// rather than 0.
 /// Unlike std::exp it is a few multiplies and adds that GCC vectorises in a
 /// loop, and it rounds alike on every CPU and clone: exp was half the cost of
 /// attention with small heads. Cephes' range reduction and polynomial.

@@ -2,10 +2,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <numeric>
 #include <vector>
 
 #include "gpu/cpu/cpu_ops.hpp"
+#include "gpu/cpu/fast_exp.hpp"
 
 namespace volt::cpu {
 
@@ -39,6 +42,34 @@ void topk_gating(const float* logits, int64_t n_tokens, int64_t n_experts,
   }
 }
 
+namespace {
+
+/// gate[i] = silu(gate[i]) * up[i], with silu(g) = g / (1 + e^-g) computed
+/// from e = e^-|g| (exp_nonpositive, vectorised; std::exp per element was a
+/// sixth of an expert's time): g / (1 + e) for g >= 0, g·e / (1 + e) below.
+/// Selections on the bits rather than branches, so that GCC vectorises.
+__attribute__((target_clones("avx2", "default"))) void
+silu_times(float* gate, const float* up, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float g = gate[i];
+    uint32_t bits;
+    std::memcpy(&bits, &g, sizeof(bits));
+    const uint32_t minus_abs_bits = bits | 0x80000000u;
+    float minus_abs;
+    std::memcpy(&minus_abs, &minus_abs_bits, sizeof(minus_abs));
+    const float e = exp_nonpositive(minus_abs);
+    uint32_t e_bits;
+    std::memcpy(&e_bits, &e, sizeof(e_bits));
+    const uint32_t negative = 0u - (bits >> 31); // all ones when g < 0
+    const uint32_t num_bits = (e_bits & negative) | (0x3f800000u & ~negative);
+    float num; // e for g < 0, else 1
+    std::memcpy(&num, &num_bits, sizeof(num));
+    gate[i] = g * num / (1.0f + e) * up[i];
+  }
+}
+
+} // namespace
+
 void swiglu_expert(const float* x, const float* w1, const float* w3,
                    const float* w2, int64_t n_rows, int64_t hidden, int64_t ffn,
                    float* scratch, float* out) {
@@ -46,10 +77,7 @@ void swiglu_expert(const float* x, const float* w1, const float* w3,
   float* up = scratch + n_rows * ffn;
   matmul_nt(x, w1, n_rows, hidden, ffn, gate);
   matmul_nt(x, w3, n_rows, hidden, ffn, up);
-  for (int64_t i = 0; i < n_rows * ffn; ++i) {
-    float g = gate[i];
-    gate[i] = g / (1.0f + std::exp(-g)) * up[i];
-  }
+  silu_times(gate, up, n_rows * ffn);
   matmul_nt(gate, w2, n_rows, ffn, hidden, out);
 }
 

@@ -331,6 +331,37 @@ CAF_TEST(swiglu expert matches float64) {
   CAF_CHECK_LESS(rel_error(out, want), 1e-6);
 }
 
+// The activation alone, over the whole range: one hidden unit and one FFN
+// unit with unit weights give out = silu(x) * x.
+CAF_TEST(swiglu activation is accurate for large and small inputs) {
+  std::vector<float> x;
+  for (float a = -200.0f; a <= 80.0f; a += 0.37f)
+    x.push_back(a);
+  for (float a : {0.0f, -0.0f, 1e-30f, -1e-30f, 1e-3f, -1e-3f})
+    x.push_back(a);
+  const auto n = static_cast<int64_t>(x.size());
+  const float one = 1.0f;
+  std::vector<float> scratch(static_cast<size_t>(2 * n), NAN);
+  std::vector<float> out(x.size(), NAN);
+  cpu::swiglu_expert(x.data(), &one, &one, &one, n, 1, 1, scratch.data(),
+                     out.data());
+  double worst_rel = 0;
+  double worst_abs_below = 0; // where float32 underflows
+  for (size_t i = 0; i < x.size(); ++i) {
+    double a = x[i];
+    double want = a / (1 + std::exp(-a)) * a;
+    double err = std::fabs(out[i] - want);
+    if (a < -87 || std::fabs(want) < 1e-30) // x * x underflows too
+      worst_abs_below = std::max(worst_abs_below, err);
+    else
+      worst_rel = std::max(worst_rel, err / std::fabs(want));
+  }
+  CAF_MESSAGE("worst relative error " << worst_rel << ", absolute near 0 "
+                                      << worst_abs_below);
+  CAF_CHECK_LESS(worst_rel, 1e-6);
+  CAF_CHECK_LESS(worst_abs_below, 1e-33);
+}
+
 CAF_TEST(argmax returns the first maximum) {
   std::vector<float> x{1, 5, 3, 5};
   CAF_CHECK_EQUAL(cpu::argmax(x.data(), 4), 1);
