@@ -25,6 +25,27 @@ namespace volt::cpu {
          + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail;
 }
 
+/// Sum of `n` floats in the order `dot` sums products: eight partial sums,
+/// reduced ((0 + 4) + (1 + 5)) + ((2 + 6) + (3 + 7)), then the tail.
+[[gnu::always_inline]] inline float sum8(const float* a, int64_t n) {
+  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; ++j)
+      acc[j] += a[i + j];
+  float tail = 0;
+  for (; i < n; ++i)
+    tail += a[i];
+  return ((acc[0] + acc[4]) + (acc[1] + acc[5]))
+         + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail;
+}
+
+/// The larger of `a` and `b` as AVX's maxps picks it (`a` only when greater),
+/// so that scalar and vector kernels agree even on +0 against -0.
+[[gnu::always_inline]] inline float max_as_maxps(float a, float b) {
+  return a > b ? a : b;
+}
+
 /// Four dot products against the same `b`, each computed exactly as `dot`
 /// computes it (same partial sums, same reduction order): sharing the loads
 /// of `b` saves a quarter of the memory traffic of four separate calls without

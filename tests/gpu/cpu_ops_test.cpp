@@ -1,6 +1,7 @@
 #define CAF_SUITE gpu.cpu_ops
 
 #include "gpu/cpu/cpu_ops.hpp"
+#include "gpu/cpu/attention_kernels.hpp"
 #include "gpu/cpu/fast_exp.hpp"
 #include "gpu/cpu/matmul_kernels.hpp"
 
@@ -247,6 +248,75 @@ CAF_TEST(paged attention equals dense causal attention for scattered pages) {
   // 8 fills one vector; 12 and 20 leave a partial block of output elements.
   for (int64_t hd : {8, 12, 20})
     check_paged_attention(hd);
+}
+
+// As for matmul_nt: nodes with and without AVX2 must attend alike. Shapes
+// cover groups of 1 to 5 query heads (blocks of four and the rest), head
+// sizes with and without a partial vector, one to 70 positions over pages
+// placed out of order, several tokens per call and a sliding window.
+CAF_TEST(paged attention kernels agree bit for bit) {
+  if (!cpu::detail::matmul_nt_avx2_available()) {
+    CAF_MESSAGE("no AVX2 on this CPU: nothing to compare");
+    return;
+  }
+  int cases = 0;
+  int differing = 0;
+  uint32_t seed = 100;
+  for (int64_t group : {1, 2, 3, 5})
+    for (int64_t hd : {8, 12, 16, 20, 32})
+      for (int64_t page_size : {4, 16})
+        for (int64_t window : {int64_t{0}, int64_t{9}}) {
+          const int64_t kv_heads = 2;
+          const int64_t n = 70;
+          const int64_t pages = (n + page_size - 1) / page_size;
+          std::vector<int32_t> block_table(static_cast<size_t>(pages));
+          for (int64_t i = 0; i < pages; ++i) // scattered, all distinct
+            block_table[static_cast<size_t>(i)]
+              = static_cast<int32_t>((i * 7 + 3) % pages);
+          auto k_store = random_floats(
+            static_cast<size_t>(pages * page_size * kv_heads * hd), ++seed);
+          auto v_store = random_floats(k_store.size(), ++seed);
+          kv_pages cache{k_store.data(), v_store.data(), pages,
+                         page_size,      kv_heads,       hd};
+          attention_dims dims{group * kv_heads, kv_heads, hd, window};
+          // Queries at positions 0, 1, 7, 8, 9, 31, 69: one token per call
+          // and all of them in one call.
+          std::vector<int32_t> pos{0, 1, 7, 8, 9, 31, 69};
+          const auto t = static_cast<int64_t>(pos.size());
+          auto q = random_floats(static_cast<size_t>(t * group * kv_heads * hd),
+                                 ++seed, 3.0f);
+          std::vector<float> portable(q.size(), NAN);
+          std::vector<float> fast(q.size(), NAN);
+          cpu::detail::paged_attention_portable(q.data(), pos.data(), t, cache,
+                                                block_table.data(), dims,
+                                                portable.data());
+          cpu::detail::paged_attention_avx2(q.data(), pos.data(), t, cache,
+                                            block_table.data(), dims,
+                                            fast.data());
+          bool same = std::memcmp(portable.data(), fast.data(),
+                                  fast.size() * sizeof(float))
+                      == 0;
+          const auto row = group * kv_heads * hd;
+          for (int64_t i = 0; i < t; ++i) {
+            std::vector<float> one(static_cast<size_t>(row), NAN);
+            cpu::detail::paged_attention_avx2(q.data() + i * row, &pos[i], 1,
+                                              cache, block_table.data(), dims,
+                                              one.data());
+            same = same
+                   && std::memcmp(one.data(), portable.data() + i * row,
+                                  one.size() * sizeof(float))
+                        == 0;
+          }
+          ++cases;
+          if (!same) {
+            ++differing;
+            CAF_MESSAGE("differs at group " << group << ", head size " << hd
+                                            << ", page size " << page_size
+                                            << ", window " << window);
+          }
+        }
+  CAF_CHECK_EQUAL(cases, 80);
+  CAF_CHECK_EQUAL(differing, 0);
 }
 
 CAF_TEST(the softmax exponential is within two ulp of std exp) {
