@@ -31,57 +31,60 @@ void kv_write(const kv_pages& cache, const int32_t* block_table,
 
 namespace detail {
 
+namespace {
+
+/// One query group the plain way: `dot` per score, then per head the maximum,
+/// exponentials, denominator and V sums.
+void attend_portable(const query_group& qg, const kv_pages& cache,
+                     const int32_t* block_table, const attention_dims& dims) {
+  const int64_t hd = dims.head_dim;
+  const int64_t group = dims.n_heads / dims.n_kv_heads;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  const int64_t n_ctx = qg.n_ctx();
+  for (int64_t pos = qg.first; pos <= qg.last;) {
+    auto run = run_at(cache, block_table, pos, qg.last, qg.kv_head);
+    const float* k_row = cache.k + run.offset;
+    for (int64_t i = 0; i < run.count; ++i, k_row += cache.token_stride())
+      for (int64_t g = 0; g < group; ++g)
+        qg.scores[g * n_ctx + pos + i - qg.first]
+          = dot(qg.q + g * hd, k_row, hd) * scale;
+    pos += run.count;
+  }
+  for (int64_t g = 0; g < group; ++g) {
+    float* sc = qg.scores + g * n_ctx;
+    // Eight running maxima, as the AVX2 kernel takes them.
+    float lanes[8] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY,
+                      -INFINITY, -INFINITY, -INFINITY, -INFINITY};
+    int64_t i = 0;
+    for (; i + 8 <= n_ctx; i += 8)
+      for (int j = 0; j < 8; ++j)
+        lanes[j] = max_as_maxps(sc[i + j], lanes[j]);
+    float max_score = -INFINITY;
+    for (float lane : lanes)
+      max_score = max_as_maxps(lane, max_score);
+    for (; i < n_ctx; ++i)
+      max_score = max_as_maxps(sc[i], max_score);
+    for (i = 0; i < n_ctx; ++i)
+      sc[i] = exp_nonpositive(sc[i] - max_score);
+    const float denom = sum8(sc, n_ctx);
+    // Eight output elements at a time in registers.
+    for (int64_t d = 0; d < hd; d += 8)
+      weighted_v_columns(cache, block_table, qg.first, qg.last, qg.kv_head, sc,
+                         d, std::min<int64_t>(8, hd - d), denom,
+                         qg.out + g * hd + d);
+  }
+}
+
+} // namespace
+
 void paged_attention_portable(const float* q, const int32_t* positions,
                               int64_t n_tokens, const kv_pages& cache,
                               const int32_t* block_table,
                               const attention_dims& dims, float* out) {
-  const int64_t hd = dims.head_dim;
-  const int64_t group = dims.n_heads / dims.n_kv_heads;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  const auto stride = cache.token_stride();
-  // Per thread: the engine runs parts of a batch on several threads.
-  thread_local std::vector<float> scores; // [group, context]
-  for (int64_t t = 0; t < n_tokens; ++t) {
-    const int64_t last = positions[t];
-    const int64_t first = first_attended(last, dims);
-    const int64_t n_ctx = last - first + 1;
-    scores.resize(static_cast<size_t>(group * n_ctx));
-    for (int64_t kv_head = 0; kv_head < dims.n_kv_heads; ++kv_head) {
-      const float* qv = q + (t * dims.n_heads + kv_head * group) * hd;
-      for (int64_t pos = first; pos <= last;) {
-        auto run = run_at(cache, block_table, pos, last, kv_head);
-        const float* k_row = cache.k + run.offset;
-        for (int64_t i = 0; i < run.count; ++i, k_row += stride)
-          for (int64_t g = 0; g < group; ++g)
-            scores[g * n_ctx + pos + i - first] = dot(qv + g * hd, k_row, hd)
-                                                  * scale;
-        pos += run.count;
-      }
-      for (int64_t g = 0; g < group; ++g) {
-        float* sc = scores.data() + g * n_ctx;
-        // Eight running maxima, as the AVX2 kernel takes them.
-        float lanes[8] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY,
-                          -INFINITY, -INFINITY, -INFINITY, -INFINITY};
-        int64_t i = 0;
-        for (; i + 8 <= n_ctx; i += 8)
-          for (int j = 0; j < 8; ++j)
-            lanes[j] = max_as_maxps(sc[i + j], lanes[j]);
-        float max_score = -INFINITY;
-        for (float lane : lanes)
-          max_score = max_as_maxps(lane, max_score);
-        for (; i < n_ctx; ++i)
-          max_score = max_as_maxps(sc[i], max_score);
-        for (i = 0; i < n_ctx; ++i)
-          sc[i] = exp_nonpositive(sc[i] - max_score);
-        const float denom = sum8(sc, n_ctx);
-        float* dst = out + (t * dims.n_heads + kv_head * group + g) * hd;
-        // Eight output elements at a time in registers.
-        for (int64_t d = 0; d < hd; d += 8)
-          weighted_v_columns(cache, block_table, first, last, kv_head, sc, d,
-                             std::min<int64_t>(8, hd - d), denom, dst + d);
-      }
-    }
-  }
+  for_each_query_group(q, positions, n_tokens, dims, out,
+                       [&](const query_group& qg) {
+                         attend_portable(qg, cache, block_table, dims);
+                       });
 }
 
 } // namespace detail

@@ -99,87 +99,86 @@ VOLT_AVX2 float exponentiate(float* sc, int64_t n, float max_score) {
          + tail;
 }
 
+/// One query group: scores a page run at a time, then each head's softmax,
+/// then the V sums of up to four heads and sixteen columns per pass over the
+/// V rows, eight per register, each element in ascending position order.
+__attribute__((target("avx2"))) void
+attend_avx2(const query_group& qg, const kv_pages& cache,
+            const int32_t* block_table, const attention_dims& dims) {
+  const int64_t hd = dims.head_dim;
+  const int64_t group = dims.n_heads / dims.n_kv_heads;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  const auto stride = cache.token_stride();
+  const int64_t n_ctx = qg.n_ctx();
+  thread_local std::vector<float> denoms; // [group]
+  denoms.resize(static_cast<size_t>(group));
+  for (int64_t pos = qg.first; pos <= qg.last;) {
+    auto run = run_at(cache, block_table, pos, qg.last, qg.kv_head);
+    for (int64_t g = 0; g < group; ++g)
+      score_run(qg.q + g * hd, cache.k + run.offset, stride, run.count, hd,
+                scale, qg.scores + g * n_ctx + (pos - qg.first));
+    pos += run.count;
+  }
+  for (int64_t g = 0; g < group; ++g) {
+    float* sc = qg.scores + g * n_ctx;
+    denoms[g] = exponentiate(sc, n_ctx, max_of(sc, n_ctx));
+  }
+  const int64_t hd8 = hd / 8 * 8;
+  for (int64_t d = 0; d < hd8; d += 16)
+    for (int64_t g0 = 0; g0 < group; g0 += 4) {
+      const int heads = static_cast<int>(std::min<int64_t>(4, group - g0));
+      const int blocks = d + 16 <= hd8 ? 2 : 1;
+      __m256 acc[4][2];
+#pragma GCC unroll 4
+      for (auto& a : acc)
+        a[0] = a[1] = _mm256_setzero_ps();
+      const float* sc = qg.scores + g0 * n_ctx;
+      for (int64_t pos = qg.first; pos <= qg.last;) {
+        auto run = run_at(cache, block_table, pos, qg.last, qg.kv_head);
+        const float* v_row = cache.v + run.offset + d;
+        const float* w = sc + (pos - qg.first);
+        for (int64_t i = 0; i < run.count; ++i, v_row += stride) {
+          const __m256 v0 = _mm256_loadu_ps(v_row);
+          const __m256 v1 = blocks == 2 ? _mm256_loadu_ps(v_row + 8) : v0;
+#pragma GCC unroll 4
+          for (int h = 0; h < 4; ++h)
+            if (h < heads) {
+              const __m256 wh = _mm256_set1_ps(w[h * n_ctx + i]);
+              acc[h][0] = _mm256_add_ps(acc[h][0], _mm256_mul_ps(wh, v0));
+              acc[h][1] = _mm256_add_ps(acc[h][1], _mm256_mul_ps(wh, v1));
+            }
+        }
+        pos += run.count;
+      }
+#pragma GCC unroll 4
+      for (int h = 0; h < 4; ++h)
+        if (h < heads) {
+          const __m256 den = _mm256_set1_ps(denoms[g0 + h]);
+          float* o = qg.out + (g0 + h) * hd + d;
+          _mm256_storeu_ps(o, _mm256_div_ps(acc[h][0], den));
+          if (blocks == 2)
+            _mm256_storeu_ps(o + 8, _mm256_div_ps(acc[h][1], den));
+        }
+    }
+  // Head sizes that are not a multiple of eight: the last columns as the
+  // portable kernel computes them.
+  if (hd8 < hd)
+    for (int64_t g = 0; g < group; ++g)
+      weighted_v_columns(cache, block_table, qg.first, qg.last, qg.kv_head,
+                         qg.scores + g * n_ctx, hd8, hd - hd8, denoms[g],
+                         qg.out + g * hd + hd8);
+}
+
 } // namespace
 
 __attribute__((target("avx2"))) void
 paged_attention_avx2(const float* q, const int32_t* positions, int64_t n_tokens,
                      const kv_pages& cache, const int32_t* block_table,
                      const attention_dims& dims, float* out) {
-  const int64_t hd = dims.head_dim;
-  const int64_t group = dims.n_heads / dims.n_kv_heads;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  const auto stride = cache.token_stride();
-  thread_local std::vector<float> scores; // [group, context]
-  thread_local std::vector<float> denoms; // [group]
-  denoms.resize(static_cast<size_t>(group));
-  for (int64_t t = 0; t < n_tokens; ++t) {
-    const int64_t last = positions[t];
-    const int64_t first = first_attended(last, dims);
-    const int64_t n_ctx = last - first + 1;
-    scores.resize(static_cast<size_t>(group * n_ctx));
-    for (int64_t kv_head = 0; kv_head < dims.n_kv_heads; ++kv_head) {
-      const float* qv = q + (t * dims.n_heads + kv_head * group) * hd;
-      for (int64_t pos = first; pos <= last;) {
-        auto run = run_at(cache, block_table, pos, last, kv_head);
-        for (int64_t g = 0; g < group; ++g)
-          score_run(qv + g * hd, cache.k + run.offset, stride, run.count, hd,
-                    scale, scores.data() + g * n_ctx + (pos - first));
-        pos += run.count;
-      }
-      for (int64_t g = 0; g < group; ++g) {
-        float* sc = scores.data() + g * n_ctx;
-        denoms[g] = exponentiate(sc, n_ctx, max_of(sc, n_ctx));
-      }
-      float* dst = out + (t * dims.n_heads + kv_head * group) * hd;
-      // Sixteen output elements of up to four heads per pass over the V
-      // rows, eight per register; each element sums its positions in
-      // ascending order.
-      const int64_t hd8 = hd / 8 * 8;
-      for (int64_t d = 0; d < hd8; d += 16)
-        for (int64_t g0 = 0; g0 < group; g0 += 4) {
-          const int heads = static_cast<int>(std::min<int64_t>(4, group - g0));
-          const int blocks = d + 16 <= hd8 ? 2 : 1;
-          __m256 acc[4][2];
-#pragma GCC unroll 4
-          for (auto& a : acc)
-            a[0] = a[1] = _mm256_setzero_ps();
-          const float* sc = scores.data() + g0 * n_ctx;
-          for (int64_t pos = first; pos <= last;) {
-            auto run = run_at(cache, block_table, pos, last, kv_head);
-            const float* v_row = cache.v + run.offset + d;
-            const float* w = sc + (pos - first);
-            for (int64_t i = 0; i < run.count; ++i, v_row += stride) {
-              const __m256 v0 = _mm256_loadu_ps(v_row);
-              const __m256 v1 = blocks == 2 ? _mm256_loadu_ps(v_row + 8) : v0;
-#pragma GCC unroll 4
-              for (int h = 0; h < 4; ++h)
-                if (h < heads) {
-                  const __m256 wh = _mm256_set1_ps(w[h * n_ctx + i]);
-                  acc[h][0] = _mm256_add_ps(acc[h][0], _mm256_mul_ps(wh, v0));
-                  acc[h][1] = _mm256_add_ps(acc[h][1], _mm256_mul_ps(wh, v1));
-                }
-            }
-            pos += run.count;
-          }
-#pragma GCC unroll 4
-          for (int h = 0; h < 4; ++h)
-            if (h < heads) {
-              const __m256 den = _mm256_set1_ps(denoms[g0 + h]);
-              float* o = dst + (g0 + h) * hd + d;
-              _mm256_storeu_ps(o, _mm256_div_ps(acc[h][0], den));
-              if (blocks == 2)
-                _mm256_storeu_ps(o + 8, _mm256_div_ps(acc[h][1], den));
-            }
-        }
-      // Head sizes that are not a multiple of eight: the last columns as the
-      // portable kernel computes them.
-      if (hd8 < hd)
-        for (int64_t g = 0; g < group; ++g)
-          weighted_v_columns(cache, block_table, first, last, kv_head,
-                             scores.data() + g * n_ctx, hd8, hd - hd8,
-                             denoms[g], dst + g * hd + hd8);
-    }
-  }
+  for_each_query_group(q, positions, n_tokens, dims, out,
+                       [&](const query_group& qg) {
+                         attend_avx2(qg, cache, block_table, dims);
+                       });
 }
 
 } // namespace volt::cpu::detail

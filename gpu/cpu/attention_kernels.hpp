@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <vector>
 
 #include "gpu/ops.hpp"
 
@@ -38,6 +39,42 @@ inline int64_t first_attended(int64_t last, const attention_dims& dims) {
   return dims.sliding_window > 0
            ? std::max<int64_t>(0, last - dims.sliding_window + 1)
            : 0;
+}
+
+/// The query heads of one token that share a KV head, and their context.
+struct query_group {
+  const float* q = nullptr; // [group, head_dim]
+  float* out = nullptr; // [group, head_dim]
+  int64_t kv_head = 0;
+  int64_t first = 0; // attended positions: [first, last]
+  int64_t last = 0;
+  float* scores = nullptr; // [group, n_ctx()], scratch
+
+  int64_t n_ctx() const {
+    return last - first + 1;
+  }
+};
+
+/// Calls `attend(group)` for each token and KV head of a paged_attention call:
+/// the loop both kernels share. Score scratch is per thread, as the engine
+/// runs parts of a batch on several threads.
+template <class Attend>
+void for_each_query_group(const float* q, const int32_t* positions,
+                          int64_t n_tokens, const attention_dims& dims,
+                          float* out, Attend&& attend) {
+  const int64_t hd = dims.head_dim;
+  const int64_t group = dims.n_heads / dims.n_kv_heads;
+  thread_local std::vector<float> scores;
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    const int64_t last = positions[t];
+    const int64_t first = first_attended(last, dims);
+    scores.resize(static_cast<size_t>(group * (last - first + 1)));
+    for (int64_t kv_head = 0; kv_head < dims.n_kv_heads; ++kv_head) {
+      const int64_t offset = (t * dims.n_heads + kv_head * group) * hd;
+      attend(query_group{q + offset, out + offset, kv_head, first, last,
+                         scores.data()});
+    }
+  }
 }
 
 /// dst[k] = (Σ w[pos - first] · V[pos][d + k]) / denom for k < width ≤ 8,
