@@ -93,7 +93,7 @@ void paged_attention_portable(const float* q, const int32_t* positions,
 void paged_attention(const float* q, const int32_t* positions, int64_t n_tokens,
                      const kv_pages& cache, const int32_t* block_table,
                      const attention_dims& dims, float* out) {
-  if (detail::matmul_nt_avx2_available())
+  if (detail::avx2_available())
     detail::paged_attention_avx2(q, positions, n_tokens, cache, block_table,
                                  dims, out);
   else

@@ -106,7 +106,7 @@ void paged_attention_portable(const float* q, const int32_t* positions,
                               const attention_dims& dims, float* out);
 
 /// AVX2 intrinsics, same results as paged_attention_portable to the bit. Call
-/// only where matmul_nt_avx2_available() (gpu/cpu/matmul_kernels.hpp).
+/// only where avx2_available() (gpu/cpu/matmul_kernels.hpp).
 void paged_attention_avx2(const float* q, const int32_t* positions,
                           int64_t n_tokens, const kv_pages& cache,
                           const int32_t* block_table,

@@ -48,7 +48,7 @@ void matmul_nt_portable(const float* x, const float* w, int64_t n_rows,
 // than AVX2 here.)
 void matmul_nt(const float* x, const float* w, int64_t n_rows, int64_t in_dim,
                int64_t out_dim, float* y) {
-  if (detail::matmul_nt_avx2_available())
+  if (detail::avx2_available())
     detail::matmul_nt_avx2(x, w, n_rows, in_dim, out_dim, y);
   else
     detail::matmul_nt_portable(x, w, n_rows, in_dim, out_dim, y);

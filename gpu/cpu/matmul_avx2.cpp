@@ -52,7 +52,7 @@ VOLT_AVX2 void block_1x8(const float* x, const float* w, int64_t r, int64_t o,
 
 } // namespace
 
-bool matmul_nt_avx2_available() {
+bool avx2_available() {
   static const bool available = __builtin_cpu_supports("avx2");
   return available;
 }

@@ -13,11 +13,12 @@ namespace volt::cpu::detail {
 void matmul_nt_portable(const float* x, const float* w, int64_t n_rows,
                         int64_t in_dim, int64_t out_dim, float* y);
 
-/// Whether this CPU can run matmul_nt_avx2.
-bool matmul_nt_avx2_available();
+/// Whether this CPU runs AVX2 (the *_avx2 kernels here and in
+/// attention_kernels.hpp).
+bool avx2_available();
 
 /// AVX2 intrinsics, same results as matmul_nt_portable to the bit. Call only
-/// where matmul_nt_avx2_available().
+/// where avx2_available().
 void matmul_nt_avx2(const float* x, const float* w, int64_t n_rows,
                     int64_t in_dim, int64_t out_dim, float* y);
 

@@ -80,7 +80,7 @@ CAF_TEST(matmul_nt matches float64 at odd sizes) {
 CAF_TEST(matmul_nt kernels agree bit for bit and rows do not depend on batch) {
   using cpu::detail::matmul_nt_avx2;
   using cpu::detail::matmul_nt_portable;
-  const bool avx2 = cpu::detail::matmul_nt_avx2_available();
+  const bool avx2 = cpu::detail::avx2_available();
   if (!avx2)
     CAF_MESSAGE("no AVX2 on this CPU: only the portable kernel is checked");
   int shapes = 0;
@@ -255,7 +255,7 @@ CAF_TEST(paged attention equals dense causal attention for scattered pages) {
 // sizes with and without a partial vector, one to 70 positions over pages
 // placed out of order, several tokens per call and a sliding window.
 CAF_TEST(paged attention kernels agree bit for bit) {
-  if (!cpu::detail::matmul_nt_avx2_available()) {
+  if (!cpu::detail::avx2_available()) {
     CAF_MESSAGE("no AVX2 on this CPU: nothing to compare");
     return;
   }
