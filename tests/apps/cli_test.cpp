@@ -135,6 +135,45 @@ CAF_TEST(bad flags exit with code 2 and one line) {
     generate({"--model", model, "--prompt-ids", "1", "--n", "65"}), {"--n"});
 }
 
+CAF_TEST(bench serve prints one result per concurrency level as json) {
+  auto r = run_process({volt_node_binary(), "bench", "serve", "--model",
+                        tiny_mixtral_dir(), "--concurrency", "1,3",
+                        "--prompt-tokens", "5", "--new-tokens", "3",
+                        "--shared-prefix", "2", "--json"});
+  CAF_REQUIRE_EQUAL(r.exit_code, 0);
+  auto doc = json::parse(r.out, "stdout");
+  CAF_REQUIRE(doc);
+  CAF_CHECK_EQUAL(doc->find("prompt_tokens")->as_int64(), 5);
+  CAF_CHECK_EQUAL(doc->find("new_tokens")->as_int64(), 3);
+  const auto& results = doc->find("results")->as_array();
+  CAF_REQUIRE_EQUAL(results.size(), 2u);
+  for (size_t i = 0; i < results.size(); ++i) {
+    const auto& res = results[i];
+    CAF_CHECK_EQUAL(res.find("concurrency")->as_int64(), i == 0 ? 1 : 3);
+    CAF_CHECK_GREATER(res.find("tokens_per_second")->as_double(), 0.0);
+    CAF_CHECK_LESS_OR_EQUAL(res.find("p50_ms_per_token")->as_double(),
+                            res.find("p99_ms_per_token")->as_double());
+  }
+}
+
+CAF_TEST(bench serve refuses bad flags with code 2 and one line) {
+  auto bench = [](std::vector<std::string> flags) {
+    std::vector<std::string> argv{volt_node_binary(), "bench", "serve",
+                                  "--model", tiny_mixtral_dir()};
+    argv.insert(argv.end(), flags.begin(), flags.end());
+    return run_process(argv);
+  };
+  check_bad_input(bench({"--concurrency", "0"}), {"--concurrency"});
+  check_bad_input(bench({"--concurrency", "1,x"}), {"--concurrency", "'x'"});
+  check_bad_input(bench({"--new-tokens", "0"}), {"--new-tokens"});
+  check_bad_input(bench({"--prompt-tokens", "8", "--shared-prefix", "9"}),
+                  {"--shared-prefix 9 exceeds --prompt-tokens 8"});
+  check_bad_input(bench({"--prompt-tokens", "1000", "--new-tokens", "25"}),
+                  {"--prompt-tokens 1000 + --new-tokens 25",
+                   "context of 1024"});
+  check_bad_input(bench({"--compute-threads", "-1"}), {"--compute-threads"});
+}
+
 CAF_TEST(bad checkpoints exit with code 2 and name the file) {
   temp_dir dir;
   check_bad_input(generate({"--model", dir.file("nope"), "--prompt-ids", "1"}),
