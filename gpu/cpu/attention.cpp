@@ -59,11 +59,7 @@ void attend_portable(const query_group& qg, const kv_pages& cache,
     for (; i + 8 <= n_ctx; i += 8)
       for (int j = 0; j < 8; ++j)
         lanes[j] = max_as_maxps(sc[i + j], lanes[j]);
-    float max_score = -INFINITY;
-    for (float lane : lanes)
-      max_score = max_as_maxps(lane, max_score);
-    for (; i < n_ctx; ++i)
-      max_score = max_as_maxps(sc[i], max_score);
+    const float max_score = max_of_lanes(lanes, sc + i, n_ctx - i);
     for (i = 0; i < n_ctx; ++i)
       sc[i] = exp_nonpositive(sc[i] - max_score);
     const float denom = sum8(sc, n_ctx);

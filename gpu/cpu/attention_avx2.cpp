@@ -70,12 +70,7 @@ VOLT_AVX2 float max_of(const float* sc, int64_t n) {
     lanes = _mm256_max_ps(_mm256_loadu_ps(sc + i), lanes);
   alignas(32) float l[8];
   _mm256_store_ps(l, lanes);
-  float m = -INFINITY;
-  for (float lane : l)
-    m = max_as_maxps(lane, m);
-  for (; i < n; ++i)
-    m = max_as_maxps(sc[i], m);
-  return m;
+  return max_of_lanes(l, sc + i, n - i);
 }
 
 /// sc[i] = e^(sc[i] - max) for i < n; returns their sum in sum8's order.
@@ -95,8 +90,7 @@ VOLT_AVX2 float exponentiate(float* sc, int64_t n, float max_score) {
   }
   alignas(32) float l[8];
   _mm256_store_ps(l, lanes);
-  return ((l[0] + l[4]) + (l[1] + l[5])) + ((l[2] + l[6]) + (l[3] + l[7]))
-         + tail;
+  return reduce_lanes(l, tail);
 }
 
 /// One query group: scores a page run at a time, then each head's softmax,

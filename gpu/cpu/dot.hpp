@@ -1,11 +1,20 @@
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 
 namespace volt::cpu {
 
 // Always inlined: a caller compiled for AVX2 (target_clones) then gets the
 // loops in AVX2 too; an out-of-line copy would be built for baseline SSE2.
+
+/// The reduction every eight-lane sum here ends with:
+/// ((l0 + l4) + (l1 + l5)) + ((l2 + l6) + (l3 + l7)) + tail. One definition,
+/// so that the scalar and vector kernels cannot drift apart.
+[[gnu::always_inline]] inline float reduce_lanes(const float* l, float tail) {
+  return ((l[0] + l[4]) + (l[1] + l[5])) + ((l[2] + l[6]) + (l[3] + l[7]))
+         + tail;
+}
 
 /// Dot product of two float vectors with eight independent partial sums, so
 /// that the compiler vectorises it without -ffast-math. The summation order is
@@ -21,8 +30,7 @@ namespace volt::cpu {
   float tail = 0;
   for (; i < n; ++i)
     tail += a[i] * b[i];
-  return ((acc[0] + acc[4]) + (acc[1] + acc[5]))
-         + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail;
+  return reduce_lanes(acc, tail);
 }
 
 /// Sum of `n` floats in the order `dot` sums products: eight partial sums,
@@ -36,14 +44,25 @@ namespace volt::cpu {
   float tail = 0;
   for (; i < n; ++i)
     tail += a[i];
-  return ((acc[0] + acc[4]) + (acc[1] + acc[5]))
-         + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail;
+  return reduce_lanes(acc, tail);
 }
 
 /// The larger of `a` and `b` as AVX's maxps picks it (`a` only when greater),
 /// so that scalar and vector kernels agree even on +0 against -0.
 [[gnu::always_inline]] inline float max_as_maxps(float a, float b) {
   return a > b ? a : b;
+}
+
+/// The largest of eight running maxima and then of `rest[0..n)`, taken in
+/// the order both attention kernels take it.
+[[gnu::always_inline]] inline float max_of_lanes(const float* lanes,
+                                                 const float* rest, int64_t n) {
+  float m = -INFINITY;
+  for (int j = 0; j < 8; ++j)
+    m = max_as_maxps(lanes[j], m);
+  for (int64_t i = 0; i < n; ++i)
+    m = max_as_maxps(rest[i], m);
+  return m;
 }
 
 /// Four dot products against the same `b`, each computed exactly as `dot`
@@ -74,11 +93,8 @@ namespace volt::cpu {
     tail[3] += a3[i] * b[i];
   }
   const float* accs[4] = {acc0, acc1, acc2, acc3};
-  for (int r = 0; r < 4; ++r) {
-    const float* acc = accs[r];
-    out[r] = ((acc[0] + acc[4]) + (acc[1] + acc[5]))
-             + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail[r];
-  }
+  for (int r = 0; r < 4; ++r)
+    out[r] = reduce_lanes(accs[r], tail[r]);
 }
 
 } // namespace volt::cpu
