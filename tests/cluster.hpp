@@ -8,7 +8,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <iostream>
 #include <memory>
+#include <mutex>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -19,17 +22,41 @@
 
 namespace volt::test {
 
-/// A TCP port that was free a moment ago (bound to port 0 and released).
-inline uint16_t free_port() {
+/// Whether nothing on this machine holds `port` (bound on every address,
+/// without SO_REUSEADDR, so a port with lingering connections counts as held).
+inline bool port_is_free(uint16_t port) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  socklen_t len = sizeof(addr);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  addr.sin_addr.s_addr = htonl(INADDR_ANY);
+  addr.sin_port = htons(port);
+  bool free = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
   close(fd);
-  return ntohs(addr.sin_port);
+  return free;
+}
+
+/// A TCP port that was free a moment ago, for a node to listen on.
+///
+/// Taken from 10000-32767, below Linux's ephemeral range (32768-60999): a port
+/// the kernel handed out for bind(0) can go to another test process's outgoing
+/// connection before our node binds it, and then the node exits with "address
+/// in use". Each test process walks the range from its own
+/// random start, so parallel suites rarely meet, and never reuses a port.
+inline uint16_t free_port() {
+  constexpr uint32_t first = 10000, count = 32768 - first;
+  static std::mutex mtx;
+  static uint32_t next = [] {
+    std::random_device entropy;
+    return (entropy() ^ static_cast<uint32_t>(getpid())) % count;
+  }();
+  std::lock_guard<std::mutex> lock{mtx};
+  for (uint32_t tries = 0; tries < count; ++tries) {
+    auto port = static_cast<uint16_t>(first + next);
+    next = (next + 1) % count;
+    if (port_is_free(port))
+      return port;
+  }
+  return 0; // nothing free: the node's bind error names the port
 }
 
 /// A blocking TCP connection to 127.0.0.1:port (-1 when refused).
@@ -86,10 +113,15 @@ public:
       std::vector<std::string>{volt_node_binary(), "--config", config_file},
       std::move(env))) {}
 
-  /// Waits for the line containing "ready".
+  /// Waits for the line containing "ready"; without it, prints the node's log
+  /// so that a failed run says why.
   bool
   wait_ready(std::chrono::milliseconds timeout = std::chrono::seconds{30}) {
-    return child_->wait_for_stderr("ready", timeout);
+    if (child_->wait_for_stderr("ready", timeout))
+      return true;
+    std::cerr << "volt-node never became ready; its log:\n"
+              << child_->err() << std::endl;
+    return false;
   }
 
   bool wait_log(const std::string& text, std::chrono::milliseconds timeout) {
