@@ -242,11 +242,11 @@ expert_actor::behavior_type cuda_expert(expert_actor::pointer,
 caf::expected<expert_actor>
 spawn_cuda_expert(caf::actor_system& sys,
                   std::shared_ptr<const expert_weights> weights, int device,
-                  weight_quantization quantization) {
-  auto fail = [device](const std::string& why) {
+                  weight_quantization quantization, const std::string& origin) {
+  auto fail = [device, &origin](const std::string& why) {
     return make_volt_error(volt_errc::invalid_config,
-                           "[worker] device = cuda:" + std::to_string(device)
-                             + ": " + why);
+                           origin + " cuda:" + std::to_string(device) + ": "
+                             + why);
   };
   int count = 0;
   if (auto status = cudaGetDeviceCount(&count); status != cudaSuccess)
@@ -278,11 +278,11 @@ namespace volt {
 
 caf::expected<expert_actor>
 spawn_cuda_expert(caf::actor_system&, std::shared_ptr<const expert_weights>,
-                  int device, weight_quantization) {
+                  int device, weight_quantization, const std::string& origin) {
   return make_volt_error(volt_errc::invalid_config,
-                         "volt-node was built without CUDA; [worker] device = "
-                         "cuda:"
-                           + std::to_string(device) + " needs a CUDA build");
+                         "volt-node was built without CUDA; " + origin
+                           + " cuda:" + std::to_string(device)
+                           + " needs a CUDA build");
 }
 
 } // namespace volt

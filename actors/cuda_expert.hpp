@@ -1,6 +1,7 @@
 #pragma once
 
 #include <memory>
+#include <string>
 
 #include "actors/type_ids.hpp"
 #include "caf/actor_system.hpp"
@@ -17,10 +18,12 @@ namespace volt {
 /// buffers. Every hosted expert of every layer is uploaded once here, as bf16
 /// or (quantization int8) as per-channel int8 with fp32 scales, quantised on
 /// the host from the loaded weights. Errors: no CUDA in this build, no such
-/// device, shapes the kernels do not support, or out of device memory.
+/// device, shapes the kernels do not support, or out of device memory; each
+/// begins with `origin`, where the device was named (a config key or a flag).
 caf::expected<expert_actor>
 spawn_cuda_expert(caf::actor_system& sys,
                   std::shared_ptr<const expert_weights> weights, int device,
-                  weight_quantization quantization);
+                  weight_quantization quantization,
+                  const std::string& origin = "[worker] device =");
 
 } // namespace volt

@@ -13,10 +13,12 @@ caf::expected<expert_actor>
 spawn_expert_host(caf::actor_system& sys,
                   std::shared_ptr<const expert_weights> weights, int device,
                   weight_quantization quantization,
-                  std::shared_ptr<node_metrics> metrics) {
+                  std::shared_ptr<node_metrics> metrics,
+                  const std::string& device_origin) {
   if (device < 0)
     return sys.spawn(metered_expert, std::move(weights), std::move(metrics));
-  return spawn_cuda_expert(sys, std::move(weights), device, quantization);
+  return spawn_cuda_expert(sys, std::move(weights), device, quantization,
+                           device_origin);
 }
 
 caf::expected<engine_actor>
@@ -42,7 +44,8 @@ spawn_standalone(caf::actor_system& sys, const checkpoint& ckpt,
     if (!weights)
       return std::move(weights.error());
     auto host = spawn_expert_host(sys, *weights, options.device,
-                                  options.quantization, options.engine.metrics);
+                                  options.quantization, options.engine.metrics,
+                                  options.device_origin);
     if (!host)
       return std::move(host.error());
     hosts.push_back(expert_host{*host, ids, "local", 0, 0});

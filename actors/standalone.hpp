@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstddef>
+#include <string>
 
 #include "actors/engine.hpp"
 #include "caf/actor_system.hpp"
@@ -21,15 +22,19 @@ struct standalone_options {
   int device = -1;
   /// Weight format of GPU experts.
   weight_quantization quantization = weight_quantization::none;
+  /// Where `device` was named, for errors about it (a config key or a flag).
+  std::string device_origin = "[worker] device =";
 };
 
 /// Spawns an actor hosting `weights` on `device` (-1: CPU; N: CUDA device N,
-/// with `quantization`), counting its work in `metrics` (may be null).
+/// with `quantization`, errors naming `device_origin`), counting its work in
+/// `metrics` (may be null).
 caf::expected<expert_actor>
 spawn_expert_host(caf::actor_system& sys,
                   std::shared_ptr<const expert_weights> weights, int device,
                   weight_quantization quantization,
-                  std::shared_ptr<node_metrics> metrics);
+                  std::shared_ptr<node_metrics> metrics,
+                  const std::string& device_origin = "[worker] device =");
 
 /// Loads the model from `ckpt` and spawns every actor of a node in this
 /// process: gating, expert actors hosting all experts, and the engine. Errors

@@ -1,5 +1,6 @@
 // `volt-node bench serve`: generated tokens/s and per-token latency of a
-// standalone node (in this process) under 1, 8, 32, 64 concurrent requests.
+// standalone node (in this process) under 1, 8, 32, 64 concurrent requests,
+// its experts on the CPU or on a CUDA device.
 
 #include <algorithm>
 #include <chrono>
@@ -10,6 +11,7 @@
 #include "gpu/cpu/parallel.hpp"
 #include "apps/commands.hpp"
 #include "base/error.hpp"
+#include "config/endpoint.hpp"
 #include "caf/actor_system.hpp"
 #include "caf/actor_system_config.hpp"
 #include "caf/scoped_actor.hpp"
@@ -27,7 +29,11 @@ const std::vector<flag_spec> serve_flags = {
   {"shared-prefix", true,
    "leading prompt tokens shared by every request (default 0)"},
   {"new-tokens", true, "tokens generated per request (default 64)"},
-  {"expert-actors", true, "expert actors (default: one per core)"},
+  {"expert-actors", true,
+   "expert actors (default: one per core; one with --device cuda:N)"},
+  {"device", true, "where the experts run: cpu or cuda:N (default cpu)"},
+  {"quantization", true,
+   "weights of CUDA experts: none (bf16) or int8 (default none)"},
   {"compute-threads", true,
    "threads for the engine's attention and logits, as [engine] "
    "compute_threads (default 0: one per core)"},
@@ -117,6 +123,16 @@ int run_bench_serve(const std::vector<std::string>& raw_args) {
   for (const auto* x : {&prompt, &shared, &new_tokens, &actors, &threads})
     if (!*x)
       return report_error(x->error());
+  auto device = parse_device(args->get("device", "cpu"));
+  if (!device)
+    return report_error(make_volt_error(
+      volt_errc::invalid_config,
+      "--device: expected cpu or cuda:N, got '" + args->get("device") + "'"));
+  auto quantization = parse_quantization(args->get("quantization", "none"));
+  if (!quantization)
+    return report_error(
+      make_volt_error(volt_errc::invalid_config,
+                      "--quantization: " + describe(quantization.error())));
   cpu::set_compute_threads(static_cast<int>(*threads));
   auto ckpt = checkpoint::open(args->get("model"));
   if (!ckpt)
@@ -141,6 +157,9 @@ int run_bench_serve(const std::vector<std::string>& raw_args) {
   caf::actor_system sys{cfg};
   standalone_options options;
   options.expert_actors = static_cast<size_t>(*actors);
+  options.device = *device;
+  options.quantization = *quantization;
+  options.device_origin = "--device";
   options.engine.max_batch = static_cast<size_t>(max_level);
   options.engine.max_queue = static_cast<size_t>(max_level);
   // Room for every request of the largest round at once.

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Runs on the GPU machine (device tool), from the repository root, with .device/
 # carried (scripts/device_bundle.sh made it). One call does what the lease allows:
-#   scripts/device_run.sh [tests] [bench] [torch] [ncu] [serve]
+#   scripts/device_run.sh [tests] [bench] [torch] [ncu] [serve] [serve-gpu]
 #   (default: tests bench torch)
 # Writes under $OUT: gpu.txt, tests.log, bench_bf16.json, bench_int8.json,
-# torch.json, table.md (the side-by-side table) and ncu.txt.
+# torch.json, table.md (the side-by-side table), ncu.txt, serve_*.json (CPU
+# experts) and serve_gpu_*.json (CUDA experts).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/volt-out}
@@ -64,6 +65,18 @@ if has serve; then
   $node bench serve --model tests/data/tiny-mixtral-a --prompt-tokens 40 \
     --shared-prefix 32 --json >"$OUT/serve_40_shared.json"
   cat "$OUT/serve_cpu.txt" "$OUT"/serve_*.json
+fi
+
+if has serve-gpu; then
+  # The same benchmark with the experts on the GPU (bf16 three times, then
+  # int8); the engine's attention, gating and logits stay on the host CPU.
+  for round in 1 2 3; do
+    $node bench serve --model tests/data/tiny-mixtral-a --device cuda:0 --json \
+      >"$OUT/serve_gpu_$round.json"
+  done
+  $node bench serve --model tests/data/tiny-mixtral-a --device cuda:0 \
+    --quantization int8 --json >"$OUT/serve_gpu_int8.json"
+  cat "$OUT"/serve_gpu_*.json
 fi
 
 if has ncu; then

@@ -172,6 +172,13 @@ CAF_TEST(bench serve refuses bad flags with code 2 and one line) {
                   {"--prompt-tokens 1000 + --new-tokens 25",
                    "context of 1024"});
   check_bad_input(bench({"--compute-threads", "-1"}), {"--compute-threads"});
+  check_bad_input(bench({"--device", "gpu"}),
+                  {"--device: expected cpu or cuda:N, got 'gpu'"});
+  check_bad_input(bench({"--quantization", "int4"}),
+                  {"--quantization", "'int4'"});
+  // No such device here: without CUDA, without a GPU, or with fewer GPUs.
+  check_bad_input(bench({"--device", "cuda:99", "--concurrency", "1"}),
+                  {"--device cuda:99"});
 }
 
 CAF_TEST(bad checkpoints exit with code 2 and name the file) {
