@@ -59,7 +59,6 @@ caf::error validate_request(const engine_state& st,
 /// experts.
 void expire_waiting(engine_pointer self) {
   auto& st = self->state;
-  st.tick_scheduled = false;
   auto missing = st.pool.missing();
   if (missing.empty())
     return schedule(self);
@@ -79,7 +78,6 @@ void expire_waiting(engine_pointer self) {
     ++st.failed;
   }
   report_queue(st);
-  schedule_tick(self);
   notify_drained(st);
 }
 
@@ -121,14 +119,14 @@ std::string status_line(const engine_state& st) {
 
 } // namespace
 
-/// Schedules the timer that expires requests waiting on missing experts.
 void schedule_tick(engine_pointer self) {
   auto& st = self->state;
-  if (st.tick_scheduled || st.queue.empty())
+  if (st.tick_scheduled || (st.queue.empty() && !st.step))
     return;
   st.tick_scheduled = true;
-  auto delay = std::min<std::chrono::milliseconds>(
-    st.options.ready_timeout / 4, std::chrono::milliseconds{250});
+  auto delay
+    = std::min({st.options.ready_timeout / 4, st.options.step_timeout / 4,
+                std::chrono::milliseconds{250}});
   self->delayed_send(self, std::max(delay, std::chrono::milliseconds{1}),
                      tick_atom_v);
 }
@@ -212,7 +210,12 @@ engine(engine_pointer self, std::shared_ptr<const dense_weights> weights,
       st.drain_waiters.push_back(promise);
       return promise;
     },
-    [self](tick_atom) { expire_waiting(self); },
+    [self](tick_atom) {
+      self->state.tick_scheduled = false;
+      expire_overdue(self);
+      expire_waiting(self);
+      schedule_tick(self);
+    },
   };
 }
 

@@ -30,7 +30,10 @@ struct engine_options {
   /// context.
   int64_t num_pages = 0;
   /// How long one gating or expert request may take before it counts as
-  /// failed (and is retried on a replica).
+  /// failed (and is retried on a replica). Checked by the engine's timer,
+  /// which runs every quarter of this (at most every 250 ms) while a step is
+  /// in flight, not by a timeout per request: each of those woke CAF's clock
+  /// thread twice, which made a one-request decode step twice as slow.
   std::chrono::milliseconds step_timeout = std::chrono::seconds{120};
   /// How long a request waits for every expert to have a live host.
   std::chrono::milliseconds ready_timeout = std::chrono::seconds{30};
@@ -114,19 +117,27 @@ struct dispatch_part {
   int attempt = 0;
   /// Hosts that already failed these rows; retries go elsewhere if possible.
   std::vector<uint64_t> failed_hosts;
+  /// When the rows were sent; the timer fails the part after step_timeout.
+  std::chrono::steady_clock::time_point sent;
 };
 
 /// One layer's expert work in flight: the MoE input, who computes what, and the
 /// outputs gathered so far. Parts whose host fails are re-sent to replicas.
 struct layer_dispatch {
   int64_t layer = 0;
+  /// The gating actor has not answered yet; it was asked at `routing_sent`.
+  /// Its answer counts only if it carries `routing_id`.
+  bool routing_pending = true;
+  uint64_t routing_id = 0;
+  std::chrono::steady_clock::time_point routing_sent;
   std::vector<float> x; // [n, hidden] MoE input
   dispatch_plan plan; // rows grouped by expert
   std::vector<int64_t> first_row; // [plan entries] first grouped row
   std::vector<float> topk_weights; // [n, k]
   std::vector<float> expert_out; // [n * k, hidden]
+  /// Parts in flight, by an id unique in the engine's life (a late answer to
+  /// a part that timed out can never match a later one).
   std::map<uint64_t, dispatch_part> parts;
-  uint64_t next_part = 1;
 };
 
 /// One step of the running batch: every sequence's next rows (a prompt chunk
@@ -167,6 +178,8 @@ struct engine_state {
   std::vector<caf::typed_response_promise<bool>> ready_waiters;
   std::vector<caf::typed_response_promise<bool>> drain_waiters;
   bool tick_scheduled = false;
+  /// Ids of gating and expert requests (see layer_dispatch).
+  uint64_t next_request_id = 1;
   uint64_t next_sequence = 1;
   uint64_t completed = 0;
   uint64_t failed = 0;

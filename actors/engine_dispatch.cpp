@@ -117,7 +117,6 @@ void send_entries(engine_pointer self, std::vector<size_t> entries, int attempt,
     return fail_step(self, missing_experts_error(missing,
                                                  " (their hosts failed and no "
                                                  "replica is left)"));
-  auto* step_id = st.step.get();
   for (auto& [host_id, host_entries] : by_host) {
     auto& host = st.pool.host(host_id);
     expert_batch batch;
@@ -138,19 +137,20 @@ void send_entries(engine_pointer self, std::vector<size_t> entries, int attempt,
     batch.rows = pack_f32(gathered.data(), {rows, h});
     if (st.options.metrics)
       st.options.metrics->bytes_sent(host.name, batch.rows.bytes.size());
-    auto part_id = d.next_part++;
-    d.parts.emplace(part_id,
-                    dispatch_part{host_id, host_entries, rows, attempt, avoid});
+    auto part_id = st.next_request_id++;
+    d.parts.emplace(part_id, dispatch_part{host_id, host_entries, rows, attempt,
+                                           avoid, clock_type::now()});
     host.inflight_rows += rows;
     st.pool.picked(host_id);
     // A reply counts only while its part is still outstanding: after a
-    // failover, the failed host's late answer (or error) is ignored.
-    auto current = [self, step_id, part_id] {
+    // failover, the failed host's late answer (or error) is ignored. No
+    // timeout here: the engine's timer checks step_timeout (engine.hpp).
+    auto current = [self, part_id] {
       auto& s = self->state;
-      return s.step.get() == step_id && s.step->dispatch
+      return s.step && s.step->dispatch
              && s.step->dispatch->parts.count(part_id) > 0;
     };
-    self->request(host.handle, st.options.step_timeout, std::move(batch))
+    self->request(host.handle, caf::infinite, std::move(batch))
       .then(
         [self, current, part_id](const wire_tensor& out) {
           if (current())
@@ -166,12 +166,14 @@ void send_entries(engine_pointer self, std::vector<size_t> entries, int attempt,
           retry_part(self, std::move(part), err);
         });
   }
+  schedule_tick(self);
 }
 
 /// Routing of the layer is back: plan the expert work and send it out.
 void dispatch_layer(engine_pointer self, routing_result routing) {
   auto& st = self->state;
   auto& d = *st.step->dispatch;
+  d.routing_pending = false;
   const auto& cfg = st.weights->config;
   const auto n = st.step->batch.size();
   const auto k = cfg.num_experts_per_tok;
@@ -227,10 +229,19 @@ void run_layer(engine_pointer self, int64_t layer) {
   s.dispatch = std::make_unique<layer_dispatch>();
   s.dispatch->layer = layer;
   moe_input(*st.weights, layer, s.hidden, s.dispatch->x);
-  auto* step_id = st.step.get();
-  auto current = [self, step_id] { return self->state.step.get() == step_id; };
+  auto id = st.next_request_id++;
+  s.dispatch->routing_id = id;
+  s.dispatch->routing_sent = clock_type::now();
+  // The answer counts only while this routing is awaited: after a timeout,
+  // a late one is ignored. No timeout here: see step_timeout (engine.hpp).
+  auto current = [self, id] {
+    auto& s = self->state;
+    return s.step && s.step->dispatch && s.step->dispatch->routing_pending
+           && s.step->dispatch->routing_id == id;
+  };
+  schedule_tick(self);
   self
-    ->request(st.gating, st.options.step_timeout, route_atom_v,
+    ->request(st.gating, caf::infinite, route_atom_v,
               static_cast<uint32_t>(layer),
               pack_f32(s.dispatch->x.data(),
                        {s.batch.size(), st.weights->config.hidden_size}))
@@ -243,6 +254,40 @@ void run_layer(engine_pointer self, int64_t layer) {
         if (current())
           fail_step(self, err);
       });
+}
+
+void expire_overdue(engine_pointer self) {
+  auto& st = self->state;
+  if (!st.step || !st.step->dispatch)
+    return;
+  const auto limit = st.options.step_timeout;
+  const auto ms = std::to_string(limit.count());
+  auto now = clock_type::now();
+  auto& d = *st.step->dispatch;
+  if (d.routing_pending) {
+    if (now - d.routing_sent >= limit)
+      fail_step(self, caf::make_error(caf::sec::request_timeout,
+                                      "the gating actor did not answer within "
+                                        + ms + " ms"));
+    return;
+  }
+  std::vector<uint64_t> overdue;
+  for (auto& [part_id, part] : d.parts)
+    if (now - part.sent >= limit)
+      overdue.push_back(part_id);
+  for (auto part_id : overdue) {
+    if (!st.step || !st.step->dispatch)
+      return; // an earlier retry failed the step
+    auto part = take_part(st, part_id);
+    auto name = st.pool.hosts().count(part.host) > 0
+                  ? st.pool.host(part.host).name
+                  : std::string{"gone"};
+    auto err = caf::make_error(caf::sec::request_timeout,
+                               "expert host " + name + " did not answer within "
+                                 + ms + " ms");
+    VOLT_WARN("engine", "expert batch failed: " << describe(err));
+    retry_part(self, std::move(part), err);
+  }
 }
 
 /// A monitored host died: forget it and re-send its outstanding work.

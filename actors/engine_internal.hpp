@@ -25,7 +25,9 @@ inline sampling_params sampling_of(const generate_request& req) {
 /// Starts the next step (or admission) unless one is in flight.
 void schedule(engine_pointer self);
 
-/// Schedules the timer that expires requests waiting on missing experts.
+/// Schedules the engine's timer unless it is pending: it expires requests
+/// waiting on missing experts and gating or expert requests of the step in
+/// flight that took longer than step_timeout.
 void schedule_tick(engine_pointer self);
 
 /// Reports the queue depth (waiting and preempted sequences) to the metrics.
@@ -62,6 +64,10 @@ void finish_step(engine_pointer self);
 /// Fails every sequence of the current step with `err`; the engine goes on
 /// with what remains queued.
 void fail_step(engine_pointer self, const caf::error& err);
+
+/// Fails the step in flight when its gating request is overdue, and re-sends
+/// the overdue parts of its expert dispatch to replicas (step_timeout).
+void expire_overdue(engine_pointer self);
 
 /// A monitored expert host died: forget it and re-send its outstanding rows.
 void on_host_down(engine_pointer self, const caf::down_msg& msg);
