@@ -4,10 +4,8 @@
 #include <thread>
 
 #include "actors/type_ids.hpp"
-#include "net/scheduler_policy.hpp"
 #include "caf/atom.hpp"
 #include "caf/io/middleman.hpp"
-#include "caf/scheduler/coordinator.hpp"
 #include "caf/timespan.hpp"
 
 namespace volt {
@@ -16,12 +14,7 @@ void configure_actor_system(caf::actor_system_config& cfg,
                             std::chrono::milliseconds peer_timeout) {
   cfg.add_message_types<caf::id_block::volt>();
   cfg.load<caf::io::middleman>();
-  // Work sharing without needless wake-ups (net/scheduler_policy.hpp); a
-  // scheduler module loaded here replaces the one scheduler.policy names.
-  cfg.module_factories.push_back(
-    [](caf::actor_system& sys) -> caf::actor_system::module* {
-      return new caf::scheduler::coordinator<hand_off_sharing>(sys);
-    });
+  cfg.set("scheduler.policy", caf::atom("sharing"));
   cfg.set("middleman.workers", size_t{0});
   // One worker per core: CAF's default of at least four workers puts two on
   // each core of a 2-core node, where a woken worker then waits for the
