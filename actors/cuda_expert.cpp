@@ -19,6 +19,10 @@ namespace volt {
 
 namespace {
 
+/// Below this many input bytes a batch is copied to the device at once;
+/// above, group by group so that narrowing overlaps the copies (prefill).
+constexpr size_t chunked_copy_min_bytes = size_t{1} << 20;
+
 /// Device resources of one CUDA expert actor. Built on the spawning thread,
 /// then used only by the actor's own (detached) thread.
 class cuda_expert_state {
@@ -175,25 +179,13 @@ wire_tensor cuda_expert_state::run(const expert_batch& batch) {
   y_dev_.reserve(sizeof(float) * splits * n_rows * hidden);
   out_dev_.reserve(in_bytes);
   out_host_.reserve(in_bytes);
-  // Copy group by group on the copy stream; the compute stream narrows each
-  // chunk (to f16 for int8 decode, else bf16) as soon as it lands,
-  // overlapping the next chunk's copy.
   auto cs = compute_->get();
-  while (chunk_done_.size() < static_cast<size_t>(groups))
-    chunk_done_.push_back(std::make_unique<cuda::event>());
   CUDA_CHECK(cudaMemcpyAsync(groups_dev_.get(), g_host,
                              sizeof(int32_t) * (2 * groups + 1),
                              cudaMemcpyHostToDevice, cs));
-  for (int64_t g = 0; g < groups; ++g) {
-    auto begin = static_cast<size_t>(offsets[g]) * hidden;
-    auto count = static_cast<size_t>(offsets[g + 1] - offsets[g]) * hidden;
-    if (count == 0)
-      continue;
-    CUDA_CHECK(cudaMemcpyAsync(
-      in_dev_.get<float>() + begin, in_host_.get<float>() + begin,
-      sizeof(float) * count, cudaMemcpyHostToDevice, copy_->get()));
-    CUDA_CHECK(cudaEventRecord(chunk_done_[g]->get(), copy_->get()));
-    CUDA_CHECK(cudaStreamWaitEvent(cs, chunk_done_[g]->get(), 0));
+  // Narrows rows [begin, begin + count) of in_dev_ (floats) on `cs`: to f16
+  // for the int8 decode kernels, else to bf16.
+  auto narrow = [&](size_t begin, size_t count) {
     if (cuda::decode_takes_f16(layer, path))
       cuda::f32_to_f16(in_dev_.get<float>() + begin,
                        static_cast<int64_t>(count),
@@ -202,6 +194,31 @@ wire_tensor cuda_expert_state::run(const expert_batch& batch) {
       cuda::f32_to_bf16(in_dev_.get<float>() + begin,
                         static_cast<int64_t>(count),
                         rows_dev_.get<__nv_bfloat16>() + begin, cs);
+  };
+  if (in_bytes < chunked_copy_min_bytes || groups < 2) {
+    // Decode-sized rows (kilobytes): one copy and one conversion. Copying
+    // group by group costs four calls per group and overlaps nothing here.
+    CUDA_CHECK(cudaMemcpyAsync(in_dev_.get(), in_host_.get(), in_bytes,
+                               cudaMemcpyHostToDevice, cs));
+    narrow(0, static_cast<size_t>(n_rows * hidden));
+  } else {
+    // Large batches (prefill): copy group by group on the copy stream; the
+    // compute stream narrows each chunk as soon as it lands, overlapping the
+    // next chunk's copy.
+    while (chunk_done_.size() < static_cast<size_t>(groups))
+      chunk_done_.push_back(std::make_unique<cuda::event>());
+    for (int64_t g = 0; g < groups; ++g) {
+      auto begin = static_cast<size_t>(offsets[g]) * hidden;
+      auto count = static_cast<size_t>(offsets[g + 1] - offsets[g]) * hidden;
+      if (count == 0)
+        continue;
+      CUDA_CHECK(cudaMemcpyAsync(
+        in_dev_.get<float>() + begin, in_host_.get<float>() + begin,
+        sizeof(float) * count, cudaMemcpyHostToDevice, copy_->get()));
+      CUDA_CHECK(cudaEventRecord(chunk_done_[g]->get(), copy_->get()));
+      CUDA_CHECK(cudaStreamWaitEvent(cs, chunk_done_[g]->get(), 0));
+      narrow(begin, count);
+    }
   }
   cuda::ffn_groups fg;
   fg.n_groups = groups;

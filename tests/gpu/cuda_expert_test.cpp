@@ -86,9 +86,8 @@ CAF_TEST(without CUDA the spawn fails with a clear error) {
     return;
   auto handle = spawn_cuda_expert(sys, experts, 999, weight_quantization::none);
   CAF_REQUIRE(!handle);
-  CAF_CHECK_EQUAL(describe(handle.error()).rfind("[worker] device = cuda:999",
-                                                 0),
-                  0u);
+  CAF_CHECK_EQUAL(
+    describe(handle.error()).rfind("[worker] device = cuda:999", 0), 0u);
 }
 
 CAF_TEST(the cuda expert actor matches the cpu expert actor) {
@@ -102,12 +101,19 @@ CAF_TEST(the cuda expert actor matches the cpu expert actor) {
   CAF_CHECK_EQUAL(*ids, std::vector<uint32_t>({1, 4, 6}));
   std::mt19937 gen{5};
   const int64_t hidden = experts->config().hidden_size;
-  for (auto counts : {std::vector<uint32_t>{1, 0, 0}, {3, 1, 2},
-                      {31, 7, 0}, {257, 40, 3}, {0, 0, 0}})
+  // The last big batch (over 1 MiB of rows) is copied to the device group by
+  // group; the others at once.
+  for (auto counts : {std::vector<uint32_t>{1, 0, 0},
+                      {3, 1, 2},
+                      {31, 7, 0},
+                      {257, 40, 3},
+                      {0, 0, 0},
+                      {2100, 1500, 700}})
     for (uint32_t layer = 0; layer < 2; ++layer) {
       int64_t n = counts[0] + counts[1] + counts[2];
       auto x = uniform_floats(static_cast<size_t>(n * hidden), gen);
-      expert_batch batch{layer, {6, 1, 4}, counts, pack_f32(x.data(), {n, hidden})};
+      expert_batch batch{
+        layer, {6, 1, 4}, counts, pack_f32(x.data(), {n, hidden})};
       auto want = ask<wire_tensor>(cpu, batch);
       auto got = ask<wire_tensor>(*gpu, batch);
       CAF_REQUIRE(want);
@@ -142,7 +148,8 @@ CAF_TEST(the int8 cuda expert actor matches the int8 cpu twin) {
   const int64_t hidden = cfg.hidden_size;
   const int64_t ffn = cfg.intermediate_size;
   std::mt19937 gen{6};
-  for (auto counts : {std::vector<uint32_t>{1, 0}, {3, 31}, {257, 2}}) {
+  for (auto counts :
+       {std::vector<uint32_t>{1, 0}, {3, 31}, {257, 2}, {3000, 1500}}) {
     int64_t n = counts[0] + counts[1];
     auto x = uniform_floats(static_cast<size_t>(n * hidden), gen);
     expert_batch batch{1, {4, 1}, counts, pack_f32(x.data(), {n, hidden})};
@@ -163,12 +170,13 @@ CAF_TEST(the int8 cuda expert actor matches the int8 cpu twin) {
       cpu::dequantize_int8_rows(e->w2.q.data(), e->w2.scales.data(), hidden,
                                 ffn, w2.data());
       for (uint32_t r = 0; r < counts[i]; ++r, ++row)
-        swiglu_row_f64(x.data() + row * hidden, w1.data(), w3.data(),
-                       w2.data(), hidden, ffn, want.data() + row * hidden);
+        swiglu_row_f64(x.data() + row * hidden, w1.data(), w3.data(), w2.data(),
+                       hidden, ffn, want.data() + row * hidden);
     }
     CAF_CHECK_LESS(rel_error(g, want), 3e-2);
   }
   caf::anon_send_exit(*gpu, caf::exit_reason::user_shutdown);
 }
 
-CAF_TEST_FIXTURE_SCOPE_END()
+CAF_TEST_FIXTURE_SCOPE_END
+()
