@@ -37,6 +37,9 @@ const std::vector<flag_spec> serve_flags = {
   {"compute-threads", true,
    "threads for the engine's attention and logits, as [engine] "
    "compute_threads (default 0: one per core)"},
+  {"rows-per-part", true,
+   "rows of attention and logits per thread's part, as [engine] "
+   "rows_per_part (default 32)"},
   {"json", false, "print one JSON object instead of a table"},
   {"help", false, "print this help"},
 };
@@ -120,7 +123,9 @@ int run_bench_serve(const std::vector<std::string>& raw_args) {
   auto new_tokens = args->get_int("new-tokens", 64, 1, 1 << 20);
   auto actors = args->get_int("expert-actors", 0, 0, 4096);
   auto threads = args->get_int("compute-threads", 0, 0, 1024);
-  for (const auto* x : {&prompt, &shared, &new_tokens, &actors, &threads})
+  auto rows_per_part = args->get_int("rows-per-part", 32, 1, 4096);
+  for (const auto* x :
+       {&prompt, &shared, &new_tokens, &actors, &threads, &rows_per_part})
     if (!*x)
       return report_error(x->error());
   auto device = parse_device(args->get("device", "cpu"));
@@ -134,6 +139,7 @@ int run_bench_serve(const std::vector<std::string>& raw_args) {
       make_volt_error(volt_errc::invalid_config,
                       "--quantization: " + describe(quantization.error())));
   cpu::set_compute_threads(static_cast<int>(*threads));
+  cpu::set_rows_per_part(*rows_per_part);
   auto ckpt = checkpoint::open(args->get("model"));
   if (!ckpt)
     return report_error(ckpt.error());

@@ -144,6 +144,7 @@ engine_options_of(const node_config& cfg, const model_config& model,
   opts.max_batch = cfg.engine.max_batch;
   opts.prefill_chunk = cfg.engine.prefill_chunk;
   cpu::set_compute_threads(static_cast<int>(cfg.engine.compute_threads));
+  cpu::set_rows_per_part(cfg.engine.rows_per_part);
   opts.metrics = std::move(metrics);
   return opts;
 }

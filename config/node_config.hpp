@@ -156,6 +156,8 @@ struct engine_section {
   /// Threads that compute a step's attention and logits, the engine's own
   /// included (0: one per core). Default: 0.
   uint32_t compute_threads = 0;
+  /// Rows of a step's attention and logits per thread's part. Default: 32.
+  uint32_t rows_per_part = 32;
 };
 
 /// The whole node configuration, one struct per TOML section.

@@ -31,12 +31,6 @@ void for_sequence_rows(const step_batch& batch, int64_t r0, int64_t r1, F fn) {
   }
 }
 
-/// Rows per part of a parallel op: below this, waking a thread costs more
-/// than the part saves. Measured on the 2-vCPU dev VM: 4 made decode steps of
-/// 32 sequences slower (a hand-off to a sleeping thread costs tens of µs
-/// there, as much as 16 rows of attention); prefill chunks still split.
-constexpr int64_t rows_per_part = 32;
-
 } // namespace
 
 void attention_block(const dense_weights& w, int64_t layer, kv_cache& cache,
@@ -58,7 +52,7 @@ void attention_block(const dense_weights& w, int64_t layer, kv_cache& cache,
   // Every row is computed on its own (fixed-order sums), so any split over
   // threads gives the same bits. Two phases: all rows' K/V must be in the
   // cache before any row attends to its sequence's earlier rows.
-  cpu::parallel_for(n, rows_per_part, [&](int64_t r0, int64_t r1) {
+  cpu::parallel_for(n, cpu::rows_per_part(), [&](int64_t r0, int64_t r1) {
     auto m = r1 - r0;
     cpu::rms_norm(hidden.data() + r0 * h, lw.input_norm.data, m, h,
                   static_cast<float>(cfg.rms_norm_eps), x.data() + r0 * h);
@@ -80,7 +74,7 @@ void attention_block(const dense_weights& w, int64_t layer, kv_cache& cache,
   });
   attention_dims dims{cfg.num_attention_heads, cfg.num_key_value_heads,
                       cfg.head_dim, cfg.sliding_window};
-  cpu::parallel_for(n, rows_per_part, [&](int64_t r0, int64_t r1) {
+  cpu::parallel_for(n, cpu::rows_per_part(), [&](int64_t r0, int64_t r1) {
     for_sequence_rows(
       batch, r0, r1,
       [&](const step_batch::sequence& seq, int64_t first, int64_t count) {
@@ -209,7 +203,7 @@ void final_logits(const dense_weights& w, const std::vector<float>& hidden,
   const int64_t vocab = cfg.vocab_size;
   std::vector<float> x(static_cast<size_t>(m * h));
   logits.resize(static_cast<size_t>(m * vocab));
-  cpu::parallel_for(m, rows_per_part, [&](int64_t r0, int64_t r1) {
+  cpu::parallel_for(m, cpu::rows_per_part(), [&](int64_t r0, int64_t r1) {
     for (int64_t i = r0; i < r1; ++i)
       cpu::rms_norm(hidden.data() + rows[i] * h, w.final_norm.data, 1, h,
                     static_cast<float>(cfg.rms_norm_eps), x.data() + i * h);

@@ -12,6 +12,7 @@ namespace volt::cpu {
 namespace {
 
 std::atomic<int> configured_threads{0};
+std::atomic<int64_t> configured_rows_per_part{32};
 
 /// Pool threads sleep on a condition variable between jobs: spinning would
 /// take cores from the expert actors, which compute between the engine's
@@ -115,6 +116,14 @@ int compute_threads() {
   if (n > 0)
     return n;
   return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+}
+
+void set_rows_per_part(int64_t n) {
+  configured_rows_per_part = std::max<int64_t>(n, 1);
+}
+
+int64_t rows_per_part() {
+  return configured_rows_per_part.load();
 }
 
 void parallel_for(int64_t n, int64_t grain,

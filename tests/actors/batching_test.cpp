@@ -7,6 +7,7 @@
 #include <prometheus/registry.h>
 #include <prometheus/text_serializer.h>
 
+#include "gpu/cpu/parallel.hpp"
 #include "net/metrics.hpp"
 #include "tests/engine_harness.hpp"
 #include "tests/model/checkpoint_writer.hpp"
@@ -75,6 +76,27 @@ CAF_TEST(sixty four concurrent requests equal their answers alone) {
         CAF_CHECK_NOT_EQUAL(status.find("128 completed"), std::string::npos);
       },
       [](caf::error& err) { CAF_FAIL(describe(err)); });
+}
+
+CAF_TEST(splitting steps over threads changes no bit) {
+  auto ckpt = open_fixture();
+  engine_options opts;
+  opts.num_pages = 64 * 5;
+  engine_harness node{ckpt, 2, opts};
+  auto requests = mixed_requests();
+  // One row per part (every step split over all compute threads), then
+  // whole steps on the engine's thread.
+  cpu::set_rows_per_part(1);
+  auto split = generate_together(node, requests);
+  cpu::set_rows_per_part(4096);
+  auto whole = generate_together(node, requests);
+  cpu::set_rows_per_part(32);
+  CAF_MESSAGE("compute threads: " << cpu::compute_threads());
+  for (size_t i = 0; i < split.size(); ++i) {
+    CAF_CHECK_EQUAL(split[i].new_tokens, whole[i].new_tokens);
+    CAF_CHECK(floats_of(split[i].last_logits)
+              == floats_of(whole[i].last_logits));
+  }
 }
 
 CAF_TEST(chunked prefill reproduces the reference routing and logits) {

@@ -28,6 +28,8 @@ CAF_TEST(defaults match the documented values) {
   CAF_CHECK_EQUAL(cfg.engine.max_queue, 256u);
   CAF_CHECK_EQUAL(cfg.engine.max_batch, 64u);
   CAF_CHECK_EQUAL(cfg.engine.prefill_chunk, 512u);
+  CAF_CHECK_EQUAL(cfg.engine.compute_threads, 0u);
+  CAF_CHECK_EQUAL(cfg.engine.rows_per_part, 32u);
 }
 
 CAF_TEST(values from the file) {
@@ -39,6 +41,7 @@ memory_mib = 512
 max_queue = 8
 max_batch = 4
 prefill_chunk = 128
+rows_per_part = 4
 )"));
   CAF_REQUIRE_EQUAL(message_of(cfg), "");
   CAF_CHECK_EQUAL(cfg->kv_cache.page_size, 32u);
@@ -47,6 +50,7 @@ prefill_chunk = 128
   CAF_CHECK_EQUAL(cfg->engine.max_queue, 8u);
   CAF_CHECK_EQUAL(cfg->engine.max_batch, 4u);
   CAF_CHECK_EQUAL(cfg->engine.prefill_chunk, 128u);
+  CAF_CHECK_EQUAL(cfg->engine.rows_per_part, 4u);
 }
 
 CAF_TEST(values from the environment) {
@@ -77,6 +81,9 @@ CAF_TEST(out of range values name the key) {
                      "[engine] max_batch", "[1, 4096]");
   CHECK_CONFIG_ERROR(parse(with_model("[engine]\nprefill_chunk = 0\n")),
                      "[engine] prefill_chunk", "got 0");
+  CHECK_CONFIG_ERROR(parse(with_model("[engine]\nrows_per_part = 0\n")),
+                     "[engine] rows_per_part: expected an integer in [1, 4096]",
+                     "got 0");
   CHECK_CONFIG_ERROR(parse(with_model("[engine]\nmax_queue = \"many\"\n")),
                      "[engine] max_queue");
   CHECK_CONFIG_ERROR(parse(with_model(""), {{"VOLT_ENGINE_MAX_BATCH", "0"}}),
