@@ -124,8 +124,14 @@ public:
     return false;
   }
 
+  /// Waits for a log line containing `text`; without it, prints the node's
+  /// log so that a failed run says why.
   bool wait_log(const std::string& text, std::chrono::milliseconds timeout) {
-    return child_->wait_for_stderr(text, timeout);
+    if (child_->wait_for_stderr(text, timeout))
+      return true;
+    std::cerr << "volt-node never logged '" << text << "'; its log:\n"
+              << child_->err() << std::endl;
+    return false;
   }
 
   void signal(int sig) {

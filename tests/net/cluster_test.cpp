@@ -69,10 +69,17 @@ struct replicated_cluster {
       "--json"});
   }
 
+  /// Every node is up and the router has joined both workers: "ready" needs
+  /// only one host per expert, and a test that stops a worker the router has
+  /// not joined yet would wait for a failover that cannot come.
   void require_ready() {
     CAF_REQUIRE(worker1.wait_ready());
     CAF_REQUIRE(worker2.wait_ready());
     CAF_REQUIRE(router.wait_ready());
+    for (auto port : {w1, w2})
+      CAF_REQUIRE(router.wait_log("expert host 127.0.0.1:"
+                                    + std::to_string(port) + " joined",
+                                  std::chrono::seconds{10}));
   }
 };
 
