@@ -11,6 +11,9 @@
 
 namespace volt {
 
+/// Where a node's expert device is named, for errors about it.
+constexpr const char* worker_device_key = "[worker] device =";
+
 /// Spawns an expert actor whose experts run on CUDA device `device`: the same
 /// `expert_actor` interface as the CPU `expert`, the same batch checks. The
 /// actor is detached (its own thread), so waiting for the GPU never blocks
@@ -24,6 +27,6 @@ caf::expected<expert_actor>
 spawn_cuda_expert(caf::actor_system& sys,
                   std::shared_ptr<const expert_weights> weights, int device,
                   weight_quantization quantization,
-                  const std::string& origin = "[worker] device =");
+                  const std::string& origin = worker_device_key);
 
 } // namespace volt

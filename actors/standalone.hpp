@@ -3,6 +3,7 @@
 #include <cstddef>
 #include <string>
 
+#include "actors/cuda_expert.hpp"
 #include "actors/engine.hpp"
 #include "caf/actor_system.hpp"
 #include "caf/expected.hpp"
@@ -23,7 +24,7 @@ struct standalone_options {
   /// Weight format of GPU experts.
   weight_quantization quantization = weight_quantization::none;
   /// Where `device` was named, for errors about it (a config key or a flag).
-  std::string device_origin = "[worker] device =";
+  std::string device_origin = worker_device_key;
 };
 
 /// Spawns an actor hosting `weights` on `device` (-1: CPU; N: CUDA device N,
@@ -34,7 +35,7 @@ spawn_expert_host(caf::actor_system& sys,
                   std::shared_ptr<const expert_weights> weights, int device,
                   weight_quantization quantization,
                   std::shared_ptr<node_metrics> metrics,
-                  const std::string& device_origin = "[worker] device =");
+                  const std::string& device_origin = worker_device_key);
 
 /// Loads the model from `ckpt` and spawns every actor of a node in this
 /// process: gating, expert actors hosting all experts, and the engine. Errors

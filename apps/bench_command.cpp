@@ -14,7 +14,6 @@
 #include "apps/cli_args.hpp"
 #include "apps/commands.hpp"
 #include "base/error.hpp"
-#include "config/endpoint.hpp"
 #include "gpu/cpu/cpu_ops.hpp"
 #include "gpu/cpu/quant.hpp"
 #include "model/forward.hpp"
@@ -222,10 +221,9 @@ caf::expected<moe_bench_options> parse_options(const cli_args& args) {
     return make_volt_error(volt_errc::invalid_config, std::move(why));
   };
   moe_bench_options o;
-  auto device = parse_device(args.get("device", "cuda:0"));
+  auto device = args.get_device("device", "cuda:0");
   if (!device)
-    return bad("--device: expected cpu or cuda:N, got '" + args.get("device")
-               + "'");
+    return std::move(device.error());
   o.device = *device;
   auto dtype = args.get("dtype", "bf16");
   if (dtype != "bf16" && dtype != "int8")

@@ -11,7 +11,6 @@
 #include "gpu/cpu/parallel.hpp"
 #include "apps/commands.hpp"
 #include "base/error.hpp"
-#include "config/endpoint.hpp"
 #include "caf/actor_system.hpp"
 #include "caf/actor_system_config.hpp"
 #include "caf/scoped_actor.hpp"
@@ -128,11 +127,9 @@ int run_bench_serve(const std::vector<std::string>& raw_args) {
        {&prompt, &shared, &new_tokens, &actors, &threads, &rows_per_part})
     if (!*x)
       return report_error(x->error());
-  auto device = parse_device(args->get("device", "cpu"));
+  auto device = args->get_device("device", "cpu");
   if (!device)
-    return report_error(make_volt_error(
-      volt_errc::invalid_config,
-      "--device: expected cpu or cuda:N, got '" + args->get("device") + "'"));
+    return report_error(device.error());
   auto quantization = parse_quantization(args->get("quantization", "none"));
   if (!quantization)
     return report_error(

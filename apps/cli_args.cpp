@@ -7,6 +7,7 @@
 
 #include "base/error.hpp"
 #include "config/did_you_mean.hpp"
+#include "config/endpoint.hpp"
 
 namespace volt {
 
@@ -133,6 +134,15 @@ cli_args::get_int_list(const std::string& name, int64_t lo, int64_t hi) const {
     pos = comma + 1;
   }
   return out;
+}
+
+caf::expected<int> cli_args::get_device(const std::string& name,
+                                        const std::string& fallback) const {
+  auto text = get(name, fallback);
+  if (auto device = parse_device(text))
+    return *device;
+  return flag_error("--" + name + ": expected cpu or cuda:N, got '" + text
+                    + "'");
 }
 
 caf::error apply_log_level(const cli_args& args, log_level fallback) {

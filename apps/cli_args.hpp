@@ -40,6 +40,11 @@ public:
   caf::expected<double> get_double(const std::string& name, double fallback,
                                    double lo, double hi) const;
 
+  /// The flag's value as a device: -1 for "cpu", N for "cuda:N"; errors name
+  /// the flag.
+  caf::expected<int> get_device(const std::string& name,
+                                const std::string& fallback) const;
+
   /// The flag's value as a comma-separated list of integers in [lo, hi].
   caf::expected<std::vector<int64_t>>
   get_int_list(const std::string& name, int64_t lo, int64_t hi) const;

@@ -40,8 +40,8 @@ inline bool port_is_free(uint16_t port) {
 /// Taken from 10000-32767, below Linux's ephemeral range (32768-60999): a port
 /// the kernel handed out for bind(0) can go to another test process's outgoing
 /// connection before our node binds it, and then the node exits with "address
-/// in use". Each test process walks the range from its own
-/// random start, so parallel suites rarely meet, and never reuses a port.
+/// in use". Each test process walks the range from its own random start, so
+/// parallel suites rarely meet, and never reuses a port.
 inline uint16_t free_port() {
   constexpr uint32_t first = 10000, count = 32768 - first;
   static std::mutex mtx;
@@ -117,11 +117,7 @@ public:
   /// so that a failed run says why.
   bool
   wait_ready(std::chrono::milliseconds timeout = std::chrono::seconds{30}) {
-    if (child_->wait_for_stderr("ready", timeout))
-      return true;
-    std::cerr << "volt-node never became ready; its log:\n"
-              << child_->err() << std::endl;
-    return false;
+    return wait_log("ready", timeout);
   }
 
   /// Waits for a log line containing `text`; without it, prints the node's
