@@ -173,7 +173,7 @@ wire_tensor cuda_expert_state::run(const expert_batch& batch) {
   in_dev_.reserve(in_bytes);
   rows_dev_.reserve(sizeof(__nv_bfloat16) * n_rows * hidden);
   groups_dev_.reserve(sizeof(int32_t) * (2 * groups + 1));
-  auto path = cuda::choose_ffn_path(max_rows, layer.format);
+  auto path = cuda::choose_ffn_path(layer, max_rows);
   workspace_.reserve(cuda::expert_ffn_workspace_bytes(layer, n_rows));
   auto splits = cuda::expert_ffn_splits(layer, path);
   y_dev_.reserve(sizeof(float) * splits * n_rows * hidden);

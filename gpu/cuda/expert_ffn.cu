@@ -496,11 +496,21 @@ int64_t expert_ffn_splits(const expert_layer& layer, ffn_path path) {
   return split_for(layer, layer.ffn, std::min(tuning.w2_splits, max_splits));
 }
 
-ffn_path choose_ffn_path(int64_t max_rows, weight_format format) {
+ffn_path choose_ffn_path(const expert_layer& layer, int64_t max_rows) {
   // Thresholds measured per format (docs/PERFORMANCE.md).
-  auto limit = format == weight_format::int8 ? tuning.int8_decode_max_rows
-                                             : tuning.bf16_decode_max_rows;
-  return max_rows <= limit ? ffn_path::decode : ffn_path::gemm;
+  auto limit = layer.format == weight_format::int8
+                 ? tuning.int8_decode_max_rows
+                 : tuning.bf16_decode_max_rows;
+  if (max_rows <= limit)
+    return ffn_path::decode;
+  // The decode kernel reads an expert's weights once per pass of up to 32
+  // rows (4 token tiles of 8).
+  auto passes = (max_rows + 31) / 32;
+  auto reread = static_cast<double>(passes)
+                * static_cast<double>(layer.expert_bytes());
+  return reread <= static_cast<double>(tuning.decode_reread_max_bytes)
+           ? ffn_path::decode
+           : ffn_path::gemm;
 }
 
 const char* expert_ffn_unsupported(const expert_layer& layer) {
@@ -527,7 +537,7 @@ ffn_path expert_ffn(const expert_layer& layer, const ffn_groups& groups,
                      + std::to_string(workspace_bytes) + " bytes, need "
                      + std::to_string(l.total));
   if (path == ffn_path::automatic)
-    path = choose_ffn_path(max_rows, layer.format);
+    path = choose_ffn_path(layer, max_rows);
   if (n_rows == 0 || groups.n_groups == 0)
     return path;
   auto* base = static_cast<char*>(workspace);

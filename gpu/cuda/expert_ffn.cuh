@@ -70,8 +70,9 @@ size_t expert_ffn_workspace_bytes(const expert_layer& layer, int64_t n_rows);
 /// Split-K factor of the decode path's w2 product; y holds that many partials.
 int64_t expert_ffn_splits(const expert_layer& layer, ffn_path path);
 
-/// The path `automatic` takes when no group has more than max_rows rows.
-ffn_path choose_ffn_path(int64_t max_rows, weight_format format);
+/// The path `automatic` takes for `layer` when no group has more than
+/// max_rows rows.
+ffn_path choose_ffn_path(const expert_layer& layer, int64_t max_rows);
 
 /// Knobs of the decode path (process-wide; `bench moe-layer --sweep-decode`
 /// times the variants). The defaults are the best measured on an H100 and an
@@ -101,6 +102,14 @@ struct decode_tuning {
   /// 2.88 ms).
   int64_t bf16_decode_max_rows = 32;
   int64_t int8_decode_max_rows = 256;
+  /// Beyond those rows, `automatic` still takes the decode path while its
+  /// passes (one per 32 rows of the largest group) re-read at most this many
+  /// bytes of one expert's weights. Small experts then never meet cuBLAS,
+  /// which was far slower for them (H100, the tiny Mixtral's 48 KiB experts:
+  /// a 512-row prefill step of `bench serve` took 14.1 ms with cuBLAS for the
+  /// groups over 32 rows and 4.1 ms with the decode kernel for all;
+  /// docs/PERFORMANCE.md). Mixtral's 336 MiB experts keep the row limits.
+  int64_t decode_reread_max_bytes = int64_t{16} << 20;
 };
 
 void set_decode_tuning(const decode_tuning& t);

@@ -55,7 +55,7 @@ ffn_path moe_layer_runner::run(const __nv_bfloat16* x,
                      + " tokens, built for " + std::to_string(max_tokens_));
   // No expert gets more than n rows (a token picks an expert once).
   if (path == ffn_path::automatic)
-    path = choose_ffn_path(n, layer_.format);
+    path = choose_ffn_path(layer_, n);
   if (n == 0 || path != ffn_path::decode || stream == nullptr)
     return enqueue(x, gate, n, path, out, stream);
   graph_key key{n, x, gate, out};
@@ -88,7 +88,7 @@ ffn_path moe_layer_runner::enqueue(const __nv_bfloat16* x,
                                    ffn_path path, float* out,
                                    cudaStream_t stream) {
   if (path == ffn_path::automatic)
-    path = choose_ffn_path(n, layer_.format);
+    path = choose_ffn_path(layer_, n);
   if (n == 0)
     return path;
   auto e = layer_.n_experts;

@@ -374,6 +374,44 @@ CAF_TEST(bf16 expert FFN matches float64 on both paths) {
   check_expert_ffn(6, 256, 1024, false, 3, cuda::ffn_path::gemm, 100);
 }
 
+CAF_TEST(automatic takes the decode path for small experts at any rows) {
+  if (!gpu_available())
+    return;
+  auto layer = [](cuda::weight_format f, int64_t hidden, int64_t ffn) {
+    cuda::expert_layer l;
+    l.format = f;
+    l.n_experts = 8;
+    l.hidden = hidden;
+    l.ffn = ffn;
+    return l;
+  };
+  using cuda::ffn_path;
+  const auto bf16 = cuda::weight_format::bf16;
+  const auto int8 = cuda::weight_format::int8;
+  // Mixtral's experts (4096 x 14336): the measured row limits decide.
+  auto big = layer(bf16, 4096, 14336);
+  CAF_CHECK(cuda::choose_ffn_path(big, 32) == ffn_path::decode);
+  CAF_CHECK(cuda::choose_ffn_path(big, 33) == ffn_path::gemm);
+  auto big8 = layer(int8, 4096, 14336);
+  CAF_CHECK(cuda::choose_ffn_path(big8, 256) == ffn_path::decode);
+  CAF_CHECK(cuda::choose_ffn_path(big8, 257) == ffn_path::gemm);
+  // The tiny fixture's experts (64 x 128, 48 KiB in bf16): 16 MiB of
+  // re-reads last 341 passes of 32 rows.
+  auto tiny = layer(bf16, 64, 128);
+  CAF_CHECK(cuda::choose_ffn_path(tiny, 2100) == ffn_path::decode);
+  CAF_CHECK(cuda::choose_ffn_path(tiny, 341 * 32) == ffn_path::decode);
+  CAF_CHECK(cuda::choose_ffn_path(tiny, 341 * 32 + 1) == ffn_path::gemm);
+  CAF_CHECK(cuda::choose_ffn_path(layer(int8, 64, 128), 3000)
+            == ffn_path::decode);
+  // The budget is a tuning knob: 0 restores the plain row limits.
+  auto defaults = cuda::get_decode_tuning();
+  auto t = defaults;
+  t.decode_reread_max_bytes = 0;
+  cuda::set_decode_tuning(t);
+  CAF_CHECK(cuda::choose_ffn_path(tiny, 33) == ffn_path::gemm);
+  cuda::set_decode_tuning(defaults);
+}
+
 CAF_TEST(int8 expert FFN matches float64 on the dequantised weights) {
   if (!gpu_available())
     return;
