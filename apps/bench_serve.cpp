@@ -38,7 +38,7 @@ const std::vector<flag_spec> serve_flags = {
    "compute_threads (default 0: one per core)"},
   {"rows-per-part", true,
    "rows of attention and logits per thread's part, as [engine] "
-   "rows_per_part (default 32)"},
+   "rows_per_part (default 0: 8 with 8 or more compute threads, else 32)"},
   {"json", false, "print one JSON object instead of a table"},
   {"help", false, "print this help"},
 };
@@ -122,7 +122,7 @@ int run_bench_serve(const std::vector<std::string>& raw_args) {
   auto new_tokens = args->get_int("new-tokens", 64, 1, 1 << 20);
   auto actors = args->get_int("expert-actors", 0, 0, 4096);
   auto threads = args->get_int("compute-threads", 0, 0, 1024);
-  auto rows_per_part = args->get_int("rows-per-part", 32, 1, 4096);
+  auto rows_per_part = args->get_int("rows-per-part", 0, 0, 4096);
   for (const auto* x :
        {&prompt, &shared, &new_tokens, &actors, &threads, &rows_per_part})
     if (!*x)

@@ -273,11 +273,12 @@ const std::vector<config_key>& config_keys() {
     {"engine", "rows_per_part",
      field<&node_config::engine, &engine_section::rows_per_part>(),
      "Rows of a step's attention and logits in one thread's part; fewer "
-     "split a step over more threads. Measured on a 16-core host: 4 made 32 "
-     "and 64 concurrent requests 10-20 % faster and 1 or 8 requests 20-30 % "
-     "slower; on 2 vCPUs 16 made 32 requests 12 % slower. Results do not "
-     "depend on it.",
-     1, 4096},
+     "split a step over more threads. 0 picks 8 with 8 or more compute "
+     "threads, else 32: measured on a 16-core host, 8 made 32 and 64 "
+     "concurrent requests 12-25 % faster than 32 and left 1 and 8 requests "
+     "as they were (4 made those 20-30 % slower); on 2 vCPUs 16 made 32 "
+     "requests 12 % slower. Results do not depend on it.",
+     0, 4096},
   };
   return keys;
 }

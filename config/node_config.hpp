@@ -156,8 +156,9 @@ struct engine_section {
   /// Threads that compute a step's attention and logits, the engine's own
   /// included (0: one per core). Default: 0.
   uint32_t compute_threads = 0;
-  /// Rows of a step's attention and logits per thread's part. Default: 32.
-  uint32_t rows_per_part = 32;
+  /// Rows of a step's attention and logits per thread's part (0: 8 with 8 or
+  /// more compute threads, else 32). Default: 0.
+  uint32_t rows_per_part = 0;
 };
 
 /// The whole node configuration, one struct per TOML section.

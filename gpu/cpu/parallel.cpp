@@ -12,7 +12,7 @@ namespace volt::cpu {
 namespace {
 
 std::atomic<int> configured_threads{0};
-std::atomic<int64_t> configured_rows_per_part{32};
+std::atomic<int64_t> configured_rows_per_part{0};
 
 /// Pool threads sleep on a condition variable between jobs: spinning would
 /// take cores from the expert actors, which compute between the engine's
@@ -119,11 +119,14 @@ int compute_threads() {
 }
 
 void set_rows_per_part(int64_t n) {
-  configured_rows_per_part = std::max<int64_t>(n, 1);
+  configured_rows_per_part = std::max<int64_t>(n, 0);
 }
 
 int64_t rows_per_part() {
-  return configured_rows_per_part.load();
+  auto n = configured_rows_per_part.load();
+  if (n > 0)
+    return n;
+  return compute_threads() >= 8 ? 8 : 32;
 }
 
 void parallel_for(int64_t n, int64_t grain,

@@ -90,7 +90,7 @@ CAF_TEST(splitting steps over threads changes no bit) {
   auto split = generate_together(node, requests);
   cpu::set_rows_per_part(4096);
   auto whole = generate_together(node, requests);
-  cpu::set_rows_per_part(32);
+  cpu::set_rows_per_part(0);
   CAF_MESSAGE("compute threads: " << cpu::compute_threads());
   for (size_t i = 0; i < split.size(); ++i) {
     CAF_CHECK_EQUAL(split[i].new_tokens, whole[i].new_tokens);

@@ -172,7 +172,7 @@ CAF_TEST(bench serve refuses bad flags with code 2 and one line) {
                   {"--prompt-tokens 1000 + --new-tokens 25",
                    "context of 1024"});
   check_bad_input(bench({"--compute-threads", "-1"}), {"--compute-threads"});
-  check_bad_input(bench({"--rows-per-part", "0"}), {"--rows-per-part"});
+  check_bad_input(bench({"--rows-per-part", "4097"}), {"--rows-per-part"});
   check_bad_input(bench({"--device", "gpu"}),
                   {"--device: expected cpu or cuda:N, got 'gpu'"});
   check_bad_input(bench({"--quantization", "int4"}),

@@ -29,7 +29,7 @@ CAF_TEST(defaults match the documented values) {
   CAF_CHECK_EQUAL(cfg.engine.max_batch, 64u);
   CAF_CHECK_EQUAL(cfg.engine.prefill_chunk, 512u);
   CAF_CHECK_EQUAL(cfg.engine.compute_threads, 0u);
-  CAF_CHECK_EQUAL(cfg.engine.rows_per_part, 32u);
+  CAF_CHECK_EQUAL(cfg.engine.rows_per_part, 0u);
 }
 
 CAF_TEST(values from the file) {
@@ -81,9 +81,9 @@ CAF_TEST(out of range values name the key) {
                      "[engine] max_batch", "[1, 4096]");
   CHECK_CONFIG_ERROR(parse(with_model("[engine]\nprefill_chunk = 0\n")),
                      "[engine] prefill_chunk", "got 0");
-  CHECK_CONFIG_ERROR(parse(with_model("[engine]\nrows_per_part = 0\n")),
-                     "[engine] rows_per_part: expected an integer in [1, 4096]",
-                     "got 0");
+  CHECK_CONFIG_ERROR(parse(with_model("[engine]\nrows_per_part = 5000\n")),
+                     "[engine] rows_per_part: expected an integer in [0, 4096]",
+                     "got 5000");
   CHECK_CONFIG_ERROR(parse(with_model("[engine]\nmax_queue = \"many\"\n")),
                      "[engine] max_queue");
   CHECK_CONFIG_ERROR(parse(with_model(""), {{"VOLT_ENGINE_MAX_BATCH", "0"}}),
