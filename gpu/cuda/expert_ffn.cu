@@ -418,6 +418,11 @@ size_t align_up(size_t x) {
 constexpr int64_t max_split_rows = 256;
 constexpr int64_t max_splits = 4;
 
+/// The decode kernel tiles a group's rows 8 at a time, up to 4 tiles per
+/// pass over the expert's weights; more rows take further passes.
+constexpr int64_t token_tile_rows = 8;
+constexpr int64_t max_token_tiles = 4;
+
 decode_tuning tuning;
 
 struct ffn_layout {
@@ -503,9 +508,8 @@ ffn_path choose_ffn_path(const expert_layer& layer, int64_t max_rows) {
                  : tuning.bf16_decode_max_rows;
   if (max_rows <= limit)
     return ffn_path::decode;
-  // The decode kernel reads an expert's weights once per pass of up to 32
-  // rows (4 token tiles of 8).
-  auto passes = (max_rows + 31) / 32;
+  const int64_t rows_per_pass = token_tile_rows * max_token_tiles;
+  auto passes = (max_rows + rows_per_pass - 1) / rows_per_pass;
   auto reread = static_cast<double>(passes)
                 * static_cast<double>(layer.expert_bytes());
   return reread <= static_cast<double>(tuning.decode_reread_max_bytes)
@@ -546,7 +550,8 @@ ffn_path expert_ffn(const expert_layer& layer, const ffn_groups& groups,
   if (path == ffn_path::decode) {
     auto tile_rows = groups.rows_hint > 0 ? std::min(groups.rows_hint, max_rows)
                                           : max_rows;
-    int nt = static_cast<int>(std::clamp<int64_t>((tile_rows + 7) / 8, 1, 4));
+    int nt = static_cast<int>(std::clamp<int64_t>(
+      (tile_rows + token_tile_rows - 1) / token_tile_rows, 1, max_token_tiles));
     mma_args a{};
     a.group_expert = groups.expert;
     a.group_offsets = groups.offsets;
