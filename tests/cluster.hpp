@@ -104,6 +104,30 @@ inline std::string http_get(uint16_t port, const std::string& path) {
                       "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
 }
 
+/// Waits until the node serving /metrics on `metrics_port` has sent expert
+/// rows to a peer: a request is then in flight on it. Tests that stop a node
+/// mid-request wait for this rather than a fixed time, which a slow machine
+/// can outlast before the client has even connected.
+inline bool wait_peer_traffic(uint16_t metrics_port,
+                              std::chrono::milliseconds timeout
+                              = std::chrono::seconds{30}) {
+  const std::string name = "voltinfer_peer_bytes_sent_total{";
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto text = http_get(metrics_port, "/metrics");
+    for (auto at = text.find(name); at != std::string::npos;
+         at = text.find(name, at + 1)) {
+      auto value = text.find("} ", at);
+      if (value != std::string::npos && text.compare(value + 2, 2, "0\n") != 0)
+        return true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds{20});
+  }
+  std::cerr << "no expert rows left the node with metrics on port "
+            << metrics_port << std::endl;
+  return false;
+}
+
 /// A volt-node process running from a TOML file.
 class node_process {
 public:

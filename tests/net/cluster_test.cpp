@@ -60,13 +60,16 @@ struct replicated_cluster {
     return {"--connect", "127.0.0.1:" + std::to_string(r)};
   }
 
-  /// Starts a long generation through the router.
+  /// Starts a long generation through the router and waits until the
+  /// router has sent its first rows to a worker.
   std::unique_ptr<child_process> start_long_request(int new_tokens) const {
-    return std::make_unique<child_process>(std::vector<std::string>{
+    auto client = std::make_unique<child_process>(std::vector<std::string>{
       volt_node_binary(), "generate", "--connect",
       "127.0.0.1:" + std::to_string(r), "--prompt-ids", long_prompt(40),
       "--max-new-tokens", std::to_string(new_tokens), "--ignore-eos",
       "--json"});
+    CAF_REQUIRE(wait_peer_traffic(r_metrics));
+    return client;
   }
 
   /// Every node is up and the router has joined both workers: "ready" needs
@@ -144,7 +147,6 @@ CAF_TEST(a worker killed mid request is replaced by its replica) {
   auto client = c.start_long_request(600);
   // Replicas take turns, so within a layer or two the router sends rows to
   // the stopped worker and waits: SIGKILL then lands with rows in flight.
-  std::this_thread::sleep_for(std::chrono::milliseconds{300});
   c.worker1.signal(SIGSTOP);
   std::this_thread::sleep_for(std::chrono::milliseconds{100});
   c.worker1.signal(SIGKILL);
@@ -160,7 +162,6 @@ CAF_TEST(a frozen worker is noticed within seconds and bypassed) {
   c.require_ready();
   auto want = without_timings(standalone_json(long_prompt(40), 600, c.model));
   auto client = c.start_long_request(600);
-  std::this_thread::sleep_for(std::chrono::milliseconds{300});
   auto frozen_at = std::chrono::steady_clock::now();
   c.worker1.signal(SIGSTOP);
   CAF_REQUIRE(c.router.wait_log("is down", std::chrono::seconds{10}));
@@ -179,18 +180,20 @@ CAF_TEST(losing the only host of an expert fails the request naming it) {
   temp_dir dir;
   auto model = write_deep_model(dir);
   auto w1 = free_port(), w2 = free_port(), r = free_port();
+  auto r_metrics = free_port();
   node_process worker1{write_node_toml(
     dir, {"w1", "worker", w1, 0, worker_extra("0, 1, 2, 3"), model})};
   node_process worker2{write_node_toml(
     dir, {"w2", "worker", w2, 0, worker_extra("4, 5, 6, 7"), model})};
-  node_process router{write_node_toml(
-    dir, {"router", "router", r, 0, static_router_extra({w1, w2}), model})};
+  node_process router{write_node_toml(dir, {"router", "router", r, r_metrics,
+                                            static_router_extra({w1, w2}),
+                                            model})};
   CAF_REQUIRE(router.wait_ready());
   child_process client{{volt_node_binary(), "generate", "--connect",
                         "127.0.0.1:" + std::to_string(r), "--prompt-ids",
                         long_prompt(40), "--max-new-tokens", "600",
                         "--ignore-eos", "--json"}};
-  std::this_thread::sleep_for(std::chrono::milliseconds{300});
+  CAF_REQUIRE(wait_peer_traffic(r_metrics));
   worker2.signal(SIGKILL);
   auto code = client.wait(std::chrono::seconds{30});
   CAF_CHECK_NOT_EQUAL(code, 0);
@@ -323,7 +326,6 @@ CAF_TEST(sigterm finishes the request in flight before the router exits) {
   c.require_ready();
   auto want = without_timings(standalone_json(long_prompt(40), 600, c.model));
   auto client = c.start_long_request(600);
-  std::this_thread::sleep_for(std::chrono::milliseconds{300});
   c.router.signal(SIGTERM);
   CAF_CHECK_EQUAL(client->wait(std::chrono::seconds{60}), 0);
   CAF_CHECK_EQUAL(without_timings(client->out()), want);
