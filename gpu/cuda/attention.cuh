@@ -1,0 +1,66 @@
+#pragma once
+
+// Causal grouped-query attention over a paged bf16 KV cache, for every query
+// row of a step at once: decode rows (one per sequence) and prefill chunks
+// alike. CPU twin: volt::cpu::paged_attention on the same K/V rounded to bf16
+// and widened back to f32.
+
+#include <cstddef>
+#include <cstdint>
+
+#include <cuda_bf16.h>
+#include <cuda_runtime_api.h>
+
+namespace volt::cuda {
+
+/// Head dimensions the kernels are built for.
+bool attention_head_dim_supported(int64_t head_dim);
+
+/// One step's query rows and where their keys live.
+struct attention_batch {
+  /// Query rows.
+  int64_t n_rows = 0;
+  /// [n_rows] i32: the row's position in its sequence; it attends to keys
+  /// [max(0, pos - window + 1), pos] (window 0: from 0).
+  const int32_t* positions = nullptr;
+  /// [n_rows] i32: the row's block table, an index into block_tables.
+  const int32_t* row_table = nullptr;
+  /// [n_tables, table_stride] i32: physical page of each logical page.
+  const int32_t* block_tables = nullptr;
+  int64_t table_stride = 0;
+  /// Upper bound of any row's position + 1 (sizes the key splits; host).
+  int64_t max_keys = 0;
+};
+
+/// Shape of the attention and the cache.
+struct attention_shape {
+  int64_t n_heads = 0;
+  int64_t n_kv_heads = 0;
+  int64_t head_dim = 0;
+  int64_t page_size = 0;
+  /// Keys older than this many positions are masked; 0: no window.
+  int64_t sliding_window = 0;
+};
+
+/// Scratch bytes for `paged_attention` with these rows and max_keys.
+size_t paged_attention_workspace_bytes(const attention_shape& shape,
+                                       int64_t n_rows, int64_t max_keys);
+
+/// out[r, h] = softmax(q[r, h] · K[keys of r, h / group]ᵀ / sqrt(head_dim)) ·
+/// V[keys of r, h / group], group = n_heads / n_kv_heads, softmax in f32.
+/// Long key ranges are split over blocks (partial maxima, sums and outputs
+/// merged by a second kernel). The launch configuration depends only on the
+/// shape, n_rows and max_keys, so a CUDA graph captured once replays for any
+/// positions and tables within those bounds.
+/// - q         (in):  [n_rows, n_heads, head_dim] f32
+/// - k_cache   (in):  [num_pages, page_size, n_kv_heads, head_dim] bf16
+/// - v_cache   (in):  same layout
+/// - workspace (tmp): paged_attention_workspace_bytes(shape, n_rows, max_keys)
+/// - out       (out): [n_rows, n_heads, head_dim] bf16
+void paged_attention(const float* q, const __nv_bfloat16* k_cache,
+                     const __nv_bfloat16* v_cache, const attention_batch& batch,
+                     const attention_shape& shape, void* workspace,
+                     size_t workspace_bytes, __nv_bfloat16* out,
+                     cudaStream_t stream);
+
+} // namespace volt::cuda
