@@ -4,81 +4,104 @@
 #include <string>
 #include <utility>
 
-#include "actors/engine_internal.hpp"
 #include "base/error.hpp"
 #include "base/log.hpp"
-#include "gpu/cpu/cpu_ops.hpp"
 
 namespace volt {
 
-namespace engine_detail {
-
 namespace {
 
-/// Tokens a sequence may occupy: prompt plus new tokens, within the context.
-int64_t sequence_budget(const model_config& cfg, const generate_request& req) {
-  return std::min<int64_t>(static_cast<int64_t>(req.prompt.size())
-                             + req.max_new_tokens,
-                           cfg.max_position_embeddings);
-}
-
-/// Checks a request against the model and the pool before it is queued.
-caf::error validate_request(const engine_state& st,
-                            const generate_request& req) {
-  const auto& cfg = st.weights->config;
-  auto fail = [](std::string why) {
-    return make_volt_error(volt_errc::invalid_request, std::move(why));
-  };
-  if (req.prompt.empty())
-    return fail("prompt: empty (at least one token id is needed)");
-  for (size_t i = 0; i < req.prompt.size(); ++i)
-    if (req.prompt[i] < 0 || req.prompt[i] >= cfg.vocab_size)
-      return fail("prompt: token id " + std::to_string(req.prompt[i])
-                  + " at index " + std::to_string(i) + " is outside [0, "
-                  + std::to_string(cfg.vocab_size) + ")");
-  if (auto err = check_sampling(sampling_of(req)))
-    return err;
-  if (req.n < 1 || req.n > max_sequences_per_request)
-    return fail("n: " + std::to_string(req.n) + " sequences; must be in [1, "
-                + std::to_string(max_sequences_per_request) + "]");
-  auto n = static_cast<int64_t>(req.prompt.size());
-  if (n > cfg.max_position_embeddings)
-    return fail("prompt: " + std::to_string(n)
-                + " tokens exceed the model's context of "
-                + std::to_string(cfg.max_position_embeddings) + " tokens");
-  auto total = sequence_budget(cfg, req);
-  if (st.cache->pages_for(total) > st.cache->num_pages())
-    return fail("request needs " + std::to_string(st.cache->pages_for(total))
-                + " KV pages for " + std::to_string(total)
-                + " tokens but the pool has "
-                + std::to_string(st.cache->num_pages()));
-  return caf::none;
-}
-
-/// Expires requests that waited longer than ready_timeout for missing
-/// experts.
-void expire_waiting(engine_pointer self) {
-  auto& st = self->state;
+/// Experts without a live host and not computed by the executor.
+std::vector<uint32_t> missing_experts(const engine_state& st) {
   auto missing = st.pool.missing();
-  if (missing.empty())
-    return schedule(self);
-  auto now = clock_type::now();
-  while (!st.queue.empty()
-         && now - st.queue.front().arrived >= st.options.ready_timeout) {
-    auto expired = std::move(st.queue.front());
-    st.queue.pop_front();
-    auto err = missing_experts_error(
-      missing, " after waiting "
-                 + std::to_string(st.options.ready_timeout.count()) + " ms");
-    VOLT_WARN("engine", "request failed: " << describe(err));
-    expired.promise.deliver(err);
-    if (st.options.metrics)
-      st.options.metrics->request_done(seconds_between(expired.arrived, now),
-                                       false, 0);
-    ++st.failed;
+  const auto& local = st.exec->local_experts();
+  missing.erase(std::remove_if(missing.begin(), missing.end(),
+                               [&](uint32_t e) {
+                                 return std::binary_search(local.begin(),
+                                                           local.end(), e);
+                               }),
+                missing.end());
+  return missing;
+}
+
+void notify_drained(engine_state& st) {
+  if (!st.sched->idle() || st.step_running)
+    return;
+  for (auto& p : st.drain_waiters)
+    p.deliver(true);
+  st.drain_waiters.clear();
+}
+
+/// Runs the next step once the mailbox had its turn: requests that arrived
+/// during a step join the next one.
+void schedule(engine_pointer self) {
+  auto& st = self->state;
+  if (st.step_running || st.step_scheduled)
+    return;
+  st.step_scheduled = true;
+  self->send(self, step_atom_v);
+}
+
+/// Arms the engine's timer unless it is pending: it expires requests waiting
+/// on missing experts and expert rows that took longer than step_timeout.
+void schedule_tick(engine_pointer self) {
+  auto& st = self->state;
+  if (st.tick_scheduled || !(st.sched->has_queued() || st.dispatch->active()))
+    return;
+  st.tick_scheduled = true;
+  auto delay
+    = std::min({st.options.ready_timeout / 4, st.options.step_timeout / 4,
+                std::chrono::milliseconds{250}});
+  self->delayed_send(self, std::max(delay, std::chrono::milliseconds{1}),
+                     tick_atom_v);
+}
+
+void end_step(engine_pointer self) {
+  self->state.step_running = false;
+  schedule(self);
+  notify_drained(self->state);
+}
+
+void fail_step(engine_pointer self, const caf::error& err) {
+  auto& st = self->state;
+  st.dispatch->cancel();
+  st.exec->abandon();
+  st.sched->fail_step(err);
+  end_step(self);
+}
+
+/// Follows the executor's progress: sends rows to expert hosts while it asks
+/// for them, hands the finished step to the scheduler.
+void advance(engine_pointer self, caf::expected<step_progress> progress) {
+  auto& st = self->state;
+  if (!progress)
+    return fail_step(self, progress.error());
+  if (!progress->needs) {
+    st.sched->finish_step(progress->result);
+    return end_step(self);
   }
-  report_queue(st);
-  notify_drained(st);
+  st.dispatch->start(std::move(*progress->needs),
+                     [self](caf::expected<std::vector<float>> outputs) {
+                       if (!outputs)
+                         return fail_step(self, outputs.error());
+                       advance(self,
+                               self->state.exec->resume(std::move(*outputs)));
+                     });
+  schedule_tick(self);
+}
+
+void run_next_step(engine_pointer self) {
+  auto& st = self->state;
+  if (st.step_running)
+    return;
+  auto req = st.sched->next_step(missing_experts(st).empty());
+  if (!req) {
+    schedule_tick(self); // requests may be waiting for experts
+    notify_drained(st);
+    return;
+  }
+  st.step_running = true;
+  advance(self, st.exec->start(std::move(*req)));
 }
 
 void add_host(engine_pointer self, expert_host host) {
@@ -94,7 +117,7 @@ void add_host(engine_pointer self, expert_host host) {
             "expert host " << name << " joined with " << count << " experts");
   if (st.options.metrics)
     st.options.metrics->live_workers(st.pool.remote_count());
-  if (st.pool.missing().empty()) {
+  if (missing_experts(st).empty()) {
     for (auto& p : st.ready_waiters)
       p.deliver(true);
     st.ready_waiters.clear();
@@ -102,63 +125,66 @@ void add_host(engine_pointer self, expert_host host) {
   schedule(self);
 }
 
+/// A monitored expert host died: forget it and re-send its outstanding rows.
+void on_host_down(engine_pointer self, const caf::down_msg& msg) {
+  auto& st = self->state;
+  auto id = st.pool.find(msg.source);
+  if (!id)
+    return;
+  auto name = st.pool.host(*id).name;
+  st.pool.remove(*id);
+  VOLT_WARN("engine", "expert host " << name << " is down ("
+                                     << to_string(msg.reason) << ")");
+  if (st.options.metrics)
+    st.options.metrics->live_workers(st.pool.remote_count());
+  if (auto missing = missing_experts(st); !missing.empty())
+    VOLT_WARN("engine",
+              "experts without a live host: " << expert_pool::render(missing));
+  st.dispatch->host_down(*id, name);
+}
+
+/// Fails queued requests that waited too long for missing experts.
+void expire_waiting(engine_pointer self) {
+  auto& st = self->state;
+  auto missing = missing_experts(st);
+  if (missing.empty())
+    return schedule(self);
+  st.sched->expire_queued(
+    st.options.ready_timeout,
+    missing_experts_error(missing,
+                          " after waiting "
+                            + std::to_string(st.options.ready_timeout.count())
+                            + " ms"));
+  notify_drained(st);
+}
+
 std::string status_line(const engine_state& st) {
-  auto missing = st.pool.missing();
-  return "engine: " + std::to_string(st.completed) + " completed, "
-         + std::to_string(st.failed) + " failed, " + std::to_string(st.refused)
-         + " refused, " + std::to_string(st.queue.size()) + " queued, "
-         + std::to_string(st.running.size()) + " running, "
-         + std::to_string(st.preempted.size()) + " preempted ("
-         + std::to_string(st.preemptions) + " preemptions), "
+  auto missing = missing_experts(st);
+  return "engine: " + st.sched->status() + ", "
          + std::to_string(st.pool.hosts().size()) + " expert hosts"
          + (missing.empty()
               ? std::string{}
               : " (no host for experts " + expert_pool::render(missing) + ")")
-         + ", KV pool " + std::to_string(st.cache->num_pages()) + " pages";
+         + ", KV pool " + std::to_string(st.exec->num_pages()) + " pages on "
+         + st.exec->where();
 }
 
 } // namespace
 
-void schedule_tick(engine_pointer self) {
+engine_actor::behavior_type engine(engine_pointer self,
+                                   std::shared_ptr<model_executor> exec,
+                                   std::vector<expert_host> hosts,
+                                   engine_options options) {
   auto& st = self->state;
-  if (st.tick_scheduled || (st.queue.empty() && !st.step))
-    return;
-  st.tick_scheduled = true;
-  auto delay
-    = std::min({st.options.ready_timeout / 4, st.options.step_timeout / 4,
-                std::chrono::milliseconds{250}});
-  self->delayed_send(self, std::max(delay, std::chrono::milliseconds{1}),
-                     tick_atom_v);
-}
-
-caf::error missing_experts_error(const std::vector<uint32_t>& missing,
-                                 const std::string& context) {
-  return make_volt_error(volt_errc::missing_expert,
-                         "no live host for experts "
-                           + expert_pool::render(missing) + context);
-}
-
-} // namespace engine_detail
-
-using namespace engine_detail;
-
-engine_actor::behavior_type
-engine(engine_pointer self, std::shared_ptr<const dense_weights> weights,
-       gating_actor gating, std::vector<expert_host> hosts,
-       engine_options options) {
-  auto& st = self->state;
-  const auto& cfg = weights->config;
-  if (options.num_pages <= 0)
-    options.num_pages = (cfg.max_position_embeddings + options.page_size - 1)
-                        / options.page_size;
-  st.cache.emplace(cfg.num_hidden_layers, cfg.num_key_value_heads, cfg.head_dim,
-                   options.page_size, options.num_pages);
-  // The manager lives and dies with the engine.
-  st.kv = self->spawn<caf::linked>(kv_page_manager, options.page_size,
-                                   options.num_pages);
+  const auto& cfg = exec->config();
+  options.batching.max_step_rows = exec->max_step_rows();
+  options.batching.metrics = options.metrics;
+  st.sched = std::make_unique<scheduler>(cfg, exec->page_size(),
+                                         exec->num_pages(), options.batching);
   st.pool = expert_pool{static_cast<uint32_t>(cfg.num_local_experts)};
-  st.weights = std::move(weights);
-  st.gating = std::move(gating);
+  st.dispatch = std::make_unique<expert_dispatch>(
+    self, st.pool, cfg.hidden_size, options.step_timeout, options.metrics);
+  st.exec = std::move(exec);
   st.options = std::move(options);
   self->set_down_handler(
     [self](caf::down_msg& msg) { on_host_down(self, msg); });
@@ -168,23 +194,16 @@ engine(engine_pointer self, std::shared_ptr<const dense_weights> weights,
     [self](generate_atom,
            generate_request& req) -> caf::result<generate_result> {
       auto& st = self->state;
-      if (auto err = validate_request(st, req))
+      if (auto err = st.sched->validate(req))
         return err;
-      // The request the page manager is admitting is no longer waiting.
-      auto waiting = st.queue.size() - (st.admitting ? 1 : 0);
-      if (waiting >= st.options.max_queue) {
-        ++st.refused;
-        return make_volt_error(volt_errc::invalid_request,
-                               "engine: queue full ("
-                                 + std::to_string(st.options.max_queue)
-                                 + " requests waiting); try again later");
-      }
       auto promise = self->make_response_promise<generate_result>();
-      st.queue.push_back({std::move(req), promise, clock_type::now()});
-      report_queue(st);
-      if (auto missing = st.pool.missing(); !missing.empty())
+      if (!st.sched->enqueue({std::move(req), promise, engine_clock::now()}))
+        return promise; // refused: the promise has the error
+      if (auto missing = missing_experts(st); !missing.empty())
         VOLT_INFO("engine", "request waits for experts without a live host: "
                               << expert_pool::render(missing));
+      else
+        st.sched->admit();
       schedule(self);
       return promise;
     },
@@ -196,7 +215,7 @@ engine(engine_pointer self, std::shared_ptr<const dense_weights> weights,
     },
     [self](ready_atom) -> caf::result<bool> {
       auto& st = self->state;
-      if (st.pool.missing().empty())
+      if (missing_experts(st).empty())
         return true;
       auto promise = self->make_response_promise<bool>();
       st.ready_waiters.push_back(promise);
@@ -204,19 +223,34 @@ engine(engine_pointer self, std::shared_ptr<const dense_weights> weights,
     },
     [self](drain_atom) -> caf::result<bool> {
       auto& st = self->state;
-      if (st.running.empty() && st.queue.empty())
+      if (st.sched->idle() && !st.step_running)
         return true;
       auto promise = self->make_response_promise<bool>();
       st.drain_waiters.push_back(promise);
       return promise;
     },
+    [self](step_atom) {
+      self->state.step_scheduled = false;
+      run_next_step(self);
+    },
     [self](tick_atom) {
       self->state.tick_scheduled = false;
-      expire_overdue(self);
+      self->state.dispatch->expire_overdue();
       expire_waiting(self);
       schedule_tick(self);
     },
   };
+}
+
+engine_actor spawn_engine(caf::actor_system& sys,
+                          std::shared_ptr<model_executor> exec,
+                          std::vector<expert_host> hosts,
+                          engine_options options) {
+  if (exec->blocks_on_device())
+    return sys.spawn<caf::detached>(engine, std::move(exec), std::move(hosts),
+                                    std::move(options));
+  return sys.spawn(engine, std::move(exec), std::move(hosts),
+                   std::move(options));
 }
 
 } // namespace volt

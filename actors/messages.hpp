@@ -101,18 +101,6 @@ typename Inspector::result_type inspect(Inspector& f, generate_result& x) {
            x.kv);
 }
 
-/// The router's decision for a batch of token rows of one layer.
-struct routing_result {
-  wire_tensor topk_ids; // i32 [n, k]
-  wire_tensor topk_weights; // f32 [n, k]
-};
-
-template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, routing_result& x) {
-  return f(caf::meta::type_name("volt.routing_result"), x.topk_ids,
-           x.topk_weights);
-}
-
 /// Token rows of one layer for the experts one actor hosts, grouped by expert:
 /// rows [offset_i, offset_i + row_counts[i]) go through expert_ids[i].
 struct expert_batch {

@@ -1,13 +1,22 @@
 #include "actors/standalone.hpp"
 
-#include <algorithm>
-#include <thread>
+#include <numeric>
 
-#include "actors/cuda_expert.hpp"
 #include "actors/expert.hpp"
-#include "actors/gating.hpp"
+#include "model/cpu_executor.hpp"
+#include "model/cuda_executor.hpp"
 
 namespace volt {
+
+namespace {
+
+std::vector<uint32_t> every_expert(const model_config& cfg) {
+  std::vector<uint32_t> ids(static_cast<size_t>(cfg.num_local_experts));
+  std::iota(ids.begin(), ids.end(), 0u);
+  return ids;
+}
+
+} // namespace
 
 caf::expected<expert_actor>
 spawn_expert_host(caf::actor_system& sys,
@@ -21,37 +30,69 @@ spawn_expert_host(caf::actor_system& sys,
                            device_origin);
 }
 
-caf::expected<engine_actor>
-spawn_standalone(caf::actor_system& sys, const checkpoint& ckpt,
-                 const standalone_options& options) {
+caf::expected<std::shared_ptr<model_executor>>
+make_executor(const checkpoint& ckpt, const standalone_options& options,
+              bool local_experts) {
+  const auto& eng = options.engine;
+  if (options.model_device >= 0) {
+    cuda_executor_options opts;
+    opts.device = options.model_device;
+    opts.device_origin = options.model_device_origin;
+    opts.quantization = options.quantization;
+    opts.local_experts = local_experts;
+    opts.page_size = eng.page_size;
+    opts.num_pages = eng.num_pages;
+    opts.kv_memory_mib = options.kv_memory_mib;
+    opts.kv_memory_percent = options.kv_memory_percent;
+    opts.max_step_rows = std::max<int64_t>(
+      eng.batching.prefill_chunk + static_cast<int64_t>(eng.batching.max_batch),
+      1);
+    opts.max_graph_rows = static_cast<int64_t>(eng.batching.max_batch);
+    opts.show_progress = options.show_progress;
+    return make_cuda_executor(ckpt, opts);
+  }
   auto dense = dense_weights::load(ckpt);
   if (!dense)
     return std::move(dense.error());
-  const auto n_experts = static_cast<size_t>(ckpt.config().num_local_experts);
-  auto n_actors = options.expert_actors;
-  if (n_actors == 0)
-    n_actors = options.device >= 0
-                 ? 1 // one actor owns the GPU and runs all experts of a layer
-                 : std::max<size_t>(1, std::thread::hardware_concurrency());
-  n_actors = std::min(n_actors, n_experts);
+  std::shared_ptr<const expert_weights> experts;
+  if (local_experts) {
+    auto loaded = expert_weights::load(ckpt, every_expert(ckpt.config()));
+    if (!loaded)
+      return std::move(loaded.error());
+    experts = std::move(*loaded);
+  }
+  // Without a size: one sequence of the model's full context.
+  auto pages = eng.num_pages > 0
+                 ? eng.num_pages
+                 : (ckpt.config().max_position_embeddings + eng.page_size - 1)
+                     / eng.page_size;
+  return std::shared_ptr<model_executor>{std::make_shared<cpu_executor>(
+    std::move(*dense), std::move(experts), eng.page_size, pages)};
+}
+
+caf::expected<engine_actor>
+spawn_standalone(caf::actor_system& sys, const checkpoint& ckpt,
+                 const standalone_options& options) {
+  // Experts on a GPU beside a CPU executor live in a CUDA expert actor, as
+  // on a worker.
+  bool expert_actor = options.model_device < 0 && options.expert_device >= 0;
+  auto exec = make_executor(ckpt, options, !expert_actor);
+  if (!exec)
+    return std::move(exec.error());
   std::vector<expert_host> hosts;
-  for (size_t i = 0; i < n_actors; ++i) {
-    std::vector<uint32_t> ids;
-    for (auto e = i * n_experts / n_actors; e < (i + 1) * n_experts / n_actors;
-         ++e)
-      ids.push_back(static_cast<uint32_t>(e));
+  if (expert_actor) {
+    auto ids = every_expert(ckpt.config());
     auto weights = expert_weights::load(ckpt, ids);
     if (!weights)
       return std::move(weights.error());
-    auto host = spawn_expert_host(sys, *weights, options.device,
+    auto host = spawn_expert_host(sys, *weights, options.expert_device,
                                   options.quantization, options.engine.metrics,
-                                  options.device_origin);
+                                  options.expert_device_origin);
     if (!host)
       return std::move(host.error());
     hosts.push_back(expert_host{*host, ids, "local", 0, 0});
   }
-  auto gate = sys.spawn(gating, *dense);
-  return sys.spawn(engine, *dense, gate, std::move(hosts), options.engine);
+  return spawn_engine(sys, std::move(*exec), std::move(hosts), options.engine);
 }
 
 } // namespace volt

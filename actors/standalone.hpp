@@ -1,6 +1,6 @@
 #pragma once
 
-#include <cstddef>
+#include <memory>
 #include <string>
 
 #include "actors/cuda_expert.hpp"
@@ -12,19 +12,27 @@
 
 namespace volt {
 
-/// How a standalone node lays out its actors.
+/// How a standalone (or router) node places its model.
 struct standalone_options {
   engine_options engine;
-  /// Expert actors to split the experts over (contiguous slices); 0 picks one
-  /// per hardware thread, at most one per expert (one in all on a GPU). More
-  /// actors let several experts compute in parallel.
-  size_t expert_actors = 0;
-  /// Where experts run: -1 for the CPU, N for CUDA device N.
-  int device = -1;
+  /// Where the model's step runs: -1 for the CPU executor, N for the CUDA
+  /// executor on device N (experts included).
+  int model_device = -1;
+  /// With the CPU executor, where the experts run: -1 inside the executor,
+  /// N in a CUDA expert actor on device N.
+  int expert_device = -1;
   /// Weight format of GPU experts.
   weight_quantization quantization = weight_quantization::none;
-  /// Where `device` was named, for errors about it (a config key or a flag).
-  std::string device_origin = worker_device_key;
+  /// Where each device was named, for errors about it (a config key or a
+  /// flag).
+  std::string model_device_origin = "[model] device =";
+  std::string expert_device_origin = worker_device_key;
+  /// KV pool of a CUDA executor when engine.num_pages is 0: MiB, else this
+  /// percent of the device memory left after the weights.
+  int64_t kv_memory_mib = 0;
+  int64_t kv_memory_percent = 90;
+  /// Show load progress on stderr (a terminal).
+  bool show_progress = false;
 };
 
 /// Spawns an actor hosting `weights` on `device` (-1: CPU; N: CUDA device N,
@@ -37,9 +45,15 @@ spawn_expert_host(caf::actor_system& sys,
                   std::shared_ptr<node_metrics> metrics,
                   const std::string& device_origin = worker_device_key);
 
-/// Loads the model from `ckpt` and spawns every actor of a node in this
-/// process: gating, expert actors hosting all experts, and the engine. Errors
-/// name the file or tensor at fault.
+/// Builds the executor `options` ask for over `ckpt`, computing every expert
+/// itself (`local_experts`) or none (a router's). Errors name the file,
+/// tensor or device at fault.
+caf::expected<std::shared_ptr<model_executor>>
+make_executor(const checkpoint& ckpt, const standalone_options& options,
+              bool local_experts);
+
+/// Loads the model from `ckpt` and spawns a node's engine in this process
+/// with every expert local (in the executor, or in a CUDA expert actor).
 caf::expected<engine_actor> spawn_standalone(caf::actor_system& sys,
                                              const checkpoint& ckpt,
                                              const standalone_options& options);

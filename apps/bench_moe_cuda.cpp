@@ -15,8 +15,10 @@
 #  include <set>
 
 #  include "gpu/cuda/device_buffer.hpp"
+#  include "gpu/cuda/device_peaks.hpp"
 #  include "gpu/cuda/gating.cuh"
 #  include "gpu/cuda/moe_layer.hpp"
+#  include "gpu/cuda/permute.cuh"
 #  include "gpu/cuda/random_fill.cuh"
 
 namespace volt {
@@ -34,42 +36,6 @@ void summarise(std::vector<float>& times, moe_bench_row& row) {
   row.max_ms = times.back();
 }
 
-/// Times `fn` (which enqueues work on `s`) `iters` times after `warmup` runs.
-template <class Fn>
-std::vector<float>
-time_on_stream(cudaStream_t s, int64_t warmup, int64_t iters, Fn fn) {
-  for (int64_t i = 0; i < warmup; ++i)
-    fn();
-  CUDA_CHECK(cudaStreamSynchronize(s));
-  std::vector<std::unique_ptr<event>> marks;
-  for (int64_t i = 0; i <= iters; ++i)
-    marks.push_back(std::make_unique<event>(true));
-  std::vector<float> times;
-  for (int64_t i = 0; i < iters; ++i) {
-    CUDA_CHECK(cudaEventRecord(marks[i]->get(), s));
-    fn();
-    CUDA_CHECK(cudaEventRecord(marks[i + 1]->get(), s));
-    CUDA_CHECK(cudaEventSynchronize(marks[i + 1]->get()));
-    float ms = 0;
-    CUDA_CHECK(cudaEventElapsedTime(&ms, marks[i]->get(), marks[i + 1]->get()));
-    times.push_back(ms);
-  }
-  return times;
-}
-
-double measure_copy_gbs(cudaStream_t s) {
-  const size_t bytes = size_t{1} << 30;
-  device_buffer a(bytes);
-  device_buffer b(bytes);
-  cuda::fill_uniform(a.get<float>(), bytes / 4, 1.0f, 7, s);
-  auto times = time_on_stream(s, 3, 20, [&] {
-    CUDA_CHECK(
-      cudaMemcpyAsync(b.get(), a.get(), bytes, cudaMemcpyDeviceToDevice, s));
-  });
-  std::sort(times.begin(), times.end());
-  return 2.0 * bytes / (times[times.size() / 2] * 1e-3) / 1e9;
-}
-
 } // namespace
 
 caf::expected<moe_bench_result> run_moe_bench_cuda(const moe_bench_options& o) {
@@ -81,7 +47,7 @@ caf::expected<moe_bench_result> run_moe_bench_cuda(const moe_bench_options& o) {
     res.device = prop.name;
     cuda::stream stream;
     auto s = stream.get();
-    res.copy_gbs = measure_copy_gbs(s);
+    res.copy_gbs = cuda::measure_copy_gbs(s);
     // Weights of every expert of one layer, random on the device.
     cuda::expert_layer layer;
     layer.format = o.int8 ? cuda::weight_format::int8
@@ -138,13 +104,20 @@ caf::expected<moe_bench_result> run_moe_bench_cuda(const moe_bench_options& o) {
     layer.w2 = w2.get();
     const int64_t max_tokens = *std::max_element(o.tokens.begin(),
                                                  o.tokens.end());
+    // The executor's inputs: normed rows in f32 (the router's) and bf16
+    // (the experts'), an f32 router, the residual added to.
+    device_buffer x32(sizeof(float) * max_tokens * o.hidden);
     device_buffer x(sizeof(__nv_bfloat16) * max_tokens * o.hidden);
-    device_buffer gate(sizeof(__nv_bfloat16) * o.experts * o.hidden);
+    device_buffer gate(sizeof(float) * o.experts * o.hidden);
     device_buffer out(sizeof(float) * max_tokens * o.hidden);
-    cuda::fill_uniform(x.get<__nv_bfloat16>(), max_tokens * o.hidden, 1.0f,
+    cuda::fill_uniform(x32.get<float>(), max_tokens * o.hidden, 1.0f,
                        o.seed + 5, s);
-    cuda::fill_uniform(gate.get<__nv_bfloat16>(), o.experts * o.hidden, a1,
-                       o.seed + 6, s);
+    cuda::f32_to_bf16(x32.get<float>(), max_tokens * o.hidden,
+                      x.get<__nv_bfloat16>(), s);
+    cuda::fill_uniform(gate.get<float>(), o.experts * o.hidden, a1, o.seed + 6,
+                       s);
+    cuda::fill_uniform(out.get<float>(), max_tokens * o.hidden, 1.0f,
+                       o.seed + 7, s);
     cublasHandle_t cublas = nullptr;
     CUBLAS_CHECK(cublasCreate(&cublas));
     std::unique_ptr<cublasContext, void (*)(cublasHandle_t)> cublas_guard(
@@ -208,9 +181,10 @@ caf::expected<moe_bench_result> run_moe_bench_cuda(const moe_bench_options& o) {
           row.tokens = n;
           row.path = "sweep";
           row.variant = variant_of(t);
-          auto times = time_on_stream(s, o.warmup, o.iters, [&] {
-            runner.run(x.get<__nv_bfloat16>(), gate.get<__nv_bfloat16>(), n,
-                       cuda::ffn_path::decode, out.get<float>(), s);
+          auto times = cuda::time_on_stream(s, o.warmup, o.iters, [&] {
+            runner.run(x.get<__nv_bfloat16>(), x32.get<float>(),
+                       gate.get<float>(), n, cuda::ffn_path::decode,
+                       out.get<float>(), true, s);
           });
           summarise(times, row);
           finish_row(row, n);
@@ -231,9 +205,10 @@ caf::expected<moe_bench_result> run_moe_bench_cuda(const moe_bench_options& o) {
         moe_bench_row row;
         row.tokens = t;
         cuda::ffn_path taken = p;
-        auto times = time_on_stream(s, o.warmup, o.iters, [&] {
-          taken = runner.run(x.get<__nv_bfloat16>(), gate.get<__nv_bfloat16>(),
-                             t, p, out.get<float>(), s);
+        auto times = cuda::time_on_stream(s, o.warmup, o.iters, [&] {
+          taken = runner.run(x.get<__nv_bfloat16>(), x32.get<float>(),
+                             gate.get<float>(), t, p, out.get<float>(), true,
+                             s);
         });
         row.path = taken == cuda::ffn_path::decode ? "decode" : "gemm";
         if (taken == cuda::ffn_path::decode)
@@ -253,7 +228,7 @@ caf::expected<moe_bench_result> run_moe_bench_cuda(const moe_bench_options& o) {
       // (scripts/bench_torch_moe.py times torch the same way).
       constexpr int repeat = 20;
       auto times
-        = time_on_stream(s, o.warmup, std::max<int64_t>(o.iters, 50), [&] {
+        = cuda::time_on_stream(s, o.warmup, std::max<int64_t>(o.iters, 50), [&] {
             for (int r = 0; r < repeat; ++r)
               cuda::topk_gating(logits.get<float>(), o.gating_tokens, o.experts,
                                 o.topk, ids.get<int32_t>(),

@@ -28,9 +28,9 @@ const std::vector<flag_spec> serve_flags = {
   {"shared-prefix", true,
    "leading prompt tokens shared by every request (default 0)"},
   {"new-tokens", true, "tokens generated per request (default 64)"},
-  {"expert-actors", true,
-   "expert actors (default: one per core; one with --device cuda:N)"},
-  {"device", true, "where the experts run: cpu or cuda:N (default cpu)"},
+  {"device", true,
+   "where the model runs: cpu or cuda:N, the whole step on the GPU (default "
+   "cpu)"},
   {"quantization", true,
    "weights of CUDA experts: none (bf16) or int8 (default none)"},
   {"compute-threads", true,
@@ -120,11 +120,10 @@ int run_bench_serve(const std::vector<std::string>& raw_args) {
   auto prompt = args->get_int("prompt-tokens", 32, 1, 1 << 20);
   auto shared = args->get_int("shared-prefix", 0, 0, 1 << 20);
   auto new_tokens = args->get_int("new-tokens", 64, 1, 1 << 20);
-  auto actors = args->get_int("expert-actors", 0, 0, 4096);
   auto threads = args->get_int("compute-threads", 0, 0, 1024);
   auto rows_per_part = args->get_int("rows-per-part", 0, 0, 4096);
   for (const auto* x :
-       {&prompt, &shared, &new_tokens, &actors, &threads, &rows_per_part})
+       {&prompt, &shared, &new_tokens, &threads, &rows_per_part})
     if (!*x)
       return report_error(x->error());
   auto device = args->get_device("device", "cpu");
@@ -159,12 +158,11 @@ int run_bench_serve(const std::vector<std::string>& raw_args) {
   configure_actor_system(cfg);
   caf::actor_system sys{cfg};
   standalone_options options;
-  options.expert_actors = static_cast<size_t>(*actors);
-  options.device = *device;
+  options.model_device = *device;
   options.quantization = *quantization;
-  options.device_origin = "--device";
-  options.engine.max_batch = static_cast<size_t>(max_level);
-  options.engine.max_queue = static_cast<size_t>(max_level);
+  options.model_device_origin = "--device";
+  options.engine.batching.max_batch = static_cast<size_t>(max_level);
+  options.engine.batching.max_queue = static_cast<size_t>(max_level);
   // Room for every request of the largest round at once.
   auto per_seq = (*prompt + *new_tokens + options.engine.page_size - 1)
                  / options.engine.page_size;

@@ -21,6 +21,10 @@ int run_bench_dispatch(const std::vector<std::string>& args);
 /// standalone node under concurrent requests.
 int run_bench_serve(const std::vector<std::string>& args);
 
+/// `volt-node bench model ...`: load time, memory, prefill and decode speed
+/// of a whole model against its floor.
+int run_bench_model(const std::vector<std::string>& args);
+
 /// `volt-node --config FILE.toml`: runs a node in the role its configuration
 /// names until SIGINT or SIGTERM.
 int run_node_command(const std::vector<std::string>& args);

@@ -41,9 +41,10 @@ const std::vector<flag_spec> generate_flags = {
   {"n", true,
    "sequences to sample from the prompt, sharing its KV pages (default 1); "
    "--json then adds \"sequences\""},
-  {"expert-actors", true,
-   "with --model: expert actors to split the experts over (default: one per "
-   "core)"},
+  {"device", true,
+   "with --model: where the model runs, cpu or cuda:N (default cpu)"},
+  {"quantization", true,
+   "with --model on a GPU: expert weights none (bf16) or int8 (default none)"},
   {"log-level", true, "debug, info, warning (default), error or quiet"},
   {"help", false, "print this help"},
 };
@@ -96,14 +97,20 @@ caf::expected<generate_request> request_from(const cli_args& args) {
 caf::expected<generate_result> generate_local(caf::actor_system& sys,
                                               const cli_args& args,
                                               const generate_request& req) {
-  auto expert_actors = args.get_int("expert-actors", 0, 0, 4096);
-  if (!expert_actors)
-    return std::move(expert_actors.error());
+  auto device = args.get_device("device", "cpu");
+  if (!device)
+    return std::move(device.error());
+  auto quantization = parse_quantization(args.get("quantization", "none"));
+  if (!quantization)
+    return make_volt_error(volt_errc::invalid_config,
+                           "--quantization: " + describe(quantization.error()));
   auto ckpt = checkpoint::open(args.get("model"));
   if (!ckpt)
     return std::move(ckpt.error());
   standalone_options options;
-  options.expert_actors = static_cast<size_t>(*expert_actors);
+  options.model_device = *device;
+  options.model_device_origin = "--device";
+  options.quantization = *quantization;
   auto engine_handle = spawn_standalone(sys, *ckpt, options);
   if (!engine_handle)
     return std::move(engine_handle.error());

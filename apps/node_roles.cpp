@@ -6,10 +6,11 @@
 #include <future>
 #include <mutex>
 
+#include <unistd.h>
+
 #include "actors/cuda_expert.hpp"
 #include "actors/discovery.hpp"
 #include "actors/expert.hpp"
-#include "actors/gating.hpp"
 #include "actors/registrar.hpp"
 #include "actors/standalone.hpp"
 #include "apps/commands.hpp"
@@ -120,33 +121,48 @@ std::pair<int, weight_quantization> expert_placement(const node_config& cfg) {
   return {device, quant ? *quant : weight_quantization::none};
 }
 
-/// The engine's tunables from [router], [kv_cache] and [engine]; the KV pool
-/// is sized for `model` (its layers, KV heads and head size).
-caf::expected<engine_options>
-engine_options_of(const node_config& cfg, const model_config& model,
-                  std::shared_ptr<node_metrics> metrics) {
-  engine_options opts;
+/// How a standalone or router node places its model and sizes its engine,
+/// from [model], [worker], [router], [kv_cache] and [engine].
+caf::expected<standalone_options>
+placement_of(const node_config& cfg, const model_config& model,
+             std::shared_ptr<node_metrics> metrics) {
+  standalone_options options;
+  std::tie(options.expert_device, options.quantization)
+    = expert_placement(cfg);
+  options.model_device = parse_device(cfg.model.device).value_or(-1);
+  if (options.model_device >= 0)
+    options.expert_device = -1;
+  auto& opts = options.engine;
   opts.ready_timeout = std::chrono::milliseconds{cfg.router.ready_timeout_ms};
   opts.page_size = cfg.kv_cache.page_size;
-  // K and V, every layer, float32.
-  auto bytes_per_page = int64_t{2} * model.num_hidden_layers
-                        * model.num_key_value_heads * model.head_dim
-                        * opts.page_size * static_cast<int64_t>(sizeof(float));
-  auto pages = kv_pool_pages(cfg.kv_cache.num_pages, cfg.kv_cache.memory_mib,
-                             bytes_per_page, model.max_position_embeddings,
-                             opts.page_size);
-  if (!pages)
-    return make_volt_error(volt_errc::invalid_config,
-                           cfg.source + ": [kv_cache] "
-                             + describe(pages.error()));
-  opts.num_pages = *pages;
-  opts.max_queue = cfg.engine.max_queue;
-  opts.max_batch = cfg.engine.max_batch;
-  opts.prefill_chunk = cfg.engine.prefill_chunk;
+  if (options.model_device >= 0) {
+    // The CUDA executor sizes its bf16 pool on the device.
+    opts.num_pages = cfg.kv_cache.num_pages;
+    options.kv_memory_mib = cfg.kv_cache.memory_mib;
+    options.kv_memory_percent = cfg.kv_cache.gpu_memory_percent;
+    options.show_progress = isatty(STDERR_FILENO) != 0;
+  } else {
+    // K and V, every layer, float32.
+    auto bytes_per_page = int64_t{2} * model.num_hidden_layers
+                          * model.num_key_value_heads * model.head_dim
+                          * opts.page_size
+                          * static_cast<int64_t>(sizeof(float));
+    auto pages = kv_pool_pages(cfg.kv_cache.num_pages, cfg.kv_cache.memory_mib,
+                               bytes_per_page, model.max_position_embeddings,
+                               opts.page_size);
+    if (!pages)
+      return make_volt_error(volt_errc::invalid_config,
+                             cfg.source + ": [kv_cache] "
+                               + describe(pages.error()));
+    opts.num_pages = *pages;
+  }
+  opts.batching.max_queue = cfg.engine.max_queue;
+  opts.batching.max_batch = cfg.engine.max_batch;
+  opts.batching.prefill_chunk = cfg.engine.prefill_chunk;
   cpu::set_compute_threads(static_cast<int>(cfg.engine.compute_threads));
   cpu::set_rows_per_part(cfg.engine.rows_per_part);
   opts.metrics = std::move(metrics);
-  return opts;
+  return options;
 }
 
 /// Waits for the engine to finish what is queued and running.
@@ -174,16 +190,13 @@ int run_standalone(const node_config& cfg, const checkpoint& ckpt,
   std::unique_ptr<port_guard> guard;
   caf::actor_system sys{sys_cfg};
   auto metrics = std::make_shared<node_metrics>(cfg.node.id);
-  standalone_options options;
-  auto opts = engine_options_of(cfg, ckpt.config(), metrics);
-  if (!opts)
-    return report_error(opts.error());
-  options.engine = std::move(*opts);
-  std::tie(options.device, options.quantization) = expert_placement(cfg);
+  auto options = placement_of(cfg, ckpt.config(), metrics);
+  if (!options)
+    return report_error(options.error());
   auto endpoint = start_metrics(cfg, *metrics);
   if (!endpoint)
     return report_error(endpoint.error());
-  auto eng = spawn_standalone(sys, ckpt, options);
+  auto eng = spawn_standalone(sys, ckpt, *options);
   if (!eng)
     return report_error(eng.error());
   auto published = publish(sys, cfg, *eng, metrics);
@@ -338,14 +351,15 @@ int run_router(const node_config& cfg, const checkpoint& ckpt,
   auto endpoint = start_metrics(cfg, *metrics);
   if (!endpoint)
     return report_error(endpoint.error());
-  auto dense = dense_weights::load(ckpt);
-  if (!dense)
-    return report_error(dense.error());
-  auto eng_opts = engine_options_of(cfg, ckpt.config(), metrics);
-  if (!eng_opts)
-    return report_error(eng_opts.error());
-  auto eng = sys.spawn(engine, *dense, sys.spawn(gating, *dense),
-                       std::vector<expert_host>{}, std::move(*eng_opts));
+  auto options = placement_of(cfg, ckpt.config(), metrics);
+  if (!options)
+    return report_error(options.error());
+  // The router's executor computes no expert: every one lives on workers.
+  auto exec = make_executor(ckpt, *options, false);
+  if (!exec)
+    return report_error(exec.error());
+  auto eng = spawn_engine(sys, std::move(*exec), std::vector<expert_host>{},
+                          options->engine);
   discovery_options opts;
   opts.mode = cfg.discovery.mode;
   opts.workers = cfg.router.workers;

@@ -31,6 +31,7 @@ void print_usage() {
     "[--json]\n"
     "  volt-node bench moe-layer [--device cuda:0|cpu] [--dtype bf16|int8] "
     "[--json]\n"
+    "  volt-node bench model --model DIR [--device cuda:0|cpu] [--json]\n"
     "  volt-node SUBCOMMAND --help         flags of a subcommand\n");
 }
 

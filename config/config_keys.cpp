@@ -169,6 +169,13 @@ const std::vector<config_key>& config_keys() {
      "How expert weights are stored on a CUDA device: \"none\" (bf16) or "
      "\"int8\" (weight-only, per-output-channel symmetric int8 with fp32 "
      "scales, quantised at load time: half the memory of bf16)."},
+    {"model", "device",
+     field<&node_config::model, &model_section::device, check_device>(),
+     "Where a standalone or router node runs each step of the model: \"cpu\" "
+     "(float32, the reference) or \"cuda:N\" (the whole step on CUDA device "
+     "N in bf16: embedding, attention over a KV cache in device memory, "
+     "routing, a standalone node's experts, the LM head and greedy "
+     "sampling). Workers place their experts with [worker] device."},
     // -- [worker]
     // ----------------------------------------------------------------------------
     {"worker", "experts",
@@ -249,6 +256,12 @@ const std::vector<config_key>& config_keys() {
      "both 0 the pool holds one sequence of the model's full context "
      "(max_position_embeddings tokens).",
      0, 16777216},
+    {"kv_cache", "gpu_memory_percent",
+     field<&node_config::kv_cache, &kv_cache_section::gpu_memory_percent>(),
+     "With [model] device on a GPU and num_pages and memory_mib both 0: the "
+     "pool takes this percent of the device memory left once the weights and "
+     "the step's buffers are allocated (the log says how many tokens fit).",
+     1, 99},
     // -- [engine]
     // ----------------------------------------------------------------------------
     {"engine", "max_queue",

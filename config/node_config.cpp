@@ -43,12 +43,24 @@ caf::error validate(const node_config& cfg) {
       + ": [router] workers: a router with [discovery] mode = "
         "\"static\" needs at least one worker \"host:port\" or a [router] "
         "placement (or set VOLT_ROUTER_WORKERS)");
-  if (cfg.model.quantization == "int8" && cfg.worker.device == "cpu"
+  // A standalone node's experts run where its model runs, or in a CUDA
+  // expert actor beside a CPU model.
+  bool gpu_experts = cfg.worker.device != "cpu"
+                     || (cfg.node.role == node_role::standalone
+                         && cfg.model.device != "cpu");
+  if (cfg.model.quantization == "int8" && !gpu_experts
       && cfg.node.role != node_role::router)
     return config_error(where
                         + ": [model] quantization: \"int8\" runs on the GPU "
-                          "expert path; set [worker] device = \"cuda:N\" (or "
-                          "quantization = \"none\")");
+                          "expert path; set [model] device or [worker] device "
+                          "= \"cuda:N\" (or quantization = \"none\")");
+  if (cfg.node.role == node_role::standalone && cfg.model.device != "cpu"
+      && cfg.worker.device != "cpu" && cfg.worker.device != cfg.model.device)
+    return config_error(where + ": [worker] device: " + cfg.worker.device
+                        + " differs from [model] device = " + cfg.model.device
+                        + "; a standalone node with its model on a GPU "
+                          "computes its experts there (leave [worker] device "
+                          "at \"cpu\")");
   if (cfg.discovery.ttl_ms <= cfg.discovery.heartbeat_ms)
     return config_error(where + ": [discovery] ttl_ms: "
                         + std::to_string(cfg.discovery.ttl_ms)

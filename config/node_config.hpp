@@ -70,6 +70,11 @@ struct model_section {
   /// "int8" (weight-only, per output channel, fp32 scales; half the bytes).
   /// Default: "none".
   std::string quantization = "none";
+  /// Where a standalone or router node runs the model's step: "cpu" (float32,
+  /// the reference) or "cuda:N" (bf16 on CUDA device N: attention, routing,
+  /// a standalone node's experts, the KV cache and the LM head). Default:
+  /// "cpu".
+  std::string device = "cpu";
 };
 
 /// Section `[worker]`: what a worker hosts.
@@ -141,6 +146,10 @@ struct kv_cache_section {
   /// context (max_position_embeddings); kv_pool_pages() in
   /// model/page_table.hpp applies this rule. Default: 0.
   uint32_t memory_mib = 0;
+  /// With [model] device on a GPU and num_pages and memory_mib both 0: the
+  /// percent of the device memory left after the weights and the step's
+  /// buffers that the pool takes. Default: 90.
+  uint32_t gpu_memory_percent = 90;
 };
 
 /// Section `[engine]`: continuous batching.

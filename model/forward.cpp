@@ -68,7 +68,7 @@ void attention_block(const dense_weights& w, int64_t layer, kv_cache& cache,
     for_sequence_rows(
       batch, r0, r1,
       [&](const step_batch::sequence& seq, int64_t first, int64_t count) {
-        cpu::kv_write(pages, seq.block_table->data(), positions + first, count,
+        cpu::kv_write(pages, seq.block_table.data(), positions + first, count,
                       k.data() + first * kv_dim, v.data() + first * kv_dim);
       });
   });
@@ -79,7 +79,7 @@ void attention_block(const dense_weights& w, int64_t layer, kv_cache& cache,
       batch, r0, r1,
       [&](const step_batch::sequence& seq, int64_t first, int64_t count) {
         cpu::paged_attention(q.data() + first * q_dim, positions + first, count,
-                             pages, seq.block_table->data(), dims,
+                             pages, seq.block_table.data(), dims,
                              attn.data() + first * q_dim);
       });
     cpu::matmul_nt(attn.data() + r0 * q_dim, lw.o_proj.data, r1 - r0, q_dim, h,

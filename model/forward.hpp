@@ -1,34 +1,17 @@
 #pragma once
 
-// The Mixtral layer graph over the CPU ops, cut where the actors hand work to
-// each other: the engine runs `embed`, `attention_block`, `moe_input`,
-// `combine` and `final_logits`; the gating actor runs `route`; expert actors
-// run `run_experts`.
+// The Mixtral layer graph over the CPU ops, in the pieces the CPU executor
+// (model/cpu_executor.hpp) strings together, cut where a layer's rows may
+// leave for experts on other nodes; expert actors run `run_experts`.
 
 #include <cstdint>
 #include <vector>
 
 #include "model/kv_cache.hpp"
 #include "model/mixtral.hpp"
+#include "model/step.hpp"
 
 namespace volt {
-
-/// The tokens computed in one engine step, grouped by sequence.
-struct step_batch {
-  /// One sequence's contiguous rows of the batch.
-  struct sequence {
-    int64_t first_row = 0;
-    int64_t n_rows = 0;
-    const std::vector<int32_t>* block_table = nullptr;
-  };
-  std::vector<int32_t> token_ids; // [n]
-  std::vector<int32_t> positions; // [n]
-  std::vector<sequence> sequences;
-
-  int64_t size() const {
-    return static_cast<int64_t>(token_ids.size());
-  }
-};
 
 /// Hidden states of the batch after the embedding lookup.
 /// - hidden (out): [n, hidden_size]

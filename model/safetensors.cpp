@@ -173,6 +173,7 @@ safetensors_file::open(const std::string& path) {
                           + (overflow ? std::string{"more than 2^64"}
                                       : std::to_string(nbytes)));
     info.data = data_area + begin;
+    info.offset = static_cast<size_t>(8 + header_len + begin);
     info.nbytes = static_cast<size_t>(nbytes);
     entries.push_back(entry{tensors.size(), begin, end});
     result->by_name_.emplace(info.name, tensors.size());

@@ -28,6 +28,9 @@ struct tensor_info {
   /// First byte inside the mapped file; valid while its `safetensors_file`
   /// lives.
   const uint8_t* data = nullptr;
+  /// Where `data` begins in the file (loaders that read the file rather than
+  /// touch the mapping).
+  size_t offset = 0;
   /// Number of bytes (numel() * dtype_size(type)).
   size_t nbytes = 0;
   /// Path of the file holding the tensor, for error messages.

@@ -19,20 +19,11 @@ bool more_likely(const candidate& x, const candidate& y) {
   return x.first > y.first || (x.first == y.first && x.second < y.second);
 }
 
-/// Highest logit, lowest id among equals; NaN never wins.
-int32_t argmax(const float* logits, int64_t vocab) {
-  int64_t best = -1;
-  for (int64_t i = 0; i < vocab; ++i)
-    if (!std::isnan(logits[i]) && (best < 0 || logits[i] > logits[best]))
-      best = i;
-  return static_cast<int32_t>(std::max<int64_t>(best, 0));
-}
-
 bool greedy(const float* logits, int64_t vocab, const sampling_params& params,
             float& max_logit) {
   if (params.temperature == 0)
     return true;
-  max_logit = logits[argmax(logits, vocab)];
+  max_logit = logits[greedy_token(logits, vocab)];
   // An infinite maximum leaves no finite softmax: fall back to the argmax.
   return !std::isfinite(max_logit);
 }
@@ -143,6 +134,14 @@ uint64_t mix_bits(uint64_t x) {
   return x;
 }
 
+int32_t greedy_token(const float* logits, int64_t vocab) {
+  int64_t best = -1;
+  for (int64_t i = 0; i < vocab; ++i)
+    if (!std::isnan(logits[i]) && (best < 0 || logits[i] > logits[best]))
+      best = i;
+  return static_cast<int32_t>(std::max<int64_t>(best, 0));
+}
+
 caf::error check_sampling(const sampling_params& params) {
   if (!std::isfinite(params.temperature) || params.temperature < 0)
     return make_volt_error(volt_errc::invalid_request,
@@ -164,7 +163,7 @@ sampling_distribution(const float* logits, int64_t vocab,
     return result;
   float max_logit = 0;
   if (greedy(logits, vocab, params, max_logit)) {
-    result.emplace_back(argmax(logits, vocab), 1.0);
+    result.emplace_back(greedy_token(logits, vocab), 1.0);
     return result;
   }
   nucleus n;
@@ -215,7 +214,7 @@ int32_t token_sampler::sample(const float* logits, int64_t vocab,
     return 0;
   float max_logit = 0;
   if (greedy(logits, vocab, params, max_logit))
-    return argmax(logits, vocab);
+    return greedy_token(logits, vocab);
   auto& n = scratch;
   n.build(logits, vocab, params, max_logit);
   // Walk the members in id order: no sort needed, and the same walk on every
@@ -231,7 +230,7 @@ int32_t token_sampler::sample(const float* logits, int64_t vocab,
     if (r < cum)
       return id;
   }
-  return argmax(logits, vocab); // unreachable: the argmax is a member
+  return greedy_token(logits, vocab); // unreachable: the argmax is a member
 }
 
 } // namespace volt

@@ -12,6 +12,10 @@ namespace volt {
 /// bit affects every output bit; seeds the samplers and hashes prefix pages.
 uint64_t mix_bits(uint64_t x);
 
+/// The greedy pick: the highest logit, the lowest id among equals; NaN never
+/// wins (all NaN gives 0). GPU twin: cuda::argmax_rows.
+int32_t greedy_token(const float* logits, int64_t vocab);
+
 /// How a request picks its next token from the logits.
 struct sampling_params {
   /// Divides the logits before the softmax; 0 picks the most likely token

@@ -29,14 +29,13 @@ struct volt_system_config : caf::actor_system_config {
 /// A standalone node in this process and a client actor to talk to it.
 class engine_harness {
 public:
-  /// Spawns the node's actors for `ckpt`, its experts split over
-  /// `expert_actors` actors.
-  engine_harness(const checkpoint& ckpt, size_t expert_actors = 3,
-                 engine_options opts = {})
+  /// Spawns the node's engine for `ckpt` on the CPU executor.
+  explicit engine_harness(const checkpoint& ckpt, engine_options opts = {})
+    : engine_harness(ckpt, standalone_options{opts}) {}
+
+  /// Spawns the node's engine for `ckpt` placed as `options` say.
+  engine_harness(const checkpoint& ckpt, const standalone_options& options)
     : sys_(cfg_) {
-    standalone_options options;
-    options.engine = opts;
-    options.expert_actors = expert_actors;
     auto handle = spawn_standalone(sys_, ckpt, options);
     if (handle)
       engine_ = *handle;

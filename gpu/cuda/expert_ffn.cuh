@@ -116,7 +116,7 @@ void set_decode_tuning(const decode_tuning& t);
 decode_tuning get_decode_tuning();
 
 /// Checks that the shapes suit the kernels (multiples of 64; 16-byte rows);
-/// returns "" or the reason.
+/// returns null or the reason.
 const char* expert_ffn_unsupported(const expert_layer& layer);
 
 /// True where the decode path of int8 weights runs: its activations (rows)

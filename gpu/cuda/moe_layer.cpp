@@ -21,17 +21,18 @@ moe_layer_runner::moe_layer_runner(const expert_layer& layer, int64_t k,
   offsets_.resize(sizeof(int32_t) * (e + 1));
   experts_.resize(sizeof(int32_t) * e);
   plan_ws_.resize(plan_dispatch_workspace_bytes(pairs, e));
-  rows_.resize(sizeof(__nv_bfloat16) * pairs * layer.hidden);
-  ffn_ws_.resize(expert_ffn_workspace_bytes(layer, pairs));
-  auto splits = std::max(expert_ffn_splits(layer, ffn_path::decode),
-                         expert_ffn_splits(layer, ffn_path::gemm));
-  y_.resize(sizeof(float) * splits * pairs * layer.hidden);
+  if (layer.w13 != nullptr) {
+    rows_.resize(sizeof(__nv_bfloat16) * pairs * layer.hidden);
+    ffn_ws_.resize(expert_ffn_workspace_bytes(layer, pairs));
+    auto splits = std::max(expert_ffn_splits(layer, ffn_path::decode),
+                           expert_ffn_splits(layer, ffn_path::gemm));
+    y_.resize(sizeof(float) * splits * pairs * layer.hidden);
+  }
   host_offsets_.reserve(sizeof(int32_t) * (e + 1));
   host_experts_.resize(static_cast<size_t>(e));
   std::iota(host_experts_.begin(), host_experts_.end(), 0);
   CUDA_CHECK(cudaMemcpy(experts_.get(), host_experts_.data(),
                         sizeof(int32_t) * e, cudaMemcpyHostToDevice));
-  // A fixed cuBLAS workspace: nothing may be allocated inside a capture.
   cublas_workspace_.resize(size_t{32} << 20);
   CUBLAS_CHECK(cublasSetWorkspace(cublas_, cublas_workspace_.get(),
                                   cublas_workspace_.bytes()));
@@ -47,23 +48,20 @@ void moe_layer_runner::clear_graphs() {
   graphs_.clear();
 }
 
-ffn_path moe_layer_runner::run(const __nv_bfloat16* x,
-                               const __nv_bfloat16* gate, int64_t n,
-                               ffn_path path, float* out, cudaStream_t stream) {
-  if (n > max_tokens_)
-    throw cuda_error("moe_layer_runner: " + std::to_string(n)
-                     + " tokens, built for " + std::to_string(max_tokens_));
-  // No expert gets more than n rows (a token picks an expert once).
+ffn_path moe_layer_runner::run(const __nv_bfloat16* x, const float* x_router,
+                               const float* gate, int64_t n, ffn_path path,
+                               float* out, bool accumulate,
+                               cudaStream_t stream) {
   if (path == ffn_path::automatic)
     path = choose_ffn_path(layer_, n);
   if (n == 0 || path != ffn_path::decode || stream == nullptr)
-    return enqueue(x, gate, n, path, out, stream);
+    return enqueue(x, x_router, gate, n, path, out, accumulate, stream);
   graph_key key{n, x, gate, out};
   auto it = graphs_.find(key);
   if (it == graphs_.end()) {
     CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
     try {
-      enqueue(x, gate, n, path, out, stream);
+      enqueue(x, x_router, gate, n, path, out, accumulate, stream);
     } catch (...) {
       cudaGraph_t broken = nullptr;
       cudaStreamEndCapture(stream, &broken);
@@ -83,32 +81,49 @@ ffn_path moe_layer_runner::run(const __nv_bfloat16* x,
   return path;
 }
 
-ffn_path moe_layer_runner::enqueue(const __nv_bfloat16* x,
-                                   const __nv_bfloat16* gate, int64_t n,
-                                   ffn_path path, float* out,
-                                   cudaStream_t stream) {
-  if (path == ffn_path::automatic)
-    path = choose_ffn_path(layer_, n);
-  if (n == 0)
-    return path;
+void moe_layer_runner::route(const float* x_router, const float* gate,
+                             int64_t n, cudaStream_t stream) {
+  if (n > max_tokens_)
+    throw cuda_error("moe_layer_runner: " + std::to_string(n)
+                     + " tokens, built for " + std::to_string(max_tokens_));
   auto e = layer_.n_experts;
   auto hidden = layer_.hidden;
-  // Router logits [n, E] = x · gateᵀ in f32.
+  // Router logits [n, E] = x · gateᵀ in f32 (no TF32: expert choice must
+  // follow the CPU reference wherever the logits are not within rounding).
   const float one = 1.0f;
   const float zero = 0.0f;
   CUBLAS_CHECK(cublasSetStream(cublas_, stream));
   CUBLAS_CHECK(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N,
                             static_cast<int>(e), static_cast<int>(n),
-                            static_cast<int>(hidden), &one, gate, CUDA_R_16BF,
-                            static_cast<int>(hidden), x, CUDA_R_16BF,
+                            static_cast<int>(hidden), &one, gate, CUDA_R_32F,
+                            static_cast<int>(hidden), x_router, CUDA_R_32F,
                             static_cast<int>(hidden), &zero, logits_.get(),
                             CUDA_R_32F, static_cast<int>(e),
-                            CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+                            CUBLAS_COMPUTE_32F_PEDANTIC, CUBLAS_GEMM_DEFAULT));
   topk_gating(logits_.get<float>(), n, e, k_, topk_ids_.get<int32_t>(),
               topk_weights_.get<float>(), stream);
   plan_dispatch(topk_ids_.get<int32_t>(), n, k_, e, plan_ws_.get(),
                 plan_ws_.bytes(), sorted_pair_.get<int32_t>(),
                 offsets_.get<int32_t>(), pair_row_.get<int32_t>(), stream);
+}
+
+void moe_layer_runner::combine_grouped(const float* grouped, int64_t n,
+                                       float* out, cudaStream_t stream) {
+  combine(grouped, 1, pair_row_.get<int32_t>(), topk_weights_.get<float>(), n,
+          k_, layer_.hidden, out, stream, true);
+}
+
+ffn_path moe_layer_runner::enqueue(const __nv_bfloat16* x,
+                                   const float* x_router, const float* gate,
+                                   int64_t n, ffn_path path, float* out,
+                                   bool accumulate, cudaStream_t stream) {
+  if (path == ffn_path::automatic)
+    path = choose_ffn_path(layer_, n);
+  if (n == 0)
+    return path;
+  route(x_router, gate, n, stream);
+  auto e = layer_.n_experts;
+  auto hidden = layer_.hidden;
   auto pairs = n * k_;
   if (decode_takes_f16(layer_, path))
     gather_rows(x, sorted_pair_.get<int32_t>(), pairs, k_, hidden,
@@ -138,7 +153,7 @@ ffn_path moe_layer_runner::enqueue(const __nv_bfloat16* x,
                     stream);
   combine(y_.get<float>(), expert_ffn_splits(layer_, path),
           pair_row_.get<int32_t>(), topk_weights_.get<float>(), n, k_, hidden,
-          out, stream);
+          out, stream, accumulate);
   return path;
 }
 

@@ -1,9 +1,11 @@
 #pragma once
 
-// The whole MoE block of one layer on the GPU, for benchmarks and tests:
-// router product (cuBLAS) → fused top-k gating → dispatch plan (CUB) →
-// gather → expert FFN → combine. Buffers are allocated once for up to
-// `max_tokens` tokens.
+// The MoE block of one layer on the GPU, the one path that serves requests
+// (the CUDA executor) and that `bench moe-layer` times: router product in f32
+// (cuBLAS) → fused top-k gating → dispatch plan (CUB) → gather → expert FFN →
+// combine into the residual. Buffers are allocated once for up to
+// `max_tokens` tokens. When the experts live on other nodes, `route` stops
+// after the plan and `combine_grouped` adds their outputs.
 
 #include <cstdint>
 #include <map>
@@ -21,42 +23,69 @@ namespace volt::cuda {
 
 class moe_layer_runner {
 public:
-  /// `layer` must stay valid (device weights) while the runner lives.
+  /// `layer` must stay valid (device weights) while the runner lives; its
+  /// weights may be null for a runner that only routes. The cuBLAS handle
+  /// gets a fixed workspace here (nothing may allocate inside a graph
+  /// capture).
   moe_layer_runner(const expert_layer& layer, int64_t k, int64_t max_tokens,
                    cublasHandle_t cublas);
   moe_layer_runner(const moe_layer_runner&) = delete;
   moe_layer_runner& operator=(const moe_layer_runner&) = delete;
   ~moe_layer_runner();
 
+  /// Points the runner at another layer's experts (same shapes).
+  void set_layer(const expert_layer& layer) {
+    layer_ = layer;
+  }
+
   /// Forgets the captured CUDA graphs (call after set_decode_tuning).
   void clear_graphs();
 
-  /// out = Σ_j topk_weights[t, j] · expert_{topk_ids[t, j]}(x[t]).
-  /// - x      (in):  [n, hidden] bf16, device
-  /// - gate   (in):  [n_experts, hidden] bf16, device (the router)
-  /// - out    (out): [n, hidden] f32, device
-  /// Returns the FFN path taken. The gemm path reads the expert offsets back
-  /// to the host (one stream synchronisation); decode does not, and on a
-  /// non-default stream its launches are captured once per (n, buffers) as a
-  /// CUDA graph and replayed: a decode step is otherwise launch-bound.
-  ffn_path run(const __nv_bfloat16* x, const __nv_bfloat16* gate, int64_t n,
-               ffn_path path, float* out, cudaStream_t stream);
+  /// out (+)= Σ_j topk_weights[t, j] · expert_{topk_ids[t, j]}(x[t]), the
+  /// router's logits = x_router · gateᵀ in f32.
+  /// - x        (in):     [n, hidden] bf16, the experts' input
+  /// - x_router (in):     [n, hidden] f32, the same rows before rounding
+  /// - gate     (in):     [n_experts, hidden] f32 (the router)
+  /// - out      (in/out): [n, hidden] f32; added to when `accumulate`
+  /// Enqueues on `stream` without synchronising unless the path is gemm,
+  /// which reads the expert offsets back to the host.
+  ffn_path enqueue(const __nv_bfloat16* x, const float* x_router,
+                   const float* gate, int64_t n, ffn_path path, float* out,
+                   bool accumulate, cudaStream_t stream);
 
-  /// Results of the last run's routing (device): [n, k].
-  const int32_t* topk_ids() const {
+  /// Same as enqueue, but on a non-default stream a decode-path call is
+  /// captured once per (n, buffers) as a CUDA graph and replayed: a decode
+  /// step of one layer is otherwise launch-bound (the benchmark's mode).
+  ffn_path run(const __nv_bfloat16* x, const float* x_router,
+               const float* gate, int64_t n, ffn_path path, float* out,
+               bool accumulate, cudaStream_t stream);
+
+  /// Routing only: router product, gating and plan (results below).
+  void route(const float* x_router, const float* gate, int64_t n,
+             cudaStream_t stream);
+
+  /// Adds the outputs of grouped rows (computed elsewhere) to the residual.
+  /// - grouped (in):     [n * k, hidden] f32, in the plan's grouped order
+  /// - out     (in/out): [n, hidden] f32
+  void combine_grouped(const float* grouped, int64_t n, float* out,
+                       cudaStream_t stream);
+
+  /// Results of the last routing (device).
+  const int32_t* topk_ids() const { // [n, k]
     return topk_ids_.get<int32_t>();
   }
-  const float* topk_weights() const {
+  const float* topk_weights() const { // [n, k]
     return topk_weights_.get<float>();
+  }
+  const int32_t* sorted_pair() const { // [n * k], pair of each grouped row
+    return sorted_pair_.get<int32_t>();
+  }
+  const int32_t* expert_offsets() const { // [n_experts + 1]
+    return offsets_.get<int32_t>();
   }
 
 private:
   using graph_key = std::tuple<int64_t, const void*, const void*, void*>;
-
-  /// Enqueues the whole block on `stream` (no host synchronisation unless
-  /// the path is gemm).
-  ffn_path enqueue(const __nv_bfloat16* x, const __nv_bfloat16* gate,
-                   int64_t n, ffn_path path, float* out, cudaStream_t stream);
 
   expert_layer layer_;
   int64_t k_;

@@ -157,7 +157,7 @@ __global__ void combine_kernel(const float* __restrict__ y, int64_t splits,
                                int64_t n_rows,
                                const int32_t* __restrict__ pair_row,
                                const float* __restrict__ topk_weights,
-                               int64_t k, int64_t hidden,
+                               int64_t k, int64_t hidden, bool accumulate,
                                float* __restrict__ out) {
   int64_t t = blockIdx.x;
   for (int64_t i = threadIdx.x; i < hidden; i += blockDim.x) {
@@ -169,7 +169,7 @@ __global__ void combine_kernel(const float* __restrict__ y, int64_t splits,
         v += y[(s * n_rows + row) * hidden + i];
       acc += topk_weights[t * k + j] * v;
     }
-    out[t * hidden + i] = acc;
+    out[t * hidden + i] = accumulate ? out[t * hidden + i] + acc : acc;
   }
 }
 
@@ -283,11 +283,12 @@ void gather_rows(const __nv_bfloat16* x, const int32_t* sorted_pair,
 
 void combine(const float* y, int64_t splits, const int32_t* pair_row,
              const float* topk_weights, int64_t n_tokens, int64_t k,
-             int64_t hidden, float* out, cudaStream_t stream) {
+             int64_t hidden, float* out, cudaStream_t stream, bool accumulate) {
   if (n_tokens == 0)
     return;
   combine_kernel<<<static_cast<unsigned>(n_tokens), threads, 0, stream>>>(
-    y, splits, n_tokens * k, pair_row, topk_weights, k, hidden, out);
+    y, splits, n_tokens * k, pair_row, topk_weights, k, hidden, accumulate,
+    out);
   CUDA_CHECK_LAUNCH(combine_kernel);
 }
 

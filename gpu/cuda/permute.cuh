@@ -46,15 +46,19 @@ void gather_rows(const __nv_bfloat16* x, const int32_t* sorted_pair,
                  cudaStream_t stream);
 
 /// Weighted sum of the expert outputs back into token order:
-/// out[t] = Σ_j topk_weights[t, j] · Σ_s y[s, pair_row[t * k + j]], j in
-/// order, so the result does not depend on the grouping (no atomics).
-/// - y            (in):  [splits, n_tokens * k, hidden] f32 (split-K partials)
-/// - pair_row     (in):  [n_tokens * k] i32
-/// - topk_weights (in):  [n_tokens, k] f32
-/// - out          (out): [n_tokens, hidden] f32
+/// out[t] (+)= Σ_j topk_weights[t, j] · Σ_s y[s, pair_row[t * k + j]], j in
+/// order, so the result does not depend on the grouping (no atomics); with
+/// `accumulate` the sum is added to out (the residual), as the CPU twin
+/// volt::combine does.
+/// - y            (in):     [splits, n_tokens * k, hidden] f32 (split-K
+///                          partials)
+/// - pair_row     (in):     [n_tokens * k] i32
+/// - topk_weights (in):     [n_tokens, k] f32
+/// - out          (in/out): [n_tokens, hidden] f32
 void combine(const float* y, int64_t splits, const int32_t* pair_row,
              const float* topk_weights, int64_t n_tokens, int64_t k,
-             int64_t hidden, float* out, cudaStream_t stream);
+             int64_t hidden, float* out, cudaStream_t stream,
+             bool accumulate = false);
 
 /// Sums split-K partials: out[r] = Σ_s y[s, r].
 /// - y   (in):  [splits, n_rows, hidden] f32

@@ -50,7 +50,7 @@ CAF_TEST(sixty four concurrent requests equal their answers alone) {
   auto ckpt = open_fixture();
   engine_options opts;
   opts.num_pages = 64 * 5; // room for all of them at once
-  engine_harness node{ckpt, 2, opts};
+  engine_harness node{ckpt, opts};
   auto requests = mixed_requests();
   std::vector<generate_result> alone;
   for (auto& req : requests) {
@@ -82,7 +82,7 @@ CAF_TEST(splitting steps over threads changes no bit) {
   auto ckpt = open_fixture();
   engine_options opts;
   opts.num_pages = 64 * 5;
-  engine_harness node{ckpt, 2, opts};
+  engine_harness node{ckpt, opts};
   auto requests = mixed_requests();
   // One row per part (every step split over all compute threads), then
   // whole steps on the engine's thread.
@@ -103,9 +103,9 @@ CAF_TEST(chunked prefill reproduces the reference routing and logits) {
   auto ckpt = open_fixture();
   engine_options whole;
   engine_options chunked;
-  chunked.prefill_chunk = 7; // 40 prompt tokens in 6 chunks
-  engine_harness a{ckpt, 2, whole};
-  engine_harness b{ckpt, 2, chunked};
+  chunked.batching.prefill_chunk = 7; // 40 prompt tokens in 6 chunks
+  engine_harness a{ckpt, whole};
+  engine_harness b{ckpt, chunked};
   std::vector<int32_t> prompt;
   for (int i = 0; i < 40; ++i)
     prompt.push_back((i * 37 + 11) % 320);
@@ -125,9 +125,9 @@ CAF_TEST(chunked prefill reproduces the reference routing and logits) {
 CAF_TEST(a full queue refuses with an error and nothing is lost) {
   auto ckpt = open_fixture();
   engine_options opts;
-  opts.max_batch = 1;
-  opts.max_queue = 2;
-  engine_harness node{ckpt, 2, opts};
+  opts.batching.max_batch = 1;
+  opts.batching.max_queue = 2;
+  engine_harness node{ckpt, opts};
   // One runs, two wait, the fourth and fifth are refused.
   auto answers = node.generate_all(
     std::vector<generate_request>(5, request_for({203, 5, 6}, 200)));
@@ -152,7 +152,7 @@ CAF_TEST(requests wait for pages held by running sequences) {
   auto ckpt = open_fixture();
   engine_options opts;
   opts.num_pages = 3; // one request of 40 tokens at a time
-  engine_harness node{ckpt, 2, opts};
+  engine_harness node{ckpt, opts};
   std::vector<generate_request> reqs;
   for (int i = 0; i < 4; ++i)
     reqs.push_back(request_for(std::vector<int32_t>(30, 7 + i), 10));
@@ -300,7 +300,7 @@ CAF_TEST(preempted sequences resume and give the same answers) {
   opts.num_pages = 16;
   auto metrics = std::make_shared<node_metrics>("test");
   opts.metrics = metrics;
-  engine_harness tight{ckpt, 2, opts};
+  engine_harness tight{ckpt, opts};
   auto together = generate_together(tight, reqs);
   int64_t preemptions = 0;
   for (size_t i = 0; i < reqs.size(); ++i) {

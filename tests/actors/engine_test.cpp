@@ -1,13 +1,13 @@
 #define CAF_SUITE actors.engine
 
 // The engine as a client sees it: queued concurrent requests, stopping rules,
-// request validation, and failures of the actors it depends on (errors, never
-// hangs).
+// request validation, and failures of the expert hosts it depends on (errors,
+// never hangs).
 
 #include <thread>
 
 #include "actors/expert.hpp"
-#include "actors/gating.hpp"
+#include "model/cpu_executor.hpp"
 #include "caf/event_based_actor.hpp"
 #include "tests/engine_harness.hpp"
 #include "tests/model/checkpoint_writer.hpp"
@@ -63,7 +63,7 @@ CAF_TEST(bad requests get one - line errors and the engine keeps serving) {
   auto ckpt = open_fixture();
   engine_options small_pool;
   small_pool.num_pages = 2;
-  engine_harness node{ckpt, 2, small_pool};
+  engine_harness node{ckpt, small_pool};
   struct bad_case {
     std::vector<int32_t> prompt;
     uint32_t new_tokens;
@@ -102,27 +102,18 @@ expert_actor::behavior_type black_hole(expert_actor::pointer self,
   };
 }
 
-/// A gating actor that takes requests and never answers.
-gating_actor::behavior_type silent_gating(gating_actor::pointer self) {
-  return {
-    [self](route_atom, uint32_t,
-           const wire_tensor&) -> caf::result<routing_result> {
-      return self->make_response_promise<routing_result>();
-    },
-  };
-}
-
-/// An engine with hand-picked expert hosts (and gating actor, when
-/// `silent_gate` is set, one that never answers).
+/// An engine whose executor computes no expert (as a router's), with
+/// hand-picked expert hosts.
 struct custom_node {
-  custom_node(std::vector<expert_host> hosts, engine_options opts,
-              bool silent_gate = false)
+  custom_node(std::vector<expert_host> hosts, engine_options opts)
     : ckpt(open_fixture()), sys(cfg) {
     dense = *dense_weights::load(ckpt);
     all = *expert_weights::load(ckpt, {0, 1, 2, 3, 4, 5, 6, 7});
-    auto gate = silent_gate ? sys.spawn(silent_gating)
-                            : sys.spawn(gating, dense);
-    eng = sys.spawn(engine, dense, gate, std::move(hosts), std::move(opts));
+    auto pages = (ckpt.config().max_position_embeddings + opts.page_size - 1)
+                 / opts.page_size;
+    auto exec = std::make_shared<cpu_executor>(dense, nullptr, opts.page_size,
+                                               pages);
+    eng = spawn_engine(sys, exec, std::move(hosts), std::move(opts));
   }
 
   ~custom_node() {
@@ -221,25 +212,6 @@ CAF_TEST(a host that never answers is retried on a replica after the timeout) {
   auto res = node.generate(request_for({203}, 3));
   CAF_REQUIRE(res);
   CAF_CHECK_EQUAL(res->new_tokens, std::vector<int32_t>({170, 288, 170}));
-}
-
-CAF_TEST(
-  a gating actor that never answers fails the request after the timeout) {
-  auto opts = quick_options();
-  opts.step_timeout = std::chrono::milliseconds{200};
-  custom_node node{{}, opts, true};
-  caf::anon_send(node.eng, host_atom_v, node.sys.spawn(expert, node.all),
-                 all_ids, std::string{"healthy"});
-  auto started = std::chrono::steady_clock::now();
-  auto res = node.generate(request_for({203}, 3));
-  CAF_REQUIRE(!res);
-  CAF_CHECK_EQUAL(describe(res.error()),
-                  "the gating actor did not answer within 200 ms");
-  // Noticed by the engine's timer (every 50 ms here), not the client's 30 s.
-  CAF_CHECK_LESS(std::chrono::steady_clock::now() - started,
-                 std::chrono::seconds{10});
-  // The engine goes on: the next request fails the same way, not hangs.
-  CAF_CHECK(!node.generate(request_for({5, 6}, 1)));
 }
 
 CAF_TEST(losing the only host of an expert fails the request naming it) {

@@ -418,7 +418,7 @@ CAF_TEST(int8 expert FFN matches float64 on the dequantised weights) {
   check_expert_ffn_paths(true, 50, 8, 2048);
 }
 
-CAF_TEST(the MoE layer matches a float64 re - computation) {
+CAF_TEST(the MoE layer adds a float64 re - computation to the residual) {
   if (!gpu_available())
     return;
   std::mt19937 gen{7};
@@ -431,10 +431,12 @@ CAF_TEST(the MoE layer matches a float64 re - computation) {
         auto h = make_experts(e, hidden, ffn, int8, gen);
         auto x
           = round_bf16(uniform_floats(static_cast<size_t>(n * hidden), gen));
-        auto gate = round_bf16(
-          uniform_floats(static_cast<size_t>(e * hidden), gen, 0.3f));
+        auto gate = uniform_floats(static_cast<size_t>(e * hidden), gen, 0.3f);
         auto d_x = upload(to_bf16_bits(x));
-        auto d_gate = upload(to_bf16_bits(gate));
+        auto d_x32 = upload(x);
+        auto d_gate = upload(gate);
+        auto residual
+          = uniform_floats(static_cast<size_t>(n * hidden), gen, 0.5f);
         auto d_out = poisoned(sizeof(float) * n * hidden);
         cublasHandle_t cublas = nullptr;
         CUBLAS_CHECK(cublasCreate(&cublas));
@@ -443,9 +445,13 @@ CAF_TEST(the MoE layer matches a float64 re - computation) {
           cuda::stream stream;
           cuda::moe_layer_runner runner(h.layer, k, n, cublas);
           for (auto path : {cuda::ffn_path::decode, cuda::ffn_path::gemm}) {
-            CUDA_CHECK(cudaMemset(d_out.get(), 0xff, d_out.bytes()));
-            runner.run(d_x.get<__nv_bfloat16>(), d_gate.get<__nv_bfloat16>(), n,
-                       path, d_out.get<float>(), stream.get());
+            // Added to the residual, as the executor does.
+            CUDA_CHECK(cudaMemcpy(d_out.get(), residual.data(),
+                                  sizeof(float) * residual.size(),
+                                  cudaMemcpyHostToDevice));
+            runner.run(d_x.get<__nv_bfloat16>(), d_x32.get<float>(),
+                       d_gate.get<float>(), n, path, d_out.get<float>(), true,
+                       stream.get());
             CUDA_CHECK(cudaStreamSynchronize(stream.get()));
             auto got = download<float>(d_out, static_cast<size_t>(n * hidden));
             std::vector<int32_t> ids(static_cast<size_t>(n * k));
@@ -470,8 +476,8 @@ CAF_TEST(the MoE layer matches a float64 re - computation) {
             cpu::topk_gating(logits.data(), n, e, k, want_ids.data(),
                              want_w.data());
             CAF_CHECK_LESS(rel_error(w, want_w), 1e-4);
-            // Output: float64 with the GPU's routing.
-            std::vector<double> want(got.size(), 0.0);
+            // Output: float64 with the GPU's routing, plus the residual.
+            std::vector<double> want(residual.begin(), residual.end());
             for (int64_t t = 0; t < n; ++t)
               for (int64_t j = 0; j < k; ++j) {
                 auto ref = expert_ref(h, ids[t * k + j], x.data() + t * hidden);

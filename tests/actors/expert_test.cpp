@@ -1,13 +1,12 @@
-#define CAF_SUITE actors.expert_gating
+#define CAF_SUITE actors.expert
 
-// The expert and gating actors on CAF's deterministic test scheduler: correct
-// answers, and an error reply (never a crash) for every malformed message,
-// since these bytes may come from another node.
+// The expert actor on CAF's deterministic test scheduler: correct answers,
+// and an error reply (never a crash) for every malformed message, since these
+// bytes may come from another node.
 
 #include <optional>
 
 #include "actors/expert.hpp"
-#include "actors/gating.hpp"
 #include "gpu/cpu/cpu_ops.hpp"
 #include "tests/model/checkpoint_writer.hpp"
 #include "tests/deterministic_fixture.hpp"
@@ -24,9 +23,7 @@ struct fixture : deterministic_fixture {
       CAF_FAIL(describe(opened.error()));
     ckpt = std::move(*opened);
     experts = *expert_weights::load(*ckpt, {1, 4, 6});
-    dense = *dense_weights::load(*ckpt);
     expert_handle = sys.spawn(expert, experts);
-    gating_handle = sys.spawn(gating, dense);
   }
 
   std::vector<float> rows(int64_t n) {
@@ -36,14 +33,12 @@ struct fixture : deterministic_fixture {
 
   std::optional<checkpoint> ckpt;
   std::shared_ptr<const expert_weights> experts;
-  std::shared_ptr<const dense_weights> dense;
   expert_actor expert_handle;
-  gating_actor gating_handle;
 };
 
 } // namespace
 
-CAF_TEST_FIXTURE_SCOPE(expert_gating_tests, fixture)
+CAF_TEST_FIXTURE_SCOPE(expert_tests, fixture)
 
 CAF_TEST(the expert actor reports what it hosts) {
   auto ids = ask<std::vector<uint32_t>>(expert_handle, hosted_atom_v);
@@ -109,40 +104,6 @@ CAF_TEST(malformed expert batches get error replies) {
   }
   // Still serving after all that.
   CAF_CHECK(ask<wire_tensor>(expert_handle, expert_batch{0, {1}, {3}, good}));
-}
-
-CAF_TEST(the gating actor returns renormalised top - k experts) {
-  auto x = rows(4);
-  auto res = ask<routing_result>(gating_handle, route_atom_v, uint32_t{1},
-                                 pack_f32(x.data(), {4, 64}));
-  CAF_REQUIRE(res);
-  std::vector<int32_t> ids;
-  std::vector<float> w;
-  unpack_i32(res->topk_ids, ids);
-  unpack_f32(res->topk_weights, w);
-  CAF_REQUIRE_EQUAL(ids.size(), 8u);
-  std::vector<float> logits(4 * 8);
-  cpu::matmul_nt(x.data(), dense->layers[1].gate.data, 4, 64, 8, logits.data());
-  std::vector<int32_t> want_ids(8);
-  std::vector<float> want_w(8);
-  cpu::topk_gating(logits.data(), 4, 8, 2, want_ids.data(), want_w.data());
-  CAF_CHECK_EQUAL(ids, want_ids);
-  CAF_CHECK_EQUAL(w, want_w);
-  for (int t = 0; t < 4; ++t)
-    CAF_CHECK_LESS(std::abs(w[2 * t] + w[2 * t + 1] - 1.0f), 1e-6f);
-}
-
-CAF_TEST(malformed routing requests get error replies) {
-  auto x = rows(2);
-  auto bad_layer = ask<routing_result>(gating_handle, route_atom_v, uint32_t{2},
-                                       pack_f32(x.data(), {2, 64}));
-  CAF_REQUIRE(!bad_layer);
-  CAF_CHECK_NOT_EQUAL(describe(bad_layer.error()).find("layer 2"),
-                      std::string::npos);
-  auto bad_width = ask<routing_result>(gating_handle, route_atom_v, uint32_t{0},
-                                       pack_f32(x.data(), {4, 32}));
-  CAF_REQUIRE(!bad_width);
-  CAF_CHECK(bad_width.error() == volt_errc::invalid_request);
 }
 
 CAF_TEST_FIXTURE_SCOPE_END

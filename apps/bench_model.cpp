@@ -1,0 +1,408 @@
+// `volt-node bench model`: a whole model served by a standalone engine in
+// this process, as a user runs it: time to load, host memory, prefill
+// tokens/s, decode ms per step at several batch sizes, each against its floor
+// (bytes the step must read ÷ the measured copy bandwidth; FLOPs ÷ the
+// measured bf16 matrix rate), and optionally the last prompt position's
+// logits against the float32 CPU executor on the same checkpoint.
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include "actors/standalone.hpp"
+#include "apps/cli_args.hpp"
+#include "apps/commands.hpp"
+#include "base/error.hpp"
+#include "caf/actor_system.hpp"
+#include "caf/actor_system_config.hpp"
+#include "caf/scoped_actor.hpp"
+#include "net/actor_system_setup.hpp"
+
+#ifdef VOLT_HAVE_CUDA
+#  include "gpu/cuda/device_buffer.hpp"
+#  include "gpu/cuda/device_peaks.hpp"
+#endif
+
+namespace volt {
+
+namespace {
+
+const std::vector<flag_spec> model_flags = {
+  {"model", true, "checkpoint folder"},
+  {"device", true, "where the model runs: cuda:N or cpu (default cuda:0)"},
+  {"quantization", true, "experts on the GPU: none (bf16) or int8"},
+  {"batch", true, "decode batch sizes, comma-separated (default 1,8,32)"},
+  {"prompt", true, "prefill lengths, comma-separated (default 512,2048)"},
+  {"decode-prompt", true, "prompt tokens of the decode runs (default 128)"},
+  {"new-tokens", true, "tokens per decode request (default 64)"},
+  {"check-cpu", true,
+   "also run a prompt of this many tokens on the float32 CPU executor and "
+   "compare the last position's logits (default 0: no)"},
+  {"json", false, "print one JSON object instead of a table"},
+  {"help", false, "print this help"},
+};
+
+using clock_type = std::chrono::steady_clock;
+
+double seconds_since(clock_type::time_point t) {
+  return std::chrono::duration<double>(clock_type::now() - t).count();
+}
+
+/// VmRSS and VmHWM of this process in MiB.
+std::pair<double, double> resident_mib() {
+  std::ifstream in{"/proc/self/status"};
+  std::string line;
+  double rss = 0;
+  double peak = 0;
+  while (std::getline(in, line)) {
+    std::istringstream fields{line};
+    std::string key;
+    double kib = 0;
+    fields >> key >> kib;
+    if (key == "VmRSS:")
+      rss = kib / 1024;
+    else if (key == "VmHWM:")
+      peak = kib / 1024;
+  }
+  return {rss, peak};
+}
+
+generate_request request_for_bench(std::vector<int32_t> prompt,
+                                   uint32_t new_tokens) {
+  generate_request req;
+  req.prompt = std::move(prompt);
+  req.max_new_tokens = new_tokens;
+  req.ignore_eos = true;
+  return req;
+}
+
+/// Token ids of a xorshift stream: prompts that never share a cached page.
+std::vector<int32_t> random_prompt(int64_t n, int64_t vocab, uint64_t seed) {
+  std::vector<int32_t> p(static_cast<size_t>(n));
+  uint64_t x = seed * 0x9e3779b97f4a7c15ULL + 1;
+  for (auto& t : p) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    t = static_cast<int32_t>(x % static_cast<uint64_t>(vocab));
+  }
+  return p;
+}
+
+/// Sends every request at once and returns the answers in order.
+caf::expected<std::vector<generate_result>>
+generate_all(caf::actor_system& sys, const engine_actor& eng,
+             const std::vector<generate_request>& reqs) {
+  caf::scoped_actor self{sys};
+  std::vector<decltype(self->request(eng, caf::infinite, generate_atom_v,
+                                     generate_request{}))>
+    pending;
+  for (const auto& r : reqs)
+    pending.push_back(self->request(eng, caf::infinite, generate_atom_v, r));
+  std::vector<generate_result> out;
+  caf::error failure;
+  for (auto& p : pending)
+    p.receive([&](generate_result& res) { out.push_back(std::move(res)); },
+              [&](caf::error& err) { failure = std::move(err); });
+  if (failure)
+    return failure;
+  return out;
+}
+
+/// Weight bytes of the dense part of one layer and of one expert (bf16, or
+/// int8 with f32 scales), and the LM head.
+struct model_bytes {
+  double dense_layer = 0;
+  double expert = 0;
+  double lm_head = 0;
+  double kv_token_layer = 0; // K and V of one token in one layer
+};
+
+model_bytes bytes_of(const model_config& c, weight_quantization q) {
+  model_bytes b;
+  double h = c.hidden_size;
+  double qd = c.num_attention_heads * c.head_dim;
+  double kv = c.num_key_value_heads * c.head_dim;
+  b.dense_layer = 2 * (qd + 2 * kv) * h + 2 * h * qd + 4 * 2 * h
+                  + 4 * c.num_local_experts * h;
+  double params = 3 * h * c.intermediate_size;
+  b.expert = q == weight_quantization::int8
+               ? params + 4 * (2 * c.intermediate_size + h)
+               : 2 * params;
+  b.lm_head = 2 * c.vocab_size * h;
+  b.kv_token_layer = 2 * 2 * kv;
+  return b;
+}
+
+/// Expected distinct experts of `tokens` tokens picking k of e uniformly.
+double expected_experts(double tokens, double k, double e) {
+  return e * (1 - std::pow(1 - k / e, tokens));
+}
+
+/// FLOPs of a prefill of n tokens (every row through every layer, the LM
+/// head on the last row only).
+double prefill_flops(const model_config& c, double n) {
+  double h = c.hidden_size;
+  double qd = c.num_attention_heads * c.head_dim;
+  double kv = c.num_key_value_heads * c.head_dim;
+  double per_token = 2 * ((qd + 2 * kv) * h + qd * h + c.num_local_experts * h
+                          + c.num_experts_per_tok * 3 * h
+                              * c.intermediate_size);
+  // Causal attention: n²/2 query-key pairs, QKᵀ and PV.
+  double attention = 2 * 2 * (n * (n + 1) / 2) * qd;
+  return c.num_hidden_layers * (n * per_token + attention) + 2 * h * c.vocab_size;
+}
+
+struct decode_row {
+  int64_t batch = 0;
+  double step_ms = 0;
+  double floor_ms = 0;
+  double experts_per_layer = 0;
+};
+
+struct prefill_row {
+  int64_t tokens = 0;
+  double seconds = 0;
+  double tflops = 0;
+};
+
+} // namespace
+
+int run_bench_model(const std::vector<std::string>& raw_args) {
+  auto args = cli_args::parse(raw_args, model_flags);
+  if (!args)
+    return report_error(args.error());
+  if (args->has("help") || !args->has("model")) {
+    std::printf("usage: volt-node bench model --model DIR [flags]\n%s",
+                render_flags(model_flags).c_str());
+    return args->has("help") ? 0 : exit_bad_input;
+  }
+  auto device = args->get_device("device", "cuda:0");
+  if (!device)
+    return report_error(device.error());
+  auto quantization = parse_quantization(args->get("quantization", "none"));
+  if (!quantization)
+    return report_error(
+      make_volt_error(volt_errc::invalid_config,
+                      "--quantization: " + describe(quantization.error())));
+  auto batches = args->get_int_list("batch", 1, 4096);
+  auto prompts = args->get_int_list("prompt", 1, 1 << 20);
+  auto decode_prompt = args->get_int("decode-prompt", 128, 1, 1 << 20);
+  auto new_tokens = args->get_int("new-tokens", 64, 2, 1 << 20);
+  auto check_cpu = args->get_int("check-cpu", 0, 0, 1 << 16);
+  for (const auto* x : {&decode_prompt, &new_tokens, &check_cpu})
+    if (!*x)
+      return report_error(x->error());
+  if (!args->has("batch"))
+    batches = std::vector<int64_t>{1, 8, 32};
+  if (!args->has("prompt"))
+    prompts = std::vector<int64_t>{512, 2048};
+  if (!batches)
+    return report_error(batches.error());
+  if (!prompts)
+    return report_error(prompts.error());
+  auto started = clock_type::now();
+  auto ckpt = checkpoint::open(args->get("model"));
+  if (!ckpt)
+    return report_error(ckpt.error());
+  const auto& mc = ckpt->config();
+  auto longest = std::max(*std::max_element(prompts->begin(), prompts->end()),
+                          *decode_prompt + *new_tokens);
+  if (longest > mc.max_position_embeddings)
+    return report_error(make_volt_error(
+      volt_errc::invalid_config,
+      "--prompt / --decode-prompt + --new-tokens: " + std::to_string(longest)
+        + " tokens exceed the model's context of "
+        + std::to_string(mc.max_position_embeddings)));
+  auto max_batch = *std::max_element(batches->begin(), batches->end());
+  caf::actor_system_config cfg;
+  configure_actor_system(cfg);
+  caf::actor_system sys{cfg};
+  standalone_options options;
+  options.model_device = *device;
+  options.model_device_origin = "--device";
+  options.quantization = *quantization;
+  options.show_progress = !args->has("json");
+  options.engine.batching.max_batch = static_cast<size_t>(max_batch);
+  options.engine.batching.max_queue = static_cast<size_t>(max_batch);
+  // A whole prompt in one step, so that prefill is timed as one pass.
+  options.engine.batching.prefill_chunk
+    = *std::max_element(prompts->begin(), prompts->end());
+  if (*device < 0)
+    options.engine.num_pages = max_batch * (longest / 16 + 2);
+  auto eng = spawn_standalone(sys, *ckpt, options);
+  if (!eng)
+    return report_error(eng.error());
+  auto load_seconds = seconds_since(started);
+  auto [rss_loaded, peak_loaded] = resident_mib();
+  uint64_t seed = 1;
+  // Warm-up: the first steps of each shape capture graphs and grow buffers.
+  for (auto b : *batches) {
+    std::vector<generate_request> reqs;
+    for (int64_t i = 0; i < b; ++i) {
+      auto r = request_for_bench(random_prompt(*decode_prompt, mc.vocab_size,
+                                               seed++),
+                                 4);
+      reqs.push_back(r);
+    }
+    if (auto res = generate_all(sys, *eng, reqs); !res)
+      return report_error(res.error());
+  }
+  std::vector<prefill_row> prefill;
+  for (auto p : *prompts) {
+    std::vector<double> secs;
+    for (int rep = 0; rep < 3; ++rep) {
+      auto res = generate_all(
+        sys, *eng,
+        {request_for_bench(random_prompt(p, mc.vocab_size, seed++), 1)});
+      if (!res)
+        return report_error(res.error());
+      secs.push_back(res->front().prefill_seconds);
+    }
+    std::sort(secs.begin(), secs.end());
+    prefill_row row{p, secs[1], prefill_flops(mc, static_cast<double>(p))
+                                  / secs[1] / 1e12};
+    prefill.push_back(row);
+  }
+  std::vector<decode_row> decode;
+  for (auto b : *batches) {
+    std::vector<generate_request> reqs;
+    for (int64_t i = 0; i < b; ++i)
+      reqs.push_back(request_for_bench(
+        random_prompt(*decode_prompt, mc.vocab_size, seed++),
+        static_cast<uint32_t>(*new_tokens)));
+    auto res = generate_all(sys, *eng, reqs);
+    if (!res)
+      return report_error(res.error());
+    std::vector<double> step_ms;
+    for (const auto& r : *res)
+      step_ms.push_back(r.decode_seconds * 1e3
+                        / static_cast<double>(r.new_tokens.size() - 1));
+    std::sort(step_ms.begin(), step_ms.end());
+    decode_row row;
+    row.batch = b;
+    row.step_ms = step_ms[step_ms.size() / 2];
+    row.experts_per_layer = b == 1 ? mc.num_experts_per_tok
+                                   : expected_experts(b,
+                                                      mc.num_experts_per_tok,
+                                                      mc.num_local_experts);
+    decode.push_back(row);
+  }
+  auto [rss_after, peak_after] = resident_mib();
+  // Ceilings of the card, measured after the runs (their buffers would
+  // otherwise shrink the KV pool).
+  double copy_gbs = 0;
+  double bf16_tflops = 0;
+  std::string card = "cpu";
+#ifdef VOLT_HAVE_CUDA
+  if (*device >= 0) {
+    try {
+      CUDA_CHECK(cudaSetDevice(*device));
+      cudaDeviceProp prop{};
+      CUDA_CHECK(cudaGetDeviceProperties(&prop, *device));
+      card = prop.name;
+      cuda::stream s;
+      cublasHandle_t cublas = nullptr;
+      CUBLAS_CHECK(cublasCreate(&cublas));
+      copy_gbs = cuda::measure_copy_gbs(s.get());
+      bf16_tflops = cuda::measure_bf16_tflops(cublas, s.get());
+      cublasDestroy(cublas);
+    } catch (const std::exception& ex) {
+      std::fprintf(stderr, "volt-node: bench model: ceilings not measured: %s\n",
+                   ex.what());
+    }
+  }
+#endif
+  auto mb = bytes_of(mc, *quantization);
+  for (auto& row : decode) {
+    double ctx = *decode_prompt + *new_tokens / 2.0;
+    double bytes = mc.num_hidden_layers
+                     * (mb.dense_layer + row.experts_per_layer * mb.expert
+                        + row.batch * ctx * mb.kv_token_layer)
+                   + mb.lm_head;
+    row.floor_ms = copy_gbs > 0 ? bytes / (copy_gbs * 1e9) * 1e3 : 0;
+  }
+  // The last prompt position's logits against the float32 CPU executor.
+  double cpu_error = -1;
+  if (*check_cpu > 0) {
+    auto prompt = random_prompt(*check_cpu, mc.vocab_size, 12345);
+    auto got = generate_all(sys, *eng, {request_for_bench(prompt, 1)});
+    if (!got)
+      return report_error(got.error());
+    caf::anon_send_exit(*eng, caf::exit_reason::user_shutdown);
+    standalone_options cpu_options;
+    cpu_options.engine.num_pages = (*check_cpu + 16) / 16 + 1;
+    auto cpu_eng = spawn_standalone(sys, *ckpt, cpu_options);
+    if (!cpu_eng)
+      return report_error(cpu_eng.error());
+    auto want = generate_all(sys, *cpu_eng, {request_for_bench(prompt, 1)});
+    if (!want)
+      return report_error(want.error());
+    std::vector<float> a;
+    std::vector<float> b;
+    unpack_f32(got->front().last_logits, a);
+    unpack_f32(want->front().last_logits, b);
+    double num = 0;
+    double den = 0;
+    for (size_t i = 0; i < b.size(); ++i) {
+      num += (double{a[i]} - b[i]) * (double{a[i]} - b[i]);
+      den += double{b[i]} * b[i];
+    }
+    cpu_error = std::sqrt(num / den);
+    caf::anon_send_exit(*cpu_eng, caf::exit_reason::user_shutdown);
+  } else {
+    caf::anon_send_exit(*eng, caf::exit_reason::user_shutdown);
+  }
+  if (args->has("json")) {
+    std::printf("{\"card\":\"%s\",\"layers\":%lld,\"quantization\":\"%s\","
+                "\"load_seconds\":%.3f,\"rss_mib_loaded\":%.0f,"
+                "\"rss_mib_after\":%.0f,\"rss_mib_peak\":%.0f,"
+                "\"copy_gbs\":%.1f,\"bf16_tflops\":%.1f,"
+                "\"cpu_logits_rel_error\":%.3e,\"prefill\":[",
+                card.c_str(), static_cast<long long>(mc.num_hidden_layers),
+                to_string(*quantization).c_str(), load_seconds, rss_loaded,
+                rss_after, std::max(peak_loaded, peak_after), copy_gbs,
+                bf16_tflops, cpu_error);
+    for (size_t i = 0; i < prefill.size(); ++i)
+      std::printf("%s{\"tokens\":%lld,\"seconds\":%.5f,\"tokens_per_second\":"
+                  "%.1f,\"tflops\":%.1f}",
+                  i ? "," : "", static_cast<long long>(prefill[i].tokens),
+                  prefill[i].seconds, prefill[i].tokens / prefill[i].seconds,
+                  prefill[i].tflops);
+    std::printf("],\"decode\":[");
+    for (size_t i = 0; i < decode.size(); ++i)
+      std::printf("%s{\"batch\":%lld,\"step_ms\":%.4f,\"floor_ms\":%.4f,"
+                  "\"experts_per_layer\":%.2f}",
+                  i ? "," : "", static_cast<long long>(decode[i].batch),
+                  decode[i].step_ms, decode[i].floor_ms,
+                  decode[i].experts_per_layer);
+    std::printf("]}\n");
+    return 0;
+  }
+  std::printf("%s, %lld layers, experts %s: loaded in %.2f s, resident %.0f "
+              "MiB (peak %.0f MiB); copy %.0f GB/s, bf16 %.0f TFLOP/s\n",
+              card.c_str(), static_cast<long long>(mc.num_hidden_layers),
+              to_string(*quantization).c_str(), load_seconds, rss_after,
+              std::max(peak_loaded, peak_after), copy_gbs, bf16_tflops);
+  for (const auto& p : prefill)
+    std::printf("prefill %6lld tokens: %8.3f ms, %9.0f tokens/s, %6.1f "
+                "TFLOP/s\n",
+                static_cast<long long>(p.tokens), p.seconds * 1e3,
+                p.tokens / p.seconds, p.tflops);
+  for (const auto& d : decode)
+    std::printf("decode batch %4lld: %8.3f ms/step, floor %7.3f ms (%.2fx), "
+                "%.1f experts/layer\n",
+                static_cast<long long>(d.batch), d.step_ms, d.floor_ms,
+                d.floor_ms > 0 ? d.step_ms / d.floor_ms : 0.0,
+                d.experts_per_layer);
+  if (cpu_error >= 0)
+    std::printf("last-position logits vs the float32 CPU executor: %.2e "
+                "relative\n",
+                cpu_error);
+  return 0;
+}
+
+} // namespace volt

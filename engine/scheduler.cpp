@@ -1,0 +1,512 @@
+#include "engine/scheduler.hpp"
+
+#include <algorithm>
+#include <string>
+#include <utility>
+
+#include "base/error.hpp"
+#include "base/log.hpp"
+#include "engine/kv_plan.hpp"
+
+namespace volt {
+
+namespace {
+
+double seconds_between(engine_clock::time_point a, engine_clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+
+sampling_params sampling_of(const generate_request& req) {
+  return sampling_params{req.temperature, req.top_p, req.seed};
+}
+
+} // namespace
+
+scheduler::scheduler(const model_config& model, int64_t page_size,
+                     int64_t num_pages, scheduler_options options)
+  : model_(model), options_(std::move(options)),
+    pages_(std::max<int64_t>(page_size, 1), std::max<int64_t>(num_pages, 0)) {
+}
+
+// -- requests -----------------------------------------------------------------
+
+caf::error scheduler::validate(const generate_request& req) const {
+  auto fail = [](std::string why) {
+    return make_volt_error(volt_errc::invalid_request, std::move(why));
+  };
+  if (req.prompt.empty())
+    return fail("prompt: empty (at least one token id is needed)");
+  for (size_t i = 0; i < req.prompt.size(); ++i)
+    if (req.prompt[i] < 0 || req.prompt[i] >= model_.vocab_size)
+      return fail("prompt: token id " + std::to_string(req.prompt[i])
+                  + " at index " + std::to_string(i) + " is outside [0, "
+                  + std::to_string(model_.vocab_size) + ")");
+  if (auto err = check_sampling(sampling_of(req)))
+    return err;
+  if (req.n < 1 || req.n > max_sequences_per_request)
+    return fail("n: " + std::to_string(req.n) + " sequences; must be in [1, "
+                + std::to_string(max_sequences_per_request) + "]");
+  auto n = static_cast<int64_t>(req.prompt.size());
+  if (n > model_.max_position_embeddings)
+    return fail("prompt: " + std::to_string(n)
+                + " tokens exceed the model's context of "
+                + std::to_string(model_.max_position_embeddings) + " tokens");
+  // Tokens a sequence may occupy: prompt plus new tokens, within the context.
+  auto total = std::min<int64_t>(n + req.max_new_tokens,
+                                 model_.max_position_embeddings);
+  if (pages_.pages_for(total) > pages_.num_pages())
+    return fail("request needs " + std::to_string(pages_.pages_for(total))
+                + " KV pages for " + std::to_string(total)
+                + " tokens but the pool has "
+                + std::to_string(pages_.num_pages()));
+  return caf::none;
+}
+
+bool scheduler::enqueue(queued_generation job) {
+  if (queue_.size() >= options_.max_queue) {
+    ++refused_;
+    job.promise.deliver(make_volt_error(
+      volt_errc::invalid_request, "engine: queue full ("
+                                    + std::to_string(options_.max_queue)
+                                    + " requests waiting); try again later"));
+    return false;
+  }
+  queue_.push_back(std::move(job));
+  report_queue();
+  return true;
+}
+
+void scheduler::expire_queued(std::chrono::milliseconds limit,
+                              const caf::error& err) {
+  auto now = engine_clock::now();
+  while (!queue_.empty() && now - queue_.front().arrived >= limit) {
+    auto expired = std::move(queue_.front());
+    queue_.pop_front();
+    VOLT_WARN("engine", "request failed: " << describe(err));
+    expired.promise.deliver(err);
+    if (options_.metrics)
+      options_.metrics->request_done(seconds_between(expired.arrived, now),
+                                     false, 0);
+    ++failed_;
+  }
+  report_queue();
+}
+
+std::string scheduler::status() const {
+  return std::to_string(completed_) + " completed, " + std::to_string(failed_)
+         + " failed, " + std::to_string(refused_) + " refused, "
+         + std::to_string(queue_.size()) + " queued, "
+         + std::to_string(running_.size()) + " running, "
+         + std::to_string(preempted_.size()) + " preempted ("
+         + std::to_string(preemptions_) + " preemptions)";
+}
+
+void scheduler::report_queue() {
+  if (options_.metrics)
+    options_.metrics->queue_depth(queue_.size() + preempted_.size());
+}
+
+// -- admission ----------------------------------------------------------------
+
+running_sequence scheduler::start_request(queued_generation origin) {
+  running_sequence seq;
+  seq.group = std::make_shared<request_group>();
+  auto& g = *seq.group;
+  g.origin = std::move(origin);
+  const auto& req = g.request();
+  g.unfinished = 1;
+  g.started = engine_clock::now();
+  auto n = std::max<uint32_t>(req.n, 1);
+  g.result.sequences.resize(n);
+  g.result.finish_reasons.resize(n);
+  seq.tokens = req.prompt;
+  seq.prompt_len = static_cast<int64_t>(seq.tokens.size());
+  seq.sampler = token_sampler{req.seed, 0};
+  if (req.return_routing)
+    g.routing.assign(static_cast<size_t>(model_.num_hidden_layers
+                                         * seq.prompt_len
+                                         * model_.num_experts_per_tok),
+                     -1);
+  if (req.return_all_logits)
+    g.all_logits.resize(static_cast<size_t>(seq.prompt_len * model_.vocab_size));
+  return seq;
+}
+
+void scheduler::admit() {
+  // Preempted sequences whose request already failed do not resume.
+  for (auto i = preempted_.begin(); i != preempted_.end();) {
+    if (i->second.group->answered) {
+      retire(i->second, false, i->first);
+      i = preempted_.erase(i);
+    } else {
+      ++i;
+    }
+  }
+  while (running_.size() < options_.max_batch
+         && !(queue_.empty() && preempted_.empty())) {
+    bool resume = !preempted_.empty();
+    auto id = resume ? preempted_.begin()->first : next_sequence_;
+    const auto& tokens = resume ? preempted_.begin()->second.tokens
+                                : queue_.front().request.prompt;
+    // One free page per running sequence stays, so that they can grow
+    // without preempting the newcomer at once.
+    auto granted = admit_with_headroom(
+      pages_, id, tokens, static_cast<int64_t>(tokens.size()),
+      static_cast<int64_t>(running_.size()));
+    if (!granted && granted.error() == volt_errc::out_of_pages)
+      return; // running sequences release pages as they finish
+    if (!granted) {
+      // A prompt that fitted at validation always fits an empty pool.
+      if (resume) {
+        auto i = preempted_.begin();
+        fail_group(*i->second.group, granted.error());
+        retire(i->second, false, i->first);
+        preempted_.erase(i);
+      } else {
+        auto refused = std::move(queue_.front());
+        queue_.pop_front();
+        VOLT_WARN("engine", "request refused: " << describe(granted.error()));
+        refused.promise.deliver(granted.error());
+        ++failed_;
+      }
+      report_queue();
+      continue;
+    }
+    running_sequence seq;
+    if (resume) {
+      seq = std::move(preempted_.begin()->second);
+      preempted_.erase(preempted_.begin());
+    } else {
+      ++next_sequence_;
+      seq = start_request(std::move(queue_.front()));
+      queue_.pop_front();
+    }
+    report_queue();
+    const auto& req = seq.request();
+    seq.announced = static_cast<int64_t>(seq.tokens.size());
+    // Cached pages hold the leading K/V; requests that want logits or
+    // routing of every prompt position compute the prompt anyway.
+    bool whole_prompt = !seq.group->prefilled
+                        && (req.return_all_logits || req.return_routing);
+    seq.computed = whole_prompt ? 0 : granted->cached_tokens;
+    if (!resume) {
+      seq.kv.prefix_hit_tokens = seq.computed;
+      seq.kv.pages_shared = seq.computed / pages_.page_size();
+    }
+    running_.emplace(id, std::move(seq));
+  }
+}
+
+void scheduler::preempt(uint64_t id) {
+  auto i = running_.find(id);
+  auto& seq = i->second;
+  VOLT_INFO("engine", "preempted sequence "
+                        << id << " (" << seq.tokens.size()
+                        << " tokens) to free KV pages; it resumes later");
+  seq.computed = 0;
+  seq.announced = 0;
+  ++seq.kv.preemptions;
+  ++preemptions_;
+  if (options_.metrics)
+    options_.metrics->preemption();
+  preempted_.emplace(id, std::move(seq));
+  running_.erase(i);
+}
+
+// -- steps --------------------------------------------------------------------
+
+std::optional<step_request> scheduler::next_step(bool admit_more) {
+  if (admit_more)
+    admit();
+  if (running_.empty())
+    return std::nullopt;
+  // Rows per sequence: every decode its one row first, then prompt (or
+  // resume) chunks in admission order from what the step has left.
+  std::map<uint64_t, int64_t> rows;
+  auto budget = options_.max_step_rows;
+  for (auto& [id, seq] : running_)
+    if (static_cast<int64_t>(seq.tokens.size()) - seq.computed == 1
+        && budget > 0) {
+      rows[id] = 1;
+      --budget;
+    }
+  for (auto& [id, seq] : running_) {
+    auto rest = static_cast<int64_t>(seq.tokens.size()) - seq.computed;
+    auto n = std::min({rest, options_.prefill_chunk, budget});
+    if (rest > 1 && n > 0) {
+      rows[id] = n;
+      budget -= n;
+    }
+  }
+  std::vector<kv_write> writes;
+  for (auto& [id, n] : rows) {
+    auto from = running_.at(id).computed;
+    writes.push_back(kv_write{id, from, from + n});
+  }
+  auto plan = plan_kv_step(pages_, writes);
+  if (!plan) {
+    // The scheduler's own bookkeeping is wrong: fail what would have run.
+    VOLT_ERROR("engine", "KV plan: " << describe(plan.error()));
+    for (auto& [id, n] : rows)
+      step_.push_back(step_entry{id, n, 0});
+    fail_step(plan.error());
+    return std::nullopt;
+  }
+  for (auto id : plan->preempted) {
+    rows.erase(id);
+    preempt(id);
+  }
+  step_request req;
+  for (auto& w : plan->copies) {
+    auto& seq = running_.at(w.seq);
+    auto n = static_cast<int64_t>(w.copies.size());
+    seq.kv.copy_on_write += n;
+    seq.kv.pages_shared -= n;
+    req.copies.insert(req.copies.end(), w.copies.begin(), w.copies.end());
+  }
+  auto& b = req.batch;
+  step_.clear();
+  for (auto& [id, n] : rows) {
+    auto& seq = running_.at(id);
+    auto& g = *seq.group;
+    const auto& r = seq.request();
+    step_entry e{id, n, b.size()};
+    b.sequences.push_back(
+      step_batch::sequence{b.size(), n, pages_.block_table(id)});
+    for (auto pos = seq.computed; pos < seq.computed + n; ++pos) {
+      b.token_ids.push_back(seq.tokens[static_cast<size_t>(pos)]);
+      b.positions.push_back(static_cast<int32_t>(pos));
+    }
+    auto end = seq.computed + n;
+    bool sampled = end == static_cast<int64_t>(seq.tokens.size());
+    auto prompt_rows
+      = r.return_all_logits && !g.prefilled
+          ? std::max<int64_t>(std::min(end, seq.prompt_len) - seq.computed, 0)
+          : 0;
+    if (prompt_rows > 0) {
+      e.first_logit = static_cast<int64_t>(req.logit_rows.size());
+      for (int64_t i = 0; i < prompt_rows; ++i)
+        req.logit_rows.push_back(e.first_row + i);
+    }
+    req.record_routing |= r.return_routing && !g.prefilled;
+    if (sampled) {
+      auto last = e.first_row + n - 1;
+      // The prompt's last logits go into the answer (and forks sample from
+      // them); a temperature needs them to sample at all.
+      if (!g.prefilled || r.temperature != 0) {
+        if (prompt_rows < n) {
+          req.logit_rows.push_back(last);
+          e.sample_logit = static_cast<int64_t>(req.logit_rows.size()) - 1;
+        } else {
+          e.sample_logit = e.first_logit + prompt_rows - 1;
+        }
+      }
+      if (r.temperature == 0) {
+        e.sample_greedy = static_cast<int64_t>(req.greedy_rows.size());
+        req.greedy_rows.push_back(last);
+      }
+    }
+    step_.push_back(e);
+  }
+  if (step_.empty())
+    return std::nullopt; // everything planned was preempted
+  return req;
+}
+
+void scheduler::commit(uint64_t id, running_sequence& seq) {
+  std::vector<int32_t> appended(seq.tokens.begin() + seq.announced,
+                                seq.tokens.end());
+  seq.announced = static_cast<int64_t>(seq.tokens.size());
+  if (auto err = pages_.commit(id, seq.computed, appended))
+    VOLT_ERROR("engine", "KV commit: " << describe(err));
+}
+
+std::string scheduler::advance(running_sequence& seq, const float* logits,
+                               int32_t greedy) {
+  const auto& req = seq.request();
+  if (seq.generated() >= req.max_new_tokens)
+    return "length";
+  // Greedy draws no random number, so the executor's argmax is the
+  // sampler's pick.
+  auto token = greedy >= 0 ? greedy
+                           : seq.sampler.sample(logits, model_.vocab_size,
+                                                sampling_of(req));
+  seq.tokens.push_back(token);
+  if (!req.ignore_eos && token == model_.eos_token_id)
+    return "eos";
+  if (seq.generated() >= req.max_new_tokens)
+    return "length";
+  if (static_cast<int64_t>(seq.tokens.size()) >= model_.max_position_embeddings)
+    return "context";
+  return {};
+}
+
+void scheduler::finish_step(step_result& result) {
+  if (options_.metrics) {
+    options_.metrics->batch_size(step_.size());
+    auto s = pages_.stats();
+    options_.metrics->kv_pool(s.pages_used, s.pages_total, s.copy_on_write,
+                              s.prefix_lookups, s.prefix_hits,
+                              s.prefix_hit_tokens, s.evictions);
+  }
+  const auto vocab = model_.vocab_size;
+  const auto k = model_.num_experts_per_tok;
+  const auto n_rows = static_cast<int64_t>(
+    result.routing.size() / std::max<size_t>(1, model_.num_hidden_layers * k));
+  auto entries = std::move(step_);
+  step_.clear();
+  for (const auto& e : entries) {
+    auto& seq = running_.at(e.id);
+    auto& g = *seq.group;
+    auto from = seq.computed;
+    seq.computed += e.n_rows;
+    if (!g.prefilled && from < seq.prompt_len) {
+      auto n = std::min(seq.computed, seq.prompt_len) - from;
+      if (e.first_logit >= 0)
+        std::copy_n(result.logits.data() + e.first_logit * vocab, n * vocab,
+                    g.all_logits.data() + from * vocab);
+      if (seq.request().return_routing && !result.routing.empty())
+        for (int64_t l = 0; l < model_.num_hidden_layers; ++l)
+          std::copy_n(result.routing.data() + (l * n_rows + e.first_row) * k,
+                      n * k,
+                      g.routing.data() + (l * seq.prompt_len + from) * k);
+    }
+    if (e.sample_logit < 0 && e.sample_greedy < 0) {
+      commit(e.id, seq);
+      continue; // more prompt (or resume) chunks to go
+    }
+    const float* logits = e.sample_logit >= 0
+                            ? result.logits.data() + e.sample_logit * vocab
+                            : nullptr;
+    int32_t greedy = e.sample_greedy >= 0 ? result.greedy[e.sample_greedy] : -1;
+    if (!g.prefilled)
+      finish_prompt(e.id, seq, logits);
+    auto stop = advance(seq, logits, greedy);
+    commit(e.id, seq);
+    if (!stop.empty())
+      finish_sequence(e.id, stop);
+  }
+}
+
+void scheduler::fail_step(const caf::error& err) {
+  auto entries = std::move(step_);
+  step_.clear();
+  for (const auto& e : entries) {
+    auto i = running_.find(e.id);
+    if (i == running_.end())
+      continue;
+    fail_group(*i->second.group, err);
+    retire(i->second, true, e.id);
+    running_.erase(i);
+  }
+}
+
+// -- answers ------------------------------------------------------------------
+
+void scheduler::finish_prompt(uint64_t id, running_sequence& seq,
+                              const float* logits) {
+  auto& g = *seq.group;
+  const auto& req = g.request();
+  const auto vocab = model_.vocab_size;
+  g.prefilled = true;
+  g.prefill_done = engine_clock::now();
+  g.result.last_logits = pack_f32(logits, {vocab});
+  if (req.return_all_logits)
+    g.result.all_logits = pack_f32(g.all_logits.data(),
+                                   {seq.prompt_len, vocab});
+  if (req.return_routing)
+    g.result.routing = pack_i32(g.routing.data(),
+                                {model_.num_hidden_layers, seq.prompt_len,
+                                 model_.num_experts_per_tok});
+  // Sequences 1..n-1 fork the prompt: they share every page, have their own
+  // random stream, and sample their first token from the same logits,
+  // before the parent's first token is committed.
+  for (uint32_t i = 1; i < req.n; ++i) {
+    auto child_id = next_sequence_++;
+    if (auto err = pages_.fork(id, child_id)) {
+      fail_group(g, err);
+      return;
+    }
+    running_sequence child;
+    child.group = seq.group;
+    child.index = i;
+    child.tokens = seq.tokens;
+    child.prompt_len = seq.prompt_len;
+    child.computed = seq.computed;
+    child.announced = seq.announced;
+    child.kv.pages_shared
+      = static_cast<int64_t>(pages_.block_table(child_id).size());
+    child.sampler = token_sampler{req.seed, i};
+    ++g.unfinished;
+    auto greedy = req.temperature == 0 ? greedy_token(logits, vocab) : -1;
+    auto stop = advance(child, logits, greedy);
+    commit(child_id, child);
+    running_.emplace(child_id, std::move(child));
+    if (!stop.empty())
+      finish_sequence(child_id, stop);
+  }
+}
+
+void scheduler::finish_sequence(uint64_t id, const std::string& why) {
+  auto i = running_.find(id);
+  auto& seq = i->second;
+  auto& res = seq.group->result;
+  res.sequences[seq.index].assign(seq.tokens.begin() + seq.prompt_len,
+                                  seq.tokens.end());
+  res.finish_reasons[seq.index] = why;
+  res.kv.pages_used += static_cast<int64_t>(pages_.block_table(id).size());
+  res.kv.pages_shared += std::max<int64_t>(seq.kv.pages_shared, 0);
+  res.kv.copy_on_write += seq.kv.copy_on_write;
+  res.kv.preemptions += seq.kv.preemptions;
+  res.kv.prefix_hit_tokens += seq.kv.prefix_hit_tokens;
+  retire(seq, true, id);
+  running_.erase(i);
+}
+
+void scheduler::retire(running_sequence& seq, bool holds_pages, uint64_t id) {
+  auto& g = *seq.group;
+  --g.unfinished;
+  if (g.unfinished == 0 && !g.answered)
+    answer_group(g);
+  if (holds_pages)
+    if (auto err = pages_.release(id))
+      VOLT_ERROR("engine", "KV release: " << describe(err));
+}
+
+void scheduler::fail_group(request_group& g, const caf::error& err) {
+  if (g.answered)
+    return;
+  VOLT_WARN("engine", "request failed: " << describe(err));
+  g.answered = true;
+  g.origin.promise.deliver(err);
+  if (options_.metrics)
+    options_.metrics->request_done(
+      seconds_between(g.origin.arrived, engine_clock::now()), false, 0);
+  ++failed_;
+}
+
+void scheduler::answer_group(request_group& g) {
+  const auto& req = g.request();
+  auto now = engine_clock::now();
+  auto& res = g.result;
+  res.prefill_seconds = seconds_between(g.started, g.prefill_done);
+  res.decode_seconds = seconds_between(g.prefill_done, now);
+  res.kv.page_size = pages_.page_size();
+  res.new_tokens = res.sequences.front();
+  res.finish_reason = res.finish_reasons.front();
+  size_t generated = 0;
+  for (const auto& s : res.sequences)
+    generated += s.size();
+  if (req.n <= 1) {
+    res.sequences.clear();
+    res.finish_reasons.clear();
+  }
+  if (options_.metrics)
+    options_.metrics->request_done(seconds_between(g.origin.arrived, now), true,
+                                   generated);
+  g.answered = true;
+  g.origin.promise.deliver(std::move(res));
+  ++completed_;
+}
+
+} // namespace volt

@@ -1,0 +1,143 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "engine/sequence.hpp"
+#include "model/model_config.hpp"
+#include "model/page_table.hpp"
+#include "model/step.hpp"
+#include "net/metrics.hpp"
+
+namespace volt {
+
+/// Tunables of the scheduler (from [engine] and [kv_cache]).
+struct scheduler_options {
+  /// Requests waiting beyond the running batch; more are refused.
+  size_t max_queue = 256;
+  /// Sequences computed together in one step.
+  size_t max_batch = 64;
+  /// Prompt tokens of one sequence per step: long prompts are prefilled in
+  /// chunks so that they do not stall the decodes running beside them.
+  int64_t prefill_chunk = 512;
+  /// Rows of one step at most (the executor's buffers); decodes take theirs
+  /// first, prompt chunks share the rest.
+  int64_t max_step_rows = INT64_MAX;
+  /// Where the scheduler reports; may be null.
+  std::shared_ptr<node_metrics> metrics;
+};
+
+/// Upper bound of generate_request::n.
+constexpr uint32_t max_sequences_per_request = 64;
+
+/// Continuous batching over a paged KV cache: the request queue, admission
+/// (prefix reuse, headroom for the running sequences), each step's rows and
+/// page writes (copy-on-write, preemption of the newest sequence when pages
+/// run out), sampling, parallel sampling by forking, and the answers. A plain
+/// class owned by the engine actor: every call is synchronous and cheap next
+/// to the step it plans.
+class scheduler {
+public:
+  /// A pool of `num_pages` pages of `page_size` tokens for `model`.
+  scheduler(const model_config& model, int64_t page_size, int64_t num_pages,
+            scheduler_options options);
+
+  /// Checks a request against the model and the pool (one-line error).
+  caf::error validate(const generate_request& req) const;
+
+  /// Queues a validated request; when the queue is full, answers it with an
+  /// error instead and returns false.
+  bool enqueue(queued_generation job);
+
+  /// Moves preempted sequences (first) and queued requests into the running
+  /// batch while slots and pages allow; also while a step is in flight (its
+  /// sequences' pages are not touched), so that a request waits in the
+  /// queue only while the batch is full.
+  void admit();
+
+  /// Admits what fits (when `admit_more`), then plans the next step of the
+  /// running batch; nothing when no sequence runs.
+  std::optional<step_request> next_step(bool admit_more);
+
+  /// Takes the outputs of the step `next_step` planned: new tokens, finished
+  /// sequences and their answers, forks.
+  void finish_step(step_result& result);
+
+  /// Fails every sequence of the step in flight with `err`.
+  void fail_step(const caf::error& err);
+
+  /// Fails queued requests that waited at least `limit` with `err` (used
+  /// while experts have no live host).
+  void expire_queued(std::chrono::milliseconds limit, const caf::error& err);
+
+  /// Nothing queued, preempted or running.
+  bool idle() const {
+    return queue_.empty() && preempted_.empty() && running_.empty();
+  }
+
+  bool has_queued() const {
+    return !queue_.empty();
+  }
+
+  /// "3 completed, 0 failed, ... KV pool 40 pages".
+  std::string status() const;
+
+  const page_table& pages() const {
+    return pages_;
+  }
+
+private:
+  running_sequence start_request(queued_generation origin);
+  void preempt(uint64_t id);
+  void fail_group(request_group& g, const caf::error& err);
+  void answer_group(request_group& g);
+  /// A sequence leaves (finished, failed or dropped); `holds_pages`: its
+  /// pages go back to the pool.
+  void retire(running_sequence& seq, bool holds_pages, uint64_t id);
+  void finish_sequence(uint64_t id, const std::string& why);
+  void finish_prompt(uint64_t id, running_sequence& seq, const float* logits);
+  /// Commits the K/V computed so far and the tokens sampled since the last
+  /// commit to the page table (full pages enter the prefix cache).
+  void commit(uint64_t id, running_sequence& seq);
+  /// Picks the next token from `logits` (null: greedy, `greedy` is it);
+  /// returns why the sequence stops, or empty.
+  std::string advance(running_sequence& seq, const float* logits,
+                      int32_t greedy);
+  void report_queue();
+
+  /// One sequence's rows in the step in flight.
+  struct step_entry {
+    uint64_t id;
+    int64_t n_rows;
+    int64_t first_row;
+    /// Index of its prompt rows' logits in the result, or -1.
+    int64_t first_logit = -1;
+    /// Index of its sampled row in the result's logits or greedy tokens.
+    int64_t sample_logit = -1;
+    int64_t sample_greedy = -1;
+  };
+
+  model_config model_;
+  scheduler_options options_;
+  page_table pages_;
+  std::deque<queued_generation> queue_;
+  /// The running batch, by sequence id (ids grow with admission).
+  std::map<uint64_t, running_sequence> running_;
+  /// Sequences whose pages were taken for others; they resume (oldest id
+  /// first, before new requests) by recomputing their tokens.
+  std::map<uint64_t, running_sequence> preempted_;
+  std::vector<step_entry> step_;
+  uint64_t next_sequence_ = 1;
+  uint64_t completed_ = 0;
+  uint64_t failed_ = 0;
+  uint64_t refused_ = 0;
+  uint64_t preemptions_ = 0;
+};
+
+} // namespace volt

@@ -1,0 +1,74 @@
+#pragma once
+
+// The scheduler's records of requests and their sequences.
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "actors/messages.hpp"
+#include "caf/typed_response_promise.hpp"
+#include "model/sampler.hpp"
+
+namespace volt {
+
+using engine_clock = std::chrono::steady_clock;
+
+/// A request waiting for its turn.
+struct queued_generation {
+  generate_request request;
+  caf::typed_response_promise<generate_result> promise;
+  engine_clock::time_point arrived;
+};
+
+/// A request being answered: what its sequences (one, or `n` for parallel
+/// sampling) produced so far. The sequences share it.
+struct request_group {
+  queued_generation origin;
+  /// The answer being built: prompt logits, routing, timings, KV usage; each
+  /// sequence adds its tokens when it finishes.
+  generate_result result;
+  std::vector<float> all_logits; // [n_prompt, vocab] when asked
+  std::vector<int32_t> routing; // [n_layers, n_prompt, k] when asked
+  /// The prompt's logits are in `result` (and the other sequences forked).
+  bool prefilled = false;
+  /// Sequences running or preempted.
+  size_t unfinished = 0;
+  /// The promise was delivered (the answer, or the first error).
+  bool answered = false;
+  engine_clock::time_point started;
+  engine_clock::time_point prefill_done;
+
+  const generate_request& request() const {
+    return origin.request;
+  }
+};
+
+/// One sequence in the running batch (or preempted, waiting to resume).
+struct running_sequence {
+  std::shared_ptr<request_group> group;
+  /// Which of the request's `n` sequences (also its random stream).
+  uint32_t index = 0;
+  std::vector<int32_t> tokens; // prompt followed by generated tokens
+  int64_t prompt_len = 0;
+  /// Tokens whose K/V are in the cache; the next step computes from here.
+  int64_t computed = 0;
+  /// Tokens the page table knows (the prompt, then sampled tokens as they
+  /// are committed).
+  int64_t announced = 0;
+  /// This sequence's share of the request's KV usage.
+  kv_usage kv;
+  /// Draws the next tokens (its own random stream, from the request's seed).
+  token_sampler sampler{0, 0};
+
+  const generate_request& request() const {
+    return group->request();
+  }
+
+  int64_t generated() const {
+    return static_cast<int64_t>(tokens.size()) - prompt_len;
+  }
+};
+
+} // namespace volt

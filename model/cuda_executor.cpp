@@ -1,0 +1,237 @@
+#include "model/cuda_executor.hpp"
+
+#include "base/error.hpp"
+
+#ifdef VOLT_HAVE_CUDA
+
+#  include <cmath>
+#  include <numeric>
+
+#  include "base/log.hpp"
+#  include "gpu/cuda/cuda_check.hpp"
+#  include "model/cuda_executor_impl.hpp"
+
+namespace volt {
+
+namespace {
+
+/// Rows of one LM-head pass: its logits buffer is [head_rows, vocab] f32.
+constexpr int64_t head_pass_rows = 256;
+
+} // namespace
+
+cuda_executor::cuda_executor(const checkpoint& ckpt,
+                             const cuda_executor_options& options,
+                             cuda_model_weights weights,
+                             std::string device_name)
+  : cfg_(ckpt.config()), device_(options.device),
+    device_name_(std::move(device_name)),
+    local_experts_(options.local_experts),
+    max_rows_(std::max<int64_t>(options.max_step_rows, 1)),
+    max_graph_rows_(options.max_graph_rows),
+    page_size_(std::max<int64_t>(options.page_size, 1)),
+    w_(std::move(weights)) {
+  if (local_experts_) {
+    local_.resize(static_cast<size_t>(cfg_.num_local_experts));
+    std::iota(local_.begin(), local_.end(), 0u);
+  }
+  stream_ = std::make_unique<cuda::stream>();
+  CUBLAS_CHECK(cublasCreate(&cublas_));
+  qkv_dim_ = (cfg_.num_attention_heads + 2 * cfg_.num_key_value_heads)
+             * cfg_.head_dim;
+  table_stride_ = (cfg_.max_position_embeddings + page_size_ - 1) / page_size_;
+  head_rows_ = std::min(max_rows_, head_pass_rows);
+  allocate_buffers();
+  build_rope_tables();
+  size_kv_pool(options);
+}
+
+cuda_executor::~cuda_executor() {
+  cudaSetDevice(device_);
+  for (auto& [n, exec] : graphs_)
+    cudaGraphExecDestroy(exec);
+  moe_.reset();
+  if (cublas_ != nullptr)
+    cublasDestroy(cublas_);
+}
+
+cuda::attention_shape cuda_executor::attention_shape_of() const {
+  cuda::attention_shape shape;
+  shape.n_heads = cfg_.num_attention_heads;
+  shape.n_kv_heads = cfg_.num_key_value_heads;
+  shape.head_dim = cfg_.head_dim;
+  shape.page_size = page_size_;
+  shape.sliding_window = cfg_.sliding_window;
+  return shape;
+}
+
+void cuda_executor::allocate_buffers() {
+  const int64_t r = max_rows_;
+  const int64_t h = cfg_.hidden_size;
+  const int64_t q = cfg_.num_attention_heads * cfg_.head_dim;
+  const int64_t k = cfg_.num_experts_per_tok;
+  const auto inputs = sizeof(int32_t) * (5 * r + r * table_stride_);
+  in_host_.reserve(inputs);
+  in_dev_.resize(inputs);
+  hidden_.resize(sizeof(float) * r * h);
+  xn_.resize(sizeof(__nv_bfloat16) * r * h);
+  x32_.resize(sizeof(float) * r * h);
+  qkv_.resize(sizeof(float) * r * qkv_dim_);
+  q_.resize(sizeof(float) * r * q);
+  attn_.resize(sizeof(__nv_bfloat16) * r * q);
+  // Decode graphs attend with the model's whole context as the key bound;
+  // other steps with their own.
+  auto shape = attention_shape_of();
+  attn_ws_.resize(std::max(
+    cuda::paged_attention_workspace_bytes(shape, r, r),
+    cuda::paged_attention_workspace_bytes(
+      shape, std::min(r, max_graph_rows_), cfg_.max_position_embeddings)));
+  xf_.resize(sizeof(__nv_bfloat16) * r * h);
+  logits_.resize(sizeof(float) * head_rows_ * cfg_.vocab_size);
+  greedy_dev_.resize(sizeof(int32_t) * r);
+  greedy_host_.reserve(sizeof(int32_t) * r);
+  routing_host_.reserve(sizeof(int32_t) * cfg_.num_hidden_layers * r * k);
+  if (!local_experts_) {
+    grouped_out_.resize(sizeof(float) * r * k * h);
+    plan_host_.reserve(sizeof(int32_t) * (r * k + cfg_.num_local_experts + 1));
+    rows_host_.reserve(sizeof(float) * r * h);
+  }
+  moe_ = std::make_unique<cuda::moe_layer_runner>(w_.layers.front().experts, k,
+                                                  r, cublas_);
+}
+
+void cuda_executor::build_rope_tables() {
+  // Angles in double, rounded once, as the CPU twin (cpu::rope) computes them.
+  const int64_t half = cfg_.head_dim / 2;
+  const int64_t positions = cfg_.max_position_embeddings;
+  std::vector<float> cos_table(static_cast<size_t>(positions * half));
+  std::vector<float> sin_table(cos_table.size());
+  for (int64_t i = 0; i < half; ++i) {
+    double inv_freq = std::pow(cfg_.rope_theta,
+                               -2.0 * static_cast<double>(i)
+                                 / static_cast<double>(cfg_.head_dim));
+    for (int64_t p = 0; p < positions; ++p) {
+      double angle = static_cast<double>(p) * inv_freq;
+      cos_table[p * half + i] = static_cast<float>(std::cos(angle));
+      sin_table[p * half + i] = static_cast<float>(std::sin(angle));
+    }
+  }
+  rope_cos_.resize(sizeof(float) * cos_table.size());
+  rope_sin_.resize(sizeof(float) * sin_table.size());
+  CUDA_CHECK(cudaMemcpy(rope_cos_.get(), cos_table.data(), rope_cos_.bytes(),
+                        cudaMemcpyHostToDevice));
+  CUDA_CHECK(cudaMemcpy(rope_sin_.get(), sin_table.data(), rope_sin_.bytes(),
+                        cudaMemcpyHostToDevice));
+}
+
+void cuda_executor::size_kv_pool(const cuda_executor_options& options) {
+  // K and V, every layer, bf16.
+  const int64_t page_bytes = int64_t{2} * cfg_.num_hidden_layers * page_size_
+                             * cfg_.num_key_value_heads * cfg_.head_dim
+                             * static_cast<int64_t>(sizeof(__nv_bfloat16));
+  size_t free_bytes = 0;
+  size_t total_bytes = 0;
+  CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+  int64_t pages = options.num_pages;
+  std::string rule = "[kv_cache] num_pages";
+  if (pages <= 0 && options.kv_memory_mib > 0) {
+    pages = (options.kv_memory_mib << 20) / page_bytes;
+    rule = "[kv_cache] memory_mib = " + std::to_string(options.kv_memory_mib);
+  } else if (pages <= 0) {
+    pages = static_cast<int64_t>(static_cast<double>(free_bytes)
+                                 * options.kv_memory_percent / 100.0)
+            / page_bytes;
+    rule = std::to_string(options.kv_memory_percent) + " % of the "
+           + std::to_string(free_bytes >> 20) + " MiB left";
+  }
+  // Page ids are int32; the page table keeps a record per page on the host.
+  pages = std::min<int64_t>(pages, int64_t{1} << 30);
+  if (pages < 1 || static_cast<size_t>(pages * page_bytes) > free_bytes)
+    throw cuda::cuda_error(
+      "the KV cache (" + rule + ") needs "
+      + std::to_string((std::max<int64_t>(pages, 1) * page_bytes) >> 20)
+      + " MiB; " + std::to_string(free_bytes >> 20)
+      + " MiB of the device are free after the weights");
+  num_pages_ = pages;
+  const auto half = static_cast<size_t>(pages * page_bytes / 2);
+  k_cache_.resize(half);
+  v_cache_.resize(half);
+  VOLT_INFO("executor", "KV cache: " << pages << " pages of " << page_size_
+                                     << " tokens (" << pages * page_size_
+                                     << " tokens, "
+                                     << ((pages * page_bytes) >> 20)
+                                     << " MiB, " << rule << ") on cuda:"
+                                     << device_);
+}
+
+caf::expected<std::shared_ptr<model_executor>>
+make_cuda_executor(const checkpoint& ckpt,
+                   const cuda_executor_options& options) {
+  auto where = options.device_origin + " cuda:" + std::to_string(options.device);
+  auto fail = [&](const std::string& why) {
+    return make_volt_error(volt_errc::invalid_config, where + ": " + why);
+  };
+  int count = 0;
+  if (auto status = cudaGetDeviceCount(&count); status != cudaSuccess)
+    return fail(std::string{"no usable CUDA device ("}
+                + cudaGetErrorString(status) + ")");
+  if (options.device < 0 || options.device >= count)
+    return fail("no such device (" + std::to_string(count)
+                + " CUDA devices found)");
+  const auto& cfg = ckpt.config();
+  cuda::expert_layer shape;
+  shape.hidden = cfg.hidden_size;
+  shape.ffn = cfg.intermediate_size;
+  if (auto why = cuda::expert_ffn_unsupported(shape))
+    return fail(why);
+  if (!cuda::attention_head_dim_supported(cfg.head_dim))
+    return fail("head_dim " + std::to_string(cfg.head_dim)
+                + " is not one the attention kernels are built for (16, 32, "
+                  "64, 128)");
+  try {
+    CUDA_CHECK(cudaSetDevice(options.device));
+    cudaDeviceProp prop{};
+    CUDA_CHECK(cudaGetDeviceProperties(&prop, options.device));
+    cuda_load_options load;
+    load.experts = options.local_experts;
+    load.quantization = options.quantization;
+    load.show_progress = options.show_progress;
+    load.where = where;
+    cuda::stream loading;
+    auto weights = load_cuda_weights(ckpt, load, loading.get());
+    if (!weights)
+      return std::move(weights.error());
+    VOLT_INFO("executor",
+              "weights on cuda:" << options.device << " (" << prop.name
+                                 << "): " << (weights->device_bytes >> 20)
+                                 << " MiB from " << (weights->file_bytes >> 20)
+                                 << " MiB of files in " << weights->seconds
+                                 << " s ("
+                                 << weights->file_bytes / 1e9
+                                      / std::max(weights->seconds, 1e-9)
+                                 << " GB/s)");
+    return std::shared_ptr<model_executor>{std::make_shared<cuda_executor>(
+      ckpt, options, std::move(*weights), prop.name)};
+  } catch (const std::exception& ex) {
+    return fail(ex.what());
+  }
+}
+
+} // namespace volt
+
+#else // VOLT_HAVE_CUDA
+
+namespace volt {
+
+caf::expected<std::shared_ptr<model_executor>>
+make_cuda_executor(const checkpoint&, const cuda_executor_options& options) {
+  return make_volt_error(volt_errc::invalid_config,
+                         "volt-node was built without CUDA; "
+                           + options.device_origin + " cuda:"
+                           + std::to_string(options.device)
+                           + " needs a CUDA build");
+}
+
+} // namespace volt
+
+#endif // VOLT_HAVE_CUDA

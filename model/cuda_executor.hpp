@@ -1,0 +1,53 @@
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "caf/expected.hpp"
+#include "model/checkpoint.hpp"
+#include "model/executor.hpp"
+#include "model/quantize.hpp"
+
+namespace volt {
+
+/// How to build a CUDA executor.
+struct cuda_executor_options {
+  /// CUDA device index.
+  int device = 0;
+  /// Where the device was named, for errors (a config key or a flag).
+  std::string device_origin = "[model] device =";
+  /// Format of the experts computed here.
+  weight_quantization quantization = weight_quantization::none;
+  /// Compute every expert here (standalone); false: none (a router, whose
+  /// experts live on workers).
+  bool local_experts = true;
+  /// Tokens per KV page.
+  int64_t page_size = 16;
+  /// KV pages; 0 sizes the pool from kv_memory_mib, else from
+  /// kv_memory_percent of the device memory left after the weights and the
+  /// step's buffers.
+  int64_t num_pages = 0;
+  int64_t kv_memory_mib = 0;
+  int64_t kv_memory_percent = 90;
+  /// Rows of the largest step (the step's buffers are sized for it).
+  int64_t max_step_rows = 2048;
+  /// Decode steps of up to this many rows replay as CUDA graphs (one per
+  /// batch size).
+  int64_t max_graph_rows = 64;
+  /// Print load progress (bytes, GB/s, ETA) on stderr.
+  bool show_progress = false;
+};
+
+/// Loads `ckpt` onto a CUDA device and returns an executor that runs whole
+/// steps there: embedding, RMSNorm, RoPE, paged attention over a bf16 KV
+/// cache in device memory, bf16 projections (cuBLAS), fused gating, the
+/// experts (bf16 or int8), combine, final norm, LM head and greedy argmax;
+/// only token ids (and the logits a step asks for) come back. Weights go
+/// from the file mapping to the device without a float32 host copy. Errors:
+/// no CUDA in this build, no such device, shapes the kernels do not support,
+/// or not enough device memory, each naming `options.device_origin`.
+caf::expected<std::shared_ptr<model_executor>>
+make_cuda_executor(const checkpoint& ckpt, const cuda_executor_options& options);
+
+} // namespace volt

@@ -1,0 +1,146 @@
+#pragma once
+
+// The CUDA executor's class, shared by its two source files:
+// cuda_executor.cpp (building it: weights, buffers, the KV pool) and
+// cuda_step.cpp (running steps, with decode steps replayed as CUDA graphs).
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <cublas_v2.h>
+
+#include "gpu/cuda/attention.cuh"
+#include "gpu/cuda/dense_ops.cuh"
+#include "gpu/cuda/device_buffer.hpp"
+#include "gpu/cuda/moe_layer.hpp"
+#include "model/cuda_executor.hpp"
+#include "model/cuda_weights.hpp"
+
+namespace volt {
+
+class cuda_executor : public model_executor {
+public:
+  /// Builds everything on the current device (see make_cuda_executor).
+  cuda_executor(const checkpoint& ckpt, const cuda_executor_options& options,
+                cuda_model_weights weights, std::string device_name);
+  ~cuda_executor() override;
+
+  const model_config& config() const override {
+    return cfg_;
+  }
+
+  std::string where() const override {
+    return "cuda:" + std::to_string(device_) + " (" + device_name_ + ")";
+  }
+
+  const std::vector<uint32_t>& local_experts() const override {
+    return local_;
+  }
+
+  int64_t num_pages() const override {
+    return num_pages_;
+  }
+
+  int64_t page_size() const override {
+    return page_size_;
+  }
+
+  int64_t max_step_rows() const override {
+    return max_rows_;
+  }
+
+  bool blocks_on_device() const override {
+    return true;
+  }
+
+  caf::expected<step_progress> start(step_request req) override;
+
+  caf::expected<step_progress> resume(std::vector<float> outputs) override;
+
+  void abandon() override {
+    step_.reset();
+  }
+
+  /// Bytes of the KV pool on the device.
+  size_t kv_bytes() const {
+    return k_cache_.bytes() + v_cache_.bytes();
+  }
+
+private:
+  /// The step in flight.
+  struct step_state {
+    step_request req;
+    int64_t n = 0;
+    int64_t max_keys = 0;
+    /// Entries per block table in the input copy.
+    int64_t width = 0;
+    /// Rows whose logits are computed: greedy and logit rows, ascending.
+    std::vector<int64_t> sample_rows;
+    int64_t layer = 0;
+  };
+
+  // -- building (cuda_executor.cpp)
+  void allocate_buffers();
+  void build_rope_tables();
+  void size_kv_pool(const cuda_executor_options& options);
+
+  // -- steps (cuda_step.cpp)
+  /// Writes the step's inputs into the pinned block (one copy to the device).
+  void stage_inputs(step_state& st);
+  void copy_pages(const std::vector<page_copy>& copies);
+  /// Enqueues the input copy and the embedding lookup.
+  void enqueue_inputs(int64_t n, int64_t width);
+  /// Enqueues layer `l`'s attention and, with local experts, its MoE (else
+  /// its routing).
+  void enqueue_layer(int64_t l, int64_t n, int64_t max_keys, int64_t width);
+  /// Enqueues final norm, LM head and argmax for `m` sample rows (null
+  /// `rows`: rows 0..m-1); logits of rows [0, m) stay in logits_ when m fits
+  /// one pass.
+  void enqueue_head(int64_t m, const int32_t* rows);
+  /// Runs layers from st.layer on; stops at a remote MoE or the end.
+  caf::expected<step_progress> run_layers();
+  /// Reads layer st.layer's routing (done by enqueue_layer) back and returns
+  /// its rows for the experts elsewhere.
+  expert_rows remote_rows(int64_t n);
+  step_result finish();
+  bool graphable(const step_state& st) const;
+  /// Replays (capturing on first use) the decode step of `n` rows.
+  void replay_decode(int64_t n, int64_t width);
+  void gemm(const __nv_bfloat16* x, const __nv_bfloat16* w, int64_t n,
+            int64_t in, int64_t out, float* y, float beta);
+  cuda::attention_shape attention_shape_of() const;
+
+  model_config cfg_;
+  int device_;
+  std::string device_name_;
+  bool local_experts_;
+  std::vector<uint32_t> local_;
+  int64_t max_rows_;
+  int64_t max_graph_rows_;
+  int64_t page_size_;
+  int64_t num_pages_ = 0;
+  int64_t table_stride_ = 0;
+  int64_t qkv_dim_ = 0;
+  int64_t head_rows_ = 0; // rows of one LM-head pass
+  std::unique_ptr<cuda::stream> stream_;
+  cublasHandle_t cublas_ = nullptr;
+  cuda_model_weights w_;
+  std::unique_ptr<cuda::moe_layer_runner> moe_;
+  // Inputs: [tokens | positions | slots | row_table | sample_rows] of
+  // max_rows each, then block_tables [max_rows, table_stride]; i32.
+  cuda::pinned_buffer in_host_;
+  cuda::device_buffer in_dev_;
+  cuda::device_buffer rope_cos_, rope_sin_;
+  cuda::device_buffer k_cache_, v_cache_;
+  cuda::device_buffer hidden_, xn_, x32_, qkv_, q_, attn_, attn_ws_;
+  cuda::device_buffer xf_, logits_, greedy_dev_, grouped_out_;
+  cuda::pinned_buffer greedy_host_, logits_host_, plan_host_, rows_host_,
+    routing_host_;
+  /// Decode graphs by (rows, block-table width).
+  std::map<std::pair<int64_t, int64_t>, cudaGraphExec_t> graphs_;
+  std::unique_ptr<step_state> step_;
+};
+
+} // namespace volt

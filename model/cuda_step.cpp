@@ -1,0 +1,420 @@
+// A step of the CUDA executor: inputs to the device in one copy, the layers
+// (attention, then the MoE here or the rows for other nodes), the LM head on
+// the sampled rows, greedy tokens and the asked-for logits back. Decode steps
+// replay as one CUDA graph per (rows, block-table width).
+
+#include <algorithm>
+
+#include "base/error.hpp"
+#include "gpu/cuda/cuda_check.hpp"
+#include "model/cuda_executor_impl.hpp"
+
+namespace volt {
+
+namespace {
+
+/// Block tables are copied with a width rounded up to a power of two (at
+/// least this), so that few graphs cover every context length.
+constexpr int64_t min_table_width = 16;
+
+int64_t table_width(const step_batch& b) {
+  size_t widest = 1;
+  for (const auto& s : b.sequences)
+    widest = std::max(widest, s.block_table.size());
+  int64_t w = min_table_width;
+  while (w < static_cast<int64_t>(widest))
+    w *= 2;
+  return w;
+}
+
+/// Where each input lives in the pinned block and its device copy: five
+/// [n] arrays, then the block tables [n, width].
+struct input_layout {
+  int64_t n;
+  int64_t width;
+
+  int64_t tokens() const {
+    return 0;
+  }
+  int64_t positions() const {
+    return n;
+  }
+  int64_t slots() const {
+    return 2 * n;
+  }
+  int64_t row_table() const {
+    return 3 * n;
+  }
+  int64_t sample_rows() const {
+    return 4 * n;
+  }
+  int64_t tables() const {
+    return 5 * n;
+  }
+  size_t bytes() const {
+    return sizeof(int32_t) * static_cast<size_t>(5 * n + n * width);
+  }
+};
+
+} // namespace
+
+caf::expected<step_progress> cuda_executor::start(step_request req) {
+  try {
+    CUDA_CHECK(cudaSetDevice(device_));
+    step_ = std::make_unique<step_state>();
+    auto& st = *step_;
+    st.req = std::move(req);
+    st.n = st.req.batch.size();
+    if (st.n > max_rows_)
+      return make_volt_error(volt_errc::internal,
+                             "cuda executor: a step of " + std::to_string(st.n)
+                               + " rows; built for "
+                               + std::to_string(max_rows_));
+    st.sample_rows = st.req.greedy_rows;
+    st.sample_rows.insert(st.sample_rows.end(), st.req.logit_rows.begin(),
+                          st.req.logit_rows.end());
+    std::sort(st.sample_rows.begin(), st.sample_rows.end());
+    st.sample_rows.erase(
+      std::unique(st.sample_rows.begin(), st.sample_rows.end()),
+      st.sample_rows.end());
+    st.width = table_width(st.req.batch);
+    stage_inputs(st);
+    copy_pages(st.req.copies);
+    if (graphable(st)) {
+      replay_decode(st.n, st.width);
+      step_progress done;
+      done.result = finish();
+      step_.reset();
+      return done;
+    }
+    enqueue_inputs(st.n, st.width);
+    return run_layers();
+  } catch (const std::exception& ex) {
+    step_.reset();
+    return make_volt_error(volt_errc::internal,
+                           std::string{"cuda executor: "} + ex.what());
+  }
+}
+
+caf::expected<step_progress> cuda_executor::resume(std::vector<float> outputs) {
+  try {
+    if (!step_)
+      return make_volt_error(volt_errc::internal,
+                             "cuda executor: resume without a step waiting "
+                             "for experts");
+    auto& st = *step_;
+    const auto rows = st.n * cfg_.num_experts_per_tok;
+    if (static_cast<int64_t>(outputs.size()) != rows * cfg_.hidden_size)
+      return make_volt_error(volt_errc::internal,
+                             "cuda executor: expert outputs of "
+                               + std::to_string(outputs.size())
+                               + " floats for " + std::to_string(rows)
+                               + " rows");
+    CUDA_CHECK(cudaSetDevice(device_));
+    auto s = stream_->get();
+    CUDA_CHECK(cudaMemcpyAsync(grouped_out_.get(), outputs.data(),
+                               sizeof(float) * outputs.size(),
+                               cudaMemcpyHostToDevice, s));
+    moe_->combine_grouped(grouped_out_.get<float>(), st.n,
+                          hidden_.get<float>(), s);
+    // The copy reads pageable host memory: it must finish before `outputs`
+    // goes.
+    CUDA_CHECK(cudaStreamSynchronize(s));
+    ++st.layer;
+    return run_layers();
+  } catch (const std::exception& ex) {
+    step_.reset();
+    return make_volt_error(volt_errc::internal,
+                           std::string{"cuda executor: "} + ex.what());
+  }
+}
+
+void cuda_executor::stage_inputs(step_state& st) {
+  const auto& b = st.req.batch;
+  input_layout at{st.n, st.width};
+  auto* in = in_host_.get<int32_t>();
+  int32_t max_pos = 0;
+  for (size_t s = 0; s < b.sequences.size(); ++s) {
+    const auto& seq = b.sequences[s];
+    auto* table = in + at.tables() + static_cast<int64_t>(s) * at.width;
+    std::fill(table, table + at.width, 0);
+    std::copy(seq.block_table.begin(), seq.block_table.end(), table);
+    for (auto r = seq.first_row; r < seq.first_row + seq.n_rows; ++r) {
+      auto pos = b.positions[static_cast<size_t>(r)];
+      in[at.tokens() + r] = b.token_ids[static_cast<size_t>(r)];
+      in[at.positions() + r] = pos;
+      in[at.row_table() + r] = static_cast<int32_t>(s);
+      in[at.slots() + r] = static_cast<int32_t>(
+        table[pos / page_size_] * page_size_ + pos % page_size_);
+      max_pos = std::max(max_pos, pos);
+    }
+  }
+  for (size_t i = 0; i < st.sample_rows.size(); ++i)
+    in[at.sample_rows() + static_cast<int64_t>(i)]
+      = static_cast<int32_t>(st.sample_rows[i]);
+  st.max_keys = max_pos + 1;
+}
+
+void cuda_executor::copy_pages(const std::vector<page_copy>& copies) {
+  const size_t page_bytes = sizeof(__nv_bfloat16) * page_size_
+                            * cfg_.num_key_value_heads * cfg_.head_dim;
+  const size_t layer_bytes = page_bytes * num_pages_;
+  for (const auto& c : copies)
+    for (auto* cache : {&k_cache_, &v_cache_})
+      CUDA_CHECK(cudaMemcpy2DAsync(
+        cache->get<uint8_t>() + c.dst * page_bytes, layer_bytes,
+        cache->get<uint8_t>() + c.src * page_bytes, layer_bytes, page_bytes,
+        static_cast<size_t>(cfg_.num_hidden_layers), cudaMemcpyDeviceToDevice,
+        stream_->get()));
+}
+
+void cuda_executor::enqueue_inputs(int64_t n, int64_t width) {
+  input_layout at{n, width};
+  CUDA_CHECK(cudaMemcpyAsync(in_dev_.get(), in_host_.get(), at.bytes(),
+                             cudaMemcpyHostToDevice, stream_->get()));
+  cuda::embedding(w_.embed, cfg_.hidden_size,
+                  in_dev_.get<int32_t>() + at.tokens(), n,
+                  hidden_.get<float>(), stream_->get());
+}
+
+void cuda_executor::gemm(const __nv_bfloat16* x, const __nv_bfloat16* w,
+                         int64_t n, int64_t in, int64_t out, float* y,
+                         float beta) {
+  // Row-major y[n, out] (+)= x[n, in] · w[out, in]ᵀ, as column-major
+  // yᵀ = w · xᵀ; bf16 operands, f32 accumulation and output.
+  const float one = 1.0f;
+  CUBLAS_CHECK(cublasSetStream(cublas_, stream_->get()));
+  CUBLAS_CHECK(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N,
+                            static_cast<int>(out), static_cast<int>(n),
+                            static_cast<int>(in), &one, w, CUDA_R_16BF,
+                            static_cast<int>(in), x, CUDA_R_16BF,
+                            static_cast<int>(in), &beta, y, CUDA_R_32F,
+                            static_cast<int>(out), CUBLAS_COMPUTE_32F,
+                            CUBLAS_GEMM_DEFAULT));
+}
+
+void cuda_executor::enqueue_layer(int64_t l, int64_t n, int64_t max_keys,
+                                  int64_t width) {
+  const auto& lw = w_.layers[static_cast<size_t>(l)];
+  const int64_t h = cfg_.hidden_size;
+  const int64_t q_dim = cfg_.num_attention_heads * cfg_.head_dim;
+  const auto eps = static_cast<float>(cfg_.rms_norm_eps);
+  auto s = stream_->get();
+  input_layout at{n, width};
+  const auto* in = in_dev_.get<int32_t>();
+  cuda::rms_norm(hidden_.get<float>(), nullptr, lw.input_norm, n, h, eps,
+                 xn_.get<__nv_bfloat16>(), nullptr, s);
+  gemm(xn_.get<__nv_bfloat16>(), lw.qkv, n, h, qkv_dim_, qkv_.get<float>(),
+       0.0f);
+  const size_t layer_elems = static_cast<size_t>(num_pages_) * page_size_
+                             * cfg_.num_key_value_heads * cfg_.head_dim;
+  auto* k_layer = k_cache_.get<__nv_bfloat16>() + l * layer_elems;
+  auto* v_layer = v_cache_.get<__nv_bfloat16>() + l * layer_elems;
+  cuda::qkv_layout qkv{cfg_.num_attention_heads, cfg_.num_key_value_heads,
+                       cfg_.head_dim, page_size_};
+  cuda::rope_kv_write(qkv_.get<float>(), in + at.positions(), in + at.slots(),
+                      rope_cos_.get<float>(), rope_sin_.get<float>(), qkv, n,
+                      q_.get<float>(), k_layer, v_layer, s);
+  cuda::attention_batch batch;
+  batch.n_rows = n;
+  batch.positions = in + at.positions();
+  batch.row_table = in + at.row_table();
+  batch.block_tables = in + at.tables();
+  batch.table_stride = width;
+  batch.max_keys = max_keys;
+  auto shape = attention_shape_of();
+  auto ws = cuda::paged_attention_workspace_bytes(shape, n, max_keys);
+  if (ws > attn_ws_.bytes())
+    attn_ws_.resize(ws); // never while capturing: graphs use the allocation
+  cuda::paged_attention(q_.get<float>(), k_layer, v_layer, batch, shape,
+                        attn_ws_.get(), attn_ws_.bytes(),
+                        attn_.get<__nv_bfloat16>(), s);
+  gemm(attn_.get<__nv_bfloat16>(), lw.o_proj, n, q_dim, h, hidden_.get<float>(),
+       1.0f);
+  cuda::rms_norm(hidden_.get<float>(), nullptr, lw.post_norm, n, h, eps,
+                 xn_.get<__nv_bfloat16>(), x32_.get<float>(), s);
+  moe_->set_layer(lw.experts);
+  if (!local_experts_) {
+    moe_->route(x32_.get<float>(), lw.gate, n, s);
+  } else {
+    moe_->enqueue(xn_.get<__nv_bfloat16>(), x32_.get<float>(), lw.gate, n,
+                  cuda::ffn_path::automatic, hidden_.get<float>(), true, s);
+  }
+  if (step_ && step_->req.record_routing) {
+    const auto k = cfg_.num_experts_per_tok;
+    CUDA_CHECK(cudaMemcpyAsync(routing_host_.get<int32_t>() + l * n * k,
+                               moe_->topk_ids(), sizeof(int32_t) * n * k,
+                               cudaMemcpyDeviceToHost, s));
+  }
+}
+
+void cuda_executor::enqueue_head(int64_t m, const int32_t* rows) {
+  auto s = stream_->get();
+  const int64_t h = cfg_.hidden_size;
+  const int64_t vocab = cfg_.vocab_size;
+  cuda::rms_norm(hidden_.get<float>(), rows, w_.final_norm, m, h,
+                 static_cast<float>(cfg_.rms_norm_eps),
+                 xf_.get<__nv_bfloat16>(), nullptr, s);
+  const auto* logit_rows = step_ ? &step_->req.logit_rows : nullptr;
+  const auto* sample = step_ ? &step_->sample_rows : nullptr;
+  for (int64_t c = 0; c < m; c += head_rows_) {
+    auto mc = std::min(head_rows_, m - c);
+    gemm(xf_.get<__nv_bfloat16>() + c * h, w_.lm_head, mc, h, vocab,
+         logits_.get<float>(), 0.0f);
+    cuda::argmax_rows(logits_.get<float>(), mc, vocab,
+                      greedy_dev_.get<int32_t>() + c, s);
+    if (logit_rows == nullptr)
+      continue; // a graph capture: the caller copies what it needs
+    // Logits asked for, while this pass's rows are in the buffer.
+    for (size_t i = 0; i < logit_rows->size(); ++i) {
+      auto at = std::lower_bound(sample->begin(), sample->end(),
+                                 (*logit_rows)[i])
+                - sample->begin();
+      if (at < c || at >= c + mc)
+        continue;
+      CUDA_CHECK(cudaMemcpyAsync(logits_host_.get<float>() + i * vocab,
+                                 logits_.get<float>() + (at - c) * vocab,
+                                 sizeof(float) * vocab, cudaMemcpyDeviceToHost,
+                                 s));
+    }
+  }
+  CUDA_CHECK(cudaMemcpyAsync(greedy_host_.get(), greedy_dev_.get(),
+                             sizeof(int32_t) * m, cudaMemcpyDeviceToHost, s));
+}
+
+caf::expected<step_progress> cuda_executor::run_layers() {
+  auto& st = *step_;
+  for (; st.layer < cfg_.num_hidden_layers; ++st.layer) {
+    enqueue_layer(st.layer, st.n, st.max_keys, st.width);
+    if (!local_experts_) {
+      step_progress waiting;
+      waiting.needs = remote_rows(st.n);
+      return waiting;
+    }
+  }
+  const auto vocab = cfg_.vocab_size;
+  logits_host_.reserve(sizeof(float) * std::max<size_t>(1, st.req.logit_rows.size())
+                       * vocab);
+  input_layout at{st.n, st.width};
+  enqueue_head(static_cast<int64_t>(st.sample_rows.size()),
+               in_dev_.get<int32_t>() + at.sample_rows());
+  CUDA_CHECK(cudaStreamSynchronize(stream_->get()));
+  step_progress done;
+  done.result = finish();
+  step_.reset();
+  return done;
+}
+
+expert_rows cuda_executor::remote_rows(int64_t n) {
+  auto s = stream_->get();
+  const int64_t h = cfg_.hidden_size;
+  const int64_t k = cfg_.num_experts_per_tok;
+  const int64_t e = cfg_.num_local_experts;
+  auto* plan = plan_host_.get<int32_t>();
+  CUDA_CHECK(cudaMemcpyAsync(plan, moe_->sorted_pair(),
+                             sizeof(int32_t) * n * k, cudaMemcpyDeviceToHost,
+                             s));
+  CUDA_CHECK(cudaMemcpyAsync(plan + n * k, moe_->expert_offsets(),
+                             sizeof(int32_t) * (e + 1), cudaMemcpyDeviceToHost,
+                             s));
+  CUDA_CHECK(cudaMemcpyAsync(rows_host_.get(), x32_.get(),
+                             sizeof(float) * n * h, cudaMemcpyDeviceToHost, s));
+  CUDA_CHECK(cudaStreamSynchronize(s));
+  expert_rows out;
+  out.layer = step_->layer;
+  const auto* offsets = plan + n * k;
+  for (int64_t x = 0; x < e; ++x)
+    if (offsets[x + 1] > offsets[x]) {
+      out.expert_ids.push_back(static_cast<uint32_t>(x));
+      out.row_counts.push_back(
+        static_cast<uint32_t>(offsets[x + 1] - offsets[x]));
+    }
+  // Grouped order: expert ascending, tokens ascending within one.
+  out.rows.resize(static_cast<size_t>(n * k * h));
+  const auto* x32 = rows_host_.get<float>();
+  for (int64_t r = 0; r < n * k; ++r)
+    std::copy_n(x32 + (plan[r] / k) * h, h, out.rows.data() + r * h);
+  return out;
+}
+
+step_result cuda_executor::finish() {
+  auto& st = *step_;
+  const auto vocab = cfg_.vocab_size;
+  step_result res;
+  const auto* greedy = greedy_host_.get<int32_t>();
+  for (auto row : st.req.greedy_rows) {
+    auto at = std::lower_bound(st.sample_rows.begin(), st.sample_rows.end(),
+                               row)
+              - st.sample_rows.begin();
+    res.greedy.push_back(greedy[at]);
+  }
+  const auto* logits = logits_host_.get<float>();
+  res.logits.assign(logits, logits + st.req.logit_rows.size() * vocab);
+  if (st.req.record_routing) {
+    const auto* r = routing_host_.get<int32_t>();
+    res.routing.assign(r, r + cfg_.num_hidden_layers * st.n
+                                * cfg_.num_experts_per_tok);
+  }
+  return res;
+}
+
+bool cuda_executor::graphable(const step_state& st) const {
+  if (!local_experts_ || st.n > max_graph_rows_ || st.n > head_rows_
+      || st.req.record_routing
+      || static_cast<int64_t>(st.sample_rows.size()) != st.n
+      || static_cast<int64_t>(st.req.batch.sequences.size()) != st.n)
+    return false;
+  // Expert groups on the gemm path read their sizes back to the host.
+  return cuda::choose_ffn_path(w_.layers.front().experts, st.n)
+         == cuda::ffn_path::decode;
+}
+
+void cuda_executor::replay_decode(int64_t n, int64_t width) {
+  auto s = stream_->get();
+  auto key = std::make_pair(n, width);
+  auto it = graphs_.find(key);
+  if (it == graphs_.end()) {
+    // Captured without the step (nothing of one request is baked in): the
+    // key bound is the model's context, positions and tables come from the
+    // input copy at each replay.
+    auto st = std::move(step_);
+    CUDA_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+    try {
+      enqueue_inputs(n, width);
+      for (int64_t l = 0; l < cfg_.num_hidden_layers; ++l)
+        enqueue_layer(l, n, cfg_.max_position_embeddings, width);
+      enqueue_head(n, nullptr);
+    } catch (...) {
+      cudaGraph_t broken = nullptr;
+      cudaStreamEndCapture(s, &broken);
+      if (broken != nullptr)
+        cudaGraphDestroy(broken);
+      step_ = std::move(st);
+      throw;
+    }
+    step_ = std::move(st);
+    cudaGraph_t graph = nullptr;
+    CUDA_CHECK(cudaStreamEndCapture(s, &graph));
+    cudaGraphExec_t exec = nullptr;
+    auto status = cudaGraphInstantiate(&exec, graph, 0);
+    cudaGraphDestroy(graph);
+    CUDA_CHECK(status);
+    it = graphs_.emplace(key, exec).first;
+  }
+  CUDA_CHECK(cudaGraphLaunch(it->second, s));
+  // Rows whose logits are asked for (a temperature): the graph computed
+  // every row's, still in the buffer.
+  const auto& st = *step_;
+  const auto vocab = cfg_.vocab_size;
+  logits_host_.reserve(sizeof(float)
+                       * std::max<size_t>(1, st.req.logit_rows.size()) * vocab);
+  for (size_t i = 0; i < st.req.logit_rows.size(); ++i)
+    CUDA_CHECK(cudaMemcpyAsync(logits_host_.get<float>() + i * vocab,
+                               logits_.get<float>()
+                                 + st.req.logit_rows[i] * vocab,
+                               sizeof(float) * vocab, cudaMemcpyDeviceToHost,
+                               s));
+  CUDA_CHECK(cudaStreamSynchronize(s));
+}
+
+} // namespace volt

@@ -1,0 +1,367 @@
+#include "model/cuda_weights.hpp"
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <string>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "base/error.hpp"
+#include "gpu/cpu/parallel.hpp"
+#include "gpu/cuda/cuda_check.hpp"
+#include "gpu/cuda/dense_ops.cuh"
+
+namespace volt {
+
+namespace {
+
+/// Pinned staging slots and their size: reads fill one slot while earlier
+/// slots cross PCIe and convert.
+constexpr int staging_slots = 3;
+constexpr size_t staging_bytes = size_t{64} << 20;
+
+/// Bytes each reader thread takes of a chunk.
+constexpr int64_t read_grain = int64_t{4} << 20;
+
+enum class target { bf16, f32, int8 };
+
+/// One tensor (or a stack of them) to put on the device.
+struct upload {
+  const tensor_info* src = nullptr;
+  target kind = target::bf16;
+  void* dst = nullptr;
+  float* scales = nullptr; // int8: [rows]
+  int64_t rows = 0;
+  int64_t cols = 0;
+};
+
+/// Plans the arena: with a null base it only counts bytes; with the real
+/// base it also fills the pointers of `w` and the upload list.
+class layout {
+public:
+  explicit layout(uint8_t* base) : base_(base) {}
+
+  template <class T>
+  T* take(size_t count) {
+    offset_ = (offset_ + 255) / 256 * 256;
+    auto* p = base_ == nullptr ? nullptr : base_ + offset_;
+    offset_ += count * sizeof(T);
+    return reinterpret_cast<T*>(p);
+  }
+
+  size_t bytes() const {
+    return offset_;
+  }
+
+private:
+  uint8_t* base_;
+  size_t offset_ = 0;
+};
+
+/// p + n, or null in the counting pass.
+template <class T>
+T* offset(T* p, int64_t n) {
+  return p == nullptr ? nullptr : p + n;
+}
+
+/// Lays out every weight (see cuda_model_weights) and lists the uploads.
+void plan(const checkpoint& ckpt, const cuda_load_options& options,
+          layout& arena, cuda_model_weights& w, std::vector<upload>& uploads) {
+  const auto& cfg = ckpt.config();
+  const int64_t h = cfg.hidden_size;
+  const int64_t hd = cfg.head_dim;
+  const int64_t ffn = cfg.intermediate_size;
+  const int64_t e = cfg.num_local_experts;
+  auto add = [&](const std::string& name, target kind, void* dst,
+                 float* scales = nullptr) {
+    const auto* info = ckpt.find(name);
+    auto rows = info->shape.size() == 2 ? info->shape[0] : 1;
+    auto cols = info->shape.back();
+    uploads.push_back(upload{info, kind, dst, scales, rows, cols});
+  };
+  auto bf16 = [&](size_t n) { return arena.take<__nv_bfloat16>(n); };
+  auto f32 = [&](size_t n) { return arena.take<float>(n); };
+  w.embed = bf16(cfg.vocab_size * h);
+  add("model.embed_tokens.weight", target::bf16,
+      const_cast<__nv_bfloat16*>(w.embed));
+  w.final_norm = f32(h);
+  add("model.norm.weight", target::f32, const_cast<float*>(w.final_norm));
+  if (cfg.tie_word_embeddings) {
+    w.lm_head = w.embed;
+  } else {
+    w.lm_head = bf16(cfg.vocab_size * h);
+    add("lm_head.weight", target::bf16, const_cast<__nv_bfloat16*>(w.lm_head));
+  }
+  const bool int8 = options.quantization == weight_quantization::int8;
+  w.layers.resize(static_cast<size_t>(cfg.num_hidden_layers));
+  for (int64_t l = 0; l < cfg.num_hidden_layers; ++l) {
+    auto& lw = w.layers[static_cast<size_t>(l)];
+    auto name = [l](const std::string& suffix) {
+      return layer_tensor_name(l, suffix);
+    };
+    lw.input_norm = f32(h);
+    add(name("input_layernorm.weight"), target::f32,
+        const_cast<float*>(lw.input_norm));
+    const int64_t q_rows = cfg.num_attention_heads * hd;
+    const int64_t kv_rows = cfg.num_key_value_heads * hd;
+    auto* qkv = bf16((q_rows + 2 * kv_rows) * h);
+    lw.qkv = qkv;
+    add(name("self_attn.q_proj.weight"), target::bf16, qkv);
+    add(name("self_attn.k_proj.weight"), target::bf16,
+        offset(qkv, q_rows * h));
+    add(name("self_attn.v_proj.weight"), target::bf16,
+        offset(qkv, (q_rows + kv_rows) * h));
+    lw.o_proj = bf16(h * q_rows);
+    add(name("self_attn.o_proj.weight"), target::bf16,
+        const_cast<__nv_bfloat16*>(lw.o_proj));
+    lw.post_norm = f32(h);
+    add(name("post_attention_layernorm.weight"), target::f32,
+        const_cast<float*>(lw.post_norm));
+    lw.gate = f32(e * h);
+    add(name("block_sparse_moe.gate.weight"), target::f32,
+        const_cast<float*>(lw.gate));
+    auto& ex = lw.experts;
+    ex.format = int8 ? cuda::weight_format::int8 : cuda::weight_format::bf16;
+    ex.n_experts = e;
+    ex.hidden = h;
+    ex.ffn = ffn;
+    if (!options.experts)
+      continue;
+    // [w13 of every expert | w2 of every expert], scales after them.
+    const auto kind = int8 ? target::int8 : target::bf16;
+    const size_t elem = int8 ? 1 : 2;
+    auto* w13 = arena.take<uint8_t>(elem * e * 2 * ffn * h);
+    auto* w2 = arena.take<uint8_t>(elem * e * h * ffn);
+    float* s13 = int8 ? f32(e * 2 * ffn) : nullptr;
+    float* s2 = int8 ? f32(e * h) : nullptr;
+    ex.w13 = w13;
+    ex.w2 = w2;
+    ex.s13 = s13;
+    ex.s2 = s2;
+    const auto es = static_cast<int64_t>(elem);
+    for (int64_t x = 0; x < e; ++x) {
+      add(expert_weight_name(l, x, "w1"), kind, offset(w13, es * x * 2 * ffn * h),
+          offset(s13, x * 2 * ffn));
+      add(expert_weight_name(l, x, "w3"), kind,
+          offset(w13, es * (x * 2 + 1) * ffn * h),
+          offset(s13, x * 2 * ffn + ffn));
+      add(expert_weight_name(l, x, "w2"), kind, offset(w2, es * x * h * ffn),
+          offset(s2, x * h));
+    }
+  }
+}
+
+} // namespace
+
+namespace {
+
+/// Open files by path, closed at the end of the load.
+class file_set {
+public:
+  file_set() = default;
+  file_set(const file_set&) = delete;
+  file_set& operator=(const file_set&) = delete;
+  ~file_set() {
+    for (auto& [path, fd] : fds_)
+      ::close(fd);
+  }
+
+  caf::expected<int> get(const std::string& path) {
+    auto i = fds_.find(path);
+    if (i != fds_.end())
+      return i->second;
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+      return make_volt_error(volt_errc::invalid_checkpoint,
+                             path + ": cannot open: " + std::strerror(errno));
+    fds_.emplace(path, fd);
+    return fd;
+  }
+
+private:
+  std::map<std::string, int> fds_;
+};
+
+/// Reads [offset, offset + n) of `fd` into `dst` with the compute threads;
+/// returns an error naming `path` when the file is shorter.
+caf::error read_parallel(int fd, const std::string& path, size_t offset,
+                         size_t n, uint8_t* dst) {
+  std::atomic<bool> failed{false};
+  auto parts = static_cast<int64_t>((n + read_grain - 1) / read_grain);
+  cpu::parallel_for(parts, 1, [&](int64_t b, int64_t e) {
+    for (auto i = b; i < e && !failed; ++i) {
+      auto at = static_cast<size_t>(i) * read_grain;
+      auto left = std::min<size_t>(read_grain, n - at);
+      while (left > 0) {
+        auto got = ::pread(fd, dst + at, left, static_cast<off_t>(offset + at));
+        if (got <= 0) {
+          if (got < 0 && errno == EINTR)
+            continue;
+          failed = true;
+          break;
+        }
+        at += static_cast<size_t>(got);
+        left -= static_cast<size_t>(got);
+      }
+    }
+  });
+  if (failed)
+    return make_volt_error(volt_errc::invalid_checkpoint,
+                           path + ": short read while loading weights (was "
+                                  "the file truncated?)");
+  return caf::none;
+}
+
+/// "5.2 / 11.8 GB, 3.1 GB/s, ETA 2 s" on one rewritten stderr line.
+class progress_line {
+public:
+  progress_line(bool enabled, size_t total)
+    : enabled_(enabled), total_(total),
+      start_(std::chrono::steady_clock::now()), last_(start_) {}
+
+  void update(size_t done, bool final = false) {
+    if (!enabled_)
+      return;
+    auto now = std::chrono::steady_clock::now();
+    if (!final && now - last_ < std::chrono::milliseconds{250})
+      return;
+    last_ = now;
+    double s = std::chrono::duration<double>(now - start_).count();
+    double gbs = s > 0 ? done / s / 1e9 : 0;
+    double eta = gbs > 0 ? (total_ - done) / 1e9 / gbs : 0;
+    std::fprintf(stderr, "\rloading weights: %.1f / %.1f GB, %.1f GB/s, ETA %.0f s   %s",
+                 done / 1e9, total_ / 1e9, gbs, eta, final ? "\n" : "");
+    std::fflush(stderr);
+  }
+
+private:
+  bool enabled_;
+  size_t total_;
+  std::chrono::steady_clock::time_point start_, last_;
+};
+
+/// One staging slot: pinned host bytes, device bytes, and the event after
+/// which both are free again.
+struct staging_slot {
+  cuda::pinned_buffer host;
+  cuda::device_buffer device;
+  std::unique_ptr<cuda::event> done;
+};
+
+/// Converts `rows` staged rows of `u` (starting at `row0`) into place.
+void convert(const upload& u, const void* staged, int64_t row0, int64_t rows,
+             cudaStream_t stream) {
+  auto n = rows * u.cols;
+  auto type = u.src->type;
+  switch (u.kind) {
+    case target::bf16:
+      cuda::to_bf16(type, staged, n,
+                    static_cast<__nv_bfloat16*>(u.dst) + row0 * u.cols, stream);
+      break;
+    case target::f32:
+      cuda::to_f32(type, staged, n, static_cast<float*>(u.dst) + row0 * u.cols,
+                   stream);
+      break;
+    case target::int8:
+      cuda::quantize_int8_rows(type, staged, rows, u.cols,
+                               static_cast<int8_t*>(u.dst) + row0 * u.cols,
+                               u.scales + row0, stream);
+      break;
+  }
+}
+
+} // namespace
+
+caf::expected<cuda_model_weights>
+load_cuda_weights(const checkpoint& ckpt, const cuda_load_options& options,
+                  cudaStream_t stream) {
+  auto started = std::chrono::steady_clock::now();
+  cuda_model_weights w;
+  {
+    layout count{nullptr};
+    std::vector<upload> ignored;
+    plan(ckpt, options, count, w, ignored);
+    size_t free_bytes = 0;
+    size_t total_bytes = 0;
+    CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+    if (count.bytes() > free_bytes)
+      return make_volt_error(
+        volt_errc::invalid_config,
+        options.where + ": the weights need "
+          + std::to_string(count.bytes() >> 20) + " MiB on the device, "
+          + std::to_string(free_bytes >> 20) + " MiB of "
+          + std::to_string(total_bytes >> 20) + " MiB are free"
+          + (options.quantization == weight_quantization::none
+               ? " (int8 experts take half: [model] quantization = \"int8\")"
+               : ""));
+    w.arena.resize(count.bytes());
+    w.device_bytes = count.bytes();
+  }
+  layout arena{w.arena.get<uint8_t>()};
+  std::vector<upload> uploads;
+  plan(ckpt, options, arena, w, uploads);
+  for (const auto& u : uploads)
+    w.file_bytes += u.src->nbytes;
+  std::vector<staging_slot> slots(staging_slots);
+  for (auto& s : slots) {
+    s.host.reserve(staging_bytes);
+    s.device.resize(staging_bytes);
+    s.done = std::make_unique<cuda::event>();
+    CUDA_CHECK(cudaEventRecord(s.done->get(), stream));
+  }
+  file_set files;
+  progress_line progress{options.show_progress, w.file_bytes};
+  size_t done = 0;
+  int next_slot = 0;
+  for (const auto& u : uploads) {
+    auto fd = files.get(u.src->file);
+    if (!fd)
+      return std::move(fd.error());
+    const size_t row_bytes = u.src->nbytes / static_cast<size_t>(u.rows);
+    if (row_bytes > staging_bytes)
+      return make_volt_error(volt_errc::invalid_checkpoint,
+                             u.src->file + ": tensor '" + u.src->name
+                               + "' has rows of " + std::to_string(row_bytes)
+                               + " bytes; the loader stages at most "
+                               + std::to_string(staging_bytes));
+    const auto rows_per_chunk = static_cast<int64_t>(
+      std::max<size_t>(1, staging_bytes / std::max<size_t>(row_bytes, 1)));
+    for (int64_t r = 0; r < u.rows; r += rows_per_chunk) {
+      auto rows = std::min(rows_per_chunk, u.rows - r);
+      auto bytes = static_cast<size_t>(rows) * row_bytes;
+      auto& slot = slots[static_cast<size_t>(next_slot)];
+      next_slot = (next_slot + 1) % staging_slots;
+      CUDA_CHECK(cudaEventSynchronize(slot.done->get()));
+      if (auto err = read_parallel(*fd, u.src->file,
+                                   u.src->offset + r * row_bytes, bytes,
+                                   slot.host.get<uint8_t>()))
+        return err;
+      if (u.kind == target::bf16 && u.src->type == dtype::bf16) {
+        CUDA_CHECK(cudaMemcpyAsync(static_cast<uint8_t*>(u.dst) + r * row_bytes,
+                                   slot.host.get(), bytes,
+                                   cudaMemcpyHostToDevice, stream));
+      } else {
+        CUDA_CHECK(cudaMemcpyAsync(slot.device.get(), slot.host.get(), bytes,
+                                   cudaMemcpyHostToDevice, stream));
+        convert(u, slot.device.get(), r, rows, stream);
+      }
+      CUDA_CHECK(cudaEventRecord(slot.done->get(), stream));
+      done += bytes;
+      progress.update(done);
+    }
+  }
+  CUDA_CHECK(cudaStreamSynchronize(stream));
+  progress.update(done, true);
+  w.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now()
+                                            - started)
+                .count();
+  return w;
+}
+
+} // namespace volt

@@ -1,0 +1,67 @@
+#pragma once
+
+// A Mixtral model's weights on one CUDA device, in the formats the CUDA
+// executor computes with, loaded straight from the checkpoint's files: no
+// float32 host copy of anything, conversions and int8 quantisation on the
+// device.
+
+#include <cstdint>
+#include <vector>
+
+#include <cuda_bf16.h>
+#include <cuda_runtime_api.h>
+
+#include "caf/expected.hpp"
+#include "gpu/cuda/device_buffer.hpp"
+#include "gpu/cuda/expert_ffn.cuh"
+#include "model/checkpoint.hpp"
+#include "model/quantize.hpp"
+
+namespace volt {
+
+/// One decoder layer on the device.
+struct cuda_layer_weights {
+  const float* input_norm = nullptr; // [hidden]
+  /// q, k and v stacked: [(n_heads + 2 n_kv_heads) * head_dim, hidden].
+  const __nv_bfloat16* qkv = nullptr;
+  const __nv_bfloat16* o_proj = nullptr; // [hidden, n_heads * head_dim]
+  const float* post_norm = nullptr; // [hidden]
+  const float* gate = nullptr; // [n_experts, hidden], the router in f32
+  /// The layer's experts; weights null when they live on other nodes.
+  cuda::expert_layer experts;
+};
+
+/// Every weight of a model on one device, in one allocation.
+struct cuda_model_weights {
+  cuda::device_buffer arena;
+  const __nv_bfloat16* embed = nullptr; // [vocab, hidden]
+  std::vector<cuda_layer_weights> layers;
+  const float* final_norm = nullptr; // [hidden]
+  const __nv_bfloat16* lm_head = nullptr; // [vocab, hidden]
+  /// Bytes of the checkpoint's tensors read, and of the device copy.
+  size_t file_bytes = 0;
+  size_t device_bytes = 0;
+  double seconds = 0;
+};
+
+/// How to load.
+struct cuda_load_options {
+  /// Load every expert (standalone) or none (a router's experts live on
+  /// workers).
+  bool experts = true;
+  weight_quantization quantization = weight_quantization::none;
+  /// Print progress (bytes, GB/s, ETA) on stderr, rewriting one line.
+  bool show_progress = false;
+  /// For errors: "[model] device = cuda:0".
+  std::string where;
+};
+
+/// Reads the tensors of `ckpt` from its files through pinned staging buffers
+/// (several reader threads, copies to the device overlapping the reads) into
+/// one device allocation on the current device, converting on the device.
+/// Errors name the device and what did not fit, or the file that failed.
+caf::expected<cuda_model_weights>
+load_cuda_weights(const checkpoint& ckpt, const cuda_load_options& options,
+                  cudaStream_t stream);
+
+} // namespace volt

@@ -1,0 +1,72 @@
+#pragma once
+
+// What one engine step asks of a model executor and what comes back: the
+// batch's rows, the KV page copies to make first, which rows are sampled
+// greedily or need their logits, and the expert rows that other nodes must
+// compute in the middle of a layer.
+
+#include <cstdint>
+#include <vector>
+
+#include "model/page_table.hpp"
+
+namespace volt {
+
+/// The tokens computed in one engine step, grouped by sequence.
+struct step_batch {
+  /// One sequence's contiguous rows of the batch.
+  struct sequence {
+    int64_t first_row = 0;
+    int64_t n_rows = 0;
+    /// Physical KV page of each logical page, covering every row's position.
+    std::vector<int32_t> block_table;
+  };
+  std::vector<int32_t> token_ids; // [n]
+  std::vector<int32_t> positions; // [n]
+  std::vector<sequence> sequences;
+
+  int64_t size() const {
+    return static_cast<int64_t>(token_ids.size());
+  }
+};
+
+/// One engine step for an executor.
+struct step_request {
+  step_batch batch;
+  /// Page copies (copy-on-write of shared pages), every layer, in order,
+  /// before any K/V of the step is written.
+  std::vector<page_copy> copies;
+  /// Rows whose greedy token (argmax of the logits) is wanted.
+  std::vector<int64_t> greedy_rows;
+  /// Rows whose logits are wanted (sampling with a temperature, the prompt's
+  /// last logits, or every prompt position when a request asks).
+  std::vector<int64_t> logit_rows;
+  /// Return the top-k experts of every row in every layer.
+  bool record_routing = false;
+};
+
+/// What a finished step returns.
+struct step_result {
+  std::vector<int32_t> greedy; // [greedy_rows.size()]
+  std::vector<float> logits; // [logit_rows.size(), vocab]
+  std::vector<int32_t> routing; // [n_layers, n, k] when record_routing
+};
+
+/// Rows of one layer that experts on other nodes must compute before the
+/// executor can go on: grouped by expert, ascending expert id, the MoE input
+/// of each (token, slot) routed to it.
+struct expert_rows {
+  int64_t layer = 0;
+  std::vector<uint32_t> expert_ids;
+  std::vector<uint32_t> row_counts; // [expert_ids.size()]
+  std::vector<float> rows; // [sum(row_counts), hidden] f32
+
+  int64_t n_rows() const {
+    int64_t n = 0;
+    for (auto c : row_counts)
+      n += c;
+    return n;
+  }
+};
+
+} // namespace volt
