@@ -20,8 +20,9 @@ bool attention_head_dim_supported(int64_t head_dim);
 struct attention_batch {
   /// Query rows.
   int64_t n_rows = 0;
-  /// [n_rows] i32: the row's position in its sequence; it attends to keys
-  /// [max(0, pos - window + 1), pos] (window 0: from 0).
+  /// [n_rows] i32: the row's position in its sequence, below max_keys; it
+  /// attends to keys [max(0, pos - window + 1), pos] (window 0: from 0). A
+  /// negative position (a padding row) attends to nothing and gets zeros.
   const int32_t* positions = nullptr;
   /// [n_rows] i32: the row's block table, an index into block_tables.
   const int32_t* row_table = nullptr;
@@ -42,7 +43,8 @@ struct attention_shape {
   int64_t sliding_window = 0;
 };
 
-/// Scratch bytes for `paged_attention` with these rows and max_keys.
+/// Scratch bytes for `paged_attention` with these rows and max_keys (0 when
+/// the keys need no split).
 size_t paged_attention_workspace_bytes(const attention_shape& shape,
                                        int64_t n_rows, int64_t max_keys);
 

@@ -50,7 +50,8 @@ struct qkv_layout {
 /// - qkv      (in):  [n_tokens, (n_heads + 2 n_kv_heads) * head_dim] f32: the
 ///                   q heads, then the k heads, then the v heads
 /// - positions(in):  [n_tokens] i32
-/// - slots    (in):  [n_tokens] i32, the cache slot of each token
+/// - slots    (in):  [n_tokens] i32, the cache slot of each token; a
+///                   negative slot (a padding row) writes no K/V
 /// - rope_cos (in):  [max_positions, head_dim / 2] f32, cos(pos * θ^(-2i/d))
 /// - rope_sin (in):  [max_positions, head_dim / 2] f32
 /// - q        (out): [n_tokens, n_heads, head_dim] f32, rotated

@@ -18,55 +18,18 @@
 
 #  include "gpu/cpu/cpu_ops.hpp"
 #  include "gpu/cpu/quant.hpp"
-#  include "gpu/cuda/device_buffer.hpp"
 #  include "gpu/cuda/expert_ffn.cuh"
 #  include "gpu/cuda/gating.cuh"
 #  include "gpu/cuda/moe_layer.hpp"
 #  include "gpu/cuda/permute.cuh"
 #  include "model/forward.hpp"
+#  include "tests/gpu/cuda_test_util.hpp"
 
 using namespace volt;
 using namespace volt::test;
 using cuda::device_buffer;
 
 namespace {
-
-bool gpu_available() {
-  int count = 0;
-  auto status = cudaGetDeviceCount(&count);
-  if (status != cudaSuccess || count == 0) {
-    report_gpu_skip(status != cudaSuccess ? cudaGetErrorString(status)
-                                          : "no CUDA device");
-    cudaGetLastError();
-    return false;
-  }
-  return true;
-}
-
-template <class T>
-device_buffer upload(const std::vector<T>& xs) {
-  device_buffer b(sizeof(T) * std::max<size_t>(xs.size(), 1));
-  CUDA_CHECK(cudaMemcpy(b.get(), xs.data(), sizeof(T) * xs.size(),
-                        cudaMemcpyHostToDevice));
-  return b;
-}
-
-/// A device buffer of n elements filled with 0xff bytes: NaN as f32, -1 as
-/// i32, NaN as bf16.
-device_buffer poisoned(size_t bytes) {
-  device_buffer b(std::max<size_t>(bytes, 1));
-  CUDA_CHECK(cudaMemset(b.get(), 0xff, b.bytes()));
-  return b;
-}
-
-template <class T>
-std::vector<T> download(const device_buffer& b, size_t n) {
-  std::vector<T> out(n);
-  CUDA_CHECK(cudaDeviceSynchronize());
-  CUDA_CHECK(
-    cudaMemcpy(out.data(), b.get(), sizeof(T) * n, cudaMemcpyDeviceToHost));
-  return out;
-}
 
 /// k distinct random experts per token.
 std::vector<int32_t> random_topk(int64_t n, int64_t k, int64_t e,
