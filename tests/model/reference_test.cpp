@@ -1,9 +1,9 @@
 #define CAF_SUITE model.reference
 
-// End-to-end correctness of the CPU path through the real actors (engine,
-// gating, expert actors): against Hugging Face's outputs for the tiny fixture,
-// and against an independent float64 implementation for BF16/F16 weights and
-// for checkpoints of other shapes and layouts.
+// End-to-end correctness of the CPU executor through the real engine: against
+// Hugging Face's outputs for the tiny fixtures (random weights, and a model
+// trained on text), and against an independent float64 implementation for
+// BF16/F16 weights and for checkpoints of other shapes and layouts.
 
 #include <map>
 #include <set>
@@ -168,6 +168,32 @@ CAF_TEST(the fixture reproduces transformers logits tokens and routing) {
                             2);
     CAF_CHECK(got == rc.router_topk);
   }
+}
+
+CAF_TEST(the text model reproduces transformers greedy continuations) {
+  auto dir = std::string{VOLT_TEST_DATA_DIR} + "/tiny-mixtral-text-a";
+  auto ckpt = checkpoint::open(dir);
+  CAF_REQUIRE(ckpt);
+  engine_harness node{*ckpt};
+  auto doc = json::parse_file(dir + "/reference.json");
+  CAF_REQUIRE(doc);
+  size_t n = 0;
+  for (const auto& c : doc->find("cases")->as_array()) {
+    std::vector<int32_t> prompt;
+    for (auto x : doubles(*c.find("input_ids")))
+      prompt.push_back(static_cast<int32_t>(x));
+    std::vector<int32_t> want;
+    for (auto x : doubles(*c.find("greedy_new_tokens")))
+      want.push_back(static_cast<int32_t>(x));
+    auto res = node.generate(request_for(prompt, 32));
+    CAF_REQUIRE(res);
+    auto err = relative_error(floats_of(res->last_logits),
+                              doubles(*c.find("last_logits")));
+    CAF_CHECK_LESS(err, 1e-4);
+    CAF_CHECK_EQUAL(res->new_tokens, want);
+    ++n;
+  }
+  CAF_CHECK_EQUAL(n, 7u);
 }
 
 CAF_TEST(
