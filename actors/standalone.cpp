@@ -48,6 +48,7 @@ make_executor(const checkpoint& ckpt, const standalone_options& options,
       eng.batching.prefill_chunk + static_cast<int64_t>(eng.batching.max_batch),
       1);
     opts.max_graph_rows = static_cast<int64_t>(eng.batching.max_batch);
+    opts.max_sequences = static_cast<int64_t>(eng.batching.max_batch);
     opts.show_progress = options.show_progress;
     return make_cuda_executor(ckpt, opts);
   }

@@ -39,7 +39,11 @@ cuda_executor::cuda_executor(const checkpoint& ckpt,
   CUBLAS_CHECK(cublasCreate(&cublas_));
   qkv_dim_ = (cfg_.num_attention_heads + 2 * cfg_.num_key_value_heads)
              * cfg_.head_dim;
-  table_stride_ = (cfg_.max_position_embeddings + page_size_ - 1) / page_size_;
+  auto pages_per_sequence
+    = (cfg_.max_position_embeddings + page_size_ - 1) / page_size_;
+  max_width_ = 16;
+  while (max_width_ < pages_per_sequence)
+    max_width_ *= 2;
   head_rows_ = std::min(max_rows_, head_pass_rows);
   allocate_buffers();
   build_rope_tables();
@@ -70,7 +74,7 @@ void cuda_executor::allocate_buffers() {
   const int64_t h = cfg_.hidden_size;
   const int64_t q = cfg_.num_attention_heads * cfg_.head_dim;
   const int64_t k = cfg_.num_experts_per_tok;
-  const auto inputs = sizeof(int32_t) * (5 * r + r * table_stride_);
+  const auto inputs = sizeof(int32_t) * (5 * r + r * max_width_);
   in_host_.reserve(inputs);
   in_dev_.resize(inputs);
   hidden_.resize(sizeof(float) * r * h);
@@ -144,7 +148,18 @@ void cuda_executor::size_kv_pool(const cuda_executor_options& options) {
     rule = std::to_string(options.kv_memory_percent) + " % of the "
            + std::to_string(free_bytes >> 20) + " MiB left";
   }
-  // Page ids are int32; the page table keeps a record per page on the host.
+  // The page table keeps a record per page on the host: beyond twice what
+  // max_batch sequences of the model's whole context need (room for the
+  // prefix cache), pages only cost host memory and start-up.
+  if (options.num_pages <= 0) {
+    auto per_sequence
+      = (cfg_.max_position_embeddings + page_size_ - 1) / page_size_;
+    auto cap = 2 * std::max<int64_t>(options.max_sequences, 1) * per_sequence;
+    if (pages > cap) {
+      pages = cap;
+      rule += ", capped at twice max_batch full-context sequences";
+    }
+  }
   pages = std::min<int64_t>(pages, int64_t{1} << 30);
   if (pages < 1 || static_cast<size_t>(pages * page_bytes) > free_bytes)
     throw cuda::cuda_error(

@@ -35,6 +35,9 @@ struct cuda_executor_options {
   /// Decode steps of up to this many rows replay as CUDA graphs (one per
   /// batch size).
   int64_t max_graph_rows = 64;
+  /// Sequences the engine runs at once ([engine] max_batch): without a size
+  /// the pool holds at most twice their full context.
+  int64_t max_sequences = 64;
   /// Print load progress (bytes, GB/s, ETA) on stderr.
   bool show_progress = false;
 };

@@ -5,6 +5,7 @@
 // cuda_step.cpp (running steps, with decode steps replayed as CUDA graphs).
 
 #include <map>
+#include <set>
 #include <memory>
 #include <string>
 #include <vector>
@@ -108,6 +109,8 @@ private:
   bool graphable(const step_state& st) const;
   /// Replays (capturing on first use) the decode step of `n` rows.
   void replay_decode(int64_t n, int64_t width);
+  /// Whether this step replays a graph (the second step of its shape on).
+  bool use_graph(const step_state& st);
   void gemm(const __nv_bfloat16* x, const __nv_bfloat16* w, int64_t n,
             int64_t in, int64_t out, float* y, float beta);
   cuda::attention_shape attention_shape_of() const;
@@ -121,7 +124,8 @@ private:
   int64_t max_graph_rows_;
   int64_t page_size_;
   int64_t num_pages_ = 0;
-  int64_t table_stride_ = 0;
+  /// Widest block table an input copy can carry (a power of two).
+  int64_t max_width_ = 0;
   int64_t qkv_dim_ = 0;
   int64_t head_rows_ = 0; // rows of one LM-head pass
   std::unique_ptr<cuda::stream> stream_;
@@ -138,8 +142,10 @@ private:
   cuda::device_buffer xf_, logits_, greedy_dev_, grouped_out_;
   cuda::pinned_buffer greedy_host_, logits_host_, plan_host_, rows_host_,
     routing_host_;
-  /// Decode graphs by (rows, block-table width).
+  /// Decode graphs by (rows, block-table width); a shape runs once without
+  /// a graph first, so that cuBLAS and the kernels load outside a capture.
   std::map<std::pair<int64_t, int64_t>, cudaGraphExec_t> graphs_;
+  std::set<std::pair<int64_t, int64_t>> seen_shapes_;
   std::unique_ptr<step_state> step_;
 };
 

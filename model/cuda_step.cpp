@@ -80,7 +80,7 @@ caf::expected<step_progress> cuda_executor::start(step_request req) {
     st.width = table_width(st.req.batch);
     stage_inputs(st);
     copy_pages(st.req.copies);
-    if (graphable(st)) {
+    if (use_graph(st)) {
       replay_decode(st.n, st.width);
       step_progress done;
       done.result = finish();
@@ -367,6 +367,13 @@ bool cuda_executor::graphable(const step_state& st) const {
   // Expert groups on the gemm path read their sizes back to the host.
   return cuda::choose_ffn_path(w_.layers.front().experts, st.n)
          == cuda::ffn_path::decode;
+}
+
+bool cuda_executor::use_graph(const step_state& st) {
+  if (!graphable(st))
+    return false;
+  auto key = std::make_pair(st.n, st.width);
+  return !seen_shapes_.insert(key).second;
 }
 
 void cuda_executor::replay_decode(int64_t n, int64_t width) {

@@ -2,6 +2,7 @@
 # Runs on the GPU machine (device tool), from the repository root, with .device/
 # carried (scripts/device_bundle.sh made it). One call does what the lease allows:
 #   scripts/device_run.sh [tests] [bench] [torch] [ncu] [serve] [serve-gpu]
+#                         [cluster] [model]
 #   (default: tests bench torch)
 # Writes under $OUT: gpu.txt, tests.log, bench_bf16.json, bench_int8.json,
 # torch.json, table.md (the side-by-side table), ncu.txt, serve_*.json (CPU
@@ -27,12 +28,12 @@ if has tests; then
   if [ -n "$data_dir" ] && [ ! -e "$data_dir" ]; then
     mkdir -p "$(dirname "$data_dir")" && ln -s "$PWD/tests/data" "$data_dir"
   fi
-  for suite in gpu.cuda_ops gpu.cuda_model_ops gpu.cuda_expert gpu.cpu_quant gpu.cpu_ops; do
+  for suite in gpu.cuda_ops gpu.cuda_model_ops gpu.cuda_expert model.cuda_executor gpu.cpu_quant gpu.cpu_ops; do
     echo "== $suite"
     timeout 300 .device/bin/volt_tests -n -r 300 -s "^${suite//./\\.}\$" 2>&1 | tail -n 400
     echo "exit: ${PIPESTATUS[0]}"
   done >"$OUT/tests.log" 2>&1
-  grep -E "^== |exit:|VOLT_GPU_SKIPPED|rel_error|FAIL|failed|error" "$OUT/tests.log" | head -n 80
+  grep -E "^== |exit:|VOLT_GPU_SKIPPED|rel_error|FAIL|failed|error|worst|identical|agrees|preemptions|^!!" "$OUT/tests.log" | head -n 120
 fi
 
 if has bench; then
@@ -68,8 +69,8 @@ if has serve; then
 fi
 
 if has serve-gpu; then
-  # The same benchmark with the experts on the GPU (bf16 three times, then
-  # int8); the engine's attention, gating and logits stay on the host CPU.
+  # The same benchmark with the whole step on the GPU (bf16 three times, then
+  # int8 experts).
   for round in 1 2 3; do
     $node bench serve --model tests/data/tiny-mixtral-a --device cuda:0 --json \
       >"$OUT/serve_gpu_$round.json"
@@ -77,6 +78,17 @@ if has serve-gpu; then
   $node bench serve --model tests/data/tiny-mixtral-a --device cuda:0 \
     --quantization int8 --json >"$OUT/serve_gpu_int8.json"
   cat "$OUT"/serve_gpu_*.json
+fi
+
+if has cluster; then
+  # A GPU router and two GPU workers over TCP against a GPU standalone node.
+  scripts/device_cluster_check.sh >"$OUT/cluster.txt" 2>&1
+  cat "$OUT/cluster.txt"
+fi
+
+if has model; then
+  # A Mixtral-8x7B-shaped checkpoint: Volt against transformers, floors.
+  scripts/bench_model_gpu.sh ${VOLT_MODEL_LAYERS:-4 8}
 fi
 
 if has ncu; then
