@@ -381,32 +381,24 @@ void cuda_executor::replay_decode(int64_t n, int64_t width) {
   auto key = std::make_pair(n, width);
   auto it = graphs_.find(key);
   if (it == graphs_.end()) {
-    // Captured without the step (nothing of one request is baked in): the
-    // key bound is the model's context, positions and tables come from the
-    // input copy at each replay.
+    // Captured without the step, so that nothing of one request is baked
+    // in (no routing record, no logits copies: those follow each replay);
+    // the key bound is the model's context, positions and tables come from
+    // the input copy at each replay.
     auto st = std::move(step_);
-    CUDA_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
     try {
-      enqueue_inputs(n, width);
-      for (int64_t l = 0; l < cfg_.num_hidden_layers; ++l)
-        enqueue_layer(l, n, cfg_.max_position_embeddings, width);
-      enqueue_head(n, nullptr);
+      auto exec = cuda::capture_graph(s, [&] {
+        enqueue_inputs(n, width);
+        for (int64_t l = 0; l < cfg_.num_hidden_layers; ++l)
+          enqueue_layer(l, n, cfg_.max_position_embeddings, width);
+        enqueue_head(n, nullptr);
+      });
+      it = graphs_.emplace(key, exec).first;
     } catch (...) {
-      cudaGraph_t broken = nullptr;
-      cudaStreamEndCapture(s, &broken);
-      if (broken != nullptr)
-        cudaGraphDestroy(broken);
       step_ = std::move(st);
       throw;
     }
     step_ = std::move(st);
-    cudaGraph_t graph = nullptr;
-    CUDA_CHECK(cudaStreamEndCapture(s, &graph));
-    cudaGraphExec_t exec = nullptr;
-    auto status = cudaGraphInstantiate(&exec, graph, 0);
-    cudaGraphDestroy(graph);
-    CUDA_CHECK(status);
-    it = graphs_.emplace(key, exec).first;
   }
   CUDA_CHECK(cudaGraphLaunch(it->second, s));
   // Rows whose logits are asked for (a temperature): the graph computed

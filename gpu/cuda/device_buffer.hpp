@@ -123,6 +123,30 @@ private:
   cudaStream_t s_ = nullptr;
 };
 
+/// Captures what `enqueue` puts on `stream` as a CUDA graph and returns it
+/// instantiated (the caller destroys it); a capture that throws is ended and
+/// dropped before the exception goes on.
+template <class Enqueue>
+cudaGraphExec_t capture_graph(cudaStream_t stream, Enqueue enqueue) {
+  CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+  try {
+    enqueue();
+  } catch (...) {
+    cudaGraph_t broken = nullptr;
+    cudaStreamEndCapture(stream, &broken);
+    if (broken != nullptr)
+      cudaGraphDestroy(broken);
+    throw;
+  }
+  cudaGraph_t graph = nullptr;
+  CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
+  cudaGraphExec_t exec = nullptr;
+  auto status = cudaGraphInstantiate(&exec, graph, 0);
+  cudaGraphDestroy(graph);
+  CUDA_CHECK(status);
+  return exec;
+}
+
 /// An event; timing disabled unless asked for.
 class event {
 public:

@@ -56,27 +56,16 @@ ffn_path moe_layer_runner::run(const __nv_bfloat16* x, const float* x_router,
     path = choose_ffn_path(layer_, n);
   if (n == 0 || path != ffn_path::decode || stream == nullptr)
     return enqueue(x, x_router, gate, n, path, out, accumulate, stream);
-  graph_key key{n, x, gate, out};
+  graph_key key{n, x, x_router, gate, out, accumulate};
   auto it = graphs_.find(key);
-  if (it == graphs_.end()) {
-    CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
-    try {
-      enqueue(x, x_router, gate, n, path, out, accumulate, stream);
-    } catch (...) {
-      cudaGraph_t broken = nullptr;
-      cudaStreamEndCapture(stream, &broken);
-      if (broken != nullptr)
-        cudaGraphDestroy(broken);
-      throw;
-    }
-    cudaGraph_t graph = nullptr;
-    CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
-    cudaGraphExec_t exec = nullptr;
-    auto status = cudaGraphInstantiate(&exec, graph, 0);
-    cudaGraphDestroy(graph);
-    CUDA_CHECK(status);
-    it = graphs_.emplace(key, exec).first;
-  }
+  if (it == graphs_.end())
+    it = graphs_
+           .emplace(key, capture_graph(stream,
+                                       [&] {
+                                         enqueue(x, x_router, gate, n, path,
+                                                 out, accumulate, stream);
+                                       }))
+           .first;
   CUDA_CHECK(cudaGraphLaunch(it->second, stream));
   return path;
 }

@@ -85,7 +85,8 @@ public:
   }
 
 private:
-  using graph_key = std::tuple<int64_t, const void*, const void*, void*>;
+  using graph_key
+    = std::tuple<int64_t, const void*, const void*, const void*, void*, bool>;
 
   expert_layer layer_;
   int64_t k_;

@@ -18,30 +18,17 @@
 #  include <cmath>
 #  include <numeric>
 
-#  include <cuda_runtime_api.h>
-
 #  include "actors/cuda_expert.hpp"
 #  include "model/cuda_executor.hpp"
 #  include "model/json.hpp"
 #  include "tests/engine_harness.hpp"
+#  include "tests/gpu/cuda_test_util.hpp"
 #  include "tests/model/checkpoint_writer.hpp"
 
 using namespace volt;
 using namespace volt::test;
 
 namespace {
-
-bool gpu_available() {
-  int count = 0;
-  auto status = cudaGetDeviceCount(&count);
-  if (status != cudaSuccess || count == 0) {
-    report_gpu_skip(status != cudaSuccess ? cudaGetErrorString(status)
-                                          : "no CUDA device");
-    cudaGetLastError();
-    return false;
-  }
-  return true;
-}
 
 checkpoint open_dir(const std::string& dir) {
   auto ckpt = checkpoint::open(dir);
