@@ -268,12 +268,11 @@ online_softmax(float (&s)[key_blocks][4], float scale_log2, bool masked,
 ///    fragments into registers (Q is read once, so its buffer is reused);
 /// 3. per K/V tile of 64 keys, from the block's last key down (the tile
 ///    crossing the diagonal comes first, the one cut at the first key
-///    last): 64 threads resolve the next tile's keys to cache slots through
-///    the block table (keys outside the block's range get slot -1 and load
-///    as zeros); waits for K, starts V; S = Q·Kᵀ over the 16-key chunks some
-///    row of the warp can see; masks (only tiles where some row of the warp
-///    sees not all keys); online softmax in the exp2 domain; waits for V,
-///    starts the next K; O += P·V;
+///    last): 64 threads start loading the next tile's block table entries;
+///    waits for K, starts V; S = Q·Kᵀ over the 16-key chunks some row of the
+///    warp can see; masks (only tiles where some row of the warp sees not
+///    all keys); online softmax in the exp2 domain; the next tile's cache
+///    slots into shared memory; waits for V, starts the next K; O += P·V;
 /// 4. divides by the row sums (0 for a row without keys: zeros) and writes
 ///    its rows of the tile as bf16 through shared memory, 16 bytes a store.
 template <int HD>
@@ -378,15 +377,20 @@ __global__ void __launch_bounds__(threads, 2)
     table += static_cast<int64_t>(p.row_table[first]) * p.table_stride;
   // Tile j covers keys [bhi + 1 - 64 (j + 1), bhi + 1 - 64 j).
   auto tile_key0 = [&](int j) { return bhi + 1 - kv_tile * (j + 1); };
-  auto resolve = [&](int j, int32_t* slots) {
+  // Thread tid < 64 resolves key tile_key0(j) + tid in two steps, so that
+  // the table load's latency hides behind a tile's S: fetch loads {page
+  // entry, offset in the page}, slot_of makes the cache slot (-1 outside the
+  // block's range: loaded as zeros).
+  auto fetch = [&](int j) {
     const int key = tile_key0(j) + tid;
-    int slot = -1;
+    int2 e = make_int2(-1, 0);
     if (key >= blo && key <= bhi) {
       const int page = key / p.page_size;
-      slot = table[page] * p.page_size + (key - page * p.page_size);
+      e = make_int2(table[page], key - page * p.page_size);
     }
-    slots[tid] = slot;
+    return e;
   };
+  auto slot_of = [&](int2 e) { return e.x < 0 ? -1 : e.x * p.page_size + e.y; };
   const int64_t slot_stride = static_cast<int64_t>(p.n_kv_heads) * HD;
   const __nv_bfloat16* k_head = p.k + static_cast<int64_t>(kvh) * HD;
   const __nv_bfloat16* v_head = p.v + static_cast<int64_t>(kvh) * HD;
@@ -405,7 +409,7 @@ __global__ void __launch_bounds__(threads, 2)
     cp_async_commit();
   };
   if (n_kt > 0 && tid < kv_tile)
-    resolve(0, slot_s[0]);
+    slot_s[0][tid] = slot_of(fetch(0));
   __syncthreads();
   if (n_kt > 0)
     load_tile(k_s, k_head, slot_s[0]);
@@ -416,10 +420,10 @@ __global__ void __launch_bounds__(threads, 2)
   float l[2] = {0.0f, 0.0f}; // this thread's part of the row sums
   for (int it = 0; it < n_kt; ++it) {
     const int kt0 = tile_key0(it);
-    // slot_s[(it + 1) & 1] was last read when V of tile it - 1 started,
-    // before the previous iteration's second barrier.
-    if (it + 1 < n_kt && tid < kv_tile)
-      resolve(it + 1, slot_s[(it + 1) & 1]);
+    const bool resolver = it + 1 < n_kt && tid < kv_tile;
+    int2 next = make_int2(-1, 0);
+    if (resolver)
+      next = fetch(it + 1);
     cp_async_wait_all();
     __syncthreads(); // K of tile it is in; everyone is done with V of it - 1
     load_tile(v_s, v_head, slot_s[it & 1]);
@@ -445,6 +449,10 @@ __global__ void __launch_bounds__(threads, 2)
       online_softmax<HD>(s, p.scale_log2, masked, kt0 + 2 * tig, row_lo,
                          row_pos, m, l, o, pf);
     }
+    // slot_s[(it + 1) & 1] was last read when V of tile it - 1 started,
+    // before the previous iteration's second barrier.
+    if (resolver)
+      slot_s[(it + 1) & 1][tid] = slot_of(next);
     cp_async_wait_all();
     __syncthreads(); // V of tile it is in; everyone is done with K of it
     if (it + 1 < n_kt)
