@@ -28,7 +28,7 @@ if has tests; then
   if [ -n "$data_dir" ] && [ ! -e "$data_dir" ]; then
     mkdir -p "$(dirname "$data_dir")" && ln -s "$PWD/tests/data" "$data_dir"
   fi
-  for suite in gpu.cuda_ops gpu.cuda_model_ops gpu.cuda_expert model.cuda_executor gpu.cpu_quant gpu.cpu_ops; do
+  for suite in gpu.cuda_ops gpu.cuda_model_ops gpu.cuda_prefill_attention gpu.cuda_expert model.cuda_executor gpu.cpu_quant gpu.cpu_ops; do
     echo "== $suite"
     timeout 300 .device/bin/volt_tests -n -r 300 -s "^${suite//./\\.}\$" 2>&1 | tail -n 400
     echo "exit: ${PIPESTATUS[0]}"

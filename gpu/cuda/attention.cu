@@ -75,6 +75,7 @@ workspace_layout make_layout(const attention_shape& shape, int64_t n_rows,
 }
 
 struct attn_params {
+  const int32_t* rows; // [n_rows] step rows of the blocks, or null: row b
   const float* q;
   const uint16_t* k; // bf16 bits
   const uint16_t* v;
@@ -103,9 +104,10 @@ __device__ __forceinline__ float bf16_hi(uint32_t w) {
   return __uint_as_float(w & 0xffff0000u);
 }
 
-/// This kernel does the following for query row blockIdx.x, KV head
-/// blockIdx.y and key split blockIdx.z (G >= group: the padded heads score
-/// against zeros and are never written):
+/// This kernel does the following for query row r (blockIdx.x, or
+/// rows[blockIdx.x] with a row subset), KV head blockIdx.y and key split
+/// blockIdx.z (G >= group: the padded heads score against zeros and are never
+/// written):
 /// 1. finds the split's keys, [first + split * keys_per_split, ...) within
 ///    the row's [first, pos]; an empty split writes a neutral partial (max
 ///    -inf, sum 0), or zeros as the output of a row without keys, and stops;
@@ -135,7 +137,10 @@ __global__ void __launch_bounds__(attn_threads)
   __shared__ __align__(16) float acc_s[key_lanes * G * HD];
 
   const int tid = threadIdx.x;
-  const int64_t r = blockIdx.x;
+  // The workspace is indexed by the block, q, out and the row arrays by the
+  // step row, so a subset needs no more workspace than its own rows.
+  const int b = blockIdx.x;
+  const int r = p.rows != nullptr ? p.rows[b] : b;
   const int kvh = blockIdx.y;
   const int split = blockIdx.z;
   const int group = p.group;
@@ -143,15 +148,18 @@ __global__ void __launch_bounds__(attn_threads)
   const int first = p.window > 0 ? max(0, pos - p.window + 1) : 0;
   const int begin = first + split * p.keys_per_split;
   const int end = min(pos + 1, begin + p.keys_per_split); // exclusive
-  const int64_t head0 = r * p.n_heads + static_cast<int64_t>(kvh) * group;
+  const int64_t head0 = static_cast<int64_t>(r) * p.n_heads
+                        + static_cast<int64_t>(kvh) * group;
+  const int64_t part0 = static_cast<int64_t>(b) * p.n_heads
+                        + static_cast<int64_t>(kvh) * group;
 
   if (begin >= end) {
     if (p.n_splits == 1) {
       for (int i = tid; i < group * HD; i += attn_threads)
         p.out[head0 * HD + i] = __float2bfloat16_rn(0.0f);
     } else if (tid < group) {
-      p.part_m[(head0 + tid) * p.n_splits + split] = -INFINITY;
-      p.part_l[(head0 + tid) * p.n_splits + split] = 0.0f;
+      p.part_m[(part0 + tid) * p.n_splits + split] = -INFINITY;
+      p.part_l[(part0 + tid) * p.n_splits + split] = 0.0f;
     }
     return;
   }
@@ -293,7 +301,7 @@ __global__ void __launch_bounds__(attn_threads)
         l += red_s[w][g];
       p.out[head0 * HD + i] = __float2bfloat16_rn(a / l);
     } else {
-      p.part_acc[((head0 + g) * p.n_splits + split) * HD + i % HD] = a;
+      p.part_acc[((part0 + g) * p.n_splits + split) * HD + i % HD] = a;
     }
   }
   if (p.n_splits > 1) {
@@ -304,23 +312,28 @@ __global__ void __launch_bounds__(attn_threads)
 #pragma unroll
         for (int w = 0; w < n_warps; ++w)
           l += red_s[w][g];
-        p.part_m[(head0 + g) * p.n_splits + split] = m_run[g];
-        p.part_l[(head0 + g) * p.n_splits + split] = l;
+        p.part_m[(part0 + g) * p.n_splits + split] = m_run[g];
+        p.part_l[(part0 + g) * p.n_splits + split] = l;
       }
   }
 }
 
-/// This kernel does the following for (row, head) blockIdx.x, one thread per
-/// dimension:
+/// This kernel does the following for (block row b, head h) blockIdx.x, one
+/// thread per dimension:
 /// 1. the largest of the splits' maxima M (neutral splits are -inf);
-/// 2. out = Σ e^(m_s − M) acc_s / Σ e^(m_s − M) l_s over the non-neutral
-///    splits, as bf16; a row without keys (every split neutral) gets zeros.
+/// 2. out[r, h] = Σ e^(m_s − M) acc_s / Σ e^(m_s − M) l_s over the
+///    non-neutral splits, as bf16, r = rows[b] with a row subset, else b; a
+///    row without keys (every split neutral) gets zeros.
 __global__ void attention_merge_kernel(const float* __restrict__ part_acc,
                                        const float* __restrict__ part_m,
                                        const float* __restrict__ part_l,
-                                       int n_splits, int head_dim,
+                                       const int32_t* __restrict__ rows,
+                                       int n_heads, int n_splits, int head_dim,
                                        __nv_bfloat16* __restrict__ out) {
   const int64_t rh = blockIdx.x;
+  const int64_t b = rh / n_heads;
+  const int64_t out_rh = (rows != nullptr ? rows[b] : b) * n_heads
+                         + rh % n_heads;
   const int d = threadIdx.x;
   const float* m = part_m + rh * n_splits;
   const float* l = part_l + rh * n_splits;
@@ -337,7 +350,8 @@ __global__ void attention_merge_kernel(const float* __restrict__ part_acc,
       den += w * l[s];
       num += w * part_acc[(rh * n_splits + s) * head_dim + d];
     }
-  out[rh * head_dim + d] = __float2bfloat16_rn(den > 0.0f ? num / den : 0.0f);
+  out[out_rh * head_dim + d]
+    = __float2bfloat16_rn(den > 0.0f ? num / den : 0.0f);
 }
 
 template <int HD, int G>
@@ -410,6 +424,7 @@ void paged_attention(const float* q, const __nv_bfloat16* k_cache,
            + std::to_string(plan.n_splits) + " splits, at most 65535");
   auto* base = static_cast<char*>(workspace);
   attn_params p{};
+  p.rows = batch.rows;
   p.q = q;
   p.k = reinterpret_cast<const uint16_t*>(k_cache);
   p.v = reinterpret_cast<const uint16_t*>(v_cache);
@@ -442,7 +457,7 @@ void paged_attention(const float* q, const __nv_bfloat16* k_cache,
     attention_merge_kernel<<<
       static_cast<unsigned>(batch.n_rows * shape.n_heads),
       static_cast<unsigned>(shape.head_dim), 0, stream>>>(
-      p.part_acc, p.part_m, p.part_l, p.n_splits,
+      p.part_acc, p.part_m, p.part_l, p.rows, p.n_heads, p.n_splits,
       static_cast<int>(shape.head_dim), out);
     CUDA_CHECK_LAUNCH(attention_merge_kernel);
   }

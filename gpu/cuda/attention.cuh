@@ -31,6 +31,10 @@ struct attention_batch {
   int64_t table_stride = 0;
   /// Upper bound of any row's position + 1 (sizes the key splits; host).
   int64_t max_keys = 0;
+  /// [n_rows] i32 when set: the step rows to compute, each at most once (the
+  /// others are left alone); positions, row_table, q and out are indexed by
+  /// these rows, and n_rows counts them. Null: rows 0 .. n_rows - 1.
+  const int32_t* rows = nullptr;
 };
 
 /// Shape of the attention and the cache.
@@ -53,12 +57,14 @@ size_t paged_attention_workspace_bytes(const attention_shape& shape,
 /// Long key ranges are split over blocks (partial maxima, sums and outputs
 /// merged by a second kernel). The launch configuration depends only on the
 /// shape, n_rows and max_keys, so a CUDA graph captured once replays for any
-/// positions and tables within those bounds.
-/// - q         (in):  [n_rows, n_heads, head_dim] f32
+/// positions and tables within those bounds. With batch.rows, q, out and
+/// the row arrays span the whole step (the listed rows are read and written,
+/// no others), and the workspace sizes by n_rows, the count of listed rows.
+/// - q         (in):  [step rows, n_heads, head_dim] f32
 /// - k_cache   (in):  [num_pages, page_size, n_kv_heads, head_dim] bf16
 /// - v_cache   (in):  same layout
 /// - workspace (tmp): paged_attention_workspace_bytes(shape, n_rows, max_keys)
-/// - out       (out): [n_rows, n_heads, head_dim] bf16
+/// - out       (out): [step rows, n_heads, head_dim] bf16
 void paged_attention(const float* q, const __nv_bfloat16* k_cache,
                      const __nv_bfloat16* v_cache, const attention_batch& batch,
                      const attention_shape& shape, void* workspace,
