@@ -50,6 +50,7 @@ make_executor(const checkpoint& ckpt, const standalone_options& options,
     opts.max_graph_rows = static_cast<int64_t>(eng.batching.max_batch);
     opts.max_sequences = static_cast<int64_t>(eng.batching.max_batch);
     opts.show_progress = options.show_progress;
+    opts.tensor_core_prefill = options.tensor_core_prefill;
     return make_cuda_executor(ckpt, opts);
   }
   auto dense = dense_weights::load(ckpt);

@@ -31,6 +31,9 @@ struct standalone_options {
   /// percent of the device memory left after the weights.
   int64_t kv_memory_mib = 0;
   int64_t kv_memory_percent = 90;
+  /// A CUDA executor's prompt chunks attend on the tensor cores (false: the
+  /// SIMT kernel, for comparison).
+  bool tensor_core_prefill = true;
   /// Show load progress on stderr (a terminal).
   bool show_progress = false;
 };

@@ -38,6 +38,9 @@ const std::vector<flag_spec> model_flags = {
   {"prompt", true, "prefill lengths, comma-separated (default 512,2048)"},
   {"decode-prompt", true, "prompt tokens of the decode runs (default 128)"},
   {"new-tokens", true, "tokens per decode request (default 64)"},
+  {"prefill-attention", true,
+   "attention of prompt chunks on a GPU: tensor-cores or simt (default "
+   "tensor-cores)"},
   {"check-cpu", true,
    "also run a prompt of this many tokens on the float32 CPU executor and "
    "compare the last position's logits (default 0: no)"},
@@ -226,6 +229,13 @@ int run_bench_model(const std::vector<std::string>& raw_args) {
   options.model_device_origin = "--device";
   options.quantization = *quantization;
   options.show_progress = !args->has("json");
+  auto attention = args->get("prefill-attention", "tensor-cores");
+  if (attention != "tensor-cores" && attention != "simt")
+    return report_error(make_volt_error(volt_errc::invalid_config,
+                                        "--prefill-attention: expected "
+                                        "tensor-cores or simt, got '"
+                                          + attention + "'"));
+  options.tensor_core_prefill = attention == "tensor-cores";
   options.engine.batching.max_batch = static_cast<size_t>(max_batch);
   options.engine.batching.max_queue = static_cast<size_t>(max_batch);
   // A whole prompt in one step, so that prefill is timed as one pass.

@@ -9,6 +9,7 @@
 
 #  include "base/log.hpp"
 #  include "gpu/cuda/cuda_check.hpp"
+#  include "gpu/cuda/prefill_attention.cuh"
 #  include "model/cuda_executor_impl.hpp"
 
 namespace volt {
@@ -45,6 +46,9 @@ cuda_executor::cuda_executor(const checkpoint& ckpt,
   while (max_width_ < pages_per_sequence)
     max_width_ *= 2;
   head_rows_ = std::min(max_rows_, head_pass_rows);
+  tensor_core_prefill_
+    = options.tensor_core_prefill
+      && cuda::prefill_attention_supported(attention_shape_of());
   allocate_buffers();
   build_rope_tables();
   size_kv_pool(options);
@@ -74,7 +78,7 @@ void cuda_executor::allocate_buffers() {
   const int64_t h = cfg_.hidden_size;
   const int64_t q = cfg_.num_attention_heads * cfg_.head_dim;
   const int64_t k = cfg_.num_experts_per_tok;
-  const auto inputs = sizeof(int32_t) * (5 * r + r * max_width_);
+  const auto inputs = sizeof(int32_t) * (8 * r + r * max_width_);
   in_host_.reserve(inputs);
   in_dev_.resize(inputs);
   hidden_.resize(sizeof(float) * r * h);

@@ -38,6 +38,10 @@ struct cuda_executor_options {
   /// Sequences the engine runs at once ([engine] max_batch): without a size
   /// the pool holds at most twice their full context.
   int64_t max_sequences = 64;
+  /// Prompt chunks attend on the tensor cores where the shape allows; false
+  /// keeps every row on the SIMT kernel (for measuring one against the
+  /// other).
+  bool tensor_core_prefill = true;
   /// Print load progress (bytes, GB/s, ETA) on stderr.
   bool show_progress = false;
 };

@@ -77,6 +77,9 @@ private:
     int64_t max_keys = 0;
     /// Entries per block table in the input copy.
     int64_t width = 0;
+    /// Query tiles on the tensor cores, and rows for the SIMT kernel.
+    int64_t tiles = 0;
+    int64_t simt = 0;
     /// Rows whose logits are computed: greedy and logit rows, ascending.
     std::vector<int64_t> sample_rows;
     int64_t layer = 0;
@@ -121,6 +124,8 @@ private:
   bool local_experts_;
   std::vector<uint32_t> local_;
   int64_t max_rows_;
+  /// The shape has a tensor-core prefill kernel.
+  bool tensor_core_prefill_ = false;
   int64_t max_graph_rows_;
   int64_t page_size_;
   int64_t num_pages_ = 0;

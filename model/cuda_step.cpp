@@ -7,6 +7,7 @@
 
 #include "base/error.hpp"
 #include "gpu/cuda/cuda_check.hpp"
+#include "gpu/cuda/prefill_attention.cuh"
 #include "model/cuda_executor_impl.hpp"
 
 namespace volt {
@@ -27,7 +28,12 @@ int64_t table_width(const step_batch& b) {
   return w;
 }
 
-/// Where each input lives in the pinned block and its device copy: five
+/// Sequences with at least this many rows in a step (prompt chunks) attend
+/// on the tensor cores, in tiles; the others (decodes, short chunks) with the
+/// SIMT kernel.
+constexpr int64_t tensor_core_min_rows = 16;
+
+/// Where each input lives in the pinned block and its device copy: eight
 /// [n] arrays, then the block tables [n, width].
 struct input_layout {
   int64_t n;
@@ -48,11 +54,20 @@ struct input_layout {
   int64_t sample_rows() const {
     return 4 * n;
   }
-  int64_t tables() const {
+  int64_t tile_first_row() const {
     return 5 * n;
   }
+  int64_t tile_rows() const {
+    return 6 * n;
+  }
+  int64_t simt_rows() const {
+    return 7 * n;
+  }
+  int64_t tables() const {
+    return 8 * n;
+  }
   size_t bytes() const {
-    return sizeof(int32_t) * static_cast<size_t>(5 * n + n * width);
+    return sizeof(int32_t) * static_cast<size_t>(8 * n + n * width);
   }
 };
 
@@ -153,6 +168,23 @@ void cuda_executor::stage_inputs(step_state& st) {
     in[at.sample_rows() + static_cast<int64_t>(i)]
       = static_cast<int32_t>(st.sample_rows[i]);
   st.max_keys = max_pos + 1;
+  // Attention: prompt chunks in tensor-core tiles, every other row SIMT.
+  st.tiles = 0;
+  st.simt = 0;
+  for (const auto& seq : b.sequences) {
+    if (seq.n_rows >= tensor_core_min_rows && tensor_core_prefill_) {
+      for (auto r = seq.first_row; r < seq.first_row + seq.n_rows;
+           r += cuda::prefill_tile_rows) {
+        in[at.tile_first_row() + st.tiles] = static_cast<int32_t>(r);
+        in[at.tile_rows() + st.tiles] = static_cast<int32_t>(std::min(
+          cuda::prefill_tile_rows, seq.first_row + seq.n_rows - r));
+        ++st.tiles;
+      }
+    } else {
+      for (auto r = seq.first_row; r < seq.first_row + seq.n_rows; ++r)
+        in[at.simt_rows() + st.simt++] = static_cast<int32_t>(r);
+    }
+  }
 }
 
 void cuda_executor::copy_pages(const std::vector<page_copy>& copies) {
@@ -223,12 +255,25 @@ void cuda_executor::enqueue_layer(int64_t l, int64_t n, int64_t max_keys,
   batch.table_stride = width;
   batch.max_keys = max_keys;
   auto shape = attention_shape_of();
-  auto ws = cuda::paged_attention_workspace_bytes(shape, n, max_keys);
-  if (ws > attn_ws_.bytes())
-    attn_ws_.resize(ws); // never while capturing: graphs use the allocation
-  cuda::paged_attention(q_.get<float>(), k_layer, v_layer, batch, shape,
-                        attn_ws_.get(), attn_ws_.bytes(),
-                        attn_.get<__nv_bfloat16>(), s);
+  // A step without a step_ is a graph capture: decode rows only, all SIMT.
+  const int64_t tiles = step_ ? step_->tiles : 0;
+  const int64_t simt = step_ ? step_->simt : n;
+  if (tiles > 0)
+    cuda::prefill_attention(q_.get<float>(), k_layer, v_layer, batch,
+                            in + at.tile_first_row(), in + at.tile_rows(),
+                            tiles, shape, attn_.get<__nv_bfloat16>(), s);
+  if (simt > 0) {
+    if (simt < n) {
+      batch.rows = in + at.simt_rows();
+      batch.n_rows = simt;
+    }
+    auto ws = cuda::paged_attention_workspace_bytes(shape, simt, max_keys);
+    if (ws > attn_ws_.bytes())
+      attn_ws_.resize(ws); // never while capturing: graphs use the allocation
+    cuda::paged_attention(q_.get<float>(), k_layer, v_layer, batch, shape,
+                          attn_ws_.get(), attn_ws_.bytes(),
+                          attn_.get<__nv_bfloat16>(), s);
+  }
   gemm(attn_.get<__nv_bfloat16>(), lw.o_proj, n, q_dim, h, hidden_.get<float>(),
        1.0f);
   cuda::rms_norm(hidden_.get<float>(), nullptr, lw.post_norm, n, h, eps,

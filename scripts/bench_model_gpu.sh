@@ -44,6 +44,13 @@ PY
       || tail -n 5 "$OUT/volt_L${l}_$q.err"
     grep -E "weights on|KV cache" "$OUT/volt_L${l}_$q.err" | head -3
   done
+  if [ $first -eq 1 ]; then
+    # Prefill attention on the SIMT kernel, against the tensor-core default.
+    timeout 200 $node bench model --model "$ckpt" --device cuda:0 --batch 1 \
+      --prompt 512,2048 --new-tokens 8 --prefill-attention simt --json \
+      >"$OUT/volt_L${l}_simt.json" 2>"$OUT/volt_L${l}_simt.err" \
+      || tail -n 5 "$OUT/volt_L${l}_simt.err"
+  fi
   first=0
 done
 python3 scripts/model_side_by_side.py "$OUT" "${layers[@]}" | tee "$OUT/model_table.md"

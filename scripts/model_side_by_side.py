@@ -57,6 +57,14 @@ if rows:
     for l, v, q, d, p, hf, _ in rows:
         for n, x in sorted(p.items()):
             print(f"| {l} | {n} | {x['tokens_per_second']:.0f} | {x['tflops']:.0f} | {x['tflops'] / v['bf16_tflops']:.0%} |")
+    for l, v, q, d, p, hf, _ in rows:
+        simt = load(f"volt_L{l}_simt.json")
+        if simt:
+            for x in simt["prefill"]:
+                tc = p.get(x["tokens"])
+                if tc:
+                    print(f"  prefill {x['tokens']} ({l} layers): SIMT attention {x['tokens_per_second']:.0f} tokens/s, "
+                          f"tensor cores {tc['tokens_per_second']:.0f} tokens/s")
     print("\n| layers | load s | read once (cat) s | load / read | host RSS MiB (peak) | logits vs CPU f32 |")
     print("| ---: | ---: | ---: | ---: | ---: | ---: |")
     for l, v, q, d, p, hf, rs in rows:
