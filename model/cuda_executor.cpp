@@ -87,13 +87,15 @@ void cuda_executor::allocate_buffers() {
   qkv_.resize(sizeof(float) * r * qkv_dim_);
   q_.resize(sizeof(float) * r * q);
   attn_.resize(sizeof(__nv_bfloat16) * r * q);
-  // Decode graphs attend with the model's whole context as the key bound;
-  // other steps with their own.
+  // Decode graphs attend with the model's whole context as the key bound
+  // and cannot allocate while captured: room for every graph's row count.
+  // Other steps grow the workspace when they need more.
   auto shape = attention_shape_of();
-  attn_ws_.resize(std::max(
-    cuda::paged_attention_workspace_bytes(shape, r, r),
-    cuda::paged_attention_workspace_bytes(
-      shape, std::min(r, max_graph_rows_), cfg_.max_position_embeddings)));
+  size_t ws = cuda::paged_attention_workspace_bytes(shape, r, r);
+  for (int64_t n = 1; n <= std::min(r, max_graph_rows_); ++n)
+    ws = std::max(ws, cuda::paged_attention_workspace_bytes(
+                        shape, n, cfg_.max_position_embeddings));
+  attn_ws_.resize(ws);
   xf_.resize(sizeof(__nv_bfloat16) * r * h);
   logits_.resize(sizeof(float) * head_rows_ * cfg_.vocab_size);
   greedy_dev_.resize(sizeof(int32_t) * r);

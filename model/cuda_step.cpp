@@ -191,13 +191,16 @@ void cuda_executor::copy_pages(const std::vector<page_copy>& copies) {
   const size_t page_bytes = sizeof(__nv_bfloat16) * page_size_
                             * cfg_.num_key_value_heads * cfg_.head_dim;
   const size_t layer_bytes = page_bytes * num_pages_;
+  // One copy per layer: a 2D copy's pitch (a layer's pages) may exceed what
+  // the driver takes. Copy-on-write is rare.
   for (const auto& c : copies)
     for (auto* cache : {&k_cache_, &v_cache_})
-      CUDA_CHECK(cudaMemcpy2DAsync(
-        cache->get<uint8_t>() + c.dst * page_bytes, layer_bytes,
-        cache->get<uint8_t>() + c.src * page_bytes, layer_bytes, page_bytes,
-        static_cast<size_t>(cfg_.num_hidden_layers), cudaMemcpyDeviceToDevice,
-        stream_->get()));
+      for (int64_t l = 0; l < cfg_.num_hidden_layers; ++l) {
+        auto* layer = cache->get<uint8_t>() + l * layer_bytes;
+        CUDA_CHECK(cudaMemcpyAsync(layer + c.dst * page_bytes,
+                                   layer + c.src * page_bytes, page_bytes,
+                                   cudaMemcpyDeviceToDevice, stream_->get()));
+      }
 }
 
 void cuda_executor::enqueue_inputs(int64_t n, int64_t width) {
