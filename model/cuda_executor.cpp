@@ -38,6 +38,9 @@ cuda_executor::cuda_executor(const checkpoint& ckpt,
   }
   stream_ = std::make_unique<cuda::stream>();
   CUBLAS_CHECK(cublasCreate(&cublas_));
+  // Bound before the MoE runner gives the handle its fixed workspace, which
+  // a later change of stream would drop.
+  CUBLAS_CHECK(cublasSetStream(cublas_, stream_->get()));
   qkv_dim_ = (cfg_.num_attention_heads + 2 * cfg_.num_key_value_heads)
              * cfg_.head_dim;
   auto pages_per_sequence

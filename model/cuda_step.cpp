@@ -218,7 +218,7 @@ void cuda_executor::gemm(const __nv_bfloat16* x, const __nv_bfloat16* w,
   // Row-major y[n, out] (+)= x[n, in] · w[out, in]ᵀ, as column-major
   // yᵀ = w · xᵀ; bf16 operands, f32 accumulation and output.
   const float one = 1.0f;
-  CUBLAS_CHECK(cublasSetStream(cublas_, stream_->get()));
+  cuda::bind_stream(cublas_, stream_->get());
   CUBLAS_CHECK(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N,
                             static_cast<int>(out), static_cast<int>(n),
                             static_cast<int>(in), &one, w, CUDA_R_16BF,

@@ -45,9 +45,11 @@ PY
     grep -E "weights on|KV cache" "$OUT/volt_L${l}_$q.err" | head -3
   done
   if [ $first -eq 1 ]; then
-    # Prefill attention on the SIMT kernel, against the tensor-core default.
+    # Prefill attention on the SIMT kernel, against the tensor-core default
+    # (speed, and the logits against the CPU without the tensor cores' bf16
+    # rounding of q and P).
     timeout 200 $node bench model --model "$ckpt" --device cuda:0 --batch 1 \
-      --prompt 512,2048 --new-tokens 8 --prefill-attention simt --json \
+      --prompt 512,2048 --new-tokens 8 --prefill-attention simt --check-cpu 16 --json \
       >"$OUT/volt_L${l}_simt.json" 2>"$OUT/volt_L${l}_simt.err" \
       || tail -n 5 "$OUT/volt_L${l}_simt.err"
   fi

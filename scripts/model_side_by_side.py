@@ -65,6 +65,8 @@ if rows:
                 if tc:
                     print(f"  prefill {x['tokens']} ({l} layers): SIMT attention {x['tokens_per_second']:.0f} tokens/s, "
                           f"tensor cores {tc['tokens_per_second']:.0f} tokens/s")
+            if simt["cpu_logits_rel_error"] >= 0:
+                print(f"  logits vs CPU f32 with SIMT prefill attention: {simt['cpu_logits_rel_error']:.2e}")
     print("\n| layers | load s | read once (cat) s | load / read | host RSS MiB (peak) | logits vs CPU f32 |")
     print("| ---: | ---: | ---: | ---: | ---: | ---: |")
     for l, v, q, d, p, hf, rs in rows:

@@ -9,6 +9,7 @@
 #include <stdexcept>
 #include <string>
 
+#include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 
 namespace volt::cuda {
@@ -52,3 +53,18 @@ public:
         #call, __FILE__, __LINE__,                                             \
         "cuBLAS status " + std::to_string(volt_cublas_status_));               \
   } while (false)
+
+namespace volt::cuda {
+
+/// Points `cublas` at `stream` unless it already is: cublasSetStream also
+/// resets the handle's workspace to cuBLAS's default pool, so a handle given
+/// a fixed workspace (needed inside graph captures) keeps it only while its
+/// stream stays.
+inline void bind_stream(cublasHandle_t cublas, cudaStream_t stream) {
+  cudaStream_t current = nullptr;
+  CUBLAS_CHECK(cublasGetStream(cublas, &current));
+  if (current != stream)
+    CUBLAS_CHECK(cublasSetStream(cublas, stream));
+}
+
+} // namespace volt::cuda

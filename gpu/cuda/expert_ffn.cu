@@ -622,7 +622,7 @@ ffn_path expert_ffn(const expert_layer& layer, const ffn_groups& groups,
   // gemm path: cuBLAS per expert, host offsets needed.
   if (groups.host_offsets == nullptr || groups.host_expert == nullptr)
     throw cuda_error("expert_ffn: the gemm path needs host offsets");
-  CUBLAS_CHECK(cublasSetStream(cublas, stream));
+  bind_stream(cublas, stream);
   auto* gu = reinterpret_cast<__nv_bfloat16*>(base + l.gu);
   auto* rows_bf16 = static_cast<const __nv_bfloat16*>(rows);
   auto* h_bf16 = reinterpret_cast<__nv_bfloat16*>(h);

@@ -81,7 +81,7 @@ void moe_layer_runner::route(const float* x_router, const float* gate,
   // follow the CPU reference wherever the logits are not within rounding).
   const float one = 1.0f;
   const float zero = 0.0f;
-  CUBLAS_CHECK(cublasSetStream(cublas_, stream));
+  bind_stream(cublas_, stream);
   CUBLAS_CHECK(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N,
                             static_cast<int>(e), static_cast<int>(n),
                             static_cast<int>(hidden), &one, gate, CUDA_R_32F,
