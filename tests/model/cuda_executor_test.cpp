@@ -208,9 +208,9 @@ CAF_TEST(the text model continues its prompts as transformers does) {
     CAF_REQUIRE(g && w);
     auto gl = floats_of(g->all_logits);
     auto wl = floats_of(w->all_logits);
-    auto [err, agree] = agreeing_rows_error(*g, *w, ckpt.config());
+    auto [err, prefix] = agreeing_rows_error(*g, *w, ckpt.config());
     worst = std::max(worst, err);
-    agreeing += agree;
+    agreeing += prefix;
     for (size_t p = 0; p < forced.size(); ++p, ++positions)
       agree += argmax_of(gl.data() + p * vocab, vocab)
                == argmax_of(wl.data() + p * vocab, vocab);
