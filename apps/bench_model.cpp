@@ -186,11 +186,9 @@ int run_bench_model(const std::vector<std::string>& raw_args) {
   auto device = args->get_device("device", "cuda:0");
   if (!device)
     return report_error(device.error());
-  auto quantization = parse_quantization(args->get("quantization", "none"));
+  auto quantization = args->get_quantization("quantization");
   if (!quantization)
-    return report_error(
-      make_volt_error(volt_errc::invalid_config,
-                      "--quantization: " + describe(quantization.error())));
+    return report_error(quantization.error());
   auto batches = args->get_int_list("batch", 1, 4096);
   auto prompts = args->get_int_list("prompt", 1, 1 << 20);
   auto decode_prompt = args->get_int("decode-prompt", 128, 1, 1 << 20);
@@ -207,6 +205,12 @@ int run_bench_model(const std::vector<std::string>& raw_args) {
     return report_error(batches.error());
   if (!prompts)
     return report_error(prompts.error());
+  auto attention = args->get("prefill-attention", "tensor-cores");
+  if (attention != "tensor-cores" && attention != "simt")
+    return report_error(make_volt_error(volt_errc::invalid_config,
+                                        "--prefill-attention: expected "
+                                        "tensor-cores or simt, got '"
+                                          + attention + "'"));
   auto started = clock_type::now();
   auto ckpt = checkpoint::open(args->get("model"));
   if (!ckpt)
@@ -229,12 +233,6 @@ int run_bench_model(const std::vector<std::string>& raw_args) {
   options.model_device_origin = "--device";
   options.quantization = *quantization;
   options.show_progress = !args->has("json");
-  auto attention = args->get("prefill-attention", "tensor-cores");
-  if (attention != "tensor-cores" && attention != "simt")
-    return report_error(make_volt_error(volt_errc::invalid_config,
-                                        "--prefill-attention: expected "
-                                        "tensor-cores or simt, got '"
-                                          + attention + "'"));
   options.tensor_core_prefill = attention == "tensor-cores";
   options.engine.batching.max_batch = static_cast<size_t>(max_batch);
   options.engine.batching.max_queue = static_cast<size_t>(max_batch);

@@ -129,11 +129,9 @@ int run_bench_serve(const std::vector<std::string>& raw_args) {
   auto device = args->get_device("device", "cpu");
   if (!device)
     return report_error(device.error());
-  auto quantization = parse_quantization(args->get("quantization", "none"));
+  auto quantization = args->get_quantization("quantization");
   if (!quantization)
-    return report_error(
-      make_volt_error(volt_errc::invalid_config,
-                      "--quantization: " + describe(quantization.error())));
+    return report_error(quantization.error());
   cpu::set_compute_threads(static_cast<int>(*threads));
   cpu::set_rows_per_part(*rows_per_part);
   auto ckpt = checkpoint::open(args->get("model"));

@@ -145,6 +145,14 @@ caf::expected<int> cli_args::get_device(const std::string& name,
                     + "'");
 }
 
+caf::expected<weight_quantization>
+cli_args::get_quantization(const std::string& name) const {
+  auto q = parse_quantization(get(name, "none"));
+  if (!q)
+    return flag_error("--" + name + ": " + describe(q.error()));
+  return *q;
+}
+
 caf::error apply_log_level(const cli_args& args, log_level fallback) {
   auto level = fallback;
   if (args.has("log-level") && !parse_log_level(args.get("log-level"), level))

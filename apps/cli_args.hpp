@@ -7,6 +7,7 @@
 
 #include "base/log.hpp"
 #include "caf/expected.hpp"
+#include "model/quantize.hpp"
 
 namespace volt {
 
@@ -44,6 +45,11 @@ public:
   /// the flag.
   caf::expected<int> get_device(const std::string& name,
                                 const std::string& fallback) const;
+
+  /// The flag's value as a weight format, "none" or "int8" (default none);
+  /// the error names the flag.
+  caf::expected<weight_quantization>
+  get_quantization(const std::string& name) const;
 
   /// The flag's value as a comma-separated list of integers in [lo, hi].
   caf::expected<std::vector<int64_t>>

@@ -100,10 +100,9 @@ caf::expected<generate_result> generate_local(caf::actor_system& sys,
   auto device = args.get_device("device", "cpu");
   if (!device)
     return std::move(device.error());
-  auto quantization = parse_quantization(args.get("quantization", "none"));
+  auto quantization = args.get_quantization("quantization");
   if (!quantization)
-    return make_volt_error(volt_errc::invalid_config,
-                           "--quantization: " + describe(quantization.error()));
+    return std::move(quantization.error());
   auto ckpt = checkpoint::open(args.get("model"));
   if (!ckpt)
     return std::move(ckpt.error());

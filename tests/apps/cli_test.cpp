@@ -133,6 +133,50 @@ CAF_TEST(bad flags exit with code 2 and one line) {
                   {"--n"});
   check_bad_input(
     generate({"--model", model, "--prompt-ids", "1", "--n", "65"}), {"--n"});
+  check_bad_input(
+    generate({"--model", model, "--prompt-ids", "1", "--device", "gpu"}),
+    {"--device: expected cpu or cuda:N, got 'gpu'"});
+  check_bad_input(generate({"--model", model, "--prompt-ids", "1",
+                            "--quantization", "int4"}),
+                  {"--quantization", "'int4'"});
+  // No such device here: without CUDA, without a GPU, or with fewer GPUs.
+  check_bad_input(
+    generate({"--model", model, "--prompt-ids", "1", "--device", "cuda:99"}),
+    {"--device cuda:99"});
+}
+
+CAF_TEST(bench model times a whole model and refuses bad flags) {
+  auto bench = [](std::vector<std::string> flags) {
+    std::vector<std::string> argv{volt_node_binary(), "bench", "model",
+                                  "--model", tiny_mixtral_dir()};
+    argv.insert(argv.end(), flags.begin(), flags.end());
+    return run_process(argv);
+  };
+  // On the CPU: no floors (no card to measure), the CPU check compares the
+  // executor with itself.
+  auto r = bench({"--device", "cpu", "--batch", "1,2", "--prompt", "8,16",
+                  "--decode-prompt", "4", "--new-tokens", "3", "--check-cpu",
+                  "4", "--json"});
+  CAF_REQUIRE_EQUAL(r.exit_code, 0);
+  auto doc = json::parse(r.out, "stdout");
+  CAF_REQUIRE(doc);
+  CAF_CHECK_EQUAL(doc->find("card")->as_string(), "cpu");
+  CAF_CHECK_EQUAL(doc->find("prefill")->as_array().size(), 2u);
+  CAF_CHECK_EQUAL(doc->find("decode")->as_array().size(), 2u);
+  CAF_CHECK_EQUAL(doc->find("cpu_logits_rel_error")->as_double(), 0.0);
+  for (const auto& row : doc->find("decode")->as_array())
+    CAF_CHECK_GREATER(row.find("step_ms")->as_double(), 0.0);
+  check_bad_input(bench({"--prompt", "2000"}),
+                  {"2000 tokens exceed the model's context of 1024"});
+  check_bad_input(bench({"--batch", "0"}), {"--batch"});
+  check_bad_input(bench({"--new-tokens", "1"}), {"--new-tokens"});
+  check_bad_input(bench({"--prefill-attention", "flash"}),
+                  {"--prefill-attention: expected tensor-cores or simt, got "
+                   "'flash'"});
+  check_bad_input(bench({"--quantization", "int4", "--prompt", "8"}),
+                  {"--quantization", "'int4'"});
+  check_bad_input(bench({"--device", "cuda:99", "--prompt", "8"}),
+                  {"--device cuda:99"});
 }
 
 CAF_TEST(bench serve prints one result per concurrency level as json) {

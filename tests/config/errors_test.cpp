@@ -372,4 +372,28 @@ CAF_TEST(int8 needs a gpu device) {
   auto on_gpu = with_model_key;
   on_gpu.replace(on_gpu.find("device = \"cpu\""), 14, "device = \"cuda:0\"");
   CAF_CHECK(parse(on_gpu));
+  // A standalone node whose model is on a GPU computes its experts there.
+  CAF_CHECK_EQUAL(message_of(parse(standalone_with(
+                    "device = \"cuda:0\"\nquantization = \"int8\"\n"))),
+                  "");
+}
+
+CAF_TEST(model device) {
+  CHECK_CONFIG_ERROR(parse(standalone_with("device = \"gpu0\"\n")),
+                     "node.toml: [model] device: expected \"cpu\" or "
+                     "\"cuda:N\" with N a non-negative integer, got \"gpu0\"");
+  auto cfg = parse(standalone_with("device = \"cuda:1\"\n"));
+  CAF_REQUIRE_EQUAL(message_of(cfg), "");
+  CAF_CHECK_EQUAL(cfg->model.device, "cuda:1");
+  // Its experts go with the model: another [worker] device is a mistake.
+  CHECK_CONFIG_ERROR(
+    parse(standalone_with("device = \"cuda:0\"\n[worker]\ndevice = "
+                          "\"cuda:1\"\n")),
+    "node.toml: [worker] device: cuda:1 differs from [model] device = cuda:0");
+  CAF_CHECK_EQUAL(message_of(parse(standalone_with(
+                    "device = \"cuda:0\"\n[worker]\ndevice = \"cuda:0\"\n"))),
+                  "");
+  CHECK_CONFIG_ERROR(
+    parse(standalone_with("[kv_cache]\ngpu_memory_percent = 100\n")),
+    "node.toml: [kv_cache] gpu_memory_percent");
 }
