@@ -103,6 +103,9 @@ private:
   /// `rows`: rows 0..m-1); logits of rows [0, m) stay in logits_ when m fits
   /// one pass.
   void enqueue_head(int64_t m, const int32_t* rows);
+  /// Copies the logits the step asks for among sample rows [first, first +
+  /// count), which the logits buffer holds from its row 0, to the host.
+  void copy_logits(int64_t first, int64_t count);
   /// Runs layers from st.layer on; stops at a remote MoE or the end.
   caf::expected<step_progress> run_layers();
   /// Reads layer st.layer's routing (done by enqueue_layer) back and returns

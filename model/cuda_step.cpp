@@ -93,6 +93,9 @@ caf::expected<step_progress> cuda_executor::start(step_request req) {
       std::unique(st.sample_rows.begin(), st.sample_rows.end()),
       st.sample_rows.end());
     st.width = table_width(st.req.batch);
+    logits_host_.reserve(sizeof(float)
+                         * std::max<size_t>(1, st.req.logit_rows.size())
+                         * cfg_.vocab_size);
     stage_inputs(st);
     copy_pages(st.req.copies);
     if (use_graph(st)) {
@@ -296,6 +299,22 @@ void cuda_executor::enqueue_layer(int64_t l, int64_t n, int64_t max_keys,
   }
 }
 
+void cuda_executor::copy_logits(int64_t first, int64_t count) {
+  const auto& st = *step_;
+  const auto vocab = cfg_.vocab_size;
+  for (size_t i = 0; i < st.req.logit_rows.size(); ++i) {
+    auto at = std::lower_bound(st.sample_rows.begin(), st.sample_rows.end(),
+                               st.req.logit_rows[i])
+              - st.sample_rows.begin();
+    if (at < first || at >= first + count)
+      continue;
+    CUDA_CHECK(cudaMemcpyAsync(logits_host_.get<float>() + i * vocab,
+                               logits_.get<float>() + (at - first) * vocab,
+                               sizeof(float) * vocab, cudaMemcpyDeviceToHost,
+                               stream_->get()));
+  }
+}
+
 void cuda_executor::enqueue_head(int64_t m, const int32_t* rows) {
   auto s = stream_->get();
   const int64_t h = cfg_.hidden_size;
@@ -303,28 +322,15 @@ void cuda_executor::enqueue_head(int64_t m, const int32_t* rows) {
   cuda::rms_norm(hidden_.get<float>(), rows, w_.final_norm, m, h,
                  static_cast<float>(cfg_.rms_norm_eps),
                  xf_.get<__nv_bfloat16>(), nullptr, s);
-  const auto* logit_rows = step_ ? &step_->req.logit_rows : nullptr;
-  const auto* sample = step_ ? &step_->sample_rows : nullptr;
   for (int64_t c = 0; c < m; c += head_rows_) {
     auto mc = std::min(head_rows_, m - c);
     gemm(xf_.get<__nv_bfloat16>() + c * h, w_.lm_head, mc, h, vocab,
          logits_.get<float>(), 0.0f);
     cuda::argmax_rows(logits_.get<float>(), mc, vocab,
                       greedy_dev_.get<int32_t>() + c, s);
-    if (logit_rows == nullptr)
-      continue; // a graph capture: the caller copies what it needs
-    // Logits asked for, while this pass's rows are in the buffer.
-    for (size_t i = 0; i < logit_rows->size(); ++i) {
-      auto at = std::lower_bound(sample->begin(), sample->end(),
-                                 (*logit_rows)[i])
-                - sample->begin();
-      if (at < c || at >= c + mc)
-        continue;
-      CUDA_CHECK(cudaMemcpyAsync(logits_host_.get<float>() + i * vocab,
-                                 logits_.get<float>() + (at - c) * vocab,
-                                 sizeof(float) * vocab, cudaMemcpyDeviceToHost,
-                                 s));
-    }
+    // A graph capture leaves the copies to the caller, after each replay.
+    if (step_)
+      copy_logits(c, mc);
   }
   CUDA_CHECK(cudaMemcpyAsync(greedy_host_.get(), greedy_dev_.get(),
                              sizeof(int32_t) * m, cudaMemcpyDeviceToHost, s));
@@ -340,9 +346,6 @@ caf::expected<step_progress> cuda_executor::run_layers() {
       return waiting;
     }
   }
-  const auto vocab = cfg_.vocab_size;
-  logits_host_.reserve(sizeof(float) * std::max<size_t>(1, st.req.logit_rows.size())
-                       * vocab);
   input_layout at{st.n, st.width};
   enqueue_head(static_cast<int64_t>(st.sample_rows.size()),
                in_dev_.get<int32_t>() + at.sample_rows());
@@ -449,18 +452,9 @@ void cuda_executor::replay_decode(int64_t n, int64_t width) {
     step_ = std::move(st);
   }
   CUDA_CHECK(cudaGraphLaunch(it->second, s));
-  // Rows whose logits are asked for (a temperature): the graph computed
-  // every row's, still in the buffer.
-  const auto& st = *step_;
-  const auto vocab = cfg_.vocab_size;
-  logits_host_.reserve(sizeof(float)
-                       * std::max<size_t>(1, st.req.logit_rows.size()) * vocab);
-  for (size_t i = 0; i < st.req.logit_rows.size(); ++i)
-    CUDA_CHECK(cudaMemcpyAsync(logits_host_.get<float>() + i * vocab,
-                               logits_.get<float>()
-                                 + st.req.logit_rows[i] * vocab,
-                               sizeof(float) * vocab, cudaMemcpyDeviceToHost,
-                               s));
+  // The graph computed every row's logits (its rows are the sample rows),
+  // still in the buffer: copy those asked for (a temperature).
+  copy_logits(0, n);
   CUDA_CHECK(cudaStreamSynchronize(s));
 }
 

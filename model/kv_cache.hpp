@@ -12,8 +12,9 @@ namespace volt {
 /// A page holds `page_size` token slots of K and V for all KV
 /// heads, in the layout of `kv_pages`; page p of every layer belongs to the
 /// same sequence, so one page table serves all layers. Which page belongs to
-/// whom (sharing, copy-on-write, eviction) is the KV page manager's business
-/// (model/page_table.hpp, actors/kv_page_manager.hpp).
+/// whom (sharing, copy-on-write, eviction) is the scheduler's business
+/// (model/page_table.hpp, engine/scheduler.hpp). The CPU executor owns this
+/// storage; the CUDA executor keeps its bf16 pages in device memory.
 class kv_cache {
 public:
   /// Creates `num_pages` pages for `n_layers` layers. Memory is reserved up

@@ -76,8 +76,8 @@ caf::expected<int64_t> kv_pool_pages(int64_t num_pages, int64_t memory_mib,
                                      int64_t bytes_per_page,
                                      int64_t context_tokens, int64_t page_size);
 
-/// The paging policy of a KV cache (metadata only: page ids index the engine's
-/// `kv_cache` storage). Pages are reference-counted and shared between forked
+/// The paging policy of a KV cache (metadata only: page ids index the
+/// executor's K/V storage). Pages are reference-counted and shared between forked
 /// sequences; the first write into a shared page copies it (copy-on-write).
 /// Full pages are keyed by a hash chain of their token ids so that later
 /// prompts starting with the same tokens reuse their K/V (prefix cache); cached

@@ -184,7 +184,7 @@ struct node_metrics::impl {
                                .Help("Sequences computed together per step")
                                .Labels(node)
                                .Register(*registry);
-  /// Last cumulative values reported by the page manager, so that counters
+  /// Last cumulative values reported by the scheduler, so that counters
   /// grow by the difference.
   std::mutex kv_mtx;
   uint64_t last_copies = 0, last_lookups = 0, last_hits = 0,

@@ -1,9 +1,9 @@
 #pragma once
 
-// Fork-join parallelism for the CPU ops of one engine step. The engine runs
-// on one actor thread; while it computes attention and logits the expert
-// actors wait for its dispatch, so the other cores are free. A small pool of
-// our own threads (not CAF's scheduler) takes parts of the rows.
+// Fork-join parallelism for the CPU ops of one engine step. The CPU executor
+// runs a step on the engine's actor thread; attention, the local experts and
+// the logits are split over a small pool of our own threads (not CAF's
+// scheduler), which the step has to itself.
 
 #include <cstdint>
 #include <functional>
