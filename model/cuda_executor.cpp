@@ -4,7 +4,10 @@
 
 #ifdef VOLT_HAVE_CUDA
 
+#  include <cinttypes>
 #  include <cmath>
+#  include <cstdio>
+#  include <cstdlib>
 #  include <numeric>
 
 #  include "base/log.hpp"
@@ -49,6 +52,9 @@ cuda_executor::cuda_executor(const checkpoint& ckpt,
   while (max_width_ < pages_per_sequence)
     max_width_ *= 2;
   head_rows_ = std::min(max_rows_, head_pass_rows);
+  // A developer's switch for profiling one step with ncu; see profile_this.
+  if (const char* p = std::getenv("VOLT_PROFILE_STEP"))
+    std::sscanf(p, "%" SCNd64 ",%" SCNd64, &profile_rows_, &profile_skip_);
   tensor_core_prefill_
     = options.tensor_core_prefill
       && cuda::prefill_attention_supported(attention_shape_of());

@@ -4,6 +4,7 @@
 // cuda_executor.cpp (building it: weights, buffers, the KV pool) and
 // cuda_step.cpp (running steps, with decode steps replayed as CUDA graphs).
 
+#include <chrono>
 #include <map>
 #include <set>
 #include <memory>
@@ -117,6 +118,13 @@ private:
   void replay_decode(int64_t n, int64_t width);
   /// Whether this step replays a graph (the second step of its shape on).
   bool use_graph(const step_state& st);
+  /// Whether this step of `n` rows is the one VOLT_PROFILE_STEP names
+  /// ("ROWS[,SKIP]": the SKIP+1-th step of ROWS rows); starts the CUDA
+  /// profiler (ncu --profile-from-start off) for it.
+  bool profile_this(int64_t n);
+  /// Stops the profiler and prints the step's host enqueue and total time.
+  void report_profiled_step(int64_t n,
+                            std::chrono::steady_clock::time_point t0);
   void gemm(const __nv_bfloat16* x, const __nv_bfloat16* w, int64_t n,
             int64_t in, int64_t out, float* y, float beta);
   cuda::attention_shape attention_shape_of() const;
@@ -155,6 +163,9 @@ private:
   std::map<std::pair<int64_t, int64_t>, cudaGraphExec_t> graphs_;
   std::set<std::pair<int64_t, int64_t>> seen_shapes_;
   std::unique_ptr<step_state> step_;
+  int64_t profile_rows_ = -1;
+  int64_t profile_skip_ = 0;
+  std::chrono::steady_clock::time_point enqueued_at_;
 };
 
 } // namespace volt

@@ -4,6 +4,11 @@
 // replay as one CUDA graph per (rows, block-table width).
 
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+
+#include <cuda_profiler_api.h>
 
 #include "base/error.hpp"
 #include "gpu/cuda/cuda_check.hpp"
@@ -96,17 +101,22 @@ caf::expected<step_progress> cuda_executor::start(step_request req) {
     logits_host_.reserve(sizeof(float)
                          * std::max<size_t>(1, st.req.logit_rows.size())
                          * cfg_.vocab_size);
+    const bool profiling = profile_this(st.n);
+    const auto t0 = std::chrono::steady_clock::now();
     stage_inputs(st);
     copy_pages(st.req.copies);
+    caf::expected<step_progress> out{step_progress{}};
     if (use_graph(st)) {
       replay_decode(st.n, st.width);
-      step_progress done;
-      done.result = finish();
+      out->result = finish();
       step_.reset();
-      return done;
+    } else {
+      enqueue_inputs(st.n, st.width);
+      out = run_layers();
     }
-    enqueue_inputs(st.n, st.width);
-    return run_layers();
+    if (profiling)
+      report_profiled_step(st.n, t0);
+    return out;
   } catch (const std::exception& ex) {
     step_.reset();
     return make_volt_error(volt_errc::internal,
@@ -349,6 +359,7 @@ caf::expected<step_progress> cuda_executor::run_layers() {
   input_layout at{st.n, st.width};
   enqueue_head(static_cast<int64_t>(st.sample_rows.size()),
                in_dev_.get<int32_t>() + at.sample_rows());
+  enqueued_at_ = std::chrono::steady_clock::now();
   CUDA_CHECK(cudaStreamSynchronize(stream_->get()));
   step_progress done;
   done.result = finish();
@@ -409,6 +420,26 @@ step_result cuda_executor::finish() {
   return res;
 }
 
+bool cuda_executor::profile_this(int64_t n) {
+  if (n != profile_rows_ || profile_skip_-- != 0)
+    return false;
+  CUDA_CHECK(cudaProfilerStart());
+  return true;
+}
+
+void cuda_executor::report_profiled_step(
+  int64_t n, std::chrono::steady_clock::time_point t0) {
+  CUDA_CHECK(cudaProfilerStop());
+  auto ms = [](auto a, auto b) {
+    return std::chrono::duration<double, std::milli>(b - a).count();
+  };
+  std::fprintf(stderr,
+               "volt profile: step of %lld rows: enqueued in %.3f ms, done "
+               "in %.3f ms\n",
+               static_cast<long long>(n), ms(t0, enqueued_at_),
+               ms(t0, std::chrono::steady_clock::now()));
+}
+
 bool cuda_executor::graphable(const step_state& st) const {
   if (!local_experts_ || st.n > max_graph_rows_ || st.n > head_rows_
       || st.req.record_routing
@@ -437,11 +468,16 @@ void cuda_executor::replay_decode(int64_t n, int64_t width) {
     // the key bound is the model's context, positions and tables come from
     // the input copy at each replay.
     auto st = std::move(step_);
+    // A row's keys end within its block table, so the table width bounds
+    // them: the split attention sizes its grid for this many, not for the
+    // model's whole context.
+    const int64_t graph_max_keys
+      = std::min<int64_t>(cfg_.max_position_embeddings, width * page_size_);
     try {
       auto exec = cuda::capture_graph(s, [&] {
         enqueue_inputs(n, width);
         for (int64_t l = 0; l < cfg_.num_hidden_layers; ++l)
-          enqueue_layer(l, n, cfg_.max_position_embeddings, width);
+          enqueue_layer(l, n, graph_max_keys, width);
         enqueue_head(n, nullptr);
       });
       it = graphs_.emplace(key, exec).first;
@@ -452,6 +488,7 @@ void cuda_executor::replay_decode(int64_t n, int64_t width) {
     step_ = std::move(st);
   }
   CUDA_CHECK(cudaGraphLaunch(it->second, s));
+  enqueued_at_ = std::chrono::steady_clock::now();
   // The graph computed every row's logits (its rows are the sample rows),
   // still in the buffer: copy those asked for (a temperature).
   copy_logits(0, n);

@@ -236,6 +236,7 @@ caf::error page_table::commit(uint64_t seq, int64_t tokens,
       continue;
     }
     info.cached = true;
+    ++pages_cached_;
     info.key = key;
     info.parent = parent;
     info.tokens.assign(ids, ids + page_size_);
@@ -301,11 +302,9 @@ page_table_stats page_table::stats() const {
   auto result = stats_;
   result.page_size = page_size_;
   result.pages_total = num_pages_;
-  for (const auto& info : pages_) {
-    result.pages_used += info.refs > 0 ? 1 : 0;
-    result.pages_shared += info.refs > 1 ? 1 : 0;
-    result.pages_cached += info.cached ? 1 : 0;
-  }
+  result.pages_used = pages_used_;
+  result.pages_shared = pages_shared_;
+  result.pages_cached = pages_cached_;
   result.pages_evictable = static_cast<int64_t>(lru_.size());
   result.pages_free = static_cast<int64_t>(free_.size());
   return result;
@@ -345,13 +344,17 @@ void page_table::add_ref(int32_t page) {
   if (info.refs == 0 && info.cached)
     lru_.erase(info.lru_pos);
   info.refs += 1;
+  pages_used_ += info.refs == 1 ? 1 : 0;
+  pages_shared_ += info.refs == 2 ? 1 : 0;
 }
 
 void page_table::drop_ref(int32_t page) {
   auto& info = pages_[static_cast<size_t>(page)];
   info.refs -= 1;
+  pages_shared_ -= info.refs == 1 ? 1 : 0;
   if (info.refs > 0)
     return;
+  pages_used_ -= 1;
   if (info.cached)
     info.lru_pos = lru_.insert(lru_.end(), page);
   else
@@ -378,6 +381,7 @@ void page_table::uncache(int32_t page, bool evicting) {
       break;
     }
   info.cached = false;
+  --pages_cached_;
   info.parent = -1;
   info.tokens.clear();
   if (evicting)

@@ -224,6 +224,11 @@ private:
   std::map<uint64_t, uint64_t> admission_order_;
   uint64_t next_admission_ = 0;
   page_table_stats stats_;
+  // Kept as pages change, not counted at stats(): the engine reads stats
+  // every step and a GPU pool holds 10^5 pages.
+  int64_t pages_used_ = 0;
+  int64_t pages_shared_ = 0;
+  int64_t pages_cached_ = 0;
 };
 
 } // namespace volt

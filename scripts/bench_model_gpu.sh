@@ -4,7 +4,8 @@
 # hub layout) with the team's tool, which also times transformers on it (eager,
 # and a static cache + torch.compile); then times reading the files once from
 # the page cache and runs `volt-node bench model` on the same checkpoint and card
-# (bf16 experts, and int8 on the first). Prints one table; JSON under $OUT.
+# (bf16 experts, and int8 on the first); transformers' prefill is timed on the same
+# files (scripts/bench_torch_prefill.py). Prints one table; JSON under $OUT.
 #   scripts/bench_model_gpu.sh [LAYERS ...]   (default: 4 8)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -33,6 +34,9 @@ t = time.time()
 subprocess.run(["cat"] + files, stdout=subprocess.DEVNULL, check=True)
 print(f"read once from the page cache (cat): {time.time() - t:.3f} s")
 PY
+  # transformers' prefill on the same files (the tool above times decode only).
+  timeout 300 python3 scripts/bench_torch_prefill.py "$ckpt" 512,2048 \
+    >"$OUT/hf_prefill_L$l.json" 2>"$OUT/hf_prefill_L$l.err" || tail -n 5 "$OUT/hf_prefill_L$l.err"
   quants=(none)
   [ $first -eq 1 ] && quants=(none int8)
   for q in "${quants[@]}"; do

@@ -52,11 +52,14 @@ if rows:
         if q:
             qd = {x["batch"]: x for x in q["decode"]}
             print(f"| {l} | {qd[1]['step_ms']:.3f} | {qd[1]['step_ms'] / d[1]['step_ms']:.2f} | {qd.get(32, {}).get('step_ms', 0):.3f} |")
-    print("\n| layers | prefill tokens | tokens/s | TFLOP/s | share of measured bf16 rate |")
-    print("| ---: | ---: | ---: | ---: | ---: |")
+    print("\n| layers | prefill tokens | tokens/s | TFLOP/s | share of measured bf16 rate | transformers tokens/s |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: |")
     for l, v, q, d, p, hf, _ in rows:
+        hp = load(f"hf_prefill_L{l}.json")
+        hp = {x["tokens"]: x for x in hp["prefill"]} if hp else {}
         for n, x in sorted(p.items()):
-            print(f"| {l} | {n} | {x['tokens_per_second']:.0f} | {x['tflops']:.0f} | {x['tflops'] / v['bf16_tflops']:.0%} |")
+            t = f"{hp[n]['tokens_per_second']:.0f}" if n in hp else ""
+            print(f"| {l} | {n} | {x['tokens_per_second']:.0f} | {x['tflops']:.0f} | {x['tflops'] / v['bf16_tflops']:.0%} | {t} |")
     for l, v, q, d, p, hf, _ in rows:
         simt = load(f"volt_L{l}_simt.json")
         if simt:
