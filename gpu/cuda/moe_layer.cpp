@@ -5,6 +5,7 @@
 #include "gpu/cuda/cuda_check.hpp"
 #include "gpu/cuda/gating.cuh"
 #include "gpu/cuda/permute.cuh"
+#include "gpu/cuda/route_decode.cuh"
 
 namespace volt::cuda {
 
@@ -77,6 +78,13 @@ void moe_layer_runner::route(const float* x_router, const float* gate,
                      + " tokens, built for " + std::to_string(max_tokens_));
   auto e = layer_.n_experts;
   auto hidden = layer_.hidden;
+  if (route_decode_supported(n, e, k_, hidden)) {
+    route_decode(x_router, gate, nullptr, n, hidden, e, k_,
+                 topk_ids_.get<int32_t>(), topk_weights_.get<float>(),
+                 sorted_pair_.get<int32_t>(), offsets_.get<int32_t>(),
+                 pair_row_.get<int32_t>(), nullptr, false, stream);
+    return;
+  }
   // Router logits [n, E] = x · gateᵀ in f32 (no TF32: expert choice must
   // follow the CPU reference wherever the logits are not within rounding).
   const float one = 1.0f;
@@ -110,16 +118,24 @@ ffn_path moe_layer_runner::enqueue(const __nv_bfloat16* x,
     path = choose_ffn_path(layer_, n);
   if (n == 0)
     return path;
-  route(x_router, gate, n, stream);
   auto e = layer_.n_experts;
   auto hidden = layer_.hidden;
   auto pairs = n * k_;
-  if (decode_takes_f16(layer_, path))
-    gather_rows(x, sorted_pair_.get<int32_t>(), pairs, k_, hidden,
-                rows_.get<__half>(), stream);
-  else
-    gather_rows(x, sorted_pair_.get<int32_t>(), pairs, k_, hidden,
-                rows_.get<__nv_bfloat16>(), stream);
+  const bool f16 = decode_takes_f16(layer_, path);
+  if (route_decode_supported(n, e, k_, hidden)) {
+    route_decode(x_router, gate, x, n, hidden, e, k_,
+                 topk_ids_.get<int32_t>(), topk_weights_.get<float>(),
+                 sorted_pair_.get<int32_t>(), offsets_.get<int32_t>(),
+                 pair_row_.get<int32_t>(), rows_.get(), f16, stream);
+  } else {
+    route(x_router, gate, n, stream);
+    if (f16)
+      gather_rows(x, sorted_pair_.get<int32_t>(), pairs, k_, hidden,
+                  rows_.get<__half>(), stream);
+    else
+      gather_rows(x, sorted_pair_.get<int32_t>(), pairs, k_, hidden,
+                  rows_.get<__nv_bfloat16>(), stream);
+  }
   ffn_groups groups;
   groups.n_groups = e;
   groups.expert = experts_.get<int32_t>();

@@ -3,7 +3,8 @@
 // The MoE block of one layer on the GPU, the one path that serves requests
 // (the CUDA executor) and that `bench moe-layer` times: router product in f32
 // (cuBLAS) → fused top-k gating → dispatch plan (CUB) → gather → expert FFN →
-// combine into the residual. Buffers are allocated once for up to
+// combine into the residual; batches of up to 8 tokens route and gather in
+// one launch (route_decode). Buffers are allocated once for up to
 // `max_tokens` tokens. When the experts live on other nodes, `route` stops
 // after the plan and `combine_grouped` adds their outputs.
 

@@ -22,6 +22,7 @@
 #  include "gpu/cuda/gating.cuh"
 #  include "gpu/cuda/moe_layer.hpp"
 #  include "gpu/cuda/permute.cuh"
+#  include "gpu/cuda/route_decode.cuh"
 #  include "model/forward.hpp"
 #  include "tests/gpu/cuda_test_util.hpp"
 
@@ -283,6 +284,85 @@ CAF_TEST(gather and combine match the CPU twins) {
       volt::combine(plan, w, k, summed.data(), hidden, want);
       CAF_CHECK_LESS(rel_error(got, want), 1e-6);
     }
+}
+
+CAF_TEST(routing a decode batch in one launch matches the CPU twins) {
+  if (!gpu_available())
+    return;
+  std::mt19937 gen{4};
+  for (int64_t n : {1, 3, 8})
+    for (int64_t e : {6, 8, 32})
+      for (int64_t k : {1, 2, 6})
+        for (int64_t hidden : {8, 136, 4096})
+          for (bool f16 : {false, true}) {
+            if (k > e || !cuda::route_decode_supported(n, e, k, hidden))
+              continue;
+            auto x = uniform_floats(static_cast<size_t>(n * hidden), gen);
+            auto gate = uniform_floats(static_cast<size_t>(e * hidden), gen,
+                                       1.0f / std::sqrt(float(hidden)));
+            auto d_x32 = upload(x);
+            auto d_x = upload(to_bf16_bits(x));
+            auto d_gate = upload(gate);
+            auto d_ids = poisoned(sizeof(int32_t) * n * k);
+            auto d_w = poisoned(sizeof(float) * n * k);
+            auto d_sorted = poisoned(sizeof(int32_t) * n * k);
+            auto d_offsets = poisoned(sizeof(int32_t) * (e + 1));
+            auto d_pair_row = poisoned(sizeof(int32_t) * n * k);
+            auto d_rows = poisoned(2 * n * k * hidden);
+            cuda::route_decode(
+              d_x32.get<float>(), d_gate.get<float>(),
+              d_x.get<__nv_bfloat16>(), n, hidden, e, k,
+              d_ids.get<int32_t>(), d_w.get<float>(), d_sorted.get<int32_t>(),
+              d_offsets.get<int32_t>(), d_pair_row.get<int32_t>(),
+              d_rows.get(), f16, nullptr);
+            auto ids = download<int32_t>(d_ids, static_cast<size_t>(n * k));
+            auto w = download<float>(d_w, static_cast<size_t>(n * k));
+            // The CPU twins: router product (float64 sums), gating, plan.
+            std::vector<float> logits(static_cast<size_t>(n * e));
+            for (int64_t t = 0; t < n; ++t)
+              for (int64_t x_ = 0; x_ < e; ++x_) {
+                double sum = 0;
+                for (int64_t i = 0; i < hidden; ++i)
+                  sum += double(x[t * hidden + i]) * gate[x_ * hidden + i];
+                logits[t * e + x_] = static_cast<float>(sum);
+              }
+            std::vector<int32_t> want_ids(ids.size());
+            std::vector<float> want_w(w.size());
+            cpu::topk_gating(logits.data(), n, e, k, want_ids.data(),
+                             want_w.data());
+            size_t mismatches = 0;
+            for (size_t i = 0; i < ids.size(); ++i)
+              if (ids[i] != want_ids[i]
+                  && std::abs(w[i] - want_w[i]) > 1e-5f * std::abs(want_w[i]))
+                ++mismatches;
+            CAF_CHECK_EQUAL(mismatches, 0u);
+            CAF_CHECK_LESS(rel_error(w, want_w), 1e-5);
+            // The plan and the rows follow the ids the kernel chose.
+            auto plan = volt::plan_dispatch(ids, n, k, e);
+            auto sorted = download<int32_t>(d_sorted,
+                                            static_cast<size_t>(n * k));
+            auto offsets = download<int32_t>(d_offsets,
+                                             static_cast<size_t>(e + 1));
+            auto pair_row = download<int32_t>(d_pair_row,
+                                              static_cast<size_t>(n * k));
+            auto rows = download<uint16_t>(d_rows,
+                                           static_cast<size_t>(n * k * hidden));
+            CAF_CHECK_EQUAL(offsets[0], 0);
+            CAF_CHECK_EQUAL(offsets[e], n * k);
+            for (size_t r = 0; r < sorted.size(); ++r) {
+              CAF_CHECK_EQUAL(sorted[r] / k, plan.row_token[r]);
+              CAF_CHECK_EQUAL(sorted[r] % k, plan.row_slot[r]);
+              CAF_CHECK_EQUAL(pair_row[sorted[r]], static_cast<int32_t>(r));
+              size_t wrong = 0;
+              for (int64_t i = 0; i < hidden; ++i) {
+                auto want = f32_to_bf16(x[plan.row_token[r] * hidden + i]);
+                if (f16)
+                  want = f32_to_f16(bf16_to_f32(want));
+                wrong += rows[r * hidden + i] != want;
+              }
+              CAF_CHECK_EQUAL(wrong, 0u);
+            }
+          }
 }
 
 /// Decode-path variants the tests cover: 16- and 32-byte chunks, w1/w3 and

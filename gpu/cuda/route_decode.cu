@@ -1,0 +1,243 @@
+// One block routes a decode batch: see route_decode.cuh for why.
+
+#include "gpu/cuda/route_decode.cuh"
+
+#include <cfloat>
+
+#include "gpu/cuda/cuda_check.hpp"
+
+namespace volt::cuda {
+
+namespace {
+
+constexpr int route_threads = 512;
+/// Warps that share one expert's row (each a contiguous part of hidden), so
+/// that every warp has work and more loads are in flight.
+constexpr int max_parts = 4;
+constexpr int route_warps = route_threads / 32;
+constexpr int max_tokens = static_cast<int>(route_decode_max_tokens);
+constexpr int max_experts = 32;
+constexpr int max_k = 8;
+
+struct route_args {
+  const float* x_router;
+  const float* gate;
+  const __nv_bfloat16* x;
+  int n, hidden, n_experts, k, parts;
+  int32_t* topk_ids;
+  float* topk_weights;
+  int32_t* sorted_pair;
+  int32_t* offsets;
+  int32_t* pair_row;
+  void* rows;
+};
+
+__device__ inline float dot4(float4 a, float4 b) {
+  return a.x * b.x + a.y * b.y + a.z * b.z + a.w * b.w;
+}
+
+__device__ inline float warp_sum(float v) {
+#pragma unroll
+  for (int off = 16; off > 0; off /= 2)
+    v += __shfl_xor_sync(0xffffffffu, v, off);
+  return v;
+}
+
+/// This kernel does the following in one block:
+/// 1. router logits: the (expert, part of hidden) items go round the warps;
+///    each lane sums 4-float slices of its part of the gate row times every
+///    token's row, the warp sums its lanes, and the parts are added in order
+///    (f32 throughout, no TF32);
+/// 2. gating: warp t takes token t: softmax over the experts, k rounds of
+///    argmax (larger, then lower id, wins), weights renormalised over the k
+///    (topk_gating's order of operations);
+/// 3. plan: thread 0 counts and scans the experts' pairs, then each pair's
+///    row is its expert's offset plus the earlier pairs of that expert;
+/// 4. gather: every thread copies 8-element slices of the grouped rows.
+template <bool F16>
+__global__ void __launch_bounds__(route_threads)
+  route_decode_kernel(const route_args a) {
+  __shared__ float partial[max_parts][max_tokens][max_experts];
+  __shared__ int32_t ids[max_tokens * max_k];
+  __shared__ int32_t start[max_experts + 1];
+  __shared__ int32_t grouped[max_tokens * max_k];
+  const int lane = threadIdx.x % 32;
+  const int warp = threadIdx.x / 32;
+  for (int item = warp; item < a.n_experts * a.parts; item += route_warps) {
+    const int e = item / a.parts;
+    const int part = item % a.parts;
+    const int span = a.hidden / a.parts;
+    float acc[max_tokens];
+#pragma unroll
+    for (int t = 0; t < max_tokens; ++t)
+      acc[t] = 0.0f;
+    const float* g_row = a.gate + static_cast<int64_t>(e) * a.hidden;
+#pragma unroll 8
+    for (int c = part * span + lane * 4; c < (part + 1) * span;
+         c += 32 * 4) {
+      float4 g = *reinterpret_cast<const float4*>(g_row + c);
+#pragma unroll
+      for (int t = 0; t < max_tokens; ++t)
+        if (t < a.n)
+          acc[t] += dot4(g, *reinterpret_cast<const float4*>(
+                              a.x_router + static_cast<int64_t>(t) * a.hidden
+                              + c));
+    }
+#pragma unroll
+    for (int t = 0; t < max_tokens; ++t)
+      if (t < a.n) {
+        float s = warp_sum(acc[t]);
+        if (lane == 0)
+          partial[part][t][e] = s;
+      }
+  }
+  __syncthreads();
+  if (warp < a.n) {
+    const int t = warp;
+    float v = -FLT_MAX;
+    if (lane < a.n_experts) {
+      v = partial[0][t][lane];
+      for (int part = 1; part < a.parts; ++part)
+        v += partial[part][t][lane];
+    }
+    float m = v;
+#pragma unroll
+    for (int off = 16; off > 0; off /= 2)
+      m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, off));
+    float p = lane < a.n_experts ? expf(v - m) : 0.0f;
+    float sum = warp_sum(p);
+    p = lane < a.n_experts ? p / sum : -1.0f; // -1: never chosen
+    float kept = 0;
+    float chosen = 0;
+    for (int j = 0; j < a.k; ++j) {
+      float best = p;
+      int best_id = lane;
+#pragma unroll
+      for (int off = 16; off > 0; off /= 2) {
+        float other = __shfl_xor_sync(0xffffffffu, best, off);
+        int other_id = __shfl_xor_sync(0xffffffffu, best_id, off);
+        if (other > best || (other == best && other_id < best_id)) {
+          best = other;
+          best_id = other_id;
+        }
+      }
+      if (lane == best_id)
+        p = -1.0f;
+      kept += best;
+      if (lane == j) {
+        chosen = best;
+        ids[t * a.k + j] = best_id;
+        a.topk_ids[t * a.k + j] = best_id;
+      }
+    }
+    if (lane < a.k)
+      a.topk_weights[t * a.k + lane] = chosen / kept;
+  }
+  __syncthreads();
+  const int pairs = a.n * a.k;
+  if (threadIdx.x == 0) {
+    for (int e = 0; e <= a.n_experts; ++e)
+      start[e] = 0;
+    for (int i = 0; i < pairs; ++i)
+      ++start[ids[i]];
+    int sum = 0;
+    for (int e = 0; e <= a.n_experts; ++e) {
+      int c = start[e];
+      start[e] = sum;
+      a.offsets[e] = sum;
+      sum += c;
+    }
+  }
+  __syncthreads();
+  for (int i = threadIdx.x; i < pairs; i += route_threads) {
+    int e = ids[i];
+    int rank = 0;
+    for (int j = 0; j < i; ++j)
+      rank += ids[j] == e;
+    int row = start[e] + rank;
+    a.sorted_pair[row] = i;
+    a.pair_row[i] = row;
+    grouped[row] = i;
+  }
+  if (a.rows == nullptr)
+    return;
+  __syncthreads();
+  const int slices = a.hidden / 8;
+  for (int idx = threadIdx.x; idx < pairs * slices; idx += route_threads) {
+    const int r = idx / slices;
+    const int c = (idx % slices) * 8;
+    const int token = grouped[r] / a.k;
+    const uint4 src = *reinterpret_cast<const uint4*>(
+      a.x + static_cast<int64_t>(token) * a.hidden + c);
+    const int64_t at = static_cast<int64_t>(r) * a.hidden + c;
+    if constexpr (F16) {
+      const auto* b = reinterpret_cast<const __nv_bfloat16*>(&src);
+      __align__(16) __half h[8];
+#pragma unroll
+      for (int i = 0; i < 8; ++i)
+        h[i] = __float2half_rn(__bfloat162float(b[i]));
+      *reinterpret_cast<uint4*>(static_cast<__half*>(a.rows) + at)
+        = *reinterpret_cast<const uint4*>(h);
+    } else {
+      *reinterpret_cast<uint4*>(static_cast<__nv_bfloat16*>(a.rows) + at)
+        = src;
+    }
+  }
+}
+
+/// Parts per expert row: as many as keep every warp busy, each a whole
+/// number of the warp's 128-float strides.
+int parts_for(int64_t n_experts, int64_t hidden) {
+  int parts = 1;
+  while (parts < max_parts && n_experts * parts * 2 <= route_warps
+         && hidden % (128 * parts * 2) == 0)
+    parts *= 2;
+  return parts;
+}
+
+} // namespace
+
+bool route_decode_supported(int64_t n_tokens, int64_t n_experts, int64_t k,
+                            int64_t hidden) {
+  return n_tokens >= 1 && n_tokens <= route_decode_max_tokens && k >= 1
+         && k <= max_k && n_experts >= k && n_experts <= max_experts
+         && hidden > 0 && hidden % 8 == 0;
+}
+
+void route_decode(const float* x_router, const float* gate,
+                  const __nv_bfloat16* x, int64_t n_tokens, int64_t hidden,
+                  int64_t n_experts, int64_t k, int32_t* topk_ids,
+                  float* topk_weights, int32_t* sorted_pair,
+                  int32_t* expert_offsets, int32_t* pair_row, void* rows,
+                  bool rows_f16, cudaStream_t stream) {
+  if (!route_decode_supported(n_tokens, n_experts, k, hidden))
+    throw cuda_error("route_decode: unsupported shape (tokens "
+                     + std::to_string(n_tokens) + ", experts "
+                     + std::to_string(n_experts) + ", k " + std::to_string(k)
+                     + ", hidden " + std::to_string(hidden) + ")");
+  if (rows != nullptr && x == nullptr)
+    throw cuda_error("route_decode: rows to gather without their input x");
+  route_args a{x_router,
+               gate,
+               x,
+               static_cast<int>(n_tokens),
+               static_cast<int>(hidden),
+               static_cast<int>(n_experts),
+               static_cast<int>(k),
+               parts_for(n_experts, hidden),
+               topk_ids,
+               topk_weights,
+               sorted_pair,
+               expert_offsets,
+               pair_row,
+               rows};
+  if (rows_f16) {
+    route_decode_kernel<true><<<1, route_threads, 0, stream>>>(a);
+    CUDA_CHECK_LAUNCH(route_decode_kernel);
+  } else {
+    route_decode_kernel<false><<<1, route_threads, 0, stream>>>(a);
+    CUDA_CHECK_LAUNCH(route_decode_kernel);
+  }
+}
+
+} // namespace volt::cuda
