@@ -46,6 +46,41 @@ typename Inspector::result_type inspect(Inspector& f, generate_request& x) {
            x.return_routing, x.temperature, x.top_p, x.seed, x.n);
 }
 
+/// Upper bound of generate_request::logprobs (OpenAI's top_logprobs and
+/// vLLM's default max_logprobs).
+constexpr int32_t max_logprobs = 20;
+
+/// A token id and its log-probability.
+struct top_logprob {
+  int32_t token = 0;
+  float logprob = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, top_logprob& x) {
+  return f(caf::meta::type_name("volt.top_logprob"), x.token, x.logprob);
+}
+
+/// A generated token with its log-probability under the model's own
+/// distribution at its position: log_softmax of the logits at temperature 1,
+/// before top_p, whatever the request's sampling parameters (what vLLM reports
+/// by default, and what OpenAI's logprobs mean). A handful of entries per
+/// token, so element-wise serialisation costs nothing worth a wire_tensor.
+struct token_logprob {
+  int32_t token = 0;
+  float logprob = 0;
+  /// The `logprobs` most likely tokens at this position, most likely first
+  /// (ties: lower id first); the sampled token is among them only if it is
+  /// that likely (a greedy token always comes first).
+  std::vector<top_logprob> top;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, token_logprob& x) {
+  return f(caf::meta::type_name("volt.token_logprob"), x.token, x.logprob,
+           x.top);
+}
+
 /// How a request used the KV cache.
 struct kv_usage {
   int64_t page_size = 0;
