@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <string>
 #include <utility>
+#include <variant>
 
 #include "base/error.hpp"
 #include "base/log.hpp"
@@ -22,6 +23,29 @@ std::vector<uint32_t> missing_experts(const engine_state& st) {
                                }),
                 missing.end());
   return missing;
+}
+
+/// Sends the streamed requests' chunks and ends that the scheduler made, and
+/// stops watching sinks whose last request ended.
+void flush_streams(engine_pointer self) {
+  auto& st = self->state;
+  for (auto& msg : st.sched->take_sink_messages()) {
+    bool end = std::holds_alternative<generate_end>(msg.content);
+    std::visit([&](auto& content) { self->send(msg.sink, std::move(content)); },
+               msg.content);
+    if (!end)
+      continue;
+    auto i = st.sinks.find(msg.sink.address());
+    if (i != st.sinks.end() && --i->second == 0) {
+      self->demonitor(msg.sink.address());
+      st.sinks.erase(i);
+    }
+  }
+}
+
+void watch_sink(engine_pointer self, const stream_sink_actor& sink) {
+  if (self->state.sinks[sink.address()]++ == 0)
+    self->monitor(sink);
 }
 
 void notify_drained(engine_state& st) {
@@ -58,6 +82,7 @@ void schedule_tick(engine_pointer self) {
 
 void end_step(engine_pointer self) {
   self->state.step_running = false;
+  flush_streams(self);
   schedule(self);
   notify_drained(self->state);
 }
@@ -90,11 +115,24 @@ void advance(engine_pointer self, caf::expected<step_progress> progress) {
   schedule_tick(self);
 }
 
+/// Lets a newly queued request join the batch (unless experts are missing).
+void start_queued(engine_pointer self) {
+  auto& st = self->state;
+  if (auto missing = missing_experts(st); !missing.empty())
+    VOLT_INFO("engine", "request waits for experts without a live host: "
+                          << expert_pool::render(missing));
+  else
+    st.sched->admit();
+  flush_streams(self);
+  schedule(self);
+}
+
 void run_next_step(engine_pointer self) {
   auto& st = self->state;
   if (st.step_running)
     return;
   auto req = st.sched->next_step(missing_experts(st).empty());
+  flush_streams(self); // admission may have refused streamed requests
   if (!req) {
     schedule_tick(self); // requests may be waiting for experts
     notify_drained(st);
@@ -125,12 +163,28 @@ void add_host(engine_pointer self, expert_host host) {
   schedule(self);
 }
 
-/// A monitored expert host died: forget it and re-send its outstanding rows.
-void on_host_down(engine_pointer self, const caf::down_msg& msg) {
+/// A sink went down: its requests must not keep computing.
+void on_sink_down(engine_pointer self, const caf::down_msg& msg) {
+  auto& st = self->state;
+  for (auto id : st.sched->cancel_sink(msg.source))
+    VOLT_INFO("engine", "request " << id
+                                   << " cancelled: its stream sink is gone ("
+                                   << (msg.reason ? describe(msg.reason)
+                                                  : std::string{"it quit"})
+                                   << ")");
+  flush_streams(self);
+  st.sinks.erase(msg.source);
+  schedule(self);
+  notify_drained(st);
+}
+
+/// A monitored actor died: an expert host (forget it and re-send its
+/// outstanding rows) or a stream sink.
+void on_down(engine_pointer self, const caf::down_msg& msg) {
   auto& st = self->state;
   auto id = st.pool.find(msg.source);
   if (!id)
-    return;
+    return on_sink_down(self, msg);
   auto name = st.pool.host(*id).name;
   st.pool.remove(*id);
   VOLT_WARN("engine", "expert host " << name << " is down ("
@@ -155,6 +209,7 @@ void expire_waiting(engine_pointer self) {
                           " after waiting "
                             + std::to_string(st.options.ready_timeout.count())
                             + " ms"));
+  flush_streams(self);
   notify_drained(st);
 }
 
@@ -165,8 +220,9 @@ std::string status_line(const engine_state& st) {
          + (missing.empty()
               ? std::string{}
               : " (no host for experts " + expert_pool::render(missing) + ")")
-         + ", KV pool " + std::to_string(st.exec->num_pages()) + " pages on "
-         + st.exec->where();
+         + ", KV pool " + std::to_string(st.exec->num_pages()) + " pages ("
+         + std::to_string(st.sched->pages().stats().pages_used)
+         + " in use) on " + st.exec->where();
 }
 
 } // namespace
@@ -186,8 +242,7 @@ engine_actor::behavior_type engine(engine_pointer self,
     self, st.pool, cfg.hidden_size, options.step_timeout, options.metrics);
   st.exec = std::move(exec);
   st.options = std::move(options);
-  self->set_down_handler(
-    [self](caf::down_msg& msg) { on_host_down(self, msg); });
+  self->set_down_handler([self](caf::down_msg& msg) { on_down(self, msg); });
   for (auto& host : hosts)
     add_host(self, std::move(host));
   return {
@@ -197,15 +252,54 @@ engine_actor::behavior_type engine(engine_pointer self,
       if (auto err = st.sched->validate(req))
         return err;
       auto promise = self->make_response_promise<generate_result>();
-      if (!st.sched->enqueue({std::move(req), promise, engine_clock::now()}))
-        return promise; // refused: the promise has the error
-      if (auto missing = missing_experts(st); !missing.empty())
-        VOLT_INFO("engine", "request waits for experts without a live host: "
-                              << expert_pool::render(missing));
-      else
-        st.sched->admit();
-      schedule(self);
+      queued_generation job;
+      job.request = std::move(req);
+      job.promise = promise;
+      job.arrived = engine_clock::now();
+      auto id = st.sched->enqueue(std::move(job));
+      if (!id) {
+        promise.deliver(id.error());
+        return promise;
+      }
+      start_queued(self);
       return promise;
+    },
+    [self](stream_atom, generate_request& req,
+           stream_sink_actor& sink) -> caf::result<uint64_t> {
+      auto& st = self->state;
+      if (!sink)
+        return make_volt_error(volt_errc::invalid_request,
+                               "stream: the sink actor is null");
+      if (auto err = st.sched->validate(req))
+        return err;
+      queued_generation job;
+      job.request = std::move(req);
+      job.arrived = engine_clock::now();
+      job.sink = sink;
+      auto id = st.sched->enqueue(std::move(job));
+      if (!id)
+        return std::move(id.error());
+      watch_sink(self, sink);
+      start_queued(self);
+      return *id;
+    },
+    [self](cancel_atom, const cancel_request& c) -> caf::result<bool> {
+      auto& st = self->state;
+      auto found = st.sched->cancel(c);
+      if (!found)
+        return std::move(found.error());
+      if (*found)
+        VOLT_INFO("engine", (c.sequence < 0 ? std::string{}
+                                            : "sequence "
+                                                + std::to_string(c.sequence)
+                                                + " of ")
+                              << "request " << c.id << " cancelled ("
+                              << (c.reason.empty() ? "cancelled" : c.reason)
+                              << ")");
+      flush_streams(self);
+      schedule(self);
+      notify_drained(st);
+      return *found;
     },
     [self](status_atom) { return status_line(self->state); },
     [self](host_atom, expert_actor handle, std::vector<uint32_t> experts,

@@ -55,6 +55,9 @@ struct engine_state {
   std::vector<caf::typed_response_promise<bool>> ready_waiters;
   std::vector<caf::typed_response_promise<bool>> drain_waiters;
   bool tick_scheduled = false;
+  /// Sinks of streamed requests, monitored while they have unanswered
+  /// requests: requests of each.
+  std::map<caf::actor_addr, size_t> sinks;
 
   static inline const char* name = "volt.engine";
 };
@@ -69,8 +72,10 @@ using engine_pointer = engine_actor::stateful_pointer<engine_state>;
 /// host per layer (replicas picked by load, re-sent when a host fails). Hosts
 /// join with `host_atom` and are monitored. Requests wait (up to
 /// ready_timeout) while some expert has no live host; beyond max_queue
-/// waiting requests are refused. With an executor that blocks on a device,
-/// spawn the engine detached (spawn_engine does).
+/// waiting requests are refused. Streamed requests send their tokens to a
+/// sink actor as each step makes them; a request is cancelled by its id, or
+/// when its sink goes down (it is monitored). With an executor that blocks on
+/// a device, spawn the engine detached (spawn_engine does).
 engine_actor::behavior_type engine(engine_pointer self,
                                    std::shared_ptr<model_executor> exec,
                                    std::vector<expert_host> hosts,

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "actors/messages.hpp"
+#include "actors/stream_messages.hpp"
 #include "caf/type_id.hpp"
 #include "caf/typed_actor.hpp"
 #include "caf/replies_to.hpp"
@@ -21,6 +22,9 @@ CAF_BEGIN_TYPE_ID_BLOCK(volt, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(volt, (volt::expert_batch))
   CAF_ADD_TYPE_ID(volt, (std::vector<uint32_t>))
   CAF_ADD_TYPE_ID(volt, (std::vector<int32_t>))
+  CAF_ADD_TYPE_ID(volt, (volt::generate_chunk))
+  CAF_ADD_TYPE_ID(volt, (volt::generate_end))
+  CAF_ADD_TYPE_ID(volt, (volt::cancel_request))
 
   /// Asks the engine to generate tokens for a prompt.
   CAF_ADD_ATOM(volt, volt, generate_atom, "generate")
@@ -40,6 +44,10 @@ CAF_BEGIN_TYPE_ID_BLOCK(volt, caf::first_custom_type_id)
   CAF_ADD_ATOM(volt, volt, step_atom, "step")
   /// Asks a worker's registrar to remove its Redis registration.
   CAF_ADD_ATOM(volt, volt, unregister_atom, "unregister")
+  /// Asks the engine to generate tokens and stream them to a sink actor.
+  CAF_ADD_ATOM(volt, volt, stream_atom, "stream")
+  /// Asks the engine to end a request's sequences early.
+  CAF_ADD_ATOM(volt, volt, cancel_atom, "cancel")
 
   // Typed actor interfaces; declared inside the block because they use its
   // atoms.
@@ -50,9 +58,22 @@ CAF_BEGIN_TYPE_ID_BLOCK(volt, caf::first_custom_type_id)
     caf::replies_to<expert_batch>::with<wire_tensor>,
     caf::replies_to<hosted_atom>::with<std::vector<uint32_t>>>;
 
-  /// Owns requests and the step loop; answers clients.
+  /// Receives a streamed request's chunks, then its end
+  /// (actors/stream_messages.hpp). Clients implement it; it may live in
+  /// another process. The engine monitors it: when it goes down, its
+  /// requests are cancelled.
+  using stream_sink_actor = caf::typed_actor<caf::reacts_to<generate_chunk>,
+                                             caf::reacts_to<generate_end>>;
+
+  /// Owns requests and the step loop; answers clients. A streamed submit
+  /// answers with the request's id once it is queued (or with the error that
+  /// refused it, and then sends the sink nothing). A cancel answers whether
+  /// the request still had unfinished sequences to end.
   using engine_actor = caf::typed_actor<
     caf::replies_to<generate_atom, generate_request>::with<generate_result>,
+    caf::replies_to<stream_atom, generate_request,
+                    stream_sink_actor>::with<uint64_t>,
+    caf::replies_to<cancel_atom, cancel_request>::with<bool>,
     caf::replies_to<status_atom>::with<std::string>,
     caf::reacts_to<host_atom, expert_actor, std::vector<uint32_t>, std::string>,
     caf::replies_to<ready_atom>::with<bool>,
@@ -73,5 +94,6 @@ CAF_BEGIN_TYPE_ID_BLOCK(volt, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(volt, (volt::discovery_actor))
   CAF_ADD_TYPE_ID(volt, (volt::engine_actor))
   CAF_ADD_TYPE_ID(volt, (volt::expert_actor))
+  CAF_ADD_TYPE_ID(volt, (volt::stream_sink_actor))
 
 CAF_END_TYPE_ID_BLOCK(volt)

@@ -1,6 +1,7 @@
 // `volt-node generate`: one generation, either on a standalone node spawned in
 // this process (--model) or on a running router or standalone node reached
-// through CAF (--connect), printed for a person or as JSON.
+// through CAF (--connect), printed for a person or as JSON; with --stream,
+// tokens are printed as the engine makes them.
 
 #include <cstdio>
 #include <limits>
@@ -10,11 +11,12 @@
 #include "apps/commands.hpp"
 #include "apps/generation_output.hpp"
 #include "apps/remote_client.hpp"
+#include "apps/stream_output.hpp"
 #include "base/error.hpp"
 #include "base/log.hpp"
 #include "caf/actor_system.hpp"
 #include "caf/actor_system_config.hpp"
-#include "caf/scoped_actor.hpp"
+#include "caf/send.hpp"
 #include "config/endpoint.hpp"
 #include "net/actor_system_setup.hpp"
 
@@ -41,6 +43,14 @@ const std::vector<flag_spec> generate_flags = {
   {"n", true,
    "sequences to sample from the prompt, sharing its KV pages (default 1); "
    "--json then adds \"sequences\""},
+  {"stop-token-ids", true,
+   "comma-separated token ids that end a sequence as EOS does"},
+  {"stream", false,
+   "print each token as the engine makes it, one line per token, then the "
+   "summary; not with --json"},
+  {"logprobs", true,
+   "with --stream: print each token's log-probability and the N most likely "
+   "tokens, N in [0, 20] (default 0)"},
   {"device", true,
    "with --model: where the model runs, cpu or cuda:N (default cpu)"},
   {"quantization", true,
@@ -87,16 +97,40 @@ caf::expected<generate_request> request_from(const cli_args& args) {
   if (!n)
     return std::move(n.error());
   req.n = static_cast<uint32_t>(*n);
+  if (args.has("stop-token-ids")) {
+    auto stops = args.get_int_list("stop-token-ids",
+                                   std::numeric_limits<int32_t>::min(),
+                                   std::numeric_limits<int32_t>::max());
+    if (!stops)
+      return std::move(stops.error());
+    req.stop_token_ids.assign(stops->begin(), stops->end());
+  }
+  if (args.has("logprobs") && !args.has("stream"))
+    return flag_error("--logprobs: needs --stream (the summary does not show "
+                      "log-probabilities)");
+  auto logprobs = args.get_int("logprobs", 0, 0, max_logprobs);
+  if (!logprobs)
+    return std::move(logprobs.error());
+  req.logprobs = static_cast<int32_t>(*logprobs);
   req.temperature = static_cast<float>(*temperature);
   req.top_p = static_cast<float>(*top_p);
   req.seed = static_cast<uint64_t>(*seed);
   return req;
 }
 
+/// Prints each streamed chunk at once: a person (or a test) sees tokens
+/// while the engine makes them.
+void print_chunk(const generate_chunk& c) {
+  auto text = chunk_to_text(c);
+  std::fwrite(text.data(), 1, text.size(), stdout);
+  std::fflush(stdout);
+}
+
 /// Runs the request on a standalone node spawned in this process.
 caf::expected<generate_result> generate_local(caf::actor_system& sys,
                                               const cli_args& args,
-                                              const generate_request& req) {
+                                              const generate_request& req,
+                                              chunk_handler on_chunk) {
   auto device = args.get_device("device", "cpu");
   if (!device)
     return std::move(device.error());
@@ -113,12 +147,12 @@ caf::expected<generate_result> generate_local(caf::actor_system& sys,
   auto engine_handle = spawn_standalone(sys, *ckpt, options);
   if (!engine_handle)
     return std::move(engine_handle.error());
-  caf::expected<generate_result> result{caf::error{}};
-  caf::scoped_actor self{sys};
-  self->request(*engine_handle, caf::infinite, generate_atom_v, req)
-    .receive([&](generate_result& res) { result = std::move(res); },
-             [&](caf::error& err) { result = std::move(err); });
-  self->send_exit(*engine_handle, caf::exit_reason::user_shutdown);
+  // Every expert is local: the engine is ready at once.
+  auto result
+    = generate_on(sys, *engine_handle, "this process", req,
+                  std::chrono::steady_clock::now() + std::chrono::seconds{30},
+                  std::move(on_chunk));
+  caf::anon_send_exit(*engine_handle, caf::exit_reason::user_shutdown);
   return result;
 }
 
@@ -140,9 +174,14 @@ int run_generate_command(const std::vector<std::string>& raw_args) {
     return report_error(flag_error(
       args->has("model") ? "--model and --connect: give one, not both"
                          : "--model: missing (or --connect HOST:PORT)"));
+  if (args->has("stream") && args->has("json"))
+    return report_error(flag_error("--stream and --json: give one, not both"));
   auto req = request_from(*args);
   if (!req)
     return report_error(req.error());
+  chunk_handler on_chunk;
+  if (args->has("stream"))
+    on_chunk = print_chunk;
   caf::actor_system_config cfg;
   // With --connect this process is a peer of the node: it must beat (a
   // router drops peers that stay silent for its peer_timeout_ms) and give up
@@ -158,9 +197,10 @@ int run_generate_command(const std::vector<std::string>& raw_args) {
     auto wait = args->get_int("wait-seconds", 30, 0, 86400);
     if (!wait)
       return report_error(wait.error());
-    res = generate_remote(sys, *where, *req, std::chrono::seconds{*wait});
+    res = generate_remote(sys, *where, *req, std::chrono::seconds{*wait},
+                          on_chunk);
   } else {
-    res = generate_local(sys, *args, *req);
+    res = generate_local(sys, *args, *req, on_chunk);
   }
   if (!res)
     return report_error(res.error());

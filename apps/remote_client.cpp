@@ -5,7 +5,7 @@
 
 #include "actors/type_ids.hpp"
 #include "base/error.hpp"
-#include "caf/event_based_actor.hpp"
+#include "caf/typed_event_based_actor.hpp"
 #include "caf/io/middleman.hpp"
 #include "caf/io/middleman_actor.hpp"
 #include "caf/scoped_actor.hpp"
@@ -58,58 +58,92 @@ caf::expected<engine_actor> connect(caf::actor_system& sys,
                            + (last ? " (" + describe(last) + ")" : ""));
 }
 
+/// The client's side of one generation; also the sink of a streamed one.
+stream_sink_actor::behavior_type
+client(stream_sink_actor::pointer self, engine_actor eng, std::string node,
+       generate_request req, clock_type::time_point ready_deadline,
+       chunk_handler on_chunk,
+       std::shared_ptr<std::promise<caf::expected<generate_result>>> answer) {
+  auto done = std::make_shared<bool>(false);
+  auto deliver = [=](caf::expected<generate_result> x) {
+    if (!*done) {
+      *done = true;
+      answer->set_value(std::move(x));
+      self->quit();
+    }
+  };
+  // CAF does not fail a request whose receiver's node dies: watch it.
+  self->monitor(eng);
+  self->set_down_handler([=](caf::down_msg&) {
+    deliver(
+      make_volt_error(volt_errc::internal,
+                      "the node at " + node + " went down before answering"));
+  });
+  auto left = std::max(std::chrono::duration_cast<std::chrono::milliseconds>(
+                         ready_deadline - clock_type::now()),
+                       std::chrono::milliseconds{1});
+  auto fail = [=](caf::error& err) { deliver(std::move(err)); };
+  self->request(eng, left, ready_atom_v)
+    .then(
+      [=](bool) {
+        if (!on_chunk) {
+          self->request(eng, caf::infinite, generate_atom_v, req)
+            .then([=](generate_result& res) { deliver(std::move(res)); },
+                  fail);
+          return;
+        }
+        // The id comes with every chunk; the answer only says it was queued.
+        self
+          ->request(eng, caf::infinite, stream_atom_v, req,
+                    caf::actor_cast<stream_sink_actor>(self))
+          .then([](uint64_t) {}, fail);
+      },
+      [=](caf::error&) {
+        // Say which experts are missing: the status line names them.
+        self->request(eng, std::chrono::seconds{5}, status_atom_v)
+          .then(
+            [=](const std::string& status) {
+              deliver(make_volt_error(volt_errc::missing_expert,
+                                      "the node at " + node
+                                        + " is not ready in time: " + status));
+            },
+            fail);
+      });
+  return {
+    [=](const generate_chunk& c) { on_chunk(c); },
+    [=](generate_end& end) {
+      if (end.error)
+        deliver(std::move(end.error));
+      else
+        deliver(std::move(end.result));
+    },
+  };
+}
+
 } // namespace
 
 caf::expected<generate_result>
+generate_on(caf::actor_system& sys, engine_actor engine,
+            const std::string& node, const generate_request& req,
+            clock_type::time_point ready_deadline, chunk_handler on_chunk) {
+  auto answer
+    = std::make_shared<std::promise<caf::expected<generate_result>>>();
+  auto future = answer->get_future();
+  sys.spawn(client, std::move(engine), node, req, ready_deadline,
+            std::move(on_chunk), answer);
+  return future.get();
+}
+
+caf::expected<generate_result>
 generate_remote(caf::actor_system& sys, const endpoint& where,
-                const generate_request& req, std::chrono::milliseconds wait) {
+                const generate_request& req, std::chrono::milliseconds wait,
+                chunk_handler on_chunk) {
   auto deadline = clock_type::now() + wait;
   auto engine = connect(sys, where, deadline);
   if (!engine)
     return std::move(engine.error());
-  auto answer
-    = std::make_shared<std::promise<caf::expected<generate_result>>>();
-  auto future = answer->get_future();
-  auto node = name_of(where);
-  sys.spawn([=, eng = *engine](caf::event_based_actor* self) {
-    auto done = std::make_shared<bool>(false);
-    auto deliver = [=](caf::expected<generate_result> x) {
-      if (!*done) {
-        *done = true;
-        answer->set_value(std::move(x));
-        self->quit();
-      }
-    };
-    // CAF does not fail a request whose receiver's node dies: watch it.
-    self->monitor(eng);
-    self->set_down_handler([=](caf::down_msg&) {
-      deliver(
-        make_volt_error(volt_errc::internal,
-                        "the node at " + node + " went down before answering"));
-    });
-    auto left = std::max(std::chrono::duration_cast<std::chrono::milliseconds>(
-                           deadline - clock_type::now()),
-                         std::chrono::milliseconds{1});
-    self->request(eng, left, ready_atom_v)
-      .then(
-        [=](bool) {
-          self->request(eng, caf::infinite, generate_atom_v, req)
-            .then([=](generate_result& res) { deliver(std::move(res)); },
-                  [=](caf::error& err) { deliver(std::move(err)); });
-        },
-        [=](caf::error&) {
-          // Say which experts are missing: the status line names them.
-          self->request(eng, std::chrono::seconds{5}, status_atom_v)
-            .then(
-              [=](const std::string& status) {
-                deliver(make_volt_error(
-                  volt_errc::missing_expert,
-                  "the node at " + node + " is not ready in time: " + status));
-              },
-              [=](caf::error& err) { deliver(std::move(err)); });
-        });
-  });
-  return future.get();
+  return generate_on(sys, *engine, name_of(where), req, deadline,
+                     std::move(on_chunk));
 }
 
 } // namespace volt

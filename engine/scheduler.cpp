@@ -6,7 +6,9 @@
 
 #include "base/error.hpp"
 #include "base/log.hpp"
+#include "engine/finish_reason.hpp"
 #include "engine/kv_plan.hpp"
+#include "engine/logprobs.hpp"
 
 namespace volt {
 
@@ -18,6 +20,49 @@ double seconds_between(engine_clock::time_point a, engine_clock::time_point b) {
 
 sampling_params sampling_of(const generate_request& req) {
   return sampling_params{req.temperature, req.top_p, req.seed};
+}
+
+uint32_t sequences_of(const generate_request& req) {
+  return std::max<uint32_t>(req.n, 1);
+}
+
+/// Sequence 0 of a request computes the prompt that its siblings fork from:
+/// cancelled alone, it goes on until the prompt is done.
+bool holds_prompt(const running_sequence& seq) {
+  const auto& g = *seq.group;
+  if (seq.index != 0 || g.prefilled)
+    return false;
+  for (uint32_t i = 1; i < sequences_of(g.request()); ++i)
+    if (g.origin.cancel_reason(i).empty())
+      return true;
+  return false;
+}
+
+/// Marks `sequence` (-1: all) of `origin` cancelled with `why`, skipping
+/// sequences that finished (`finished[i]` set); returns how many it marked.
+size_t mark_cancelled(queued_generation& origin, int32_t sequence,
+                      const std::string& why,
+                      const std::vector<std::string>& finished) {
+  auto n = sequences_of(origin.request);
+  origin.cancelled.resize(n);
+  size_t marked = 0;
+  for (uint32_t i = 0; i < n; ++i) {
+    if (sequence >= 0 && static_cast<uint32_t>(sequence) != i)
+      continue;
+    if (!origin.cancelled[i].empty()
+        || (i < finished.size() && !finished[i].empty()))
+      continue;
+    origin.cancelled[i] = why;
+    ++marked;
+  }
+  return marked;
+}
+
+bool all_cancelled(const queued_generation& origin) {
+  for (uint32_t i = 0; i < sequences_of(origin.request); ++i)
+    if (origin.cancel_reason(i).empty())
+      return false;
+  return true;
 }
 
 } // namespace
@@ -46,6 +91,20 @@ caf::error scheduler::validate(const generate_request& req) const {
   if (req.n < 1 || req.n > max_sequences_per_request)
     return fail("n: " + std::to_string(req.n) + " sequences; must be in [1, "
                 + std::to_string(max_sequences_per_request) + "]");
+  if (req.logprobs < 0 || req.logprobs > max_logprobs)
+    return fail("logprobs: " + std::to_string(req.logprobs)
+                + "; must be in [0, " + std::to_string(max_logprobs)
+                + "] (0 leaves them out)");
+  for (size_t i = 0; i < req.stop_token_ids.size(); ++i)
+    if (req.stop_token_ids[i] < 0
+        || req.stop_token_ids[i] >= model_.vocab_size)
+      return fail("stop_token_ids: token id "
+                  + std::to_string(req.stop_token_ids[i]) + " at index "
+                  + std::to_string(i) + " is outside [0, "
+                  + std::to_string(model_.vocab_size) + ")");
+  if (req.id != 0 && find_request(req.id) != nullptr)
+    return fail("id: " + std::to_string(req.id)
+                + " belongs to a request still in the engine; pick another");
   auto n = static_cast<int64_t>(req.prompt.size());
   if (n > model_.max_position_embeddings)
     return fail("prompt: " + std::to_string(n)
@@ -62,18 +121,40 @@ caf::error scheduler::validate(const generate_request& req) const {
   return caf::none;
 }
 
-bool scheduler::enqueue(queued_generation job) {
+caf::expected<uint64_t> scheduler::enqueue(queued_generation job) {
   if (queue_.size() >= options_.max_queue) {
     ++refused_;
-    job.promise.deliver(make_volt_error(
-      volt_errc::invalid_request, "engine: queue full ("
-                                    + std::to_string(options_.max_queue)
-                                    + " requests waiting); try again later"));
-    return false;
+    return make_volt_error(volt_errc::invalid_request,
+                           "engine: queue full ("
+                             + std::to_string(options_.max_queue)
+                             + " requests waiting); try again later");
   }
+  job.id = job.request.id;
+  while (job.id == 0 || find_request(job.id) != nullptr)
+    job.id = next_request_id_++;
+  auto id = job.id;
   queue_.push_back(std::move(job));
   report_queue();
-  return true;
+  return id;
+}
+
+const queued_generation* scheduler::find_request(uint64_t id) const {
+  for (const auto& job : queue_)
+    if (job.id == id)
+      return &job;
+  for (const auto* batch : {&running_, &preempted_})
+    for (const auto& [seq_id, seq] : *batch)
+      if (seq.group->origin.id == id && !seq.group->answered)
+        return &seq.group->origin;
+  return nullptr;
+}
+
+request_group* scheduler::live_group(uint64_t id) {
+  for (auto* batch : {&running_, &preempted_})
+    for (auto& [seq_id, seq] : *batch)
+      if (seq.group->origin.id == id && !seq.group->answered)
+        return seq.group.get();
+  return nullptr;
 }
 
 void scheduler::expire_queued(std::chrono::milliseconds limit,
@@ -83,7 +164,7 @@ void scheduler::expire_queued(std::chrono::milliseconds limit,
     auto expired = std::move(queue_.front());
     queue_.pop_front();
     VOLT_WARN("engine", "request failed: " << describe(err));
-    expired.promise.deliver(err);
+    replies_.fail(expired, err);
     if (options_.metrics)
       options_.metrics->request_done(seconds_between(expired.arrived, now),
                                      false, 0);
@@ -93,8 +174,9 @@ void scheduler::expire_queued(std::chrono::milliseconds limit,
 }
 
 std::string scheduler::status() const {
-  return std::to_string(completed_) + " completed, " + std::to_string(failed_)
-         + " failed, " + std::to_string(refused_) + " refused, "
+  return std::to_string(completed_) + " completed, "
+         + std::to_string(cancelled_) + " cancelled, "
+         + std::to_string(failed_) + " failed, " + std::to_string(refused_) + " refused, "
          + std::to_string(queue_.size()) + " queued, "
          + std::to_string(running_.size()) + " running, "
          + std::to_string(preempted_.size()) + " preempted ("
@@ -116,9 +198,11 @@ running_sequence scheduler::start_request(queued_generation origin) {
   const auto& req = g.request();
   g.unfinished = 1;
   g.started = engine_clock::now();
-  auto n = std::max<uint32_t>(req.n, 1);
+  auto n = sequences_of(req);
   g.result.sequences.resize(n);
   g.result.finish_reasons.resize(n);
+  if (req.logprobs > 0)
+    g.result.logprobs.resize(n);
   seq.tokens = req.prompt;
   seq.prompt_len = static_cast<int64_t>(seq.tokens.size());
   seq.sampler = token_sampler{req.seed, 0};
@@ -166,7 +250,7 @@ void scheduler::admit() {
         auto refused = std::move(queue_.front());
         queue_.pop_front();
         VOLT_WARN("engine", "request refused: " << describe(granted.error()));
-        refused.promise.deliver(granted.error());
+        replies_.fail(refused, granted.error());
         ++failed_;
       }
       report_queue();
@@ -292,8 +376,9 @@ std::optional<step_request> scheduler::next_step(bool admit_more) {
     if (sampled) {
       auto last = e.first_row + n - 1;
       // The prompt's last logits go into the answer (and forks sample from
-      // them); a temperature needs them to sample at all.
-      if (!g.prefilled || r.temperature != 0) {
+      // them); a temperature needs them to sample at all, logprobs to
+      // compute them.
+      if (!g.prefilled || r.temperature != 0 || r.logprobs > 0) {
         if (prompt_rows < n) {
           req.logit_rows.push_back(last);
           e.sample_logit = static_cast<int64_t>(req.logit_rows.size()) - 1;
@@ -325,19 +410,25 @@ std::string scheduler::advance(running_sequence& seq, const float* logits,
                                int32_t greedy) {
   const auto& req = seq.request();
   if (seq.generated() >= req.max_new_tokens)
-    return "length";
+    return finish::length;
   // Greedy draws no random number, so the executor's argmax is the
   // sampler's pick.
   auto token = greedy >= 0 ? greedy
                            : seq.sampler.sample(logits, model_.vocab_size,
                                                 sampling_of(req));
   seq.tokens.push_back(token);
+  if (req.logprobs > 0 && logits != nullptr)
+    seq.logprobs.push_back(
+      token_logprobs(logits, model_.vocab_size, token, req.logprobs));
   if (!req.ignore_eos && token == model_.eos_token_id)
-    return "eos";
+    return finish::eos;
+  const auto& stops = req.stop_token_ids;
+  if (std::find(stops.begin(), stops.end(), token) != stops.end())
+    return finish::stop;
   if (seq.generated() >= req.max_new_tokens)
-    return "length";
+    return finish::length;
   if (static_cast<int64_t>(seq.tokens.size()) >= model_.max_position_embeddings)
-    return "context";
+    return finish::context;
   return {};
 }
 
@@ -381,11 +472,25 @@ void scheduler::finish_step(step_result& result) {
     int32_t greedy = e.sample_greedy >= 0 ? result.greedy[e.sample_greedy] : -1;
     if (!g.prefilled)
       finish_prompt(e.id, seq, logits);
-    auto stop = advance(seq, logits, greedy);
-    commit(e.id, seq);
-    if (!stop.empty())
-      finish_sequence(e.id, stop);
+    sample_next(e.id, seq, logits, greedy);
   }
+  drop_cancelled();
+}
+
+void scheduler::sample_next(uint64_t id, running_sequence& seq,
+                            const float* logits, int32_t greedy) {
+  if (!seq.cancel_reason().empty()) {
+    commit(id, seq);
+    return; // drop_cancelled ends it
+  }
+  auto before = seq.generated();
+  auto stop = advance(seq, logits, greedy);
+  commit(id, seq);
+  bool token = seq.generated() > before;
+  if (token || !stop.empty())
+    emit(seq, token, stop);
+  if (!stop.empty())
+    finish_sequence(id, stop);
 }
 
 void scheduler::fail_step(const caf::error& err) {
@@ -427,7 +532,7 @@ void scheduler::finish_prompt(uint64_t id, running_sequence& seq,
       fail_group(g, err);
       return;
     }
-    running_sequence child;
+    auto& child = running_[child_id];
     child.group = seq.group;
     child.index = i;
     child.tokens = seq.tokens;
@@ -439,28 +544,45 @@ void scheduler::finish_prompt(uint64_t id, running_sequence& seq,
     child.sampler = token_sampler{req.seed, i};
     ++g.unfinished;
     auto greedy = req.temperature == 0 ? greedy_token(logits, vocab) : -1;
-    auto stop = advance(child, logits, greedy);
-    commit(child_id, child);
-    running_.emplace(child_id, std::move(child));
-    if (!stop.empty())
-      finish_sequence(child_id, stop);
+    sample_next(child_id, child, logits, greedy);
   }
 }
 
 void scheduler::finish_sequence(uint64_t id, const std::string& why) {
   auto i = running_.find(id);
-  auto& seq = i->second;
+  record_finish(id, i->second, why);
+  retire(i->second, true, id);
+  running_.erase(i);
+}
+
+void scheduler::record_finish(uint64_t id, running_sequence& seq,
+                              const std::string& why) {
   auto& res = seq.group->result;
   res.sequences[seq.index].assign(seq.tokens.begin() + seq.prompt_len,
                                   seq.tokens.end());
   res.finish_reasons[seq.index] = why;
+  if (seq.index < res.logprobs.size())
+    res.logprobs[seq.index] = std::move(seq.logprobs);
   res.kv.pages_used += static_cast<int64_t>(pages_.block_table(id).size());
   res.kv.pages_shared += std::max<int64_t>(seq.kv.pages_shared, 0);
   res.kv.copy_on_write += seq.kv.copy_on_write;
   res.kv.preemptions += seq.kv.preemptions;
   res.kv.prefix_hit_tokens += seq.kv.prefix_hit_tokens;
-  retire(seq, true, id);
-  running_.erase(i);
+}
+
+void scheduler::emit(const running_sequence& seq, bool token,
+                     const std::string& finish) {
+  generate_chunk c;
+  c.sequence = seq.index;
+  if (token) {
+    c.tokens.push_back(seq.tokens.back());
+    if (!seq.logprobs.empty())
+      c.logprobs.push_back(seq.logprobs.back());
+  }
+  c.finish_reason = finish;
+  if (!finish.empty())
+    c.openai_finish_reason = finish::openai(finish);
+  replies_.chunk(seq.group->origin, std::move(c));
 }
 
 void scheduler::retire(running_sequence& seq, bool holds_pages, uint64_t id) {
@@ -478,7 +600,7 @@ void scheduler::fail_group(request_group& g, const caf::error& err) {
     return;
   VOLT_WARN("engine", "request failed: " << describe(err));
   g.answered = true;
-  g.origin.promise.deliver(err);
+  replies_.fail(g.origin, err);
   if (options_.metrics)
     options_.metrics->request_done(
       seconds_between(g.origin.arrived, engine_clock::now()), false, 0);
@@ -488,25 +610,148 @@ void scheduler::fail_group(request_group& g, const caf::error& err) {
 void scheduler::answer_group(request_group& g) {
   const auto& req = g.request();
   auto now = engine_clock::now();
+  if (!g.prefilled)
+    g.prefill_done = now; // cancelled before its prompt was done
   auto& res = g.result;
   res.prefill_seconds = seconds_between(g.started, g.prefill_done);
   res.decode_seconds = seconds_between(g.prefill_done, now);
   res.kv.page_size = pages_.page_size();
+  bool cancelled = false;
+  for (uint32_t i = 0; i < res.finish_reasons.size(); ++i) {
+    auto& why = res.finish_reasons[i];
+    if (why.empty()) {
+      // A sequence cancelled before it was forked from the prompt.
+      why = g.origin.cancel_reason(i).empty() ? finish::cancelled
+                                              : g.origin.cancel_reason(i);
+      generate_chunk c;
+      c.sequence = i;
+      c.finish_reason = why;
+      c.openai_finish_reason = finish::openai(why);
+      replies_.chunk(g.origin, std::move(c));
+    }
+    cancelled |= why == finish::cancelled;
+    res.openai_finish_reasons.push_back(finish::openai(why));
+  }
   res.new_tokens = res.sequences.front();
   res.finish_reason = res.finish_reasons.front();
-  size_t generated = 0;
+  res.prompt_tokens = static_cast<int64_t>(req.prompt.size());
   for (const auto& s : res.sequences)
-    generated += s.size();
+    res.completion_tokens += static_cast<int64_t>(s.size());
   if (req.n <= 1) {
     res.sequences.clear();
     res.finish_reasons.clear();
   }
   if (options_.metrics)
     options_.metrics->request_done(seconds_between(g.origin.arrived, now), true,
-                                   generated);
+                                   static_cast<size_t>(res.completion_tokens));
   g.answered = true;
-  g.origin.promise.deliver(std::move(res));
-  ++completed_;
+  replies_.answer(g.origin, std::move(res));
+  ++(cancelled ? cancelled_ : completed_);
+}
+
+// -- cancellation -------------------------------------------------------------
+
+caf::expected<bool> scheduler::cancel(const cancel_request& c) {
+  auto why = c.reason.empty() ? finish::cancelled : c.reason;
+  if (why != finish::cancelled && why != finish::stop)
+    return make_volt_error(volt_errc::invalid_request,
+                           "cancel: reason '" + c.reason
+                             + "' (must be \"cancelled\" or \"stop\")");
+  auto check_sequence = [&](const generate_request& req) -> caf::error {
+    if (c.sequence < -1
+        || (c.sequence >= 0
+            && static_cast<uint32_t>(c.sequence) >= sequences_of(req)))
+      return make_volt_error(volt_errc::invalid_request,
+                             "cancel: sequence " + std::to_string(c.sequence)
+                               + " of request " + std::to_string(c.id)
+                               + ", which has "
+                               + std::to_string(sequences_of(req))
+                               + " (-1 cancels all)");
+    return caf::none;
+  };
+  for (auto i = queue_.begin(); i != queue_.end(); ++i) {
+    if (i->id != c.id)
+      continue;
+    if (auto err = check_sequence(i->request))
+      return err;
+    bool marked = mark_cancelled(*i, c.sequence, why, {}) > 0;
+    if (all_cancelled(*i)) {
+      auto job = std::move(*i);
+      queue_.erase(i);
+      report_queue();
+      answer_unstarted(std::move(job));
+    }
+    return marked;
+  }
+  auto* g = live_group(c.id);
+  if (g == nullptr)
+    return false;
+  if (auto err = check_sequence(g->request()))
+    return err;
+  bool marked
+    = mark_cancelled(g->origin, c.sequence, why, g->result.finish_reasons) > 0;
+  drop_cancelled();
+  return marked;
+}
+
+std::vector<uint64_t> scheduler::cancel_sink(const caf::actor_addr& sink) {
+  std::vector<uint64_t> ids;
+  auto add = [&](const queued_generation& origin) {
+    if (origin.sink && origin.sink.address() == sink
+        && std::find(ids.begin(), ids.end(), origin.id) == ids.end())
+      ids.push_back(origin.id);
+  };
+  for (const auto& job : queue_)
+    add(job);
+  for (const auto* batch : {&running_, &preempted_})
+    for (const auto& [id, seq] : *batch)
+      if (!seq.group->answered)
+        add(seq.group->origin);
+  for (auto id : ids)
+    cancel(cancel_request{id, finish::cancelled, -1});
+  return ids;
+}
+
+void scheduler::answer_unstarted(queued_generation job) {
+  auto seq = start_request(std::move(job));
+  seq.group->unfinished = 0;
+  answer_group(*seq.group);
+}
+
+bool scheduler::in_step(uint64_t id) const {
+  return std::any_of(step_.begin(), step_.end(),
+                     [id](const step_entry& e) { return e.id == id; });
+}
+
+void scheduler::drop_cancelled() {
+  auto droppable = [this](uint64_t id, const running_sequence& seq) {
+    return !seq.group->answered && !seq.cancel_reason().empty()
+           && !in_step(id) && !holds_prompt(seq);
+  };
+  std::vector<uint64_t> ids;
+  for (const auto& [id, seq] : running_)
+    if (droppable(id, seq))
+      ids.push_back(id);
+  for (auto id : ids) {
+    auto& seq = running_.at(id);
+    auto why = seq.cancel_reason();
+    emit(seq, false, why);
+    finish_sequence(id, why);
+  }
+  // Preempted sequences hold no pages.
+  for (auto i = preempted_.begin(); i != preempted_.end();) {
+    auto& seq = i->second;
+    if (!droppable(i->first, seq)) {
+      ++i;
+      continue;
+    }
+    auto why = seq.cancel_reason();
+    emit(seq, false, why);
+    record_finish(i->first, seq, why);
+    retire(seq, false, i->first);
+    i = preempted_.erase(i);
+  }
+  report_queue();
 }
 
 } // namespace volt

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/reply_outbox.hpp"
 #include "engine/sequence.hpp"
 #include "model/model_config.hpp"
 #include "model/page_table.hpp"
@@ -39,21 +40,41 @@ constexpr uint32_t max_sequences_per_request = 64;
 /// Continuous batching over a paged KV cache: the request queue, admission
 /// (prefix reuse, headroom for the running sequences), each step's rows and
 /// page writes (copy-on-write, preemption of the newest sequence when pages
-/// run out), sampling, parallel sampling by forking, and the answers. A plain
-/// class owned by the engine actor: every call is synchronous and cheap next
-/// to the step it plans.
+/// run out), sampling, parallel sampling by forking, cancellation, and the
+/// answers (streamed ones through `take_sink_messages`). A plain class owned
+/// by the engine actor: every call is synchronous and cheap next to the step
+/// it plans.
 class scheduler {
 public:
   /// A pool of `num_pages` pages of `page_size` tokens for `model`.
   scheduler(const model_config& model, int64_t page_size, int64_t num_pages,
             scheduler_options options);
 
-  /// Checks a request against the model and the pool (one-line error).
+  /// Checks a request against the model, the pool and the ids in use
+  /// (invalid_request, one line naming the field).
   caf::error validate(const generate_request& req) const;
 
-  /// Queues a validated request; when the queue is full, answers it with an
-  /// error instead and returns false.
-  bool enqueue(queued_generation job);
+  /// Queues a validated request under its id (the request's own, or a fresh
+  /// one) and returns the id; refuses it (invalid_request) when the queue is
+  /// full.
+  caf::expected<uint64_t> enqueue(queued_generation job);
+
+  /// Ends sequences of request `c.id` with `c.reason`: queued requests and
+  /// sequences outside the step in flight now, the others when it finishes
+  /// (they sample no further token). Returns whether the request had
+  /// unfinished sequences to end; an unknown or answered id is no error.
+  /// Errors (invalid_request) name a bad reason or sequence.
+  caf::expected<bool> cancel(const cancel_request& c);
+
+  /// Cancels every request streamed to `sink` (it went down); returns their
+  /// ids.
+  std::vector<uint64_t> cancel_sink(const caf::actor_addr& sink);
+
+  /// Messages for the sinks of streamed requests since the last call, in the
+  /// order they were made.
+  std::vector<sink_message> take_sink_messages() {
+    return replies_.take();
+  }
 
   /// Moves preempted sequences (first) and queued requests into the running
   /// batch while slots and pages allow; also while a step is in flight (its
@@ -85,7 +106,7 @@ public:
     return !queue_.empty();
   }
 
-  /// "3 completed, 0 failed, ... KV pool 40 pages".
+  /// "3 completed, 1 cancelled, 0 failed, ... (0 preemptions)".
   std::string status() const;
 
   const page_table& pages() const {
@@ -94,6 +115,16 @@ public:
 
 private:
   running_sequence start_request(queued_generation origin);
+  /// The request with id `id` in the queue or answered by nothing yet.
+  const queued_generation* find_request(uint64_t id) const;
+  /// The group of request `id` among running and preempted sequences, or null.
+  request_group* live_group(uint64_t id);
+  /// Answers a queued request whose every sequence was cancelled.
+  void answer_unstarted(queued_generation job);
+  /// Finishes cancelled sequences that are outside the step in flight and
+  /// not computing a prompt that uncancelled siblings will fork from.
+  void drop_cancelled();
+  bool in_step(uint64_t id) const;
   void preempt(uint64_t id);
   void fail_group(request_group& g, const caf::error& err);
   void answer_group(request_group& g);
@@ -101,6 +132,17 @@ private:
   /// pages go back to the pool.
   void retire(running_sequence& seq, bool holds_pages, uint64_t id);
   void finish_sequence(uint64_t id, const std::string& why);
+  /// Moves what `seq` produced into its request's answer.
+  void record_finish(uint64_t id, running_sequence& seq,
+                     const std::string& why);
+  /// Streams `seq`'s newest token (when `token`) and `finish` to its sink.
+  void emit(const running_sequence& seq, bool token,
+            const std::string& finish);
+  /// Samples the next token of a sequence whose step ended at its last
+  /// token (unless it was cancelled), commits it, streams it, and finishes
+  /// the sequence when it stops.
+  void sample_next(uint64_t id, running_sequence& seq, const float* logits,
+                   int32_t greedy);
   void finish_prompt(uint64_t id, running_sequence& seq, const float* logits);
   /// Commits the K/V computed so far and the tokens sampled since the last
   /// commit to the page table (full pages enter the prefix cache).
@@ -133,8 +175,11 @@ private:
   /// first, before new requests) by recomputing their tokens.
   std::map<uint64_t, running_sequence> preempted_;
   std::vector<step_entry> step_;
+  reply_outbox replies_;
   uint64_t next_sequence_ = 1;
+  uint64_t next_request_id_ = 1;
   uint64_t completed_ = 0;
+  uint64_t cancelled_ = 0;
   uint64_t failed_ = 0;
   uint64_t refused_ = 0;
   uint64_t preemptions_ = 0;

@@ -5,9 +5,11 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "actors/messages.hpp"
+#include "actors/type_ids.hpp"
 #include "caf/typed_response_promise.hpp"
 #include "model/sampler.hpp"
 
@@ -18,8 +20,23 @@ using engine_clock = std::chrono::steady_clock;
 /// A request waiting for its turn.
 struct queued_generation {
   generate_request request;
+  /// Answers a request sent with generate_atom; unused when `sink` is set.
   caf::typed_response_promise<generate_result> promise;
   engine_clock::time_point arrived;
+  /// Receives a streamed request's chunks and its end; null when the answer
+  /// goes to `promise`.
+  stream_sink_actor sink;
+  /// The request's id in effect: the client's, or one the scheduler picked.
+  uint64_t id = 0;
+  /// Why each sequence was cancelled (empty: it was not); sized n by the
+  /// first cancel.
+  std::vector<std::string> cancelled;
+
+  /// Why sequence `index` was cancelled, or empty.
+  const std::string& cancel_reason(uint32_t index) const {
+    static const std::string none;
+    return index < cancelled.size() ? cancelled[index] : none;
+  }
 };
 
 /// A request being answered: what its sequences (one, or `n` for parallel
@@ -61,6 +78,8 @@ struct running_sequence {
   kv_usage kv;
   /// Draws the next tokens (its own random stream, from the request's seed).
   token_sampler sampler{0, 0};
+  /// One entry per generated token when the request asked for logprobs.
+  std::vector<token_logprob> logprobs;
 
   const generate_request& request() const {
     return group->request();
@@ -68,6 +87,11 @@ struct running_sequence {
 
   int64_t generated() const {
     return static_cast<int64_t>(tokens.size()) - prompt_len;
+  }
+
+  /// Why a client cancelled this sequence, or empty.
+  const std::string& cancel_reason() const {
+    return group->origin.cancel_reason(index);
   }
 };
 

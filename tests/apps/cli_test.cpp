@@ -86,6 +86,22 @@ CAF_TEST(generate prints tokens and speed for a person) {
   CAF_CHECK_NOT_EQUAL(r.out.find("tokens/s"), std::string::npos);
 }
 
+CAF_TEST(generate streams tokens with logprobs and stops at stop token ids) {
+  auto r = generate({"--model", tiny_mixtral_dir(), "--prompt-ids", "203",
+                     "--max-new-tokens", "6", "--stream", "--logprobs", "2",
+                     "--stop-token-ids", "288"});
+  CAF_REQUIRE_EQUAL(r.exit_code, 0);
+  // Greedy: 170 then 288, the stop token; each the most likely at its place.
+  CAF_CHECK_EQUAL(r.out.rfind("sequence 0: 170 logprob -", 0), 0u);
+  CAF_CHECK_NOT_EQUAL(r.out.find(" top 170 -"), std::string::npos);
+  CAF_CHECK_NOT_EQUAL(r.out.find("\nsequence 0: 288 logprob -"),
+                      std::string::npos);
+  CAF_CHECK_NOT_EQUAL(r.out.find("\nsequence 0 finished: stop\n"),
+                      std::string::npos);
+  CAF_CHECK_NOT_EQUAL(r.out.find("new tokens: 170 288\n"), std::string::npos);
+  CAF_CHECK_NOT_EQUAL(r.out.find("stopped by stop"), std::string::npos);
+}
+
 CAF_TEST(bad prompts exit with code 2 and one line) {
   auto model = tiny_mixtral_dir();
   check_bad_input(generate({"--model", model, "--prompt-ids", "1,320"}),
@@ -139,6 +155,18 @@ CAF_TEST(bad flags exit with code 2 and one line) {
   check_bad_input(generate({"--model", model, "--prompt-ids", "1",
                             "--quantization", "int4"}),
                   {"--quantization", "'int4'"});
+  check_bad_input(generate({"--model", model, "--prompt-ids", "1", "--stream",
+                            "--json"}),
+                  {"--stream and --json: give one, not both"});
+  check_bad_input(
+    generate({"--model", model, "--prompt-ids", "1", "--logprobs", "2"}),
+    {"--logprobs: needs --stream"});
+  check_bad_input(generate({"--model", model, "--prompt-ids", "1", "--stream",
+                            "--logprobs", "21"}),
+                  {"--logprobs"});
+  check_bad_input(generate({"--model", model, "--prompt-ids", "1",
+                            "--stop-token-ids", "2,320"}),
+                  {"stop_token_ids: token id 320 at index 1"});
   // No such device here: without CUDA, without a GPU, or with fewer GPUs.
   check_bad_input(
     generate({"--model", model, "--prompt-ids", "1", "--device", "cuda:99"}),
