@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(build-essential cmake pkg-config libcaf-dev prometheus-cpp-dev libhiredis-dev
-          libtomlplusplus-dev redis-server redis-tools)
+          libtomlplusplus-dev nlohmann-json3-dev redis-server redis-tools)
 
 missing=()
 for p in "${packages[@]}"; do
