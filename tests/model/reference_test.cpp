@@ -242,15 +242,13 @@ CAF_TEST(other layouts
   cfg.num_key_value_heads = 2;
   cfg.tie_word_embeddings = false;
   cfg.sliding_window = 4;
-  auto text = config_json(cfg);
   // The newer transformers layout: rope_theta inside rope_parameters, head_dim
   // null.
-  auto pos = text.find("  \"rope_theta\"");
-  auto end = text.find('\n', pos);
-  text.replace(pos, end - pos,
-               "  \"rope_parameters\": {\"rope_type\": \"default\", "
-               "\"rope_theta\": 10000.0},\n"
-               "  \"head_dim\": null,");
+  auto doc = config_doc(cfg);
+  doc.erase("rope_theta");
+  doc["rope_parameters"] = {{"rope_type", "default"}, {"rope_theta", 10000.0}};
+  doc["head_dim"] = nullptr;
+  auto text = doc.dump(2);
   cfg.head_dim = 12;
   auto tensors = random_mixtral_tensors(cfg, 11, 0.35f, dtype::bf16);
   std::vector<tensor_to_write> first(tensors.begin(),
