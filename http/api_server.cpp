@@ -70,6 +70,7 @@ api_server::start(caf::actor_system& sys, engine_actor engine,
   ctx.model = std::move(model);
   ctx.bridge = std::make_shared<engine_bridge>(sys, std::move(engine));
   ctx.metrics = std::move(metrics);
+  ctx.busy = std::make_shared<busy_connections>();
   ctx.started = std::chrono::duration_cast<std::chrono::seconds>(
                   std::chrono::system_clock::now().time_since_epoch())
                   .count();
@@ -180,6 +181,9 @@ void api_server::stop() {
   if (!impl_->thread.joinable())
     return;
   impl_->server.stop();
+  // Requests in flight finish; idle connections end now rather than after
+  // their keep-alive timeout.
+  impl_->ctx.busy->close_idle(port_);
   impl_->thread.join();
 }
 

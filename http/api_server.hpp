@@ -39,8 +39,9 @@ public:
   /// Stops accepting and waits for the requests in flight.
   ~api_server();
 
-  /// Closes the listening socket, lets every request in flight finish
-  /// (streams included) and joins the threads. Idempotent.
+  /// Closes the listening socket and the idle connections, lets every
+  /// generation in flight finish (streams included) and joins the threads.
+  /// Idempotent.
   void stop();
 
   uint16_t port() const {

@@ -36,12 +36,12 @@ void answer_whole(completion_run& run, const response_meta& meta,
 /// then the usage (when asked for) and [DONE]. A failure after the stream
 /// began goes out as an event with OpenAI's error object.
 void answer_stream(std::shared_ptr<completion_run> run, response_meta meta,
-                   connection_watch watch, bool include_usage,
-                   httplib::Response& res) {
+                   connection_watch watch, std::shared_ptr<void> busy,
+                   bool include_usage, httplib::Response& res) {
   res.set_header("Cache-Control", "no-cache");
   res.set_chunked_content_provider(
     "text/event-stream",
-    [run, meta, watch, include_usage](size_t, httplib::DataSink& sink) {
+    [run, meta, watch, busy, include_usage](size_t, httplib::DataSink& sink) {
       bool ok = true;
       auto write = [&](const std::string& text) {
         ok = ok && sink.write(text.data(), text.size());
@@ -93,8 +93,9 @@ void serve_completion(const api_context& ctx, api_kind kind,
   auto meta = new_response_meta(kind, ctx.model->name);
   connection_watch watch{req.local_addr, req.local_port, req.remote_addr,
                          req.remote_port};
+  auto busy = ctx.busy->hold(watch.fd());
   if (params.stream)
-    answer_stream(std::move(run), std::move(meta), watch,
+    answer_stream(std::move(run), std::move(meta), watch, std::move(busy),
                   params.include_usage, res);
   else
     answer_whole(*run, meta, watch, res);

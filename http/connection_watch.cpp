@@ -43,12 +43,10 @@ bool is_endpoint(int fd, bool peer, const std::string& host, int port) {
   return address_of(addr, h, p) && p == port && h == host;
 }
 
-} // namespace
-
-connection_watch::connection_watch(const std::string& local_addr,
-                                   int local_port,
-                                   const std::string& remote_addr,
-                                   int remote_port) {
+/// Calls `visit(fd)` for each open descriptor of this process until it
+/// returns true.
+template <class Visit>
+void for_each_fd(Visit visit) {
   DIR* dir = opendir("/proc/self/fd");
   if (dir == nullptr)
     return;
@@ -57,13 +55,39 @@ connection_watch::connection_watch(const std::string& local_addr,
     auto fd = static_cast<int>(std::strtol(entry->d_name, &end, 10));
     if (end == entry->d_name || *end != '\0' || fd == dirfd(dir))
       continue;
-    if (is_endpoint(fd, true, remote_addr, remote_port)
-        && is_endpoint(fd, false, local_addr, local_port)) {
-      fd_ = fd;
+    if (visit(fd))
       break;
-    }
   }
   closedir(dir);
+}
+
+/// The local port of a connected TCP socket, or -1 for anything else.
+int connected_local_port(int fd) {
+  sockaddr_storage addr{};
+  socklen_t len = sizeof(addr);
+  if (getpeername(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0)
+    return -1;
+  len = sizeof(addr);
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0)
+    return -1;
+  std::string host;
+  int port = -1;
+  return address_of(addr, host, port) ? port : -1;
+}
+
+} // namespace
+
+connection_watch::connection_watch(const std::string& local_addr,
+                                   int local_port,
+                                   const std::string& remote_addr,
+                                   int remote_port) {
+  for_each_fd([&](int fd) {
+    if (!is_endpoint(fd, true, remote_addr, remote_port)
+        || !is_endpoint(fd, false, local_addr, local_port))
+      return false;
+    fd_ = fd;
+    return true;
+  });
 }
 
 bool connection_watch::closed() const {
@@ -73,6 +97,26 @@ bool connection_watch::closed() const {
   if (poll(&p, 1, 0) <= 0)
     return false;
   return (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+}
+
+std::shared_ptr<void> busy_connections::hold(int fd) {
+  if (fd < 0)
+    return nullptr;
+  std::lock_guard<std::mutex> guard{mtx_};
+  fds_.insert(fd);
+  return std::shared_ptr<void>{nullptr, [this, fd](void*) {
+                                 std::lock_guard<std::mutex> guard{mtx_};
+                                 fds_.erase(fds_.find(fd));
+                               }};
+}
+
+void busy_connections::close_idle(int port) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  for_each_fd([&](int fd) {
+    if (fds_.count(fd) == 0 && connected_local_port(fd) == port)
+      shutdown(fd, SHUT_RDWR);
+    return false;
+  });
 }
 
 } // namespace volt::http

@@ -1,5 +1,8 @@
 #pragma once
 
+#include <memory>
+#include <mutex>
+#include <set>
 #include <string>
 
 namespace volt::http {
@@ -26,6 +29,25 @@ public:
 
 private:
   int fd_ = -1;
+};
+
+/// The connections of one server that carry a request now. At shutdown the
+/// server closes every other connection at once: httplib 0.11 would
+/// otherwise let each idle keep-alive connection wait out its timeout before
+/// its thread ends.
+class busy_connections {
+public:
+  /// Marks the socket `fd` busy until the returned token is destroyed; -1
+  /// marks nothing.
+  std::shared_ptr<void> hold(int fd);
+
+  /// Shuts down both directions of every connection accepted on local
+  /// `port` that is not busy, so that its thread sees the end at once.
+  void close_idle(int port);
+
+private:
+  std::mutex mtx_;
+  std::multiset<int> fds_;
 };
 
 } // namespace volt::http

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <memory>
 
+#include "http/connection_watch.hpp"
 #include "http/engine_bridge.hpp"
 #include "http/openai_request.hpp"
 #include "http/served_model.hpp"
@@ -28,6 +29,8 @@ struct api_context {
   std::shared_ptr<engine_bridge> bridge;
   /// May be null (no metrics).
   std::shared_ptr<node_metrics> metrics;
+  /// Connections with a generation in flight (spared at shutdown).
+  std::shared_ptr<busy_connections> busy;
   /// When the server started: the `created` time of the model.
   int64_t started = 0;
 };

@@ -105,3 +105,30 @@ CAF_TEST(silent connections are closed after the timeout) {
   close(stalled);
   CAF_CHECK_EQUAL(curl("GET", node.base_url() + "/health").status, 200);
 }
+
+CAF_TEST(shutdown closes idle connections at once and finishes streams) {
+  api_node node;
+  CAF_REQUIRE(node.wait_ready());
+  auto idle = tcp_connect(node.http_port());
+  CAF_REQUIRE_GREATER_OR_EQUAL(idle, 0);
+  http_reply streamed;
+  std::thread client{[&] {
+    streamed = curl("POST", node.base_url() + "/v1/completions",
+                    R"({"prompt": "def f(x):", "max_tokens": 1000,
+                        "temperature": 0, "ignore_eos": true,
+                        "stream": true})",
+                    {"-N"});
+  }};
+  // Wait until the stream is under way.
+  std::this_thread::sleep_for(std::chrono::milliseconds{300});
+  auto start = std::chrono::steady_clock::now();
+  CAF_CHECK_EQUAL(node.process().stop(SIGTERM), 0);
+  auto took = std::chrono::steady_clock::now() - start;
+  client.join();
+  close(idle);
+  // Far below [http] timeout_s (10 s), which an idle connection would
+  // otherwise hold the shutdown for.
+  CAF_CHECK_LESS(took, std::chrono::seconds{6});
+  CAF_CHECK_EQUAL(streamed.status, 200);
+  CAF_CHECK_NOT_EQUAL(streamed.body.find("data: [DONE]"), std::string::npos);
+}
