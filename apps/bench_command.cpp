@@ -17,6 +17,7 @@
 #include "gpu/cpu/cpu_ops.hpp"
 #include "gpu/cpu/quant.hpp"
 #include "model/forward.hpp"
+#include "model/json.hpp"
 
 namespace volt {
 
@@ -191,29 +192,34 @@ void print_table(const moe_bench_options& o, const moe_bench_result& r) {
 }
 
 void print_json(const moe_bench_options& o, const moe_bench_result& r) {
-  std::printf("{\"device\": \"%s\", \"dtype\": \"%s\", \"hidden\": %lld, "
-              "\"ffn\": %lld, \"experts\": %lld, \"topk\": %lld, "
-              "\"iters\": %lld, \"copy_gbs\": %.1f, \"expert_bytes\": %llu, "
-              "\"gating_tokens\": %lld, \"gating_ms\": %.6f, \"rows\": [",
-              r.device.c_str(), dtype_name(o), static_cast<long long>(o.hidden),
-              static_cast<long long>(o.ffn), static_cast<long long>(o.experts),
-              static_cast<long long>(o.topk), static_cast<long long>(o.iters),
-              r.copy_gbs, static_cast<unsigned long long>(r.expert_bytes),
-              static_cast<long long>(o.gating_tokens), r.gating_ms);
-  for (size_t i = 0; i < r.rows.size(); ++i) {
-    const auto& row = r.rows[i];
-    std::printf("%s{\"tokens\": %lld, \"path\": \"%s\", \"variant\": \"%s\", "
-                "\"median_ms\": %.5f, "
-                "\"min_ms\": %.5f, \"max_ms\": %.5f, \"tokens_per_s\": %.1f, "
-                "\"active_experts\": %lld, \"floor_ms\": %.5f, "
-                "\"ratio\": %.4f}",
-                i == 0 ? "" : ", ", static_cast<long long>(row.tokens),
-                row.path.c_str(), row.variant.c_str(), row.median_ms,
-                row.min_ms, row.max_ms, row.tokens / (row.median_ms * 1e-3),
-                static_cast<long long>(row.active_experts), row.floor_ms,
-                row.floor_ms > 0 ? row.median_ms / row.floor_ms : 0.0);
-  }
-  std::printf("]}\n");
+  auto rows = json::value::array();
+  for (const auto& row : r.rows)
+    rows.push_back(
+      {{"tokens", row.tokens},
+       {"path", row.path},
+       {"variant", row.variant},
+       {"median_ms", json::rounded(row.median_ms, 5)},
+       {"min_ms", json::rounded(row.min_ms, 5)},
+       {"max_ms", json::rounded(row.max_ms, 5)},
+       {"tokens_per_s", json::rounded(row.tokens / (row.median_ms * 1e-3), 1)},
+       {"active_experts", row.active_experts},
+       {"floor_ms", json::rounded(row.floor_ms, 5)},
+       {"ratio",
+        json::rounded(row.floor_ms > 0 ? row.median_ms / row.floor_ms : 0.0,
+                      4)}});
+  json::value out = {{"device", r.device},
+                     {"dtype", dtype_name(o)},
+                     {"hidden", o.hidden},
+                     {"ffn", o.ffn},
+                     {"experts", o.experts},
+                     {"topk", o.topk},
+                     {"iters", o.iters},
+                     {"copy_gbs", json::rounded(r.copy_gbs, 1)},
+                     {"expert_bytes", r.expert_bytes},
+                     {"gating_tokens", o.gating_tokens},
+                     {"gating_ms", json::rounded(r.gating_ms, 6)},
+                     {"rows", rows}};
+  std::printf("%s\n", json::dump(out).c_str());
 }
 
 caf::expected<moe_bench_options> parse_options(const cli_args& args) {

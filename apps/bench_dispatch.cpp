@@ -19,6 +19,7 @@
 #include "caf/typed_event_based_actor.hpp"
 #include "config/endpoint.hpp"
 #include "model/checkpoint.hpp"
+#include "model/json.hpp"
 #include "net/actor_system_setup.hpp"
 
 namespace volt {
@@ -168,14 +169,13 @@ int run_bench_dispatch(const std::vector<std::string>& raw_args) {
     targets.push_back(
       {"tcp " + args->get("connect"), remote->first, remote->second});
   }
-  bool json = args->has("json");
-  if (json)
-    std::printf("{\"hidden\":%lld,\"results\":[",
-                static_cast<long long>(mc.hidden_size));
-  else
+  bool as_json = args->has("json");
+  // Collected and printed at the end, so an error midway leaves no half
+  // object on stdout.
+  auto rows_json = json::value::array();
+  if (!as_json)
     std::printf("%-24s %6s %12s %10s %10s %10s\n", "target", "rows",
                 "bytes/dir", "p50 us", "p90 us", "p99 us");
-  bool first = true;
   for (const auto& t : targets)
     for (auto rows : *rows_list) {
       auto p = time_round_trips(sys, t.handle, t.hosted, mc.hidden_size, rows,
@@ -183,21 +183,22 @@ int run_bench_dispatch(const std::vector<std::string>& raw_args) {
       if (!p)
         return report_error(p.error());
       auto bytes = rows * mc.hidden_size * 4;
-      if (json)
-        std::printf("%s{\"target\":\"%s\",\"rows\":%lld,\"bytes_per_"
-                    "direction\":%lld,\"p50_us\":%.2f,\"p90_us\":%.2f,\"p99_"
-                    "us\":%.2f}",
-                    first ? "" : ",", t.name.c_str(),
-                    static_cast<long long>(rows), static_cast<long long>(bytes),
-                    p->p50, p->p90, p->p99);
+      if (as_json)
+        rows_json.push_back({{"target", t.name},
+                             {"rows", rows},
+                             {"bytes_per_direction", bytes},
+                             {"p50_us", json::rounded(p->p50, 2)},
+                             {"p90_us", json::rounded(p->p90, 2)},
+                             {"p99_us", json::rounded(p->p99, 2)}});
       else
         std::printf("%-24s %6lld %12lld %10.1f %10.1f %10.1f\n", t.name.c_str(),
                     static_cast<long long>(rows), static_cast<long long>(bytes),
                     p->p50, p->p90, p->p99);
-      first = false;
     }
-  if (json)
-    std::printf("]}\n");
+  if (as_json) {
+    json::value out = {{"hidden", mc.hidden_size}, {"results", rows_json}};
+    std::printf("%s\n", json::dump(out).c_str());
+  }
   for (auto& t : targets)
     if (t.name == "in-process")
       caf::anon_send_exit(t.handle, caf::exit_reason::user_shutdown);

@@ -19,6 +19,7 @@
 #include "caf/actor_system.hpp"
 #include "caf/actor_system_config.hpp"
 #include "caf/scoped_actor.hpp"
+#include "model/json.hpp"
 #include "net/actor_system_setup.hpp"
 
 #ifdef VOLT_HAVE_CUDA
@@ -373,29 +374,34 @@ int run_bench_model(const std::vector<std::string>& raw_args) {
     caf::anon_send_exit(*eng, caf::exit_reason::user_shutdown);
   }
   if (args->has("json")) {
-    std::printf("{\"card\":\"%s\",\"layers\":%lld,\"quantization\":\"%s\","
-                "\"load_seconds\":%.3f,\"rss_mib_loaded\":%.0f,"
-                "\"rss_mib_after\":%.0f,\"rss_mib_peak\":%.0f,"
-                "\"copy_gbs\":%.1f,\"bf16_tflops\":%.1f,"
-                "\"cpu_logits_rel_error\":%.3e,\"prefill\":[",
-                card.c_str(), static_cast<long long>(mc.num_hidden_layers),
-                to_string(*quantization).c_str(), load_seconds, rss_loaded,
-                rss_after, std::max(peak_loaded, peak_after), copy_gbs,
-                bf16_tflops, cpu_error);
-    for (size_t i = 0; i < prefill.size(); ++i)
-      std::printf("%s{\"tokens\":%lld,\"seconds\":%.5f,\"tokens_per_second\":"
-                  "%.1f,\"tflops\":%.1f}",
-                  i ? "," : "", static_cast<long long>(prefill[i].tokens),
-                  prefill[i].seconds, prefill[i].tokens / prefill[i].seconds,
-                  prefill[i].tflops);
-    std::printf("],\"decode\":[");
-    for (size_t i = 0; i < decode.size(); ++i)
-      std::printf("%s{\"batch\":%lld,\"step_ms\":%.4f,\"floor_ms\":%.4f,"
-                  "\"experts_per_layer\":%.2f}",
-                  i ? "," : "", static_cast<long long>(decode[i].batch),
-                  decode[i].step_ms, decode[i].floor_ms,
-                  decode[i].experts_per_layer);
-    std::printf("]}\n");
+    auto prefill_json = json::value::array();
+    for (const auto& p : prefill)
+      prefill_json.push_back(
+        {{"tokens", p.tokens},
+         {"seconds", json::rounded(p.seconds, 5)},
+         {"tokens_per_second", json::rounded(p.tokens / p.seconds, 1)},
+         {"tflops", json::rounded(p.tflops, 1)}});
+    auto decode_json = json::value::array();
+    for (const auto& d : decode)
+      decode_json.push_back(
+        {{"batch", d.batch},
+         {"step_ms", json::rounded(d.step_ms, 4)},
+         {"floor_ms", json::rounded(d.floor_ms, 4)},
+         {"experts_per_layer", json::rounded(d.experts_per_layer, 2)}});
+    json::value out = {
+      {"card", card},
+      {"layers", mc.num_hidden_layers},
+      {"quantization", to_string(*quantization)},
+      {"load_seconds", json::rounded(load_seconds, 3)},
+      {"rss_mib_loaded", std::llround(rss_loaded)},
+      {"rss_mib_after", std::llround(rss_after)},
+      {"rss_mib_peak", std::llround(std::max(peak_loaded, peak_after))},
+      {"copy_gbs", json::rounded(copy_gbs, 1)},
+      {"bf16_tflops", json::rounded(bf16_tflops, 1)},
+      {"cpu_logits_rel_error", cpu_error},
+      {"prefill", prefill_json},
+      {"decode", decode_json}};
+    std::printf("%s\n", json::dump(out).c_str());
     return 0;
   }
   std::printf("%s, %lld layers, experts %s: loaded in %.2f s, resident %.0f "

@@ -14,6 +14,7 @@
 #include "caf/actor_system.hpp"
 #include "caf/actor_system_config.hpp"
 #include "caf/scoped_actor.hpp"
+#include "model/json.hpp"
 #include "net/actor_system_setup.hpp"
 
 namespace volt {
@@ -186,16 +187,17 @@ int run_bench_serve(const std::vector<std::string>& raw_args) {
   }
   caf::anon_send_exit(*eng, caf::exit_reason::user_shutdown);
   if (args->has("json")) {
-    std::printf("{\"prompt_tokens\":%lld,\"new_tokens\":%lld,\"results\":[",
-                static_cast<long long>(*prompt),
-                static_cast<long long>(*new_tokens));
-    for (size_t i = 0; i < results.size(); ++i)
-      std::printf("%s{\"concurrency\":%lld,\"tokens_per_second\":%.1f,"
-                  "\"p50_ms_per_token\":%.3f,\"p99_ms_per_token\":%.3f}",
-                  i ? "," : "", static_cast<long long>(results[i].concurrency),
-                  results[i].tokens_per_second, results[i].p50_ms,
-                  results[i].p99_ms);
-    std::printf("]}\n");
+    auto rows = json::value::array();
+    for (const auto& r : results)
+      rows.push_back(
+        {{"concurrency", r.concurrency},
+         {"tokens_per_second", json::rounded(r.tokens_per_second, 1)},
+         {"p50_ms_per_token", json::rounded(r.p50_ms, 3)},
+         {"p99_ms_per_token", json::rounded(r.p99_ms, 3)}});
+    json::value out = {{"prompt_tokens", *prompt},
+                       {"new_tokens", *new_tokens},
+                       {"results", rows}};
+    std::printf("%s\n", json::dump(out).c_str());
     return 0;
   }
   std::printf("%12s %14s %10s %16s %16s\n", "concurrency", "tokens/s",

@@ -1,60 +1,43 @@
 #include "apps/generation_output.hpp"
 
-#include <cmath>
 #include <cstdio>
+
+#include "model/json.hpp"
 
 namespace volt {
 
 namespace {
 
-void append_float(std::string& out, float x) {
-  if (!std::isfinite(x)) {
-    out += "null"; // JSON has no NaN or infinity
-    return;
-  }
-  char buf[32];
-  std::snprintf(buf, sizeof(buf), "%.9g", static_cast<double>(x));
-  out += buf;
+json::value leaf(float x) {
+  return json::shortest(x);
 }
 
-template <class T>
-void append_array(std::string& out, const T* data, size_t n) {
-  out += '[';
-  for (size_t i = 0; i < n; ++i) {
-    if (i > 0)
-      out += ',';
-    if constexpr (std::is_same_v<T, float>)
-      append_float(out, data[i]);
-    else
-      out += std::to_string(data[i]);
-  }
-  out += ']';
+json::value leaf(int32_t x) {
+  return x;
 }
 
-/// Appends a [rows][cols] array, or [d0][d1][d2] for three dimensions.
+/// Nests the `T` elements at `data` by the dimensions `dims[0..rank)`.
 template <class T>
-void append_nested(std::string& out, const wire_tensor& t) {
-  const T* data = reinterpret_cast<const T*>(t.bytes.data());
-  auto rows = static_cast<size_t>(t.shape[0]);
-  auto inner = static_cast<size_t>(t.numel()) / std::max<size_t>(rows, 1);
-  out += '[';
-  for (size_t r = 0; r < rows; ++r) {
-    if (r > 0)
-      out += ',';
-    if (t.shape.size() == 3) {
-      auto cols = static_cast<size_t>(t.shape[2]);
-      out += '[';
-      for (size_t j = 0; j < inner / cols; ++j) {
-        if (j > 0)
-          out += ',';
-        append_array(out, data + r * inner + j * cols, cols);
-      }
-      out += ']';
-    } else {
-      append_array(out, data + r * inner, inner);
-    }
-  }
-  out += ']';
+json::value nest(const T* data, const int64_t* dims, size_t rank) {
+  if (rank == 0)
+    return leaf(data[0]);
+  size_t inner = 1;
+  for (size_t i = 1; i < rank; ++i)
+    inner *= static_cast<size_t>(dims[i]);
+  auto out = json::value::array();
+  for (int64_t i = 0; i < dims[0]; ++i)
+    out.push_back(rank == 1 ? leaf(data[i])
+                            : nest(data + i * inner, dims + 1, rank - 1));
+  return out;
+}
+
+/// `t` as nested arrays of its shape.
+template <class T>
+json::value nested(const wire_tensor& t) {
+  if (t.bytes.size() < static_cast<size_t>(t.numel()) * sizeof(T))
+    return json::value::array(); // malformed: the engine checks shapes
+  return nest(reinterpret_cast<const T*>(t.bytes.data()), t.shape.data(),
+              t.shape.size());
 }
 
 double per_second(size_t n, double seconds) {
@@ -71,48 +54,34 @@ size_t decode_steps(const generate_result& res) {
 
 std::string generation_to_json(const generate_request& req,
                                const generate_result& res) {
-  std::string out = "{\"new_tokens\":";
-  append_array(out, res.new_tokens.data(), res.new_tokens.size());
-  out += ",\"logits\":";
-  append_array(out,
-               reinterpret_cast<const float*>(res.last_logits.bytes.data()),
-               res.last_logits.bytes.size() / sizeof(float));
+  auto logits = json::value::array();
+  auto n_logits = res.last_logits.bytes.size() / sizeof(float);
+  auto logits_data
+    = reinterpret_cast<const float*>(res.last_logits.bytes.data());
+  for (size_t i = 0; i < n_logits; ++i)
+    logits.push_back(json::shortest(logits_data[i]));
+  json::value out = {{"new_tokens", res.new_tokens}, {"logits", logits}};
   if (!res.sequences.empty()) {
-    out += ",\"sequences\":[";
-    for (size_t i = 0; i < res.sequences.size(); ++i) {
-      if (i > 0)
-        out += ',';
-      append_array(out, res.sequences[i].data(), res.sequences[i].size());
-    }
-    out += "],\"finish_reasons\":[";
-    for (size_t i = 0; i < res.finish_reasons.size(); ++i)
-      out += (i > 0 ? ",\"" : "\"") + res.finish_reasons[i] + '"';
-    out += ']';
+    out["sequences"] = res.sequences;
+    out["finish_reasons"] = res.finish_reasons;
   }
-  if (req.return_all_logits) {
-    out += ",\"all_logits\":";
-    append_nested<float>(out, res.all_logits);
-  }
-  if (req.return_routing) {
-    out += ",\"router_topk\":";
-    append_nested<int32_t>(out, res.routing);
-  }
-  char tail[512];
-  std::snprintf(
-    tail, sizeof(tail),
-    ",\"finish_reason\":\"%s\",\"prompt_tokens\":%zu,\"prefill_seconds\":%.6f,"
-    "\"decode_seconds\":%.6f,\"decode_tokens_per_second\":%.2f,"
-    "\"kv\":{\"page_size\":%lld,\"pages_used\":%lld,\"pages_shared\":%lld,"
-    "\"copy_on_write\":%lld,\"prefix_hit_tokens\":%lld,\"preemptions\":%lld}}",
-    res.finish_reason.c_str(), req.prompt.size(), res.prefill_seconds,
-    res.decode_seconds, per_second(decode_steps(res), res.decode_seconds),
-    static_cast<long long>(res.kv.page_size),
-    static_cast<long long>(res.kv.pages_used),
-    static_cast<long long>(res.kv.pages_shared),
-    static_cast<long long>(res.kv.copy_on_write),
-    static_cast<long long>(res.kv.prefix_hit_tokens),
-    static_cast<long long>(res.kv.preemptions));
-  return out + tail;
+  if (req.return_all_logits)
+    out["all_logits"] = nested<float>(res.all_logits);
+  if (req.return_routing)
+    out["router_topk"] = nested<int32_t>(res.routing);
+  out["finish_reason"] = res.finish_reason;
+  out["prompt_tokens"] = req.prompt.size();
+  out["prefill_seconds"] = json::rounded(res.prefill_seconds, 6);
+  out["decode_seconds"] = json::rounded(res.decode_seconds, 6);
+  out["decode_tokens_per_second"]
+    = json::rounded(per_second(decode_steps(res), res.decode_seconds), 2);
+  out["kv"] = {{"page_size", res.kv.page_size},
+               {"pages_used", res.kv.pages_used},
+               {"pages_shared", res.kv.pages_shared},
+               {"copy_on_write", res.kv.copy_on_write},
+               {"prefix_hit_tokens", res.kv.prefix_hit_tokens},
+               {"preemptions", res.kv.preemptions}};
+  return json::dump(out);
 }
 
 std::string generation_to_text(const generate_request& req,

@@ -8,8 +8,8 @@ namespace volt {
 
 /// Renders a generation as one JSON object: new_tokens, logits (last prompt
 /// position), finish_reason, timings, and all_logits / router_topk when the
-/// request asked for them. Floats are printed with 9 significant digits, which
-/// round-trips float32 exactly.
+/// request asked for them. Floats print as the shortest decimal that reads
+/// back as the same float32; NaN and infinities as null.
 std::string generation_to_json(const generate_request& req,
                                const generate_result& res);
 

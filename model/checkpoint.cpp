@@ -57,14 +57,14 @@ read_index(const std::string& dir, const std::string& index_path,
   auto doc = json::parse_file(index_path);
   if (!doc)
     return doc.error();
-  auto map = doc->find("weight_map");
+  auto map = json::find(*doc, "weight_map");
   if (!map || !map->is_object())
     return bad(index_path, "missing 'weight_map' object");
-  for (auto& [tensor, file] : map->as_object()) {
-    auto& name = file.as_string();
+  for (auto& [tensor, file] : map->items()) {
+    auto name = file.is_string() ? file.get<std::string>() : std::string{};
     // Shards live next to the index; anything else could read outside the
     // folder.
-    if (!file.is_string() || name.empty() || name == "." || name == ".."
+    if (name.empty() || name == "." || name == ".."
         || name.find('/') != std::string::npos)
       return bad(index_path, "weight_map entry for tensor '" + tensor
                                + "' must be a file name in the folder");

@@ -28,7 +28,7 @@ public:
   /// Renders a value for an error message, cut short so the message stays one
   /// line.
   static std::string show(const json::value& x) {
-    auto text = json::to_json(x);
+    auto text = json::dump(x);
     if (text.size() > 40)
       text = text.substr(0, 37) + "...";
     return text;
@@ -36,17 +36,18 @@ public:
 
   /// The value of `key`, treating null like absence.
   const json::value* get(const char* key) const {
-    auto x = doc_.find(key);
+    auto x = json::find(doc_, key);
     return x && !x->is_null() ? x : nullptr;
   }
 
   bool positive(const json::value& x, const std::string& key, int64_t& out) {
-    if (!x.is_int64() || x.as_int64() <= 0 || x.as_int64() > max_size) {
+    auto n = json::to_int64(x);
+    if (!n || *n <= 0 || *n > max_size) {
       fail("key '" + key + "' must be a positive integer (at most "
            + std::to_string(max_size) + "), got " + show(x));
       return false;
     }
-    out = x.as_int64();
+    out = *n;
     return true;
   }
 
@@ -75,11 +76,11 @@ public:
                        double& out) {
     if (err || !x)
       return;
-    if (!x->is_number() || !(x->as_double() > 0)) {
+    if (!x->is_number() || !(x->get<double>() > 0)) {
       fail("key '" + key + "' must be a positive number, got " + show(*x));
       return;
     }
-    out = x->as_double();
+    out = x->get<double>();
   }
 
   /// Token ids: an integer, a list (the first counts), or null/absent (-1).
@@ -94,12 +95,13 @@ public:
       x = &(*x)[0];
     else if (x->is_array())
       return;
-    if (!x->is_int64() || x->as_int64() < 0) {
+    auto id = json::to_int64(*x);
+    if (!id || *id < 0) {
       fail(std::string{"key '"} + key + "' must be a non-negative integer, got "
            + show(*x));
       return;
     }
-    out = x->as_int64();
+    out = *id;
   }
 
   caf::error err;
@@ -110,8 +112,8 @@ private:
 };
 
 bool contains_string(const json::value& xs, const std::string& what) {
-  for (auto& x : xs.as_array())
-    if (x.as_string() == what)
+  for (auto& x : xs)
+    if (x.is_string() && x.get_ref<const std::string&>() == what)
       return true;
   return false;
 }
@@ -123,8 +125,9 @@ caf::error check_architecture(config_reader& rd) {
     if (!type->is_string())
       return rd.fail("key 'model_type' must be a string, got "
                      + config_reader::show(*type));
-    if (type->as_string() != "mixtral")
-      return rd.fail("model_type '" + type->as_string()
+    auto& name = type->get_ref<const std::string&>();
+    if (name != "mixtral")
+      return rd.fail("model_type '" + name
                      + "' is not supported (expected 'mixtral')");
     return caf::none;
   }
@@ -144,22 +147,23 @@ caf::error read_rope(config_reader& rd, model_config& cfg) {
     if (!params->is_object())
       return rd.fail("key 'rope_parameters' must be an object, got "
                      + config_reader::show(*params));
-    if (auto type = params->find("rope_type"); type && !type->is_null()) {
-      if (!type->is_string() || type->as_string() != "default")
+    if (auto type = json::find(*params, "rope_type");
+        type && !type->is_null()) {
+      if (*type != "default")
         return rd.fail("rope_parameters.rope_type " + config_reader::show(*type)
                        + " is not supported (only 'default')");
     }
-    auto theta = params->find("rope_theta");
+    auto theta = json::find(*params, "rope_theta");
     if (theta && !theta->is_null()) {
       rd.positive_double(theta, "rope_parameters.rope_theta", cfg.rope_theta);
       return rd.err;
     }
   }
   if (auto scaling = rd.get("rope_scaling")) {
-    auto type = scaling->find("rope_type");
+    auto type = json::find(*scaling, "rope_type");
     if (!type)
-      type = scaling->find("type");
-    if (!scaling->is_object() || !type || type->as_string() != "default")
+      type = json::find(*scaling, "type");
+    if (!type || *type != "default")
       return rd.fail("rope_scaling " + config_reader::show(*scaling)
                      + " is not supported (only 'default')");
   }
@@ -174,7 +178,7 @@ caf::expected<model_config> parse_model_config(const json::value& doc,
   config_reader rd{doc, source};
   if (!doc.is_object())
     return rd.fail(std::string{"top level is a JSON "}
-                   + json::to_string(doc.type()) + ", not an object");
+                   + doc.type_name() + ", not an object");
   if (auto err = check_architecture(rd))
     return err;
   model_config cfg;
@@ -197,24 +201,25 @@ caf::expected<model_config> parse_model_config(const json::value& doc,
   if (auto err = read_rope(rd, cfg))
     return err;
   if (auto x = rd.get("tie_word_embeddings")) {
-    if (!x->is_bool())
+    if (!x->is_boolean())
       return rd.fail("key 'tie_word_embeddings' must be true or false, got "
                      + config_reader::show(*x));
-    cfg.tie_word_embeddings = x->as_bool();
+    cfg.tie_word_embeddings = x->get<bool>();
   }
   if (auto x = rd.get("sliding_window")) {
-    if (!x->is_int64() || x->as_int64() < 0)
+    auto window = json::to_int64(*x);
+    if (!window || *window < 0)
       return rd.fail(
         "key 'sliding_window' must be null or a non-negative integer, got "
         + config_reader::show(*x));
-    cfg.sliding_window = x->as_int64();
+    cfg.sliding_window = *window;
   }
   for (auto key : {"torch_dtype", "dtype"}) {
     if (auto x = rd.get(key)) {
       if (!x->is_string())
         return rd.fail(std::string{"key '"} + key + "' must be a string, got "
                        + config_reader::show(*x));
-      cfg.torch_dtype = x->as_string();
+      cfg.torch_dtype = x->get<std::string>();
       break;
     }
   }

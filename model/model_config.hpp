@@ -5,11 +5,9 @@
 
 #include "caf/expected.hpp"
 
-namespace volt {
+#include "model/json_fwd.hpp"
 
-namespace json {
-class value;
-} // namespace json
+namespace volt {
 
 /// Hyper-parameters of a Mixtral-architecture model, from Hugging Face
 /// config.json.

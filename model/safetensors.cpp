@@ -31,9 +31,10 @@ std::string offsets_text(uint64_t begin, uint64_t end) {
 
 /// Reads a non-negative JSON integer.
 bool read_count(const json::value& x, uint64_t& out) {
-  if (!x.is_int64() || x.as_int64() < 0)
+  auto n = json::to_int64(x);
+  if (!n || *n < 0)
     return false;
-  out = static_cast<uint64_t>(x.as_int64());
+  out = static_cast<uint64_t>(*n);
   return true;
 }
 
@@ -100,7 +101,7 @@ safetensors_file::open(const std::string& path) {
     return header.error();
   if (!header->is_object())
     return bad_file(path, std::string{"header is a JSON "}
-                            + json::to_string(header->type())
+                            + header->type_name()
                             + ", not an object");
   auto data_area = bytes + 8 + header_len;
   uint64_t data_size = size - 8 - header_len;
@@ -110,36 +111,36 @@ safetensors_file::open(const std::string& path) {
   std::vector<entry> entries;
   tensors.reserve(header->size());
   entries.reserve(header->size());
-  for (auto& [name, spec] : header->as_object()) {
+  for (auto& [name, spec] : header->items()) {
     if (name == "__metadata__") {
       // Free-form string metadata (e.g. {"format": "pt"}); we only check its
       // shape.
       bool ok = spec.is_object();
-      for (auto& m : spec.as_object())
-        ok = ok && m.val.is_string();
+      for (auto& m : spec)
+        ok = ok && m.is_string();
       if (!ok)
         return bad_file(path, "'__metadata__' must map strings to strings");
       continue;
     }
     if (!spec.is_object())
       return bad_tensor(path, name, "entry is not an object");
-    auto dtype_field = spec.find("dtype");
+    auto dtype_field = json::find(spec, "dtype");
     if (!dtype_field || !dtype_field->is_string())
       return bad_tensor(path, name, "missing or non-string 'dtype'");
+    auto& dtype_name = dtype_field->get_ref<const std::string&>();
     tensor_info info;
     info.name = name;
     info.file = path;
-    if (!parse_dtype(dtype_field->as_string(), info.type))
-      return bad_tensor(path, name,
-                        "unsupported dtype '" + dtype_field->as_string() + "'");
-    auto shape_field = spec.find("shape");
+    if (!parse_dtype(dtype_name, info.type))
+      return bad_tensor(path, name, "unsupported dtype '" + dtype_name + "'");
+    auto shape_field = json::find(spec, "shape");
     if (!shape_field || !shape_field->is_array())
       return bad_tensor(path, name, "missing 'shape' array");
     // Multiply in uint64 with overflow checks: a hostile shape must not wrap to
     // a small size.
     uint64_t nbytes = dtype_size(info.type);
     bool overflow = false;
-    for (auto& dim : shape_field->as_array()) {
+    for (auto& dim : *shape_field) {
       uint64_t d = 0;
       if (!read_count(dim, d))
         return bad_tensor(path, name,
@@ -147,7 +148,7 @@ safetensors_file::open(const std::string& path) {
       info.shape.push_back(static_cast<int64_t>(d));
       overflow = overflow || __builtin_mul_overflow(nbytes, d, &nbytes);
     }
-    auto offsets_field = spec.find("data_offsets");
+    auto offsets_field = json::find(spec, "data_offsets");
     uint64_t begin = 0;
     uint64_t end = 0;
     if (!offsets_field || !offsets_field->is_array()
@@ -201,7 +202,7 @@ safetensors_file::open(const std::string& path) {
 
 caf::error write_safetensors(const std::string& path,
                              const std::vector<tensor_to_write>& tensors) {
-  std::string header = "{\"__metadata__\":{\"format\":\"pt\"}";
+  json::value header = {{"__metadata__", {{"format", "pt"}}}};
   std::unordered_set<std::string> names;
   uint64_t offset = 0;
   for (auto& t : tensors) {
@@ -223,32 +224,25 @@ caf::error write_safetensors(const std::string& path,
                         std::to_string(t.bytes.size()) + " bytes but shape "
                           + to_string(t.shape) + " of " + to_string(t.type)
                           + " needs " + std::to_string(nbytes));
-    header += ',';
-    header += json::quote(t.name);
-    header += ":{\"dtype\":\"" + to_string(t.type) + "\",\"shape\":[";
-    for (size_t i = 0; i < t.shape.size(); ++i) {
-      if (i > 0)
-        header += ',';
-      header += std::to_string(t.shape[i]);
-    }
-    header += "],\"data_offsets\":[" + std::to_string(offset) + ","
-              + std::to_string(offset + nbytes) + "]}";
+    header[t.name] = {{"dtype", to_string(t.type)},
+                      {"shape", t.shape},
+                      {"data_offsets", {offset, offset + nbytes}}};
     offset += nbytes;
   }
-  header += '}';
+  auto text = json::dump(header);
   // Pad so the data area starts 8-byte aligned: every tensor of an aligned file
   // can then be used in place when its offset is a multiple of its element
   // size.
-  while ((8 + header.size()) % 8 != 0)
-    header += ' ';
+  while ((8 + text.size()) % 8 != 0)
+    text += ' ';
   uint8_t len[8];
-  uint64_t n = header.size();
+  uint64_t n = text.size();
   for (int i = 0; i < 8; ++i)
     len[i] = static_cast<uint8_t>(n >> (8 * i));
   std::vector<byte_span> pieces;
   pieces.reserve(tensors.size() + 2);
   pieces.push_back({len, sizeof(len)});
-  pieces.push_back({header.data(), header.size()});
+  pieces.push_back({text.data(), text.size()});
   for (auto& t : tensors)
     pieces.push_back({t.bytes.data(), t.bytes.size()});
   return write_file_atomically(path, pieces);

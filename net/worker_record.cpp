@@ -1,22 +1,17 @@
 #include "net/worker_record.hpp"
 
-#include <cstdio>
-
 #include "base/error.hpp"
 #include "model/json.hpp"
 
 namespace volt {
 
 std::string to_json(const worker_record& x) {
-  std::string out = "{\"id\":" + json::quote(x.id)
-                    + ",\"host\":" + json::quote(x.host)
-                    + ",\"port\":" + std::to_string(x.port) + ",\"experts\":[";
-  for (size_t i = 0; i < x.experts.size(); ++i)
-    out += (i > 0 ? "," : "") + std::to_string(x.experts[i]);
-  char load[32];
-  std::snprintf(load, sizeof(load), "%.3f", x.load);
-  return out + "],\"device\":" + json::quote(x.device) + ",\"load\":" + load
-         + "}";
+  return json::dump({{"id", x.id},
+                     {"host", x.host},
+                     {"port", x.port},
+                     {"experts", x.experts},
+                     {"device", x.device},
+                     {"load", json::rounded(x.load, 3)}});
 }
 
 caf::expected<worker_record> parse_worker_record(const std::string& text) {
@@ -31,10 +26,11 @@ caf::expected<worker_record> parse_worker_record(const std::string& text) {
     return fail("expected a JSON object");
   worker_record result;
   auto text_field = [&](const char* name, std::string& out) {
-    const auto* v = doc->find(name);
-    if (v == nullptr || !v->is_string() || v->as_string().empty())
+    const auto* v = json::find(*doc, name);
+    if (v == nullptr || !v->is_string()
+        || v->get_ref<const std::string&>().empty())
       return false;
-    out = v->as_string();
+    out = v->get<std::string>();
     return true;
   };
   if (!text_field("id", result.id))
@@ -43,23 +39,24 @@ caf::expected<worker_record> parse_worker_record(const std::string& text) {
     return fail("'host' must be a non-empty string");
   if (!text_field("device", result.device))
     return fail("'device' must be a non-empty string");
-  const auto* port = doc->find("port");
-  if (port == nullptr || !port->is_int64() || port->as_int64() < 1
-      || port->as_int64() > 65535)
+  const auto* port_field = json::find(*doc, "port");
+  auto port = port_field ? json::to_int64(*port_field) : std::nullopt;
+  if (!port || *port < 1 || *port > 65535)
     return fail("'port' must be an integer in [1, 65535]");
-  result.port = static_cast<uint16_t>(port->as_int64());
-  const auto* experts = doc->find("experts");
+  result.port = static_cast<uint16_t>(*port);
+  const auto* experts = json::find(*doc, "experts");
   if (experts == nullptr || !experts->is_array())
     return fail("'experts' must be an array of expert ids");
-  for (const auto& e : experts->as_array()) {
-    if (!e.is_int64() || e.as_int64() < 0 || e.as_int64() > 0xFFFFFFFFll)
+  for (const auto& e : *experts) {
+    auto id = json::to_int64(e);
+    if (!id || *id < 0 || *id > 0xFFFFFFFFll)
       return fail("'experts' must be an array of expert ids");
-    result.experts.push_back(static_cast<uint32_t>(e.as_int64()));
+    result.experts.push_back(static_cast<uint32_t>(*id));
   }
-  if (const auto* load = doc->find("load"); load != nullptr) {
+  if (const auto* load = json::find(*doc, "load"); load != nullptr) {
     if (!load->is_number())
       return fail("'load' must be a number");
-    result.load = load->as_double();
+    result.load = load->get<double>();
   }
   return result;
 }

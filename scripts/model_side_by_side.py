@@ -17,6 +17,13 @@ def load(name):
         return None
 
 
+def rel_error(v):
+    """The logits error against the CPU: '' when not checked (-1), NaN where
+    bench model printed null (JSON has no NaN)."""
+    x = v["cpu_logits_rel_error"]
+    return "NaN" if x is None else f"{x:.2e}" if x >= 0 else ""
+
+
 def read_seconds(l):
     try:
         m = re.search(r"([0-9.]+) s", open(os.path.join(out, f"read_L{l}.txt")).read())
@@ -68,13 +75,13 @@ if rows:
                 if tc:
                     print(f"  prefill {x['tokens']} ({l} layers): SIMT attention {x['tokens_per_second']:.0f} tokens/s, "
                           f"tensor cores {tc['tokens_per_second']:.0f} tokens/s")
-            if simt["cpu_logits_rel_error"] >= 0:
-                print(f"  logits vs CPU f32 with SIMT prefill attention: {simt['cpu_logits_rel_error']:.2e}")
+            if rel_error(simt):
+                print(f"  logits vs CPU f32 with SIMT prefill attention: {rel_error(simt)}")
     print("\n| layers | load s | read once (cat) s | load / read | host RSS MiB (peak) | logits vs CPU f32 |")
     print("| ---: | ---: | ---: | ---: | ---: | ---: |")
     for l, v, q, d, p, hf, rs in rows:
         ratio = f"{v['load_seconds'] / rs:.2f}" if rs else ""
-        err = f"{v['cpu_logits_rel_error']:.2e}" if v["cpu_logits_rel_error"] >= 0 else ""
+        err = rel_error(v)
         print(f"| {l} | {v['load_seconds']:.2f} | {rs if rs else ''} | {ratio} | {v['rss_mib_after']:.0f} ({v['rss_mib_peak']:.0f}) | {err} |")
     # Projection: a step is a constant (LM head, launches) plus a per-layer part.
     if len(rows) >= 2:

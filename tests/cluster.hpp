@@ -271,10 +271,17 @@ inline std::string write_deep_model(const temp_dir& dir) {
   return path;
 }
 
-/// Drops the timing fields of a generate JSON, which differ run to run.
+/// Drops the fields of a generate JSON that differ run to run (timings) or
+/// between a standalone and a cluster run (KV page use); returns other text
+/// unchanged, so a comparison shows it.
 inline std::string without_timings(const std::string& text) {
-  auto cut = text.find(",\"prefill_seconds\"");
-  return cut == std::string::npos ? text : text.substr(0, cut);
+  auto doc = json::parse(text, "generate output");
+  if (!doc || !doc->is_object())
+    return text;
+  for (auto key :
+       {"prefill_seconds", "decode_seconds", "decode_tokens_per_second", "kv"})
+    doc->erase(key);
+  return json::dump(*doc);
 }
 
 /// A prompt of `n` varied token ids.

@@ -41,14 +41,12 @@ CAF_TEST(generate prints the reference tokens and logits as json) {
   CAF_REQUIRE_EQUAL(r.exit_code, 0);
   auto doc = json::parse(r.out, "stdout");
   CAF_REQUIRE(doc);
-  std::vector<int64_t> tokens;
-  for (const auto& t : doc->find("new_tokens")->as_array())
-    tokens.push_back(t.as_int64());
+  auto tokens = doc->at("new_tokens").get<std::vector<int64_t>>();
   CAF_CHECK_EQUAL(tokens, std::vector<int64_t>({170, 288, 170, 288, 170, 170,
                                                 288, 170, 288, 170, 170, 288}));
-  CAF_CHECK_EQUAL(doc->find("logits")->size(), 320u);
+  CAF_CHECK_EQUAL(doc->at("logits").size(), 320u);
   CAF_CHECK_LESS(
-    std::abs(doc->find("logits")->as_array()[0].as_double() - -0.219282), 1e-5);
+    std::abs(doc->at("logits").at(0).get<double>() - -0.219282), 1e-5);
 }
 
 CAF_TEST(generate samples n sequences and prints them as json) {
@@ -58,19 +56,18 @@ CAF_TEST(generate samples n sequences and prints them as json) {
   CAF_REQUIRE_EQUAL(r.exit_code, 0);
   auto doc = json::parse(r.out, "stdout");
   CAF_REQUIRE(doc);
-  const auto* sequences = doc->find("sequences");
+  const auto* sequences = json::find(*doc, "sequences");
   CAF_REQUIRE(sequences != nullptr);
   CAF_REQUIRE_EQUAL(sequences->size(), 3u);
-  for (const auto& s : sequences->as_array())
+  for (const auto& s : *sequences)
     CAF_CHECK_EQUAL(s.size(), 5u);
-  CAF_CHECK_EQUAL(doc->find("finish_reasons")->size(), 3u);
+  CAF_CHECK_EQUAL(doc->at("finish_reasons").size(), 3u);
   // The first sequence is also "new_tokens"; the forks shared the prompt page.
-  CAF_CHECK_EQUAL(sequences->as_array()[0].size(),
-                  doc->find("new_tokens")->size());
-  const auto* kv = doc->find("kv");
+  CAF_CHECK_EQUAL(sequences->at(0).size(), doc->at("new_tokens").size());
+  const auto* kv = json::find(*doc, "kv");
   CAF_REQUIRE(kv != nullptr);
-  CAF_CHECK_EQUAL(kv->find("copy_on_write")->as_int64(), 2);
-  CAF_CHECK_EQUAL(kv->find("preemptions")->as_int64(), 0);
+  CAF_CHECK_EQUAL(kv->at("copy_on_write").get<int64_t>(), 2);
+  CAF_CHECK_EQUAL(kv->at("preemptions").get<int64_t>(), 0);
   // Without --n there is no "sequences".
   auto single = generate({"--model", tiny_mixtral_dir(), "--prompt-ids", "1",
                           "--max-new-tokens", "2", "--json"});
@@ -188,12 +185,12 @@ CAF_TEST(bench model times a whole model and refuses bad flags) {
   CAF_REQUIRE_EQUAL(r.exit_code, 0);
   auto doc = json::parse(r.out, "stdout");
   CAF_REQUIRE(doc);
-  CAF_CHECK_EQUAL(doc->find("card")->as_string(), "cpu");
-  CAF_CHECK_EQUAL(doc->find("prefill")->as_array().size(), 2u);
-  CAF_CHECK_EQUAL(doc->find("decode")->as_array().size(), 2u);
-  CAF_CHECK_EQUAL(doc->find("cpu_logits_rel_error")->as_double(), 0.0);
-  for (const auto& row : doc->find("decode")->as_array())
-    CAF_CHECK_GREATER(row.find("step_ms")->as_double(), 0.0);
+  CAF_CHECK_EQUAL(doc->at("card").get<std::string>(), "cpu");
+  CAF_CHECK_EQUAL(doc->at("prefill").size(), 2u);
+  CAF_CHECK_EQUAL(doc->at("decode").size(), 2u);
+  CAF_CHECK_EQUAL(doc->at("cpu_logits_rel_error").get<double>(), 0.0);
+  for (const auto& row : doc->at("decode"))
+    CAF_CHECK_GREATER(row.at("step_ms").get<double>(), 0.0);
   check_bad_input(bench({"--prompt", "2000"}),
                   {"2000 tokens exceed the model's context of 1024"});
   check_bad_input(bench({"--batch", "0"}), {"--batch"});
@@ -215,16 +212,16 @@ CAF_TEST(bench serve prints one result per concurrency level as json) {
   CAF_REQUIRE_EQUAL(r.exit_code, 0);
   auto doc = json::parse(r.out, "stdout");
   CAF_REQUIRE(doc);
-  CAF_CHECK_EQUAL(doc->find("prompt_tokens")->as_int64(), 5);
-  CAF_CHECK_EQUAL(doc->find("new_tokens")->as_int64(), 3);
-  const auto& results = doc->find("results")->as_array();
+  CAF_CHECK_EQUAL(doc->at("prompt_tokens").get<int64_t>(), 5);
+  CAF_CHECK_EQUAL(doc->at("new_tokens").get<int64_t>(), 3);
+  const auto& results = doc->at("results");
   CAF_REQUIRE_EQUAL(results.size(), 2u);
   for (size_t i = 0; i < results.size(); ++i) {
     const auto& res = results[i];
-    CAF_CHECK_EQUAL(res.find("concurrency")->as_int64(), i == 0 ? 1 : 3);
-    CAF_CHECK_GREATER(res.find("tokens_per_second")->as_double(), 0.0);
-    CAF_CHECK_LESS_OR_EQUAL(res.find("p50_ms_per_token")->as_double(),
-                            res.find("p99_ms_per_token")->as_double());
+    CAF_CHECK_EQUAL(res.at("concurrency").get<int64_t>(), i == 0 ? 1 : 3);
+    CAF_CHECK_GREATER(res.at("tokens_per_second").get<double>(), 0.0);
+    CAF_CHECK_LESS_OR_EQUAL(res.at("p50_ms_per_token").get<double>(),
+                            res.at("p99_ms_per_token").get<double>());
   }
 }
 

@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "config/config_keys.hpp"
+#include "model/json.hpp"
 #include "tests/config/config_test_helpers.hpp"
 #include "tests/test_dsl.hpp"
 
@@ -77,15 +78,10 @@ std::vector<std::string> undocumented_keys(const std::string& text) {
   return problems;
 }
 
-/// Reads num_local_experts from a Hugging Face config.json without a JSON
-/// library.
+/// Reads num_local_experts from a Hugging Face config.json; 0 if unreadable.
 uint32_t num_local_experts(const std::string& config_json) {
-  auto text = read_file(config_json);
-  auto pos = text.find("\"num_local_experts\"");
-  if (pos == std::string::npos)
-    return 0;
-  pos = text.find(':', pos);
-  return static_cast<uint32_t>(std::stoul(text.substr(pos + 1)));
+  auto doc = json::parse_file(config_json);
+  return doc ? doc->value("num_local_experts", 0u) : 0u;
 }
 
 void check_example(const std::string& name, node_role role) {

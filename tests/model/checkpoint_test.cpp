@@ -48,14 +48,12 @@ struct fixture {
     CAF_REQUIRE(!test::write_checkpoint(dir, config_text, first, f1));
     CAF_REQUIRE(!write_safetensors(dir + "/" + f2, second));
     if (with_index) {
-      std::string map;
+      json::value index = {{"metadata", {{"total_size", 1847872}}},
+                           {"weight_map", json::value::object()}};
       for (size_t i = 0; i < tensors.size(); ++i)
-        map += (i ? ",\n    " : "    ") + json::quote(tensors[i].name) + ": "
-               + json::quote(i < 30 ? f1 : f2);
-      test::write_text(
-        dir + "/model.safetensors.index.json",
-        "{\n  \"metadata\": {\"total_size\": 1847872},\n  \"weight_map\": {\n"
-          + map + "\n  }\n}\n");
+        index["weight_map"][tensors[i].name] = i < 30 ? f1 : f2;
+      test::write_text(dir + "/model.safetensors.index.json",
+                       index.dump(2) + "\n");
     }
     return dir;
   }
@@ -168,8 +166,7 @@ CAF_TEST(load_f32 reads the file bytes without copying) {
   CAF_REQUIRE(header);
   auto name
     = std::string{"model.layers.1.block_sparse_moe.experts.3.w2.weight"};
-  auto begin
-    = header->find(name)->find("data_offsets")->as_array()[0].as_int64();
+  auto begin = header->at(name).at("data_offsets").at(0).get<int64_t>();
   auto file_float = [&](size_t i) {
     float x;
     std::memcpy(&x, raw.data() + 8 + header_len + begin + 4 * i, 4);
@@ -328,7 +325,9 @@ CAF_TEST(index errors) {
   expect_error(dir, index + ": weight_map is empty");
   test::write_text(index, "{\"weight_map\": ");
   expect_error(
-    dir, index + ":1:16: unexpected end of input, expected a value (byte 15)");
+    dir, index
+           + ":1:16: syntax error while parsing value - unexpected end of "
+             "input; expected '[', '{', or a literal (byte 15)");
 }
 
 CAF_TEST(a tensor with the wrong shape) {

@@ -17,6 +17,7 @@
 #include "base/error.hpp"
 #include "model/checkpoint.hpp"
 #include "model/dtype.hpp"
+#include "model/json.hpp"
 #include "model/model_config.hpp"
 #include "model/safetensors.hpp"
 
@@ -197,42 +198,40 @@ small_model_config(int64_t vocab, int64_t hidden, int64_t ffn, int64_t layers,
   return cfg;
 }
 
-/// Renders `cfg` as a Hugging Face config.json (classic layout, top-level
-/// rope_theta).
-inline std::string config_json(const model_config& cfg) {
-  std::ostringstream out;
-  out.precision(17);
-  out << "{\n  \"architectures\": [\"MixtralForCausalLM\"],\n  \"model_type\": "
-         "\"mixtral\",\n"
-      << "  \"vocab_size\": " << cfg.vocab_size << ",\n"
-      << "  \"hidden_size\": " << cfg.hidden_size << ",\n"
-      << "  \"intermediate_size\": " << cfg.intermediate_size << ",\n"
-      << "  \"num_hidden_layers\": " << cfg.num_hidden_layers << ",\n"
-      << "  \"num_attention_heads\": " << cfg.num_attention_heads << ",\n"
-      << "  \"num_key_value_heads\": " << cfg.num_key_value_heads << ",\n";
+/// `cfg` as a Hugging Face config.json document (classic layout, top-level
+/// rope_theta), for tests that edit it before writing.
+inline json::value config_doc(const model_config& cfg) {
+  json::value doc = {{"architectures", json::value::array({"MixtralForCausalLM"})},
+                     {"model_type", "mixtral"},
+                     {"vocab_size", cfg.vocab_size},
+                     {"hidden_size", cfg.hidden_size},
+                     {"intermediate_size", cfg.intermediate_size},
+                     {"num_hidden_layers", cfg.num_hidden_layers},
+                     {"num_attention_heads", cfg.num_attention_heads},
+                     {"num_key_value_heads", cfg.num_key_value_heads}};
   if (cfg.head_dim > 0)
-    out << "  \"head_dim\": " << cfg.head_dim << ",\n";
-  out << "  \"num_local_experts\": " << cfg.num_local_experts << ",\n"
-      << "  \"num_experts_per_tok\": " << cfg.num_experts_per_tok << ",\n"
-      << "  \"max_position_embeddings\": " << cfg.max_position_embeddings
-      << ",\n"
-      << "  \"rope_theta\": " << cfg.rope_theta << ",\n"
-      << "  \"rms_norm_eps\": " << cfg.rms_norm_eps << ",\n"
-      << "  \"tie_word_embeddings\": "
-      << (cfg.tie_word_embeddings ? "true" : "false") << ",\n"
-      << "  \"sliding_window\": ";
+    doc["head_dim"] = cfg.head_dim;
+  doc["num_local_experts"] = cfg.num_local_experts;
+  doc["num_experts_per_tok"] = cfg.num_experts_per_tok;
+  doc["max_position_embeddings"] = cfg.max_position_embeddings;
+  doc["rope_theta"] = cfg.rope_theta;
+  doc["rms_norm_eps"] = cfg.rms_norm_eps;
+  doc["tie_word_embeddings"] = cfg.tie_word_embeddings;
+  doc["sliding_window"] = nullptr;
   if (cfg.sliding_window > 0)
-    out << cfg.sliding_window;
-  else
-    out << "null";
-  out << ",\n";
+    doc["sliding_window"] = cfg.sliding_window;
   if (cfg.bos_token_id >= 0)
-    out << "  \"bos_token_id\": " << cfg.bos_token_id << ",\n";
+    doc["bos_token_id"] = cfg.bos_token_id;
   if (cfg.eos_token_id >= 0)
-    out << "  \"eos_token_id\": " << cfg.eos_token_id << ",\n";
-  out << "  \"torch_dtype\": \""
-      << (cfg.torch_dtype.empty() ? "float32" : cfg.torch_dtype) << "\"\n}\n";
-  return out.str();
+    doc["eos_token_id"] = cfg.eos_token_id;
+  doc["torch_dtype"] = cfg.torch_dtype.empty() ? "float32" : cfg.torch_dtype;
+  return doc;
+}
+
+/// Renders `cfg` as a Hugging Face config.json, indented as transformers
+/// writes it.
+inline std::string config_json(const model_config& cfg) {
+  return config_doc(cfg).dump(2) + "\n";
 }
 
 /// Deterministic pseudo-random floats in [-scale, scale) (xorshift; identical

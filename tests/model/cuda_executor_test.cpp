@@ -186,13 +186,9 @@ CAF_TEST(the text model continues its prompts as transformers does) {
   int64_t agree = 0;
   int64_t agreeing = 0;
   double worst = 0;
-  for (const auto& c : doc->find("cases")->as_array()) {
-    std::vector<int32_t> prompt;
-    for (const auto& x : c.find("input_ids")->as_array())
-      prompt.push_back(static_cast<int32_t>(x.as_double()));
-    std::vector<int32_t> reference;
-    for (const auto& x : c.find("greedy_new_tokens")->as_array())
-      reference.push_back(static_cast<int32_t>(x.as_double()));
+  for (const auto& c : doc->at("cases")) {
+    auto prompt = c.at("input_ids").get<std::vector<int32_t>>();
+    auto reference = c.at("greedy_new_tokens").get<std::vector<int32_t>>();
     auto got = gpu.generate(request_for(prompt, 32));
     CAF_REQUIRE(got);
     ++cases;

@@ -149,7 +149,7 @@ CAF_TEST(missing and mistyped keys) {
   expect_error(
     fixture_config_with("\"hidden_size\": 64,", "\"hidden_size\": 1e12,"),
     "key 'hidden_size' must be a positive integer (at most 2147483647), "
-    "got 1000000000000");
+    "got 1000000000000.0");
   expect_error(fixture_config_with("\"rms_norm_eps\": 1e-05,",
                                    "\"rms_norm_eps\": \"x\","),
                "key 'rms_norm_eps' must be a positive number, got \"x\"");
@@ -172,6 +172,30 @@ CAF_TEST(missing and mistyped keys) {
     "key 'hidden_size' must be a positive integer (at most 2147483647), "
     "got [1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,...");
   expect_error("[]", "top level is a JSON array, not an object");
+  // Past int64 a number is no integer, so no size check can wrap.
+  expect_error(fixture_config_with("\"hidden_size\": 64,",
+                                   "\"hidden_size\": 18446744073709551616,"),
+               "key 'hidden_size' must be a positive integer (at most "
+               "2147483647), got 1.8446744073709552e+19");
+  expect_error(fixture_config_with("\"tie_word_embeddings\": false",
+                                   "\"tie_word_embeddings\": \"false\""),
+               "key 'tie_word_embeddings' must be true or false, got \"false\"");
+  // Integral floats are integers, as Python writes them for float fields.
+  auto cfg = read(
+    fixture_config_with("\"hidden_size\": 64,", "\"hidden_size\": 64.0,"));
+  CAF_REQUIRE(cfg);
+  CAF_CHECK_EQUAL(cfg->hidden_size, 64);
+}
+
+CAF_TEST(a key given twice is an error naming it) {
+  auto cfg = read(fixture_config_with("\"hidden_size\": 64,",
+                                      "\"hidden_size\": 64, "
+                                      "\"hidden_size\": 32,"));
+  CAF_REQUIRE(!cfg);
+  auto msg = describe(cfg.error());
+  CAF_CHECK_EQUAL(msg.rfind(tmp.file("config.json") + ":", 0), 0u);
+  CAF_CHECK_NOT_EQUAL(msg.find(": duplicate key \"hidden_size\" (byte "),
+                      std::string::npos);
 }
 
 CAF_TEST(inconsistent sizes) {
@@ -240,7 +264,8 @@ CAF_TEST(missing or broken config.json) {
   CAF_CHECK_EQUAL(
     describe(cfg.error()),
     tmp.file("config.json")
-      + ":1:20: unexpected end of input, expected a string key (byte 19)");
+      + ":1:20: syntax error while parsing object key - unexpected end of "
+        "input; expected string literal (byte 19)");
 }
 
 CAF_TEST_FIXTURE_SCOPE_END

@@ -29,10 +29,7 @@ struct reference_case {
 };
 
 std::vector<double> doubles(const json::value& arr) {
-  std::vector<double> out;
-  for (const auto& x : arr.as_array())
-    out.push_back(x.as_double());
-  return out;
+  return arr.get<std::vector<double>>();
 }
 
 std::vector<reference_case> load_reference() {
@@ -41,25 +38,19 @@ std::vector<reference_case> load_reference() {
   if (!doc) {
     CAF_FAIL("reference.json: " << describe(doc.error()));
   }
-  for (const auto& c : doc->find("cases")->as_array()) {
+  for (const auto& c : doc->at("cases")) {
     reference_case rc;
-    for (auto x : doubles(*c.find("input_ids")))
-      rc.input_ids.push_back(static_cast<int32_t>(x));
-    rc.last_logits = doubles(*c.find("last_logits"));
-    for (const auto& row : c.find("all_logits")->as_array())
+    rc.input_ids = c.at("input_ids").get<std::vector<int32_t>>();
+    rc.last_logits = doubles(c.at("last_logits"));
+    for (const auto& row : c.at("all_logits"))
       for (auto x : doubles(row))
         rc.all_logits.push_back(x);
-    for (const auto& layer : c.find("router_topk_per_layer")->as_array()) {
+    for (const auto& layer : c.at("router_topk_per_layer")) {
       rc.router_topk.emplace_back();
-      for (const auto& tok : layer.as_array()) {
-        std::set<int> s;
-        for (auto e : doubles(tok))
-          s.insert(static_cast<int>(e));
-        rc.router_topk.back().push_back(s);
-      }
+      for (const auto& tok : layer)
+        rc.router_topk.back().push_back(tok.get<std::set<int>>());
     }
-    for (auto x : doubles(*c.find("greedy_new_tokens")))
-      rc.greedy_new_tokens.push_back(static_cast<int32_t>(x));
+    rc.greedy_new_tokens = c.at("greedy_new_tokens").get<std::vector<int32_t>>();
     out.push_back(std::move(rc));
   }
   return out;
@@ -178,17 +169,13 @@ CAF_TEST(the text model reproduces transformers greedy continuations) {
   auto doc = json::parse_file(dir + "/reference.json");
   CAF_REQUIRE(doc);
   size_t n = 0;
-  for (const auto& c : doc->find("cases")->as_array()) {
-    std::vector<int32_t> prompt;
-    for (auto x : doubles(*c.find("input_ids")))
-      prompt.push_back(static_cast<int32_t>(x));
-    std::vector<int32_t> want;
-    for (auto x : doubles(*c.find("greedy_new_tokens")))
-      want.push_back(static_cast<int32_t>(x));
+  for (const auto& c : doc->at("cases")) {
+    auto prompt = c.at("input_ids").get<std::vector<int32_t>>();
+    auto want = c.at("greedy_new_tokens").get<std::vector<int32_t>>();
     auto res = node.generate(request_for(prompt, 32));
     CAF_REQUIRE(res);
     auto err = relative_error(floats_of(res->last_logits),
-                              doubles(*c.find("last_logits")));
+                              doubles(c.at("last_logits")));
     CAF_CHECK_LESS(err, 1e-4);
     CAF_CHECK_EQUAL(res->new_tokens, want);
     ++n;
@@ -255,15 +242,13 @@ CAF_TEST(other layouts
   cfg.num_key_value_heads = 2;
   cfg.tie_word_embeddings = false;
   cfg.sliding_window = 4;
-  auto text = config_json(cfg);
   // The newer transformers layout: rope_theta inside rope_parameters, head_dim
   // null.
-  auto pos = text.find("  \"rope_theta\"");
-  auto end = text.find('\n', pos);
-  text.replace(pos, end - pos,
-               "  \"rope_parameters\": {\"rope_type\": \"default\", "
-               "\"rope_theta\": 10000.0},\n"
-               "  \"head_dim\": null,");
+  auto doc = config_doc(cfg);
+  doc.erase("rope_theta");
+  doc["rope_parameters"] = {{"rope_type", "default"}, {"rope_theta", 10000.0}};
+  doc["head_dim"] = nullptr;
+  auto text = doc.dump(2);
   cfg.head_dim = 12;
   auto tensors = random_mixtral_tensors(cfg, 11, 0.35f, dtype::bf16);
   std::vector<tensor_to_write> first(tensors.begin(),
