@@ -98,7 +98,7 @@ struct fixture {
     auto dir = write_tokenizer_dir(
       tmp, name,
       {{"tokenizer_config.json",
-        "{\"chat_template\": " + json::quote(jinja) + "}"}});
+        "{\"chat_template\": " + json::dump(json::value(jinja)) + "}"}});
     auto t = tokenizer::load(dir);
     if (!t)
       CAF_FAIL(describe(t.error()));
@@ -163,10 +163,10 @@ CAF_TEST(selecting the format of a checkpoint) {
     tmp, "list",
     {{"tokenizer_config.json",
       "{\"chat_template\": [{\"name\": \"tool_use\", \"template\": "
-        + json::quote(mixtral_jinja)
+        + json::dump(json::value(mixtral_jinja))
         + "}, {\"name\": \"default\", "
           "\"template\": "
-        + json::quote(chatml_jinja) + "}]}"}});
+        + json::dump(json::value(chatml_jinja)) + "}]}"}});
   auto from_list = chat_template::select(value_of(tokenizer::load(list_dir)));
   CAF_CHECK_EQUAL(value_of(from_list).format(), chat_format::chatml);
 }

@@ -51,14 +51,14 @@ struct text_reference {
 
 inline std::vector<int32_t> ids_of(const json::value& arr) {
   std::vector<int32_t> out;
-  for (const auto& x : arr.as_array())
-    out.push_back(static_cast<int32_t>(x.as_int64()));
+  for (const auto& x : arr)
+    out.push_back(x.get<int32_t>());
   return out;
 }
 
 inline const json::value& member_of(const json::value& obj, const char* key) {
-  auto x = obj.find(key);
-  if (!x) {
+  auto x = json::find(obj, key);
+  if (x == nullptr) {
     std::fprintf(stderr, "reference.json: missing key '%s'\n", key);
     std::abort();
   }
@@ -73,20 +73,20 @@ inline const text_reference& load_text_reference() {
       std::abort();
     }
     text_reference out;
-    for (const auto& c : member_of(*doc, "tokenizer_cases").as_array()) {
-      tokenizer_case tc{member_of(c, "text").as_string(),
+    for (const auto& c : member_of(*doc, "tokenizer_cases")) {
+      tokenizer_case tc{member_of(c, "text").get<std::string>(),
                         ids_of(member_of(c, "ids")),
                         {},
-                        member_of(c, "decoded").as_string()};
-      for (const auto& p : member_of(c, "pieces").as_array())
-        tc.pieces.push_back(p.as_string());
+                        member_of(c, "decoded").get<std::string>()};
+      for (const auto& p : member_of(c, "pieces"))
+        tc.pieces.push_back(p.get<std::string>());
       out.tokenizer_cases.push_back(std::move(tc));
     }
-    for (const auto& c : member_of(*doc, "cases").as_array())
-      out.cases.push_back(prompt_case{member_of(c, "prompt").as_string(),
+    for (const auto& c : member_of(*doc, "cases"))
+      out.cases.push_back(prompt_case{member_of(c, "prompt").get<std::string>(),
                                       ids_of(member_of(c, "input_ids")),
                                       ids_of(member_of(c, "greedy_new_tokens")),
-                                      member_of(c, "greedy_text").as_string()});
+                                      member_of(c, "greedy_text").get<std::string>()});
     return out;
   }();
   return ref;

@@ -63,7 +63,7 @@ CAF_TEST(every tokenizer case encodes and decodes as the reference) {
   const auto& cases = load_text_reference().tokenizer_cases;
   CAF_REQUIRE_EQUAL(cases.size(), 26u);
   for (const auto& c : cases) {
-    CAF_MESSAGE("case " << json::quote(c.text));
+    CAF_MESSAGE("case " << json::dump(json::value(c.text)));
     auto ids = tok->encode(c.text, false);
     CAF_CHECK_EQUAL(show_ids(ids), show_ids(c.ids));
     std::vector<std::string> pieces;
@@ -82,7 +82,7 @@ CAF_TEST(every prompt encodes to its input ids and its reply decodes) {
   const auto& cases = load_text_reference().cases;
   CAF_REQUIRE_EQUAL(cases.size(), 7u);
   for (const auto& c : cases) {
-    CAF_MESSAGE("prompt " << json::quote(c.prompt));
+    CAF_MESSAGE("prompt " << json::dump(json::value(c.prompt)));
     CAF_CHECK_EQUAL(show_ids(tok->encode(c.prompt, true)),
                     show_ids(c.input_ids));
     CAF_CHECK_EQUAL(decode(c.greedy_new_tokens), c.greedy_text);
