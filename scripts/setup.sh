@@ -32,20 +32,21 @@ if [ ! -f "$build_dir/CMakeCache.txt" ]; then
   cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo
 fi
 
-# The metrics tests check our /metrics text with promtool. Installing Debian's
+# The metrics tests check our /metrics text with promtool, and the monitoring
+# test runs a real Prometheus server against a node. Installing Debian's
 # prometheus package would also start a Prometheus server on this machine, so
-# only its promtool binary is unpacked into the build folder.
-if [ ! -x "$build_dir/tools/promtool" ]; then
-  echo "setup: unpacking promtool from Debian's prometheus package"
+# only its two binaries are unpacked into the build folder.
+if [ ! -x "$build_dir/tools/promtool" ] || [ ! -x "$build_dir/tools/prometheus" ]; then
+  echo "setup: unpacking prometheus and promtool from Debian's prometheus package"
   sudo_cmd=""
   [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
-  unpack_dir=$(mktemp -d /tmp/volt-promtool-XXXXXX)
+  unpack_dir=$(mktemp -d /tmp/volt-prometheus-XXXXXX)
   if ! (cd "$unpack_dir" && apt-get download prometheus >/dev/null 2>&1); then
     $sudo_cmd apt-get update -qq
     (cd "$unpack_dir" && apt-get download prometheus >/dev/null)
   fi
   dpkg-deb -x "$unpack_dir"/prometheus_*.deb "$unpack_dir/root"
   mkdir -p "$build_dir/tools"
-  cp "$unpack_dir/root/usr/bin/promtool" "$build_dir/tools/promtool"
+  cp "$unpack_dir/root/usr/bin/promtool" "$unpack_dir/root/usr/bin/prometheus" "$build_dir/tools/"
   rm -rf "$unpack_dir"
 fi

@@ -238,6 +238,33 @@ inline std::string write_node_toml(const temp_dir& dir, const node_toml& cfg) {
   return path;
 }
 
+/// A router ("router") and one worker ("w") hosting every expert of the tiny
+/// model, each with a /metrics endpoint: the smallest cluster that exports the
+/// expert, peer traffic and live worker metrics besides the engine's.
+struct metered_cluster {
+  uint16_t worker_port = free_port();
+  uint16_t worker_metrics = free_port();
+  uint16_t router_port = free_port();
+  uint16_t router_metrics = free_port();
+  node_process worker;
+  node_process router;
+
+  explicit metered_cluster(const temp_dir& dir)
+    : worker(write_node_toml(
+      dir, {"w", "worker", worker_port, worker_metrics,
+            "[worker]\nexperts = [0, 1, 2, 3, 4, 5, 6, 7]\n"})),
+      router(write_node_toml(dir, {"router", "router", router_port,
+                                   router_metrics,
+                                   "[router]\nworkers = [\"127.0.0.1:"
+                                     + std::to_string(worker_port) + "\"]\n"})) {
+  }
+
+  /// Waits until both nodes serve.
+  bool wait_ready() {
+    return worker.wait_ready() && router.wait_ready();
+  }
+};
+
 /// The JSON of `volt-node generate --json` with the given source flags.
 inline run_result run_generate(std::vector<std::string> source,
                                const std::string& prompt, int new_tokens,

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -30,8 +31,16 @@ public:
     int err_pipe[2];
     if (pipe(out_pipe) != 0 || pipe(err_pipe) != 0)
       return;
+    auto parent = getpid();
     pid_ = fork();
     if (pid_ == 0) {
+      // A test that crashes or that CAF's watchdog aborts runs no destructor:
+      // the kernel then kills its children instead of leaving nodes and
+      // servers behind. The signal comes when the thread that forked ends, so
+      // a child must not outlive the thread that started it.
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (getppid() != parent)
+        _exit(127); // the test died before prctl
       dup2(out_pipe[1], STDOUT_FILENO);
       dup2(err_pipe[1], STDERR_FILENO);
       close(out_pipe[0]);

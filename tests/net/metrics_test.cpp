@@ -31,15 +31,10 @@ run_result promtool_check(const std::string& text, const temp_dir& dir) {
 
 CAF_TEST(a router and a worker export the metric table) {
   temp_dir dir;
-  auto w = free_port(), wm = free_port(), r = free_port(), rm = free_port();
-  node_process worker{
-    write_node_toml(dir, {"w", "worker", w, wm,
-                          "[worker]\nexperts = [0, 1, 2, 3, 4, 5, 6, 7]\n"})};
-  node_process router{write_node_toml(
-    dir, {"router", "router", r, rm,
-          "[router]\nworkers = [\"127.0.0.1:" + std::to_string(w) + "\"]\n"})};
-  CAF_REQUIRE(worker.wait_ready());
-  CAF_REQUIRE(router.wait_ready());
+  metered_cluster cluster{dir};
+  CAF_REQUIRE(cluster.wait_ready());
+  auto w = cluster.worker_port, wm = cluster.worker_metrics;
+  auto r = cluster.router_port, rm = cluster.router_metrics;
   for (int i = 0; i < 3; ++i)
     CAF_REQUIRE_EQUAL(
       run_generate({"--connect", "127.0.0.1:" + std::to_string(r)},
