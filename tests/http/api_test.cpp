@@ -333,6 +333,8 @@ CAF_TEST(bad http keys stop the node with a line naming the key) {
                       std::string::npos);
   // A port another process holds.
   auto busy = free_port();
+  while (busy == port)
+    busy = free_port();
   auto held = listen_tcp("127.0.0.1", busy);
   CAF_REQUIRE(held);
   auto in_use = run("busy", "[http]\nport = " + std::to_string(busy) + "\n");

@@ -119,8 +119,19 @@ CAF_TEST(shutdown closes idle connections at once and finishes streams) {
                         "stream": true})",
                     {"-N"});
   }};
-  // Wait until the stream is under way.
-  std::this_thread::sleep_for(std::chrono::milliseconds{300});
+  // Wait until the stream is under way (its first token counted), not a
+  // fixed time: on a loaded machine curl may not have connected by then.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{30};
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto body = curl("GET", node.base_url() + "/metrics").body;
+    auto at = body.find("voltinfer_time_to_first_token_seconds_count{");
+    if (at != std::string::npos) {
+      auto value = body.find("} ", at);
+      if (value != std::string::npos && body.compare(value + 2, 2, "1\n") == 0)
+        break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds{20});
+  }
   auto start = std::chrono::steady_clock::now();
   CAF_CHECK_EQUAL(node.process().stop(SIGTERM), 0);
   auto took = std::chrono::steady_clock::now() - start;
