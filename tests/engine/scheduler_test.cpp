@@ -334,7 +334,10 @@ CAF_TEST(one of n sequences stops while the other goes on) {
                   std::vector<int32_t>(want[1].begin(), want[1].begin() + 3));
   CAF_CHECK_EQUAL(res.finish_reasons,
                   std::vector<std::string>({"length", "stop"}));
-  CAF_CHECK_EQUAL(s.chunks_of(id, 1).back().finish_reason, "stop");
+  // The chunks live in a local: CAF_CHECK_EQUAL binds a reference to its
+  // argument, and one into a temporary vector would dangle.
+  auto chunks = s.chunks_of(id, 1);
+  CAF_CHECK_EQUAL(chunks.back().finish_reason, "stop");
   CAF_CHECK_EQUAL(s.pages_used(), 0);
   // A sequence out of range and an unknown reason are refused.
   auto again = s.submit(req);
@@ -484,7 +487,8 @@ CAF_TEST(stop token ids end a sequence and map to openai words) {
   CAF_CHECK_EQUAL(ctx.finish_reason, "context");
   CAF_CHECK_EQUAL(ctx.openai_finish_reasons,
                   std::vector<std::string>({"length"}));
-  CAF_CHECK_EQUAL(s.chunks_of(full, 0).back().openai_finish_reason, "length");
+  auto chunks = s.chunks_of(full, 0);
+  CAF_CHECK_EQUAL(chunks.back().openai_finish_reason, "length");
 }
 
 CAF_TEST(bad logprobs stop token ids and ids are refused naming the field) {
