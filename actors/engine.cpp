@@ -127,6 +127,13 @@ void start_queued(engine_pointer self) {
   schedule(self);
 }
 
+/// Refuses a request before the scheduler sees it, counting it.
+caf::error refuse(engine_pointer self, caf::error err) {
+  if (self->state.options.metrics)
+    self->state.options.metrics->request_refused();
+  return err;
+}
+
 void run_next_step(engine_pointer self) {
   auto& st = self->state;
   if (st.step_running)
@@ -249,8 +256,6 @@ engine_actor::behavior_type engine(engine_pointer self,
     [self](generate_atom,
            generate_request& req) -> caf::result<generate_result> {
       auto& st = self->state;
-      if (auto err = st.sched->validate(req))
-        return err;
       auto promise = self->make_response_promise<generate_result>();
       queued_generation job;
       job.request = std::move(req);
@@ -268,10 +273,8 @@ engine_actor::behavior_type engine(engine_pointer self,
            stream_sink_actor& sink) -> caf::result<uint64_t> {
       auto& st = self->state;
       if (!sink)
-        return make_volt_error(volt_errc::invalid_request,
-                               "stream: the sink actor is null");
-      if (auto err = st.sched->validate(req))
-        return err;
+        return refuse(self, make_volt_error(volt_errc::invalid_request,
+                                            "stream: the sink actor is null"));
       queued_generation job;
       job.request = std::move(req);
       job.arrived = engine_clock::now();

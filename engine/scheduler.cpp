@@ -122,13 +122,13 @@ caf::error scheduler::validate(const generate_request& req) const {
 }
 
 caf::expected<uint64_t> scheduler::enqueue(queued_generation job) {
-  if (queue_.size() >= options_.max_queue) {
-    ++refused_;
-    return make_volt_error(volt_errc::invalid_request,
-                           "engine: queue full ("
-                             + std::to_string(options_.max_queue)
-                             + " requests waiting); try again later");
-  }
+  if (auto err = validate(job.request))
+    return refuse(std::move(err));
+  if (queue_.size() >= options_.max_queue)
+    return refuse(make_volt_error(volt_errc::queue_full,
+                                  "engine: queue full ("
+                                    + std::to_string(options_.max_queue)
+                                    + " requests waiting); try again later"));
   job.id = job.request.id;
   while (job.id == 0 || find_request(job.id) != nullptr)
     job.id = next_request_id_++;
@@ -136,6 +136,13 @@ caf::expected<uint64_t> scheduler::enqueue(queued_generation job) {
   queue_.push_back(std::move(job));
   report_queue();
   return id;
+}
+
+caf::error scheduler::refuse(caf::error err) {
+  ++refused_;
+  if (options_.metrics)
+    options_.metrics->request_refused();
+  return err;
 }
 
 const queued_generation* scheduler::find_request(uint64_t id) const {
@@ -251,6 +258,9 @@ void scheduler::admit() {
         queue_.pop_front();
         VOLT_WARN("engine", "request refused: " << describe(granted.error()));
         replies_.fail(refused, granted.error());
+        if (options_.metrics)
+          options_.metrics->request_done(
+            seconds_between(refused.arrived, engine_clock::now()), false, 0);
         ++failed_;
       }
       report_queue();

@@ -54,9 +54,10 @@ public:
   /// (invalid_request, one line naming the field).
   caf::error validate(const generate_request& req) const;
 
-  /// Queues a validated request under its id (the request's own, or a fresh
-  /// one) and returns the id; refuses it (invalid_request) when the queue is
-  /// full.
+  /// Validates a request and queues it under its id (the request's own, or a
+  /// fresh one); returns the id. Refuses it with `validate`'s error, or with
+  /// queue_full when max_queue requests wait; refusals count as failed
+  /// requests in the metrics.
   caf::expected<uint64_t> enqueue(queued_generation job);
 
   /// Ends sequences of request `c.id` with `c.reason`: queued requests and
@@ -114,6 +115,8 @@ public:
   }
 
 private:
+  /// Counts a request refused before it was queued; returns `err`.
+  caf::error refuse(caf::error err);
   running_sequence start_request(queued_generation origin);
   /// The request with id `id` in the queue or answered by nothing yet.
   const queued_generation* find_request(uint64_t id) const;

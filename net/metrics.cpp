@@ -225,6 +225,10 @@ void node_metrics::request_done(double seconds, bool ok, size_t new_tokens) {
   impl_->tokens.Add({}).Increment(static_cast<double>(new_tokens));
 }
 
+void node_metrics::request_refused() {
+  impl_->requests.Add({{"outcome", "error"}}).Increment();
+}
+
 void node_metrics::queue_depth(size_t n) {
   impl_->queue.Add({}).Set(static_cast<double>(n));
 }

@@ -50,15 +50,18 @@ struct stepper {
     caf::anon_send_exit(sink, caf::exit_reason::user_shutdown);
   }
 
-  /// Queues a streamed request and returns its id.
-  uint64_t submit(generate_request req) {
-    if (auto err = sched->validate(req))
-      CAF_FAIL(describe(err));
+  /// Queues a streamed request; returns its id or why it was refused.
+  caf::expected<uint64_t> try_submit(generate_request req) {
     queued_generation job;
     job.request = std::move(req);
     job.arrived = engine_clock::now();
     job.sink = sink;
-    auto id = sched->enqueue(std::move(job));
+    return sched->enqueue(std::move(job));
+  }
+
+  /// Queues a streamed request and returns its id.
+  uint64_t submit(generate_request req) {
+    auto id = try_submit(std::move(req));
     if (!id)
       CAF_FAIL(describe(id.error()));
     return *id;
@@ -520,4 +523,25 @@ CAF_TEST(bad logprobs stop token ids and ids are refused naming the field) {
   s.run();
   // Once answered, an id is free again.
   CAF_CHECK(!s.sched->validate(req));
+}
+
+CAF_TEST(refused requests count as errors and a full queue has its own code) {
+  scheduler_options opts;
+  opts.max_queue = 1;
+  opts.metrics = std::make_shared<node_metrics>("t");
+  stepper s{64, opts};
+  auto bad = s.try_submit(request_for({}, 4));
+  CAF_REQUIRE(!bad);
+  CAF_CHECK(bad.error() == volt_errc::invalid_request);
+  s.submit(request_for({203}, 4));
+  auto full = s.try_submit(request_for({203}, 4));
+  CAF_REQUIRE(!full);
+  CAF_CHECK(full.error() == volt_errc::queue_full);
+  CAF_CHECK_EQUAL(describe(full.error()),
+                  "engine: queue full (1 requests waiting); try again later");
+  CAF_CHECK_EQUAL(requests_total(*opts.metrics, "error"), 2.0);
+  s.run();
+  CAF_CHECK_EQUAL(requests_total(*opts.metrics, "ok"), 1.0);
+  CAF_CHECK_EQUAL(requests_total(*opts.metrics, "error"), 2.0);
+  CAF_CHECK_NOT_EQUAL(s.sched->status().find("2 refused"), std::string::npos);
 }
