@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "model/json.hpp"
+#include "tests/apps/cli_checks.hpp"
 #include "tests/model/checkpoint_writer.hpp"
 #include "tests/cluster.hpp"
 #include "tests/process.hpp"
@@ -14,26 +15,6 @@
 
 using namespace volt;
 using namespace volt::test;
-
-namespace {
-
-run_result generate(std::vector<std::string> flags) {
-  std::vector<std::string> argv{volt_node_binary(), "generate"};
-  argv.insert(argv.end(), flags.begin(), flags.end());
-  return run_process(argv);
-}
-
-/// Checks exit code 2 and a single stderr line that contains every fragment.
-void check_bad_input(const run_result& r, std::vector<std::string> fragments) {
-  CAF_CHECK_EQUAL(r.exit_code, 2);
-  CAF_CHECK_EQUAL(std::count(r.err.begin(), r.err.end(), '\n'), 1);
-  for (const auto& f : fragments)
-    if (r.err.find(f) == std::string::npos)
-      CAF_FAIL("stderr '" << r.err << "' lacks '" << f << "'");
-  CAF_CHECK(r.out.empty());
-}
-
-} // namespace
 
 CAF_TEST(generate prints the reference tokens and logits as json) {
   auto r = generate({"--model", tiny_mixtral_dir(), "--prompt-ids", "203",

@@ -1,0 +1,103 @@
+#define CAF_SUITE apps.hostile_input
+
+// Input a hostile probe sent to volt-node, checked in real processes: a
+// config.json claiming 10^9 layers or another activation, and NaN weights;
+// each ends with one line and the exit code, never a crash or a node that
+// says "ready" and then fails every client.
+
+#include "tests/apps/cli_checks.hpp"
+#include "tests/cluster.hpp"
+#include "tests/model/checkpoint_writer.hpp"
+#include "tests/test_dsl.hpp"
+
+using namespace volt;
+using namespace volt::test;
+
+namespace {
+
+/// The tiny fixture under `dir`/`name` with `from` replaced by `to` in its
+/// config.json and `edit` applied to its tensors.
+template <class Edit>
+std::string tiny_copy(const temp_dir& dir, const std::string& name,
+                      const std::string& from, const std::string& to,
+                      Edit edit) {
+  auto text = read_text(tiny_mixtral_dir() + "/config.json");
+  if (!from.empty()) {
+    auto pos = text.find(from);
+    CAF_REQUIRE(pos != std::string::npos);
+    text.replace(pos, from.size(), to);
+  }
+  auto tensors = copy_tensors(tiny_mixtral_dir());
+  edit(tensors);
+  auto path = dir.subdir(name);
+  CAF_REQUIRE(!write_checkpoint(path, text, tensors));
+  return path;
+}
+
+std::string tiny_copy(const temp_dir& dir, const std::string& name,
+                      const std::string& from, const std::string& to) {
+  return tiny_copy(dir, name, from, to, [](std::vector<tensor_to_write>&) {});
+}
+
+/// Sets every element of tensor `name` to `value`.
+auto fill_tensor(const std::string& name, float value) {
+  return [=](std::vector<tensor_to_write>& ts) {
+    for (auto& t : ts)
+      if (t.name == name)
+        t.bytes = float_bytes(
+          std::vector<float>(t.bytes.size() / dtype_size(t.type), value),
+          t.type);
+  };
+}
+
+/// A standalone node with `kv` in its [kv_cache] section; returns how it
+/// ended, or -1 when it was still running after `wait`.
+run_result run_node_with(const temp_dir& dir, const std::string& kv,
+                         const std::string& model = tiny_mixtral_dir()) {
+  auto file = write_node_toml(
+    dir, {"kv", "standalone", free_port(), 0, "[kv_cache]\n" + kv, model});
+  return run_process({volt_node_binary(), "--config", file},
+                     std::chrono::seconds{20});
+}
+
+} // namespace
+
+CAF_TEST(a config json that claims a billion layers fails fast) {
+  temp_dir dir;
+  auto model = tiny_copy(dir, "layers", "\"num_hidden_layers\": 2",
+                         "\"num_hidden_layers\": 1000000000");
+  auto started = std::chrono::steady_clock::now();
+  check_bad_input(generate({"--model", model, "--prompt-ids", "1"}),
+                  {model + "/config.json: num_hidden_layers is 1000000000",
+                   "tensors of 2 layers"});
+  CAF_CHECK_LESS(std::chrono::steady_clock::now() - started,
+                 std::chrono::seconds{10});
+}
+
+CAF_TEST(another activation or an eos outside the vocabulary is refused) {
+  temp_dir dir;
+  auto gelu = tiny_copy(dir, "gelu", "\"hidden_act\": \"silu\"",
+                        "\"hidden_act\": \"gelu\"");
+  check_bad_input(generate({"--model", gelu, "--prompt-ids", "1"}),
+                  {gelu + "/config.json: hidden_act \"gelu\" is not supported"});
+  auto eos = tiny_copy(dir, "eos", "\"eos_token_id\": 2",
+                       "\"eos_token_id\": 32000");
+  check_bad_input(generate({"--model", eos, "--prompt-ids", "1"}),
+                  {"key 'eos_token_id': token id 32000 is outside the "
+                   "vocabulary [0, 320)"});
+}
+
+CAF_TEST(nan weights are refused at load naming the tensor) {
+  temp_dir dir;
+  auto model = tiny_copy(dir, "nan", "", "",
+                         fill_tensor("model.layers.1.post_attention_"
+                                     "layernorm.weight",
+                                     NAN));
+  check_bad_input(generate({"--model", model, "--prompt-ids", "1", "--json"}),
+                  {model + "/model.safetensors: tensor 'model.layers.1.post_"
+                           "attention_layernorm.weight' holds NaN at element "
+                           "0 of [64]"});
+  auto node = run_node_with(dir, "", model);
+  check_bad_input(node, {"holds NaN"});
+  CAF_CHECK_EQUAL(node.err.find("ready"), std::string::npos);
+}
