@@ -9,6 +9,7 @@
 #include "engine/finish_reason.hpp"
 #include "engine/kv_plan.hpp"
 #include "engine/logprobs.hpp"
+#include "model/finite.hpp"
 
 namespace volt {
 
@@ -178,6 +179,20 @@ void scheduler::expire_queued(std::chrono::milliseconds limit,
     ++failed_;
   }
   report_queue();
+}
+
+void scheduler::drop_group(std::shared_ptr<request_group> g,
+                           const caf::error& err) {
+  fail_group(*g, err);
+  for (auto* batch : {&running_, &preempted_})
+    for (auto i = batch->begin(); i != batch->end();) {
+      if (i->second.group != g) {
+        ++i;
+        continue;
+      }
+      retire(i->second, batch == &running_, i->first);
+      i = batch->erase(i);
+    }
 }
 
 std::string scheduler::status() const {
@@ -457,7 +472,10 @@ void scheduler::finish_step(step_result& result) {
   auto entries = std::move(step_);
   step_.clear();
   for (const auto& e : entries) {
-    auto& seq = running_.at(e.id);
+    auto found = running_.find(e.id);
+    if (found == running_.end())
+      continue; // a sibling's broken logits failed its request
+    auto& seq = found->second;
     auto& g = *seq.group;
     auto from = seq.computed;
     seq.computed += e.n_rows;
@@ -480,11 +498,36 @@ void scheduler::finish_step(step_result& result) {
                             ? result.logits.data() + e.sample_logit * vocab
                             : nullptr;
     int32_t greedy = e.sample_greedy >= 0 ? result.greedy[e.sample_greedy] : -1;
+    if (auto err = check_logits(e.id, seq, logits,
+                                e.sample_greedy >= 0 && greedy < 0)) {
+      drop_group(seq.group, err);
+      continue;
+    }
     if (!g.prefilled)
       finish_prompt(e.id, seq, logits);
     sample_next(e.id, seq, logits, greedy);
   }
   drop_cancelled();
+}
+
+caf::error scheduler::check_logits(uint64_t id, const running_sequence& seq,
+                                   const float* logits,
+                                   bool greedy_failed) const {
+  auto at = logits != nullptr
+              ? first_non_finite(logits, static_cast<size_t>(model_.vocab_size))
+              : int64_t{-1};
+  if (at < 0 && !greedy_failed)
+    return caf::none;
+  auto what = at >= 0 ? non_finite_name(logits[at]) + " as the logit of token "
+                          + std::to_string(at)
+                      : std::string{"a NaN or an infinity among the logits"};
+  return make_volt_error(
+    volt_errc::non_finite,
+    "engine: request " + std::to_string(seq.group->origin.id)
+      + ": the model computed " + what + " at position "
+      + std::to_string(seq.computed - 1) + " (sequence "
+      + std::to_string(id) + "); no token can be sampled from it, the "
+      + "weights or the activations overflow");
 }
 
 void scheduler::sample_next(uint64_t id, running_sequence& seq,

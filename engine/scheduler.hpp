@@ -130,6 +130,13 @@ private:
   bool in_step(uint64_t id) const;
   void preempt(uint64_t id);
   void fail_group(request_group& g, const caf::error& err);
+  /// Fails `g` and removes every sequence of it, running or preempted.
+  void drop_group(std::shared_ptr<request_group> g, const caf::error& err);
+  /// A non_finite error when the sampled row of sequence `id` has a NaN or
+  /// an infinity among its `logits` (may be null) or the executor's greedy
+  /// pick says so (`greedy_failed`).
+  caf::error check_logits(uint64_t id, const running_sequence& seq,
+                          const float* logits, bool greedy_failed) const;
   void answer_group(request_group& g);
   /// A sequence leaves (finished, failed or dropped); `holds_pages`: its
   /// pages go back to the pool.

@@ -1,9 +1,9 @@
 #define CAF_SUITE apps.hostile_input
 
 // Input a hostile probe sent to volt-node, checked in real processes: a
-// config.json claiming 10^9 layers or another activation, and NaN weights;
-// each ends with one line and the exit code, never a crash or a node that
-// says "ready" and then fails every client.
+// config.json claiming 10^9 layers or another activation, NaN weights and
+// logits that overflow; each ends with one line and the exit code, never a
+// crash or a node that says "ready" and then fails every client.
 
 #include "tests/apps/cli_checks.hpp"
 #include "tests/cluster.hpp"
@@ -100,4 +100,21 @@ CAF_TEST(nan weights are refused at load naming the tensor) {
   auto node = run_node_with(dir, "", model);
   check_bad_input(node, {"holds NaN"});
   CAF_CHECK_EQUAL(node.err.find("ready"), std::string::npos);
+}
+
+CAF_TEST(logits that overflow are an error reply and not a token) {
+  // Finite weights whose products overflow float: every logit is +-inf or
+  // NaN. The greedy pick used to answer token 0 with "logits": null.
+  temp_dir dir;
+  auto model = tiny_copy(dir, "overflow", "", "",
+                         fill_tensor("lm_head.weight", 3e38f));
+  auto r = generate({"--model", model, "--prompt-ids", "1,2,3", "--json"});
+  CAF_CHECK_EQUAL(r.exit_code, 1);
+  CAF_CHECK(r.out.empty());
+  CAF_CHECK_NOT_EQUAL(r.err.find("\nvolt-node: engine: request 1: the model "
+                                 "computed "),
+                      std::string::npos);
+  CAF_CHECK_NOT_EQUAL(r.err.find("at position 2 (sequence 1); no token can "
+                                 "be sampled from it"),
+                      std::string::npos);
 }
