@@ -23,6 +23,7 @@
 #include "caf/scoped_actor.hpp"
 #include "gpu/cpu/parallel.hpp"
 #include "net/actor_system_setup.hpp"
+#include "model/kv_cache.hpp"
 #include "model/page_table.hpp"
 #include "net/metrics.hpp"
 #include "net/port_guard.hpp"
@@ -142,20 +143,22 @@ placement_of(const node_config& cfg, const model_config& model,
     options.kv_memory_percent = cfg.kv_cache.gpu_memory_percent;
     options.show_progress = isatty(STDERR_FILENO) != 0;
   } else {
-    // K and V, every layer, float32.
-    auto bytes_per_page = int64_t{2} * model.num_hidden_layers
-                          * model.num_key_value_heads * model.head_dim
-                          * opts.page_size
-                          * static_cast<int64_t>(sizeof(float));
     auto pages = kv_pool_pages(cfg.kv_cache.num_pages, cfg.kv_cache.memory_mib,
-                               bytes_per_page, model.max_position_embeddings,
-                               opts.page_size);
+                               kv_bytes_per_page(model, opts.page_size),
+                               model.max_position_embeddings, opts.page_size);
     if (!pages)
       return make_volt_error(volt_errc::invalid_config,
                              cfg.source + ": [kv_cache] "
                                + describe(pages.error()));
     opts.num_pages = *pages;
   }
+  // Without either key the executor names config.json's context.
+  if (cfg.kv_cache.num_pages > 0)
+    options.kv_pool_origin = cfg.source + ": [kv_cache] num_pages = "
+                             + std::to_string(cfg.kv_cache.num_pages);
+  else if (cfg.kv_cache.memory_mib > 0)
+    options.kv_pool_origin = cfg.source + ": [kv_cache] memory_mib = "
+                             + std::to_string(cfg.kv_cache.memory_mib);
   opts.batching.max_queue = cfg.engine.max_queue;
   opts.batching.max_batch = cfg.engine.max_batch;
   opts.batching.prefill_chunk = cfg.engine.prefill_chunk;

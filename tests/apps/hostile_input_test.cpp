@@ -1,9 +1,10 @@
 #define CAF_SUITE apps.hostile_input
 
-// Input a hostile probe sent to volt-node, checked in real processes: a
-// config.json claiming 10^9 layers or another activation, NaN weights and
-// logits that overflow; each ends with one line and the exit code, never a
-// crash or a node that says "ready" and then fails every client.
+// Input a hostile probe sent to volt-node, checked in real processes: KV pools
+// larger than the machine, a config.json claiming 10^9 layers or another
+// activation, NaN weights and logits that overflow; each ends with one line
+// and the exit code, never a crash or a node that says "ready" and then
+// fails every client.
 
 #include "tests/apps/cli_checks.hpp"
 #include "tests/cluster.hpp"
@@ -61,6 +62,31 @@ run_result run_node_with(const temp_dir& dir, const std::string& kv,
 }
 
 } // namespace
+
+CAF_TEST(kv pools larger than the memory stop the node before ready) {
+  temp_dir dir;
+  // 16777216 pages of 4096 tokens are 32 TiB of float32 K/V for the tiny
+  // model: inside the documented ranges, beyond any machine.
+  auto pages = run_node_with(dir, "page_size = 4096\nnum_pages = 16777216\n");
+  check_bad_input(pages, {"kv.toml: [kv_cache] num_pages = 16777216: the KV "
+                          "pool of 16777216 pages needs 32.0 TiB of host "
+                          "memory, but",
+                          "are available ("});
+  CAF_CHECK_EQUAL(pages.err.find("ready"), std::string::npos);
+  auto mib = run_node_with(dir, "memory_mib = 16777216\n");
+  check_bad_input(mib, {"kv.toml: [kv_cache] memory_mib = 16777216: the KV "
+                        "pool of 2147483648 pages needs",
+                        "TiB of host memory"});
+  // Default sizing: one sequence of the model's whole context.
+  auto huge = tiny_copy(dir, "context", "\"max_position_embeddings\": 1024",
+                        "\"max_position_embeddings\": 2e9");
+  check_bad_input(run_node_with(dir, "", huge),
+                  {huge
+                     + "/config.json: max_position_embeddings = 2000000000",
+                   "set one of them): the KV pool of 125000000 pages needs"});
+  check_bad_input(generate({"--model", huge, "--prompt-ids", "1"}),
+                  {"max_position_embeddings = 2000000000"});
+}
 
 CAF_TEST(a config json that claims a billion layers fails fast) {
   temp_dir dir;
