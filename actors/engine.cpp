@@ -7,6 +7,8 @@
 
 #include "base/error.hpp"
 #include "base/log.hpp"
+#include "base/stop_request.hpp"
+#include "model/mapping_guard.hpp"
 
 namespace volt {
 
@@ -127,6 +129,19 @@ void start_queued(engine_pointer self) {
   schedule(self);
 }
 
+/// Stops computing for good: the weights under the executor changed on disk.
+/// Fails every request, answers later ones with `err` and asks the node to
+/// stop.
+void stop_engine(engine_pointer self, caf::error err) {
+  auto& st = self->state;
+  VOLT_ERROR("engine", describe(err));
+  st.stopped = std::move(err);
+  st.sched->fail_all(st.stopped);
+  flush_streams(self);
+  notify_drained(st);
+  request_stop(exit_checkpoint_changed);
+}
+
 /// Refuses a request before the scheduler sees it, counting it.
 caf::error refuse(engine_pointer self, caf::error err) {
   if (self->state.options.metrics)
@@ -136,8 +151,12 @@ caf::error refuse(engine_pointer self, caf::error err) {
 
 void run_next_step(engine_pointer self) {
   auto& st = self->state;
-  if (st.step_running)
+  if (st.step_running || st.stopped)
     return;
+  // Before any weight is read: a file truncated or rewritten under the
+  // mapping would crash the node or silently change its answers.
+  if (auto err = check_mapped_files())
+    return stop_engine(self, std::move(err));
   auto req = st.sched->next_step(missing_experts(st).empty());
   flush_streams(self); // admission may have refused streamed requests
   if (!req) {
@@ -256,6 +275,8 @@ engine_actor::behavior_type engine(engine_pointer self,
     [self](generate_atom,
            generate_request& req) -> caf::result<generate_result> {
       auto& st = self->state;
+      if (st.stopped)
+        return refuse(self, st.stopped);
       auto promise = self->make_response_promise<generate_result>();
       queued_generation job;
       job.request = std::move(req);
@@ -275,6 +296,8 @@ engine_actor::behavior_type engine(engine_pointer self,
       if (!sink)
         return refuse(self, make_volt_error(volt_errc::invalid_request,
                                             "stream: the sink actor is null"));
+      if (st.stopped)
+        return refuse(self, st.stopped);
       queued_generation job;
       job.request = std::move(req);
       job.arrived = engine_clock::now();

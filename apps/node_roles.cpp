@@ -2,6 +2,7 @@
 
 #include "apps/node_roles.hpp"
 
+#include <atomic>
 #include <csignal>
 #include <future>
 #include <mutex>
@@ -16,6 +17,7 @@
 #include "apps/commands.hpp"
 #include "base/error.hpp"
 #include "base/log.hpp"
+#include "base/stop_request.hpp"
 #include "caf/actor_system.hpp"
 #include "caf/actor_system_config.hpp"
 #include "caf/event_based_actor.hpp"
@@ -401,12 +403,24 @@ int run_router(const node_config& cfg, const checkpoint& ckpt,
 
 int run_node(const node_config& cfg, const checkpoint& ckpt) {
   auto signals = block_shutdown_signals();
+  // A part that must not go on (its checkpoint changed on disk) has answered
+  // its requests with the error; the node then shuts down as on SIGTERM and
+  // exits with the code it asked for.
+  static std::atomic<int> stop_code{0};
+  set_stop_handler([](int code) {
+    stop_code = code;
+    VOLT_ERROR("node", "stopping after the error above (exit code " << code
+                                                                    << ")");
+    ::kill(::getpid(), SIGTERM);
+  });
+  int code = 1;
   switch (cfg.node.role) {
-    case node_role::standalone: return run_standalone(cfg, ckpt, signals);
-    case node_role::worker: return run_worker(cfg, ckpt, signals);
-    case node_role::router: return run_router(cfg, ckpt, signals);
+    case node_role::standalone: code = run_standalone(cfg, ckpt, signals); break;
+    case node_role::worker: code = run_worker(cfg, ckpt, signals); break;
+    case node_role::router: code = run_router(cfg, ckpt, signals); break;
   }
-  return 1;
+  set_stop_handler(nullptr);
+  return code != 0 ? code : stop_code.load();
 }
 
 } // namespace volt

@@ -165,19 +165,33 @@ request_group* scheduler::live_group(uint64_t id) {
   return nullptr;
 }
 
+void scheduler::fail_front(const caf::error& err) {
+  auto expired = std::move(queue_.front());
+  queue_.pop_front();
+  VOLT_WARN("engine", "request failed: " << describe(err));
+  replies_.fail(expired, err);
+  if (options_.metrics)
+    options_.metrics->request_done(
+      seconds_between(expired.arrived, engine_clock::now()), false, 0);
+  ++failed_;
+}
+
 void scheduler::expire_queued(std::chrono::milliseconds limit,
                               const caf::error& err) {
   auto now = engine_clock::now();
-  while (!queue_.empty() && now - queue_.front().arrived >= limit) {
-    auto expired = std::move(queue_.front());
-    queue_.pop_front();
-    VOLT_WARN("engine", "request failed: " << describe(err));
-    replies_.fail(expired, err);
-    if (options_.metrics)
-      options_.metrics->request_done(seconds_between(expired.arrived, now),
-                                     false, 0);
-    ++failed_;
-  }
+  while (!queue_.empty() && now - queue_.front().arrived >= limit)
+    fail_front(err);
+  report_queue();
+}
+
+void scheduler::fail_all(const caf::error& err) {
+  step_.clear();
+  while (!running_.empty())
+    drop_group(running_.begin()->second.group, err);
+  while (!preempted_.empty())
+    drop_group(preempted_.begin()->second.group, err);
+  while (!queue_.empty())
+    fail_front(err);
   report_queue();
 }
 

@@ -98,6 +98,10 @@ public:
   /// while experts have no live host).
   void expire_queued(std::chrono::milliseconds limit, const caf::error& err);
 
+  /// Fails every queued, preempted and running request with `err` (the node
+  /// stops); a step in flight must have been abandoned.
+  void fail_all(const caf::error& err);
+
   /// Nothing queued, preempted or running.
   bool idle() const {
     return queue_.empty() && preempted_.empty() && running_.empty();
@@ -129,6 +133,8 @@ private:
   void drop_cancelled();
   bool in_step(uint64_t id) const;
   void preempt(uint64_t id);
+  /// Fails the queue's first request with `err`.
+  void fail_front(const caf::error& err);
   void fail_group(request_group& g, const caf::error& err);
   /// Fails `g` and removes every sequence of it, running or preempted.
   void drop_group(std::shared_ptr<request_group> g, const caf::error& err);

@@ -158,6 +158,17 @@ public:
     child_->signal(sig);
   }
 
+  /// Reads what the node logs for `duration`, so that log() includes it.
+  void read_log(std::chrono::milliseconds duration) {
+    child_->wait_for_stderr(std::string(1, '\0'), duration);
+  }
+
+  /// Waits for the node to exit by itself; returns its exit code (-1 when it
+  /// had to be killed after `timeout`).
+  int wait_exit(std::chrono::milliseconds timeout = std::chrono::seconds{20}) {
+    return child_->wait(timeout);
+  }
+
   int stop(int sig = SIGTERM) {
     child_->signal(SIGCONT); // a frozen node must run to handle the signal
     child_->signal(sig);
