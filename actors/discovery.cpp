@@ -26,9 +26,9 @@ void add_target(discovery_state& st, const endpoint& where,
               + ":" + std::to_string(where.port);
   if (st.targets.count(name) > 0)
     return;
-  st.targets.emplace(
-    name, discovery_target{
-            name, where, std::move(spawn), {}, false, 0, clock_type::now()});
+  st.targets.emplace(name, discovery_target{name, where, std::move(spawn),
+                                            {}, false, 0, clock_type::now(),
+                                            false});
 }
 
 /// Reads the registered workers from Redis and adds the new ones.
@@ -75,6 +75,14 @@ discovery_target* finish_attempt(discovery_state& st, const std::string& name) {
   return &i->second;
 }
 
+/// Whether a spawn failed for good: the node refused the experts (its model
+/// lacks them, its checkpoint is bad), which no retry can change.
+bool spawn_refused(const discovery_target& t, const caf::error& err) {
+  return !t.spawn.empty()
+         && (err == volt_errc::invalid_checkpoint
+             || err == volt_errc::invalid_config);
+}
+
 void on_failure(discovery_pointer self, const std::string& name,
                 const caf::error& err) {
   auto& st = self->state;
@@ -82,6 +90,15 @@ void on_failure(discovery_pointer self, const std::string& name,
   if (target == nullptr)
     return;
   auto& t = *target;
+  if (spawn_refused(t, err)) {
+    t.given_up = true;
+    VOLT_ERROR("discovery",
+               name << ": cannot spawn experts " << expert_pool::render(t.spawn)
+                    << " there: " << describe(err)
+                    << "; not retrying (fix [router] placement or that node's "
+                       "[model] path, then restart the router)");
+    return;
+  }
   if (t.failures++ % 10 == 0)
     VOLT_WARN("discovery", name << ": " << describe(err) << "; retrying");
   auto backoff = st.options.poll * (1 << std::min(t.failures, 4));
@@ -104,6 +121,18 @@ void on_host(discovery_pointer self, const std::string& name,
                               << expert_pool::render(experts));
   self->send(st.engine, host_atom_v, std::move(handle), std::move(experts),
              name);
+}
+
+/// Asks a connected or spawned expert actor what it hosts; it joins the
+/// engine only with an answer.
+void confirm_host(discovery_pointer self, const std::string& name,
+                  expert_actor handle) {
+  self->request(handle, self->state.options.connect_timeout, hosted_atom_v)
+    .then(
+      [=](std::vector<uint32_t>& ids) {
+        on_host(self, name, handle, std::move(ids));
+      },
+      [=](caf::error& err) { on_failure(self, name, err); });
 }
 
 /// Connects to (or spawns on) one target, asynchronously.
@@ -129,9 +158,10 @@ void reach(discovery_pointer self, discovery_target& t) {
                                     make_volt_error(volt_errc::internal,
                                                     "remote spawn returned "
                                                     "nothing"));
-                on_host(self, name,
-                        caf::actor_cast<expert_actor>(std::move(spawned)),
-                        spawn);
+                // A spawn that failed on the node answers this with why;
+                // only a live host joins the engine.
+                confirm_host(self, name,
+                             caf::actor_cast<expert_actor>(std::move(spawned)));
               },
               [=](caf::error& err) { on_failure(self, name, err); });
           return;
@@ -141,13 +171,8 @@ void reach(discovery_pointer self, discovery_target& t) {
                             make_volt_error(volt_errc::invalid_config,
                                             "no Volt expert actor is "
                                             "published there"));
-        auto handle = caf::actor_cast<expert_actor>(std::move(ptr));
-        self->request(handle, timeout, hosted_atom_v)
-          .then(
-            [=](std::vector<uint32_t>& ids) {
-              on_host(self, name, handle, std::move(ids));
-            },
-            [=](caf::error& err) { on_failure(self, name, err); });
+        confirm_host(self, name,
+                     caf::actor_cast<expert_actor>(std::move(ptr)));
       },
       [=](caf::error& err) { on_failure(self, name, err); });
 }
@@ -158,7 +183,7 @@ void tick(discovery_pointer self) {
     poll_redis(self);
   auto now = clock_type::now();
   for (auto& [name, t] : st.targets)
-    if (!t.handle && !t.busy && now >= t.next_try)
+    if (!t.handle && !t.busy && !t.given_up && now >= t.next_try)
       reach(self, t);
   self->delayed_send(self, st.options.poll, tick_atom_v);
 }

@@ -41,6 +41,9 @@ struct discovery_target {
   bool busy = false; // a connect or spawn is in flight
   int failures = 0;
   std::chrono::steady_clock::time_point next_try;
+  /// Its node refused the spawn for good (experts outside its model): not
+  /// tried again.
+  bool given_up = false;
 };
 
 /// State of the discovery actor.

@@ -238,17 +238,20 @@ int run_worker(const node_config& cfg, const checkpoint& ckpt,
     [ckpt, metrics, spawned, placement = expert_placement(cfg)](
       expert_actor::pointer self,
       std::vector<uint32_t> ids) -> expert_actor::behavior_type {
-      // A failed spawn leaves an actor that quits at once with the reason:
-      // the router sees it go down and retries later.
+      // A failed spawn leaves an actor that tells the router why, when it
+      // asks what the actor hosts (as it does before using it), and then
+      // quits.
       auto failed = [&](const caf::error& err) -> expert_actor::behavior_type {
         VOLT_ERROR("worker", "cannot spawn experts " << expert_pool::render(ids)
                                                      << ": " << describe(err));
-        self->quit(err);
         return {
           [err](const expert_batch&) -> caf::result<wire_tensor> {
             return err;
           },
-          [](hosted_atom) { return std::vector<uint32_t>{}; },
+          [self, err](hosted_atom) -> caf::result<std::vector<uint32_t>> {
+            self->send_exit(self, err);
+            return err;
+          },
         };
       };
       auto weights = expert_weights::load(ckpt, ids);

@@ -128,6 +128,15 @@ inline bool wait_peer_traffic(uint16_t metrics_port,
   return false;
 }
 
+/// How often `text` occurs in `log` (lines, for a log's fragments).
+inline size_t count_lines(const std::string& log, const std::string& text) {
+  size_t n = 0;
+  for (auto at = log.find(text); at != std::string::npos;
+       at = log.find(text, at + text.size()))
+    ++n;
+  return n;
+}
+
 /// A volt-node process running from a TOML file.
 class node_process {
 public:
