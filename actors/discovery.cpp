@@ -3,6 +3,7 @@
 #include "actors/expert_pool.hpp"
 
 #include <algorithm>
+#include <set>
 
 #include "base/error.hpp"
 #include "base/log.hpp"
@@ -18,33 +19,49 @@ using clock_type = std::chrono::steady_clock;
 
 constexpr auto redis_timeout = std::chrono::milliseconds{300};
 
-void add_target(discovery_state& st, const endpoint& where,
-                std::vector<uint32_t> spawn) {
-  auto name = (where.host.find(':') != std::string::npos
-                 ? "[" + where.host + "]"
-                 : where.host)
-              + ":" + std::to_string(where.port);
+/// Adds a target unless known; returns its name.
+std::string add_target(discovery_state& st, const endpoint& where,
+                       std::vector<uint32_t> spawn, bool from_redis = false) {
+  auto name = render_endpoint(where.host, where.port);
   if (st.targets.count(name) > 0)
-    return;
+    return name;
   st.targets.emplace(name, discovery_target{name, where, std::move(spawn),
                                             {}, false, 0, clock_type::now(),
-                                            false});
+                                            false, from_redis});
+  return name;
+}
+
+/// Forgets workers found in Redis whose record is gone (deregistered or
+/// expired) while they are not connected; connected ones stay in use, so
+/// that a Redis restart fails nothing.
+void forget_departed(discovery_state& st,
+                     const std::set<std::string>& registered) {
+  for (auto i = st.targets.begin(); i != st.targets.end();) {
+    auto& t = i->second;
+    if (t.from_redis && !t.handle && !t.busy
+        && registered.count(t.name) == 0) {
+      VOLT_INFO("discovery", t.name << ": no longer registered in Redis; "
+                                       "not retrying it");
+      i = st.targets.erase(i);
+    } else {
+      ++i;
+    }
+  }
 }
 
 /// Reads the registered workers from Redis and adds the new ones.
 void poll_redis(discovery_pointer self) {
   auto& st = self->state;
+  caf::expected<std::vector<std::string>> values{caf::error{}};
   if (!st.redis) {
     auto conn = redis_client::connect(st.options.redis, redis_timeout);
     if (conn)
       st.redis.emplace(std::move(*conn));
+    else
+      values = std::move(conn.error());
   }
-  auto values
-    = st.redis ? st.redis->values(worker_record_prefix + "*")
-               : caf::expected<std::vector<std::string>>{make_volt_error(
-                 volt_errc::internal, "redis " + st.options.redis.host + ":"
-                                        + std::to_string(st.options.redis.port)
-                                        + ": cannot connect")};
+  if (st.redis)
+    values = st.redis->values(worker_record_prefix + "*");
   if (!values) {
     st.redis.reset();
     if (st.redis_failures++ % 20 == 0)
@@ -55,14 +72,17 @@ void poll_redis(discovery_pointer self) {
   if (st.redis_failures > 0)
     VOLT_INFO("discovery", "Redis is reachable again");
   st.redis_failures = 0;
+  std::set<std::string> registered;
   for (const auto& text : *values) {
     auto record = parse_worker_record(text);
     if (!record) {
       VOLT_WARN("discovery", "ignoring " << describe(record.error()));
       continue;
     }
-    add_target(st, endpoint{record->host, record->port}, {});
+    registered.insert(
+      add_target(st, endpoint{record->host, record->port}, {}, true));
   }
+  forget_departed(st, registered);
 }
 
 /// The target `name` with its connect attempt finished, or nullptr when it is

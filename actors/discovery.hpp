@@ -25,7 +25,7 @@ struct discovery_options {
   /// Experts to spawn on nodes ([router] placement).
   std::vector<placement_entry> placement;
   /// Redis server for mode redis.
-  endpoint redis;
+  redis_target redis;
   /// How often to poll Redis and retry unreachable workers.
   std::chrono::milliseconds poll{250};
   /// Bound on one connect or remote spawn.
@@ -44,6 +44,9 @@ struct discovery_target {
   /// Its node refused the spawn for good (experts outside its model): not
   /// tried again.
   bool given_up = false;
+  /// Found in Redis: forgotten once its record is gone and it is not
+  /// connected (a worker that left is not retried forever).
+  bool from_redis = false;
 };
 
 /// State of the discovery actor.

@@ -99,8 +99,9 @@ std::string check_placement(const std::vector<placement_entry>& entries) {
 std::string check_redis_url(const std::string& url) {
   if (parse_redis_url(url))
     return {};
-  return "expected \"redis://host:port\" (port optional, default 6379), got "
-         + quote(url);
+  return "expected \"redis://[[user]:password@]host[:port][/db]\" (port "
+         "6379 and database 0 when left out), got "
+         + quote(redact_redis_url(url));
 }
 
 constexpr int64_t max_port = 65535;
@@ -216,9 +217,10 @@ const std::vector<config_key>& config_keys() {
     {"discovery", "redis_url",
      field<&node_config::discovery, &discovery_section::redis_url,
            check_redis_url>(),
-     "Redis server used when mode is \"redis\", as redis://host:port (port "
-     "optional, "
-     "default 6379)."},
+     "Redis server used when mode is \"redis\", as "
+     "redis://[[user]:password@]host[:port][/db]: port 6379 and database 0 "
+     "when left out; with a password the nodes send AUTH, with a database "
+     "SELECT (credentials may be percent-encoded)."},
     {"discovery", "heartbeat_ms",
      field<&node_config::discovery, &discovery_section::heartbeat_ms>(),
      "How often a worker refreshes its Redis registration, in milliseconds.",

@@ -195,7 +195,10 @@ private:
 /// A private redis-server on a free loopback port, stopped on destruction.
 class redis_process {
 public:
-  explicit redis_process(uint16_t port = 0) : port_(port ? port : free_port()) {
+  /// `extra` are more redis-server flags, e.g. {"--requirepass", "x"}.
+  explicit redis_process(uint16_t port = 0,
+                         std::vector<std::string> extra = {})
+    : port_(port ? port : free_port()), extra_(std::move(extra)) {
     start();
   }
 
@@ -204,9 +207,17 @@ public:
   }
 
   void start() {
-    child_ = std::make_unique<child_process>(std::vector<std::string>{
-      "/usr/bin/redis-server", "--port", std::to_string(port_), "--bind",
-      "127.0.0.1", "--save", "", "--appendonly", "no"});
+    std::vector<std::string> argv{"/usr/bin/redis-server",
+                                  "--port",
+                                  std::to_string(port_),
+                                  "--bind",
+                                  "127.0.0.1",
+                                  "--save",
+                                  "",
+                                  "--appendonly",
+                                  "no"};
+    argv.insert(argv.end(), extra_.begin(), extra_.end());
+    child_ = std::make_unique<child_process>(argv);
     child_->wait_for_stdout("Ready to accept connections",
                             std::chrono::seconds{10});
   }
@@ -229,6 +240,7 @@ public:
 
 private:
   uint16_t port_;
+  std::vector<std::string> extra_;
   std::unique_ptr<child_process> child_;
 };
 
