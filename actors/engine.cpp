@@ -5,6 +5,7 @@
 #include <utility>
 #include <variant>
 
+#include "actors/unexpected_messages.hpp"
 #include "base/error.hpp"
 #include "base/log.hpp"
 #include "base/stop_request.hpp"
@@ -269,6 +270,7 @@ engine_actor::behavior_type engine(engine_pointer self,
   st.exec = std::move(exec);
   st.options = std::move(options);
   self->set_down_handler([self](caf::down_msg& msg) { on_down(self, msg); });
+  drop_unexpected_messages(self);
   for (auto& host : hosts)
     add_host(self, std::move(host));
   return {

@@ -2,6 +2,7 @@
 
 #include <atomic>
 
+#include "actors/unexpected_messages.hpp"
 #include "base/error.hpp"
 #include "base/log.hpp"
 #include "base/stop_request.hpp"
@@ -46,9 +47,10 @@ expert(expert_actor::pointer self,
 }
 
 expert_actor::behavior_type
-metered_expert(expert_actor::pointer,
+metered_expert(expert_actor::pointer self,
                std::shared_ptr<const expert_weights> weights,
                std::shared_ptr<node_metrics> metrics) {
+  drop_unexpected_messages(self);
   return {
     [weights, metrics](const expert_batch& batch) -> caf::result<wire_tensor> {
       if (auto err = check_expert_batch(*weights, batch))

@@ -14,6 +14,7 @@
 #include "actors/expert.hpp"
 #include "actors/registrar.hpp"
 #include "actors/standalone.hpp"
+#include "actors/unexpected_messages.hpp"
 #include "apps/commands.hpp"
 #include "base/error.hpp"
 #include "base/log.hpp"
@@ -238,6 +239,7 @@ int run_worker(const node_config& cfg, const checkpoint& ckpt,
     [ckpt, metrics, spawned, placement = expert_placement(cfg)](
       expert_actor::pointer self,
       std::vector<uint32_t> ids) -> expert_actor::behavior_type {
+      drop_unexpected_messages(self);
       // A failed spawn leaves an actor that tells the router why, when it
       // asks what the actor hosts (as it does before using it), and then
       // quits.
