@@ -57,7 +57,7 @@ void wait_for_shutdown_signal(const sigset_t& set) {
 }
 
 std::string where(const node_config& cfg, uint16_t port) {
-  return cfg.network.host + ":" + std::to_string(port);
+  return render_endpoint(cfg.network.host, port);
 }
 
 /// CAF's middleman listens here only; the node's public port is the guard's.

@@ -22,6 +22,7 @@
 
 #include "base/error.hpp"
 #include "base/log.hpp"
+#include "config/endpoint.hpp"
 #include "net/tcp_listen.hpp"
 
 namespace volt {
@@ -297,8 +298,8 @@ metrics_endpoint::start(const std::string& host, uint16_t port,
                         std::shared_ptr<prometheus::Registry> registry) {
   auto fail = [&](const std::string& why) {
     return make_volt_error(volt_errc::invalid_config,
-                           "[metrics] port: cannot serve /metrics on " + host
-                             + ":" + std::to_string(port) + ": " + why);
+                           "[metrics] port: cannot serve /metrics on "
+                             + render_endpoint(host, port) + ": " + why);
   };
   auto bound = listen_tcp(host, port);
   if (!bound)

@@ -144,3 +144,19 @@ CAF_TEST(logits that overflow are an error reply and not a token) {
                                  "be sampled from it"),
                       std::string::npos);
 }
+
+CAF_TEST(ipv6 addresses in logs are in brackets) {
+  temp_dir dir;
+  auto port = free_port();
+  auto file = dir.file("v6.toml");
+  write_text(file, "[network]\nhost = \"::1\"\nport = " + std::to_string(port)
+                     + "\n[model]\npath = \"" + tiny_mixtral_dir() + "\"\n");
+  node_process node{file};
+  CAF_REQUIRE(node.wait_ready());
+  CAF_CHECK_NOT_EQUAL(node.log().find("serving on [::1]:" + std::to_string(port)),
+                      std::string::npos);
+  auto r = run_generate({"--connect", "[::1]:" + std::to_string(port)}, "203",
+                        2);
+  CAF_CHECK_EQUAL(r.exit_code, 0);
+  CAF_CHECK_EQUAL(node.stop(), 0);
+}
