@@ -145,6 +145,26 @@ CAF_TEST(bad flags exit with code 2 and one line) {
   check_bad_input(generate({"--model", model, "--prompt-ids", "1",
                             "--stop-token-ids", "2,320"}),
                   {"stop_token_ids: token id 320 at index 1"});
+  // Outputs only the JSON has: asked without it, they would be computed and
+  // never shown.
+  check_bad_input(
+    generate({"--model", model, "--prompt-ids", "1", "--all-logits"}),
+    {"--all-logits: needs --json"});
+  check_bad_input(
+    generate({"--model", model, "--prompt-ids", "1", "--router-topk"}),
+    {"--router-topk: needs --json"});
+  // The log level from the environment, when no flag gives it.
+  check_bad_input(generate({"--model", model, "--prompt-ids", "1"},
+                           {"VOLT_LOG_LEVEL=loud"}),
+                  {"environment: VOLT_LOG_LEVEL: unknown level 'loud'"});
+  check_bad_input(run_process({volt_node_binary(), "--config", "x.toml"},
+                              std::chrono::seconds{30},
+                              {"VOLT_LOG_LEVEL=verbose"}),
+                  {"environment: VOLT_LOG_LEVEL: unknown level 'verbose'"});
+  auto quiet = generate({"--model", model, "--prompt-ids", "1",
+                         "--max-new-tokens", "1", "--log-level", "info"},
+                        {"VOLT_LOG_LEVEL=bogus"});
+  CAF_CHECK_EQUAL(quiet.exit_code, 0); // the flag wins
   // No such device here: without CUDA, without a GPU, or with fewer GPUs.
   check_bad_input(
     generate({"--model", model, "--prompt-ids", "1", "--device", "cuda:99"}),
