@@ -182,8 +182,8 @@ const std::vector<config_key>& config_keys() {
     {"worker", "experts",
      field<&node_config::worker, &worker_section::experts, check_experts>(),
      "Global ids of the experts this worker hosts, no duplicates, each below "
-     "the model's "
-     "num_local_experts. A worker needs at least one.",
+     "the model's num_local_experts. Empty: the worker hosts only the experts "
+     "routers spawn on it ([router] placement).",
      0, max_expert_id},
     {"worker", "device",
      field<&node_config::worker, &worker_section::device, check_device>(),
