@@ -25,6 +25,11 @@ int run_bench_serve(const std::vector<std::string>& args);
 /// of a whole model against its floor.
 int run_bench_model(const std::vector<std::string>& args);
 
+/// `volt-node bench http ...`: time to first token and per-token latency of
+/// a streamed generation over the HTTP API against the CAF client, on one
+/// running node.
+int run_bench_http(const std::vector<std::string>& args);
+
 /// `volt-node --config FILE.toml`: runs a node in the role its configuration
 /// names until SIGINT or SIGTERM.
 int run_node_command(const std::vector<std::string>& args);

@@ -12,6 +12,7 @@
 #include "apps/generation_output.hpp"
 #include "apps/remote_client.hpp"
 #include "apps/stream_output.hpp"
+#include "apps/text_prompt.hpp"
 #include "base/error.hpp"
 #include "base/log.hpp"
 #include "caf/actor_system.hpp"
@@ -31,6 +32,17 @@ const std::vector<flag_spec> generate_flags = {
    "with --connect: how long to wait for the node to be reachable and ready "
    "(default 30)"},
   {"prompt-ids", true, "prompt as comma-separated token ids, e.g. 1,2,3"},
+  {"prompt", true,
+   "prompt as text, tokenised by the checkpoint's tokenizer; the answer is "
+   "printed as text too (--json adds \"text\")"},
+  {"chat", true,
+   "one user message, rendered with the checkpoint's chat template; the "
+   "reply is printed as text"},
+  {"chat-template", true,
+   "with --chat: mistral or chatml (default: recognised in the checkpoint)"},
+  {"tokenizer", true,
+   "with --connect and --prompt or --chat: the checkpoint folder whose "
+   "tokenizer to use"},
   {"max-new-tokens", true, "tokens to generate at most (default 16)"},
   {"json", false, "print one JSON object instead of text"},
   {"all-logits", false, "with --json: add the logits at every prompt position"},
@@ -65,21 +77,27 @@ caf::error flag_error(std::string what) {
   return make_volt_error(volt_errc::invalid_config, std::move(what));
 }
 
-/// Builds the request from the flags.
-caf::expected<generate_request> request_from(const cli_args& args) {
-  if (!args.has("prompt-ids"))
-    return flag_error("--prompt-ids: missing");
-  auto ids = args.get_int_list("prompt-ids",
-                               std::numeric_limits<int32_t>::min(),
-                               std::numeric_limits<int32_t>::max());
-  if (!ids)
-    return std::move(ids.error());
+/// Builds the request from the flags; the prompt is `text`'s ids when the
+/// prompt came as text.
+caf::expected<generate_request>
+request_from(const cli_args& args, const std::optional<text_prompt>& text) {
+  std::vector<int64_t> ids;
+  if (text) {
+    ids.assign(text->ids.begin(), text->ids.end());
+  } else {
+    auto listed = args.get_int_list("prompt-ids",
+                                    std::numeric_limits<int32_t>::min(),
+                                    std::numeric_limits<int32_t>::max());
+    if (!listed)
+      return std::move(listed.error());
+    ids = std::move(*listed);
+  }
   auto max_new = args.get_int("max-new-tokens", 16, 0,
                               std::numeric_limits<int32_t>::max());
   if (!max_new)
     return std::move(max_new.error());
   generate_request req;
-  req.prompt.assign(ids->begin(), ids->end());
+  req.prompt.assign(ids.begin(), ids.end());
   req.max_new_tokens = static_cast<uint32_t>(*max_new);
   req.ignore_eos = args.has("ignore-eos");
   req.return_all_logits = args.has("all-logits");
@@ -118,6 +136,17 @@ caf::expected<generate_request> request_from(const cli_args& args) {
   req.top_p = static_cast<float>(*top_p);
   req.seed = static_cast<uint64_t>(*seed);
   return req;
+}
+
+/// The answers' text for a person: the text alone for one sequence, each
+/// under a header for several.
+std::string texts_to_text(const std::vector<std::string>& texts) {
+  if (texts.size() == 1)
+    return texts[0] + "\n\n";
+  std::string out;
+  for (size_t i = 0; i < texts.size(); ++i)
+    out += "--- sequence " + std::to_string(i) + "\n" + texts[i] + "\n";
+  return out.empty() ? out : out + "\n";
 }
 
 /// Prints each streamed chunk at once: a person (or a test) sees tokens
@@ -166,7 +195,8 @@ int run_generate_command(const std::vector<std::string>& raw_args) {
     return report_error(args.error());
   if (args->has("help")) {
     std::printf("usage: volt-node generate (--model DIR | --connect HOST:PORT) "
-                "--prompt-ids 1,2,3 [flags]\n%s",
+                "(--prompt-ids 1,2,3 | --prompt TEXT | --chat MESSAGE) "
+                "[flags]\n%s",
                 render_flags(generate_flags).c_str());
     return 0;
   }
@@ -186,7 +216,10 @@ int run_generate_command(const std::vector<std::string>& raw_args) {
   if (args->has("router-topk") && !args->has("json"))
     return report_error(flag_error(
       "--router-topk: needs --json (only the JSON output has the experts)"));
-  auto req = request_from(*args);
+  auto text = text_prompt_from(*args);
+  if (!text)
+    return report_error(text.error());
+  auto req = request_from(*args, *text);
   if (!req)
     return report_error(req.error());
   chunk_handler on_chunk;
@@ -214,9 +247,17 @@ int run_generate_command(const std::vector<std::string>& raw_args) {
   }
   if (!res)
     return report_error(res.error());
-  auto text = args->has("json") ? generation_to_json(*req, *res) + "\n"
-                                : generation_to_text(*req, *res);
-  std::fwrite(text.data(), 1, text.size(), stdout);
+  std::vector<std::string> texts;
+  if (*text) {
+    if (res->sequences.empty())
+      texts.push_back((*text)->decode(res->new_tokens));
+    for (const auto& seq : res->sequences)
+      texts.push_back((*text)->decode(seq));
+  }
+  auto out = args->has("json") ? generation_to_json(*req, *res, texts) + "\n"
+                               : texts_to_text(texts)
+                                   + generation_to_text(*req, *res);
+  std::fwrite(out.data(), 1, out.size(), stdout);
   return 0;
 }
 

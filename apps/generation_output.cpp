@@ -53,7 +53,8 @@ size_t decode_steps(const generate_result& res) {
 } // namespace
 
 std::string generation_to_json(const generate_request& req,
-                               const generate_result& res) {
+                               const generate_result& res,
+                               const std::vector<std::string>& texts) {
   auto logits = json::value::array();
   auto n_logits = res.last_logits.bytes.size() / sizeof(float);
   auto logits_data
@@ -69,6 +70,10 @@ std::string generation_to_json(const generate_request& req,
     out["all_logits"] = nested<float>(res.all_logits);
   if (req.return_routing)
     out["router_topk"] = nested<int32_t>(res.routing);
+  if (!texts.empty())
+    out["text"] = texts[0];
+  if (!texts.empty() && !res.sequences.empty())
+    out["texts"] = texts;
   out["finish_reason"] = res.finish_reason;
   out["prompt_tokens"] = req.prompt.size();
   out["prefill_seconds"] = json::rounded(res.prefill_seconds, 6);

@@ -16,6 +16,7 @@
 #include "actors/standalone.hpp"
 #include "actors/unexpected_messages.hpp"
 #include "apps/commands.hpp"
+#include "apps/node_api.hpp"
 #include "base/error.hpp"
 #include "base/log.hpp"
 #include "base/stop_request.hpp"
@@ -211,9 +212,18 @@ int run_standalone(const node_config& cfg, const checkpoint& ckpt,
     return report_error(published.error());
   }
   guard = std::move(*published);
+  // Declared after the actor system: it stops before the system does.
+  auto api = start_node_api(sys, cfg, ckpt, *eng, metrics);
+  if (!api) {
+    caf::anon_send_exit(*eng, caf::exit_reason::user_shutdown);
+    return report_error(api.error());
+  }
   VOLT_INFO("node", "ready: standalone node '" << cfg.node.id << "' serving on "
                                                << where(cfg, guard->port()));
   wait_for_shutdown_signal(signals);
+  // HTTP requests in flight finish first: they need the engine.
+  if (*api)
+    (*api)->stop();
   guard->stop_accepting();
   sys.middleman().unpublish(*eng, guard->backend_port());
   drain(sys, *eng);
@@ -383,6 +393,11 @@ int run_router(const node_config& cfg, const checkpoint& ckpt,
     return report_error(published.error());
   }
   guard = std::move(*published);
+  auto api = start_node_api(sys, cfg, ckpt, eng, metrics);
+  if (!api) {
+    caf::anon_send_exit(eng, caf::exit_reason::user_shutdown);
+    return report_error(api.error());
+  }
   auto finder = sys.spawn<caf::detached>(discovery, eng, std::move(opts));
   VOLT_INFO("node", "router '" << cfg.node.id << "' accepts clients on "
                                << where(cfg, guard->port())
@@ -396,6 +411,8 @@ int run_router(const node_config& cfg, const checkpoint& ckpt,
     });
   });
   wait_for_shutdown_signal(signals);
+  if (*api)
+    (*api)->stop();
   guard->stop_accepting();
   sys.middleman().unpublish(eng, guard->backend_port());
   drain(sys, eng);

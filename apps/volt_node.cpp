@@ -27,8 +27,8 @@ void print_usage() {
   std::printf(
     "usage:\n"
     "  volt-node --config FILE.toml        run a node (role from [node] role)\n"
-    "  volt-node generate --model DIR --prompt-ids 1,2,3 [--max-new-tokens N] "
-    "[--json]\n"
+    "  volt-node generate --model DIR (--prompt-ids 1,2,3 | --prompt TEXT | "
+    "--chat MESSAGE) [--max-new-tokens N] [--json]\n"
     "  volt-node bench moe-layer [--device cuda:0|cpu] [--dtype bf16|int8] "
     "[--json]\n"
     "  volt-node bench model --model DIR [--device cuda:0|cpu] [--json]\n"

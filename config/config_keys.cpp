@@ -14,6 +14,7 @@
 
 #include "config/endpoint.hpp"
 #include "config/key_access.hpp"
+#include "text/chat_template.hpp"
 
 namespace volt {
 
@@ -104,6 +105,25 @@ std::string check_redis_url(const std::string& url) {
          + quote(redact_redis_url(url));
 }
 
+std::string check_chat_template(const std::string& name) {
+  if (name.empty() || parse_chat_format(name))
+    return {};
+  return "expected \"\" (recognise the checkpoint's template), \"mistral\" "
+         "or \"chatml\", got "
+         + quote(name);
+}
+
+std::string check_model_name(const std::string& name) {
+  // The name travels in JSON and URLs (/v1/models/NAME): keep it printable.
+  auto ok = std::all_of(name.begin(), name.end(), [](char c) {
+    return c > ' ' && c < 0x7f && c != '"' && c != '\\';
+  });
+  if (ok)
+    return {};
+  return "expected printable ASCII without spaces, quotes or backslashes, got "
+         + quote(name);
+}
+
 constexpr int64_t max_port = 65535;
 constexpr int64_t max_expert_id = std::numeric_limits<uint32_t>::max();
 
@@ -124,6 +144,9 @@ const std::vector<config_section>& config_sections() {
                  "or router)."},
     {"engine", "Continuous batching: the request queue, the batch and chunked "
                "prefill."},
+    {"http", "The OpenAI-compatible HTTP API of a standalone or router node "
+             "(/v1/completions, /v1/chat/completions, /v1/models, /health, "
+             "/tokenize, /detokenize, /metrics)."},
   };
   return sections;
 }
@@ -294,6 +317,41 @@ const std::vector<config_key>& config_keys() {
      "as they were (4 made those 20-30 % slower); on 2 vCPUs 16 made 32 "
      "requests 12 % slower. Results do not depend on it.",
      0, 4096},
+    // -- [http]
+    // ------------------------------------------------------------------------------
+    {"http", "port", field<&node_config::http, &http_section::port>(),
+     "TCP port of the OpenAI-compatible API of a standalone or router node; 0 "
+     "disables it (workers never serve it).",
+     0, max_port},
+    {"http", "host",
+     field<&node_config::http, &http_section::host, check_host>(),
+     "Address the API binds; 0.0.0.0 serves every interface (the API has no "
+     "authentication: put it behind a proxy that has)."},
+    {"http", "model_name",
+     field<&node_config::http, &http_section::model_name, check_model_name>(),
+     "The model's id in /v1/models; requests naming another model get 404. "
+     "Empty takes the name of the [model] path folder."},
+    {"http", "chat_template",
+     field<&node_config::http, &http_section::chat_template,
+           check_chat_template>(),
+     "Prompt format of /v1/chat/completions: \"mistral\" ([INST] ... "
+     "[/INST]) or \"chatml\" (<|im_start|>); empty recognises the "
+     "checkpoint's chat_template. Without a recognised template the chat "
+     "endpoint answers with an error naming this key; completions still "
+     "work."},
+    {"http", "threads", field<&node_config::http, &http_section::threads>(),
+     "Threads serving connections: each open connection, idle keep-alive ones "
+     "and slow clients included, holds one, and connections beyond them wait "
+     "for a free one.",
+     4, 4096},
+    {"http", "timeout_s", field<&node_config::http, &http_section::timeout_s>(),
+     "Seconds a client may stay silent while its request is read or refuse "
+     "to take a response's bytes before the connection is closed; also how "
+     "long an idle keep-alive connection stays open.",
+     1, 3600},
+    {"http", "max_body_mib",
+     field<&node_config::http, &http_section::max_body_mib>(),
+     "Largest request body in MiB; a larger one gets 413.", 1, 1024},
   };
   return keys;
 }

@@ -72,6 +72,18 @@ caf::error validate(const node_config& cfg) {
       where + ": [metrics] port: " + std::to_string(cfg.metrics.port)
       + " is also [network] port (use another port, or 0 to disable "
         "metrics)");
+  // Workers serve no API, so one file can give every role the same [http].
+  if (cfg.http.port != 0 && cfg.node.role != node_role::worker) {
+    auto clash = [&](const char* key) {
+      return config_error(where + ": [http] port: "
+                          + std::to_string(cfg.http.port) + " is also " + key
+                          + " (use another port, or 0 to disable the API)");
+    };
+    if (cfg.http.port == cfg.network.port)
+      return clash("[network] port");
+    if (cfg.http.port == cfg.metrics.port)
+      return clash("[metrics] port");
+  }
   return {};
 }
 

@@ -170,6 +170,30 @@ struct engine_section {
   uint32_t rows_per_part = 0;
 };
 
+/// Section `[http]`: the OpenAI-compatible HTTP API of a standalone or router
+/// node.
+struct http_section {
+  /// TCP port of the API; 0 disables it. Default: 0.
+  uint16_t port = 0;
+  /// Address the API binds. Default: "127.0.0.1".
+  std::string host = "127.0.0.1";
+  /// The model's name in /v1/models and the `model` field of requests; ""
+  /// takes the checkpoint folder's name. Default: "".
+  std::string model_name;
+  /// Chat prompt format: "" recognises the checkpoint's chat_template,
+  /// "mistral" or "chatml" names one. Default: "".
+  std::string chat_template;
+  /// Threads serving connections, one per open connection (idle keep-alive
+  /// connections included). Default: 64.
+  uint32_t threads = 64;
+  /// Seconds a connection may stay silent while a request is read or a
+  /// response written, and an idle keep-alive connection stays open.
+  /// Default: 10.
+  uint32_t timeout_s = 10;
+  /// Largest request body in MiB. Default: 8.
+  uint32_t max_body_mib = 8;
+};
+
 /// The whole node configuration, one struct per TOML section.
 struct node_config {
   node_section node;
@@ -181,6 +205,7 @@ struct node_config {
   metrics_section metrics;
   kv_cache_section kv_cache;
   engine_section engine;
+  http_section http;
   /// File name the config came from ("" for defaults only).
   std::string source;
 };

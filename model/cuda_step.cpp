@@ -13,6 +13,7 @@
 #include "base/error.hpp"
 #include "gpu/cuda/cuda_check.hpp"
 #include "gpu/cuda/prefill_attention.cuh"
+#include "gpu/cuda/row_gemm.hpp"
 #include "model/cuda_executor_impl.hpp"
 
 namespace volt {
@@ -228,17 +229,10 @@ void cuda_executor::enqueue_inputs(int64_t n, int64_t width) {
 void cuda_executor::gemm(const __nv_bfloat16* x, const __nv_bfloat16* w,
                          int64_t n, int64_t in, int64_t out, float* y,
                          float beta) {
-  // Row-major y[n, out] (+)= x[n, in] · w[out, in]ᵀ, as column-major
-  // yᵀ = w · xᵀ; bf16 operands, f32 accumulation and output.
-  const float one = 1.0f;
-  cuda::bind_stream(cublas_, stream_->get());
-  CUBLAS_CHECK(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N,
-                            static_cast<int>(out), static_cast<int>(n),
-                            static_cast<int>(in), &one, w, CUDA_R_16BF,
-                            static_cast<int>(in), x, CUDA_R_16BF,
-                            static_cast<int>(in), &beta, y, CUDA_R_32F,
-                            static_cast<int>(out), CUBLAS_COMPUTE_32F,
-                            CUBLAS_GEMM_DEFAULT));
+  // Row-major y[n, out] (+)= x[n, in] · w[out, in]ᵀ; bf16 operands, f32
+  // accumulation and output.
+  cuda::row_gemm(cublas_, w, x, n, in, out, y, CUDA_R_32F, beta,
+                 stream_->get());
 }
 
 void cuda_executor::enqueue_layer(int64_t l, int64_t n, int64_t max_keys,

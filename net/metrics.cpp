@@ -42,6 +42,12 @@ const Histogram::BucketBoundaries latency_buckets
   = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,  0.25,
      0.5,   1.0,    2.5,   5.0,  10.0,  30.0, 60.0, 120.0};
 
+/// Time between two streamed tokens: 1 ms to 10 s, finer where decode steps
+/// fall.
+const Histogram::BucketBoundaries token_gap_buckets
+  = {0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08,
+     0.1,   0.15,   0.25,  0.5,  1.0,  2.5,  5.0,  10.0};
+
 /// Batch size buckets: powers of two up to 256 sequences.
 const Histogram::BucketBoundaries batch_buckets = {1,  2,  4,   8,  16,
                                                    32, 64, 128, 256};
@@ -185,6 +191,30 @@ struct node_metrics::impl {
                                .Help("Sequences computed together per step")
                                .Labels(node)
                                .Register(*registry);
+  /// Requests to the OpenAI-compatible API by route and HTTP status.
+  Family<Counter>& http_requests
+    = BuildCounter()
+        .Name("voltinfer_http_requests_total")
+        .Help("HTTP API requests by endpoint and status")
+        .Labels(node)
+        .Register(*registry);
+  /// Arrival of an HTTP completion request to its first token.
+  Family<Histogram>& first_token
+    = BuildHistogram()
+        .Name("voltinfer_time_to_first_token_seconds")
+        .Help("Time from an HTTP completion request's arrival to its first "
+              "token")
+        .Labels(node)
+        .Register(*registry);
+  /// Time between consecutive tokens of one choice, as the HTTP API sees
+  /// them.
+  Family<Histogram>& token_gap
+    = BuildHistogram()
+        .Name("voltinfer_inter_token_latency_seconds")
+        .Help("Time between consecutive tokens of one choice of an HTTP "
+              "completion")
+        .Labels(node)
+        .Register(*registry);
   /// Last cumulative values reported by the scheduler, so that counters
   /// grow by the difference.
   std::mutex kv_mtx;
@@ -206,6 +236,8 @@ node_metrics::node_metrics(const std::string& node_id)
   impl_->failovers.Add({});
   impl_->request_latency.Add({}, latency_buckets);
   impl_->batch.Add({}, batch_buckets);
+  impl_->first_token.Add({}, latency_buckets);
+  impl_->token_gap.Add({}, token_gap_buckets);
   for (auto* family :
        {&impl_->kv_cow, &impl_->prefix_lookups, &impl_->prefix_hits,
         &impl_->prefix_tokens, &impl_->kv_evictions, &impl_->preemptions})
@@ -263,6 +295,20 @@ void node_metrics::kv_pool(int64_t used, int64_t total, uint64_t copies,
 
 void node_metrics::batch_size(size_t n) {
   impl_->batch.Add({}, batch_buckets).Observe(static_cast<double>(n));
+}
+
+void node_metrics::http_request(const std::string& endpoint, int status) {
+  impl_->http_requests
+    .Add({{"endpoint", endpoint}, {"status", std::to_string(status)}})
+    .Increment();
+}
+
+void node_metrics::time_to_first_token(double seconds) {
+  impl_->first_token.Add({}, latency_buckets).Observe(seconds);
+}
+
+void node_metrics::inter_token_latency(double seconds) {
+  impl_->token_gap.Add({}, token_gap_buckets).Observe(seconds);
 }
 
 uint64_t node_metrics::rows_computed() const {

@@ -68,6 +68,18 @@ public:
   /// Sequences computed together in one engine step.
   void batch_size(size_t n);
 
+  /// An HTTP API request to `endpoint` (a route such as "/v1/completions",
+  /// or "other") was answered with `status`.
+  void http_request(const std::string& endpoint, int status);
+
+  /// A completion's first token reached its HTTP client `seconds` after the
+  /// request arrived.
+  void time_to_first_token(double seconds);
+
+  /// `seconds` passed between two tokens of one choice on their way to an
+  /// HTTP client.
+  void inter_token_latency(double seconds);
+
   /// Token rows this node's experts computed since start (a worker's load).
   uint64_t rows_computed() const;
 

@@ -47,7 +47,7 @@ for name in ("decode", "prefill"):
     for r in rows:
         k = r["Kernel Name"][:90]
         n, t = by.get(k, (0, 0.0))
-        by[k] = (n + 1, t + float(r["Metric Value"]) / 1e3)
+        by[k] = (n + 1, t + float(r["Metric Value"].replace(",", "")) / 1e3)
     total = sum(t for _, t in by.values())
     print(f"== {name}: {len(rows)} kernels, {total:.1f} us of kernel time")
     for k, (n, t) in sorted(by.items(), key=lambda kv: -kv[1][1]):

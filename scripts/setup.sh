@@ -6,7 +6,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(build-essential cmake pkg-config libcaf-dev prometheus-cpp-dev libhiredis-dev
-          libtomlplusplus-dev libsentencepiece-dev nlohmann-json3-dev redis-server redis-tools)
+          libtomlplusplus-dev libsentencepiece-dev nlohmann-json3-dev libcpp-httplib-dev
+          redis-server redis-tools curl)
+# The HTTP API's tests drive a node with the official OpenAI client for Node.js. A
+# Node.js from elsewhere (NodeSource bundles npm) is kept; else Debian's packages.
+if ! command -v npm >/dev/null 2>&1; then
+  packages+=(nodejs npm)
+fi
 
 missing=()
 for p in "${packages[@]}"; do

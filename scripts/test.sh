@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Sets up, builds and runs the whole test suite: installs the Debian packages, starts a
-# private redis-server on a free loopback port (stopped on exit), builds, runs ctest.
+# private redis-server on a free loopback port (stopped on exit), builds, installs the
+# official OpenAI client for Node.js (npm package `openai`, pinned) into the build folder
+# for the http.openai_client test, runs ctest.
 # Idempotent; a second run reuses the build. Extra arguments go to ctest (e.g. -R config).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,5 +39,11 @@ start_redis
 export VOLT_TEST_REDIS_URL="redis://127.0.0.1:$redis_port"
 echo "test: redis-server on $VOLT_TEST_REDIS_URL"
 
-cd "${VOLT_BUILD_DIR:-build}"
+build_dir="${VOLT_BUILD_DIR:-build}"
+# Needs the npm registry (or npm's cache); without the package http.openai_client fails
+# and says so.
+tests/http/install_openai.sh "$build_dir/npm" \
+  || echo "test: npm could not install the openai package; http.openai_client will fail"
+
+cd "$build_dir"
 ctest --output-on-failure -j "$(nproc)" "$@"

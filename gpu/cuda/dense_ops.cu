@@ -215,9 +215,11 @@ __global__ void rms_norm_kernel(const float* __restrict__ x,
 
 // -- rope + KV write ----------------------------------------------------------
 
-/// This kernel does the following for token blockIdx.x:
+/// This kernel does the following for token blockIdx.x, one item per thread
+/// (the items spread over blockIdx.y: a decode token alone fills several
+/// multiprocessors instead of looping in one block):
 /// 1. items [0, (n_heads + n_kv_heads) * half) are the rotation pairs
-///    (i, i + half) of every q and k head: each thread rotates its pairs
+///    (i, i + half) of every q and k head: each thread rotates its pair
 ///    with the table's cos/sin at the token's position, in the CPU twin's
 ///    order without contraction (a·c − b·s, b·c + a·s);
 /// 2. rotated q goes to q, rotated k to the token's cache slot as bf16;
@@ -241,7 +243,8 @@ __global__ void rope_kv_write_kernel(
   const float* sin_pos = rope_sin + pos * half;
   const int n_pairs = (n_heads + n_kv_heads) * half;
   const int n_items = n_pairs + n_kv_heads * head_dim;
-  for (int item = threadIdx.x; item < n_items; item += blockDim.x) {
+  const int item = blockIdx.y * blockDim.x + threadIdx.x;
+  if (item < n_items) {
     if (item < n_pairs) {
       const int head = item / half;
       const int i = item % half;
@@ -488,7 +491,11 @@ void rope_kv_write(const float* qkv, const int32_t* positions,
                      + std::to_string(layout.head_dim) + ")");
   if (n_tokens == 0)
     return;
-  rope_kv_write_kernel<<<static_cast<unsigned>(n_tokens), threads, 0, stream>>>(
+  const auto n_items = (layout.n_heads + layout.n_kv_heads) * layout.head_dim / 2
+                       + layout.n_kv_heads * layout.head_dim;
+  dim3 grid(static_cast<unsigned>(n_tokens),
+            static_cast<unsigned>((n_items + threads - 1) / threads));
+  rope_kv_write_kernel<<<grid, threads, 0, stream>>>(
     qkv, positions, slots, rope_cos, rope_sin, static_cast<int>(layout.n_heads),
     static_cast<int>(layout.n_kv_heads), static_cast<int>(layout.head_dim), q,
     reinterpret_cast<uint16_t*>(k_cache), reinterpret_cast<uint16_t*>(v_cache));

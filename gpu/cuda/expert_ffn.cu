@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "gpu/cuda/cuda_check.hpp"
+#include "gpu/cuda/row_gemm.hpp"
 
 namespace volt::cuda {
 
@@ -448,21 +449,6 @@ int kstep_of(const expert_layer& l) {
   return l.format == weight_format::int8 ? 64 : 32;
 }
 
-void gemm_bf16(cublasHandle_t cublas, int64_t out_features, int64_t m,
-               int64_t k, const __nv_bfloat16* w, const __nv_bfloat16* x,
-               void* c, cudaDataType_t c_type) {
-  // Row-major y[m, out] = x[m, k] · w[out, k]ᵀ is column-major
-  // yᵀ[out, m] = op_T(w as [k, out]) · xᵀ[k, m].
-  const float one = 1.0f;
-  const float zero = 0.0f;
-  CUBLAS_CHECK(cublasGemmEx(cublas, CUBLAS_OP_T, CUBLAS_OP_N,
-                            static_cast<int>(out_features), static_cast<int>(m),
-                            static_cast<int>(k), &one, w, CUDA_R_16BF,
-                            static_cast<int>(k), x, CUDA_R_16BF,
-                            static_cast<int>(k), &zero, c, c_type,
-                            static_cast<int>(out_features), CUBLAS_COMPUTE_32F,
-                            CUBLAS_GEMM_DEFAULT));
-}
 
 /// Split-K factor for a product of reduction length k: `wanted` if every
 /// split keeps at least 8 warp steps, else 1.
@@ -651,8 +637,8 @@ ffn_path expert_ffn(const expert_layer& layer, const ffn_groups& groups,
   const int64_t hidden = layer.hidden;
   per_group([&](int64_t offset, int64_t m, int64_t e) {
     auto* w = matrix(layer.w13, layer.s13, 2 * ffn, hidden, e, dq13);
-    gemm_bf16(cublas, 2 * ffn, m, hidden, w, rows_bf16 + offset * hidden,
-              gu + offset * 2 * ffn, CUDA_R_16BF);
+    row_gemm(cublas, w, rows_bf16 + offset * hidden, m, hidden, 2 * ffn,
+             gu + offset * 2 * ffn, CUDA_R_16BF, 0.0f, stream);
   });
   auto n = n_rows * ffn;
   silu_mul_kernel<<<static_cast<unsigned>((n + 255) / 256), 256, 0, stream>>>(
@@ -660,8 +646,8 @@ ffn_path expert_ffn(const expert_layer& layer, const ffn_groups& groups,
   CUDA_CHECK_LAUNCH(silu_mul_kernel);
   per_group([&](int64_t offset, int64_t m, int64_t e) {
     auto* w = matrix(layer.w2, layer.s2, hidden, ffn, e, dq2);
-    gemm_bf16(cublas, hidden, m, ffn, w, h_bf16 + offset * ffn,
-              y + offset * hidden, CUDA_R_32F);
+    row_gemm(cublas, w, h_bf16 + offset * ffn, m, ffn, hidden,
+             y + offset * hidden, CUDA_R_32F, 0.0f, stream);
   });
   return path;
 }

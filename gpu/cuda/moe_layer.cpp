@@ -22,6 +22,8 @@ moe_layer_runner::moe_layer_runner(const expert_layer& layer, int64_t k,
   offsets_.resize(sizeof(int32_t) * (e + 1));
   experts_.resize(sizeof(int32_t) * e);
   plan_ws_.resize(plan_dispatch_workspace_bytes(pairs, e));
+  route_ws_.resize(route_decode_workspace_bytes(e, layer.hidden));
+  CUDA_CHECK(cudaMemset(route_ws_.get(), 0, route_ws_.bytes()));
   if (layer.w13 != nullptr) {
     rows_.resize(sizeof(__nv_bfloat16) * pairs * layer.hidden);
     ffn_ws_.resize(expert_ffn_workspace_bytes(layer, pairs));
@@ -82,7 +84,8 @@ void moe_layer_runner::route(const float* x_router, const float* gate,
     route_decode(x_router, gate, nullptr, n, hidden, e, k_,
                  topk_ids_.get<int32_t>(), topk_weights_.get<float>(),
                  sorted_pair_.get<int32_t>(), offsets_.get<int32_t>(),
-                 pair_row_.get<int32_t>(), nullptr, false, stream);
+                 pair_row_.get<int32_t>(), nullptr, false, route_ws_.get(),
+                 stream);
     return;
   }
   // Router logits [n, E] = x · gateᵀ in f32 (no TF32: expert choice must
@@ -126,7 +129,8 @@ ffn_path moe_layer_runner::enqueue(const __nv_bfloat16* x,
     route_decode(x_router, gate, x, n, hidden, e, k_,
                  topk_ids_.get<int32_t>(), topk_weights_.get<float>(),
                  sorted_pair_.get<int32_t>(), offsets_.get<int32_t>(),
-                 pair_row_.get<int32_t>(), rows_.get(), f16, stream);
+                 pair_row_.get<int32_t>(), rows_.get(), f16, route_ws_.get(),
+                 stream);
   } else {
     route(x_router, gate, n, stream);
     if (f16)

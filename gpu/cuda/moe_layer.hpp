@@ -94,7 +94,7 @@ private:
   int64_t max_tokens_;
   cublasHandle_t cublas_;
   device_buffer logits_, topk_ids_, topk_weights_, sorted_pair_, pair_row_,
-    offsets_, experts_, plan_ws_, rows_, ffn_ws_, y_;
+    offsets_, experts_, plan_ws_, route_ws_, rows_, ffn_ws_, y_;
   device_buffer cublas_workspace_;
   pinned_buffer host_offsets_;
   std::map<graph_key, cudaGraphExec_t> graphs_;

@@ -151,8 +151,9 @@ __global__ void gather_rows_kernel(const T* __restrict__ x,
     narrow(to_float(src[i]), dst + i);
 }
 
-/// One block per token; each thread owns hidden / blockDim columns and sums
-/// the k slots in order, each slot's split-K partials in order.
+/// Token blockIdx.x, one column per thread (columns spread over blockIdx.y,
+/// so that a batch of one token still fills many multiprocessors); each
+/// thread sums the k slots in order, each slot's split-K partials in order.
 __global__ void combine_kernel(const float* __restrict__ y, int64_t splits,
                                int64_t n_rows,
                                const int32_t* __restrict__ pair_row,
@@ -160,7 +161,8 @@ __global__ void combine_kernel(const float* __restrict__ y, int64_t splits,
                                int64_t k, int64_t hidden, bool accumulate,
                                float* __restrict__ out) {
   int64_t t = blockIdx.x;
-  for (int64_t i = threadIdx.x; i < hidden; i += blockDim.x) {
+  int64_t i = static_cast<int64_t>(blockIdx.y) * blockDim.x + threadIdx.x;
+  if (i < hidden) {
     float acc = 0;
     for (int64_t j = 0; j < k; ++j) {
       int64_t row = pair_row[t * k + j];
@@ -286,9 +288,10 @@ void combine(const float* y, int64_t splits, const int32_t* pair_row,
              int64_t hidden, float* out, cudaStream_t stream, bool accumulate) {
   if (n_tokens == 0)
     return;
-  combine_kernel<<<static_cast<unsigned>(n_tokens), threads, 0, stream>>>(
-    y, splits, n_tokens * k, pair_row, topk_weights, k, hidden, accumulate,
-    out);
+  dim3 grid(static_cast<unsigned>(n_tokens), blocks_for(hidden));
+  combine_kernel<<<grid, threads, 0, stream>>>(y, splits, n_tokens * k,
+                                               pair_row, topk_weights, k,
+                                               hidden, accumulate, out);
   CUDA_CHECK_LAUNCH(combine_kernel);
 }
 

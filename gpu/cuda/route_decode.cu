@@ -10,20 +10,22 @@ namespace volt::cuda {
 
 namespace {
 
-constexpr int route_threads = 512;
-/// Warps that share one expert's row (each a contiguous part of hidden), so
-/// that every warp has work and more loads are in flight.
-constexpr int max_parts = 4;
+constexpr int route_threads = 128;
 constexpr int route_warps = route_threads / 32;
 constexpr int max_tokens = static_cast<int>(route_decode_max_tokens);
 constexpr int max_experts = 32;
 constexpr int max_k = 8;
+/// Floats of a gate row one block takes: one float4 per thread, so that
+/// every load of the router product is in flight at once.
+constexpr int span = route_threads * 4;
 
 struct route_args {
   const float* x_router;
   const float* gate;
   const __nv_bfloat16* x;
   int n, hidden, n_experts, k, parts;
+  float* partial;          // [parts, n, n_experts]
+  unsigned int* finished;  // blocks done; the last resets it
   int32_t* topk_ids;
   float* topk_weights;
   int32_t* sorted_pair;
@@ -32,10 +34,6 @@ struct route_args {
   void* rows;
 };
 
-__device__ inline float dot4(float4 a, float4 b) {
-  return a.x * b.x + a.y * b.y + a.z * b.z + a.w * b.w;
-}
-
 __device__ inline float warp_sum(float v) {
 #pragma unroll
   for (int off = 16; off > 0; off /= 2)
@@ -43,62 +41,21 @@ __device__ inline float warp_sum(float v) {
   return v;
 }
 
-/// This kernel does the following in one block:
-/// 1. router logits: the (expert, part of hidden) items go round the warps;
-///    each lane sums 4-float slices of its part of the gate row times every
-///    token's row, the warp sums its lanes, and the parts are added in order
-///    (f32 throughout, no TF32);
-/// 2. gating: warp t takes token t: softmax over the experts, k rounds of
-///    argmax (larger, then lower id, wins), weights renormalised over the k
-///    (topk_gating's order of operations);
-/// 3. plan: thread 0 counts and scans the experts' pairs, then each pair's
-///    row is its expert's offset plus the earlier pairs of that expert;
-/// 4. gather: every thread copies 8-element slices of the grouped rows.
+/// Steps 2-4 of route_decode_kernel, run by the block that finishes last.
 template <bool F16>
-__global__ void __launch_bounds__(route_threads)
-  route_decode_kernel(const route_args a) {
-  __shared__ float partial[max_parts][max_tokens][max_experts];
+__device__ void gate_plan_gather(const route_args& a) {
   __shared__ int32_t ids[max_tokens * max_k];
   __shared__ int32_t start[max_experts + 1];
   __shared__ int32_t grouped[max_tokens * max_k];
   const int lane = threadIdx.x % 32;
   const int warp = threadIdx.x / 32;
-  for (int item = warp; item < a.n_experts * a.parts; item += route_warps) {
-    const int e = item / a.parts;
-    const int part = item % a.parts;
-    const int span = a.hidden / a.parts;
-    float acc[max_tokens];
-#pragma unroll
-    for (int t = 0; t < max_tokens; ++t)
-      acc[t] = 0.0f;
-    const float* g_row = a.gate + static_cast<int64_t>(e) * a.hidden;
-#pragma unroll 8
-    for (int c = part * span + lane * 4; c < (part + 1) * span;
-         c += 32 * 4) {
-      float4 g = *reinterpret_cast<const float4*>(g_row + c);
-#pragma unroll
-      for (int t = 0; t < max_tokens; ++t)
-        if (t < a.n)
-          acc[t] += dot4(g, *reinterpret_cast<const float4*>(
-                              a.x_router + static_cast<int64_t>(t) * a.hidden
-                              + c));
-    }
-#pragma unroll
-    for (int t = 0; t < max_tokens; ++t)
-      if (t < a.n) {
-        float s = warp_sum(acc[t]);
-        if (lane == 0)
-          partial[part][t][e] = s;
-      }
-  }
-  __syncthreads();
-  if (warp < a.n) {
-    const int t = warp;
+  for (int t = warp; t < a.n; t += route_warps) {
     float v = -FLT_MAX;
     if (lane < a.n_experts) {
-      v = partial[0][t][lane];
+      // Written by other blocks: read through L2, not a stale L1 line.
+      v = __ldcg(a.partial + t * a.n_experts + lane);
       for (int part = 1; part < a.parts; ++part)
-        v += partial[part][t][lane];
+        v += __ldcg(a.partial + (part * a.n + t) * a.n_experts + lane);
     }
     float m = v;
 #pragma unroll
@@ -185,17 +142,87 @@ __global__ void __launch_bounds__(route_threads)
   }
 }
 
-/// Parts per expert row: as many as keep every warp busy, each a whole
-/// number of the warp's 128-float strides.
-int parts_for(int64_t n_experts, int64_t hidden) {
-  int parts = 1;
-  while (parts < max_parts && n_experts * parts * 2 <= route_warps
-         && hidden % (128 * parts * 2) == 0)
-    parts *= 2;
-  return parts;
+/// This kernel does the following; block (e, part) of n_experts x parts:
+/// 1. router logits: each thread multiplies one float4 of expert e's gate
+///    row (within the block's part of hidden) by every token's row, the
+///    block sums its threads (warps, then the warps in order) and writes
+///    its partial logits (f32 throughout, no TF32);
+/// 2. the block that finishes last (a counter after a memory fence) adds
+///    the parts in order, and per token: softmax over the experts, k rounds
+///    of argmax (larger, then lower id, wins), weights renormalised over the
+///    k (topk_gating's order of operations);
+/// 3. plan: its thread 0 counts and scans the experts' pairs, then each
+///    pair's row is its expert's offset plus the earlier pairs of that
+///    expert;
+/// 4. gather: its threads copy 8-element slices of the grouped rows.
+template <bool F16>
+__global__ void __launch_bounds__(route_threads)
+  route_decode_kernel(const route_args a) {
+  __shared__ float warp_part[route_warps][max_tokens];
+  __shared__ bool last;
+  const int lane = threadIdx.x % 32;
+  const int warp = threadIdx.x / 32;
+  const int e = blockIdx.x / a.parts;
+  const int part = blockIdx.x % a.parts;
+  const int c = part * span + threadIdx.x * 4;
+  float acc[max_tokens];
+#pragma unroll
+  for (int t = 0; t < max_tokens; ++t)
+    acc[t] = 0.0f;
+  if (c < a.hidden) {
+    const float4 g = *reinterpret_cast<const float4*>(
+      a.gate + static_cast<int64_t>(e) * a.hidden + c);
+#pragma unroll
+    for (int t = 0; t < max_tokens; ++t)
+      if (t < a.n) {
+        const float4 x = *reinterpret_cast<const float4*>(
+          a.x_router + static_cast<int64_t>(t) * a.hidden + c);
+        acc[t] = g.x * x.x + g.y * x.y + g.z * x.z + g.w * x.w;
+      }
+  }
+#pragma unroll
+  for (int t = 0; t < max_tokens; ++t)
+    if (t < a.n) {
+      float s = warp_sum(acc[t]);
+      if (lane == 0)
+        warp_part[warp][t] = s;
+    }
+  __syncthreads();
+  if (threadIdx.x < a.n) {
+    float s = 0;
+    for (int w = 0; w < route_warps; ++w)
+      s += warp_part[w][threadIdx.x];
+    a.partial[(part * a.n + threadIdx.x) * a.n_experts + e] = s;
+  }
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0)
+    last = atomicAdd(a.finished, 1u) == gridDim.x - 1;
+  __syncthreads();
+  if (!last)
+    return;
+  __threadfence();
+  gate_plan_gather<F16>(a);
+  if (threadIdx.x == 0)
+    *a.finished = 0; // ready for the next launch (and graph replay)
+}
+
+int parts_for(int64_t hidden) {
+  return static_cast<int>((hidden + span - 1) / span);
+}
+
+/// Workspace: [partial logits (parts, max tokens, experts) f32 | counter].
+size_t counter_offset(int64_t n_experts, int64_t hidden) {
+  auto bytes = sizeof(float) * parts_for(hidden) * route_decode_max_tokens
+               * n_experts;
+  return (bytes + 255) / 256 * 256;
 }
 
 } // namespace
+
+size_t route_decode_workspace_bytes(int64_t n_experts, int64_t hidden) {
+  return counter_offset(n_experts, hidden) + sizeof(unsigned int);
+}
 
 bool route_decode_supported(int64_t n_tokens, int64_t n_experts, int64_t k,
                             int64_t hidden) {
@@ -209,7 +236,7 @@ void route_decode(const float* x_router, const float* gate,
                   int64_t n_experts, int64_t k, int32_t* topk_ids,
                   float* topk_weights, int32_t* sorted_pair,
                   int32_t* expert_offsets, int32_t* pair_row, void* rows,
-                  bool rows_f16, cudaStream_t stream) {
+                  bool rows_f16, void* workspace, cudaStream_t stream) {
   if (!route_decode_supported(n_tokens, n_experts, k, hidden))
     throw cuda_error("route_decode: unsupported shape (tokens "
                      + std::to_string(n_tokens) + ", experts "
@@ -224,18 +251,22 @@ void route_decode(const float* x_router, const float* gate,
                static_cast<int>(hidden),
                static_cast<int>(n_experts),
                static_cast<int>(k),
-               parts_for(n_experts, hidden),
+               parts_for(hidden),
+               static_cast<float*>(workspace),
+               reinterpret_cast<unsigned int*>(
+                 static_cast<char*>(workspace) + counter_offset(n_experts, hidden)),
                topk_ids,
                topk_weights,
                sorted_pair,
                expert_offsets,
                pair_row,
                rows};
+  const auto blocks = static_cast<unsigned>(n_experts * a.parts);
   if (rows_f16) {
-    route_decode_kernel<true><<<1, route_threads, 0, stream>>>(a);
+    route_decode_kernel<true><<<blocks, route_threads, 0, stream>>>(a);
     CUDA_CHECK_LAUNCH(route_decode_kernel);
   } else {
-    route_decode_kernel<false><<<1, route_threads, 0, stream>>>(a);
+    route_decode_kernel<false><<<blocks, route_threads, 0, stream>>>(a);
     CUDA_CHECK_LAUNCH(route_decode_kernel);
   }
 }

@@ -1,16 +1,19 @@
 #define CAF_SUITE apps.cli
 
-// volt-node as a user runs it: generation output, exit codes and one-line
-// errors for bad flags, checkpoints, prompts and configuration files, and a
-// node's start and clean stop.
+// volt-node as a user runs it: generation output (ids, or text for --prompt
+// and --chat), exit codes and one-line errors for bad flags, checkpoints,
+// prompts and configuration files, and a node's start and clean stop.
 
 #include <filesystem>
+
+#include <nlohmann/json.hpp>
 
 #include "model/json.hpp"
 #include "tests/apps/cli_checks.hpp"
 #include "tests/model/checkpoint_writer.hpp"
 #include "tests/cluster.hpp"
 #include "tests/process.hpp"
+#include "tests/text/text_fixture.hpp"
 #include "tests/test_dsl.hpp"
 
 using namespace volt;
@@ -326,4 +329,53 @@ CAF_TEST(a standalone node logs ready and exits 0 on a termination signal) {
   CAF_CHECK_NOT_EQUAL(node.err().find("127.0.0.1:" + port), std::string::npos);
   node.signal(SIGTERM);
   CAF_CHECK_EQUAL(node.wait(std::chrono::seconds{10}), 0);
+}
+
+CAF_TEST(a text prompt gives the reference continuation as text) {
+  const auto& c = load_text_reference().cases[4];
+  auto r = generate({"--model", text_model_dir(), "--prompt", c.prompt,
+                     "--max-new-tokens",
+                     std::to_string(c.greedy_new_tokens.size()), "--json"});
+  CAF_REQUIRE_EQUAL(r.exit_code, 0);
+  auto doc = nlohmann::json::parse(r.out);
+  CAF_CHECK_EQUAL(doc["new_tokens"].get<std::vector<int32_t>>(),
+                  c.greedy_new_tokens);
+  CAF_CHECK_EQUAL(doc["prompt_tokens"], c.input_ids.size());
+  auto text = doc["text"].get<std::string>();
+  CAF_CHECK(text == c.greedy_text || text == " " + c.greedy_text);
+  // For a person: the text, then the usual summary.
+  auto plain = generate({"--model", text_model_dir(), "--prompt", c.prompt,
+                         "--max-new-tokens",
+                         std::to_string(c.greedy_new_tokens.size())});
+  CAF_REQUIRE_EQUAL(plain.exit_code, 0);
+  CAF_CHECK_EQUAL(plain.out.rfind(text + "\n\nnew tokens:", 0), 0u);
+}
+
+CAF_TEST(a chat message is rendered with the template) {
+  auto r = generate({"--model", text_model_dir(), "--chat", "def add(a, b):",
+                     "--chat-template", "mistral", "--max-new-tokens", "6",
+                     "--n", "2", "--temperature", "1", "--json"});
+  CAF_REQUIRE_EQUAL(r.exit_code, 0);
+  auto doc = nlohmann::json::parse(r.out);
+  CAF_CHECK(doc["text"].is_string());
+  CAF_CHECK_EQUAL(doc["texts"].size(), 2u);
+  // [INST] ... [/INST] around the message: more ids than the message alone.
+  CAF_CHECK_GREATER(doc["prompt_tokens"].get<size_t>(), 8u);
+}
+
+CAF_TEST(text prompts name the flag at fault) {
+  check_bad_input(generate({"--model", text_model_dir(), "--prompt", "x",
+                            "--prompt-ids", "1"}),
+                  {"--prompt-ids, --prompt and --chat: give one of them"});
+  check_bad_input(generate({"--model", tiny_mixtral_dir(), "--prompt", "x"}),
+                  {"--prompt: " + tiny_mixtral_dir()
+                   + " has no tokenizer.model (use --prompt-ids)"});
+  check_bad_input(generate({"--connect", "127.0.0.1:1", "--chat", "x"}),
+                  {"--chat: with --connect, name the checkpoint folder whose "
+                   "tokenizer to use with --tokenizer DIR"});
+  check_bad_input(generate({"--model", text_model_dir(), "--chat", "x"}),
+                  {"with --chat-template"});
+  check_bad_input(generate({"--model", text_model_dir()}),
+                  {"--prompt-ids: missing (or --prompt TEXT, or --chat "
+                   "MESSAGE)"});
 }

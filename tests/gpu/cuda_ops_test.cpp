@@ -309,12 +309,22 @@ CAF_TEST(routing a decode batch in one launch matches the CPU twins) {
             auto d_offsets = poisoned(sizeof(int32_t) * (e + 1));
             auto d_pair_row = poisoned(sizeof(int32_t) * n * k);
             auto d_rows = poisoned(2 * n * k * hidden);
-            cuda::route_decode(
-              d_x32.get<float>(), d_gate.get<float>(),
-              d_x.get<__nv_bfloat16>(), n, hidden, e, k,
-              d_ids.get<int32_t>(), d_w.get<float>(), d_sorted.get<int32_t>(),
-              d_offsets.get<int32_t>(), d_pair_row.get<int32_t>(),
-              d_rows.get(), f16, nullptr);
+            device_buffer ws(cuda::route_decode_workspace_bytes(e, hidden));
+            CUDA_CHECK(cudaMemset(ws.get(), 0, ws.bytes()));
+            // Twice, outputs poisoned in between: the first call must leave
+            // the workspace ready for the next (as a graph replay needs).
+            for (int call = 0; call < 2; ++call) {
+              for (auto* b : {&d_ids, &d_w, &d_sorted, &d_offsets,
+                              &d_pair_row, &d_rows})
+                CUDA_CHECK(cudaMemset(b->get(), 0xff, b->bytes()));
+              cuda::route_decode(
+                d_x32.get<float>(), d_gate.get<float>(),
+                d_x.get<__nv_bfloat16>(), n, hidden, e, k,
+                d_ids.get<int32_t>(), d_w.get<float>(),
+                d_sorted.get<int32_t>(), d_offsets.get<int32_t>(),
+                d_pair_row.get<int32_t>(), d_rows.get(), f16, ws.get(),
+                nullptr);
+            }
             auto ids = download<int32_t>(d_ids, static_cast<size_t>(n * k));
             auto w = download<float>(d_w, static_cast<size_t>(n * k));
             // The CPU twins: router product (float64 sums), gating, plan.
