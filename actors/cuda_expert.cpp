@@ -1,5 +1,6 @@
 #include "actors/cuda_expert.hpp"
 
+#include "actors/unexpected_messages.hpp"
 #include "base/error.hpp"
 
 #ifdef VOLT_HAVE_CUDA
@@ -237,8 +238,9 @@ wire_tensor cuda_expert_state::run(const expert_batch& batch) {
   return pack_f32(out_host_.get<float>(), batch.rows.shape);
 }
 
-expert_actor::behavior_type cuda_expert(expert_actor::pointer,
+expert_actor::behavior_type cuda_expert(expert_actor::pointer self,
                                         std::shared_ptr<cuda_expert_state> st) {
+  drop_unexpected_messages(self);
   return {
     [st](const expert_batch& batch) -> caf::result<wire_tensor> {
       if (auto err = check_expert_batch(st->weights(), batch))

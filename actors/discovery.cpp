@@ -3,6 +3,7 @@
 #include "actors/expert_pool.hpp"
 
 #include <algorithm>
+#include <set>
 
 #include "base/error.hpp"
 #include "base/log.hpp"
@@ -18,33 +19,49 @@ using clock_type = std::chrono::steady_clock;
 
 constexpr auto redis_timeout = std::chrono::milliseconds{300};
 
-void add_target(discovery_state& st, const endpoint& where,
-                std::vector<uint32_t> spawn) {
-  auto name = (where.host.find(':') != std::string::npos
-                 ? "[" + where.host + "]"
-                 : where.host)
-              + ":" + std::to_string(where.port);
+/// Adds a target unless known; returns its name.
+std::string add_target(discovery_state& st, const endpoint& where,
+                       std::vector<uint32_t> spawn, bool from_redis = false) {
+  auto name = render_endpoint(where.host, where.port);
   if (st.targets.count(name) > 0)
-    return;
-  st.targets.emplace(
-    name, discovery_target{
-            name, where, std::move(spawn), {}, false, 0, clock_type::now()});
+    return name;
+  st.targets.emplace(name, discovery_target{name, where, std::move(spawn),
+                                            {}, false, 0, clock_type::now(),
+                                            false, from_redis});
+  return name;
+}
+
+/// Forgets workers found in Redis whose record is gone (deregistered or
+/// expired) while they are not connected; connected ones stay in use, so
+/// that a Redis restart fails nothing.
+void forget_departed(discovery_state& st,
+                     const std::set<std::string>& registered) {
+  for (auto i = st.targets.begin(); i != st.targets.end();) {
+    auto& t = i->second;
+    if (t.from_redis && !t.handle && !t.busy
+        && registered.count(t.name) == 0) {
+      VOLT_INFO("discovery", t.name << ": no longer registered in Redis; "
+                                       "not retrying it");
+      i = st.targets.erase(i);
+    } else {
+      ++i;
+    }
+  }
 }
 
 /// Reads the registered workers from Redis and adds the new ones.
 void poll_redis(discovery_pointer self) {
   auto& st = self->state;
+  caf::expected<std::vector<std::string>> values{caf::error{}};
   if (!st.redis) {
     auto conn = redis_client::connect(st.options.redis, redis_timeout);
     if (conn)
       st.redis.emplace(std::move(*conn));
+    else
+      values = std::move(conn.error());
   }
-  auto values
-    = st.redis ? st.redis->values(worker_record_prefix + "*")
-               : caf::expected<std::vector<std::string>>{make_volt_error(
-                 volt_errc::internal, "redis " + st.options.redis.host + ":"
-                                        + std::to_string(st.options.redis.port)
-                                        + ": cannot connect")};
+  if (st.redis)
+    values = st.redis->values(worker_record_prefix + "*");
   if (!values) {
     st.redis.reset();
     if (st.redis_failures++ % 20 == 0)
@@ -55,14 +72,17 @@ void poll_redis(discovery_pointer self) {
   if (st.redis_failures > 0)
     VOLT_INFO("discovery", "Redis is reachable again");
   st.redis_failures = 0;
+  std::set<std::string> registered;
   for (const auto& text : *values) {
     auto record = parse_worker_record(text);
     if (!record) {
       VOLT_WARN("discovery", "ignoring " << describe(record.error()));
       continue;
     }
-    add_target(st, endpoint{record->host, record->port}, {});
+    registered.insert(
+      add_target(st, endpoint{record->host, record->port}, {}, true));
   }
+  forget_departed(st, registered);
 }
 
 /// The target `name` with its connect attempt finished, or nullptr when it is
@@ -75,6 +95,14 @@ discovery_target* finish_attempt(discovery_state& st, const std::string& name) {
   return &i->second;
 }
 
+/// Whether a spawn failed for good: the node refused the experts (its model
+/// lacks them, its checkpoint is bad), which no retry can change.
+bool spawn_refused(const discovery_target& t, const caf::error& err) {
+  return !t.spawn.empty()
+         && (err == volt_errc::invalid_checkpoint
+             || err == volt_errc::invalid_config);
+}
+
 void on_failure(discovery_pointer self, const std::string& name,
                 const caf::error& err) {
   auto& st = self->state;
@@ -82,6 +110,15 @@ void on_failure(discovery_pointer self, const std::string& name,
   if (target == nullptr)
     return;
   auto& t = *target;
+  if (spawn_refused(t, err)) {
+    t.given_up = true;
+    VOLT_ERROR("discovery",
+               name << ": cannot spawn experts " << expert_pool::render(t.spawn)
+                    << " there: " << describe(err)
+                    << "; not retrying (fix [router] placement or that node's "
+                       "[model] path, then restart the router)");
+    return;
+  }
   if (t.failures++ % 10 == 0)
     VOLT_WARN("discovery", name << ": " << describe(err) << "; retrying");
   auto backoff = st.options.poll * (1 << std::min(t.failures, 4));
@@ -104,6 +141,18 @@ void on_host(discovery_pointer self, const std::string& name,
                               << expert_pool::render(experts));
   self->send(st.engine, host_atom_v, std::move(handle), std::move(experts),
              name);
+}
+
+/// Asks a connected or spawned expert actor what it hosts; it joins the
+/// engine only with an answer.
+void confirm_host(discovery_pointer self, const std::string& name,
+                  expert_actor handle) {
+  self->request(handle, self->state.options.connect_timeout, hosted_atom_v)
+    .then(
+      [=](std::vector<uint32_t>& ids) {
+        on_host(self, name, handle, std::move(ids));
+      },
+      [=](caf::error& err) { on_failure(self, name, err); });
 }
 
 /// Connects to (or spawns on) one target, asynchronously.
@@ -129,9 +178,10 @@ void reach(discovery_pointer self, discovery_target& t) {
                                     make_volt_error(volt_errc::internal,
                                                     "remote spawn returned "
                                                     "nothing"));
-                on_host(self, name,
-                        caf::actor_cast<expert_actor>(std::move(spawned)),
-                        spawn);
+                // A spawn that failed on the node answers this with why;
+                // only a live host joins the engine.
+                confirm_host(self, name,
+                             caf::actor_cast<expert_actor>(std::move(spawned)));
               },
               [=](caf::error& err) { on_failure(self, name, err); });
           return;
@@ -141,13 +191,8 @@ void reach(discovery_pointer self, discovery_target& t) {
                             make_volt_error(volt_errc::invalid_config,
                                             "no Volt expert actor is "
                                             "published there"));
-        auto handle = caf::actor_cast<expert_actor>(std::move(ptr));
-        self->request(handle, timeout, hosted_atom_v)
-          .then(
-            [=](std::vector<uint32_t>& ids) {
-              on_host(self, name, handle, std::move(ids));
-            },
-            [=](caf::error& err) { on_failure(self, name, err); });
+        confirm_host(self, name,
+                     caf::actor_cast<expert_actor>(std::move(ptr)));
       },
       [=](caf::error& err) { on_failure(self, name, err); });
 }
@@ -158,7 +203,7 @@ void tick(discovery_pointer self) {
     poll_redis(self);
   auto now = clock_type::now();
   for (auto& [name, t] : st.targets)
-    if (!t.handle && !t.busy && now >= t.next_try)
+    if (!t.handle && !t.busy && !t.given_up && now >= t.next_try)
       reach(self, t);
   self->delayed_send(self, st.options.poll, tick_atom_v);
 }

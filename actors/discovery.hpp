@@ -25,7 +25,7 @@ struct discovery_options {
   /// Experts to spawn on nodes ([router] placement).
   std::vector<placement_entry> placement;
   /// Redis server for mode redis.
-  endpoint redis;
+  redis_target redis;
   /// How often to poll Redis and retry unreachable workers.
   std::chrono::milliseconds poll{250};
   /// Bound on one connect or remote spawn.
@@ -41,6 +41,12 @@ struct discovery_target {
   bool busy = false; // a connect or spawn is in flight
   int failures = 0;
   std::chrono::steady_clock::time_point next_try;
+  /// Its node refused the spawn for good (experts outside its model): not
+  /// tried again.
+  bool given_up = false;
+  /// Found in Redis: forgotten once its record is gone and it is not
+  /// connected (a worker that left is not retried forever).
+  bool from_redis = false;
 };
 
 /// State of the discovery actor.

@@ -5,8 +5,11 @@
 #include <utility>
 #include <variant>
 
+#include "actors/unexpected_messages.hpp"
 #include "base/error.hpp"
 #include "base/log.hpp"
+#include "base/stop_request.hpp"
+#include "model/mapping_guard.hpp"
 
 namespace volt {
 
@@ -127,10 +130,34 @@ void start_queued(engine_pointer self) {
   schedule(self);
 }
 
+/// Stops computing for good: the weights under the executor changed on disk.
+/// Fails every request, answers later ones with `err` and asks the node to
+/// stop.
+void stop_engine(engine_pointer self, caf::error err) {
+  auto& st = self->state;
+  VOLT_ERROR("engine", describe(err));
+  st.stopped = std::move(err);
+  st.sched->fail_all(st.stopped);
+  flush_streams(self);
+  notify_drained(st);
+  request_stop(exit_checkpoint_changed);
+}
+
+/// Refuses a request before the scheduler sees it, counting it.
+caf::error refuse(engine_pointer self, caf::error err) {
+  if (self->state.options.metrics)
+    self->state.options.metrics->request_refused();
+  return err;
+}
+
 void run_next_step(engine_pointer self) {
   auto& st = self->state;
-  if (st.step_running)
+  if (st.step_running || st.stopped)
     return;
+  // Before any weight is read: a file truncated or rewritten under the
+  // mapping would crash the node or silently change its answers.
+  if (auto err = check_mapped_files())
+    return stop_engine(self, std::move(err));
   auto req = st.sched->next_step(missing_experts(st).empty());
   flush_streams(self); // admission may have refused streamed requests
   if (!req) {
@@ -243,14 +270,15 @@ engine_actor::behavior_type engine(engine_pointer self,
   st.exec = std::move(exec);
   st.options = std::move(options);
   self->set_down_handler([self](caf::down_msg& msg) { on_down(self, msg); });
+  drop_unexpected_messages(self);
   for (auto& host : hosts)
     add_host(self, std::move(host));
   return {
     [self](generate_atom,
            generate_request& req) -> caf::result<generate_result> {
       auto& st = self->state;
-      if (auto err = st.sched->validate(req))
-        return err;
+      if (st.stopped)
+        return refuse(self, st.stopped);
       auto promise = self->make_response_promise<generate_result>();
       queued_generation job;
       job.request = std::move(req);
@@ -268,10 +296,10 @@ engine_actor::behavior_type engine(engine_pointer self,
            stream_sink_actor& sink) -> caf::result<uint64_t> {
       auto& st = self->state;
       if (!sink)
-        return make_volt_error(volt_errc::invalid_request,
-                               "stream: the sink actor is null");
-      if (auto err = st.sched->validate(req))
-        return err;
+        return refuse(self, make_volt_error(volt_errc::invalid_request,
+                                            "stream: the sink actor is null"));
+      if (st.stopped)
+        return refuse(self, st.stopped);
       queued_generation job;
       job.request = std::move(req);
       job.arrived = engine_clock::now();

@@ -58,6 +58,9 @@ struct engine_state {
   /// Sinks of streamed requests, monitored while they have unanswered
   /// requests: requests of each.
   std::map<caf::actor_addr, size_t> sinks;
+  /// Set when the engine must not compute again (its checkpoint changed on
+  /// disk): every request is answered with it.
+  caf::error stopped;
 
   static inline const char* name = "volt.engine";
 };

@@ -1,7 +1,13 @@
 #include "actors/expert.hpp"
 
+#include <atomic>
+
+#include "actors/unexpected_messages.hpp"
 #include "base/error.hpp"
+#include "base/log.hpp"
+#include "base/stop_request.hpp"
 #include "model/forward.hpp"
+#include "model/mapping_guard.hpp"
 
 namespace volt {
 
@@ -41,13 +47,24 @@ expert(expert_actor::pointer self,
 }
 
 expert_actor::behavior_type
-metered_expert(expert_actor::pointer,
+metered_expert(expert_actor::pointer self,
                std::shared_ptr<const expert_weights> weights,
                std::shared_ptr<node_metrics> metrics) {
+  drop_unexpected_messages(self);
   return {
     [weights, metrics](const expert_batch& batch) -> caf::result<wire_tensor> {
       if (auto err = check_expert_batch(*weights, batch))
         return err;
+      // The weights may be the mapped files themselves: one truncated or
+      // rewritten on disk stops this node rather than crash it or change
+      // its answers (the router retries the rows on a replica).
+      if (auto err = check_mapped_files()) {
+        static std::atomic<bool> reported{false};
+        if (!reported.exchange(true))
+          VOLT_ERROR("expert", describe(err));
+        request_stop(exit_checkpoint_changed);
+        return err;
+      }
       if (metrics)
         for (size_t i = 0; i < batch.expert_ids.size(); ++i)
           metrics->expert_batch(batch.layer, batch.expert_ids[i],

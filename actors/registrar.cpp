@@ -24,18 +24,15 @@ std::chrono::milliseconds beat(registrar_pointer self) {
     st.last_rows = rows;
   }
   st.last_beat = now;
+  caf::error err;
   if (!st.redis) {
     auto conn = redis_client::connect(opts.redis, redis_timeout);
     if (conn)
       st.redis.emplace(std::move(*conn));
+    else
+      err = std::move(conn.error());
   }
-  caf::error err;
-  if (!st.redis)
-    err = make_volt_error(volt_errc::internal,
-                          "redis " + opts.redis.host + ":"
-                            + std::to_string(opts.redis.port)
-                            + ": cannot connect");
-  else
+  if (st.redis)
     err = st.redis->set(worker_record_key(opts.record.id), to_json(opts.record),
                         opts.ttl);
   if (err) {

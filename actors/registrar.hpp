@@ -13,7 +13,7 @@ namespace volt {
 
 /// What a registrar needs to know.
 struct registrar_options {
-  endpoint redis;
+  redis_target redis;
   worker_record record;
   std::chrono::milliseconds heartbeat{500};
   std::chrono::milliseconds ttl{3000};

@@ -1,14 +1,29 @@
 #include "actors/standalone.hpp"
 
+#include <new>
 #include <numeric>
 
 #include "actors/expert.hpp"
+#include "base/error.hpp"
 #include "model/cpu_executor.hpp"
 #include "model/cuda_executor.hpp"
+#include "model/kv_cache.hpp"
+#include "model/page_table.hpp"
 
 namespace volt {
 
 namespace {
+
+/// What sized the KV pool, for errors about it.
+std::string pool_origin(const checkpoint& ckpt,
+                        const standalone_options& options) {
+  if (!options.kv_pool_origin.empty())
+    return options.kv_pool_origin;
+  return ckpt.dir() + "/config.json: max_position_embeddings = "
+         + std::to_string(ckpt.config().max_position_embeddings)
+         + " (without [kv_cache] num_pages or memory_mib the pool holds one "
+           "sequence of the model's whole context; set one of them)";
+}
 
 std::vector<uint32_t> every_expert(const model_config& cfg) {
   std::vector<uint32_t> ids(static_cast<size_t>(cfg.num_local_experts));
@@ -51,8 +66,26 @@ make_executor(const checkpoint& ckpt, const standalone_options& options,
     opts.max_sequences = static_cast<int64_t>(eng.batching.max_batch);
     opts.show_progress = options.show_progress;
     opts.tensor_core_prefill = options.tensor_core_prefill;
-    return make_cuda_executor(ckpt, opts);
+    auto exec = make_cuda_executor(ckpt, opts);
+    // The pages live on the device; their records in the page table do not.
+    if (exec)
+      if (auto err = check_pool_fits_host(
+            (*exec)->num_pages(), page_table::bytes_per_page(),
+            pool_origin(ckpt, options)))
+        return err;
+    return exec;
   }
+  // Without a size: one sequence of the model's full context.
+  const auto& cfg = ckpt.config();
+  auto pages = eng.num_pages > 0 ? eng.num_pages
+                                 : (cfg.max_position_embeddings
+                                    + eng.page_size - 1)
+                                     / eng.page_size;
+  if (auto err = check_pool_fits_host(
+        pages, kv_bytes_per_page(cfg, eng.page_size)
+                 + page_table::bytes_per_page(),
+        pool_origin(ckpt, options)))
+    return err;
   auto dense = dense_weights::load(ckpt);
   if (!dense)
     return std::move(dense.error());
@@ -63,13 +96,16 @@ make_executor(const checkpoint& ckpt, const standalone_options& options,
       return std::move(loaded.error());
     experts = std::move(*loaded);
   }
-  // Without a size: one sequence of the model's full context.
-  auto pages = eng.num_pages > 0
-                 ? eng.num_pages
-                 : (ckpt.config().max_position_embeddings + eng.page_size - 1)
-                     / eng.page_size;
-  return std::shared_ptr<model_executor>{std::make_shared<cpu_executor>(
-    std::move(*dense), std::move(experts), eng.page_size, pages)};
+  try {
+    return std::shared_ptr<model_executor>{std::make_shared<cpu_executor>(
+      std::move(*dense), std::move(experts), eng.page_size, pages)};
+  } catch (const std::bad_alloc&) {
+    // Memory taken by others since the check above.
+    return make_volt_error(volt_errc::invalid_config,
+                           pool_origin(ckpt, options) + ": cannot allocate "
+                             + "the KV pool of " + std::to_string(pages)
+                             + " pages");
+  }
 }
 
 caf::expected<engine_actor>

@@ -36,6 +36,10 @@ struct standalone_options {
   bool tensor_core_prefill = true;
   /// Show load progress on stderr (a terminal).
   bool show_progress = false;
+  /// What sized the KV pool, for the error when it does not fit in memory,
+  /// e.g. "node.toml: [kv_cache] num_pages = 64"; empty: the model's context
+  /// (config.json's max_position_embeddings) did.
+  std::string kv_pool_origin = {};
 };
 
 /// Spawns an actor hosting `weights` on `device` (-1: CPU; N: CUDA device N,

@@ -154,10 +154,18 @@ cli_args::get_quantization(const std::string& name) const {
 }
 
 caf::error apply_log_level(const cli_args& args, log_level fallback) {
+  constexpr const char* expected
+    = "' (expected debug, info, warning, error or quiet)";
   auto level = fallback;
-  if (args.has("log-level") && !parse_log_level(args.get("log-level"), level))
-    return flag_error("--log-level: unknown level '" + args.get("log-level")
-                      + "' (expected debug, info, warning, error or quiet)");
+  const char* env = std::getenv("VOLT_LOG_LEVEL");
+  if (args.has("log-level")) {
+    if (!parse_log_level(args.get("log-level"), level))
+      return flag_error("--log-level: unknown level '" + args.get("log-level")
+                        + expected);
+  } else if (env != nullptr && *env != '\0' && !parse_log_level(env, level)) {
+    return flag_error("environment: VOLT_LOG_LEVEL: unknown level '"
+                      + std::string{env} + expected);
+  }
   set_log_level(level);
   return caf::none;
 }

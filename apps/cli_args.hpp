@@ -59,8 +59,9 @@ private:
   std::map<std::string, std::string> values_;
 };
 
-/// Sets the log threshold from --log-level, or to `fallback` when the flag is
-/// absent.
+/// Sets the log threshold from --log-level, else from the environment's
+/// VOLT_LOG_LEVEL (same words; empty counts as unset), else to `fallback`.
+/// An unknown level in either is an error naming where it came from.
 caf::error apply_log_level(const cli_args& args, log_level fallback);
 
 /// Renders the flags as help lines.

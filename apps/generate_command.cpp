@@ -67,7 +67,9 @@ const std::vector<flag_spec> generate_flags = {
    "with --model: where the model runs, cpu or cuda:N (default cpu)"},
   {"quantization", true,
    "with --model on a GPU: expert weights none (bf16) or int8 (default none)"},
-  {"log-level", true, "debug, info, warning (default), error or quiet"},
+  {"log-level", true,
+   "debug, info, warning (default), error or quiet; without it, "
+   "VOLT_LOG_LEVEL"},
   {"help", false, "print this help"},
 };
 
@@ -206,6 +208,14 @@ int run_generate_command(const std::vector<std::string>& raw_args) {
                          : "--model: missing (or --connect HOST:PORT)"));
   if (args->has("stream") && args->has("json"))
     return report_error(flag_error("--stream and --json: give one, not both"));
+  // The text output has no place for them: asking without --json would
+  // compute them and show nothing.
+  if (args->has("all-logits") && !args->has("json"))
+    return report_error(flag_error(
+      "--all-logits: needs --json (only the JSON output has the logits)"));
+  if (args->has("router-topk") && !args->has("json"))
+    return report_error(flag_error(
+      "--router-topk: needs --json (only the JSON output has the experts)"));
   auto text = text_prompt_from(*args);
   if (!text)
     return report_error(text.error());

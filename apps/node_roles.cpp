@@ -2,6 +2,7 @@
 
 #include "apps/node_roles.hpp"
 
+#include <atomic>
 #include <csignal>
 #include <future>
 #include <mutex>
@@ -13,10 +14,12 @@
 #include "actors/expert.hpp"
 #include "actors/registrar.hpp"
 #include "actors/standalone.hpp"
+#include "actors/unexpected_messages.hpp"
 #include "apps/commands.hpp"
 #include "apps/node_api.hpp"
 #include "base/error.hpp"
 #include "base/log.hpp"
+#include "base/stop_request.hpp"
 #include "caf/actor_system.hpp"
 #include "caf/actor_system_config.hpp"
 #include "caf/event_based_actor.hpp"
@@ -24,6 +27,7 @@
 #include "caf/scoped_actor.hpp"
 #include "gpu/cpu/parallel.hpp"
 #include "net/actor_system_setup.hpp"
+#include "model/kv_cache.hpp"
 #include "model/page_table.hpp"
 #include "net/metrics.hpp"
 #include "net/port_guard.hpp"
@@ -54,7 +58,7 @@ void wait_for_shutdown_signal(const sigset_t& set) {
 }
 
 std::string where(const node_config& cfg, uint16_t port) {
-  return cfg.network.host + ":" + std::to_string(port);
+  return render_endpoint(cfg.network.host, port);
 }
 
 /// CAF's middleman listens here only; the node's public port is the guard's.
@@ -143,20 +147,22 @@ placement_of(const node_config& cfg, const model_config& model,
     options.kv_memory_percent = cfg.kv_cache.gpu_memory_percent;
     options.show_progress = isatty(STDERR_FILENO) != 0;
   } else {
-    // K and V, every layer, float32.
-    auto bytes_per_page = int64_t{2} * model.num_hidden_layers
-                          * model.num_key_value_heads * model.head_dim
-                          * opts.page_size
-                          * static_cast<int64_t>(sizeof(float));
     auto pages = kv_pool_pages(cfg.kv_cache.num_pages, cfg.kv_cache.memory_mib,
-                               bytes_per_page, model.max_position_embeddings,
-                               opts.page_size);
+                               kv_bytes_per_page(model, opts.page_size),
+                               model.max_position_embeddings, opts.page_size);
     if (!pages)
       return make_volt_error(volt_errc::invalid_config,
                              cfg.source + ": [kv_cache] "
                                + describe(pages.error()));
     opts.num_pages = *pages;
   }
+  // Without either key the executor names config.json's context.
+  if (cfg.kv_cache.num_pages > 0)
+    options.kv_pool_origin = cfg.source + ": [kv_cache] num_pages = "
+                             + std::to_string(cfg.kv_cache.num_pages);
+  else if (cfg.kv_cache.memory_mib > 0)
+    options.kv_pool_origin = cfg.source + ": [kv_cache] memory_mib = "
+                             + std::to_string(cfg.kv_cache.memory_mib);
   opts.batching.max_queue = cfg.engine.max_queue;
   opts.batching.max_batch = cfg.engine.max_batch;
   opts.batching.prefill_chunk = cfg.engine.prefill_chunk;
@@ -243,17 +249,21 @@ int run_worker(const node_config& cfg, const checkpoint& ckpt,
     [ckpt, metrics, spawned, placement = expert_placement(cfg)](
       expert_actor::pointer self,
       std::vector<uint32_t> ids) -> expert_actor::behavior_type {
-      // A failed spawn leaves an actor that quits at once with the reason:
-      // the router sees it go down and retries later.
+      drop_unexpected_messages(self);
+      // A failed spawn leaves an actor that tells the router why, when it
+      // asks what the actor hosts (as it does before using it), and then
+      // quits.
       auto failed = [&](const caf::error& err) -> expert_actor::behavior_type {
         VOLT_ERROR("worker", "cannot spawn experts " << expert_pool::render(ids)
                                                      << ": " << describe(err));
-        self->quit(err);
         return {
           [err](const expert_batch&) -> caf::result<wire_tensor> {
             return err;
           },
-          [](hosted_atom) { return std::vector<uint32_t>{}; },
+          [self, err](hosted_atom) -> caf::result<std::vector<uint32_t>> {
+            self->send_exit(self, err);
+            return err;
+          },
         };
       };
       auto weights = expert_weights::load(ckpt, ids);
@@ -415,12 +425,24 @@ int run_router(const node_config& cfg, const checkpoint& ckpt,
 
 int run_node(const node_config& cfg, const checkpoint& ckpt) {
   auto signals = block_shutdown_signals();
+  // A part that must not go on (its checkpoint changed on disk) has answered
+  // its requests with the error; the node then shuts down as on SIGTERM and
+  // exits with the code it asked for.
+  static std::atomic<int> stop_code{0};
+  set_stop_handler([](int code) {
+    stop_code = code;
+    VOLT_ERROR("node", "stopping after the error above (exit code " << code
+                                                                    << ")");
+    ::kill(::getpid(), SIGTERM);
+  });
+  int code = 1;
   switch (cfg.node.role) {
-    case node_role::standalone: return run_standalone(cfg, ckpt, signals);
-    case node_role::worker: return run_worker(cfg, ckpt, signals);
-    case node_role::router: return run_router(cfg, ckpt, signals);
+    case node_role::standalone: code = run_standalone(cfg, ckpt, signals); break;
+    case node_role::worker: code = run_worker(cfg, ckpt, signals); break;
+    case node_role::router: code = run_router(cfg, ckpt, signals); break;
   }
-  return 1;
+  set_stop_handler(nullptr);
+  return code != 0 ? code : stop_code.load();
 }
 
 } // namespace volt

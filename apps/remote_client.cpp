@@ -17,7 +17,7 @@ namespace {
 using clock_type = std::chrono::steady_clock;
 
 std::string name_of(const endpoint& where) {
-  return where.host + ":" + std::to_string(where.port);
+  return render_endpoint(where.host, where.port);
 }
 
 /// Connects to the engine published at `where`, retrying until `deadline`.

@@ -19,7 +19,9 @@ namespace {
 const std::vector<flag_spec> node_flags = {
   {"config", true,
    "node configuration (TOML); VOLT_<SECTION>_<KEY> variables override it"},
-  {"log-level", true, "debug, info (default), warning, error or quiet"},
+  {"log-level", true,
+   "debug, info (default), warning, error or quiet; without it, "
+   "VOLT_LOG_LEVEL"},
   {"help", false, "print this help"},
 };
 

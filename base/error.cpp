@@ -13,6 +13,8 @@ std::string to_string(volt_errc x) {
     case volt_errc::missing_expert: return "missing_expert";
     case volt_errc::out_of_pages: return "out_of_pages";
     case volt_errc::internal: return "internal";
+    case volt_errc::queue_full: return "queue_full";
+    case volt_errc::non_finite: return "non_finite";
   }
   return "volt_errc(" + std::to_string(static_cast<int>(x)) + ")";
 }

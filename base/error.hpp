@@ -26,6 +26,12 @@ enum class volt_errc : uint8_t {
   out_of_pages,
   /// An internal invariant broke; a bug in Volt.
   internal,
+  /// The engine's queue is full: the request was well-formed and may be sent
+  /// again later (HTTP maps this to 429, not to a client error).
+  queue_full,
+  /// The model computed a NaN or an infinity where a number is needed (a
+  /// logit): the weights or the activations are broken, so no token is made.
+  non_finite,
 };
 
 /// Returns the enumerator name of `x`.

@@ -100,8 +100,9 @@ std::string check_placement(const std::vector<placement_entry>& entries) {
 std::string check_redis_url(const std::string& url) {
   if (parse_redis_url(url))
     return {};
-  return "expected \"redis://host:port\" (port optional, default 6379), got "
-         + quote(url);
+  return "expected \"redis://[[user]:password@]host[:port][/db]\" (port "
+         "6379 and database 0 when left out), got "
+         + quote(redact_redis_url(url));
 }
 
 std::string check_chat_template(const std::string& name) {
@@ -204,8 +205,8 @@ const std::vector<config_key>& config_keys() {
     {"worker", "experts",
      field<&node_config::worker, &worker_section::experts, check_experts>(),
      "Global ids of the experts this worker hosts, no duplicates, each below "
-     "the model's "
-     "num_local_experts. A worker needs at least one.",
+     "the model's num_local_experts. Empty: the worker hosts only the experts "
+     "routers spawn on it ([router] placement).",
      0, max_expert_id},
     {"worker", "device",
      field<&node_config::worker, &worker_section::device, check_device>(),
@@ -239,9 +240,10 @@ const std::vector<config_key>& config_keys() {
     {"discovery", "redis_url",
      field<&node_config::discovery, &discovery_section::redis_url,
            check_redis_url>(),
-     "Redis server used when mode is \"redis\", as redis://host:port (port "
-     "optional, "
-     "default 6379)."},
+     "Redis server used when mode is \"redis\", as "
+     "redis://[[user]:password@]host[:port][/db]: port 6379 and database 0 "
+     "when left out; with a password the nodes send AUTH, with a database "
+     "SELECT (credentials may be percent-encoded)."},
     {"discovery", "heartbeat_ms",
      field<&node_config::discovery, &discovery_section::heartbeat_ms>(),
      "How often a worker refreshes its Redis registration, in milliseconds.",

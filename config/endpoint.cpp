@@ -23,6 +23,32 @@ std::optional<int64_t> parse_digits(std::string_view text, int64_t max) {
   return result;
 }
 
+/// Decodes "%XX" escapes; nothing for a malformed escape.
+std::optional<std::string> percent_decode(std::string_view text) {
+  std::string out;
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (text[i] != '%') {
+      out += text[i];
+      continue;
+    }
+    if (i + 2 >= text.size())
+      return std::nullopt;
+    auto hex = [](char c) {
+      return std::isdigit(static_cast<unsigned char>(c))
+               ? c - '0'
+               : std::tolower(static_cast<unsigned char>(c)) - 'a' + 10;
+    };
+    auto hi = text[i + 1];
+    auto lo = text[i + 2];
+    if (!std::isxdigit(static_cast<unsigned char>(hi))
+        || !std::isxdigit(static_cast<unsigned char>(lo)))
+      return std::nullopt;
+    out += static_cast<char>(hex(hi) * 16 + hex(lo));
+    i += 2;
+  }
+  return out;
+}
+
 /// Accepts a host name or IPv4 address, or (`ipv6`) the text between brackets.
 bool valid_host(std::string_view host, bool ipv6) {
   if (host.empty())
@@ -78,11 +104,67 @@ std::optional<endpoint> parse_endpoint(std::string_view text) {
   return split_host_port(text, true, 0);
 }
 
-std::optional<endpoint> parse_redis_url(std::string_view text) {
-  constexpr std::string_view scheme = "redis://";
-  if (text.substr(0, scheme.size()) != scheme)
+std::string bracket_host(std::string_view host) {
+  if (host.find(':') == std::string_view::npos)
+    return std::string{host};
+  return "[" + std::string{host} + "]";
+}
+
+std::string render_endpoint(std::string_view host, uint16_t port) {
+  return bracket_host(host) + ":" + std::to_string(port);
+}
+
+constexpr std::string_view redis_scheme = "redis://";
+
+std::optional<redis_target> parse_redis_url(std::string_view text) {
+  if (text.substr(0, redis_scheme.size()) != redis_scheme)
     return std::nullopt;
-  return split_host_port(text.substr(scheme.size()), false, default_redis_port);
+  auto rest = text.substr(redis_scheme.size());
+  redis_target result;
+  // The credentials end at the last '@': a password may hold '@' and '/'.
+  if (auto at = rest.rfind('@'); at != std::string_view::npos) {
+    auto userinfo = rest.substr(0, at);
+    rest = rest.substr(at + 1);
+    auto colon = userinfo.find(':');
+    if (colon == std::string_view::npos)
+      return std::nullopt;
+    auto user = percent_decode(userinfo.substr(0, colon));
+    auto password = percent_decode(userinfo.substr(colon + 1));
+    if (!user || !password || password->empty())
+      return std::nullopt;
+    result.user = std::move(*user);
+    result.password = std::move(*password);
+  }
+  if (auto slash = rest.find('/'); slash != std::string_view::npos) {
+    auto db = rest.substr(slash + 1);
+    rest = rest.substr(0, slash);
+    if (!db.empty()) {
+      auto index = parse_digits(db, std::numeric_limits<int32_t>::max());
+      if (!index)
+        return std::nullopt;
+      result.database = *index;
+    }
+  }
+  auto server = split_host_port(rest, false, default_redis_port);
+  if (!server)
+    return std::nullopt;
+  result.server = std::move(*server);
+  return result;
+}
+
+std::string redact_redis_url(std::string_view url) {
+  auto at = url.rfind('@');
+  auto scheme_end = url.find("://");
+  if (at == std::string_view::npos || scheme_end == std::string_view::npos
+      || at < scheme_end)
+    return std::string{url};
+  return std::string{url.substr(0, scheme_end + 3)} + "***"
+         + std::string{url.substr(at)};
+}
+
+std::string render_redis_target(const redis_target& target) {
+  return render_endpoint(target.server.host, target.server.port) + "/"
+         + std::to_string(target.database);
 }
 
 std::optional<int> parse_device(std::string_view text) {

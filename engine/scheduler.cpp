@@ -9,6 +9,7 @@
 #include "engine/finish_reason.hpp"
 #include "engine/kv_plan.hpp"
 #include "engine/logprobs.hpp"
+#include "model/finite.hpp"
 
 namespace volt {
 
@@ -122,13 +123,13 @@ caf::error scheduler::validate(const generate_request& req) const {
 }
 
 caf::expected<uint64_t> scheduler::enqueue(queued_generation job) {
-  if (queue_.size() >= options_.max_queue) {
-    ++refused_;
-    return make_volt_error(volt_errc::invalid_request,
-                           "engine: queue full ("
-                             + std::to_string(options_.max_queue)
-                             + " requests waiting); try again later");
-  }
+  if (auto err = validate(job.request))
+    return refuse(std::move(err));
+  if (queue_.size() >= options_.max_queue)
+    return refuse(make_volt_error(volt_errc::queue_full,
+                                  "engine: queue full ("
+                                    + std::to_string(options_.max_queue)
+                                    + " requests waiting); try again later"));
   job.id = job.request.id;
   while (job.id == 0 || find_request(job.id) != nullptr)
     job.id = next_request_id_++;
@@ -136,6 +137,13 @@ caf::expected<uint64_t> scheduler::enqueue(queued_generation job) {
   queue_.push_back(std::move(job));
   report_queue();
   return id;
+}
+
+caf::error scheduler::refuse(caf::error err) {
+  ++refused_;
+  if (options_.metrics)
+    options_.metrics->request_refused();
+  return err;
 }
 
 const queued_generation* scheduler::find_request(uint64_t id) const {
@@ -157,20 +165,48 @@ request_group* scheduler::live_group(uint64_t id) {
   return nullptr;
 }
 
+void scheduler::fail_front(const caf::error& err) {
+  auto expired = std::move(queue_.front());
+  queue_.pop_front();
+  VOLT_WARN("engine", "request failed: " << describe(err));
+  replies_.fail(expired, err);
+  if (options_.metrics)
+    options_.metrics->request_done(
+      seconds_between(expired.arrived, engine_clock::now()), false, 0);
+  ++failed_;
+}
+
 void scheduler::expire_queued(std::chrono::milliseconds limit,
                               const caf::error& err) {
   auto now = engine_clock::now();
-  while (!queue_.empty() && now - queue_.front().arrived >= limit) {
-    auto expired = std::move(queue_.front());
-    queue_.pop_front();
-    VOLT_WARN("engine", "request failed: " << describe(err));
-    replies_.fail(expired, err);
-    if (options_.metrics)
-      options_.metrics->request_done(seconds_between(expired.arrived, now),
-                                     false, 0);
-    ++failed_;
-  }
+  while (!queue_.empty() && now - queue_.front().arrived >= limit)
+    fail_front(err);
   report_queue();
+}
+
+void scheduler::fail_all(const caf::error& err) {
+  step_.clear();
+  while (!running_.empty())
+    drop_group(running_.begin()->second.group, err);
+  while (!preempted_.empty())
+    drop_group(preempted_.begin()->second.group, err);
+  while (!queue_.empty())
+    fail_front(err);
+  report_queue();
+}
+
+void scheduler::drop_group(std::shared_ptr<request_group> g,
+                           const caf::error& err) {
+  fail_group(*g, err);
+  for (auto* batch : {&running_, &preempted_})
+    for (auto i = batch->begin(); i != batch->end();) {
+      if (i->second.group != g) {
+        ++i;
+        continue;
+      }
+      retire(i->second, batch == &running_, i->first);
+      i = batch->erase(i);
+    }
 }
 
 std::string scheduler::status() const {
@@ -251,6 +287,9 @@ void scheduler::admit() {
         queue_.pop_front();
         VOLT_WARN("engine", "request refused: " << describe(granted.error()));
         replies_.fail(refused, granted.error());
+        if (options_.metrics)
+          options_.metrics->request_done(
+            seconds_between(refused.arrived, engine_clock::now()), false, 0);
         ++failed_;
       }
       report_queue();
@@ -447,7 +486,10 @@ void scheduler::finish_step(step_result& result) {
   auto entries = std::move(step_);
   step_.clear();
   for (const auto& e : entries) {
-    auto& seq = running_.at(e.id);
+    auto found = running_.find(e.id);
+    if (found == running_.end())
+      continue; // a sibling's broken logits failed its request
+    auto& seq = found->second;
     auto& g = *seq.group;
     auto from = seq.computed;
     seq.computed += e.n_rows;
@@ -470,11 +512,36 @@ void scheduler::finish_step(step_result& result) {
                             ? result.logits.data() + e.sample_logit * vocab
                             : nullptr;
     int32_t greedy = e.sample_greedy >= 0 ? result.greedy[e.sample_greedy] : -1;
+    if (auto err = check_logits(e.id, seq, logits,
+                                e.sample_greedy >= 0 && greedy < 0)) {
+      drop_group(seq.group, err);
+      continue;
+    }
     if (!g.prefilled)
       finish_prompt(e.id, seq, logits);
     sample_next(e.id, seq, logits, greedy);
   }
   drop_cancelled();
+}
+
+caf::error scheduler::check_logits(uint64_t id, const running_sequence& seq,
+                                   const float* logits,
+                                   bool greedy_failed) const {
+  auto at = logits != nullptr
+              ? first_non_finite(logits, static_cast<size_t>(model_.vocab_size))
+              : int64_t{-1};
+  if (at < 0 && !greedy_failed)
+    return caf::none;
+  auto what = at >= 0 ? non_finite_name(logits[at]) + " as the logit of token "
+                          + std::to_string(at)
+                      : std::string{"a NaN or an infinity among the logits"};
+  return make_volt_error(
+    volt_errc::non_finite,
+    "engine: request " + std::to_string(seq.group->origin.id)
+      + ": the model computed " + what + " at position "
+      + std::to_string(seq.computed - 1) + " (sequence "
+      + std::to_string(id) + "); no token can be sampled from it, the "
+      + "weights or the activations overflow");
 }
 
 void scheduler::sample_next(uint64_t id, running_sequence& seq,

@@ -54,9 +54,10 @@ public:
   /// (invalid_request, one line naming the field).
   caf::error validate(const generate_request& req) const;
 
-  /// Queues a validated request under its id (the request's own, or a fresh
-  /// one) and returns the id; refuses it (invalid_request) when the queue is
-  /// full.
+  /// Validates a request and queues it under its id (the request's own, or a
+  /// fresh one); returns the id. Refuses it with `validate`'s error, or with
+  /// queue_full when max_queue requests wait; refusals count as failed
+  /// requests in the metrics.
   caf::expected<uint64_t> enqueue(queued_generation job);
 
   /// Ends sequences of request `c.id` with `c.reason`: queued requests and
@@ -97,6 +98,10 @@ public:
   /// while experts have no live host).
   void expire_queued(std::chrono::milliseconds limit, const caf::error& err);
 
+  /// Fails every queued, preempted and running request with `err` (the node
+  /// stops); a step in flight must have been abandoned.
+  void fail_all(const caf::error& err);
+
   /// Nothing queued, preempted or running.
   bool idle() const {
     return queue_.empty() && preempted_.empty() && running_.empty();
@@ -114,6 +119,8 @@ public:
   }
 
 private:
+  /// Counts a request refused before it was queued; returns `err`.
+  caf::error refuse(caf::error err);
   running_sequence start_request(queued_generation origin);
   /// The request with id `id` in the queue or answered by nothing yet.
   const queued_generation* find_request(uint64_t id) const;
@@ -126,7 +133,16 @@ private:
   void drop_cancelled();
   bool in_step(uint64_t id) const;
   void preempt(uint64_t id);
+  /// Fails the queue's first request with `err`.
+  void fail_front(const caf::error& err);
   void fail_group(request_group& g, const caf::error& err);
+  /// Fails `g` and removes every sequence of it, running or preempted.
+  void drop_group(std::shared_ptr<request_group> g, const caf::error& err);
+  /// A non_finite error when the sampled row of sequence `id` has a NaN or
+  /// an infinity among its `logits` (may be null) or the executor's greedy
+  /// pick says so (`greedy_failed`).
+  caf::error check_logits(uint64_t id, const running_sequence& seq,
+                          const float* logits, bool greedy_failed) const;
   void answer_group(request_group& g);
   /// A sequence leaves (finished, failed or dropped); `holds_pages`: its
   /// pages go back to the pool.

@@ -45,11 +45,11 @@ api_error from_engine(const caf::error& err) {
   auto what = describe(err);
   if (err.category() == caf::atom("volt")) {
     switch (static_cast<volt_errc>(err.code())) {
+      case volt_errc::queue_full:
+        return {429, what, "rate_limit_error", {}, "queue_full"};
       case volt_errc::invalid_request:
         // The engine words its refusals in engine/scheduler.cpp; these are
         // the ones that are not the client's syntax but our limits.
-        if (contains(what, "queue full"))
-          return {429, what, "rate_limit_error", {}, "queue_full"};
         if (contains(what, "exceed the model's context"))
           return too_large("prompt", what, "context_length_exceeded");
         if (contains(what, "KV pages"))

@@ -3,9 +3,11 @@
 #include <algorithm>
 #include <filesystem>
 #include <system_error>
+#include <unordered_set>
 
 #include "base/error.hpp"
 #include "model/file_io.hpp"
+#include "model/finite.hpp"
 #include "model/json.hpp"
 
 namespace volt {
@@ -40,6 +42,34 @@ bool take_prefix(std::string_view& text, std::string_view prefix) {
     return false;
   text.remove_prefix(prefix.size());
   return true;
+}
+
+/// The layer index of a "model.layers.N." tensor name, or -1.
+int64_t layer_of(std::string_view name) {
+  int64_t layer = -1;
+  if (!take_prefix(name, "model.layers.") || !take_index(name, layer)
+      || !take_prefix(name, "."))
+    return -1;
+  return layer;
+}
+
+/// Checks config.json's layer count against the layers the files hold, before
+/// anything builds names or buffers per layer: a count of 10^9 would grow
+/// memory without bound long before the first missing tensor showed.
+caf::error check_layer_count(const std::string& dir, const model_config& cfg,
+                             const std::unordered_set<int64_t>& layers) {
+  if (static_cast<int64_t>(layers.size()) >= cfg.num_hidden_layers)
+    return caf::none;
+  // The first layer without a tensor lies within layers.size() + 1 tries.
+  int64_t missing = 0;
+  while (layers.count(missing) > 0)
+    ++missing;
+  return bad(join_path(dir, "config.json"),
+             "num_hidden_layers is " + std::to_string(cfg.num_hidden_layers)
+               + " but the safetensors files hold tensors of "
+               + std::to_string(layers.size()) + " layers (none of layer "
+               + std::to_string(missing) + ", e.g. '"
+               + layer_tensor_name(missing, "input_layernorm.weight") + "')");
 }
 
 /// The file name part of `path`, for messages that name two files.
@@ -243,6 +273,7 @@ caf::expected<checkpoint> checkpoint::open(const std::string& dir) {
   if (auto err = has_index ? read_index(dir, index_path, files, weight_map)
                            : list_safetensors(dir, files))
     return err;
+  std::unordered_set<int64_t> layers;
   for (auto& name : files) {
     auto file = safetensors_file::open(join_path(dir, name));
     if (!file)
@@ -255,9 +286,13 @@ caf::expected<checkpoint> checkpoint::open(const std::string& dir) {
                           + base_name(i->second.info->file) + " and " + name);
       if (auto err = check_tensor(result.config_, info))
         return err;
+      if (auto layer = layer_of(info.name); layer >= 0)
+        layers.insert(layer);
     }
     result.files_.push_back(std::move(*file));
   }
+  if (auto err = check_layer_count(dir, result.config_, layers))
+    return err;
   for (auto& [tensor, file] : weight_map) {
     auto i = result.by_name_.find(tensor);
     if (i == result.by_name_.end() || base_name(i->second.info->file) != file)
@@ -312,13 +347,28 @@ caf::expected<f32_tensor> checkpoint::load_f32(const std::string& name) const {
       && reinterpret_cast<uintptr_t>(info->data) % alignof(float) == 0) {
     result.data = reinterpret_cast<const float*>(info->data);
     result.keep_alive = file;
-    return result;
+  } else {
+    auto copy = std::make_shared<std::vector<float>>(n);
+    convert_to_f32(info->type, info->data, n, copy->data());
+    result.data = copy->data();
+    result.keep_alive = std::move(copy);
   }
-  auto copy = std::make_shared<std::vector<float>>(n);
-  convert_to_f32(info->type, info->data, n, copy->data());
-  result.data = copy->data();
-  result.keep_alive = std::move(copy);
+  auto at = first_non_finite(result.data, n);
+  if (auto err = check_finite(*info, at, at >= 0 ? result.data[at] : 0.0f))
+    return err;
   return result;
+}
+
+caf::error check_finite(const tensor_info& info, int64_t element,
+                        float value) {
+  if (element < 0)
+    return caf::none;
+  return bad(info.file, "tensor '" + info.name + "' holds "
+                          + non_finite_name(value) + " at element "
+                          + std::to_string(element) + " of "
+                          + to_string(info.shape)
+                          + "; weights must be finite (was the checkpoint "
+                            "saved after a diverged step?)");
 }
 
 } // namespace volt

@@ -60,7 +60,7 @@ public:
   caf::error require(const std::vector<std::string>& names) const;
 
   /// Loads one tensor as float32 (error naming the folder and tensor when
-  /// missing).
+  /// missing, or the file and tensor when it holds a NaN or an infinity).
   caf::expected<f32_tensor> load_f32(const std::string& name) const;
 
 private:
@@ -91,6 +91,10 @@ std::string layer_tensor_name(int64_t layer, const std::string& suffix);
 /// Returns "model.layers.<layer>.block_sparse_moe.experts.<expert>.<w>.weight".
 std::string expert_weight_name(int64_t layer, int64_t expert,
                                const std::string& w);
+
+/// Returns an error naming `info`'s file and tensor when `element` >= 0: the
+/// index of a non-finite `value` in it (found by model/finite.hpp).
+caf::error check_finite(const tensor_info& info, int64_t element, float value);
 
 /// Checks a tensor with a Mixtral name against `cfg` (shape, float dtype, layer
 /// and expert in range); tensors with other names pass. Errors are one line

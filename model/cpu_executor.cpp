@@ -5,6 +5,7 @@
 
 #include "base/error.hpp"
 #include "gpu/cpu/parallel.hpp"
+#include "model/finite.hpp"
 #include "model/sampler.hpp"
 
 namespace volt {
@@ -168,8 +169,13 @@ step_result cpu_executor::finish_step() {
     return logits.data() + i * vocab;
   };
   step_result res;
-  for (auto row : st.req.greedy_rows)
-    res.greedy.push_back(greedy_token(row_logits(row), vocab));
+  for (auto row : st.req.greedy_rows) {
+    const float* x = row_logits(row);
+    res.greedy.push_back(
+      first_non_finite(x, static_cast<size_t>(vocab)) >= 0
+        ? -1
+        : greedy_token(x, vocab));
+  }
   res.logits.resize(st.req.logit_rows.size() * static_cast<size_t>(vocab));
   for (size_t i = 0; i < st.req.logit_rows.size(); ++i)
     std::copy_n(row_logits(st.req.logit_rows[i]), vocab,

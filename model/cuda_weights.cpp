@@ -16,6 +16,7 @@
 #include "gpu/cpu/parallel.hpp"
 #include "gpu/cuda/cuda_check.hpp"
 #include "gpu/cuda/dense_ops.cuh"
+#include "model/finite.hpp"
 
 namespace volt {
 
@@ -189,15 +190,23 @@ private:
 };
 
 /// Reads [offset, offset + n) of `fd` into `dst` with the compute threads;
-/// returns an error naming `path` when the file is shorter.
+/// returns an error naming `path` when the file is shorter. Each thread also
+/// checks the elements it read (of `type`, while they are in its cache) for
+/// NaN and infinities; `first_bad` gets the lowest such element index of the
+/// chunk, or -1.
 caf::error read_parallel(int fd, const std::string& path, size_t offset,
-                         size_t n, uint8_t* dst) {
+                         size_t n, uint8_t* dst, dtype type,
+                         int64_t& first_bad) {
   std::atomic<bool> failed{false};
+  std::atomic<int64_t> bad{INT64_MAX};
+  const auto elem = dtype_size(type);
   auto parts = static_cast<int64_t>((n + read_grain - 1) / read_grain);
   cpu::parallel_for(parts, 1, [&](int64_t b, int64_t e) {
     for (auto i = b; i < e && !failed; ++i) {
-      auto at = static_cast<size_t>(i) * read_grain;
+      const auto start = static_cast<size_t>(i) * read_grain;
+      auto at = start;
       auto left = std::min<size_t>(read_grain, n - at);
+      const auto len = left;
       while (left > 0) {
         auto got = ::pread(fd, dst + at, left, static_cast<off_t>(offset + at));
         if (got <= 0) {
@@ -209,12 +218,21 @@ caf::error read_parallel(int fd, const std::string& path, size_t offset,
         at += static_cast<size_t>(got);
         left -= static_cast<size_t>(got);
       }
+      // read_grain is a multiple of every element size: parts hold whole
+      // elements.
+      auto hit = first_non_finite(type, dst + start, len / elem);
+      auto index = hit < 0 ? INT64_MAX
+                           : static_cast<int64_t>(start / elem) + hit;
+      for (auto seen = bad.load(); index < seen
+                                   && !bad.compare_exchange_weak(seen, index);) {
+      }
     }
   });
   if (failed)
     return make_volt_error(volt_errc::invalid_checkpoint,
                            path + ": short read while loading weights (was "
                                   "the file truncated?)");
+  first_bad = bad == INT64_MAX ? -1 : bad.load();
   return caf::none;
 }
 
@@ -338,10 +356,20 @@ load_cuda_weights(const checkpoint& ckpt, const cuda_load_options& options,
       auto& slot = slots[static_cast<size_t>(next_slot)];
       next_slot = (next_slot + 1) % staging_slots;
       CUDA_CHECK(cudaEventSynchronize(slot.done->get()));
+      int64_t bad = -1;
       if (auto err = read_parallel(*fd, u.src->file,
                                    u.src->offset + r * row_bytes, bytes,
-                                   slot.host.get<uint8_t>()))
+                                   slot.host.get<uint8_t>(), u.src->type, bad))
         return err;
+      if (bad >= 0) {
+        float value = 0;
+        convert_to_f32(u.src->type,
+                       slot.host.get<uint8_t>()
+                         + static_cast<size_t>(bad) * dtype_size(u.src->type),
+                       1, &value);
+        CUDA_CHECK(cudaStreamSynchronize(stream));
+        return check_finite(*u.src, r * u.cols + bad, value);
+      }
       if (u.kind == target::bf16 && u.src->type == dtype::bf16) {
         CUDA_CHECK(cudaMemcpyAsync(static_cast<uint8_t*>(u.dst) + r * row_bytes,
                                    slot.host.get(), bytes,

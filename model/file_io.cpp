@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "base/error.hpp"
+#include "model/mapping_guard.hpp"
 
 namespace volt {
 
@@ -145,12 +146,19 @@ mapped_file::open(const std::string& path) {
   auto ptr = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, *fd, 0);
   if (ptr == MAP_FAILED)
     return errno_error(path, "cannot mmap", errno);
-  return std::shared_ptr<mapped_file>{
-    new mapped_file(path, static_cast<const uint8_t*>(ptr), size)};
+  // The descriptor stays open: it tells whether this very file (not one
+  // renamed over its path since) changed under the mapping.
+  guard_mapping(ptr, size, *fd, path);
+  auto result = std::shared_ptr<mapped_file>{
+    new mapped_file(path, static_cast<const uint8_t*>(ptr), size, *fd)};
+  guard.fd = -1;
+  return result;
 }
 
 mapped_file::~mapped_file() {
+  unguard_mapping(data_);
   ::munmap(const_cast<uint8_t*>(data_), size_);
+  ::close(fd_);
 }
 
 } // namespace volt

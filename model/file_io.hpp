@@ -30,6 +30,9 @@ caf::error write_file_atomically(const std::string& path,
                                  const std::vector<byte_span>& pieces);
 
 /// A read-only memory map of a whole regular file; unmapped on destruction.
+/// While mapped, the file is watched (model/mapping_guard.hpp): changed on
+/// disk, it is reported by check_mapped_files, truncated mid-read, it ends the
+/// process with a line naming it.
 class mapped_file {
 public:
   /// Maps `path`; errors name the file (missing, a directory, empty, mmap
@@ -57,12 +60,14 @@ public:
   }
 
 private:
-  mapped_file(std::string path, const uint8_t* data, size_t size)
-    : path_(std::move(path)), data_(data), size_(size) {}
+  mapped_file(std::string path, const uint8_t* data, size_t size, int fd)
+    : path_(std::move(path)), data_(data), size_(size), fd_(fd) {}
 
   std::string path_;
   const uint8_t* data_;
   size_t size_;
+  /// Open while mapped, for model/mapping_guard.hpp's checks.
+  int fd_;
 };
 
 } // namespace volt

@@ -2,9 +2,12 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <vector>
 
+#include "caf/error.hpp"
 #include "gpu/ops.hpp"
+#include "model/model_config.hpp"
 
 namespace volt {
 
@@ -53,5 +56,18 @@ private:
     k_; // [n_layers, num_pages, page_size, n_kv_heads, head_dim]
   std::vector<float> v_; // same shape as k_
 };
+
+/// Bytes of one page of `kv_cache` for `model`: K and V of every layer, in
+/// float32.
+int64_t kv_bytes_per_page(const model_config& model, int64_t page_size);
+
+/// Checks that a KV pool of `num_pages` pages, each taking `bytes_per_page`
+/// bytes of host memory (its K/V storage when on the host, and its page-table
+/// record), fits in the memory available now. Otherwise an invalid_config
+/// error naming what sized the pool (`origin`, e.g. "node.toml: [kv_cache]
+/// num_pages = 16777216"), what it needs and what is available: a pool that
+/// cannot be had must stop the node before it reports ready.
+caf::error check_pool_fits_host(int64_t num_pages, int64_t bytes_per_page,
+                                const std::string& origin);
 
 } // namespace volt

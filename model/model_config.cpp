@@ -1,5 +1,7 @@
 #include "model/model_config.hpp"
 
+#include <vector>
+
 #include "base/error.hpp"
 #include "model/file_io.hpp"
 #include "model/json.hpp"
@@ -83,25 +85,39 @@ public:
     out = x->get<double>();
   }
 
-  /// Token ids: an integer, a list (the first counts), or null/absent (-1).
-  void token_id(const char* key, int64_t& out) {
+  /// Token ids: an integer, a list (the first counts; every one must be a
+  /// token), or null/absent (-1). Each must lie in [0, vocab): an id outside
+  /// the vocabulary can never be generated, so generation would never stop
+  /// at it.
+  void token_id(const char* key, int64_t vocab, int64_t& out) {
     if (err)
       return;
     out = -1;
     auto x = get(key);
     if (!x)
       return;
-    if (x->is_array() && x->size() > 0)
-      x = &(*x)[0];
-    else if (x->is_array())
-      return;
-    auto id = json::to_int64(*x);
-    if (!id || *id < 0) {
-      fail(std::string{"key '"} + key + "' must be a non-negative integer, got "
-           + show(*x));
-      return;
+    std::vector<const json::value*> ids;
+    if (x->is_array())
+      for (auto& element : *x)
+        ids.push_back(&element);
+    else
+      ids.push_back(x);
+    for (auto* element : ids) {
+      auto id = json::to_int64(*element);
+      if (!id || *id < 0) {
+        fail(std::string{"key '"} + key
+             + "' must be a non-negative integer, got " + show(*element));
+        return;
+      }
+      if (*id >= vocab) {
+        fail(std::string{"key '"} + key + "': token id " + std::to_string(*id)
+             + " is outside the vocabulary [0, " + std::to_string(vocab)
+             + ") of vocab_size");
+        return;
+      }
+      if (out < 0)
+        out = *id;
     }
-    out = *id;
   }
 
   caf::error err;
@@ -194,10 +210,17 @@ caf::expected<model_config> parse_model_config(const json::value& doc,
   rd.optional("max_position_embeddings", cfg.max_position_embeddings, 131072);
   rd.optional("head_dim", cfg.head_dim, 0);
   rd.positive_double(rd.get("rms_norm_eps"), "rms_norm_eps", cfg.rms_norm_eps);
-  rd.token_id("bos_token_id", cfg.bos_token_id);
-  rd.token_id("eos_token_id", cfg.eos_token_id);
+  rd.token_id("bos_token_id", cfg.vocab_size, cfg.bos_token_id);
+  rd.token_id("eos_token_id", cfg.vocab_size, cfg.eos_token_id);
   if (rd.err)
     return rd.err;
+  // The experts compute w2(silu(w1 x) * w3 x); another activation would give
+  // wrong logits without a word.
+  if (auto act = rd.get("hidden_act");
+      act && !(act->is_string() && act->get_ref<const std::string&>() == "silu"))
+    return rd.fail("hidden_act " + config_reader::show(*act)
+                   + " is not supported (the experts compute SwiGLU with "
+                     "\"silu\")");
   if (auto err = read_rope(rd, cfg))
     return err;
   if (auto x = rd.get("tie_word_embeddings")) {

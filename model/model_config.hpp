@@ -59,8 +59,10 @@ caf::expected<model_config> read_model_config(const std::string& dir);
 /// errors. Accepts the classic layout (top-level `rope_theta`) and the newer
 /// one (`rope_parameters.rope_theta`, `head_dim: null`); rejects model types
 /// other than Mixtral, missing or non-positive sizes, inconsistent head counts,
-/// top-k above the expert count, odd head_dim, and RoPE scaling (which this
-/// engine does not implement). Errors are one line naming `source` and the key.
+/// top-k above the expert count, odd head_dim, RoPE scaling (which this
+/// engine does not implement), a hidden_act other than "silu", and bos / eos
+/// token ids outside the vocabulary. Errors are one line naming `source` and
+/// the key.
 caf::expected<model_config> parse_model_config(const json::value& doc,
                                                const std::string& source);
 

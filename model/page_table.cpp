@@ -48,6 +48,12 @@ kv_pool_pages(int64_t num_pages, int64_t memory_mib, int64_t bytes_per_page,
   return std::max<int64_t>(1, (context_tokens + page_size - 1) / page_size);
 }
 
+int64_t page_table::bytes_per_page() {
+  // A std::set node: three pointers, the colour and the id, plus malloc's
+  // header.
+  return static_cast<int64_t>(sizeof(page_info)) + 48;
+}
+
 page_table::page_table(int64_t page_size, int64_t num_pages,
                        key_function key_fn)
   : page_size_(page_size), num_pages_(num_pages), key_fn_(key_fn),

@@ -168,6 +168,10 @@ public:
     return num_pages_;
   }
 
+  /// Host bytes a page's record takes (its entry and its free-list node),
+  /// for checking a pool's size before it is built.
+  static int64_t bytes_per_page();
+
   /// Pages needed to hold `n_tokens` tokens.
   int64_t pages_for(int64_t n_tokens) const {
     // No overflow for any int64 count (they may come off the network).

@@ -47,7 +47,9 @@ struct step_request {
 
 /// What a finished step returns.
 struct step_result {
-  std::vector<int32_t> greedy; // [greedy_rows.size()]
+  /// [greedy_rows.size()]; -1 for a row whose logits hold a NaN or an
+  /// infinity (no token can be picked from it).
+  std::vector<int32_t> greedy;
   std::vector<float> logits; // [logit_rows.size(), vocab]
   std::vector<int32_t> routing; // [n_layers, n, k] when record_routing
 };

@@ -22,6 +22,7 @@
 
 #include "base/error.hpp"
 #include "base/log.hpp"
+#include "config/endpoint.hpp"
 #include "net/tcp_listen.hpp"
 
 namespace volt {
@@ -257,6 +258,10 @@ void node_metrics::request_done(double seconds, bool ok, size_t new_tokens) {
   impl_->tokens.Add({}).Increment(static_cast<double>(new_tokens));
 }
 
+void node_metrics::request_refused() {
+  impl_->requests.Add({{"outcome", "error"}}).Increment();
+}
+
 void node_metrics::queue_depth(size_t n) {
   impl_->queue.Add({}).Set(static_cast<double>(n));
 }
@@ -339,8 +344,8 @@ metrics_endpoint::start(const std::string& host, uint16_t port,
                         std::shared_ptr<prometheus::Registry> registry) {
   auto fail = [&](const std::string& why) {
     return make_volt_error(volt_errc::invalid_config,
-                           "[metrics] port: cannot serve /metrics on " + host
-                             + ":" + std::to_string(port) + ": " + why);
+                           "[metrics] port: cannot serve /metrics on "
+                             + render_endpoint(host, port) + ": " + why);
   };
   auto bound = listen_tcp(host, port);
   if (!bound)

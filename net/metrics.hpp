@@ -31,6 +31,11 @@ public:
   /// A generation request ended, after `seconds` from its arrival.
   void request_done(double seconds, bool ok, size_t new_tokens);
 
+  /// A generation request was refused before it was queued (malformed, or
+  /// the queue was full): counted with outcome "error", but not in the
+  /// latency histogram, which times requests the engine worked on.
+  void request_refused();
+
   /// Requests waiting in the engine's queue (not counting the running one).
   void queue_depth(size_t n);
 

@@ -26,10 +26,11 @@ void redis_client::context_deleter::operator()(redisContext* ctx) const {
 }
 
 caf::expected<redis_client>
-redis_client::connect(const endpoint& server,
+redis_client::connect(const redis_target& target,
                       std::chrono::milliseconds timeout) {
+  const auto& server = target.server;
   redis_client result;
-  result.address_ = server.host + ":" + std::to_string(server.port);
+  result.address_ = render_redis_target(target);
   auto tv = to_timeval(timeout);
   result.ctx_.reset(
     redisConnectWithTimeout(server.host.c_str(), server.port, tv));
@@ -38,6 +39,19 @@ redis_client::connect(const endpoint& server,
   if (result.ctx_->err)
     return redis_error(result.address_, result.ctx_->errstr);
   redisSetTimeout(result.ctx_.get(), tv);
+  if (!target.password.empty()) {
+    std::vector<std::string> auth{"AUTH"};
+    if (!target.user.empty())
+      auth.push_back(target.user);
+    auth.push_back(target.password);
+    // Redis' answer (WRONGPASS, NOAUTH) says what is wrong.
+    if (auto r = result.command(auth); !r)
+      return std::move(r.error());
+  }
+  if (target.database != 0)
+    if (auto r = result.command({"SELECT", std::to_string(target.database)});
+        !r)
+      return std::move(r.error());
   return result;
 }
 

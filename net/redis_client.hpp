@@ -18,8 +18,10 @@ namespace volt {
 /// client unusable; callers reconnect.
 class redis_client {
 public:
-  /// Connects to `server` within `timeout`; the error names the address.
-  static caf::expected<redis_client> connect(const endpoint& server,
+  /// Connects to `target` within `timeout`, then sends AUTH and SELECT when
+  /// it names credentials and a database; errors name the address, never
+  /// the password.
+  static caf::expected<redis_client> connect(const redis_target& target,
                                              std::chrono::milliseconds timeout);
 
   redis_client(redis_client&&) noexcept = default;

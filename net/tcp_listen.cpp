@@ -9,6 +9,7 @@
 #include <memory>
 
 #include "base/error.hpp"
+#include "config/endpoint.hpp"
 
 namespace volt {
 
@@ -53,7 +54,7 @@ std::string numeric_address(const sockaddr_storage& addr, socklen_t len) {
   char serv[NI_MAXSERV] = "?";
   getnameinfo(reinterpret_cast<const sockaddr*>(&addr), len, host, sizeof(host),
               serv, sizeof(serv), NI_NUMERICHOST | NI_NUMERICSERV);
-  return std::string{host} + ":" + serv;
+  return bracket_host(host) + ":" + serv;
 }
 
 } // namespace volt

@@ -128,6 +128,15 @@ inline bool wait_peer_traffic(uint16_t metrics_port,
   return false;
 }
 
+/// How often `text` occurs in `log` (lines, for a log's fragments).
+inline size_t count_lines(const std::string& log, const std::string& text) {
+  size_t n = 0;
+  for (auto at = log.find(text); at != std::string::npos;
+       at = log.find(text, at + text.size()))
+    ++n;
+  return n;
+}
+
 /// A volt-node process running from a TOML file.
 class node_process {
 public:
@@ -158,6 +167,17 @@ public:
     child_->signal(sig);
   }
 
+  /// Reads what the node logs for `duration`, so that log() includes it.
+  void read_log(std::chrono::milliseconds duration) {
+    child_->wait_for_stderr(std::string(1, '\0'), duration);
+  }
+
+  /// Waits for the node to exit by itself; returns its exit code (-1 when it
+  /// had to be killed after `timeout`).
+  int wait_exit(std::chrono::milliseconds timeout = std::chrono::seconds{20}) {
+    return child_->wait(timeout);
+  }
+
   int stop(int sig = SIGTERM) {
     child_->signal(SIGCONT); // a frozen node must run to handle the signal
     child_->signal(sig);
@@ -175,7 +195,10 @@ private:
 /// A private redis-server on a free loopback port, stopped on destruction.
 class redis_process {
 public:
-  explicit redis_process(uint16_t port = 0) : port_(port ? port : free_port()) {
+  /// `extra` are more redis-server flags, e.g. {"--requirepass", "x"}.
+  explicit redis_process(uint16_t port = 0,
+                         std::vector<std::string> extra = {})
+    : port_(port ? port : free_port()), extra_(std::move(extra)) {
     start();
   }
 
@@ -184,9 +207,17 @@ public:
   }
 
   void start() {
-    child_ = std::make_unique<child_process>(std::vector<std::string>{
-      "/usr/bin/redis-server", "--port", std::to_string(port_), "--bind",
-      "127.0.0.1", "--save", "", "--appendonly", "no"});
+    std::vector<std::string> argv{"/usr/bin/redis-server",
+                                  "--port",
+                                  std::to_string(port_),
+                                  "--bind",
+                                  "127.0.0.1",
+                                  "--save",
+                                  "",
+                                  "--appendonly",
+                                  "no"};
+    argv.insert(argv.end(), extra_.begin(), extra_.end());
+    child_ = std::make_unique<child_process>(argv);
     child_->wait_for_stdout("Ready to accept connections",
                             std::chrono::seconds{10});
   }
@@ -209,6 +240,7 @@ public:
 
 private:
   uint16_t port_;
+  std::vector<std::string> extra_;
   std::unique_ptr<child_process> child_;
 };
 

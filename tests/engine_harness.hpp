@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include <prometheus/registry.h>
+
 #include "actors/standalone.hpp"
 #include "base/error.hpp"
 #include "caf/actor_system.hpp"
@@ -18,6 +20,18 @@
 #include "tests/test_dsl.hpp"
 
 namespace volt::test {
+
+/// voltinfer_requests_total{outcome} of `metrics`.
+inline double requests_total(const node_metrics& metrics,
+                             const std::string& outcome) {
+  for (const auto& family : metrics.registry()->Collect())
+    if (family.name == "voltinfer_requests_total")
+      for (const auto& metric : family.metric)
+        for (const auto& label : metric.label)
+          if (label.name == "outcome" && label.value == outcome)
+            return metric.counter.value;
+  return 0;
+}
 
 /// An actor system configured as volt-node configures it.
 struct volt_system_config : caf::actor_system_config {

@@ -287,9 +287,12 @@ constexpr int argmax_threads = 1024;
 
 /// This kernel does the following for row blockIdx.x:
 /// 1. each thread scans its elements in ascending order (float4 loads when
-///    the row allows), skipping NaN and keeping the first of its largest;
-/// 2. warp, then block reduction of (value, index) pairs;
-/// 3. writes the index, or 0 when every element was NaN.
+///    the row allows), skipping NaN and keeping the first of its largest,
+///    and notes whether it saw a NaN or an infinity;
+/// 2. a block-wide OR of those notes, then warp and block reduction of
+///    (value, index) pairs;
+/// 3. writes the index, or -1 when the row holds a NaN or an infinity (the
+///    engine then fails the request instead of emitting a token).
 template <int Vec>
 __global__ void __launch_bounds__(argmax_threads)
   argmax_rows_kernel(const float* __restrict__ logits, int64_t vocab,
@@ -299,6 +302,7 @@ __global__ void __launch_bounds__(argmax_threads)
   const float* row = logits + static_cast<int64_t>(blockIdx.x) * vocab;
   float v = -INFINITY;
   int idx = INT_MAX;
+  int non_finite = 0;
   const int64_t n = vocab / Vec;
   for (int64_t c = threadIdx.x; c < n; c += blockDim.x) {
     float x[Vec];
@@ -309,12 +313,16 @@ __global__ void __launch_bounds__(argmax_threads)
       x[0] = row[c];
     }
 #pragma unroll
-    for (int j = 0; j < Vec; ++j)
+    for (int j = 0; j < Vec; ++j) {
+      non_finite |= !isfinite(x[j]);
       if (x[j] > v || (x[j] == v && idx == INT_MAX)) { // NaN compares false
         v = x[j];
         idx = static_cast<int>(c * Vec + j);
       }
+    }
   }
+  // Every thread of the block reaches this barrier.
+  non_finite = __syncthreads_or(non_finite);
 #pragma unroll
   for (int off = 16; off > 0; off /= 2)
     take_better(v, idx, __shfl_xor_sync(0xffffffffu, v, off),
@@ -336,7 +344,7 @@ __global__ void __launch_bounds__(argmax_threads)
     take_better(v, idx, __shfl_xor_sync(0xffffffffu, v, off),
                 __shfl_xor_sync(0xffffffffu, idx, off));
   if (lane == 0)
-    out[blockIdx.x] = idx == INT_MAX ? 0 : idx;
+    out[blockIdx.x] = non_finite ? -1 : (idx == INT_MAX ? 0 : idx);
 }
 
 // -- conversions --------------------------------------------------------------

@@ -64,9 +64,10 @@ void rope_kv_write(const float* qkv, const int32_t* positions,
                    int64_t n_tokens, float* q, __nv_bfloat16* k_cache,
                    __nv_bfloat16* v_cache, cudaStream_t stream);
 
-/// Greedy token of each row: the largest logit, the lowest id among equals;
-/// NaN never wins (a row of NaN gives 0), as volt::token_sampler's greedy
-/// pick.
+/// Greedy token of each row: the largest logit, the lowest id among equals,
+/// as volt::token_sampler's greedy pick; -1 for a row that holds a NaN or an
+/// infinity, which the engine answers with an error rather than a token (the
+/// CPU executor does the same with volt::first_non_finite).
 /// - logits (in):  [n_rows, vocab] f32
 /// - out    (out): [n_rows] i32
 void argmax_rows(const float* logits, int64_t n_rows, int64_t vocab,

@@ -127,6 +127,7 @@ CAF_TEST(a full queue refuses with an error and nothing is lost) {
   engine_options opts;
   opts.batching.max_batch = 1;
   opts.batching.max_queue = 2;
+  opts.metrics = std::make_shared<node_metrics>("t");
   engine_harness node{ckpt, opts};
   // One runs, two wait, the fourth and fifth are refused.
   auto answers = node.generate_all(
@@ -139,13 +140,22 @@ CAF_TEST(a full queue refuses with an error and nothing is lost) {
       CAF_CHECK_EQUAL(res->new_tokens.size(), 200u);
     } else {
       ++refused;
-      CAF_CHECK(res.error() == volt_errc::invalid_request);
+      // Not a bad request: one to send again later (HTTP's 429).
+      CAF_CHECK(res.error() == volt_errc::queue_full);
       CAF_CHECK_NOT_EQUAL(describe(res.error()).find("queue full"),
                           std::string::npos);
     }
   }
   CAF_CHECK_EQUAL(ok, 3);
   CAF_CHECK_EQUAL(refused, 2);
+  // Refused requests count as failed ones, as the metric's docs say.
+  CAF_CHECK_EQUAL(requests_total(*opts.metrics, "error"), 2.0);
+  CAF_CHECK_EQUAL(requests_total(*opts.metrics, "ok"), 3.0);
+  // A malformed request is refused and counted too.
+  auto bad = node.generate(request_for({320}, 4));
+  CAF_REQUIRE(!bad);
+  CAF_CHECK(bad.error() == volt_errc::invalid_request);
+  CAF_CHECK_EQUAL(requests_total(*opts.metrics, "error"), 3.0);
 }
 
 CAF_TEST(requests wait for pages held by running sequences) {

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "model/json.hpp"
+#include "tests/apps/cli_checks.hpp"
 #include "tests/model/checkpoint_writer.hpp"
 #include "tests/cluster.hpp"
 #include "tests/process.hpp"
@@ -17,26 +18,6 @@
 
 using namespace volt;
 using namespace volt::test;
-
-namespace {
-
-run_result generate(std::vector<std::string> flags) {
-  std::vector<std::string> argv{volt_node_binary(), "generate"};
-  argv.insert(argv.end(), flags.begin(), flags.end());
-  return run_process(argv);
-}
-
-/// Checks exit code 2 and a single stderr line that contains every fragment.
-void check_bad_input(const run_result& r, std::vector<std::string> fragments) {
-  CAF_CHECK_EQUAL(r.exit_code, 2);
-  CAF_CHECK_EQUAL(std::count(r.err.begin(), r.err.end(), '\n'), 1);
-  for (const auto& f : fragments)
-    if (r.err.find(f) == std::string::npos)
-      CAF_FAIL("stderr '" << r.err << "' lacks '" << f << "'");
-  CAF_CHECK(r.out.empty());
-}
-
-} // namespace
 
 CAF_TEST(generate prints the reference tokens and logits as json) {
   auto r = generate({"--model", tiny_mixtral_dir(), "--prompt-ids", "203",
@@ -167,6 +148,26 @@ CAF_TEST(bad flags exit with code 2 and one line) {
   check_bad_input(generate({"--model", model, "--prompt-ids", "1",
                             "--stop-token-ids", "2,320"}),
                   {"stop_token_ids: token id 320 at index 1"});
+  // Outputs only the JSON has: asked without it, they would be computed and
+  // never shown.
+  check_bad_input(
+    generate({"--model", model, "--prompt-ids", "1", "--all-logits"}),
+    {"--all-logits: needs --json"});
+  check_bad_input(
+    generate({"--model", model, "--prompt-ids", "1", "--router-topk"}),
+    {"--router-topk: needs --json"});
+  // The log level from the environment, when no flag gives it.
+  check_bad_input(generate({"--model", model, "--prompt-ids", "1"},
+                           {"VOLT_LOG_LEVEL=loud"}),
+                  {"environment: VOLT_LOG_LEVEL: unknown level 'loud'"});
+  check_bad_input(run_process({volt_node_binary(), "--config", "x.toml"},
+                              std::chrono::seconds{30},
+                              {"VOLT_LOG_LEVEL=verbose"}),
+                  {"environment: VOLT_LOG_LEVEL: unknown level 'verbose'"});
+  auto quiet = generate({"--model", model, "--prompt-ids", "1",
+                         "--max-new-tokens", "1", "--log-level", "info"},
+                        {"VOLT_LOG_LEVEL=bogus"});
+  CAF_CHECK_EQUAL(quiet.exit_code, 0); // the flag wins
   // No such device here: without CUDA, without a GPU, or with fewer GPUs.
   check_bad_input(
     generate({"--model", model, "--prompt-ids", "1", "--device", "cuda:99"}),

@@ -120,7 +120,8 @@ CAF_TEST(bad values name the variable) {
     "environment: VOLT_DISCOVERY_MODE: unknown mode 'zookeeper'");
   CHECK_CONFIG_ERROR(
     parse(worker_toml, {{"VOLT_DISCOVERY_REDIS_URL", "localhost"}}),
-    "environment: VOLT_DISCOVERY_REDIS_URL: expected \"redis://host:port\"");
+    "environment: VOLT_DISCOVERY_REDIS_URL: expected "
+    "\"redis://[[user]:password@]host[:port][/db]\"");
   CHECK_CONFIG_ERROR(default_node_config({{"VOLT_NETWORK_PORT", "abc"}}),
                      "environment: VOLT_NETWORK_PORT");
 }

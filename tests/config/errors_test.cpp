@@ -249,12 +249,25 @@ CAF_TEST(bad discovery mode) {
 
 CAF_TEST(bad redis urls) {
   for (auto bad : {"http://cache:6379", "redis://", "redis://cache:99999",
-                   "redis://cache:port", "cache:6379", "redis://cache:6379/0"})
+                   "redis://cache:port", "cache:6379", "redis://cache:6379/x"})
     CHECK_CONFIG_ERROR(
       parse(standalone_with("[discovery]\nredis_url = \"" + std::string{bad}
                             + "\"\n")),
-      "node.toml: [discovery] redis_url: expected \"redis://host:port\"",
+      "node.toml: [discovery] redis_url: expected "
+      "\"redis://[[user]:password@]host[:port][/db]\"",
       std::string{"got \""} + bad + "\"");
+  // A bad URL with credentials does not show them.
+  CHECK_CONFIG_ERROR(
+    parse(standalone_with(
+      "[discovery]\nredis_url = \"redis://:hunter2@cache:port\"\n")),
+    "[discovery] redis_url", "got \"redis://***@cache:port\"");
+}
+
+CAF_TEST(redis urls with a database and credentials are accepted) {
+  for (auto good : {"redis://127.0.0.1:6379/0", "redis://:secret@cache:6380/2",
+                    "redis://volt:secret@cache"})
+    CAF_CHECK(parse(standalone_with("[discovery]\nredis_url = \""
+                                    + std::string{good} + "\"\n")));
 }
 
 CAF_TEST(bad router worker entries) {

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <limits>
 
 #include "actors/standalone.hpp"
@@ -50,37 +51,44 @@ struct stepper {
     caf::anon_send_exit(sink, caf::exit_reason::user_shutdown);
   }
 
-  /// Queues a streamed request and returns its id.
-  uint64_t submit(generate_request req) {
-    if (auto err = sched->validate(req))
-      CAF_FAIL(describe(err));
+  /// Queues a streamed request; returns its id or why it was refused.
+  caf::expected<uint64_t> try_submit(generate_request req) {
     queued_generation job;
     job.request = std::move(req);
     job.arrived = engine_clock::now();
     job.sink = sink;
-    auto id = sched->enqueue(std::move(job));
+    return sched->enqueue(std::move(job));
+  }
+
+  /// Queues a streamed request and returns its id.
+  uint64_t submit(generate_request req) {
+    auto id = try_submit(std::move(req));
     if (!id)
       CAF_FAIL(describe(id.error()));
     return *id;
   }
 
-  /// Runs the executor on the planned step and hands back its outputs.
-  void finish(step_request req) {
+  /// Runs the executor on the planned step and hands back its outputs,
+  /// after `edit` changed them (a test's broken executor).
+  void finish(step_request req,
+              const std::function<void(step_result&)>& edit = nullptr) {
     auto progress = exec->start(std::move(req));
     if (!progress)
       CAF_FAIL(describe(progress.error()));
     CAF_REQUIRE(!progress->needs);
+    if (edit)
+      edit(progress->result);
     sched->finish_step(progress->result);
     collect();
   }
 
-  /// One step; false when nothing runs.
-  bool step() {
+  /// One step, its outputs changed by `edit`; false when nothing runs.
+  bool step(const std::function<void(step_result&)>& edit = nullptr) {
     auto req = sched->next_step(true);
     collect();
     if (!req)
       return false;
-    finish(std::move(*req));
+    finish(std::move(*req), edit);
     return true;
   }
 
@@ -115,6 +123,14 @@ struct stepper {
           CAF_FAIL(describe(e.error));
         return e.result;
       }
+    CAF_FAIL("no answer for request " << id);
+  }
+
+  /// The error that ended request `id` (none when it was answered).
+  caf::error error_of(uint64_t id) const {
+    for (const auto& e : ends)
+      if (e.id == id)
+        return e.error;
     CAF_FAIL("no answer for request " << id);
   }
 
@@ -334,7 +350,10 @@ CAF_TEST(one of n sequences stops while the other goes on) {
                   std::vector<int32_t>(want[1].begin(), want[1].begin() + 3));
   CAF_CHECK_EQUAL(res.finish_reasons,
                   std::vector<std::string>({"length", "stop"}));
-  CAF_CHECK_EQUAL(s.chunks_of(id, 1).back().finish_reason, "stop");
+  // The chunks live in a local: CAF_CHECK_EQUAL binds a reference to its
+  // argument, and one into a temporary vector would dangle.
+  auto chunks = s.chunks_of(id, 1);
+  CAF_CHECK_EQUAL(chunks.back().finish_reason, "stop");
   CAF_CHECK_EQUAL(s.pages_used(), 0);
   // A sequence out of range and an unknown reason are refused.
   auto again = s.submit(req);
@@ -484,7 +503,8 @@ CAF_TEST(stop token ids end a sequence and map to openai words) {
   CAF_CHECK_EQUAL(ctx.finish_reason, "context");
   CAF_CHECK_EQUAL(ctx.openai_finish_reasons,
                   std::vector<std::string>({"length"}));
-  CAF_CHECK_EQUAL(s.chunks_of(full, 0).back().openai_finish_reason, "length");
+  auto chunks = s.chunks_of(full, 0);
+  CAF_CHECK_EQUAL(chunks.back().openai_finish_reason, "length");
 }
 
 CAF_TEST(bad logprobs stop token ids and ids are refused naming the field) {
@@ -516,4 +536,60 @@ CAF_TEST(bad logprobs stop token ids and ids are refused naming the field) {
   s.run();
   // Once answered, an id is free again.
   CAF_CHECK(!s.sched->validate(req));
+}
+
+CAF_TEST(refused requests count as errors and a full queue has its own code) {
+  scheduler_options opts;
+  opts.max_queue = 1;
+  opts.metrics = std::make_shared<node_metrics>("t");
+  stepper s{64, opts};
+  auto bad = s.try_submit(request_for({}, 4));
+  CAF_REQUIRE(!bad);
+  CAF_CHECK(bad.error() == volt_errc::invalid_request);
+  s.submit(request_for({203}, 4));
+  auto full = s.try_submit(request_for({203}, 4));
+  CAF_REQUIRE(!full);
+  CAF_CHECK(full.error() == volt_errc::queue_full);
+  CAF_CHECK_EQUAL(describe(full.error()),
+                  "engine: queue full (1 requests waiting); try again later");
+  CAF_CHECK_EQUAL(requests_total(*opts.metrics, "error"), 2.0);
+  s.run();
+  CAF_CHECK_EQUAL(requests_total(*opts.metrics, "ok"), 1.0);
+  CAF_CHECK_EQUAL(requests_total(*opts.metrics, "error"), 2.0);
+  CAF_CHECK_NOT_EQUAL(s.sched->status().find("2 refused"), std::string::npos);
+}
+
+CAF_TEST(non finite logits fail the request instead of making a token) {
+  scheduler_options opts;
+  opts.metrics = std::make_shared<node_metrics>("t");
+  stepper s{64, opts};
+  // Sampled with a temperature: the scheduler sees the logits.
+  auto req = sampled({203, 5}, 4, 1, 2);
+  auto id = s.submit(req);
+  CAF_REQUIRE(s.step([](step_result& r) { r.logits.back() = NAN; }));
+  auto err = s.error_of(id);
+  CAF_CHECK(err == volt_errc::non_finite);
+  CAF_CHECK_EQUAL(describe(err),
+                  "engine: request 1: the model computed NaN as the logit of "
+                  "token 319 at position 1 (sequence 1); no token can be "
+                  "sampled from it, the weights or the activations overflow");
+  CAF_CHECK(s.chunks_of(id, 0).empty());
+  CAF_CHECK_EQUAL(s.pages_used(), 0);
+  CAF_CHECK(s.sched->idle());
+  // Greedy decode steps return only the executor's pick, -1 for such a row.
+  auto greedy = s.submit(request_for({203}, 4));
+  CAF_REQUIRE(s.step());
+  CAF_REQUIRE(s.step([](step_result& r) { r.greedy.at(0) = -1; }));
+  err = s.error_of(greedy);
+  CAF_CHECK(err == volt_errc::non_finite);
+  CAF_CHECK_NOT_EQUAL(describe(err).find("computed a NaN or an infinity among "
+                                         "the logits at position 1"),
+                      std::string::npos);
+  CAF_CHECK_EQUAL(s.pages_used(), 0);
+  CAF_CHECK(s.sched->idle());
+  CAF_CHECK_EQUAL(requests_total(*opts.metrics, "error"), 2.0);
+  // The engine goes on: the next request is answered.
+  auto next = s.submit(request_for({203}, 2));
+  s.run();
+  CAF_CHECK_EQUAL(s.result_of(next).new_tokens.size(), 2u);
 }

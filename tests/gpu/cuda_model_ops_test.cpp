@@ -17,6 +17,7 @@
 // Without a GPU (or a CUDA build) every case prints VOLT_GPU_SKIPPED and ctest
 // reports the suite as skipped.
 
+#include "model/finite.hpp"
 #include "tests/gpu/gpu_test_util.hpp"
 #include "tests/test_dsl.hpp"
 
@@ -228,7 +229,7 @@ CAF_TEST(rope_kv_write matches rope and the bf16 KV write) {
                               << differing);
 }
 
-CAF_TEST(argmax_rows picks the first maximum and skips NaN) {
+CAF_TEST(argmax_rows picks the first maximum and flags non finite rows) {
   if (!gpu_available())
     return;
   std::mt19937 gen{14};
@@ -249,25 +250,30 @@ CAF_TEST(argmax_rows picks the first maximum and skips NaN) {
           row[col(gen)] = 100.0f;
           row[col(gen)] = 100.0f;
           break;
-        case 1: // NaN everywhere but a few: NaN never wins
+        case 1: // NaN everywhere but a few: -1
           for (int64_t i = 0; i < s.vocab; ++i)
             if (i % 97 != 5)
               row[i] = NAN;
           break;
-        case 2: std::fill_n(row, s.vocab, NAN); break; // all NaN: 0
-        case 3: // -inf and NaN only: the first -inf
+        case 2: std::fill_n(row, s.vocab, NAN); break; // all NaN: -1
+        case 3: // -inf and NaN only: -1
           std::fill_n(row, s.vocab, -INFINITY);
           row[0] = NAN;
           break;
-        case 4: row[col(gen)] = INFINITY; break;
+        case 4: row[col(gen)] = INFINITY; break; // one +inf: -1
         default: break;
       }
     }
-    // The reference: token_sampler's greedy pick (temperature 0).
+    // The reference: token_sampler's greedy pick (temperature 0), -1 for a
+    // row with a NaN or an infinity.
     token_sampler sampler{0, 0};
     std::vector<int32_t> want(s.rows);
-    for (int64_t r = 0; r < s.rows; ++r)
-      want[r] = sampler.sample(x.data() + r * s.vocab, s.vocab, {});
+    for (int64_t r = 0; r < s.rows; ++r) {
+      const float* row = x.data() + r * s.vocab;
+      want[r] = first_non_finite(row, static_cast<size_t>(s.vocab)) >= 0
+                  ? -1
+                  : sampler.sample(row, s.vocab, {});
+    }
     auto d_x = upload(x);
     auto d_out = poisoned(sizeof(int32_t) * s.rows);
     cuda::argmax_rows(d_x.get<float>(), s.rows, s.vocab, d_out.get<int32_t>(),

@@ -19,24 +19,7 @@ namespace {
 
 const char* q0 = "model.layers.0.self_attn.q_proj.weight";
 
-struct fixture {
-  test::temp_dir tmp;
-  std::string config_text
-    = test::read_text(test::tiny_mixtral_dir() + "/config.json");
-  std::vector<tensor_to_write> tensors
-    = test::copy_tensors(test::tiny_mixtral_dir());
-
-  /// Writes the fixture's tensors (possibly edited) into `<tmp>/<name>`;
-  /// returns the folder.
-  std::string write(const std::string& name,
-                    const std::vector<tensor_to_write>& ts) {
-    auto dir = tmp.subdir(name);
-    auto err = test::write_checkpoint(dir, config_text, ts);
-    if (err) {
-      CAF_FAIL("write_checkpoint: " << describe(err));
-    }
-    return dir;
-  }
+struct fixture : test::fixture_copies {
 
   /// Writes the fixture split over two shard files, optionally with an index.
   std::string write_sharded(const std::string& name, bool with_index) {

@@ -171,6 +171,26 @@ write_checkpoint(const std::string& dir, const std::string& config_json,
   return write_safetensors(dir + "/" + file_name, tensors);
 }
 
+/// The tiny fixture's config.json text and tensors, for tests that edit them
+/// and write the result as new checkpoint folders.
+struct fixture_copies {
+  temp_dir tmp;
+  std::string config_text = read_text(tiny_mixtral_dir() + "/config.json");
+  std::vector<tensor_to_write> tensors = copy_tensors(tiny_mixtral_dir());
+
+  /// Writes `config_text` and `ts` into `<tmp>/<name>` and returns the folder
+  /// (aborts when it cannot: the test could not go on).
+  std::string write(const std::string& name,
+                    const std::vector<tensor_to_write>& ts) {
+    auto dir = tmp.subdir(name);
+    if (auto err = write_checkpoint(dir, config_text, ts)) {
+      std::fprintf(stderr, "write_checkpoint: %s\n", describe(err).c_str());
+      std::abort();
+    }
+    return dir;
+  }
+};
+
 /// A Mixtral config of the given sizes; the rest as in the tiny fixture
 /// (theta 1e4, eps 1e-5, context 1024, untied, no window, bos 1, eos 2).
 inline model_config

@@ -216,6 +216,39 @@ CAF_TEST(inconsistent sizes) {
                "head_dim 15 must be even (RoPE rotates pairs)");
 }
 
+CAF_TEST(token ids outside the vocabulary are refused) {
+  // An eos the model can never generate would never end a sequence.
+  expect_error(fixture_config_with("\"eos_token_id\": 2",
+                                   "\"eos_token_id\": 320"),
+               "key 'eos_token_id': token id 320 is outside the vocabulary "
+               "[0, 320) of vocab_size");
+  expect_error(fixture_config_with("\"eos_token_id\": 2",
+                                   "\"eos_token_id\": [2, 99999]"),
+               "key 'eos_token_id': token id 99999 is outside the vocabulary "
+               "[0, 320) of vocab_size");
+  expect_error(fixture_config_with("\"bos_token_id\": 1",
+                                   "\"bos_token_id\": 1000"),
+               "key 'bos_token_id': token id 1000 is outside the vocabulary "
+               "[0, 320) of vocab_size");
+  auto ok = read(fixture_config_with("\"eos_token_id\": 2",
+                                     "\"eos_token_id\": [319, 2]"));
+  CAF_REQUIRE(ok);
+  CAF_CHECK_EQUAL(ok->eos_token_id, 319);
+}
+
+CAF_TEST(activations other than silu are refused) {
+  expect_error(fixture_config_with("\"hidden_act\": \"silu\"",
+                                   "\"hidden_act\": \"gelu\""),
+               "hidden_act \"gelu\" is not supported (the experts compute "
+               "SwiGLU with \"silu\")");
+  expect_error(fixture_config_with("\"hidden_act\": \"silu\"",
+                                   "\"hidden_act\": 3"),
+               "hidden_act 3 is not supported (the experts compute SwiGLU "
+               "with \"silu\")");
+  // Absent means silu, as in transformers' MixtralConfig.
+  CAF_CHECK(read(fixture_config_with("\"hidden_act\": \"silu\",", "")));
+}
+
 CAF_TEST(rope scaling is refused) {
   expect_error(
     fixture_config_with("\"rope_theta\": 1000000.0,",

@@ -23,15 +23,6 @@ std::string static_router_extra(const std::vector<uint16_t>& workers) {
   return "[router]\nworkers = [" + list + "]\nready_timeout_ms = 3000\n";
 }
 
-/// Lines of `log` that contain `text`.
-size_t count_lines(const std::string& log, const std::string& text) {
-  size_t n = 0;
-  for (auto at = log.find(text); at != std::string::npos;
-       at = log.find(text, at + text.size()))
-    ++n;
-  return n;
-}
-
 std::string worker_extra(const std::string& experts) {
   return "[worker]\nexperts = [" + experts + "]\n";
 }

@@ -181,3 +181,67 @@ CAF_TEST(a redis restart fails nothing in flight and workers re register) {
   CAF_CHECK(router.wait_log("127.0.0.1:" + std::to_string(w3) + " joined",
                             std::chrono::seconds{10}));
 }
+
+CAF_TEST(redis urls with a password and a database select them) {
+  redis_process redis{0, {"--requirepass", "s3cr:t@x"}};
+  auto base = "127.0.0.1:" + std::to_string(redis.port());
+  // The password holds ':' and '@'; percent-encoding works too.
+  auto url = "redis://:s3cr%3At@x@" + base + "/2";
+  temp_dir dir;
+  auto w = free_port(), r = free_port();
+  node_process worker{write_node_toml(
+    dir, {"w", "worker", w, 0, worker_extra("0, 1, 2, 3, 4, 5, 6, 7", url)})};
+  CAF_REQUIRE(worker.wait_ready());
+  auto in_db = [&](const std::string& db) {
+    return redis_cli(redis.port(), {"--no-auth-warning", "-a", "s3cr:t@x",
+                                    "-n", db, "EXISTS",
+                                    worker_record_key("w")});
+  };
+  CAF_REQUIRE(eventually([&] { return in_db("2") == "1"; },
+                         std::chrono::seconds{5}));
+  CAF_CHECK_EQUAL(in_db("0"), "0");
+  node_process router{
+    write_node_toml(dir, {"router", "router", r, 0, redis_extra(url)})};
+  CAF_REQUIRE(router.wait_ready());
+  auto remote = run_generate({"--connect", "127.0.0.1:" + std::to_string(r)},
+                             "203", 4);
+  CAF_CHECK_EQUAL(remote.exit_code, 0);
+  // Without the password: Redis' own answer, and never the password.
+  auto w2 = free_port();
+  node_process stranger{
+    write_node_toml(dir, {"w2", "worker", w2, 0,
+                          worker_extra("0", "redis://" + base + "/0")})};
+  CAF_CHECK(stranger.wait_log("cannot register in Redis (redis " + base
+                                + "/0: NOAUTH",
+                              std::chrono::seconds{10}));
+  for (const auto* log : {&worker.log(), &router.log(), &stranger.log()})
+    CAF_CHECK_EQUAL(log->find("s3cr"), std::string::npos);
+}
+
+CAF_TEST(a worker gone from redis is no longer retried) {
+  redis_process redis;
+  temp_dir dir;
+  auto w1 = free_port(), w2 = free_port(), r = free_port();
+  node_process worker1{
+    write_node_toml(dir, {"w1", "worker", w1, 0,
+                          worker_extra("0, 1, 2, 3, 4, 5, 6, 7", redis.url())})};
+  node_process worker2{
+    write_node_toml(dir, {"w2", "worker", w2, 0,
+                          worker_extra("0, 1, 2, 3, 4, 5, 6, 7", redis.url())})};
+  node_process router{write_node_toml(dir, {"router", "router", r, 0,
+                                            redis_extra(redis.url())})};
+  CAF_REQUIRE(router.wait_ready());
+  auto name = "127.0.0.1:" + std::to_string(w1);
+  CAF_REQUIRE(router.wait_log(name + " joined", std::chrono::seconds{10}));
+  // Killed without deregistering: its key expires after the TTL.
+  worker1.signal(SIGKILL);
+  CAF_REQUIRE(router.wait_log(name + ": no longer registered in Redis",
+                              std::chrono::seconds{10}));
+  auto seen = count_lines(router.log(), name);
+  router.read_log(std::chrono::seconds{3});
+  CAF_CHECK_EQUAL(count_lines(router.log(), name), seen);
+  // The other worker still serves.
+  auto remote = run_generate({"--connect", "127.0.0.1:" + std::to_string(r)},
+                             "203", 4);
+  CAF_CHECK_EQUAL(remote.exit_code, 0);
+}
