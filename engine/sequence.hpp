@@ -17,6 +17,17 @@ namespace volt {
 
 using engine_clock = std::chrono::steady_clock;
 
+/// Seconds from `a` to `b`.
+inline double seconds_between(engine_clock::time_point a,
+                              engine_clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+
+/// Sequences a request samples (n, at least 1).
+inline uint32_t sequences_of(const generate_request& req) {
+  return req.n > 1 ? req.n : 1;
+}
+
 /// A request waiting for its turn.
 struct queued_generation {
   generate_request request;

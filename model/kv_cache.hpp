@@ -65,7 +65,7 @@ int64_t kv_bytes_per_page(const model_config& model, int64_t page_size);
 /// bytes of host memory (its K/V storage when on the host, and its page-table
 /// record), fits in the memory available now. Otherwise an invalid_config
 /// error naming what sized the pool (`origin`, e.g. "node.toml: [kv_cache]
-/// num_pages = 16777216"), what it needs and what is available: a pool that
+/// num_pages = N"), what it needs and what is available: a pool that
 /// cannot be had must stop the node before it reports ready.
 caf::error check_pool_fits_host(int64_t num_pages, int64_t bytes_per_page,
                                 const std::string& origin);

@@ -57,8 +57,9 @@ struct tokenizer_config {
   /// bos_token_id / eos_token_id of config.json.
   std::optional<token_id_list> model_bos;
   std::optional<token_id_list> model_eos;
-  /// model_max_length of tokenizer_config.json; nullopt when absent or when it
-  /// is transformers' "no limit" placeholder (about 1e30).
+  /// model_max_length of tokenizer_config.json; nullopt when absent or 1e18
+  /// and above (transformers writes int(1e30) for a tokenizer without a
+  /// length limit).
   std::optional<int64_t> model_max_length;
   /// The Jinja chat template (tokenizer_config.json's chat_template, its
   /// "default" entry when it is a list, else chat_template.jinja); empty when

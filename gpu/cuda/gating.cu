@@ -7,6 +7,7 @@
 #include <cfloat>
 
 #include "gpu/cuda/cuda_check.hpp"
+#include "gpu/cuda/warp_reduce.cuh"
 
 namespace volt::cuda {
 
@@ -69,15 +70,7 @@ __global__ void topk_gating_kernel(const float* __restrict__ logits,
         best = v[i];
         best_id = lane + 32 * i;
       }
-#pragma unroll
-    for (int off = 16; off > 0; off /= 2) {
-      float other = __shfl_xor_sync(0xffffffffu, best, off);
-      int other_id = __shfl_xor_sync(0xffffffffu, best_id, off);
-      if (other > best || (other == best && other_id < best_id)) {
-        best = other;
-        best_id = other_id;
-      }
-    }
+    warp_argmax(best, best_id);
     // The owner removes the winner from later rounds.
 #pragma unroll
     for (int i = 0; i < PerLane; ++i)

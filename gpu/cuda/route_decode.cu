@@ -5,6 +5,7 @@
 #include <cfloat>
 
 #include "gpu/cuda/cuda_check.hpp"
+#include "gpu/cuda/warp_reduce.cuh"
 
 namespace volt::cuda {
 
@@ -34,13 +35,6 @@ struct route_args {
   void* rows;
 };
 
-__device__ inline float warp_sum(float v) {
-#pragma unroll
-  for (int off = 16; off > 0; off /= 2)
-    v += __shfl_xor_sync(0xffffffffu, v, off);
-  return v;
-}
-
 /// Steps 2-4 of route_decode_kernel, run by the block that finishes last.
 template <bool F16>
 __device__ void gate_plan_gather(const route_args& a) {
@@ -69,15 +63,7 @@ __device__ void gate_plan_gather(const route_args& a) {
     for (int j = 0; j < a.k; ++j) {
       float best = p;
       int best_id = lane;
-#pragma unroll
-      for (int off = 16; off > 0; off /= 2) {
-        float other = __shfl_xor_sync(0xffffffffu, best, off);
-        int other_id = __shfl_xor_sync(0xffffffffu, best_id, off);
-        if (other > best || (other == best && other_id < best_id)) {
-          best = other;
-          best_id = other_id;
-        }
-      }
+      warp_argmax(best, best_id);
       if (lane == best_id)
         p = -1.0f;
       kept += best;

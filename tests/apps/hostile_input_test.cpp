@@ -65,7 +65,7 @@ run_result run_node_with(const temp_dir& dir, const std::string& kv,
 
 CAF_TEST(kv pools larger than the memory stop the node before ready) {
   temp_dir dir;
-  // 16777216 pages of 4096 tokens are 32 TiB of float32 K/V for the tiny
+  // 2^24 pages of 4096 tokens are 32 TiB of float32 K/V for the tiny
   // model: inside the documented ranges, beyond any machine.
   auto pages = run_node_with(dir, "page_size = 4096\nnum_pages = 16777216\n");
   check_bad_input(pages, {"kv.toml: [kv_cache] num_pages = 16777216: the KV "

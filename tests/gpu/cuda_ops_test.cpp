@@ -159,6 +159,24 @@ void check_expert_ffn(int64_t e, int64_t hidden, int64_t ffn, bool int8,
   CAF_CHECK_LESS(err, int8 ? 3e-2 : 1e-2);
 }
 
+/// Checks a kernel's top-k against cpu::topk_gating on `logits`: ids must
+/// match except where two probabilities tie to within `tie` (relative), and
+/// the weights within 1e-5.
+void check_gating(const std::vector<float>& logits, int64_t n, int64_t e,
+                  int64_t k, const std::vector<int32_t>& ids,
+                  const std::vector<float>& w, float tie) {
+  std::vector<int32_t> want_ids(ids.size());
+  std::vector<float> want_w(w.size());
+  cpu::topk_gating(logits.data(), n, e, k, want_ids.data(), want_w.data());
+  size_t mismatches = 0;
+  for (size_t i = 0; i < ids.size(); ++i)
+    if (ids[i] != want_ids[i]
+        && std::abs(w[i] - want_w[i]) > tie * std::abs(want_w[i]))
+      ++mismatches;
+  CAF_CHECK_EQUAL(mismatches, 0u);
+  CAF_CHECK_LESS(rel_error(w, want_w), 1e-5);
+}
+
 } // namespace
 
 CAF_TEST(gating matches the CPU twin) {
@@ -178,18 +196,7 @@ CAF_TEST(gating matches the CPU twin) {
                           d_w.get<float>(), nullptr);
         auto ids = download<int32_t>(d_ids, static_cast<size_t>(n * k));
         auto w = download<float>(d_w, static_cast<size_t>(n * k));
-        std::vector<int32_t> want_ids(ids.size());
-        std::vector<float> want_w(w.size());
-        cpu::topk_gating(logits.data(), n, e, k, want_ids.data(),
-                         want_w.data());
-        // Ids must match, except where two probabilities tie to rounding.
-        size_t mismatches = 0;
-        for (size_t i = 0; i < ids.size(); ++i)
-          if (ids[i] != want_ids[i]
-              && std::abs(w[i] - want_w[i]) > 1e-6f * std::abs(want_w[i]))
-            ++mismatches;
-        CAF_CHECK_EQUAL(mismatches, 0u);
-        CAF_CHECK_LESS(rel_error(w, want_w), 1e-5);
+        check_gating(logits, n, e, k, ids, w, 1e-6f);
       }
 }
 
@@ -336,17 +343,7 @@ CAF_TEST(routing a decode batch in one launch matches the CPU twins) {
                   sum += double(x[t * hidden + i]) * gate[x_ * hidden + i];
                 logits[t * e + x_] = static_cast<float>(sum);
               }
-            std::vector<int32_t> want_ids(ids.size());
-            std::vector<float> want_w(w.size());
-            cpu::topk_gating(logits.data(), n, e, k, want_ids.data(),
-                             want_w.data());
-            size_t mismatches = 0;
-            for (size_t i = 0; i < ids.size(); ++i)
-              if (ids[i] != want_ids[i]
-                  && std::abs(w[i] - want_w[i]) > 1e-5f * std::abs(want_w[i]))
-                ++mismatches;
-            CAF_CHECK_EQUAL(mismatches, 0u);
-            CAF_CHECK_LESS(rel_error(w, want_w), 1e-5);
+            check_gating(logits, n, e, k, ids, w, 1e-5f);
             // The plan and the rows follow the ids the kernel chose.
             auto plan = volt::plan_dispatch(ids, n, k, e);
             auto sorted = download<int32_t>(d_sorted,

@@ -74,7 +74,8 @@ CAF_TEST(scalars and typed access) {
   CAF_CHECK(parse_ok("\"hi\"").get<std::string>() == "hi");
   CAF_CHECK_EQUAL(int_of("\t\r\n 42 \n"), 42);
   CAF_CHECK_EQUAL(int_of("-7"), -7);
-  // Integral floats count as integers (Python writes 1000000.0 for floats).
+  // Integral floats count as integers: Python's json module writes a float
+  // that holds a whole number with a trailing ".0".
   CAF_CHECK_EQUAL(int_of("1000000.0"), 1000000);
   CAF_CHECK_EQUAL(int_of("1e3"), 1000);
   CAF_CHECK(!json::to_int64(parse_ok("1.5")));
