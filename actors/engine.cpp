@@ -28,6 +28,21 @@ std::vector<uint32_t> missing_experts(const engine_state& st) {
   return missing;
 }
 
+/// Whether requests may run now (every expert has a live host, or the
+/// policy routes around those that have none).
+bool can_serve(engine_state& st) {
+  return st.routing.can_serve(missing_experts(st));
+}
+
+/// Answers the clients waiting for the engine to serve, if it does.
+void deliver_ready(engine_state& st) {
+  if (!can_serve(st) || st.ready_waiters.empty())
+    return;
+  for (auto& p : st.ready_waiters)
+    p.deliver(true);
+  st.ready_waiters.clear();
+}
+
 /// Sends the streamed requests' chunks and ends that the scheduler made, and
 /// stops watching sinks whose last request ended.
 void flush_streams(engine_pointer self) {
@@ -73,7 +88,10 @@ void schedule(engine_pointer self) {
 /// on missing experts and expert rows that took longer than step_timeout.
 void schedule_tick(engine_pointer self) {
   auto& st = self->state;
-  if (st.tick_scheduled || !(st.sched->has_queued() || st.dispatch->active()))
+  bool waiting_for_grace = !st.ready_waiters.empty() && st.routing.in_grace();
+  if (st.tick_scheduled
+      || !(st.sched->has_queued() || st.dispatch->active()
+           || waiting_for_grace))
     return;
   st.tick_scheduled = true;
   auto delay
@@ -94,8 +112,28 @@ void fail_step(engine_pointer self, const caf::error& err) {
   auto& st = self->state;
   st.dispatch->cancel();
   st.exec->abandon();
+  st.step_copy.reset();
   st.sched->fail_step(err);
   end_step(self);
+}
+
+void start_step(engine_pointer self, step_request req);
+
+/// Rows of the step failed at the expert hosts. When an expert lost its last
+/// host mid-step and the policy renormalises, the step runs again without
+/// it (the same rows rewrite the same K/V positions); else it fails.
+void on_rows_failed(engine_pointer self, const caf::error& err) {
+  auto& st = self->state;
+  if (st.routing.renormalizes() && err == volt_errc::missing_expert
+      && st.step_copy && can_serve(st)
+      && st.routing.step_mask(missing_experts(st)) != st.step_mask) {
+    VOLT_INFO("engine", "running the step again without the experts that "
+                        "lost their last host ("
+                          << describe(err) << ")");
+    st.exec->abandon();
+    return start_step(self, *st.step_copy);
+  }
+  fail_step(self, err);
 }
 
 /// Follows the executor's progress: sends rows to expert hosts while it asks
@@ -105,27 +143,43 @@ void advance(engine_pointer self, caf::expected<step_progress> progress) {
   if (!progress)
     return fail_step(self, progress.error());
   if (!progress->needs) {
-    st.sched->finish_step(progress->result);
+    st.step_copy.reset();
+    st.sched->finish_step(progress->result, st.step_mask);
     return end_step(self);
   }
   st.dispatch->start(std::move(*progress->needs),
                      [self](caf::expected<std::vector<float>> outputs) {
                        if (!outputs)
-                         return fail_step(self, outputs.error());
+                         return on_rows_failed(self, outputs.error());
                        advance(self,
                                self->state.exec->resume(std::move(*outputs)));
                      });
   schedule_tick(self);
 }
 
+/// Starts `req` in the executor, routing without the experts that have no
+/// live host when the policy renormalises.
+void start_step(engine_pointer self, step_request req) {
+  auto& st = self->state;
+  auto missing = missing_experts(st);
+  req.masked_experts = st.routing.step_mask(missing);
+  st.routing.note(req.masked_experts, missing);
+  st.step_mask = req.masked_experts;
+  if (st.routing.renormalizes())
+    st.step_copy = req;
+  advance(self, st.exec->start(std::move(req)));
+}
+
 /// Lets a newly queued request join the batch (unless experts are missing).
 void start_queued(engine_pointer self) {
   auto& st = self->state;
-  if (auto missing = missing_experts(st); !missing.empty())
+  if (!can_serve(st)) {
     VOLT_INFO("engine", "request waits for experts without a live host: "
-                          << expert_pool::render(missing));
-  else
+                          << expert_pool::render(missing_experts(st)));
+  } else {
+    st.sched->reuse_prefixes(st.routing.step_mask(missing_experts(st)).empty());
     st.sched->admit();
+  }
   flush_streams(self);
   schedule(self);
 }
@@ -158,7 +212,10 @@ void run_next_step(engine_pointer self) {
   // mapping would crash the node or silently change its answers.
   if (auto err = check_mapped_files())
     return stop_engine(self, std::move(err));
-  auto req = st.sched->next_step(missing_experts(st).empty());
+  // A degraded answer is computed whole under the routing of its time: no
+  // K/V from the prefix cache, which full routing wrote.
+  st.sched->reuse_prefixes(st.routing.step_mask(missing_experts(st)).empty());
+  auto req = st.sched->next_step(can_serve(st));
   flush_streams(self); // admission may have refused streamed requests
   if (!req) {
     schedule_tick(self); // requests may be waiting for experts
@@ -166,7 +223,7 @@ void run_next_step(engine_pointer self) {
     return;
   }
   st.step_running = true;
-  advance(self, st.exec->start(std::move(*req)));
+  start_step(self, std::move(*req));
 }
 
 void add_host(engine_pointer self, expert_host host) {
@@ -182,11 +239,7 @@ void add_host(engine_pointer self, expert_host host) {
             "expert host " << name << " joined with " << count << " experts");
   if (st.options.metrics)
     st.options.metrics->live_workers(st.pool.remote_count());
-  if (missing_experts(st).empty()) {
-    for (auto& p : st.ready_waiters)
-      p.deliver(true);
-    st.ready_waiters.clear();
-  }
+  deliver_ready(st);
   schedule(self);
 }
 
@@ -227,9 +280,11 @@ void on_down(engine_pointer self, const caf::down_msg& msg) {
 /// Fails queued requests that waited too long for missing experts.
 void expire_waiting(engine_pointer self) {
   auto& st = self->state;
-  auto missing = missing_experts(st);
-  if (missing.empty())
+  if (can_serve(st)) {
+    deliver_ready(st); // a renormalising engine's start-up grace ended
     return schedule(self);
+  }
+  auto missing = missing_experts(st);
   st.sched->expire_queued(
     st.options.ready_timeout,
     missing_experts_error(missing,
@@ -265,6 +320,10 @@ engine_actor::behavior_type engine(engine_pointer self,
   st.sched = std::make_unique<scheduler>(cfg, exec->page_size(),
                                          exec->num_pages(), options.batching);
   st.pool = expert_pool{static_cast<uint32_t>(cfg.num_local_experts)};
+  st.routing = degraded_routing{options.on_missing_expert,
+                                options.masked_experts,
+                                static_cast<uint32_t>(cfg.num_local_experts),
+                                options.ready_timeout};
   st.dispatch = std::make_unique<expert_dispatch>(
     self, st.pool, cfg.hidden_size, options.step_timeout, options.metrics);
   st.exec = std::move(exec);
@@ -337,10 +396,11 @@ engine_actor::behavior_type engine(engine_pointer self,
     },
     [self](ready_atom) -> caf::result<bool> {
       auto& st = self->state;
-      if (missing_experts(st).empty())
+      if (can_serve(st))
         return true;
       auto promise = self->make_response_promise<bool>();
       st.ready_waiters.push_back(promise);
+      schedule_tick(self); // a renormalising engine serves after its grace
       return promise;
     },
     [self](drain_atom) -> caf::result<bool> {

@@ -4,9 +4,11 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "actors/degraded_routing.hpp"
 #include "actors/expert_dispatch.hpp"
 #include "actors/expert_pool.hpp"
 #include "actors/type_ids.hpp"
@@ -34,6 +36,13 @@ struct engine_options {
   std::chrono::milliseconds step_timeout = std::chrono::seconds{120};
   /// How long a request waits for every expert to have a live host.
   std::chrono::milliseconds ready_timeout = std::chrono::seconds{30};
+  /// What requests do when an expert they are routed to has no live host
+  /// (see degraded_routing); with renormalize, the start's wait for every
+  /// expert lasts ready_timeout.
+  missing_expert_policy on_missing_expert = missing_expert_policy::fail;
+  /// Experts left out of every step's routing, as if they had no host (the
+  /// reference run of `generate --mask-experts`).
+  std::vector<uint32_t> masked_experts;
   /// Batching (the executor's max_step_rows is filled in by the engine).
   scheduler_options batching;
   /// Where the engine reports; may be null.
@@ -52,6 +61,14 @@ struct engine_state {
   bool step_scheduled = false;
   /// Rows of the current step's layer at expert hosts.
   std::unique_ptr<expert_dispatch> dispatch;
+  /// Experts without a live host: whether requests run, and without which
+  /// experts each step routes.
+  degraded_routing routing;
+  /// The experts the current step runs without, and (when renormalising) the
+  /// step itself, to run again without an expert that lost its last host
+  /// mid-step.
+  std::vector<uint32_t> step_mask;
+  std::optional<step_request> step_copy;
   std::vector<caf::typed_response_promise<bool>> ready_waiters;
   std::vector<caf::typed_response_promise<bool>> drain_waiters;
   bool tick_scheduled = false;
@@ -74,7 +91,9 @@ using engine_pointer = engine_actor::stateful_pointer<engine_state>;
 /// experts that the executor does not host leave it, one message per expert
 /// host per layer (replicas picked by load, re-sent when a host fails). Hosts
 /// join with `host_atom` and are monitored. Requests wait (up to
-/// ready_timeout) while some expert has no live host; beyond max_queue
+/// ready_timeout) while some expert has no live host, unless the policy
+/// renormalises: then steps route around such experts (restarting a step
+/// whose expert lost its last host mid-way); beyond max_queue
 /// waiting requests are refused. Streamed requests send their tokens to a
 /// sink actor as each step makes them; a request is cancelled by its id, or
 /// when its sink goes down (it is monitored). With an executor that blocks on

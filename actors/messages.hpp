@@ -153,6 +153,14 @@ struct generate_result {
   double prefill_seconds = 0;
   double decode_seconds = 0;
   kv_usage kv;
+  /// Degraded routing ([router] on_missing_expert = "renormalize"): the
+  /// experts that had no live host while this answer was computed and that
+  /// some of its rows would have been routed to, ascending; empty for an
+  /// answer computed with every expert it chose.
+  std::vector<uint32_t> degraded_experts;
+  /// Tokens generated (all sequences) after the answer lost an expert: from
+  /// the step whose rows first lost one on, every token depends on it.
+  int64_t degraded_tokens = 0;
 };
 
 template <class Inspector>
@@ -161,7 +169,7 @@ typename Inspector::result_type inspect(Inspector& f, generate_result& x) {
            x.sequences, x.finish_reasons, x.last_logits, x.all_logits,
            x.routing, x.finish_reason, x.openai_finish_reasons, x.logprobs,
            x.prompt_tokens, x.completion_tokens, x.prefill_seconds,
-           x.decode_seconds, x.kv);
+           x.decode_seconds, x.kv, x.degraded_experts, x.degraded_tokens);
 }
 
 /// Token rows of one layer for the experts one actor hosts, grouped by expert:

@@ -3,6 +3,7 @@
 // through CAF (--connect), printed for a person or as JSON; with --stream,
 // tokens are printed as the engine makes them.
 
+#include <algorithm>
 #include <cstdio>
 #include <limits>
 
@@ -67,6 +68,10 @@ const std::vector<flag_spec> generate_flags = {
    "with --model: where the model runs, cpu or cuda:N (default cpu)"},
   {"quantization", true,
    "with --model on a GPU: expert weights none (bf16) or int8 (default none)"},
+  {"mask-experts", true,
+   "with --model: comma-separated expert ids left out of routing in every "
+   "layer, as a router does with experts that have no live host (the "
+   "reference of degraded answers)"},
   {"log-level", true,
    "debug, info, warning (default), error or quiet; without it, "
    "VOLT_LOG_LEVEL"},
@@ -157,6 +162,33 @@ void print_chunk(const generate_chunk& c) {
   std::fflush(stdout);
 }
 
+/// The experts --mask-experts names, checked against the model.
+caf::expected<std::vector<uint32_t>> masked_experts(const cli_args& args,
+                                                    const model_config& cfg) {
+  if (!args.has("mask-experts"))
+    return std::vector<uint32_t>{};
+  auto ids = args.get_int_list("mask-experts", 0,
+                               std::numeric_limits<uint32_t>::max());
+  if (!ids)
+    return std::move(ids.error());
+  std::vector<uint32_t> out;
+  for (auto id : *ids) {
+    if (id >= cfg.num_local_experts)
+      return flag_error("--mask-experts: expert " + std::to_string(id)
+                        + " is outside the model ("
+                        + std::to_string(cfg.num_local_experts)
+                        + " experts)");
+    if (std::find(out.begin(), out.end(), id) != out.end())
+      return flag_error("--mask-experts: expert " + std::to_string(id)
+                        + " is listed twice");
+    out.push_back(static_cast<uint32_t>(id));
+  }
+  if (static_cast<int64_t>(out.size()) >= cfg.num_local_experts)
+    return flag_error("--mask-experts: every expert of the model is masked; "
+                      "leave at least one to route to");
+  return out;
+}
+
 /// Runs the request on a standalone node spawned in this process.
 caf::expected<generate_result> generate_local(caf::actor_system& sys,
                                               const cli_args& args,
@@ -171,7 +203,11 @@ caf::expected<generate_result> generate_local(caf::actor_system& sys,
   auto ckpt = checkpoint::open(args.get("model"));
   if (!ckpt)
     return std::move(ckpt.error());
+  auto masked = masked_experts(args, ckpt->config());
+  if (!masked)
+    return std::move(masked.error());
   standalone_options options;
+  options.engine.masked_experts = std::move(*masked);
   options.model_device = *device;
   options.model_device_origin = "--device";
   options.quantization = *quantization;
@@ -206,6 +242,10 @@ int run_generate_command(const std::vector<std::string>& raw_args) {
     return report_error(flag_error(
       args->has("model") ? "--model and --connect: give one, not both"
                          : "--model: missing (or --connect HOST:PORT)"));
+  if (args->has("mask-experts") && !args->has("model"))
+    return report_error(flag_error(
+      "--mask-experts: needs --model (a running node routes around the "
+      "experts that have no live host by itself)"));
   if (args->has("stream") && args->has("json"))
     return report_error(flag_error("--stream and --json: give one, not both"));
   // The text output has no place for them: asking without --json would

@@ -80,6 +80,9 @@ std::string generation_to_json(const generate_request& req,
   out["decode_seconds"] = json::rounded(res.decode_seconds, 6);
   out["decode_tokens_per_second"]
     = json::rounded(per_second(decode_steps(res), res.decode_seconds), 2);
+  if (!res.degraded_experts.empty())
+    out["degraded"] = {{"missing_experts", res.degraded_experts},
+                       {"tokens", res.degraded_tokens}};
   out["kv"] = {{"page_size", res.kv.page_size},
                {"pages_used", res.kv.pages_used},
                {"pages_shared", res.kv.pages_shared},
@@ -113,7 +116,15 @@ std::string generation_to_text(const generate_request& req,
                 decode_steps(res), res.decode_seconds * 1e3,
                 per_second(decode_steps(res), res.decode_seconds),
                 res.finish_reason.c_str());
-  return out + buf;
+  out += buf;
+  if (!res.degraded_experts.empty()) {
+    out += "degraded: experts";
+    for (size_t i = 0; i < res.degraded_experts.size(); ++i)
+      out += (i > 0 ? ", " : " ") + std::to_string(res.degraded_experts[i]);
+    out += " had no live host; " + std::to_string(res.degraded_tokens)
+           + " tokens were routed without them\n";
+  }
+  return out;
 }
 
 } // namespace volt

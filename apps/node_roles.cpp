@@ -139,6 +139,7 @@ placement_of(const node_config& cfg, const model_config& model,
     options.expert_device = -1;
   auto& opts = options.engine;
   opts.ready_timeout = std::chrono::milliseconds{cfg.router.ready_timeout_ms};
+  opts.on_missing_expert = cfg.router.on_missing_expert;
   opts.page_size = cfg.kv_cache.page_size;
   if (options.model_device >= 0) {
     // The CUDA executor sizes its bf16 pool on the device.

@@ -230,6 +230,15 @@ const std::vector<config_key>& config_keys() {
      "How long a request waits for every expert to have a live host before it "
      "fails with an error naming the missing experts, in milliseconds.",
      0, 3600000},
+    {"router", "on_missing_expert",
+     field<&node_config::router, &router_section::on_missing_expert>(),
+     "What a request does when an expert its tokens are routed to has no live "
+     "host (every host dead or unreachable, no replica left): \"fail\" (it "
+     "fails with an error naming the experts) or \"renormalize\" (each such "
+     "token keeps its other chosen experts, their weights renormalised to sum "
+     "to 1, or takes the best available experts when all of its are missing; "
+     "the answer carries \"degraded\" and voltinfer_degraded_tokens_total "
+     "counts the tokens). Full routing resumes by itself when a host returns."},
     // -- [discovery]
     // -------------------------------------------------------------------------
     {"discovery", "mode",

@@ -68,6 +68,10 @@ inline key_value to_key_value(discovery_mode x) {
   return to_string(x);
 }
 
+inline key_value to_key_value(missing_expert_policy x) {
+  return to_string(x);
+}
+
 // -- key_value -> field (type and range already checked by the caller)
 // ----------------------
 
@@ -145,6 +149,15 @@ inline std::string from_key_value(const key_value& v, discovery_mode& x) {
     {"redis", discovery_mode::redis},
   };
   return parse_enum(v, "mode", names, x);
+}
+
+inline std::string from_key_value(const key_value& v,
+                                  missing_expert_policy& x) {
+  static constexpr std::pair<const char*, missing_expert_policy> names[] = {
+    {"fail", missing_expert_policy::fail},
+    {"renormalize", missing_expert_policy::renormalize},
+  };
+  return parse_enum(v, "policy", names, x);
 }
 
 } // namespace volt::detail

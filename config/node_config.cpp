@@ -115,6 +115,14 @@ std::string to_string(discovery_mode x) {
   return "discovery_mode(" + std::to_string(static_cast<int>(x)) + ")";
 }
 
+std::string to_string(missing_expert_policy x) {
+  switch (x) {
+    case missing_expert_policy::fail: return "fail";
+    case missing_expert_policy::renormalize: return "renormalize";
+  }
+  return "missing_expert_policy(" + std::to_string(static_cast<int>(x)) + ")";
+}
+
 caf::expected<node_config>
 load_node_config(const std::string& file,
                  const std::map<std::string, std::string>& env) {

@@ -33,11 +33,24 @@ enum class discovery_mode {
   redis,
 };
 
+/// What a router does with a request whose tokens are routed to an expert
+/// that has no live host.
+enum class missing_expert_policy {
+  /// The request fails with an error naming the experts (TOML "fail").
+  fail,
+  /// Its tokens go to their other chosen experts, the weights renormalised
+  /// over them, and the answer says it is degraded (TOML "renormalize").
+  renormalize,
+};
+
 /// Returns the TOML spelling of `x`: "standalone", "router" or "worker".
 std::string to_string(node_role x);
 
 /// Returns the TOML spelling of `x`: "static" or "redis".
 std::string to_string(discovery_mode x);
+
+/// Returns the TOML spelling of `x`: "fail" or "renormalize".
+std::string to_string(missing_expert_policy x);
 
 /// Section `[node]`: who this process is.
 struct node_section {
@@ -109,6 +122,10 @@ struct router_section {
   /// How long a request waits for every expert to have a live host before it
   /// fails naming the missing ones, in milliseconds. Default: 30000.
   uint32_t ready_timeout_ms = 30000;
+  /// What a request does when an expert it is routed to has no live host:
+  /// fail naming it, or renormalize over the token's other experts (degraded
+  /// answers, counted and marked). Default: fail.
+  missing_expert_policy on_missing_expert = missing_expert_policy::fail;
 };
 
 /// Section `[discovery]`: static list or Redis registry.

@@ -11,7 +11,8 @@ namespace volt {
 caf::expected<page_admission> admit_with_headroom(page_table& pt, uint64_t seq,
                                                   const std::vector<int32_t>& prompt,
                                                   int64_t reserve_tokens,
-                                                  int64_t headroom_pages) {
+                                                  int64_t headroom_pages,
+                                                  bool reuse_cached) {
   if (headroom_pages < 0)
     return make_volt_error(volt_errc::invalid_request,
                            "admit: headroom_pages is negative ("
@@ -25,7 +26,7 @@ caf::expected<page_admission> admit_with_headroom(page_table& pt, uint64_t seq,
                              + " headroom wanted, "
                              + std::to_string(pt.available_pages())
                              + " available");
-  return pt.admit(seq, prompt, reserve_tokens);
+  return pt.admit(seq, prompt, reserve_tokens, reuse_cached);
 }
 
 caf::expected<kv_step_plan> plan_kv_step(page_table& pt,

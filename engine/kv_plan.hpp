@@ -38,11 +38,13 @@ struct kv_step_plan {
 /// fewer than `headroom_pages` pages would stay available afterwards (errors
 /// out_of_pages: the running sequences could not grow without preempting the
 /// new one at once). A reserve that can never fit the pool is refused by
-/// page_table::admit (invalid_request), headroom or not.
+/// page_table::admit (invalid_request), headroom or not. `reuse_cached` as
+/// page_table::admit.
 caf::expected<page_admission> admit_with_headroom(page_table& pt, uint64_t seq,
                                                   const std::vector<int32_t>& prompt,
                                                   int64_t reserve_tokens,
-                                                  int64_t headroom_pages);
+                                                  int64_t headroom_pages,
+                                                  bool reuse_cached = true);
 
 /// Makes every write of a step writable, in order. When a write finds no free
 /// page, the most recently admitted live sequence is released (preempted;

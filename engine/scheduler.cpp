@@ -1,6 +1,7 @@
 #include "engine/scheduler.hpp"
 
 #include <algorithm>
+#include <iterator>
 #include <string>
 #include <utility>
 
@@ -225,7 +226,7 @@ void scheduler::admit() {
     // without preempting the newcomer at once.
     auto granted = admit_with_headroom(
       pages_, id, tokens, static_cast<int64_t>(tokens.size()),
-      static_cast<int64_t>(running_.size()));
+      static_cast<int64_t>(running_.size()), reuse_prefixes_);
     if (!granted && granted.error() == volt_errc::out_of_pages)
       return; // running sequences release pages as they finish
     if (!granted) {
@@ -394,6 +395,10 @@ void scheduler::commit(uint64_t id, running_sequence& seq) {
   std::vector<int32_t> appended(seq.tokens.begin() + seq.announced,
                                 seq.tokens.end());
   seq.announced = static_cast<int64_t>(seq.tokens.size());
+  // Degraded K/V must not reach later prompts through the prefix cache.
+  if (seq.degraded)
+    if (auto err = pages_.withhold(id))
+      VOLT_ERROR("engine", "KV withhold: " << describe(err));
   if (auto err = pages_.commit(id, seq.computed, appended))
     VOLT_ERROR("engine", "KV commit: " << describe(err));
 }
@@ -424,7 +429,18 @@ std::string scheduler::advance(running_sequence& seq, const float* logits,
   return {};
 }
 
-void scheduler::finish_step(step_result& result) {
+void scheduler::degrade(running_sequence& seq,
+                        const std::vector<uint32_t>& masked) {
+  seq.degraded = true;
+  auto& experts = seq.group->result.degraded_experts;
+  std::vector<uint32_t> merged;
+  std::set_union(experts.begin(), experts.end(), masked.begin(), masked.end(),
+                 std::back_inserter(merged));
+  experts = std::move(merged);
+}
+
+void scheduler::finish_step(step_result& result,
+                            const std::vector<uint32_t>& masked) {
   if (options_.metrics) {
     options_.metrics->batch_size(step_.size());
     auto s = pages_.stats();
@@ -444,6 +460,11 @@ void scheduler::finish_step(step_result& result) {
       continue; // a sibling's broken logits failed its request
     auto& seq = found->second;
     auto& g = *seq.group;
+    if (!result.degraded_rows.empty()) {
+      auto rows = result.degraded_rows.begin() + e.first_row;
+      if (std::any_of(rows, rows + e.n_rows, [](uint8_t d) { return d; }))
+        degrade(seq, masked);
+    }
     auto from = seq.computed;
     seq.computed += e.n_rows;
     if (!g.prefilled && from < seq.prompt_len) {
@@ -507,6 +528,11 @@ void scheduler::sample_next(uint64_t id, running_sequence& seq,
   auto stop = advance(seq, logits, greedy);
   commit(id, seq);
   bool token = seq.generated() > before;
+  if (token && seq.degraded) {
+    ++seq.group->result.degraded_tokens;
+    if (options_.metrics)
+      options_.metrics->degraded_token();
+  }
   if (token || !stop.empty())
     emit(seq, token, stop);
   if (!stop.empty())

@@ -88,8 +88,18 @@ public:
   std::optional<step_request> next_step(bool admit_more);
 
   /// Takes the outputs of the step `next_step` planned: new tokens, finished
-  /// sequences and their answers, forks.
-  void finish_step(step_result& result);
+  /// sequences and their answers, forks. `masked` are the experts the step
+  /// ran without (step_request::masked_experts): sequences whose rows lost
+  /// one (result.degraded_rows) are degraded from then on.
+  void finish_step(step_result& result,
+                   const std::vector<uint32_t>& masked = {});
+
+  /// Whether admission reuses K/V from the prefix cache. The engine turns it
+  /// off while experts are masked, so that a degraded answer is computed
+  /// whole under the routing of its own time.
+  void reuse_prefixes(bool on) {
+    reuse_prefixes_ = on;
+  }
 
   /// Fails every sequence of the step in flight with `err`.
   void fail_step(const caf::error& err);
@@ -160,6 +170,8 @@ private:
   void sample_next(uint64_t id, running_sequence& seq, const float* logits,
                    int32_t greedy);
   void finish_prompt(uint64_t id, running_sequence& seq, const float* logits);
+  /// Marks `seq` degraded by a step that ran without `masked`.
+  void degrade(running_sequence& seq, const std::vector<uint32_t>& masked);
   /// Commits the K/V computed so far and the tokens sampled since the last
   /// commit to the page table (full pages enter the prefix cache).
   void commit(uint64_t id, running_sequence& seq);
@@ -199,6 +211,7 @@ private:
   uint64_t failed_ = 0;
   uint64_t refused_ = 0;
   uint64_t preemptions_ = 0;
+  bool reuse_prefixes_ = true;
 };
 
 } // namespace volt

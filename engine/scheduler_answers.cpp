@@ -94,6 +94,7 @@ void scheduler::finish_prompt(uint64_t id, running_sequence& seq,
     child.kv.pages_shared
       = static_cast<int64_t>(pages_.block_table(child_id).size());
     child.sampler = token_sampler{req.seed, i};
+    child.degraded = seq.degraded;
     ++g.unfinished;
     auto greedy = req.temperature == 0 ? greedy_token(logits, vocab) : -1;
     sample_next(child_id, child, logits, greedy);

@@ -91,6 +91,10 @@ struct running_sequence {
   token_sampler sampler{0, 0};
   /// One entry per generated token when the request asked for logprobs.
   std::vector<token_logprob> logprobs;
+  /// Some row of this sequence lost one of its chosen experts (degraded
+  /// routing): its K/V, and every token it samples from then on, differ
+  /// from full routing's.
+  bool degraded = false;
 
   const generate_request& request() const {
     return group->request();

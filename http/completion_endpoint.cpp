@@ -27,14 +27,16 @@ void answer_whole(completion_run& run, const response_meta& meta,
   }
   if (run.error())
     return reply_error(res, from_engine(run.error()));
-  res.set_content(dump_json(completion_response(meta, run.results(),
-                                                run.usage())),
-                  "application/json");
+  auto body = completion_response(meta, run.results(), run.usage());
+  add_degraded(body, run.degraded());
+  res.set_content(dump_json(body), "application/json");
 }
 
 /// Streams the answer as server-sent events, one chunk per choice delta,
-/// then the usage (when asked for) and [DONE]. A failure after the stream
-/// began goes out as an event with OpenAI's error object.
+/// then the usage (when asked for) and [DONE]. A degraded answer's
+/// "degraded" rides on the last chunk before [DONE]: the usage chunk, or one
+/// without choices (it is known only once every prompt ended). A failure
+/// after the stream began goes out as an event with OpenAI's error object.
 void answer_stream(std::shared_ptr<completion_run> run, response_meta meta,
                    connection_watch watch, std::shared_ptr<void> busy,
                    bool include_usage, httplib::Response& res) {
@@ -55,10 +57,15 @@ void answer_stream(std::shared_ptr<completion_run> run, response_meta meta,
         run->cancel_all();
         return false;
       }
-      if (run->error())
+      const auto& degraded = run->degraded();
+      if (run->error()) {
         write(sse_event(to_json(from_engine(run->error()))));
-      else if (include_usage)
-        write(sse_event(usage_chunk(meta, run->usage())));
+      } else if (include_usage || !degraded.missing_experts.empty()) {
+        auto last = include_usage ? usage_chunk(meta, run->usage())
+                                  : empty_chunk(meta);
+        add_degraded(last, degraded);
+        write(sse_event(last));
+      }
       write(sse_done);
       if (ok)
         sink.done();

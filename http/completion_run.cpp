@@ -123,6 +123,7 @@ bool completion_run::step(std::chrono::milliseconds wait, const emit_fn& emit) {
     auto& end = std::get<prompt_end>(*event);
     if (end.error && !error_)
       error_ = end.error;
+    degraded_.add(end.degraded_experts, end.degraded_tokens);
   }
   return gen_->unfinished() > 0;
 }

@@ -50,6 +50,11 @@ public:
 
   usage_counts usage() const;
 
+  /// What the prompts' answers lost to experts without a live host.
+  const degraded_summary& degraded() const {
+    return degraded_;
+  }
+
 private:
   struct choice_state {
     choice_output out;
@@ -79,6 +84,7 @@ private:
   std::vector<choice_state> choices_;
   bool any_token_ = false;
   caf::error error_;
+  degraded_summary degraded_;
 };
 
 } // namespace volt::http

@@ -47,7 +47,9 @@ sink(stream_sink_actor::pointer self, engine_actor engine,
     [=](generate_end& end) {
       auto i = prompts.find(end.id);
       if (i != prompts.end())
-        queue->push(prompt_end{i->second, std::move(end.error)});
+        queue->push(prompt_end{i->second, std::move(end.error),
+                               std::move(end.result.degraded_experts),
+                               end.result.degraded_tokens});
     },
   };
 }

@@ -35,6 +35,9 @@ struct prompt_end {
   size_t prompt = 0;
   /// Set when the request failed after it was accepted.
   caf::error error;
+  /// generate_result::degraded_experts and degraded_tokens of its answer.
+  std::vector<uint32_t> degraded_experts;
+  int64_t degraded_tokens = 0;
 };
 
 using engine_event = std::variant<sequence_event, prompt_end>;

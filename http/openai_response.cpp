@@ -1,6 +1,8 @@
 #include "http/openai_response.hpp"
 
+#include <algorithm>
 #include <chrono>
+#include <iterator>
 #include <random>
 
 #include "http/json_fields.hpp"
@@ -57,6 +59,22 @@ nlohmann::ordered_json usage_json(const usage_counts& usage) {
           {"total_tokens", usage.prompt_tokens + usage.completion_tokens}};
 }
 
+void degraded_summary::add(const std::vector<uint32_t>& experts, int64_t n) {
+  std::vector<uint32_t> merged;
+  std::set_union(missing_experts.begin(), missing_experts.end(),
+                 experts.begin(), experts.end(), std::back_inserter(merged));
+  missing_experts = std::move(merged);
+  tokens += n;
+}
+
+void add_degraded(nlohmann::ordered_json& response,
+                  const degraded_summary& degraded) {
+  if (degraded.missing_experts.empty())
+    return;
+  response["degraded"] = {{"missing_experts", degraded.missing_experts},
+                          {"tokens", degraded.tokens}};
+}
+
 nlohmann::ordered_json completion_response(const response_meta& meta,
                                    const std::vector<choice_result>& choices,
                                    const usage_counts& usage) {
@@ -108,6 +126,12 @@ nlohmann::ordered_json usage_chunk(const response_meta& meta,
   auto out = head(meta, true);
   out["choices"] = nlohmann::ordered_json::array();
   out["usage"] = usage_json(usage);
+  return out;
+}
+
+nlohmann::ordered_json empty_chunk(const response_meta& meta) {
+  auto out = head(meta, true);
+  out["choices"] = nlohmann::ordered_json::array();
   return out;
 }
 

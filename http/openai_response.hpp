@@ -35,6 +35,21 @@ struct usage_counts {
 /// {"prompt_tokens", "completion_tokens", "total_tokens"}.
 nlohmann::ordered_json usage_json(const usage_counts& usage);
 
+/// Degraded routing in a response (Volt's extension): the experts without a
+/// live host that its prompts lost, and the tokens generated without them.
+struct degraded_summary {
+  std::vector<uint32_t> missing_experts; // ascending; empty: not degraded
+  int64_t tokens = 0;
+
+  /// Adds one prompt's share.
+  void add(const std::vector<uint32_t>& experts, int64_t n);
+};
+
+/// Adds "degraded": {"missing_experts", "tokens"} to a response object when
+/// `degraded` lost any expert.
+void add_degraded(nlohmann::ordered_json& response,
+                  const degraded_summary& degraded);
+
 /// One choice of a whole (not streamed) response.
 struct choice_result {
   size_t index = 0;
@@ -63,6 +78,10 @@ nlohmann::ordered_json choice_chunk(const response_meta& meta, const choice_resu
 /// The last chunk of a stream with include_usage: no choices, the usage.
 nlohmann::ordered_json usage_chunk(const response_meta& meta,
                            const usage_counts& usage);
+
+/// A chunk without choices: the head alone, for a last chunk that carries
+/// only extensions ("degraded").
+nlohmann::ordered_json empty_chunk(const response_meta& meta);
 
 /// `value` as one server-sent event: "data: <json>\n\n".
 std::string sse_event(const nlohmann::ordered_json& value);

@@ -6,6 +6,7 @@
 #include "base/error.hpp"
 #include "gpu/cpu/parallel.hpp"
 #include "model/finite.hpp"
+#include "model/routing_mask.hpp"
 #include "model/sampler.hpp"
 
 namespace volt {
@@ -32,6 +33,9 @@ int64_t cpu_executor::max_step_rows() const {
 
 caf::expected<step_progress> cpu_executor::start(step_request req) {
   const auto& cfg = config();
+  auto available = available_experts(req.masked_experts, cfg.num_local_experts);
+  if (!available)
+    return std::move(available.error());
   for (const auto& c : req.copies)
     for (int64_t l = 0; l < cfg.num_hidden_layers; ++l) {
       auto pages = cache_.layer(l);
@@ -48,6 +52,10 @@ caf::expected<step_progress> cpu_executor::start(step_request req) {
                                               * step_->req.batch.size()
                                               * cfg.num_experts_per_tok),
                           -1);
+  step_->available = std::move(*available);
+  if (!step_->available.empty())
+    step_->degraded_rows.assign(static_cast<size_t>(step_->req.batch.size()),
+                                0);
   embed(*dense_, step_->req.batch, step_->hidden);
   return run_layers();
 }
@@ -98,7 +106,9 @@ expert_rows cpu_executor::begin_moe(int64_t layer) {
   const auto h = cfg.hidden_size;
   moe_input(*dense_, layer, st.hidden, st.x);
   std::vector<int32_t> ids;
-  route(*dense_, layer, st.x.data(), n, ids, st.topk_weights);
+  route(*dense_, layer, st.x.data(), n, ids, st.topk_weights,
+        st.available.empty() ? nullptr : st.available.data(),
+        st.degraded_rows.empty() ? nullptr : st.degraded_rows.data());
   if (st.req.record_routing)
     std::copy(ids.begin(), ids.end(), st.routing.begin() + layer * n * k);
   st.plan = plan_dispatch(ids, n, k, cfg.num_local_experts);
@@ -181,6 +191,7 @@ step_result cpu_executor::finish_step() {
     std::copy_n(row_logits(st.req.logit_rows[i]), vocab,
                 res.logits.data() + i * vocab);
   res.routing = std::move(st.routing);
+  res.degraded_rows = std::move(st.degraded_rows);
   return res;
 }
 

@@ -67,6 +67,10 @@ private:
     std::vector<float> expert_out; // [n * k, hidden], grouped
     std::vector<size_t> remote_entries; // plan entries computed elsewhere
     std::vector<int32_t> routing; // [n_layers, n, k] when recorded
+    /// Experts the step may route to ([n_experts]; empty: all) and the rows
+    /// that lost one ([n] while some expert is masked).
+    std::vector<uint8_t> available;
+    std::vector<uint8_t> degraded_rows;
   };
 
   /// Runs layers from st.layer on until the step is done or waits for

@@ -117,6 +117,14 @@ void cuda_executor::allocate_buffers() {
   }
   moe_ = std::make_unique<cuda::moe_layer_runner>(w_.layers.front().experts, k,
                                                   r, cublas_);
+  const auto e = cfg_.num_local_experts;
+  available_dev_.resize(static_cast<size_t>(e));
+  CUDA_CHECK(cudaMemset(available_dev_.get(), 1, static_cast<size_t>(e)));
+  available_host_.reserve(static_cast<size_t>(e));
+  degraded_dev_.resize(static_cast<size_t>(r));
+  degraded_host_.reserve(static_cast<size_t>(r));
+  moe_->set_routing_mask(available_dev_.get<uint8_t>(),
+                         degraded_dev_.get<uint8_t>());
 }
 
 void cuda_executor::build_rope_tables() {

@@ -122,6 +122,12 @@ private:
   /// ("ROWS[,SKIP]": the SKIP+1-th step of ROWS rows); starts the CUDA
   /// profiler (ncu --profile-from-start off) for it.
   bool profile_this(int64_t n);
+  /// Makes the device's routing mask that of `masked` (copied on change).
+  void upload_mask(const std::vector<uint32_t>& masked,
+                   const std::vector<uint8_t>& available);
+  /// Enqueues the copy of the step's degraded-row flags to the host (steps
+  /// with masked experts only).
+  void copy_degraded();
   /// Stops the profiler and prints the step's host enqueue and total time.
   void report_profiled_step(int64_t n,
                             std::chrono::steady_clock::time_point t0);
@@ -158,6 +164,13 @@ private:
   cuda::device_buffer xf_, logits_, greedy_dev_, grouped_out_;
   cuda::pinned_buffer greedy_host_, logits_host_, plan_host_, rows_host_,
     routing_host_;
+  /// Degraded routing: the experts gating may choose ([n_experts] u8, all
+  /// ones unless the step masks some) and the rows that lost one ([max_rows]
+  /// u8, cleared by each step with a mask), which every kernel launch and
+  /// graph reads; the mask they hold now.
+  cuda::device_buffer available_dev_, degraded_dev_;
+  cuda::pinned_buffer available_host_, degraded_host_;
+  std::vector<uint32_t> masked_;
   /// Decode graphs by (rows, block-table width); a shape runs once without
   /// a graph first, so that cuBLAS and the kernels load outside a capture.
   std::map<std::pair<int64_t, int64_t>, cudaGraphExec_t> graphs_;

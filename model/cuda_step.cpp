@@ -15,6 +15,7 @@
 #include "gpu/cuda/prefill_attention.cuh"
 #include "gpu/cuda/row_gemm.hpp"
 #include "model/cuda_executor_impl.hpp"
+#include "model/routing_mask.hpp"
 
 namespace volt {
 
@@ -80,8 +81,13 @@ struct input_layout {
 } // namespace
 
 caf::expected<step_progress> cuda_executor::start(step_request req) {
+  auto available = available_experts(req.masked_experts,
+                                     cfg_.num_local_experts);
+  if (!available)
+    return std::move(available.error());
   try {
     CUDA_CHECK(cudaSetDevice(device_));
+    upload_mask(req.masked_experts, *available);
     step_ = std::make_unique<step_state>();
     auto& st = *step_;
     st.req = std::move(req);
@@ -156,6 +162,35 @@ caf::expected<step_progress> cuda_executor::resume(std::vector<float> outputs) {
     return make_volt_error(volt_errc::internal,
                            std::string{"cuda executor: "} + ex.what());
   }
+}
+
+void cuda_executor::upload_mask(const std::vector<uint32_t>& masked,
+                                const std::vector<uint8_t>& available) {
+  const auto e = static_cast<size_t>(cfg_.num_local_experts);
+  auto s = stream_->get();
+  if (masked != masked_) {
+    auto* flags = available_host_.get<uint8_t>();
+    if (available.empty())
+      std::fill(flags, flags + e, uint8_t{1});
+    else
+      std::copy(available.begin(), available.end(), flags);
+    // Pinned: the copy is done before a later step can change the flags
+    // (every step ends with a synchronisation).
+    CUDA_CHECK(cudaMemcpyAsync(available_dev_.get(), flags, e,
+                               cudaMemcpyHostToDevice, s));
+    masked_ = masked;
+  }
+  if (!masked.empty())
+    CUDA_CHECK(cudaMemsetAsync(degraded_dev_.get(), 0,
+                               static_cast<size_t>(max_rows_), s));
+}
+
+void cuda_executor::copy_degraded() {
+  if (masked_.empty())
+    return;
+  CUDA_CHECK(cudaMemcpyAsync(degraded_host_.get(), degraded_dev_.get(),
+                             static_cast<size_t>(step_->n),
+                             cudaMemcpyDeviceToHost, stream_->get()));
 }
 
 void cuda_executor::stage_inputs(step_state& st) {
@@ -353,6 +388,7 @@ caf::expected<step_progress> cuda_executor::run_layers() {
   input_layout at{st.n, st.width};
   enqueue_head(static_cast<int64_t>(st.sample_rows.size()),
                in_dev_.get<int32_t>() + at.sample_rows());
+  copy_degraded();
   enqueued_at_ = std::chrono::steady_clock::now();
   CUDA_CHECK(cudaStreamSynchronize(stream_->get()));
   step_progress done;
@@ -410,6 +446,10 @@ step_result cuda_executor::finish() {
     const auto* r = routing_host_.get<int32_t>();
     res.routing.assign(r, r + cfg_.num_hidden_layers * st.n
                                 * cfg_.num_experts_per_tok);
+  }
+  if (!masked_.empty()) {
+    const auto* d = degraded_host_.get<uint8_t>();
+    res.degraded_rows.assign(d, d + st.n);
   }
   return res;
 }
@@ -486,6 +526,7 @@ void cuda_executor::replay_decode(int64_t n, int64_t width) {
   // The graph computed every row's logits (its rows are the sample rows),
   // still in the buffer: copy those asked for (a temperature).
   copy_logits(0, n);
+  copy_degraded();
   CUDA_CHECK(cudaStreamSynchronize(s));
 }
 

@@ -100,7 +100,8 @@ void moe_input(const dense_weights& w, int64_t layer,
 }
 
 void route(const dense_weights& w, int64_t layer, const float* x, int64_t n,
-           std::vector<int32_t>& topk_ids, std::vector<float>& topk_weights) {
+           std::vector<int32_t>& topk_ids, std::vector<float>& topk_weights,
+           const uint8_t* available, uint8_t* degraded) {
   const auto& cfg = w.config;
   const auto e = cfg.num_local_experts;
   const auto k = cfg.num_experts_per_tok;
@@ -110,7 +111,7 @@ void route(const dense_weights& w, int64_t layer, const float* x, int64_t n,
   topk_ids.resize(static_cast<size_t>(n * k));
   topk_weights.resize(static_cast<size_t>(n * k));
   cpu::topk_gating(logits.data(), n, e, k, topk_ids.data(),
-                   topk_weights.data());
+                   topk_weights.data(), available, degraded);
 }
 
 dispatch_plan plan_dispatch(const std::vector<int32_t>& topk_ids, int64_t n,

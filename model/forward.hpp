@@ -31,12 +31,17 @@ void attention_block(const dense_weights& w, int64_t layer, kv_cache& cache,
 void moe_input(const dense_weights& w, int64_t layer,
                const std::vector<float>& hidden, std::vector<float>& out);
 
-/// Router: logits = x · gateᵀ, then softmax → top-k → renormalise.
+/// Router: logits = x · gateᵀ, then softmax → top-k → renormalise, with the
+/// experts that `available` leaves out dropped after the choice (see
+/// cpu::topk_gating).
 /// - x            (in):  [n, hidden_size]
+/// - available    (in):  [n_experts] or null (every expert)
 /// - topk_ids     (out): [n, k]
 /// - topk_weights (out): [n, k]
+/// - degraded     (out): [n], set to 1 for rows that lost an expert; or null
 void route(const dense_weights& w, int64_t layer, const float* x, int64_t n,
-           std::vector<int32_t>& topk_ids, std::vector<float>& topk_weights);
+           std::vector<int32_t>& topk_ids, std::vector<float>& topk_weights,
+           const uint8_t* available = nullptr, uint8_t* degraded = nullptr);
 
 /// Tokens of one layer grouped by expert: the rows each expert must compute.
 struct dispatch_plan {

@@ -66,7 +66,7 @@ page_table::page_table(int64_t page_size, int64_t num_pages,
 
 caf::expected<page_admission>
 page_table::admit(uint64_t seq, const std::vector<int32_t>& prompt,
-                  int64_t reserve_tokens) {
+                  int64_t reserve_tokens, bool reuse_cached) {
   if (contains(seq))
     return request_error("admit: sequence " + std::to_string(seq)
                          + " is already admitted");
@@ -85,7 +85,9 @@ page_table::admit(uint64_t seq, const std::vector<int32_t>& prompt,
     return err;
   // Longest chain of cached full pages, leaving the last prompt token to be
   // computed: the engine needs its logits.
-  auto max_hits = (static_cast<int64_t>(prompt.size()) - 1) / page_size_;
+  auto max_hits = reuse_cached
+                    ? (static_cast<int64_t>(prompt.size()) - 1) / page_size_
+                    : int64_t{0};
   std::vector<int32_t> hits;
   uint64_t key = 0;
   int32_t parent = -1;
@@ -126,7 +128,7 @@ page_table::admit(uint64_t seq, const std::vector<int32_t>& prompt,
   s.committed_pages = n_hits;
   s.admitted = next_admission_++;
   admission_order_.emplace(s.admitted, seq);
-  stats_.prefix_lookups += 1;
+  stats_.prefix_lookups += reuse_cached ? 1 : 0;
   if (n_hits > 0) {
     stats_.prefix_hits += 1;
     stats_.prefix_hit_tokens += static_cast<uint64_t>(s.length);
@@ -221,7 +223,7 @@ caf::error page_table::commit(uint64_t seq, int64_t tokens,
   s.tokens.insert(s.tokens.end(), appended.begin(), appended.end());
   s.length = tokens;
   auto full = tokens / page_size_;
-  if (full <= s.committed_pages)
+  if (full <= s.committed_pages || s.withheld)
     return {};
   // Walk the chain from the start: an earlier page of ours may be a duplicate
   // of a cached one (computed concurrently), and entries chain to the cached
@@ -252,6 +254,14 @@ caf::error page_table::commit(uint64_t seq, int64_t tokens,
     parent = page;
   }
   s.committed_pages = full;
+  return {};
+}
+
+caf::error page_table::withhold(uint64_t seq) {
+  auto found = find(seq, "withhold");
+  if (!found)
+    return found.error();
+  (*found)->withheld = true;
   return {};
 }
 

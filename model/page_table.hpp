@@ -99,14 +99,15 @@ public:
 
   /// Starts sequence `seq` with `prompt`: reuses the longest chain of cached
   /// full pages that matches the prompt's leading pages (never the page of the
-  /// last prompt token, which the engine must compute to get logits) and
-  /// allocates pages for `reserve_tokens` tokens in total. Errors:
-  /// invalid_request (known seq, empty prompt, negative token or reserve, or
-  /// a prompt or reserve needing more pages than the pool has), out_of_pages
-  /// (not now).
+  /// last prompt token, which the engine must compute to get logits; none
+  /// without `reuse_cached`) and allocates pages for `reserve_tokens` tokens
+  /// in total. Errors: invalid_request (known seq, empty prompt, negative
+  /// token or reserve, or a prompt or reserve needing more pages than the
+  /// pool has), out_of_pages (not now).
   caf::expected<page_admission> admit(uint64_t seq,
                                       const std::vector<int32_t>& prompt,
-                                      int64_t reserve_tokens);
+                                      int64_t reserve_tokens,
+                                      bool reuse_cached = true);
 
   /// Makes positions [from, to) of `seq` writable: replaces every shared page
   /// in that range with a fresh one and returns the copies the engine must
@@ -124,6 +125,11 @@ public:
   /// length(seq) <= tokens <= known token ids and pages covering `tokens`.
   caf::error commit(uint64_t seq, int64_t tokens,
                     const std::vector<int32_t>& appended = {});
+
+  /// Keeps the pages `seq` commits from now on out of the prefix cache: its
+  /// K/V was computed in a way later prompts must not inherit (degraded
+  /// routing). Forks made afterwards inherit it.
+  caf::error withhold(uint64_t seq);
 
   /// Starts `child` as a copy of `parent` sharing all its pages.
   caf::error fork(uint64_t parent, uint64_t child);
@@ -197,6 +203,8 @@ private:
     /// Leading full pages already matched against the prefix cache.
     int64_t committed_pages = 0;
     uint64_t admitted = 0;
+    /// Its pages stay out of the prefix cache (see withhold).
+    bool withheld = false;
   };
 
   caf::error check_fits(int64_t pages, const char* what, int64_t tokens) const;

@@ -43,6 +43,11 @@ struct step_request {
   std::vector<int64_t> logit_rows;
   /// Return the top-k experts of every row in every layer.
   bool record_routing = false;
+  /// Experts taken out of routing in every layer, ascending (they have no
+  /// live host, or a reference run masks them): rows keep their other
+  /// chosen experts, renormalised (see cpu::topk_gating). At least one
+  /// expert must stay.
+  std::vector<uint32_t> masked_experts;
 };
 
 /// What a finished step returns.
@@ -52,6 +57,9 @@ struct step_result {
   std::vector<int32_t> greedy;
   std::vector<float> logits; // [logit_rows.size(), vocab]
   std::vector<int32_t> routing; // [n_layers, n, k] when record_routing
+  /// [n] when masked_experts is not empty: 1 for a row that lost one of its
+  /// chosen experts in some layer.
+  std::vector<uint8_t> degraded_rows;
 };
 
 /// Rows of one layer that experts on other nodes must compute before the

@@ -127,6 +127,15 @@ struct node_metrics::impl {
         .Help("Expert batches re-sent to a replica after their host failed")
         .Labels(node)
         .Register(*registry);
+  /// Tokens generated after their answer lost an expert (degraded routing:
+  /// [router] on_missing_expert = "renormalize").
+  Family<Counter>& degraded
+    = BuildCounter()
+        .Name("voltinfer_degraded_tokens_total")
+        .Help("Tokens generated while some expert their answer was routed to "
+              "had no live host (weights renormalised over the others)")
+        .Labels(node)
+        .Register(*registry);
   /// Connections to [network] port that never became a BASP peer.
   Family<Counter>& rejected
     = BuildCounter()
@@ -234,6 +243,7 @@ node_metrics::node_metrics(const std::string& node_id)
   impl_->workers.Add({});
   impl_->tokens.Add({});
   impl_->failovers.Add({});
+  impl_->degraded.Add({});
   impl_->request_latency.Add({}, latency_buckets);
   impl_->batch.Add({}, batch_buckets);
   impl_->first_token.Add({}, latency_buckets);
@@ -333,6 +343,10 @@ void node_metrics::live_workers(size_t n) {
 
 void node_metrics::failover() {
   impl_->failovers.Add({}).Increment();
+}
+
+void node_metrics::degraded_token() {
+  impl_->degraded.Add({}).Increment();
 }
 
 void node_metrics::preemption() {

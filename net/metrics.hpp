@@ -56,6 +56,10 @@ public:
   /// Expert work re-sent to another host after its host failed.
   void failover();
 
+  /// A token was generated for an answer that lost one of its experts
+  /// (degraded routing).
+  void degraded_token();
+
   /// The KV page pool now: pages in use and in all, and the totals since start
   /// of copy-on-write copies, prefix-cache lookups, hits and evictions.
   void kv_pool(int64_t used, int64_t total, uint64_t copies, uint64_t lookups,

@@ -69,11 +69,27 @@ void paged_attention(const float* q, const int32_t* positions, int64_t n_tokens,
 /// Mixtral routing: softmax over all experts, top-k, weights renormalised to
 /// sum to 1. Ties keep the lower expert id first (as torch.topk on CPU does for
 /// equal values).
+///
+/// With `available`, experts without a live host are taken out after the
+/// choice (degraded routing): a token keeps the available ones of its top k,
+/// their weights renormalised over them; a token whose k are all unavailable
+/// takes the top k of the available experts instead. Slots left over hold
+/// the token's first expert with weight 0, so that every token still has k
+/// slots (the dispatch plan, the CUDA graphs and combine count on n * k
+/// rows) and the result is the same as without those slots. Requires at
+/// least one available expert. Without a dropped expert the result is bit for
+/// bit the unmasked one.
 /// - logits       (in):  [n_tokens, n_experts]
+/// - available    (in):  [n_experts], non-zero for experts that may be
+///                       chosen; null: all of them
 /// - topk_ids     (out): [n_tokens, k], by descending weight
 /// - topk_weights (out): [n_tokens, k]
+/// - degraded     (out): [n_tokens], set to 1 for a token whose top k lost an
+///                       expert, left alone otherwise; may be null
 void topk_gating(const float* logits, int64_t n_tokens, int64_t n_experts,
-                 int64_t k, int32_t* topk_ids, float* topk_weights);
+                 int64_t k, int32_t* topk_ids, float* topk_weights,
+                 const uint8_t* available = nullptr,
+                 uint8_t* degraded = nullptr);
 
 /// One expert's SwiGLU FFN: out = w2 · (silu(w1 · x) * (w3 · x)).
 /// - x       (in):  [n_rows, hidden]

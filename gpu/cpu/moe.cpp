@@ -13,9 +13,12 @@
 namespace volt::cpu {
 
 void topk_gating(const float* logits, int64_t n_tokens, int64_t n_experts,
-                 int64_t k, int32_t* topk_ids, float* topk_weights) {
+                 int64_t k, int32_t* topk_ids, float* topk_weights,
+                 const uint8_t* available, uint8_t* degraded) {
   std::vector<float> probs(static_cast<size_t>(n_experts));
   std::vector<int32_t> order(static_cast<size_t>(n_experts));
+  std::vector<int32_t> kept_ids;
+  kept_ids.reserve(static_cast<size_t>(k));
   for (int64_t t = 0; t < n_tokens; ++t) {
     const float* row = logits + t * n_experts;
     float max_logit = *std::max_element(row, row + n_experts);
@@ -29,15 +32,33 @@ void topk_gating(const float* logits, int64_t n_tokens, int64_t n_experts,
     std::iota(order.begin(), order.end(), 0);
     std::stable_sort(order.begin(), order.end(),
                      [&](int32_t a, int32_t b) { return probs[a] > probs[b]; });
-    // Renormalising the softmax over the chosen k equals a softmax over their
-    // logits; we follow Mixtral's order of operations so that float32 rounding
-    // matches it too.
-    float kept = 0;
+    // The top k over all experts, less the unavailable ones; when none is
+    // left, the top k of the available experts.
+    kept_ids.clear();
     for (int64_t j = 0; j < k; ++j)
-      kept += probs[order[j]];
+      if (available == nullptr || available[order[j]] != 0)
+        kept_ids.push_back(order[j]);
+    if (degraded != nullptr && static_cast<int64_t>(kept_ids.size()) < k)
+      degraded[t] = 1;
+    bool all_lost = kept_ids.empty();
+    for (int64_t j = k; all_lost && j < n_experts
+                        && static_cast<int64_t>(kept_ids.size()) < k;
+         ++j)
+      if (available[order[j]] != 0)
+        kept_ids.push_back(order[j]);
+    if (kept_ids.empty()) // nothing available (callers check): no mask
+      kept_ids.assign(order.begin(), order.begin() + k);
+    // Renormalising the softmax over the kept ones equals a softmax over
+    // their logits; we follow Mixtral's order of operations so that float32
+    // rounding matches it too.
+    float kept = 0;
+    for (auto e : kept_ids)
+      kept += probs[e];
     for (int64_t j = 0; j < k; ++j) {
-      topk_ids[t * k + j] = order[j];
-      topk_weights[t * k + j] = probs[order[j]] / kept;
+      bool filler = j >= static_cast<int64_t>(kept_ids.size());
+      auto e = kept_ids[filler ? 0 : j];
+      topk_ids[t * k + j] = e;
+      topk_weights[t * k + j] = filler ? 0.0f : probs[e] / kept;
     }
   }
 }

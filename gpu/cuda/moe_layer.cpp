@@ -51,6 +51,15 @@ void moe_layer_runner::clear_graphs() {
   graphs_.clear();
 }
 
+void moe_layer_runner::set_routing_mask(const uint8_t* available,
+                                        uint8_t* degraded) {
+  if (available == available_ && degraded == degraded_)
+    return;
+  available_ = available;
+  degraded_ = degraded;
+  clear_graphs(); // they hold the old pointers
+}
+
 ffn_path moe_layer_runner::run(const __nv_bfloat16* x, const float* x_router,
                                const float* gate, int64_t n, ffn_path path,
                                float* out, bool accumulate,
@@ -85,7 +94,7 @@ void moe_layer_runner::route(const float* x_router, const float* gate,
                  topk_ids_.get<int32_t>(), topk_weights_.get<float>(),
                  sorted_pair_.get<int32_t>(), offsets_.get<int32_t>(),
                  pair_row_.get<int32_t>(), nullptr, false, route_ws_.get(),
-                 stream);
+                 stream, available_, degraded_);
     return;
   }
   // Router logits [n, E] = x · gateᵀ in f32 (no TF32: expert choice must
@@ -101,7 +110,7 @@ void moe_layer_runner::route(const float* x_router, const float* gate,
                             CUDA_R_32F, static_cast<int>(e),
                             CUBLAS_COMPUTE_32F_PEDANTIC, CUBLAS_GEMM_DEFAULT));
   topk_gating(logits_.get<float>(), n, e, k_, topk_ids_.get<int32_t>(),
-              topk_weights_.get<float>(), stream);
+              topk_weights_.get<float>(), stream, available_, degraded_);
   plan_dispatch(topk_ids_.get<int32_t>(), n, k_, e, plan_ws_.get(),
                 plan_ws_.bytes(), sorted_pair_.get<int32_t>(),
                 offsets_.get<int32_t>(), pair_row_.get<int32_t>(), stream);
@@ -130,7 +139,7 @@ ffn_path moe_layer_runner::enqueue(const __nv_bfloat16* x,
                  topk_ids_.get<int32_t>(), topk_weights_.get<float>(),
                  sorted_pair_.get<int32_t>(), offsets_.get<int32_t>(),
                  pair_row_.get<int32_t>(), rows_.get(), f16, route_ws_.get(),
-                 stream);
+                 stream, available_, degraded_);
   } else {
     route(x_router, gate, n, stream);
     if (f16)

@@ -42,6 +42,12 @@ public:
   /// Forgets the captured CUDA graphs (call after set_decode_tuning).
   void clear_graphs();
 
+  /// Routes every later call with these device flags (topk_gating's
+  /// `available` [n_experts] and `degraded` [max_tokens]; null: every
+  /// expert, no flags). The buffers' contents may change between calls and
+  /// graph replays; they must outlive the runner's use of them.
+  void set_routing_mask(const uint8_t* available, uint8_t* degraded);
+
   /// out (+)= Σ_j topk_weights[t, j] · expert_{topk_ids[t, j]}(x[t]), the
   /// router's logits = x_router · gateᵀ in f32.
   /// - x        (in):     [n, hidden] bf16, the experts' input
@@ -99,6 +105,8 @@ private:
   pinned_buffer host_offsets_;
   std::map<graph_key, cudaGraphExec_t> graphs_;
   std::vector<int32_t> host_experts_;
+  const uint8_t* available_ = nullptr;
+  uint8_t* degraded_ = nullptr;
 };
 
 } // namespace volt::cuda

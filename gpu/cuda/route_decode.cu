@@ -33,6 +33,8 @@ struct route_args {
   int32_t* offsets;
   int32_t* pair_row;
   void* rows;
+  const uint8_t* available; // [n_experts] or null
+  uint8_t* degraded;        // [n] or null
 };
 
 /// Steps 2-4 of route_decode_kernel, run by the block that finishes last.
@@ -58,23 +60,71 @@ __device__ void gate_plan_gather(const route_args& a) {
     float p = lane < a.n_experts ? expf(v - m) : 0.0f;
     float sum = warp_sum(p);
     p = lane < a.n_experts ? p / sum : -1.0f; // -1: never chosen
-    float kept = 0;
+    // Lane j holds slot j's choice.
     float chosen = 0;
+    int chosen_id = -1;
     for (int j = 0; j < a.k; ++j) {
       float best = p;
       int best_id = lane;
       warp_argmax(best, best_id);
       if (lane == best_id)
         p = -1.0f;
-      kept += best;
       if (lane == j) {
         chosen = best;
-        ids[t * a.k + j] = best_id;
-        a.topk_ids[t * a.k + j] = best_id;
+        chosen_id = best_id;
       }
     }
-    if (lane < a.k)
-      a.topk_weights[t * a.k + lane] = chosen / kept;
+    const unsigned all_slots = (1u << a.k) - 1;
+    // Slots whose expert may be chosen (degraded routing drops the others).
+    unsigned kept_slots = __ballot_sync(
+      0xffffffffu, lane < a.k
+                     && (a.available == nullptr || a.available[chosen_id]));
+    const bool lost = kept_slots != all_slots;
+    if (kept_slots == 0) {
+      // Every chosen expert is unavailable: the best available ones instead.
+      if (lane < a.n_experts && a.available[lane] == 0)
+        p = -1.0f;
+      for (int j = 0; j < a.k; ++j) {
+        float best = p;
+        int best_id = lane;
+        warp_argmax(best, best_id);
+        if (best < 0)
+          break; // no available expert left
+        if (lane == best_id)
+          p = -1.0f;
+        if (lane == j) {
+          chosen = best;
+          chosen_id = best_id;
+        }
+        kept_slots |= 1u << j;
+      }
+    }
+    if (kept_slots == 0) // nothing available (callers check): no mask
+      kept_slots = all_slots;
+    // Renormalise over the kept slots in slot order (topk_gating's order);
+    // kept ones move to the front, the first kept fills the rest, weight 0.
+    float kept = 0;
+    for (int j = 0; j < a.k; ++j) {
+      float pj = __shfl_sync(0xffffffffu, chosen, j);
+      if ((kept_slots >> j) & 1u)
+        kept += pj;
+    }
+    const int first_id
+      = __shfl_sync(0xffffffffu, chosen_id, __ffs(kept_slots) - 1);
+    const int n_kept = __popc(kept_slots);
+    if (lane < a.k && ((kept_slots >> lane) & 1u)) {
+      int slot = t * a.k + __popc(kept_slots & ((1u << lane) - 1));
+      ids[slot] = chosen_id;
+      a.topk_ids[slot] = chosen_id;
+      a.topk_weights[slot] = chosen / kept;
+    }
+    if (lane >= n_kept && lane < a.k) {
+      ids[t * a.k + lane] = first_id;
+      a.topk_ids[t * a.k + lane] = first_id;
+      a.topk_weights[t * a.k + lane] = 0.0f;
+    }
+    if (lost && lane == 0 && a.degraded != nullptr)
+      a.degraded[t] = 1;
   }
   __syncthreads();
   const int pairs = a.n * a.k;
@@ -135,8 +185,9 @@ __device__ void gate_plan_gather(const route_args& a) {
 ///    its partial logits (f32 throughout, no TF32);
 /// 2. the block that finishes last (a counter after a memory fence) adds
 ///    the parts in order, and per token: softmax over the experts, k rounds
-///    of argmax (larger, then lower id, wins), weights renormalised over the
-///    k (topk_gating's order of operations);
+///    of argmax (larger, then lower id, wins), unavailable experts dropped
+///    (or, when all k are, k rounds over the available ones), weights
+///    renormalised over the kept (topk_gating's order of operations);
 /// 3. plan: its thread 0 counts and scans the experts' pairs, then each
 ///    pair's row is its expert's offset plus the earlier pairs of that
 ///    expert;
@@ -222,7 +273,8 @@ void route_decode(const float* x_router, const float* gate,
                   int64_t n_experts, int64_t k, int32_t* topk_ids,
                   float* topk_weights, int32_t* sorted_pair,
                   int32_t* expert_offsets, int32_t* pair_row, void* rows,
-                  bool rows_f16, void* workspace, cudaStream_t stream) {
+                  bool rows_f16, void* workspace, cudaStream_t stream,
+                  const uint8_t* available, uint8_t* degraded) {
   if (!route_decode_supported(n_tokens, n_experts, k, hidden))
     throw cuda_error("route_decode: unsupported shape (tokens "
                      + std::to_string(n_tokens) + ", experts "
@@ -246,7 +298,9 @@ void route_decode(const float* x_router, const float* gate,
                sorted_pair,
                expert_offsets,
                pair_row,
-               rows};
+               rows,
+               available,
+               degraded};
   const auto blocks = static_cast<unsigned>(n_experts * a.parts);
   if (rows_f16) {
     route_decode_kernel<true><<<blocks, route_threads, 0, stream>>>(a);

@@ -37,7 +37,8 @@ size_t route_decode_workspace_bytes(int64_t n_experts, int64_t hidden);
 ///                         be null when `rows` is
 /// - topk_ids       (out): [n_tokens, k] i32, by descending weight (ties:
 ///                         lower id first)
-/// - topk_weights   (out): [n_tokens, k] f32, renormalised over the k
+/// - topk_weights   (out): [n_tokens, k] f32, renormalised over the k (over
+///                         the kept ones with `available`, as topk_gating)
 /// - sorted_pair    (out): [n_tokens * k] i32, pair t * k + j of each grouped
 ///                         row (expert ascending, tokens ascending within one)
 /// - expert_offsets (out): [n_experts + 1] i32
@@ -49,11 +50,15 @@ size_t route_decode_workspace_bytes(int64_t n_experts, int64_t hidden);
 ///                         zeroed once before the first call (each call
 ///                         leaves its block counter at zero again); calls
 ///                         sharing it must run in stream order
+/// - available      (in):  [n_experts] u8 or null, as topk_gating's
+/// - degraded       (out): [n_tokens] u8 or null, as topk_gating's
 void route_decode(const float* x_router, const float* gate,
                   const __nv_bfloat16* x, int64_t n_tokens, int64_t hidden,
                   int64_t n_experts, int64_t k, int32_t* topk_ids,
                   float* topk_weights, int32_t* sorted_pair,
                   int32_t* expert_offsets, int32_t* pair_row, void* rows,
-                  bool rows_f16, void* workspace, cudaStream_t stream);
+                  bool rows_f16, void* workspace, cudaStream_t stream,
+                  const uint8_t* available = nullptr,
+                  uint8_t* degraded = nullptr);
 
 } // namespace volt::cuda

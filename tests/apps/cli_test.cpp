@@ -59,6 +59,34 @@ CAF_TEST(generate samples n sequences and prints them as json) {
   CAF_CHECK_EQUAL(single.out.find("sequences"), std::string::npos);
 }
 
+CAF_TEST(generate with masked experts routes without them and says so) {
+  // Seven of eight experts masked: every token's top 2 loses one.
+  std::vector<std::string> flags{"--model", tiny_mixtral_dir(), "--prompt-ids",
+                                 "203", "--max-new-tokens", "4",
+                                 "--mask-experts", "0,1,2,3,4,5,6"};
+  auto masked = flags;
+  masked.push_back("--json");
+  auto r = generate(masked);
+  CAF_REQUIRE_EQUAL(r.exit_code, 0);
+  auto doc = json::parse(r.out, "stdout");
+  CAF_REQUIRE(doc);
+  const auto* degraded = json::find(*doc, "degraded");
+  CAF_REQUIRE(degraded != nullptr);
+  CAF_CHECK_EQUAL(json::dump(*degraded),
+                  R"({"missing_experts":[0,1,2,3,4,5,6],"tokens":4})");
+  auto text = generate(flags);
+  CAF_REQUIRE_EQUAL(text.exit_code, 0);
+  CAF_CHECK_NOT_EQUAL(text.out.find("degraded: experts 0, 1, 2, 3, 4, 5, 6 "
+                                    "had no live host; 4 tokens were routed "
+                                    "without them"),
+                      std::string::npos);
+  // Without a mask nothing is degraded.
+  auto full = generate({"--model", tiny_mixtral_dir(), "--prompt-ids", "203",
+                        "--max-new-tokens", "4", "--json"});
+  CAF_REQUIRE_EQUAL(full.exit_code, 0);
+  CAF_CHECK_EQUAL(full.out.find("degraded"), std::string::npos);
+}
+
 CAF_TEST(generate prints tokens and speed for a person) {
   auto r = generate({"--model", tiny_mixtral_dir(), "--prompt-ids", "1,2,3",
                      "--max-new-tokens", "4"});
@@ -168,6 +196,22 @@ CAF_TEST(bad flags exit with code 2 and one line) {
                          "--max-new-tokens", "1", "--log-level", "info"},
                         {"VOLT_LOG_LEVEL=bogus"});
   CAF_CHECK_EQUAL(quiet.exit_code, 0); // the flag wins
+  check_bad_input(generate({"--model", model, "--prompt-ids", "1",
+                            "--mask-experts", "9"}),
+                  {"--mask-experts: expert 9 is outside the model (8 "
+                   "experts)"});
+  check_bad_input(generate({"--model", model, "--prompt-ids", "1",
+                            "--mask-experts", "2,2"}),
+                  {"--mask-experts: expert 2 is listed twice"});
+  check_bad_input(generate({"--model", model, "--prompt-ids", "1",
+                            "--mask-experts", "0,1,2,3,4,5,6,7"}),
+                  {"--mask-experts: every expert of the model is masked"});
+  check_bad_input(generate({"--model", model, "--prompt-ids", "1",
+                            "--mask-experts", "1,x"}),
+                  {"--mask-experts", "'x'"});
+  check_bad_input(generate({"--connect", "127.0.0.1:1", "--prompt-ids", "1",
+                            "--mask-experts", "1"}),
+                  {"--mask-experts: needs --model"});
   // No such device here: without CUDA, without a GPU, or with fewer GPUs.
   check_bad_input(
     generate({"--model", model, "--prompt-ids", "1", "--device", "cuda:99"}),

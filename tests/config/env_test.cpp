@@ -119,6 +119,10 @@ CAF_TEST(bad values name the variable) {
     parse(worker_toml, {{"VOLT_DISCOVERY_MODE", "zookeeper"}}),
     "environment: VOLT_DISCOVERY_MODE: unknown mode 'zookeeper'");
   CHECK_CONFIG_ERROR(
+    parse(worker_toml, {{"VOLT_ROUTER_ON_MISSING_EXPERT", "ignore"}}),
+    "environment: VOLT_ROUTER_ON_MISSING_EXPERT: unknown policy 'ignore' "
+    "(expected fail or renormalize");
+  CHECK_CONFIG_ERROR(
     parse(worker_toml, {{"VOLT_DISCOVERY_REDIS_URL", "localhost"}}),
     "environment: VOLT_DISCOVERY_REDIS_URL: expected "
     "\"redis://[[user]:password@]host[:port][/db]\"");

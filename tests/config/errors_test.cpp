@@ -247,6 +247,25 @@ CAF_TEST(bad discovery mode) {
                      "[discovery] mode", "did you mean 'static'?");
 }
 
+CAF_TEST(bad missing expert policy) {
+  CAF_CHECK_EQUAL(
+    message_of(parse(standalone_with("[router]\non_missing_expert = "
+                                     "\"renormalise\"\n"))),
+    "node.toml: [router] on_missing_expert: unknown policy 'renormalise' "
+    "(expected fail or renormalize; did you mean 'renormalize'?)");
+  CHECK_CONFIG_ERROR(
+    parse(standalone_with("[router]\non_missing_expert = 1\n")),
+    "node.toml: [router] on_missing_expert: expected a string, got an "
+    "integer");
+  auto cfg = parse(standalone_with("[router]\non_missing_expert = "
+                                   "\"renormalize\"\n"));
+  CAF_REQUIRE(cfg);
+  CAF_CHECK(cfg->router.on_missing_expert
+            == missing_expert_policy::renormalize);
+  CAF_CHECK(parse(standalone_with(""))->router.on_missing_expert
+            == missing_expert_policy::fail);
+}
+
 CAF_TEST(bad redis urls) {
   for (auto bad : {"http://cache:6379", "redis://", "redis://cache:99999",
                    "redis://cache:port", "cache:6379", "redis://cache:6379/x"})

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <string>
 #include <numeric>
+#include <tuple>
 #include <random>
 #include <vector>
 
@@ -374,6 +375,77 @@ CAF_TEST(topk gating picks the k largest and renormalises) {
   cpu::topk_gating(tied.data(), 1, 4, 2, ids.data(), w.data());
   CAF_CHECK_EQUAL(ids[0], 1);
   CAF_CHECK_EQUAL(ids[1], 2);
+}
+
+CAF_TEST(topk gating without unavailable experts renormalises over the rest) {
+  // probs ∝ [1, 4, 3, 2] / 10; the top 2 are experts 1 and 2 (4/7, 3/7).
+  std::vector<float> logits{0.0f, std::log(4.0f), std::log(3.0f),
+                            std::log(2.0f)};
+  auto gate = [&](std::vector<uint8_t> available, int64_t k) {
+    std::vector<int32_t> ids(static_cast<size_t>(k), -1);
+    std::vector<float> w(static_cast<size_t>(k), NAN);
+    uint8_t degraded = 0;
+    cpu::topk_gating(logits.data(), 1, 4, k, ids.data(), w.data(),
+                     available.empty() ? nullptr : available.data(),
+                     &degraded);
+    return std::make_tuple(ids, w, degraded);
+  };
+  auto near = [](const std::vector<float>& got, std::vector<double> want) {
+    for (size_t i = 0; i < want.size(); ++i)
+      if (std::abs(got[i] - want[i]) > 1e-6)
+        return false;
+    return true;
+  };
+  // Expert 1 missing: expert 2 alone, weight 1; the second slot is a filler
+  // (expert 2 again, weight 0).
+  auto [ids, w, degraded] = gate({1, 0, 1, 1}, 2);
+  CAF_CHECK_EQUAL(ids, (std::vector<int32_t>{2, 2}));
+  CAF_CHECK(near(w, {1.0, 0.0}));
+  CAF_CHECK_EQUAL(w[1], 0.0f);
+  CAF_CHECK_EQUAL(degraded, 1);
+  // k = 3 over {1, 2, 3}, expert 1 missing: 3/5 and 2/5.
+  std::tie(ids, w, degraded) = gate({1, 0, 1, 1}, 3);
+  CAF_CHECK_EQUAL(ids, (std::vector<int32_t>{2, 3, 2}));
+  CAF_CHECK(near(w, {0.6, 0.4, 0.0}));
+  // Both chosen missing: the top 2 of the available {0, 3}: 2/3 and 1/3.
+  std::tie(ids, w, degraded) = gate({1, 0, 0, 1}, 2);
+  CAF_CHECK_EQUAL(ids, (std::vector<int32_t>{3, 0}));
+  CAF_CHECK(near(w, {2.0 / 3, 1.0 / 3}));
+  CAF_CHECK_EQUAL(degraded, 1);
+  // Fewer available than k: the one left takes weight 1.
+  std::tie(ids, w, degraded) = gate({1, 0, 0, 0}, 2);
+  CAF_CHECK_EQUAL(ids, (std::vector<int32_t>{0, 0}));
+  CAF_CHECK(near(w, {1.0, 0.0}));
+  // A missing expert nobody chose changes no bit and flags nothing.
+  auto [full_ids, full_w, none] = gate({}, 2);
+  std::tie(ids, w, degraded) = gate({0, 1, 1, 1}, 2);
+  CAF_CHECK_EQUAL(ids, full_ids);
+  CAF_CHECK_EQUAL(std::memcmp(w.data(), full_w.data(), sizeof(float) * 2), 0);
+  CAF_CHECK_EQUAL(degraded, 0);
+  CAF_CHECK_EQUAL(none, 0);
+  // Many tokens: weights of the kept sum to 1 and no unavailable expert is
+  // ever chosen; flags mark exactly the tokens whose top k lost one.
+  auto many = random_floats(31 * 6, 21, 3.0f);
+  std::vector<uint8_t> available{1, 0, 1, 0, 1, 1};
+  std::vector<int32_t> ids3(31 * 3);
+  std::vector<float> w3(31 * 3);
+  std::vector<int32_t> full3(31 * 3);
+  std::vector<float> fullw3(31 * 3);
+  std::vector<uint8_t> flags(31, 0);
+  cpu::topk_gating(many.data(), 31, 6, 3, ids3.data(), w3.data(),
+                   available.data(), flags.data());
+  cpu::topk_gating(many.data(), 31, 6, 3, full3.data(), fullw3.data());
+  for (int t = 0; t < 31; ++t) {
+    double sum = 0;
+    bool lost = false;
+    for (int j = 0; j < 3; ++j) {
+      CAF_CHECK_EQUAL(available[ids3[t * 3 + j]], 1);
+      sum += w3[t * 3 + j];
+      lost |= available[full3[t * 3 + j]] == 0;
+    }
+    CAF_CHECK_LESS(std::abs(sum - 1.0), 1e-6);
+    CAF_CHECK_EQUAL(flags[t], lost ? 1 : 0);
+  }
 }
 
 CAF_TEST(swiglu expert matches float64) {

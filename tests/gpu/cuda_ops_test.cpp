@@ -161,13 +161,20 @@ void check_expert_ffn(int64_t e, int64_t hidden, int64_t ffn, bool int8,
 
 /// Checks a kernel's top-k against cpu::topk_gating on `logits`: ids must
 /// match except where two probabilities tie to within `tie` (relative), and
-/// the weights within 1e-5.
+/// the weights within 1e-5. With `available` (the mask the kernel had), the
+/// zero-weight filler slots and the kernel's `degraded` flags must match
+/// the twin's too.
 void check_gating(const std::vector<float>& logits, int64_t n, int64_t e,
                   int64_t k, const std::vector<int32_t>& ids,
-                  const std::vector<float>& w, float tie) {
+                  const std::vector<float>& w, float tie,
+                  const std::vector<uint8_t>* available = nullptr,
+                  const std::vector<uint8_t>* degraded = nullptr) {
   std::vector<int32_t> want_ids(ids.size());
   std::vector<float> want_w(w.size());
-  cpu::topk_gating(logits.data(), n, e, k, want_ids.data(), want_w.data());
+  std::vector<uint8_t> want_degraded(static_cast<size_t>(n), 0);
+  cpu::topk_gating(logits.data(), n, e, k, want_ids.data(), want_w.data(),
+                   available ? available->data() : nullptr,
+                   want_degraded.data());
   size_t mismatches = 0;
   for (size_t i = 0; i < ids.size(); ++i)
     if (ids[i] != want_ids[i]
@@ -175,6 +182,27 @@ void check_gating(const std::vector<float>& logits, int64_t n, int64_t e,
       ++mismatches;
   CAF_CHECK_EQUAL(mismatches, 0u);
   CAF_CHECK_LESS(rel_error(w, want_w), 1e-5);
+  if (available == nullptr)
+    return;
+  size_t unavailable = 0, fillers = 0, want_fillers = 0;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    unavailable += (*available)[static_cast<size_t>(ids[i])] == 0;
+    fillers += w[i] == 0.0f;
+    want_fillers += want_w[i] == 0.0f;
+  }
+  CAF_CHECK_EQUAL(unavailable, 0u);
+  CAF_CHECK_EQUAL(fillers, want_fillers);
+  if (degraded != nullptr)
+    CAF_CHECK_EQUAL(*degraded, want_degraded);
+}
+
+/// Flags for `e` experts with `keep` of them available, picked at random.
+std::vector<uint8_t> random_availability(int64_t e, int64_t keep,
+                                         std::mt19937& gen) {
+  std::vector<uint8_t> flags(static_cast<size_t>(e), 0);
+  std::fill(flags.begin(), flags.begin() + keep, uint8_t{1});
+  std::shuffle(flags.begin(), flags.end(), gen);
+  return flags;
 }
 
 } // namespace
@@ -198,6 +226,36 @@ CAF_TEST(gating matches the CPU twin) {
         auto w = download<float>(d_w, static_cast<size_t>(n * k));
         check_gating(logits, n, e, k, ids, w, 1e-6f);
       }
+}
+
+CAF_TEST(gating without unavailable experts matches the CPU twin) {
+  if (!gpu_available())
+    return;
+  std::mt19937 gen{11};
+  for (int64_t n : {1, 3, 31, 257})
+    for (int64_t e : {6, 8, 60, 256})
+      for (int64_t k : {1, 2, 6, 8})
+        // One expert left (every slot past the first is a filler), fewer
+        // than k, half, all but one.
+        for (int64_t keep : {int64_t{1}, k - 1, e / 2, e - 1}) {
+          if (k > e || keep < 1)
+            continue;
+          auto logits = uniform_floats(static_cast<size_t>(n * e), gen, 4.0f);
+          auto available = random_availability(e, keep, gen);
+          auto d_logits = upload(logits);
+          auto d_available = upload(available);
+          auto d_degraded = upload(std::vector<uint8_t>(size_t(n), 0));
+          auto d_ids = poisoned(sizeof(int32_t) * n * k);
+          auto d_w = poisoned(sizeof(float) * n * k);
+          cuda::topk_gating(d_logits.get<float>(), n, e, k,
+                            d_ids.get<int32_t>(), d_w.get<float>(), nullptr,
+                            d_available.get<uint8_t>(),
+                            d_degraded.get<uint8_t>());
+          auto ids = download<int32_t>(d_ids, static_cast<size_t>(n * k));
+          auto w = download<float>(d_w, static_cast<size_t>(n * k));
+          auto degraded = download<uint8_t>(d_degraded, size_t(n));
+          check_gating(logits, n, e, k, ids, w, 1e-6f, &available, &degraded);
+        }
 }
 
 CAF_TEST(dispatch plan matches plan_dispatch and inverts) {
@@ -301,75 +359,86 @@ CAF_TEST(routing a decode batch in one launch matches the CPU twins) {
     for (int64_t e : {6, 8, 32})
       for (int64_t k : {1, 2, 6})
         for (int64_t hidden : {8, 136, 4096})
-          for (bool f16 : {false, true}) {
-            if (k > e || !cuda::route_decode_supported(n, e, k, hidden))
-              continue;
-            auto x = uniform_floats(static_cast<size_t>(n * hidden), gen);
-            auto gate = uniform_floats(static_cast<size_t>(e * hidden), gen,
-                                       1.0f / std::sqrt(float(hidden)));
-            auto d_x32 = upload(x);
-            auto d_x = upload(to_bf16_bits(x));
-            auto d_gate = upload(gate);
-            auto d_ids = poisoned(sizeof(int32_t) * n * k);
-            auto d_w = poisoned(sizeof(float) * n * k);
-            auto d_sorted = poisoned(sizeof(int32_t) * n * k);
-            auto d_offsets = poisoned(sizeof(int32_t) * (e + 1));
-            auto d_pair_row = poisoned(sizeof(int32_t) * n * k);
-            auto d_rows = poisoned(2 * n * k * hidden);
-            device_buffer ws(cuda::route_decode_workspace_bytes(e, hidden));
-            CUDA_CHECK(cudaMemset(ws.get(), 0, ws.bytes()));
-            // Twice, outputs poisoned in between: the first call must leave
-            // the workspace ready for the next (as a graph replay needs).
-            for (int call = 0; call < 2; ++call) {
-              for (auto* b : {&d_ids, &d_w, &d_sorted, &d_offsets,
-                              &d_pair_row, &d_rows})
-                CUDA_CHECK(cudaMemset(b->get(), 0xff, b->bytes()));
-              cuda::route_decode(
-                d_x32.get<float>(), d_gate.get<float>(),
-                d_x.get<__nv_bfloat16>(), n, hidden, e, k,
-                d_ids.get<int32_t>(), d_w.get<float>(),
-                d_sorted.get<int32_t>(), d_offsets.get<int32_t>(),
-                d_pair_row.get<int32_t>(), d_rows.get(), f16, ws.get(),
-                nullptr);
-            }
-            auto ids = download<int32_t>(d_ids, static_cast<size_t>(n * k));
-            auto w = download<float>(d_w, static_cast<size_t>(n * k));
-            // The CPU twins: router product (float64 sums), gating, plan.
-            std::vector<float> logits(static_cast<size_t>(n * e));
-            for (int64_t t = 0; t < n; ++t)
-              for (int64_t x_ = 0; x_ < e; ++x_) {
-                double sum = 0;
-                for (int64_t i = 0; i < hidden; ++i)
-                  sum += double(x[t * hidden + i]) * gate[x_ * hidden + i];
-                logits[t * e + x_] = static_cast<float>(sum);
+          for (bool f16 : {false, true})
+            // Every expert available, one, all but one (degraded routing).
+            for (int64_t keep : {e, int64_t{1}, e - 1}) {
+              if (k > e || !cuda::route_decode_supported(n, e, k, hidden))
+                continue;
+              auto x = uniform_floats(static_cast<size_t>(n * hidden), gen);
+              auto gate = uniform_floats(static_cast<size_t>(e * hidden), gen,
+                                         1.0f / std::sqrt(float(hidden)));
+              auto available = random_availability(e, keep, gen);
+              auto d_available = upload(available);
+              auto d_degraded = upload(std::vector<uint8_t>(size_t(n), 0));
+              const bool masked = keep < e;
+              auto d_x32 = upload(x);
+              auto d_x = upload(to_bf16_bits(x));
+              auto d_gate = upload(gate);
+              auto d_ids = poisoned(sizeof(int32_t) * n * k);
+              auto d_w = poisoned(sizeof(float) * n * k);
+              auto d_sorted = poisoned(sizeof(int32_t) * n * k);
+              auto d_offsets = poisoned(sizeof(int32_t) * (e + 1));
+              auto d_pair_row = poisoned(sizeof(int32_t) * n * k);
+              auto d_rows = poisoned(2 * n * k * hidden);
+              device_buffer ws(cuda::route_decode_workspace_bytes(e, hidden));
+              CUDA_CHECK(cudaMemset(ws.get(), 0, ws.bytes()));
+              // Twice, outputs poisoned in between: the first call must leave
+              // the workspace ready for the next (as a graph replay needs).
+              for (int call = 0; call < 2; ++call) {
+                for (auto* b : {&d_ids, &d_w, &d_sorted, &d_offsets,
+                                &d_pair_row, &d_rows})
+                  CUDA_CHECK(cudaMemset(b->get(), 0xff, b->bytes()));
+                cuda::route_decode(
+                  d_x32.get<float>(), d_gate.get<float>(),
+                  d_x.get<__nv_bfloat16>(), n, hidden, e, k,
+                  d_ids.get<int32_t>(), d_w.get<float>(),
+                  d_sorted.get<int32_t>(), d_offsets.get<int32_t>(),
+                  d_pair_row.get<int32_t>(), d_rows.get(), f16, ws.get(),
+                  nullptr, masked ? d_available.get<uint8_t>() : nullptr,
+                  masked ? d_degraded.get<uint8_t>() : nullptr);
               }
-            check_gating(logits, n, e, k, ids, w, 1e-5f);
-            // The plan and the rows follow the ids the kernel chose.
-            auto plan = volt::plan_dispatch(ids, n, k, e);
-            auto sorted = download<int32_t>(d_sorted,
-                                            static_cast<size_t>(n * k));
-            auto offsets = download<int32_t>(d_offsets,
-                                             static_cast<size_t>(e + 1));
-            auto pair_row = download<int32_t>(d_pair_row,
+              auto ids = download<int32_t>(d_ids, static_cast<size_t>(n * k));
+              auto w = download<float>(d_w, static_cast<size_t>(n * k));
+              auto degraded = download<uint8_t>(d_degraded, size_t(n));
+              // The CPU twins: router product (float64 sums), gating, plan.
+              std::vector<float> logits(static_cast<size_t>(n * e));
+              for (int64_t t = 0; t < n; ++t)
+                for (int64_t x_ = 0; x_ < e; ++x_) {
+                  double sum = 0;
+                  for (int64_t i = 0; i < hidden; ++i)
+                    sum += double(x[t * hidden + i]) * gate[x_ * hidden + i];
+                  logits[t * e + x_] = static_cast<float>(sum);
+                }
+              check_gating(logits, n, e, k, ids, w, 1e-5f,
+                           masked ? &available : nullptr,
+                           masked ? &degraded : nullptr);
+              // The plan and the rows follow the ids the kernel chose (fillers
+              // included).
+              auto plan = volt::plan_dispatch(ids, n, k, e);
+              auto sorted = download<int32_t>(d_sorted,
                                               static_cast<size_t>(n * k));
-            auto rows = download<uint16_t>(d_rows,
-                                           static_cast<size_t>(n * k * hidden));
-            CAF_CHECK_EQUAL(offsets[0], 0);
-            CAF_CHECK_EQUAL(offsets[e], n * k);
-            for (size_t r = 0; r < sorted.size(); ++r) {
-              CAF_CHECK_EQUAL(sorted[r] / k, plan.row_token[r]);
-              CAF_CHECK_EQUAL(sorted[r] % k, plan.row_slot[r]);
-              CAF_CHECK_EQUAL(pair_row[sorted[r]], static_cast<int32_t>(r));
-              size_t wrong = 0;
-              for (int64_t i = 0; i < hidden; ++i) {
-                auto want = f32_to_bf16(x[plan.row_token[r] * hidden + i]);
-                if (f16)
-                  want = f32_to_f16(bf16_to_f32(want));
-                wrong += rows[r * hidden + i] != want;
+              auto offsets = download<int32_t>(d_offsets,
+                                               static_cast<size_t>(e + 1));
+              auto pair_row = download<int32_t>(d_pair_row,
+                                                static_cast<size_t>(n * k));
+              auto rows = download<uint16_t>(
+                d_rows, static_cast<size_t>(n * k * hidden));
+              CAF_CHECK_EQUAL(offsets[0], 0);
+              CAF_CHECK_EQUAL(offsets[e], n * k);
+              for (size_t r = 0; r < sorted.size(); ++r) {
+                CAF_CHECK_EQUAL(sorted[r] / k, plan.row_token[r]);
+                CAF_CHECK_EQUAL(sorted[r] % k, plan.row_slot[r]);
+                CAF_CHECK_EQUAL(pair_row[sorted[r]], static_cast<int32_t>(r));
+                size_t wrong = 0;
+                for (int64_t i = 0; i < hidden; ++i) {
+                  auto want = f32_to_bf16(x[plan.row_token[r] * hidden + i]);
+                  if (f16)
+                    want = f32_to_f16(bf16_to_f32(want));
+                  wrong += rows[r * hidden + i] != want;
+                }
+                CAF_CHECK_EQUAL(wrong, 0u);
               }
-              CAF_CHECK_EQUAL(wrong, 0u);
             }
-          }
 }
 
 /// Decode-path variants the tests cover: 16- and 32-byte chunks, w1/w3 and

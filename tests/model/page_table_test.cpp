@@ -202,6 +202,33 @@ CAF_TEST(prefix hits follow the hash chain) {
   check_invariants(pt);
 }
 
+CAF_TEST(withheld pages stay out of the prefix cache) {
+  page_table pt{4, 16};
+  CAF_REQUIRE(pt.admit(1, iota(1, 6), 12));
+  CAF_REQUIRE(!pt.commit(1, 6));
+  CAF_CHECK_EQUAL(pt.stats().pages_cached, 1); // page 0, before withhold
+  CAF_REQUIRE(!pt.withhold(1));
+  CAF_REQUIRE(pt.prepare_write(1, 6, 12));
+  CAF_REQUIRE(!pt.commit(1, 12, iota(7, 6)));
+  CAF_CHECK_EQUAL(pt.stats().pages_cached, 1);
+  CAF_CHECK_EQUAL(get(pt.admit(2, iota(1, 13), 13)).cached_tokens, 4);
+  // Forks inherit it.
+  CAF_REQUIRE(!pt.fork(1, 3));
+  CAF_REQUIRE(pt.prepare_write(3, 12, 16));
+  CAF_REQUIRE(!pt.commit(3, 16, iota(13, 4)));
+  CAF_CHECK_EQUAL(pt.stats().pages_cached, 1);
+  // Admission may skip the cache: no hit, no lookup counted.
+  auto lookups = pt.stats().prefix_lookups;
+  auto fresh = pt.admit(4, iota(1, 9), 9, false);
+  CAF_REQUIRE(fresh);
+  CAF_CHECK_EQUAL(fresh->cached_tokens, 0);
+  CAF_CHECK_NOT_EQUAL(fresh->block_table[0], 0);
+  CAF_CHECK_EQUAL(pt.stats().prefix_lookups, lookups);
+  CHECK_ERROR(pt.withhold(99), volt_errc::invalid_request,
+              "withhold: unknown sequence 99");
+  check_invariants(pt);
+}
+
 CAF_TEST(a partial last page is never cached) {
   page_table pt{4, 16};
   CAF_REQUIRE(pt.admit(1, iota(50, 6), 6));

@@ -23,7 +23,6 @@ namespace {
 // these names, the queries over it only have to parse; once a node exports
 // it, they must return data like every other query.
 const std::set<std::string> not_yet_exported = {
-  "voltinfer_degraded_tokens_total",
   "voltinfer_autoscaler_actions_total",
 };
 

@@ -1,0 +1,20 @@
+#pragma once
+
+// The experts a step may route to, as the gating ops take them: one flag per
+// expert, shared by every layer.
+
+#include <cstdint>
+#include <vector>
+
+#include "caf/expected.hpp"
+
+namespace volt {
+
+/// Flags [n_experts] with 0 for the experts in `masked` and 1 for the others;
+/// empty when `masked` is (every expert may be chosen). Errors
+/// (invalid_request) name an expert outside the model, or a mask that leaves
+/// no expert to route to.
+caf::expected<std::vector<uint8_t>>
+available_experts(const std::vector<uint32_t>& masked, int64_t n_experts);
+
+} // namespace volt
