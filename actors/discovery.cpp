@@ -65,11 +65,10 @@ void note_refused(discovery_state& st, const std::string& key,
   uint64_t held_back = 0;
   if (!st.refusal_log->pass(held_back))
     return;
-  VOLT_WARN("discovery", "ignoring the Redis record "
-                           << describe(why)
-                           << (held_back > 0 ? " (and " + std::to_string(held_back)
-                                                 + " more records not logged)"
-                                             : std::string{}));
+  auto more = held_back == 0 ? std::string{}
+                             : " (and " + std::to_string(held_back)
+                                 + " more records not logged)";
+  VOLT_WARN("discovery", "ignoring the Redis record " << describe(why) << more);
 }
 
 /// Reads the registered workers from Redis and adds the new ones.

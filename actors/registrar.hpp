@@ -19,8 +19,8 @@ struct registrar_options {
   std::chrono::milliseconds ttl{3000};
   /// Source of the record's load field; may be null.
   std::shared_ptr<node_metrics> metrics;
-  /// [security] cluster_secret: signs the record (net/signed_worker_record.hpp);
-  /// empty leaves it unsigned.
+  /// [security] cluster_secret: signs the record
+  /// (net/signed_worker_record.hpp); empty leaves it unsigned.
   std::string secret;
 };
 

@@ -172,6 +172,15 @@ placement_of(const node_config& cfg, const model_config& model,
   return options;
 }
 
+/// Logs the checkpoint's fingerprint once the node has passed its start-up
+/// checks (a node that fails them says only why): routers refuse workers
+/// whose fingerprint differs from theirs, and this line lets an operator
+/// compare nodes.
+void log_fingerprint(const node_config& cfg, const checkpoint& ckpt) {
+  VOLT_INFO("node", "checkpoint " << cfg.model.path << " has the fingerprint "
+                                  << ckpt.fingerprint());
+}
+
 /// Says at start whether this node's Redis records are authenticated.
 void log_record_signing(const node_config& cfg, const char* what) {
   if (cfg.discovery.mode != discovery_mode::redis)
@@ -231,6 +240,7 @@ int run_standalone(const node_config& cfg, const checkpoint& ckpt,
     caf::anon_send_exit(*eng, caf::exit_reason::user_shutdown);
     return report_error(api.error());
   }
+  log_fingerprint(cfg, ckpt);
   VOLT_INFO("node", "ready: standalone node '" << cfg.node.id << "' serving on "
                                                << where(cfg, guard->port()));
   wait_for_shutdown_signal(signals);
@@ -356,6 +366,7 @@ int run_worker(const node_config& cfg, const checkpoint& ckpt,
     log_record_signing(cfg, "signing its");
     reg = sys.spawn<caf::detached>(registrar, std::move(opts));
   }
+  log_fingerprint(cfg, ckpt);
   VOLT_INFO("node", "ready: worker '" << cfg.node.id << "' serving experts ["
                                       << expert_pool::render(cfg.worker.experts)
                                       << "] on " << where(cfg, port));
@@ -410,7 +421,6 @@ int run_router(const node_config& cfg, const checkpoint& ckpt,
   opts.poll = std::chrono::milliseconds{cfg.discovery.poll_ms};
   opts.checkpoint = ckpt.fingerprint();
   opts.secret = cfg.security.cluster_secret;
-  log_record_signing(cfg, "accepting only signed");
   auto published = publish(sys, cfg, eng, metrics);
   if (!published) {
     caf::anon_send_exit(eng, caf::exit_reason::user_shutdown);
@@ -422,6 +432,8 @@ int run_router(const node_config& cfg, const checkpoint& ckpt,
     caf::anon_send_exit(eng, caf::exit_reason::user_shutdown);
     return report_error(api.error());
   }
+  log_fingerprint(cfg, ckpt);
+  log_record_signing(cfg, "accepting only signed");
   auto finder = sys.spawn<caf::detached>(discovery, eng, std::move(opts));
   VOLT_INFO("node", "router '" << cfg.node.id << "' accepts clients on "
                                << where(cfg, guard->port())
@@ -459,10 +471,6 @@ int run_node(const node_config& cfg, const checkpoint& ckpt) {
                                                                     << ")");
     ::kill(::getpid(), SIGTERM);
   });
-  // Routers refuse workers whose fingerprint differs from their own; this
-  // line lets an operator compare nodes.
-  VOLT_INFO("node", "checkpoint " << cfg.model.path << " has the fingerprint "
-                                  << ckpt.fingerprint());
   int code = 1;
   switch (cfg.node.role) {
     case node_role::standalone: code = run_standalone(cfg, ckpt, signals); break;

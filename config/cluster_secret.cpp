@@ -28,8 +28,7 @@ std::string check_cluster_secret(const std::string& secret) {
   if (secret.empty() || secret.size() >= min_cluster_secret_size)
     return {};
   return "the secret has " + std::to_string(secret.size())
-         + " characters; at least "
-         + std::to_string(min_cluster_secret_size)
+         + " characters; at least " + std::to_string(min_cluster_secret_size)
          + " are needed (e.g. the output of `openssl rand -hex 32`)";
 }
 

@@ -27,14 +27,14 @@ caf::error key_file_error(const std::string& what) {
 }
 
 api_error unauthorized(std::string message) {
-  return {401, std::move(message), "invalid_request_error", {},
-          "invalid_api_key"};
+  return {
+    401, std::move(message), "invalid_request_error", {}, "invalid_api_key"};
 }
 
 } // namespace
 
-caf::expected<std::vector<digest256>>
-parse_api_keys(const std::string& text, const std::string& path) {
+caf::expected<std::vector<digest256>> parse_api_keys(const std::string& text,
+                                                     const std::string& path) {
   std::vector<digest256> result;
   size_t line_no = 0;
   size_t start = 0;
@@ -49,11 +49,10 @@ parse_api_keys(const std::string& text, const std::string& path) {
       continue;
     auto where = path + ":" + std::to_string(line_no) + ": ";
     if (line.size() < min_api_key_size || line.size() > max_api_key_size)
-      return key_file_error(where + "a key has " + std::to_string(line.size())
-                            + " characters; keys have "
-                            + std::to_string(min_api_key_size) + " to "
-                            + std::to_string(max_api_key_size)
-                            + " (e.g. `openssl rand -hex 24`)");
+      return key_file_error(
+        where + "a key has " + std::to_string(line.size())
+        + " characters; keys have " + std::to_string(min_api_key_size) + " to "
+        + std::to_string(max_api_key_size) + " (e.g. `openssl rand -hex 24`)");
     if (!std::all_of(line.begin(), line.end(), token_char))
       return key_file_error(where
                             + "a key may hold only letters, digits and "
@@ -62,8 +61,9 @@ parse_api_keys(const std::string& text, const std::string& path) {
     result.push_back(sha256_of(line));
   }
   if (result.empty())
-    return key_file_error(path + ": holds no key (every request would be "
-                                 "refused)");
+    return key_file_error(path
+                          + ": holds no key (every request would be "
+                            "refused)");
   return result;
 }
 
@@ -110,8 +110,9 @@ void api_keys::refresh() {
   seen_ = state ? *state : gone;
   if (!state) {
     VOLT_ERROR("http", path_ << " ([http] api_keys_file) is gone; the "
-                             << digests_.size() << " keys read before stay in "
-                                                   "use");
+                             << digests_.size()
+                             << " keys read before stay in "
+                                "use");
     return;
   }
   auto text = read_text_file(path_);
@@ -152,12 +153,12 @@ std::optional<api_error> authorize(api_keys& keys,
                         "(Authorization: Bearer YOUR_KEY)");
   static constexpr std::string_view scheme = "bearer ";
   // The scheme is case-insensitive (RFC 7235).
-  bool bearer = authorization.size() > scheme.size()
-                && std::equal(scheme.begin(), scheme.end(),
-                              authorization.begin(), [](char x, char y) {
-                                return x == std::tolower(
-                                         static_cast<unsigned char>(y));
-                              });
+  bool bearer
+    = authorization.size() > scheme.size()
+      && std::equal(scheme.begin(), scheme.end(), authorization.begin(),
+                    [](char x, char y) {
+                      return x == std::tolower(static_cast<unsigned char>(y));
+                    });
   if (!bearer)
     return unauthorized("The Authorization header must be 'Bearer "
                         "YOUR_KEY'");

@@ -28,8 +28,8 @@ constexpr size_t max_api_key_size = 256;
 /// 16 to 256 characters of letters, digits and -._~+/= (RFC 6750's token
 /// characters). Returns the keys' SHA-256 digests (the keys themselves are
 /// not kept); errors are one line naming `path` and the line, never a key.
-caf::expected<std::vector<digest256>>
-parse_api_keys(const std::string& text, const std::string& path);
+caf::expected<std::vector<digest256>> parse_api_keys(const std::string& text,
+                                                     const std::string& path);
 
 /// The keys of one file, read again when the file changes: before a check,
 /// at most once a second, the file's size, modification time and inode are

@@ -66,9 +66,8 @@ std::string fingerprint_checkpoint(std::string_view config_json,
     for (auto d : t->shape)
       h.update_u64(static_cast<uint64_t>(d));
     h.update_u64(t->nbytes);
-    for_each_sample(*t, [&h](const uint8_t* data, size_t n) {
-      h.update(data, n);
-    });
+    for_each_sample(*t,
+                    [&h](const uint8_t* data, size_t n) { h.update(data, n); });
   }
   return to_hex(h.finish());
 }

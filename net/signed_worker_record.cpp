@@ -35,10 +35,9 @@ std::string seal_worker_record(const worker_record& x, const std::string& key,
   return json::dump(doc);
 }
 
-caf::expected<worker_record> open_worker_record(const std::string& key,
-                                                const std::string& value,
-                                                const std::string& secret,
-                                                int64_t now_ms) {
+caf::expected<worker_record>
+open_worker_record(const std::string& key, const std::string& value,
+                   const std::string& secret, int64_t now_ms) {
   auto doc = json::parse(value, "worker record");
   if (!doc)
     return refused(key, describe(doc.error()));

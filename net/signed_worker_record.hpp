@@ -26,10 +26,9 @@ std::string seal_worker_record(const worker_record& x, const std::string& key,
 /// for this key, and not expired at `now_ms`; without one, signatures and
 /// expiry are not checked. Errors are one line naming the key and what is
 /// wrong, never the secret.
-caf::expected<worker_record> open_worker_record(const std::string& key,
-                                                const std::string& value,
-                                                const std::string& secret,
-                                                int64_t now_ms);
+caf::expected<worker_record>
+open_worker_record(const std::string& key, const std::string& value,
+                   const std::string& secret, int64_t now_ms);
 
 /// Milliseconds since the Unix epoch, the clock of "expires_ms".
 int64_t unix_ms_now();

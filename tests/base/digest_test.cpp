@@ -10,12 +10,10 @@
 using namespace volt;
 
 CAF_TEST(sha256 matches the published vectors) {
-  CAF_CHECK_EQUAL(to_hex(sha256_of("abc")),
-                  "ba7816bf8f01cfea414140de5dae2223"
-                  "b00361a396177a9cb410ff61f20015ad");
-  CAF_CHECK_EQUAL(to_hex(sha256_of("")),
-                  "e3b0c44298fc1c149afbf4c8996fb924"
-                  "27ae41e4649b934ca495991b7852b855");
+  CAF_CHECK_EQUAL(to_hex(sha256_of("abc")), "ba7816bf8f01cfea414140de5dae2223"
+                                            "b00361a396177a9cb410ff61f20015ad");
+  CAF_CHECK_EQUAL(to_hex(sha256_of("")), "e3b0c44298fc1c149afbf4c8996fb924"
+                                         "27ae41e4649b934ca495991b7852b855");
   // Fed in pieces, the same digest.
   sha256 h;
   h.update("a");

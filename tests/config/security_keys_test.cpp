@@ -30,8 +30,8 @@ std::string secret_file_toml(const std::string& path) {
 } // namespace
 
 CAF_TEST(a cluster secret is at least 32 characters) {
-  auto cfg = parse(with("[security]\ncluster_secret = \"" + good_secret
-                        + "\"\n"));
+  auto cfg
+    = parse(with("[security]\ncluster_secret = \"" + good_secret + "\"\n"));
   CAF_REQUIRE_EQUAL(message_of(cfg), "");
   CAF_CHECK_EQUAL(cfg->security.cluster_secret, good_secret);
   auto short_one = parse(with("[security]\ncluster_secret = \"hunter2\"\n"));

@@ -79,8 +79,8 @@ void check_unauthorized(const http_reply& r, const std::string& fragment) {
 /// Sends `requests` on one keep-alive connection to 127.0.0.1:`port`, each
 /// once the answer to the one before has come whole (httplib 0.11 does not
 /// serve pipelined requests); returns the answers, headers and body.
-std::vector<std::string> one_connection(uint16_t port,
-                                        const std::vector<std::string>& requests) {
+std::vector<std::string>
+one_connection(uint16_t port, const std::vector<std::string>& requests) {
   std::vector<std::string> answers;
   int fd = tcp_connect(port);
   if (fd < 0)
@@ -127,9 +127,8 @@ const std::string completion
 } // namespace
 
 CAF_TEST(a key file holds one key per line with comments) {
-  auto keys = http::parse_api_keys("# production\n\n  " + key1 + "  \r\n"
-                                     + "#" + key2 + "\n",
-                                   "keys.txt");
+  auto keys = http::parse_api_keys(
+    "# production\n\n  " + key1 + "  \r\n" + "#" + key2 + "\n", "keys.txt");
   CAF_REQUIRE(keys);
   CAF_CHECK_EQUAL(keys->size(), 1u);
   CAF_CHECK(constant_time_equal(keys->front(), sha256_of(key1)));
@@ -139,9 +138,10 @@ CAF_TEST(a key file holds one key per line with comments) {
   CAF_CHECK_EQUAL(key_file_error(key1 + "\nshort\n"),
                   "[http] api_keys_file: keys.txt:2: a key has 5 characters; "
                   "keys have 16 to 256 (e.g. `openssl rand -hex 24`)");
-  CAF_CHECK_NOT_EQUAL(key_file_error(std::string(257, 'k')).find("keys.txt:1: "
-                                                                 "a key has "
-                                                                 "257"),
+  CAF_CHECK_NOT_EQUAL(key_file_error(std::string(257, 'k'))
+                        .find("keys.txt:1: "
+                              "a key has "
+                              "257"),
                       std::string::npos);
   auto spaced = key_file_error(key1 + " # the CI's key\n");
   CAF_CHECK_NOT_EQUAL(spaced.find("keys.txt:1: a key may hold only letters"),
@@ -235,7 +235,8 @@ CAF_TEST(a refused request leaves its keep alive connection in step) {
   CAF_CHECK_NOT_EQUAL(answers[0].find("\"code\":\"invalid_api_key\""),
                       std::string::npos);
   CAF_CHECK_EQUAL(answers[1].substr(0, 12), "HTTP/1.1 200");
-  CAF_CHECK_NOT_EQUAL(answers[1].find("tiny-mixtral-text-a"), std::string::npos);
+  CAF_CHECK_NOT_EQUAL(answers[1].find("tiny-mixtral-text-a"),
+                      std::string::npos);
 }
 
 CAF_TEST(keys are read again when the file changes) {
@@ -265,8 +266,7 @@ CAF_TEST(keys are read again when the file changes) {
     return n.node->process().log().find(complaint) != std::string::npos;
   }));
   CAF_CHECK_EQUAL(models(key2), 200);
-  CAF_CHECK_EQUAL(n.node->process().log().find("too-short"),
-                  std::string::npos);
+  CAF_CHECK_EQUAL(n.node->process().log().find("too-short"), std::string::npos);
 }
 
 CAF_TEST(public paths can be protected too) {

@@ -91,7 +91,7 @@ CAF_TEST(splitting the tensors into other files keeps the fingerprint) {
                                       copies.tensors.end());
   CAF_REQUIRE(!write_checkpoint(dir, copies.config_text, second,
                                 "model-00001-of-00002.safetensors"));
-  CAF_REQUIRE(!write_safetensors(dir + "/model-00002-of-00002.safetensors",
-                                 first));
+  CAF_REQUIRE(
+    !write_safetensors(dir + "/model-00002-of-00002.safetensors", first));
   CAF_CHECK_EQUAL(fingerprint_of(dir), original);
 }

@@ -15,7 +15,8 @@ using namespace volt::test;
 
 namespace {
 
-const std::string all_experts = "[worker]\nexperts = [0, 1, 2, 3, 4, 5, 6, 7]\n";
+const std::string all_experts
+  = "[worker]\nexperts = [0, 1, 2, 3, 4, 5, 6, 7]\n";
 
 std::string address(uint16_t port) {
   return "127.0.0.1:" + std::to_string(port);
@@ -34,13 +35,13 @@ CAF_TEST(a worker on another checkpoint of the same shapes is refused) {
   auto good = free_port(), bad = free_port(), r = free_port();
   node_process good_worker{
     write_node_toml(dir, {"good", "worker", good, 0, all_experts})};
-  auto bad_toml = write_node_toml(dir, {"bad", "worker", bad, 0, all_experts,
-                                        other});
+  auto bad_toml
+    = write_node_toml(dir, {"bad", "worker", bad, 0, all_experts, other});
   auto bad_worker = std::make_unique<node_process>(bad_toml);
-  node_process router{write_node_toml(
-    dir, {"router", "router", r, 0,
-          "[router]\nworkers = [\"" + address(good) + "\", \"" + address(bad)
-            + "\"]\n"})};
+  node_process router{
+    write_node_toml(dir, {"router", "router", r, 0,
+                          "[router]\nworkers = [\"" + address(good) + "\", \""
+                            + address(bad) + "\"]\n"})};
   CAF_REQUIRE(good_worker.wait_ready());
   CAF_REQUIRE(bad_worker->wait_ready());
   CAF_REQUIRE(router.wait_ready());
@@ -65,8 +66,7 @@ CAF_TEST(a worker on another checkpoint of the same shapes is refused) {
   // Asked again with back-off, and logged once.
   router.read_log(std::chrono::seconds{3});
   CAF_CHECK_EQUAL(count_lines(router.log(), "refused:"), 1u);
-  CAF_CHECK_EQUAL(count_lines(router.log(), "expert host " + address(bad)),
-                  0u);
+  CAF_CHECK_EQUAL(count_lines(router.log(), "expert host " + address(bad)), 0u);
   // Restarted on the right checkpoint, on the same port, it joins.
   CAF_CHECK_EQUAL(bad_worker->stop(), 0);
   bad_worker.reset();
