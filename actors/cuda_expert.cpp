@@ -252,7 +252,7 @@ expert_actor::behavior_type cuda_expert(expert_actor::pointer self,
                                std::string{"cuda expert: "} + ex.what());
       }
     },
-    [st](hosted_atom) { return st->weights().ids(); },
+    [st](hosted_atom) { return hello_of(st->weights()); },
   };
 }
 

@@ -9,7 +9,7 @@
 #include "base/log.hpp"
 #include "caf/io/middleman.hpp"
 #include "caf/io/middleman_actor.hpp"
-#include "net/worker_record.hpp"
+#include "net/signed_worker_record.hpp"
 
 namespace volt {
 
@@ -19,15 +19,22 @@ using clock_type = std::chrono::steady_clock;
 
 constexpr auto redis_timeout = std::chrono::milliseconds{300};
 
+/// The longest wait between two tries of one target.
+constexpr auto max_backoff = std::chrono::seconds{2};
+
 /// Adds a target unless known; returns its name.
 std::string add_target(discovery_state& st, const endpoint& where,
                        std::vector<uint32_t> spawn, bool from_redis = false) {
   auto name = render_endpoint(where.host, where.port);
   if (st.targets.count(name) > 0)
     return name;
-  st.targets.emplace(name, discovery_target{name, where, std::move(spawn),
-                                            {}, false, 0, clock_type::now(),
-                                            false, from_redis});
+  discovery_target target;
+  target.name = name;
+  target.where = where;
+  target.spawn = std::move(spawn);
+  target.next_try = clock_type::now();
+  target.from_redis = from_redis;
+  st.targets.emplace(name, std::move(target));
   return name;
 }
 
@@ -49,23 +56,39 @@ void forget_departed(discovery_state& st,
   }
 }
 
+/// Logs a refused Redis record once per key (and at most a few lines a
+/// second when many keys are bad); it is never used.
+void note_refused(discovery_state& st, const std::string& key,
+                  const caf::error& why) {
+  if (!st.refused_records.insert(key).second)
+    return;
+  uint64_t held_back = 0;
+  if (!st.refusal_log->pass(held_back))
+    return;
+  auto more = held_back == 0 ? std::string{}
+                             : " (and " + std::to_string(held_back)
+                                 + " more records not logged)";
+  VOLT_WARN("discovery", "ignoring the Redis record " << describe(why) << more);
+}
+
 /// Reads the registered workers from Redis and adds the new ones.
 void poll_redis(discovery_pointer self) {
   auto& st = self->state;
-  caf::expected<std::vector<std::string>> values{caf::error{}};
+  caf::expected<std::vector<std::pair<std::string, std::string>>> entries{
+    caf::error{}};
   if (!st.redis) {
     auto conn = redis_client::connect(st.options.redis, redis_timeout);
     if (conn)
       st.redis.emplace(std::move(*conn));
     else
-      values = std::move(conn.error());
+      entries = std::move(conn.error());
   }
   if (st.redis)
-    values = st.redis->values(worker_record_prefix + "*");
-  if (!values) {
+    entries = st.redis->entries(worker_record_prefix + "*");
+  if (!entries) {
     st.redis.reset();
     if (st.redis_failures++ % 20 == 0)
-      VOLT_WARN("discovery", describe(values.error())
+      VOLT_WARN("discovery", describe(entries.error())
                                << "; known workers stay in use, retrying");
     return;
   }
@@ -73,15 +96,21 @@ void poll_redis(discovery_pointer self) {
     VOLT_INFO("discovery", "Redis is reachable again");
   st.redis_failures = 0;
   std::set<std::string> registered;
-  for (const auto& text : *values) {
-    auto record = parse_worker_record(text);
+  std::set<std::string> refused;
+  auto now = unix_ms_now();
+  for (const auto& [key, value] : *entries) {
+    auto record = open_worker_record(key, value, st.options.secret, now);
     if (!record) {
-      VOLT_WARN("discovery", "ignoring " << describe(record.error()));
+      note_refused(st, key, record.error());
+      refused.insert(key);
       continue;
     }
     registered.insert(
       add_target(st, endpoint{record->host, record->port}, {}, true));
   }
+  // A key that is gone or valid again is logged anew if it turns bad.
+  for (auto i = st.refused_records.begin(); i != st.refused_records.end();)
+    i = refused.count(*i) > 0 ? std::next(i) : st.refused_records.erase(i);
   forget_departed(st, registered);
 }
 
@@ -123,8 +152,7 @@ void on_failure(discovery_pointer self, const std::string& name,
     VOLT_WARN("discovery", name << ": " << describe(err) << "; retrying");
   auto backoff = st.options.poll * (1 << std::min(t.failures, 4));
   t.next_try = clock_type::now()
-               + std::min<clock_type::duration>(backoff,
-                                                std::chrono::seconds{2});
+               + std::min<clock_type::duration>(backoff, max_backoff);
 }
 
 void on_host(discovery_pointer self, const std::string& name,
@@ -135,6 +163,7 @@ void on_host(discovery_pointer self, const std::string& name,
     return;
   auto& t = *target;
   t.failures = 0;
+  t.refused_checkpoint.clear();
   t.handle = handle;
   self->monitor(handle);
   VOLT_INFO("discovery", name << ": expert host with experts "
@@ -143,14 +172,44 @@ void on_host(discovery_pointer self, const std::string& name,
              name);
 }
 
-/// Asks a connected or spawned expert actor what it hosts; it joins the
-/// engine only with an answer.
+/// Refuses a host whose checkpoint is not the router's: nothing is routed
+/// there. A connected worker is asked again after the longest back-off (it
+/// may be restarted on the right checkpoint); an actor spawned for this
+/// router is stopped and its node not tried again.
+void refuse_host(discovery_pointer self, const std::string& name,
+                 expert_actor handle, const expert_hello& hello) {
+  auto& st = self->state;
+  auto* target = finish_attempt(st, name);
+  if (target == nullptr)
+    return;
+  auto& t = *target;
+  if (t.refused_checkpoint != hello.checkpoint) {
+    t.refused_checkpoint = hello.checkpoint;
+    VOLT_ERROR("discovery",
+               name << ": refused: its checkpoint fingerprint "
+                    << (hello.checkpoint.empty() ? "(none)" : hello.checkpoint)
+                    << " differs from this router's " << st.options.checkpoint
+                    << " (another checkpoint, or another version of it); no "
+                       "rows go there");
+  }
+  if (!t.spawn.empty()) {
+    self->send_exit(handle, caf::exit_reason::user_shutdown);
+    t.given_up = true;
+    return;
+  }
+  t.next_try = clock_type::now() + max_backoff;
+}
+
+/// Asks a connected or spawned expert actor for its hello; it joins the
+/// engine only with an answer naming the router's checkpoint.
 void confirm_host(discovery_pointer self, const std::string& name,
                   expert_actor handle) {
   self->request(handle, self->state.options.connect_timeout, hosted_atom_v)
     .then(
-      [=](std::vector<uint32_t>& ids) {
-        on_host(self, name, handle, std::move(ids));
+      [=](expert_hello& hello) {
+        if (hello.checkpoint != self->state.options.checkpoint)
+          return refuse_host(self, name, handle, hello);
+        on_host(self, name, handle, std::move(hello.experts));
       },
       [=](caf::error& err) { on_failure(self, name, err); });
 }
@@ -160,6 +219,7 @@ void reach(discovery_pointer self, discovery_target& t) {
   t.busy = true;
   auto name = t.name;
   auto spawn = t.spawn;
+  auto checkpoint = self->state.options.checkpoint;
   auto timeout = self->state.options.connect_timeout;
   auto mm = self->system().middleman().actor_handle();
   auto ifs = self->system().message_types<expert_actor>();
@@ -170,7 +230,7 @@ void reach(discovery_pointer self, discovery_target& t) {
         if (!spawn.empty()) {
           self
             ->request(mm, timeout, caf::spawn_atom_v, nid, expert_actor_type,
-                      caf::make_message(spawn), ifs)
+                      caf::make_message(spawn, checkpoint), ifs)
             .then(
               [=](caf::strong_actor_ptr& spawned) {
                 if (!spawned)

@@ -3,10 +3,12 @@
 #include <chrono>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "actors/type_ids.hpp"
+#include "base/log_throttle.hpp"
 #include "caf/typed_event_based_actor.hpp"
 #include "config/endpoint.hpp"
 #include "config/node_config.hpp"
@@ -30,6 +32,12 @@ struct discovery_options {
   std::chrono::milliseconds poll{250};
   /// Bound on one connect or remote spawn.
   std::chrono::milliseconds connect_timeout{3000};
+  /// The router's checkpoint fingerprint: a host whose hello names another
+  /// is refused, and placed experts are spawned only on nodes that hold it.
+  std::string checkpoint;
+  /// [security] cluster_secret: Redis records must be signed with it (and
+  /// not expired); empty accepts every well-formed record.
+  std::string secret;
 };
 
 /// One place an expert host comes from.
@@ -47,6 +55,9 @@ struct discovery_target {
   /// Found in Redis: forgotten once its record is gone and it is not
   /// connected (a worker that left is not retried forever).
   bool from_redis = false;
+  /// The fingerprint of another checkpoint it answered with, so that its
+  /// refusal is logged once rather than on every retry.
+  std::string refused_checkpoint;
 };
 
 /// State of the discovery actor.
@@ -56,6 +67,11 @@ struct discovery_state {
   std::map<std::string, discovery_target> targets;
   std::optional<redis_client> redis;
   int redis_failures = 0;
+  /// Redis keys whose record was refused (forged, unsigned, expired): each
+  /// is logged once, until it is gone or valid again.
+  std::set<std::string> refused_records;
+  /// Bounds the lines about refused records when many keys are bad.
+  std::shared_ptr<log_throttle> refusal_log = std::make_shared<log_throttle>();
 
   static inline const char* name = "volt.discovery";
 };

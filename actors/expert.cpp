@@ -40,6 +40,10 @@ caf::error check_expert_batch(const expert_weights& w,
   return caf::none;
 }
 
+expert_hello hello_of(const expert_weights& w) {
+  return {w.ids(), w.checkpoint_fingerprint()};
+}
+
 expert_actor::behavior_type
 expert(expert_actor::pointer self,
        std::shared_ptr<const expert_weights> weights) {
@@ -77,7 +81,7 @@ metered_expert(expert_actor::pointer self,
         return err;
       return pack_f32(out.data(), batch.rows.shape);
     },
-    [weights](hosted_atom) { return weights->ids(); },
+    [weights](hosted_atom) { return hello_of(*weights); },
   };
 }
 

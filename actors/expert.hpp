@@ -13,6 +13,9 @@ namespace volt {
 caf::error check_expert_batch(const expert_weights& w,
                               const expert_batch& batch);
 
+/// The hello of an actor hosting `w`: its experts and their checkpoint.
+expert_hello hello_of(const expert_weights& w);
+
 /// Hosts a set of experts for every layer and runs their SwiGLU FFN over
 /// batches of token rows grouped by expert. Every field of a batch is checked
 /// before any compute: the bytes may come from another node.

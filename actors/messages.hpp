@@ -187,4 +187,19 @@ typename Inspector::result_type inspect(Inspector& f, expert_batch& x) {
            x.row_counts, x.rows);
 }
 
+/// An expert actor's answer to `hosted_atom`, its hello: what it hosts and
+/// which checkpoint the weights come from. A router compares `checkpoint`
+/// with its own fingerprint and routes nothing to a host of another one.
+struct expert_hello {
+  /// Global expert ids, ascending.
+  std::vector<uint32_t> experts;
+  /// The checkpoint's fingerprint (model/checkpoint_fingerprint.hpp).
+  std::string checkpoint;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, expert_hello& x) {
+  return f(caf::meta::type_name("volt.expert_hello"), x.experts, x.checkpoint);
+}
+
 } // namespace volt

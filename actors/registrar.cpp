@@ -32,9 +32,13 @@ std::chrono::milliseconds beat(registrar_pointer self) {
     else
       err = std::move(conn.error());
   }
-  if (st.redis)
-    err = st.redis->set(worker_record_key(opts.record.id), to_json(opts.record),
-                        opts.ttl);
+  if (st.redis) {
+    auto key = worker_record_key(opts.record.id);
+    // The record is void when its key would have expired, also as a copy.
+    auto value = seal_worker_record(opts.record, key, opts.secret,
+                                    unix_ms_now() + opts.ttl.count());
+    err = st.redis->set(key, value, opts.ttl);
+  }
   if (err) {
     st.redis.reset();
     st.registered = false;

@@ -7,7 +7,7 @@
 #include "config/endpoint.hpp"
 #include "net/metrics.hpp"
 #include "net/redis_client.hpp"
-#include "net/worker_record.hpp"
+#include "net/signed_worker_record.hpp"
 
 namespace volt {
 
@@ -19,6 +19,9 @@ struct registrar_options {
   std::chrono::milliseconds ttl{3000};
   /// Source of the record's load field; may be null.
   std::shared_ptr<node_metrics> metrics;
+  /// [security] cluster_secret: signs the record
+  /// (net/signed_worker_record.hpp); empty leaves it unsigned.
+  std::string secret;
 };
 
 /// State of the registrar actor.

@@ -28,7 +28,8 @@ CAF_BEGIN_TYPE_ID_BLOCK(volt, caf::first_custom_type_id)
 
   /// Asks the engine to generate tokens for a prompt.
   CAF_ADD_ATOM(volt, volt, generate_atom, "generate")
-  /// Asks an expert actor which experts it hosts.
+  /// Asks an expert actor which experts it hosts and from which checkpoint
+  /// (its expert_hello).
   CAF_ADD_ATOM(volt, volt, hosted_atom, "hosted")
   /// Asks an actor for a one-line status summary.
   CAF_ADD_ATOM(volt, volt, status_atom, "status")
@@ -56,7 +57,7 @@ CAF_BEGIN_TYPE_ID_BLOCK(volt, caf::first_custom_type_id)
   /// Hosts experts of every layer; runs their FFN over batches of rows.
   using expert_actor = caf::typed_actor<
     caf::replies_to<expert_batch>::with<wire_tensor>,
-    caf::replies_to<hosted_atom>::with<std::vector<uint32_t>>>;
+    caf::replies_to<hosted_atom>::with<expert_hello>>;
 
   /// Receives a streamed request's chunks, then its end
   /// (actors/stream_messages.hpp). Clients implement it; it may live in
@@ -95,5 +96,6 @@ CAF_BEGIN_TYPE_ID_BLOCK(volt, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(volt, (volt::engine_actor))
   CAF_ADD_TYPE_ID(volt, (volt::expert_actor))
   CAF_ADD_TYPE_ID(volt, (volt::stream_sink_actor))
+  CAF_ADD_TYPE_ID(volt, (volt::expert_hello))
 
 CAF_END_TYPE_ID_BLOCK(volt)

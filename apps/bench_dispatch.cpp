@@ -109,8 +109,8 @@ connect_worker(caf::actor_system& sys, const endpoint& where) {
         auto handle = caf::actor_cast<expert_actor>(std::move(ptr));
         self->request(handle, std::chrono::seconds{10}, hosted_atom_v)
           .receive(
-            [&](std::vector<uint32_t>& ids) {
-              result = std::make_pair(handle, std::move(ids));
+            [&](expert_hello& hello) {
+              result = std::make_pair(handle, std::move(hello.experts));
             },
             [&](caf::error& err) { result = std::move(err); });
       },

@@ -26,6 +26,22 @@ start_node_api(caf::actor_system& sys, const node_config& cfg,
   options.threads = cfg.http.threads;
   options.timeout_s = cfg.http.timeout_s;
   options.max_body_bytes = size_t{cfg.http.max_body_mib} << 20;
+  if (!cfg.http.api_keys_file.empty()) {
+    auto keys = http::api_keys::load(cfg.http.api_keys_file);
+    if (!keys)
+      return make_volt_error(volt_errc::invalid_config,
+                             cfg.source + ": " + describe(keys.error()));
+    VOLT_INFO("http", "requests need one of the " << (*keys)->size()
+                                                  << " API keys in "
+                                                  << cfg.http.api_keys_file);
+    options.keys = std::move(*keys);
+    options.public_paths = cfg.http.public_paths;
+  } else if (cfg.http.host.rfind("127.", 0) != 0 && cfg.http.host != "::1"
+             && cfg.http.host != "localhost") {
+    VOLT_WARN("http", "the API on " << cfg.http.host
+                                    << " takes requests without a key; set "
+                                       "[http] api_keys_file");
+  }
   auto name = model->name;
   auto server = http::api_server::start(
     sys, engine, std::make_shared<const http::served_model>(std::move(*model)),

@@ -173,6 +173,28 @@ placement_of(const node_config& cfg, const model_config& model,
   return options;
 }
 
+/// Logs the checkpoint's fingerprint once the node has passed its start-up
+/// checks (a node that fails them says only why): routers refuse workers
+/// whose fingerprint differs from theirs, and this line lets an operator
+/// compare nodes.
+void log_fingerprint(const node_config& cfg, const checkpoint& ckpt) {
+  VOLT_INFO("node", "checkpoint " << cfg.model.path << " has the fingerprint "
+                                  << ckpt.fingerprint());
+}
+
+/// Says at start whether this node's Redis records are authenticated.
+void log_record_signing(const node_config& cfg, const char* what) {
+  if (cfg.discovery.mode != discovery_mode::redis)
+    return;
+  if (cfg.security.cluster_secret.empty())
+    VOLT_WARN("node", "Redis worker records are not signed ([security] "
+                      "cluster_secret is empty): whoever can write to Redis "
+                      "can point routers at hosts of their choosing");
+  else
+    VOLT_INFO("node", what << " Redis worker records with [security] "
+                              "cluster_secret");
+}
+
 /// Waits for the engine to finish what is queued and running.
 void drain(caf::actor_system& sys, const engine_actor& eng) {
   caf::scoped_actor self{sys};
@@ -219,6 +241,7 @@ int run_standalone(const node_config& cfg, const checkpoint& ckpt,
     caf::anon_send_exit(*eng, caf::exit_reason::user_shutdown);
     return report_error(api.error());
   }
+  log_fingerprint(cfg, ckpt);
   VOLT_INFO("node", "ready: standalone node '" << cfg.node.id << "' serving on "
                                                << where(cfg, guard->port()));
   wait_for_shutdown_signal(signals);
@@ -248,8 +271,8 @@ int run_worker(const node_config& cfg, const checkpoint& ckpt,
   sys_cfg.add_actor_type(
     expert_actor_type,
     [ckpt, metrics, spawned, placement = expert_placement(cfg)](
-      expert_actor::pointer self,
-      std::vector<uint32_t> ids) -> expert_actor::behavior_type {
+      expert_actor::pointer self, std::vector<uint32_t> ids,
+      std::string router_checkpoint) -> expert_actor::behavior_type {
       drop_unexpected_messages(self);
       // A failed spawn leaves an actor that tells the router why, when it
       // asks what the actor hosts (as it does before using it), and then
@@ -261,12 +284,19 @@ int run_worker(const node_config& cfg, const checkpoint& ckpt,
           [err](const expert_batch&) -> caf::result<wire_tensor> {
             return err;
           },
-          [self, err](hosted_atom) -> caf::result<std::vector<uint32_t>> {
+          [self, err](hosted_atom) -> caf::result<expert_hello> {
             self->send_exit(self, err);
             return err;
           },
         };
       };
+      // Weights of another checkpoint would give the router wrong answers.
+      if (router_checkpoint != ckpt.fingerprint())
+        return failed(make_volt_error(
+          volt_errc::invalid_checkpoint,
+          "this node's checkpoint " + ckpt.dir() + " has the fingerprint "
+            + ckpt.fingerprint() + ", the router's has "
+            + (router_checkpoint.empty() ? "none" : router_checkpoint)));
       auto weights = expert_weights::load(ckpt, ids);
       if (!weights)
         return failed(weights.error());
@@ -284,12 +314,11 @@ int run_worker(const node_config& cfg, const checkpoint& ckpt,
       if (!gpu)
         return failed(gpu.error());
       self->link_to(*gpu);
-      auto hosted = (*weights)->ids();
       return {
         [self, gpu = *gpu](expert_batch& batch) {
           return self->delegate(gpu, std::move(batch));
         },
-        [hosted](hosted_atom) { return hosted; },
+        [hello = hello_of(**weights)](hosted_atom) { return hello; },
       };
     });
   // Outlives the actor system, so that its last answers reach the routers.
@@ -334,8 +363,11 @@ int run_worker(const node_config& cfg, const checkpoint& ckpt,
     opts.heartbeat = std::chrono::milliseconds{cfg.discovery.heartbeat_ms};
     opts.ttl = std::chrono::milliseconds{cfg.discovery.ttl_ms};
     opts.metrics = metrics;
+    opts.secret = cfg.security.cluster_secret;
+    log_record_signing(cfg, "signing its");
     reg = sys.spawn<caf::detached>(registrar, std::move(opts));
   }
+  log_fingerprint(cfg, ckpt);
   VOLT_INFO("node", "ready: worker '" << cfg.node.id << "' serving experts ["
                                       << expert_pool::render(cfg.worker.experts)
                                       << "] on " << where(cfg, port));
@@ -347,7 +379,7 @@ int run_worker(const node_config& cfg, const checkpoint& ckpt,
   if (host) {
     // The mailbox is FIFO: this answer comes after every batch before it.
     self->request(host, drain_timeout, hosted_atom_v)
-      .receive([](const std::vector<uint32_t>&) {}, [](caf::error&) {});
+      .receive([](const expert_hello&) {}, [](caf::error&) {});
     VOLT_INFO("node", "in-flight expert batches finished");
     self->send_exit(host, caf::exit_reason::user_shutdown);
   }
@@ -388,6 +420,8 @@ int run_router(const node_config& cfg, const checkpoint& ckpt,
   if (cfg.discovery.mode == discovery_mode::redis)
     opts.redis = *parse_redis_url(cfg.discovery.redis_url);
   opts.poll = std::chrono::milliseconds{cfg.discovery.poll_ms};
+  opts.checkpoint = ckpt.fingerprint();
+  opts.secret = cfg.security.cluster_secret;
   auto published = publish(sys, cfg, eng, metrics);
   if (!published) {
     caf::anon_send_exit(eng, caf::exit_reason::user_shutdown);
@@ -399,6 +433,8 @@ int run_router(const node_config& cfg, const checkpoint& ckpt,
     caf::anon_send_exit(eng, caf::exit_reason::user_shutdown);
     return report_error(api.error());
   }
+  log_fingerprint(cfg, ckpt);
+  log_record_signing(cfg, "accepting only signed");
   auto finder = sys.spawn<caf::detached>(discovery, eng, std::move(opts));
   VOLT_INFO("node", "router '" << cfg.node.id << "' accepts clients on "
                                << where(cfg, guard->port())

@@ -12,6 +12,7 @@
 #include <limits>
 #include <set>
 
+#include "config/cluster_secret.hpp"
 #include "config/endpoint.hpp"
 #include "config/key_access.hpp"
 #include "text/chat_template.hpp"
@@ -124,6 +125,19 @@ std::string check_model_name(const std::string& name) {
          + quote(name);
 }
 
+std::string check_public_paths(const std::vector<std::string>& paths) {
+  std::set<std::string> seen;
+  for (size_t i = 0; i < paths.size(); ++i) {
+    if (paths[i] != "/health" && paths[i] != "/metrics")
+      return "element " + std::to_string(i)
+             + ": expected \"/health\" or \"/metrics\", got "
+             + quote(paths[i]);
+    if (!seen.insert(paths[i]).second)
+      return quote(paths[i]) + " is listed twice";
+  }
+  return {};
+}
+
 constexpr int64_t max_port = 65535;
 constexpr int64_t max_expert_id = std::numeric_limits<uint32_t>::max();
 
@@ -147,6 +161,8 @@ const std::vector<config_section>& config_sections() {
     {"http", "The OpenAI-compatible HTTP API of a standalone or router node "
              "(/v1/completions, /v1/chat/completions, /v1/models, /health, "
              "/tokenize, /detokenize, /metrics)."},
+    {"security", "Trust between the nodes of a cluster (docs/OPERATIONS.md, "
+                 "*Security*)."},
   };
   return sections;
 }
@@ -334,8 +350,9 @@ const std::vector<config_key>& config_keys() {
      0, max_port},
     {"http", "host",
      field<&node_config::http, &http_section::host, check_host>(),
-     "Address the API binds; 0.0.0.0 serves every interface (the API has no "
-     "authentication: put it behind a proxy that has)."},
+     "Address the API binds; 0.0.0.0 serves every interface (set "
+     "api_keys_file then, or put the API behind a proxy that "
+     "authenticates)."},
     {"http", "model_name",
      field<&node_config::http, &http_section::model_name, check_model_name>(),
      "The model's id in /v1/models; requests naming another model get 404. "
@@ -361,6 +378,35 @@ const std::vector<config_key>& config_keys() {
     {"http", "max_body_mib",
      field<&node_config::http, &http_section::max_body_mib>(),
      "Largest request body in MiB; a larger one gets 413.", 1, 1024},
+    {"http", "api_keys_file",
+     field<&node_config::http, &http_section::api_keys_file>(),
+     "File of API keys, one per line (16 to 256 characters of letters, "
+     "digits and -._~+/=; blank lines and lines starting with '#' are "
+     "skipped). When set, every request needs `Authorization: Bearer <key>` "
+     "with one of them, else 401; the file is read again within a second of "
+     "a change. Empty: no authentication."},
+    {"http", "public_paths",
+     field<&node_config::http, &http_section::public_paths,
+           check_public_paths>(),
+     "Routes served without a key when api_keys_file is set: \"/health\" "
+     "(load balancers) and \"/metrics\" (Prometheus), or fewer; [] "
+     "protects them too."},
+    // -- [security]
+    // --------------------------------------------------------------------------
+    {"security", "cluster_secret",
+     field<&node_config::security, &security_section::cluster_secret,
+           check_cluster_secret>(),
+     "Shared secret (at least 32 characters) with which workers sign their "
+     "Redis records (HMAC-SHA256) and routers check them: a record that is "
+     "unsigned, wrongly signed or expired is ignored. Every node of a "
+     "cluster needs the same one. Prefer cluster_secret_file: a value here "
+     "or in VOLT_SECURITY_CLUSTER_SECRET can be seen in config copies and "
+     "process environments. Empty: records are neither signed nor checked."},
+    {"security", "cluster_secret_file",
+     field<&node_config::security, &security_section::cluster_secret_file>(),
+     "File holding the cluster secret (surrounding whitespace, such as a "
+     "trailing newline, is removed); readable by the node's user only. Set "
+     "this or cluster_secret; both is an error."},
   };
   return keys;
 }

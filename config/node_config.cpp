@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "base/error.hpp"
+#include "config/cluster_secret.hpp"
 #include "config/readers.hpp"
 
 extern char** environ;
@@ -92,6 +93,8 @@ finish(node_config cfg, const std::map<std::string, std::string>& env) {
   if (auto err = apply_environment(env, cfg))
     return err;
   if (auto err = validate(cfg))
+    return err;
+  if (auto err = load_cluster_secret(cfg))
     return err;
   return cfg;
 }

@@ -209,6 +209,23 @@ struct http_section {
   uint32_t timeout_s = 10;
   /// Largest request body in MiB. Default: 8.
   uint32_t max_body_mib = 8;
+  /// File of API keys, one per line ('#' starts a comment); when set, every
+  /// request needs `Authorization: Bearer <key>`. Default: "" (no keys).
+  std::string api_keys_file;
+  /// Routes served without a key when api_keys_file is set: "/health" and
+  /// "/metrics" or fewer. Default: ["/health", "/metrics"].
+  std::vector<std::string> public_paths = {"/health", "/metrics"};
+};
+
+/// Section `[security]`: trust between the nodes of a cluster.
+struct security_section {
+  /// Secret of at least 32 characters that signs worker records in Redis
+  /// (HMAC-SHA256). After loading it also holds what cluster_secret_file
+  /// names. Default: "" (records unsigned).
+  std::string cluster_secret;
+  /// File holding the cluster secret (surrounding whitespace removed); set
+  /// this or cluster_secret, not both. Default: "".
+  std::string cluster_secret_file;
 };
 
 /// The whole node configuration, one struct per TOML section.
@@ -223,6 +240,7 @@ struct node_config {
   kv_cache_section kv_cache;
   engine_section engine;
   http_section http;
+  security_section security;
   /// File name the config came from ("" for defaults only).
   std::string source;
 };

@@ -1,5 +1,6 @@
 #include "http/api_server.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <thread>
 
@@ -50,6 +51,33 @@ void fill_error(const httplib::Request& req, httplib::Response& res) {
                     res.status == 404 ? "not_found" : std::string{}});
 }
 
+/// Answers 401 unless the request may pass: no keys are set, its route is
+/// public, or it carries an accepted key. Runs inside the route handlers,
+/// after httplib has read the body, so that a refused request leaves the
+/// keep-alive connection in step.
+bool refused(const api_context& ctx, const httplib::Request& req,
+             httplib::Response& res) {
+  if (!ctx.keys
+      || std::find(ctx.public_paths.begin(), ctx.public_paths.end(), req.path)
+           != ctx.public_paths.end())
+    return false;
+  auto refusal = authorize(*ctx.keys, req.get_header_value("Authorization"));
+  if (!refusal)
+    return false;
+  res.set_header("WWW-Authenticate", "Bearer");
+  reply_error(res, *refusal);
+  return true;
+}
+
+/// `handler` behind the API key check.
+template <class Handler>
+httplib::Server::Handler guarded(const api_context* ctx, Handler handler) {
+  return [ctx, handler](const httplib::Request& req, httplib::Response& res) {
+    if (!refused(*ctx, req, res))
+      handler(req, res);
+  };
+}
+
 } // namespace
 
 struct api_server::impl {
@@ -71,6 +99,8 @@ api_server::start(caf::actor_system& sys, engine_actor engine,
   ctx.bridge = std::make_shared<engine_bridge>(sys, std::move(engine));
   ctx.metrics = std::move(metrics);
   ctx.busy = std::make_shared<busy_connections>();
+  ctx.keys = std::move(options.keys);
+  ctx.public_paths = std::move(options.public_paths);
   ctx.started = std::chrono::duration_cast<std::chrono::seconds>(
                   std::chrono::system_clock::now().time_since_epoch())
                   .count();
@@ -90,46 +120,57 @@ api_server::start(caf::actor_system& sys, engine_actor engine,
   svr.set_tcp_nodelay(true);
   const auto* c = &ctx;
   svr.Post("/v1/completions",
-           [c](const httplib::Request& req, httplib::Response& res) {
+           guarded(c, [c](const httplib::Request& req, httplib::Response& res) {
              serve_completion(*c, api_kind::completion, req, res);
-           });
+           }));
   svr.Post("/v1/chat/completions",
-           [c](const httplib::Request& req, httplib::Response& res) {
+           guarded(c, [c](const httplib::Request& req, httplib::Response& res) {
              serve_completion(*c, api_kind::chat, req, res);
-           });
-  svr.Get("/v1/models", [c](const httplib::Request& req,
-                            httplib::Response& res) {
-    serve_models(*c, req, res, false);
-  });
-  svr.Get("/v1/models/(.+)", [c](const httplib::Request& req,
-                                 httplib::Response& res) {
-    serve_models(*c, req, res, true);
-  });
-  svr.Get("/health", [c](const httplib::Request&, httplib::Response& res) {
-    serve_health(*c, res);
-  });
-  svr.Post("/tokenize", [c](const httplib::Request& req,
-                            httplib::Response& res) {
-    serve_tokenize(*c, req, res);
-  });
-  svr.Post("/detokenize", [c](const httplib::Request& req,
-                              httplib::Response& res) {
-    serve_detokenize(*c, req, res);
-  });
-  svr.Get("/metrics", [c](const httplib::Request&, httplib::Response& res) {
-    serve_metrics(*c, res);
-  });
-  // The same paths with the other method: 405 rather than "no route".
-  auto wrong_method = [](const httplib::Request& req, httplib::Response& res) {
+           }));
+  svr.Get("/v1/models",
+          guarded(c, [c](const httplib::Request& req, httplib::Response& res) {
+            serve_models(*c, req, res, false);
+          }));
+  svr.Get("/v1/models/(.+)",
+          guarded(c, [c](const httplib::Request& req, httplib::Response& res) {
+            serve_models(*c, req, res, true);
+          }));
+  svr.Get("/health",
+          guarded(c, [c](const httplib::Request&, httplib::Response& res) {
+            serve_health(*c, res);
+          }));
+  svr.Post("/tokenize",
+           guarded(c, [c](const httplib::Request& req, httplib::Response& res) {
+             serve_tokenize(*c, req, res);
+           }));
+  svr.Post("/detokenize",
+           guarded(c, [c](const httplib::Request& req, httplib::Response& res) {
+             serve_detokenize(*c, req, res);
+           }));
+  svr.Get("/metrics",
+          guarded(c, [c](const httplib::Request&, httplib::Response& res) {
+            serve_metrics(*c, res);
+          }));
+  // The same paths with the other method: 405 rather than "no route" (to a
+  // client with a key: the others learn nothing about the routes).
+  auto wrong_method = guarded(c, [](const httplib::Request& req,
+                                    httplib::Response& res) {
     reply_error(res, {405, req.method + " " + req.path + " is not allowed",
                       "invalid_request_error", {}, "method_not_allowed"});
-  };
+  });
   for (auto path : {"/v1/completions", "/v1/chat/completions", "/tokenize",
                     "/detokenize"})
     svr.Get(path, wrong_method);
   for (auto path : {"/v1/models", "/health", "/metrics"})
     svr.Post(path, wrong_method);
-  svr.set_error_handler(fill_error);
+  // An unknown route asked without a key gets 401 too, not the list of
+  // routes.
+  svr.set_error_handler([c](const httplib::Request& req,
+                            httplib::Response& res) {
+    if (res.status == 404 && refused(*c, req, res))
+      return;
+    fill_error(req, res);
+  });
   svr.set_exception_handler(
     [](const httplib::Request& req, httplib::Response& res,
        std::exception_ptr ep) {

@@ -4,10 +4,12 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "actors/type_ids.hpp"
 #include "caf/actor_system.hpp"
 #include "caf/expected.hpp"
+#include "http/api_keys.hpp"
 #include "http/served_model.hpp"
 #include "net/metrics.hpp"
 
@@ -23,6 +25,10 @@ struct api_options {
   /// Read, write and keep-alive idle timeout in seconds.
   int64_t timeout_s = 10;
   size_t max_body_bytes = size_t{8} << 20;
+  /// With keys, every request needs `Authorization: Bearer <key>` except
+  /// those to `public_paths`; null serves everyone.
+  std::shared_ptr<api_keys> keys;
+  std::vector<std::string> public_paths;
 };
 
 /// The OpenAI-compatible HTTP API of a node: cpp-httplib's server on a

@@ -5,7 +5,10 @@
 
 #include <chrono>
 #include <memory>
+#include <string>
+#include <vector>
 
+#include "http/api_keys.hpp"
 #include "http/connection_watch.hpp"
 #include "http/engine_bridge.hpp"
 #include "http/openai_request.hpp"
@@ -33,6 +36,10 @@ struct api_context {
   std::shared_ptr<busy_connections> busy;
   /// When the server started: the `created` time of the model.
   int64_t started = 0;
+  /// [http] api_keys_file, or null when requests need no key.
+  std::shared_ptr<api_keys> keys;
+  /// Routes served without a key ([http] public_paths).
+  std::vector<std::string> public_paths;
 };
 
 /// Answers `res` with `err` as OpenAI's error object.

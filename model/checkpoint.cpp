@@ -6,6 +6,7 @@
 #include <unordered_set>
 
 #include "base/error.hpp"
+#include "model/checkpoint_fingerprint.hpp"
 #include "model/file_io.hpp"
 #include "model/finite.hpp"
 #include "model/json.hpp"
@@ -299,6 +300,10 @@ caf::expected<checkpoint> checkpoint::open(const std::string& dir) {
       return bad(index_path, "tensor '" + tensor + "' is not in " + file
                                + " as weight_map says");
   }
+  auto config_text = read_text_file(join_path(dir, "config.json"));
+  if (!config_text)
+    return config_text.error();
+  result.fingerprint_ = fingerprint_checkpoint(*config_text, result.tensors());
   return result;
 }
 

@@ -36,12 +36,19 @@ public:
   /// index names if model.safetensors.index.json exists, else every
   /// *.safetensors), validates every header, the index against the files,
   /// duplicates across files, and the shape, dtype and layer / expert indices
-  /// of every tensor with a Mixtral name. Reads no tensor data.
+  /// of every tensor with a Mixtral name. Of the tensor data it reads only
+  /// the samples of the fingerprint (about 64 KiB per tensor).
   static caf::expected<checkpoint> open(const std::string& dir);
 
   /// Hyper-parameters from config.json.
   const model_config& config() const {
     return config_;
+  }
+
+  /// What identifies this checkpoint among others of the same shapes (64 hex
+  /// digits; model/checkpoint_fingerprint.hpp says what it covers).
+  const std::string& fingerprint() const {
+    return fingerprint_;
   }
 
   /// The folder as given to `open`.
@@ -71,6 +78,7 @@ private:
 
   model_config config_;
   std::string dir_;
+  std::string fingerprint_;
   std::vector<std::shared_ptr<safetensors_file>> files_;
   std::unordered_map<std::string, located> by_name_;
 };

@@ -61,6 +61,7 @@ expert_weights::load(const checkpoint& ckpt, const std::vector<uint32_t>& ids) {
   const auto& cfg = ckpt.config();
   auto result = std::make_shared<expert_weights>();
   result->config_ = cfg;
+  result->checkpoint_fingerprint_ = ckpt.fingerprint();
   result->ids_ = ids;
   std::sort(result->ids_.begin(), result->ids_.end());
   result->ids_.erase(std::unique(result->ids_.begin(), result->ids_.end()),

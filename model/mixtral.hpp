@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "caf/expected.hpp"
@@ -58,12 +59,19 @@ public:
     return ids_;
   }
 
+  /// The fingerprint of the checkpoint they came from, which a router
+  /// compares with its own before it uses them.
+  const std::string& checkpoint_fingerprint() const {
+    return checkpoint_fingerprint_;
+  }
+
   /// Returns the weights of expert `id` in `layer`, or nullptr if not hosted
   /// here.
   const expert_ffn_weights* find(int64_t layer, uint32_t id) const;
 
 private:
   model_config config_;
+  std::string checkpoint_fingerprint_;
   std::vector<uint32_t> ids_;
   std::vector<int32_t> slot_of_id_; // [n_experts], -1 when not hosted
   std::vector<expert_ffn_weights> by_layer_slot_; // [n_layers, ids_.size()]

@@ -102,8 +102,8 @@ caf::error redis_client::publish(const std::string& channel,
   return r ? caf::none : std::move(r.error());
 }
 
-caf::expected<std::vector<std::string>>
-redis_client::values(const std::string& pattern) {
+caf::expected<std::vector<std::pair<std::string, std::string>>>
+redis_client::entries(const std::string& pattern) {
   if (!ctx_)
     return redis_error(address_, "not connected");
   std::vector<std::string> keys;
@@ -125,13 +125,13 @@ redis_client::values(const std::string& pattern) {
     for (size_t i = 0; i < batch->elements; ++i)
       keys.emplace_back(batch->element[i]->str, batch->element[i]->len);
   } while (cursor != "0");
-  std::vector<std::string> result;
-  for (const auto& key : keys) {
+  std::vector<std::pair<std::string, std::string>> result;
+  for (auto& key : keys) {
     auto value = command({"GET", key});
     if (!value)
       return std::move(value.error());
     if (!value->empty())
-      result.push_back(std::move(*value));
+      result.emplace_back(std::move(key), std::move(*value));
   }
   return result;
 }

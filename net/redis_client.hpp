@@ -4,6 +4,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "caf/expected.hpp"
@@ -38,9 +39,10 @@ public:
   /// PUBLISH channel message.
   caf::error publish(const std::string& channel, const std::string& message);
 
-  /// Values of every key matching `pattern` (SCAN + MGET; keys that expire in
-  /// between are skipped).
-  caf::expected<std::vector<std::string>> values(const std::string& pattern);
+  /// Every key matching `pattern` with its value (SCAN, then GET each; keys
+  /// that expire in between are skipped).
+  caf::expected<std::vector<std::pair<std::string, std::string>>>
+  entries(const std::string& pattern);
 
 private:
   struct context_deleter {

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "caf/expected.hpp"
+#include "model/json_fwd.hpp"
 
 namespace volt {
 
@@ -30,11 +31,17 @@ inline std::string worker_record_key(const std::string& id) {
   return worker_record_prefix + id;
 }
 
+/// The record as a JSON object.
+json::value to_json_object(const worker_record& x);
+
 /// Renders a record as one JSON object.
 std::string to_json(const worker_record& x);
 
-/// Parses a record; the bytes come from Redis, so every field is checked and
-/// the error names it.
+/// Reads a record from a parsed document; the bytes come from Redis, so
+/// every field is checked and the error names it. Other fields are ignored.
+caf::expected<worker_record> parse_worker_record(const json::value& doc);
+
+/// Parses and reads a record.
 caf::expected<worker_record> parse_worker_record(const std::string& json);
 
 } // namespace volt

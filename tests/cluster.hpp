@@ -330,6 +330,36 @@ inline std::string write_deep_model(const temp_dir& dir) {
   return path;
 }
 
+/// Writes a copy of the tiny fixture under `dir`/other whose experts of
+/// layer 0 compute the opposite (every w2 negated): a checkpoint of the same
+/// shapes with other weights, which a router must not use.
+inline std::string write_other_weights(const temp_dir& dir) {
+  auto tensors = copy_tensors(tiny_mixtral_dir());
+  const std::string experts = "model.layers.0.block_sparse_moe.experts.";
+  const std::string w2 = ".w2.weight";
+  for (auto& t : tensors) {
+    if (t.name.rfind(experts, 0) != 0
+        || t.name.compare(t.name.size() - w2.size(), w2.size(), w2) != 0)
+      continue;
+    // The sign bit is the top bit of each little-endian element's last byte.
+    auto size = dtype_size(t.type);
+    for (size_t i = size - 1; i < t.bytes.size(); i += size)
+      t.bytes[i] ^= 0x80;
+  }
+  auto path = dir.subdir("other");
+  write_checkpoint(path, read_text(tiny_mixtral_dir() + "/config.json"),
+                   tensors);
+  return path;
+}
+
+/// The fingerprint a node logged for its checkpoint at start ("" if none).
+inline std::string logged_fingerprint(const std::string& log) {
+  const std::string marker = "has the fingerprint ";
+  auto at = log.find(marker);
+  return at == std::string::npos ? std::string{}
+                                 : log.substr(at + marker.size(), 64);
+}
+
 /// Drops the fields of a generate JSON that differ run to run (timings) or
 /// between a standalone and a cluster run (KV page use); returns other text
 /// unchanged, so a comparison shows it.

@@ -20,7 +20,7 @@ inline expert_actor::behavior_type black_hole(expert_actor::pointer self,
     [self](const expert_batch&) -> caf::result<wire_tensor> {
       return self->make_response_promise<wire_tensor>();
     },
-    [ids](hosted_atom) { return ids; },
+    [ids](hosted_atom) { return expert_hello{ids, {}}; },
   };
 }
 

@@ -41,9 +41,11 @@ struct fixture : deterministic_fixture {
 CAF_TEST_FIXTURE_SCOPE(expert_tests, fixture)
 
 CAF_TEST(the expert actor reports what it hosts) {
-  auto ids = ask<std::vector<uint32_t>>(expert_handle, hosted_atom_v);
-  CAF_REQUIRE(ids);
-  CAF_CHECK_EQUAL(*ids, std::vector<uint32_t>({1, 4, 6}));
+  auto hello = ask<expert_hello>(expert_handle, hosted_atom_v);
+  CAF_REQUIRE(hello);
+  CAF_CHECK_EQUAL(hello->experts, std::vector<uint32_t>({1, 4, 6}));
+  CAF_CHECK_EQUAL(hello->checkpoint, experts->checkpoint_fingerprint());
+  CAF_CHECK_EQUAL(hello->checkpoint.size(), 64u);
 }
 
 CAF_TEST(the expert actor computes each expert over its rows) {

@@ -96,9 +96,10 @@ CAF_TEST(the cuda expert actor matches the cpu expert actor) {
   auto gpu = spawn_cuda_expert(sys, experts, 0, weight_quantization::none);
   CAF_REQUIRE(gpu);
   auto cpu = sys.spawn(expert, experts);
-  auto ids = ask<std::vector<uint32_t>>(*gpu, hosted_atom_v);
-  CAF_REQUIRE(ids);
-  CAF_CHECK_EQUAL(*ids, std::vector<uint32_t>({1, 4, 6}));
+  auto hello = ask<expert_hello>(*gpu, hosted_atom_v);
+  CAF_REQUIRE(hello);
+  CAF_CHECK_EQUAL(hello->experts, std::vector<uint32_t>({1, 4, 6}));
+  CAF_CHECK_EQUAL(hello->checkpoint, experts->checkpoint_fingerprint());
   std::mt19937 gen{5};
   const int64_t hidden = experts->config().hidden_size;
   // The last big batch (over 1 MiB of rows) is copied to the device group by

@@ -4,7 +4,7 @@
 //
 // Environment: VOLT_API_URL (http://127.0.0.1:PORT/v1), VOLT_REFERENCE (the
 // fixture's reference.json), VOLT_NPM_DIR (where `npm install openai` put
-// node_modules).
+// node_modules), VOLT_API_KEY (a key of the node's [http] api_keys_file).
 
 import { createRequire } from 'node:module';
 import { readFileSync } from 'node:fs';
@@ -13,7 +13,7 @@ import path from 'node:path';
 const require = createRequire(path.join(process.env.VOLT_NPM_DIR, 'package.json'));
 const { OpenAI } = require('openai');
 
-const client = new OpenAI({ baseURL: process.env.VOLT_API_URL, apiKey: 'unused', maxRetries: 0 });
+const client = new OpenAI({ baseURL: process.env.VOLT_API_URL, apiKey: process.env.VOLT_API_KEY, maxRetries: 0 });
 const reference = JSON.parse(readFileSync(process.env.VOLT_REFERENCE, 'utf8'));
 const model = 'tiny-mixtral-text-a';
 let failed = 0;
@@ -205,5 +205,23 @@ await expectError('too long', () => client.completions.create({ model, prompt: A
 await expectError('bad n', () => client.completions.create({ model, prompt: 'x', n: 0 }), 400, 'n');
 await expectError('echo with logprobs', () => client.completions.create({ model, prompt: 'x', echo: true, logprobs: 1 }), 400, 'echo');
 await expectError('unsupported penalty', () => client.completions.create({ model, prompt: 'x', presence_penalty: 1 }), 400, 'presence_penalty');
+
+// Another key: the client's own AuthenticationError, with OpenAI's code.
+async function expectAuthError(name, apiKey) {
+  const stranger = new OpenAI({ baseURL: process.env.VOLT_API_URL, apiKey, maxRetries: 0 });
+  for (const [what, call] of [['models', () => stranger.models.list()],
+    ['completion', () => stranger.completions.create({ model, prompt: 'x', max_tokens: 1 })]]) {
+    try {
+      await call();
+      verdict(`${name} ${what}`, false, 'no error');
+    } catch (e) {
+      const ok = e instanceof OpenAI.AuthenticationError && e.status === 401 && e.code === 'invalid_api_key';
+      verdict(`${name} ${what}`, ok, `${e?.constructor?.name}: status ${e.status}, code ${e.code}, message ${e.message}`);
+    }
+  }
+}
+
+await expectAuthError('a wrong key gets AuthenticationError', 'sk-not-a-key-of-this-node');
+await expectAuthError('the right key with a typo gets AuthenticationError', `${process.env.VOLT_API_KEY}x`);
 
 process.exit(failed === 0 ? 0 : 1);

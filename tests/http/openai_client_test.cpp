@@ -3,8 +3,10 @@
 // A real standalone node driven by the official OpenAI client for Node.js
 // (npm package `openai`, installed by install_openai.sh into the build
 // folder): completions and chat, streamed and not, n = 2, stop strings,
-// seeds, echo, the reference continuations, and bad requests. The script
-// prints one JSON verdict per check; each becomes a check here. Node.js and
+// seeds, echo, the reference continuations, and bad requests, all with an
+// API key of the node's [http] api_keys_file; with another key the client
+// gets its AuthenticationError. The script prints one JSON verdict per
+// check; each becomes a check here. Node.js and
 // the package are required: without them the suite fails, it does not skip.
 
 #include <nlohmann/json.hpp>
@@ -50,14 +52,18 @@ CAF_TEST(the official OpenAI client gets the answers it expects) {
   if (!install.empty())
     CAF_FAIL("npm could not install the openai package into "
              << npm_dir() << ": " << install);
-  api_node node{"chat_template = \"mistral\"\n"};
+  temp_dir keys;
+  const std::string key = "sk-volt-openai-client-test";
+  write_text(keys.file("api_keys"), "# the client's key\n" + key + "\n");
+  api_node node{"chat_template = \"mistral\"\napi_keys_file = \""
+                + keys.file("api_keys") + "\"\n"};
   CAF_REQUIRE(node.wait_ready());
   auto r = run_process(
     {"/usr/bin/env", "node", script_dir + "/openai_client.mjs"},
     std::chrono::seconds{300},
     {"VOLT_API_URL=" + node.base_url() + "/v1",
      "VOLT_REFERENCE=" + text_model() + "/reference.json",
-     "VOLT_NPM_DIR=" + npm_dir()});
+     "VOLT_NPM_DIR=" + npm_dir(), "VOLT_API_KEY=" + key});
   std::istringstream lines{r.out};
   size_t verdicts = 0;
   for (std::string line; std::getline(lines, line);) {

@@ -2,11 +2,15 @@
 
 // Redis discovery with real redis-server processes: workers register with TTL
 // keys kept alive by heartbeats, the router follows them, Redis may be down at
-// start or restart mid-run without failing anything in flight, and a worker
-// leaves cleanly on SIGTERM.
+// start or restart mid-run without failing anything in flight, a worker
+// leaves cleanly on SIGTERM, and with a cluster secret only records signed
+// with it are used.
 
 #include <cstdlib>
 
+#include <sys/stat.h>
+
+#include "net/signed_worker_record.hpp"
 #include "net/worker_record.hpp"
 #include "tests/cluster.hpp"
 #include "tests/test_dsl.hpp"
@@ -244,4 +248,93 @@ CAF_TEST(a worker gone from redis is no longer retried) {
   auto remote = run_generate({"--connect", "127.0.0.1:" + std::to_string(r)},
                              "203", 4);
   CAF_CHECK_EQUAL(remote.exit_code, 0);
+}
+
+CAF_TEST(with a cluster secret forged and replayed records are ignored) {
+  shared_or_private_redis redis;
+  // The seed's own form of a URL, with the database index.
+  auto url = redis.url + "/0";
+  temp_dir dir;
+  auto secret_file = dir.file("cluster_secret");
+  write_text(secret_file, "3f1c9a0e5b7d2468ace0bdf13579b2c4e6f8091a2b3c4d5e6f708192a3b4c5d6\n");
+  ::chmod(secret_file.c_str(), 0600);
+  auto security = "[security]\ncluster_secret_file = \"" + secret_file + "\"\n";
+  auto all = std::string{"0, 1, 2, 3, 4, 5, 6, 7"};
+  auto tag = std::to_string(getpid());
+  auto good = free_port(), evil = free_port(), gone = free_port(),
+       r = free_port();
+  // A worker on other weights of the same shapes, reachable but not
+  // registered: what a forged record would point the router at.
+  auto other = write_other_weights(dir);
+  node_process evil_worker{write_node_toml(
+    dir, {"evil-" + tag, "worker", evil, 0, "[worker]\nexperts = [" + all + "]\n",
+          other})};
+  node_process good_worker{write_node_toml(
+    dir, {"good-" + tag, "worker", good, 0, worker_extra(all, url) + security})};
+  CAF_REQUIRE(evil_worker.wait_ready());
+  CAF_REQUIRE(good_worker.wait_ready());
+  CAF_CHECK(good_worker.wait_log("signing its Redis worker records",
+                                 std::chrono::seconds{1}));
+  // The forged records: the format and key the code uses, unsigned and
+  // signed with another secret; they expire by themselves should the test
+  // stop early.
+  worker_record forged{"evil-" + tag, "127.0.0.1", evil,
+                       {0, 1, 2, 3, 4, 5, 6, 7}, "cpu", 0.0};
+  auto evil_key = worker_record_key(forged.id);
+  CAF_REQUIRE_EQUAL(redis_cli(redis.port, {"SET", evil_key, to_json(forged),
+                                           "PX", "120000"}),
+                    "OK");
+  forged.id = "evil2-" + tag;
+  auto evil2_key = worker_record_key(forged.id);
+  auto wrong = seal_worker_record(forged, evil2_key,
+                                  "not the secret of this cluster, though long",
+                                  unix_ms_now() + 120000);
+  CAF_REQUIRE_EQUAL(redis_cli(redis.port, {"SET", evil2_key, wrong, "PX",
+                                           "120000"}),
+                    "OK");
+  node_process router{write_node_toml(
+    dir, {"router-" + tag, "router", r, 0, redis_extra(url) + security})};
+  CAF_REQUIRE(router.wait_ready());
+  CAF_CHECK(router.wait_log("ignoring the Redis record " + evil_key
+                              + ": not signed, and [security] cluster_secret "
+                                "is set",
+                            std::chrono::seconds{10}));
+  CAF_CHECK(router.wait_log("ignoring the Redis record " + evil2_key
+                              + ": wrong signature",
+                            std::chrono::seconds{10}));
+  auto want = without_timings(standalone_json(long_prompt(17), 10));
+  for (int i = 0; i < 3; ++i) {
+    auto remote = run_generate({"--connect", "127.0.0.1:" + std::to_string(r)},
+                               long_prompt(17), 10);
+    CAF_REQUIRE_EQUAL(remote.exit_code, 0);
+    CAF_CHECK_EQUAL(without_timings(remote.out), want);
+  }
+  // Never connected to, and each refusal logged once although seen on every
+  // poll.
+  auto evil_address = "127.0.0.1:" + std::to_string(evil);
+  CAF_CHECK_EQUAL(count_lines(router.log(), evil_address), 0u);
+  CAF_CHECK_EQUAL(count_lines(router.log(), evil_key + ":"), 1u);
+  // A signed record captured and written back after its worker died is void
+  // once it expires, as the key would have.
+  auto gone_id = "gone-" + tag;
+  node_process gone_worker{write_node_toml(
+    dir, {gone_id, "worker", gone, 0, worker_extra(all, url) + security})};
+  CAF_REQUIRE(gone_worker.wait_ready());
+  auto gone_key = worker_record_key(gone_id);
+  CAF_REQUIRE(eventually(
+    [&] { return !redis_cli(redis.port, {"GET", gone_key}).empty(); },
+    std::chrono::seconds{5}));
+  auto captured = redis_cli(redis.port, {"GET", gone_key});
+  gone_worker.signal(SIGKILL);
+  CAF_REQUIRE(eventually(
+    [&] { return redis_cli(redis.port, {"EXISTS", gone_key}) == "0"; },
+    std::chrono::seconds{5}));
+  CAF_REQUIRE_EQUAL(redis_cli(redis.port, {"SET", gone_key, captured, "PX",
+                                           "120000"}),
+                    "OK");
+  CAF_CHECK(router.wait_log("ignoring the Redis record " + gone_key
+                              + ": expired",
+                            std::chrono::seconds{10}));
+  for (const auto& key : {evil_key, evil2_key, gone_key})
+    redis_cli(redis.port, {"DEL", key});
 }
