@@ -27,6 +27,7 @@ const std::vector<flag_spec> prefetch_flags = {
   {"model", true, "checkpoint folder"},
   {"text", true, "text file, tokenised with the checkpoint's tokenizer"},
   {"ids", true, "file of token ids separated by spaces, commas or newlines"},
+  {"tokens", true, "replay only the first N tokens (default: all)"},
   {"window", true,
    "tokens per sequence: the input is cut into sequences of this many "
    "(default 512, at most the model's context)"},
@@ -237,8 +238,10 @@ int run_bench_prefetch(const std::vector<std::string>& raw_args) {
   auto lookahead = args->get_int("lookahead-tokens", 1, 1, 64);
   auto max_staged = args->get_int("max-staged", 0, 0, mc.num_local_experts);
   auto min_chance = args->get_int("min-chance-percent", 10, 0, 100);
-  for (const auto* x :
-       {&window, &batch, &order, &lookahead, &max_staged, &min_chance})
+  auto limit = args->get_int("tokens", std::numeric_limits<int32_t>::max(), 1,
+                              std::numeric_limits<int32_t>::max());
+  for (const auto* x : {&window, &batch, &order, &lookahead, &max_staged,
+                        &min_chance, &limit})
     if (!*x)
       return report_error(x->error());
   auto ids = input_ids(*args, args->get("model"), mc.vocab_size);
@@ -249,6 +252,8 @@ int run_bench_prefetch(const std::vector<std::string>& raw_args) {
       std::string{args->has("text") ? "--text " + args->get("text")
                                      : "--ids " + args->get("ids")}
       + ": no tokens"));
+  if (static_cast<int64_t>(ids->size()) > *limit)
+    ids->resize(static_cast<size_t>(*limit));
   prefetch::replay_options ro;
   ro.window = *window;
   ro.batch = *batch;
