@@ -5,10 +5,12 @@
 #include <utility>
 #include <variant>
 
+#include "actors/prefetch.hpp"
 #include "actors/unexpected_messages.hpp"
 #include "base/error.hpp"
 #include "base/log.hpp"
 #include "base/stop_request.hpp"
+#include "caf/send.hpp"
 #include "model/mapping_guard.hpp"
 
 namespace volt {
@@ -118,11 +120,35 @@ void end_step(engine_pointer self) {
   notify_drained(self->state);
 }
 
+/// The predictor scores the finished step (fed its recorded routing when the
+/// executor did not report it layer by layer) and the prefetch actor gets the
+/// scores.
+void score_step(engine_pointer self, const step_result& result) {
+  auto& st = self->state;
+  if (!st.predictor)
+    return;
+  if (!st.predictor_hooked) {
+    const auto& cfg = st.exec->config();
+    const auto k = cfg.num_experts_per_tok;
+    const auto n = static_cast<int64_t>(result.routing.size())
+                   / std::max<int64_t>(cfg.num_hidden_layers * k, 1);
+    for (int64_t l = 0; l < cfg.num_hidden_layers; ++l) {
+      (void)st.predictor->layer_begins(l, nullptr, n);
+      st.predictor->layer_routed(l, result.routing.data() + l * n * k, n);
+    }
+  }
+  const auto& scores = st.predictor->end_step();
+  if (st.options.prefetcher)
+    self->send(st.options.prefetcher, make_prefetch_report(scores));
+}
+
 void fail_step(engine_pointer self, const caf::error& err) {
   auto& st = self->state;
   st.dispatch->cancel();
   st.exec->abandon();
   st.step_copy.reset();
+  if (st.predictor)
+    st.predictor->abandon_step();
   record_step(self);
   st.sched->fail_step(err);
   end_step(self);
@@ -155,6 +181,7 @@ void advance(engine_pointer self, caf::expected<step_progress> progress) {
     return fail_step(self, progress.error());
   if (!progress->needs) {
     st.step_copy.reset();
+    score_step(self, progress->result);
     record_step(self);
     st.sched->finish_step(progress->result, st.step_mask);
     return end_step(self);
@@ -244,6 +271,10 @@ void run_next_step(engine_pointer self) {
                           static_cast<size_t>(batch.size()),
                           batch.sequences.size()
                             == static_cast<size_t>(batch.size())};
+  if (st.predictor) {
+    req->record_routing |= !st.predictor_hooked;
+    st.predictor->begin_step(batch);
+  }
   start_step(self, std::move(*req));
 }
 
@@ -349,6 +380,23 @@ engine_actor::behavior_type engine(engine_pointer self,
     self, st.pool, cfg.hidden_size, options.step_timeout, options.metrics);
   st.exec = std::move(exec);
   st.options = std::move(options);
+  if (st.options.prefetch) {
+    st.predictor = std::make_unique<prefetch::expert_predictor>(
+      cfg, *st.options.prefetch);
+    st.predictor_hooked = st.exec->observe_routing(st.predictor.get());
+    if (!st.predictor_hooked)
+      VOLT_INFO("engine", "prefetch: " << st.exec->where()
+                                       << " does not report routing layer by "
+                                          "layer; the n-gram predictor "
+                                          "learns from each finished step");
+    // The executor may outlive the engine (it is shared): it must not call a
+    // predictor that is gone, and the prefetch actor ends with the engine.
+    self->attach_functor([exec = st.exec, prefetcher = st.options.prefetcher] {
+      exec->observe_routing(nullptr);
+      if (prefetcher)
+        caf::anon_send_exit(prefetcher, caf::exit_reason::user_shutdown);
+    });
+  }
   self->set_down_handler([self](caf::down_msg& msg) { on_down(self, msg); });
   drop_unexpected_messages(self);
   for (auto& host : hosts)
@@ -449,6 +497,10 @@ engine_actor spawn_engine(caf::actor_system& sys,
                           std::shared_ptr<model_executor> exec,
                           std::vector<expert_host> hosts,
                           engine_options options) {
+  if (options.prefetch && !options.prefetcher)
+    options.prefetcher = sys.spawn(prefetch_tracker,
+                                   exec->config().num_hidden_layers,
+                                   options.metrics);
   if (exec->blocks_on_device())
     return sys.spawn<caf::detached>(engine, std::move(exec), std::move(hosts),
                                     std::move(options));

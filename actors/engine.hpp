@@ -17,6 +17,7 @@
 #include "engine/scheduler.hpp"
 #include "model/executor.hpp"
 #include "net/metrics.hpp"
+#include "prefetch/expert_predictor.hpp"
 
 namespace volt {
 
@@ -47,6 +48,11 @@ struct engine_options {
   scheduler_options batching;
   /// Where the engine reports; may be null.
   std::shared_ptr<node_metrics> metrics;
+  /// The prefetch predictor's tunables ([prefetch]); nullopt runs none.
+  std::optional<prefetch::predictor_options> prefetch;
+  /// Receives the predictor's scores after each step; spawn_engine spawns
+  /// one when `prefetch` is set and this is null.
+  prefetch_actor prefetcher;
 };
 
 /// Timing of the running step, for the step metrics.
@@ -88,6 +94,11 @@ struct engine_state {
   /// Sinks of streamed requests, monitored while they have unanswered
   /// requests: requests of each.
   std::map<caf::actor_addr, size_t> sinks;
+  /// Predicts each step's experts; null when [prefetch] is off.
+  std::unique_ptr<prefetch::expert_predictor> predictor;
+  /// The executor reports each layer's routing to the predictor as it runs;
+  /// otherwise steps record their routing and the engine hands it over.
+  bool predictor_hooked = false;
   /// Set when the engine must not compute again (its checkpoint changed on
   /// disk): every request is answered with it.
   caf::error stopped;
@@ -109,14 +120,17 @@ using engine_pointer = engine_actor::stateful_pointer<engine_state>;
 /// whose expert lost its last host mid-way); beyond max_queue
 /// waiting requests are refused. Streamed requests send their tokens to a
 /// sink actor as each step makes them; a request is cancelled by its id, or
-/// when its sink goes down (it is monitored). With an executor that blocks on
-/// a device, spawn the engine detached (spawn_engine does).
+/// when its sink goes down (it is monitored). With [prefetch] on, the
+/// prefetch predictor watches every step and its scores go to the prefetch
+/// actor, which ends with the engine. With an executor that blocks on a
+/// device, spawn the engine detached (spawn_engine does).
 engine_actor::behavior_type engine(engine_pointer self,
                                    std::shared_ptr<model_executor> exec,
                                    std::vector<expert_host> hosts,
                                    engine_options options);
 
-/// Spawns `engine` for `exec`, detached when the executor waits on a device.
+/// Spawns `engine` for `exec`, detached when the executor waits on a device,
+/// and the prefetch actor it reports to when options.prefetch asks for one.
 engine_actor spawn_engine(caf::actor_system& sys,
                           std::shared_ptr<model_executor> exec,
                           std::vector<expert_host> hosts,

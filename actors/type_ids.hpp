@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "actors/messages.hpp"
+#include "actors/prefetch_messages.hpp"
 #include "actors/stream_messages.hpp"
 #include "caf/type_id.hpp"
 #include "caf/typed_actor.hpp"
@@ -89,6 +90,12 @@ CAF_BEGIN_TYPE_ID_BLOCK(volt, caf::first_custom_type_id)
   /// Finds expert hosts (static list, placement, Redis) for an engine.
   using discovery_actor = caf::typed_actor<caf::reacts_to<tick_atom>>;
 
+  /// Keeps the prefetch predictor's scores: one report per engine step; its
+  /// status is a one-line summary.
+  using prefetch_actor
+    = caf::typed_actor<caf::reacts_to<prefetch_report>,
+                       caf::replies_to<status_atom>::with<std::string>>;
+
   } // namespace volt
 
   CAF_ADD_TYPE_ID(volt, (volt::registrar_actor))
@@ -97,5 +104,7 @@ CAF_BEGIN_TYPE_ID_BLOCK(volt, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(volt, (volt::expert_actor))
   CAF_ADD_TYPE_ID(volt, (volt::stream_sink_actor))
   CAF_ADD_TYPE_ID(volt, (volt::expert_hello))
+  CAF_ADD_TYPE_ID(volt, (volt::prefetch_report))
+  CAF_ADD_TYPE_ID(volt, (volt::prefetch_actor))
 
 CAF_END_TYPE_ID_BLOCK(volt)

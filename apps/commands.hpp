@@ -30,6 +30,10 @@ int run_bench_model(const std::vector<std::string>& args);
 /// running node.
 int run_bench_http(const std::vector<std::string>& args);
 
+/// `volt-node bench prefetch ...`: recall and precision of the prefetch
+/// predictors over a text, per layer, against the router's choices.
+int run_bench_prefetch(const std::vector<std::string>& args);
+
 /// `volt-node --config FILE.toml`: runs a node in the role its configuration
 /// names until SIGINT or SIGTERM.
 int run_node_command(const std::vector<std::string>& args);

@@ -126,8 +126,19 @@ std::pair<int, weight_quantization> expert_placement(const node_config& cfg) {
   return {device, quant ? *quant : weight_quantization::none};
 }
 
+/// The predictor's tunables from [prefetch].
+prefetch::predictor_options
+prefetch_options_of(const prefetch_section& section) {
+  prefetch::predictor_options o;
+  o.ngram_order = section.ngram_order;
+  o.lookahead_tokens = section.lookahead_tokens;
+  o.max_staged = section.max_staged;
+  o.min_chance = static_cast<float>(section.min_chance_percent) / 100.0f;
+  return o;
+}
+
 /// How a standalone or router node places its model and sizes its engine,
-/// from [model], [worker], [router], [kv_cache] and [engine].
+/// from [model], [worker], [router], [kv_cache], [engine] and [prefetch].
 caf::expected<standalone_options>
 placement_of(const node_config& cfg, const model_config& model,
              std::shared_ptr<node_metrics> metrics) {
@@ -170,6 +181,8 @@ placement_of(const node_config& cfg, const model_config& model,
   cpu::set_compute_threads(static_cast<int>(cfg.engine.compute_threads));
   cpu::set_rows_per_part(cfg.engine.rows_per_part);
   opts.metrics = std::move(metrics);
+  if (cfg.prefetch.enabled)
+    opts.prefetch = prefetch_options_of(cfg.prefetch);
   return options;
 }
 

@@ -163,6 +163,12 @@ const std::vector<config_section>& config_sections() {
              "/tokenize, /detokenize, /metrics)."},
     {"security", "Trust between the nodes of a cluster (docs/OPERATIONS.md, "
                  "*Security*)."},
+    {"prefetch",
+     "The expert prefetch predictor of a standalone or router node: it "
+     "learns the routing online and names, per layer, the experts worth "
+     "staging on the device before the layer needs them; it scores itself "
+     "against the router's choices (voltinfer_prefetch_* in /metrics). With "
+     "experts on the CPU it predicts and scores without staging anything."},
   };
   return sections;
 }
@@ -407,6 +413,38 @@ const std::vector<config_key>& config_keys() {
      "File holding the cluster secret (surrounding whitespace, such as a "
      "trailing newline, is removed); readable by the node's user only. Set "
      "this or cluster_secret; both is an error."},
+    // -- [prefetch]
+    // --------------------------------------------------------------------------
+    {"prefetch", "enabled",
+     field<&node_config::prefetch, &prefetch_section::enabled>(),
+     "Run the predictor. It runs inside each step as plain calls (a decode "
+     "row costs it a few microseconds per layer); off, it costs nothing."},
+    {"prefetch", "ngram_order",
+     field<&node_config::prefetch, &prefetch_section::ngram_order>(),
+     "Tokens in the n-gram predictor's longest context, the last known token "
+     "included; each context also holds the experts an earlier position "
+     "chose at the layer, and shorter ones back it up while it is new.",
+     1, 16},
+    {"prefetch", "lookahead_tokens",
+     field<&node_config::prefetch, &prefetch_section::lookahead_tokens>(),
+     "How many tokens ahead the n-gram predictor predicts: 1 predicts a "
+     "row's experts from its own token and the previous position's experts; "
+     "L predicts them L - 1 steps before the token is known, from the tokens "
+     "up to L - 1 positions back and the experts of the position L back (a "
+     "cache gets longer to stage, the prediction is worse).",
+     1, 64},
+    {"prefetch", "max_staged",
+     field<&node_config::prefetch, &prefetch_section::max_staged>(),
+     "Most experts staged per layer and step, at most the model's experts "
+     "per layer; 0 means twice num_experts_per_tok.",
+     0, 4096},
+    {"prefetch", "min_chance_percent",
+     field<&node_config::prefetch, &prefetch_section::min_chance_percent>(),
+     "An expert is staged only while the chance that the step uses it, "
+     "measured online for its rank in the prediction, is at least this "
+     "percent: where the predictor is often wrong it stages fewer (0 always "
+     "stages max_staged).",
+     0, 100},
   };
   return keys;
 }

@@ -181,6 +181,12 @@ caf::error check_against_model(const node_config& cfg, uint32_t n_experts,
                           + std::to_string(n_experts)
                           + (n_experts == 1 ? " expert in " : " experts in ")
                           + model_config_file + ")");
+  if (cfg.prefetch.max_staged > n_experts)
+    return config_error(origin(cfg) + ": [prefetch] max_staged = "
+                        + std::to_string(cfg.prefetch.max_staged)
+                        + " exceeds the model's "
+                        + std::to_string(n_experts) + " experts per layer ("
+                        + model_config_file + ")");
   return {};
 }
 

@@ -228,6 +228,26 @@ struct security_section {
   std::string cluster_secret_file;
 };
 
+/// Section `[prefetch]`: the predictor that tells expert caches which
+/// experts to stage before a layer needs them.
+struct prefetch_section {
+  /// Run the predictor on a standalone or router node: it learns the
+  /// routing online, stages hints and scores itself (/metrics). Default:
+  /// false.
+  bool enabled = false;
+  /// Tokens in the n-gram's longest context, the last known one included,
+  /// 1..16. Default: 3.
+  uint32_t ngram_order = 3;
+  /// How many tokens ahead the n-gram predicts, 1..64. Default: 1.
+  uint32_t lookahead_tokens = 1;
+  /// Most experts staged per layer and step, at most the model's experts; 0
+  /// means twice num_experts_per_tok. Default: 0.
+  uint32_t max_staged = 0;
+  /// An expert is staged only while the measured chance that the step uses
+  /// it is at least this percent. Default: 10.
+  uint32_t min_chance_percent = 10;
+};
+
 /// The whole node configuration, one struct per TOML section.
 struct node_config {
   node_section node;
@@ -241,6 +261,7 @@ struct node_config {
   engine_section engine;
   http_section http;
   security_section security;
+  prefetch_section prefetch;
   /// File name the config came from ("" for defaults only).
   std::string source;
 };
@@ -263,7 +284,7 @@ caf::expected<node_config>
 default_node_config(const std::map<std::string, std::string>& env);
 
 /// Validation that needs the model's size: every [worker] experts id must be <
-/// n_experts.
+/// n_experts, and [prefetch] max_staged at most n_experts.
 caf::error check_against_model(const node_config& cfg, uint32_t n_experts,
                                const std::string& model_config_file);
 

@@ -349,7 +349,7 @@ std::optional<step_request> scheduler::next_step(bool admit_more) {
     const auto& r = seq.request();
     step_entry e{id, n, b.size()};
     b.sequences.push_back(
-      step_batch::sequence{b.size(), n, pages_.block_table(id)});
+      step_batch::sequence{b.size(), n, pages_.block_table(id), id});
     for (auto pos = seq.computed; pos < seq.computed + n; ++pos) {
       b.token_ids.push_back(seq.tokens[static_cast<size_t>(pos)]);
       b.positions.push_back(static_cast<int32_t>(pos));

@@ -82,7 +82,14 @@ caf::expected<step_progress> cpu_executor::resume(std::vector<float> outputs) {
 caf::expected<step_progress> cpu_executor::run_layers() {
   auto& st = *step_;
   const auto& cfg = config();
+  std::vector<float> entry_logits;
   for (; st.layer < cfg.num_hidden_layers; ++st.layer) {
+    if (observer_) {
+      // Experts are computed in place here: the hint has nowhere to go.
+      entry_router_logits(*dense_, st.layer, st.hidden, entry_logits);
+      (void)observer_->layer_begins(st.layer, entry_logits.data(),
+                                    st.req.batch.size());
+    }
     attention_block(*dense_, st.layer, cache_, st.req.batch, st.hidden);
     auto remote = begin_moe(st.layer);
     if (!remote.expert_ids.empty()) {
@@ -111,6 +118,8 @@ expert_rows cpu_executor::begin_moe(int64_t layer) {
         st.degraded_rows.empty() ? nullptr : st.degraded_rows.data());
   if (st.req.record_routing)
     std::copy(ids.begin(), ids.end(), st.routing.begin() + layer * n * k);
+  if (observer_)
+    observer_->layer_routed(layer, ids.data(), n);
   st.plan = plan_dispatch(ids, n, k, cfg.num_local_experts);
   const auto entries = st.plan.expert_ids.size();
   st.first_row.resize(entries);

@@ -45,6 +45,11 @@ public:
 
   int64_t max_step_rows() const override;
 
+  bool observe_routing(routing_observer* obs) override {
+    observer_ = obs;
+    return true;
+  }
+
   caf::expected<step_progress> start(step_request req) override;
 
   caf::expected<step_progress> resume(std::vector<float> outputs) override;
@@ -92,6 +97,7 @@ private:
   std::vector<bool> is_local_;
   kv_cache cache_;
   std::unique_ptr<step_state> step_;
+  routing_observer* observer_ = nullptr;
 };
 
 } // namespace volt

@@ -14,6 +14,7 @@
 
 #include "caf/expected.hpp"
 #include "model/model_config.hpp"
+#include "model/routing_observer.hpp"
 #include "model/step.hpp"
 
 namespace volt {
@@ -50,6 +51,15 @@ public:
   /// Steps wait on a device: the actor that drives the executor needs a
   /// thread of its own rather than one of CAF's scheduler threads.
   virtual bool blocks_on_device() const {
+    return false;
+  }
+
+  /// Reports the routing of every layer of the following steps to `obs`
+  /// (null: to nobody) as it happens, with the cross-layer prediction's
+  /// logits. False when the executor cannot: the engine then asks steps to
+  /// record their routing and predicts from the finished step alone.
+  virtual bool observe_routing(routing_observer* obs) {
+    (void)obs;
     return false;
   }
 

@@ -99,15 +99,32 @@ void moe_input(const dense_weights& w, int64_t layer,
                 static_cast<float>(w.config.rms_norm_eps), out.data());
 }
 
+void router_logits(const dense_weights& w, int64_t layer, const float* x,
+                   int64_t n, std::vector<float>& logits) {
+  const auto& cfg = w.config;
+  const auto e = cfg.num_local_experts;
+  logits.resize(static_cast<size_t>(n * e));
+  cpu::matmul_nt(x, w.layers[static_cast<size_t>(layer)].gate.data, n,
+                 cfg.hidden_size, e, logits.data());
+}
+
+void entry_router_logits(const dense_weights& w, int64_t layer,
+                         const std::vector<float>& hidden,
+                         std::vector<float>& logits) {
+  std::vector<float> x;
+  moe_input(w, layer, hidden, x);
+  const auto n = static_cast<int64_t>(hidden.size()) / w.config.hidden_size;
+  router_logits(w, layer, x.data(), n, logits);
+}
+
 void route(const dense_weights& w, int64_t layer, const float* x, int64_t n,
            std::vector<int32_t>& topk_ids, std::vector<float>& topk_weights,
            const uint8_t* available, uint8_t* degraded) {
   const auto& cfg = w.config;
   const auto e = cfg.num_local_experts;
   const auto k = cfg.num_experts_per_tok;
-  std::vector<float> logits(static_cast<size_t>(n * e));
-  cpu::matmul_nt(x, w.layers[static_cast<size_t>(layer)].gate.data, n,
-                 cfg.hidden_size, e, logits.data());
+  std::vector<float> logits;
+  router_logits(w, layer, x, n, logits);
   topk_ids.resize(static_cast<size_t>(n * k));
   topk_weights.resize(static_cast<size_t>(n * k));
   cpu::topk_gating(logits.data(), n, e, k, topk_ids.data(),

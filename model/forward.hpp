@@ -31,6 +31,22 @@ void attention_block(const dense_weights& w, int64_t layer, kv_cache& cache,
 void moe_input(const dense_weights& w, int64_t layer,
                const std::vector<float>& hidden, std::vector<float>& out);
 
+/// The router's logits alone: x · gateᵀ.
+/// - x      (in):  [n, hidden_size]
+/// - logits (out): [n, n_experts]
+void router_logits(const dense_weights& w, int64_t layer, const float* x,
+                   int64_t n, std::vector<float>& logits);
+
+/// The cross-layer prediction of a layer's routing (Eliseev & Mazur 2023):
+/// the layer's router applied to the hidden state entering the layer, before
+/// its attention, normalised with the layer's post-attention norm as the
+/// router's real input is.
+/// - hidden (in):  [n, hidden_size]
+/// - logits (out): [n, n_experts]
+void entry_router_logits(const dense_weights& w, int64_t layer,
+                         const std::vector<float>& hidden,
+                         std::vector<float>& logits);
+
 /// Router: logits = x · gateᵀ, then softmax → top-k → renormalise, with the
 /// experts that `available` leaves out dropped after the choice (see
 /// cpu::topk_gating).

@@ -20,6 +20,9 @@ struct step_batch {
     int64_t n_rows = 0;
     /// Physical KV page of each logical page, covering every row's position.
     std::vector<int32_t> block_table;
+    /// Names the sequence from one step to the next (the prefetch predictor
+    /// keeps its recent tokens and experts under it).
+    uint64_t key = 0;
   };
   std::vector<int32_t> token_ids; // [n]
   std::vector<int32_t> positions; // [n]

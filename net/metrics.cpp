@@ -248,6 +248,42 @@ struct node_metrics::impl {
               "completion")
         .Labels(node)
         .Register(*registry);
+  /// Steps the prefetch predictor scored.
+  Family<Counter>& prefetch_steps
+    = BuildCounter()
+        .Name("voltinfer_prefetch_steps_total")
+        .Help("Engine steps whose routing the prefetch predictor scored")
+        .Labels(node)
+        .Register(*registry);
+  /// Experts each predictor named per layer: with prefetch_hits and
+  /// prefetch_routed, precision = hits / predicted, recall = hits / routed.
+  Family<Counter>& prefetch_predicted
+    = BuildCounter()
+        .Name("voltinfer_prefetch_predicted_experts_total")
+        .Help("Experts a prefetch predictor named for a step, by layer and "
+              "predictor")
+        .Labels(node)
+        .Register(*registry);
+  Family<Counter>& prefetch_hits
+    = BuildCounter()
+        .Name("voltinfer_prefetch_hit_experts_total")
+        .Help("Named experts the router then chose, by layer and predictor")
+        .Labels(node)
+        .Register(*registry);
+  Family<Counter>& prefetch_routed
+    = BuildCounter()
+        .Name("voltinfer_prefetch_routed_experts_total")
+        .Help("Distinct experts the router chose per step, by layer")
+        .Labels(node)
+        .Register(*registry);
+  /// What the expert cache was told to stage (the combined prediction).
+  Family<Counter>& prefetch_staged
+    = BuildCounter()
+        .Name("voltinfer_prefetch_staged_experts_total")
+        .Help("Experts the prefetch predictor told the expert cache to stage, "
+              "by layer")
+        .Labels(node)
+        .Register(*registry);
   /// Last cumulative values reported by the scheduler, so that counters
   /// grow by the difference.
   std::mutex kv_mtx;
@@ -355,6 +391,26 @@ void node_metrics::time_to_first_token(double seconds) {
 
 void node_metrics::inter_token_latency(double seconds) {
   impl_->token_gap.Add({}, token_gap_buckets).Observe(seconds);
+}
+
+void node_metrics::prefetch_predicted(uint32_t layer, const char* predictor,
+                                      uint64_t predicted, uint64_t hits) {
+  prometheus::Labels labels{{"layer", std::to_string(layer)},
+                            {"predictor", predictor}};
+  impl_->prefetch_predicted.Add(labels).Increment(
+    static_cast<double>(predicted));
+  impl_->prefetch_hits.Add(labels).Increment(static_cast<double>(hits));
+}
+
+void node_metrics::prefetch_routed(uint32_t layer, uint64_t routed,
+                                   uint64_t staged) {
+  prometheus::Labels labels{{"layer", std::to_string(layer)}};
+  impl_->prefetch_routed.Add(labels).Increment(static_cast<double>(routed));
+  impl_->prefetch_staged.Add(labels).Increment(static_cast<double>(staged));
+}
+
+void node_metrics::prefetch_step() {
+  impl_->prefetch_steps.Add({}).Increment();
 }
 
 uint64_t node_metrics::rows_computed() const {

@@ -91,6 +91,19 @@ public:
   /// HTTP client.
   void inter_token_latency(double seconds);
 
+  /// One step of the prefetch predictor `predictor` ("ngram",
+  /// "cross_layer" or "combined") at `layer`: experts it named, and how many
+  /// of them the router then chose.
+  void prefetch_predicted(uint32_t layer, const char* predictor,
+                          uint64_t predicted, uint64_t hits);
+
+  /// One step at `layer`: the distinct experts the router chose, and those
+  /// the predictor told the expert cache to stage.
+  void prefetch_routed(uint32_t layer, uint64_t routed, uint64_t staged);
+
+  /// The prefetch predictor scored one more step.
+  void prefetch_step();
+
   /// Token rows this node's experts computed since start (a worker's load).
   uint64_t rows_computed() const;
 

@@ -44,6 +44,11 @@ inline std::string message_of(const caf::expected<node_config>& x) {
   return x ? std::string{} : describe(x.error());
 }
 
+/// `text` after a [model] section, the one every role needs.
+inline std::string with_model(const std::string& text) {
+  return "[model]\npath = \"m\"\n" + text;
+}
+
 /// Parses `text` as the file "node.toml" with no environment.
 inline caf::expected<node_config> parse(const std::string& text,
                                         const env_map& env = {}) {
