@@ -30,6 +30,10 @@ int run_bench_model(const std::vector<std::string>& args);
 /// running node.
 int run_bench_http(const std::vector<std::string>& args);
 
+/// `volt-node bench link ...`: round trip and throughput of a node link over
+/// loopback, plaintext and (given TLS files) mutual TLS.
+int run_bench_link(const std::vector<std::string>& args);
+
 /// `volt-node --config FILE.toml`: runs a node in the role its configuration
 /// names until SIGINT or SIGTERM.
 int run_node_command(const std::vector<std::string>& args);

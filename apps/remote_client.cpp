@@ -4,11 +4,14 @@
 #include <thread>
 
 #include "actors/type_ids.hpp"
+#include "apps/link_security.hpp"
 #include "base/error.hpp"
 #include "caf/typed_event_based_actor.hpp"
 #include "caf/io/middleman.hpp"
 #include "caf/io/middleman_actor.hpp"
 #include "caf/scoped_actor.hpp"
+#include "net/actor_system_setup.hpp"
+#include "net/tls_watch.hpp"
 
 namespace volt {
 
@@ -20,15 +23,19 @@ std::string name_of(const endpoint& where) {
   return render_endpoint(where.host, where.port);
 }
 
-/// Connects to the engine published at `where`, retrying until `deadline`.
+/// Connects to the engine published at `where`, retrying until `deadline`
+/// while the node is not up; a node that refuses the link (TLS, or the
+/// plaintext/TLS mismatch) is an error at once.
 caf::expected<engine_actor> connect(caf::actor_system& sys,
                                     const endpoint& where,
                                     clock_type::time_point deadline) {
   caf::scoped_actor self{sys};
-  auto mm = sys.middleman().actor_handle();
+  auto mm = link_manager(sys);
+  auto tls = sys.has_openssl_manager();
   auto expected_ifs = sys.message_types<engine_actor>();
   caf::error last;
   while (clock_type::now() < deadline) {
+    auto attempt = clock_type::now();
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
       deadline - clock_type::now());
     engine_actor result;
@@ -51,6 +58,16 @@ caf::expected<engine_actor> connect(caf::actor_system& sys,
       return result;
     if (last == volt_errc::invalid_config)
       return last;
+    if (auto why = tls_failure_towards(where.port, attempt))
+      return make_volt_error(volt_errc::invalid_config,
+                             "cannot connect to the Volt node at "
+                               + name_of(where)
+                               + ": TLS handshake failed: " + *why);
+    if (last == caf::sec::disconnect_during_handshake)
+      return make_volt_error(volt_errc::invalid_config,
+                             "cannot connect to the Volt node at "
+                               + name_of(where) + ": "
+                               + describe_link_failure(last, tls));
     std::this_thread::sleep_for(std::chrono::milliseconds{200});
   }
   return make_volt_error(volt_errc::internal,

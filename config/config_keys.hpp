@@ -17,6 +17,7 @@ namespace volt {
 /// The value types a configuration key accepts.
 enum class key_type {
   integer,
+  boolean,
   string,
   integer_list,
   string_list,
@@ -26,7 +27,7 @@ enum class key_type {
 /// A key's value once its type has been checked, whether it came from TOML or
 /// the environment.
 using key_value
-  = std::variant<int64_t, std::string, std::vector<int64_t>,
+  = std::variant<int64_t, bool, std::string, std::vector<int64_t>,
                  std::vector<std::string>, std::vector<placement_entry>>;
 
 /// Reads and writes the node_config field behind one key.

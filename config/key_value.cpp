@@ -62,6 +62,7 @@ std::vector<std::string_view> split_commas(std::string_view text) {
 std::string describe_type(key_type type) {
   switch (type) {
     case key_type::integer: return "an integer";
+    case key_type::boolean: return "a boolean";
     case key_type::string: return "a string";
     case key_type::integer_list: return "an array of integers";
     case key_type::string_list: return "an array of strings";
@@ -103,6 +104,8 @@ std::string to_toml_literal(const key_value& value) {
   };
   if (auto x = std::get_if<int64_t>(&value))
     return std::to_string(*x);
+  if (auto x = std::get_if<bool>(&value))
+    return *x ? "true" : "false";
   if (auto x = std::get_if<std::string>(&value))
     return quote(*x);
   if (auto xs = std::get_if<std::vector<int64_t>>(&value))
@@ -143,6 +146,14 @@ std::string from_env_text(const config_key& key, std::string_view text,
         return {};
       }
       return "expected " + bounded_integer(key) + ", got " + quote(text);
+    case key_type::boolean:
+      // TOML's spelling only: "1", "yes" or "on" could be typos of other
+      // intentions, and a security switch should not guess.
+      if (trim(text) == "true" || trim(text) == "false") {
+        out = trim(text) == "true";
+        return {};
+      }
+      return "expected true or false, got " + quote(text);
     case key_type::string: out = std::string{text}; return {};
     case key_type::integer_list: {
       std::vector<int64_t> xs;

@@ -194,6 +194,22 @@ struct http_section {
   uint32_t max_body_mib = 8;
 };
 
+/// Section `[security]`: trust between nodes and clients.
+struct security_section {
+  // -- mutual TLS on node links (CAF's OpenSSL module) ------------------------
+  /// PEM certificate (and chain) this node presents on every node link,
+  /// signed by tls_ca. Default: "" (no TLS).
+  std::string tls_cert;
+  /// PEM private key of tls_cert, unencrypted. Default: "".
+  std::string tls_key;
+  /// PEM certificate(s) of the CA that every peer's certificate must chain to.
+  /// Default: "".
+  std::string tls_ca;
+  /// Plaintext node links without authentication; a node needs either the
+  /// three TLS files or this. Default: false.
+  bool insecure = false;
+};
+
 /// The whole node configuration, one struct per TOML section.
 struct node_config {
   node_section node;
@@ -206,6 +222,7 @@ struct node_config {
   kv_cache_section kv_cache;
   engine_section engine;
   http_section http;
+  security_section security;
   /// File name the config came from ("" for defaults only).
   std::string source;
 };
@@ -231,6 +248,11 @@ default_node_config(const std::map<std::string, std::string>& env);
 /// n_experts.
 caf::error check_against_model(const node_config& cfg, uint32_t n_experts,
                                const std::string& model_config_file);
+
+/// A node serves only with its links decided: the three [security] TLS files,
+/// or [security] insecure = true. Not part of load_node_config, which also
+/// serves clients and tools that open no node port.
+caf::error check_link_security(const node_config& cfg);
 
 /// Returns the process environment as a map (helper for main()).
 std::map<std::string, std::string> process_environment();

@@ -117,6 +117,11 @@ std::string from_toml(const toml::node& node, key_type type, key_value& out) {
         return mismatch();
       out = node.as_integer()->get();
       return {};
+    case key_type::boolean:
+      if (!node.is_boolean())
+        return mismatch();
+      out = node.as_boolean()->get();
+      return {};
     case key_type::string:
       if (!node.is_string())
         return mismatch();

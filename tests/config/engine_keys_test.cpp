@@ -12,14 +12,6 @@
 using namespace volt;
 using namespace volt::test;
 
-namespace {
-
-std::string with_model(const std::string& text) {
-  return "[model]\npath = \"m\"\n" + text;
-}
-
-} // namespace
-
 CAF_TEST(defaults match the documented values) {
   node_config cfg;
   CAF_CHECK_EQUAL(cfg.kv_cache.page_size, 16u);
