@@ -5,6 +5,8 @@
 // is a second actor system in this process, connected as a router connects to
 // a worker.
 
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -50,7 +52,19 @@ struct size_result {
   double p90_us = 0;
   /// Payload megabytes (10^6) per second each way with `window` in flight.
   double mb_per_s = 0;
+  /// CPU time of this process (both ends and the port guard: all of a
+  /// link's work) per round trip while `window` were in flight. Unlike the
+  /// times above, a busy machine barely moves it.
+  double cpu_us = 0;
 };
+
+/// User plus system CPU time of this process so far, in microseconds.
+double process_cpu_us() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  auto us = [](const timeval& t) { return t.tv_sec * 1e6 + t.tv_usec; };
+  return us(usage.ru_utime) + us(usage.ru_stime);
+}
 
 /// At most this many payload bytes per size and measurement, so that large
 /// sizes take seconds, not minutes, on two cores.
@@ -104,6 +118,7 @@ caf::expected<size_result> measure_size(caf::actor_system& sys,
   using handle = decltype(self->request(echo, timeout, payload));
   std::deque<handle> in_flight;
   auto start = std::chrono::steady_clock::now();
+  auto cpu_start = process_cpu_us();
   int64_t sent = 0;
   int64_t done = 0;
   while (done < n && !failure) {
@@ -121,6 +136,7 @@ caf::expected<size_result> measure_size(caf::actor_system& sys,
         .count();
   result.mb_per_s = static_cast<double>(result.bytes) * static_cast<double>(n)
                     / seconds / 1e6;
+  result.cpu_us = (process_cpu_us() - cpu_start) / static_cast<double>(n);
   return result;
 }
 
@@ -202,8 +218,8 @@ int run_bench_link(const std::vector<std::string>& raw_args) {
   bool as_json = args->has("json");
   auto rows = json::value::array();
   if (!as_json)
-    std::printf("%-10s %10s %10s %10s %14s\n", "link", "bytes", "p50 us",
-                "p90 us", "MB/s each way");
+    std::printf("%-10s %10s %10s %10s %14s %12s\n", "link", "bytes", "p50 us",
+                "p90 us", "MB/s each way", "cpu us/msg");
   for (const auto& [name, files] : modes) {
     auto results = measure_link(files, *sizes, *iters, *window);
     if (!results)
@@ -214,11 +230,12 @@ int run_bench_link(const std::vector<std::string>& raw_args) {
                         {"bytes", r.bytes},
                         {"p50_us", json::rounded(r.p50_us, 1)},
                         {"p90_us", json::rounded(r.p90_us, 1)},
-                        {"mb_per_s", json::rounded(r.mb_per_s, 1)}});
+                        {"mb_per_s", json::rounded(r.mb_per_s, 1)},
+                        {"cpu_us", json::rounded(r.cpu_us, 1)}});
       else
-        std::printf("%-10s %10lld %10.1f %10.1f %14.1f\n", name.c_str(),
+        std::printf("%-10s %10lld %10.1f %10.1f %14.1f %12.1f\n", name.c_str(),
                     static_cast<long long>(r.bytes), r.p50_us, r.p90_us,
-                    r.mb_per_s);
+                    r.mb_per_s, r.cpu_us);
     }
   }
   if (as_json) {

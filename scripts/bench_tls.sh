@@ -46,40 +46,47 @@ vocab=$(sed -n 's/.*"vocab_size": *\([0-9]*\).*/\1/p' "$model/config.json")
 prompt=$(for i in $(seq 0 39); do echo $(( (i * 37 + 11) % vocab )); done | paste -sd,)
 decode_rate() { sed -n 's/.*"decode_tokens_per_second":\([0-9.]*\).*/\1/p'; }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-declare -A rate
+declare -A rport wport flags_of
 for mode in plaintext tls; do
-  wport=$(port); rport=$(port)
-  { printf '[node]\nid = "bench-worker"\nrole = "worker"\n[network]\nport = %s\n' "$wport"
+  wport[$mode]=$(port); rport[$mode]=$(port)
+  { printf '[node]\nid = "bench-worker"\nrole = "worker"\n[network]\nport = %s\n' "${wport[$mode]}"
     printf '[model]\npath = "%s"\n[worker]\nexperts = [%s]\n' "$model" "$ids"
     security_toml "$mode"; } >"$work/worker-$mode.toml"
-  { printf '[node]\nid = "bench-router"\nrole = "router"\n[network]\nport = %s\n' "$rport"
-    printf '[model]\npath = "%s"\n[router]\nworkers = ["127.0.0.1:%s"]\n' "$model" "$wport"
+  { printf '[node]\nid = "bench-router"\nrole = "router"\n[network]\nport = %s\n' "${rport[$mode]}"
+    printf '[model]\npath = "%s"\n[router]\nworkers = ["127.0.0.1:%s"]\n' "$model" "${wport[$mode]}"
     security_toml "$mode"; } >"$work/router-$mode.toml"
   : >"$work/router-$mode.log"
   "$node" --config "$work/worker-$mode.toml" 2>"$work/worker-$mode.log" & pids+=($!)
   "$node" --config "$work/router-$mode.toml" 2>"$work/router-$mode.log" & pids+=($!)
+done
+for mode in plaintext tls; do
   for _ in $(seq 300); do grep -q ready "$work/router-$mode.log" && break; sleep 0.1; done
   grep -q ready "$work/router-$mode.log" || { cat "$work/router-$mode.log"; exit 1; }
-  flags=()
-  [ "$mode" = tls ] && flags=("${client_tls[@]}")
+done
+flags_of[plaintext]=""
+flags_of[tls]="${client_tls[*]}"
+for mode in plaintext tls; do
   echo "### Expert batch round trip to a worker, $mode links (\`bench dispatch\`)"
   echo
   echo '```'
-  "$node" bench dispatch --model "$model" --connect "127.0.0.1:$wport" --iters 2000 "${flags[@]}"
+  # shellcheck disable=SC2086 # the flags are paths without spaces
+  "$node" bench dispatch --model "$model" --connect "127.0.0.1:${wport[$mode]}" --iters 2000 \
+    ${flags_of[$mode]}
   echo '```'
   echo
-  rates=""
-  for _ in $(seq "$runs"); do
-    rates+="$("$node" generate --connect "127.0.0.1:$rport" --prompt-ids "$prompt" \
-      --max-new-tokens "$tokens" --ignore-eos --json "${flags[@]}" | decode_rate)"$'\n'
+done
+# Alternating, so that a change in the machine's load falls on both.
+declare -A rates
+for _ in $(seq "$runs"); do
+  for mode in plaintext tls; do
+    # shellcheck disable=SC2086
+    rates[$mode]+="$("$node" generate --connect "127.0.0.1:${rport[$mode]}" --prompt-ids "$prompt" \
+      --max-new-tokens "$tokens" --ignore-eos --json ${flags_of[$mode]} | decode_rate)"$'\n'
   done
-  rate[$mode]=$(echo -n "$rates" | median)
-  kill "${pids[@]: -2}" 2>/dev/null || true
-  wait "${pids[@]: -2}" 2>/dev/null || true
 done
 echo "### Decode through router + worker, $tokens new tokens after a 40-token prompt, median of $runs runs"
 echo
 echo "| links | decode tokens/s |"
 echo "| --- | ---: |"
-echo "| plaintext (\`[security] insecure = true\`) | ${rate[plaintext]} |"
-echo "| mutual TLS | ${rate[tls]} |"
+echo "| plaintext (\`[security] insecure = true\`) | $(echo -n "${rates[plaintext]}" | median) |"
+echo "| mutual TLS | $(echo -n "${rates[tls]}" | median) |"
