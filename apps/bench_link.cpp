@@ -15,6 +15,7 @@
 #include <optional>
 
 #include "actors/type_ids.hpp"
+#include "apps/bench_stats.hpp"
 #include "apps/cli_args.hpp"
 #include "apps/commands.hpp"
 #include "apps/link_security.hpp"
@@ -69,11 +70,6 @@ double process_cpu_us() {
 /// At most this many payload bytes per size and measurement, so that large
 /// sizes take seconds, not minutes, on two cores.
 constexpr int64_t byte_budget = int64_t{512} << 20;
-
-double percentile(std::vector<double> xs, double q) {
-  std::sort(xs.begin(), xs.end());
-  return xs[std::min(xs.size() - 1, static_cast<size_t>(q * xs.size()))];
-}
 
 caf::expected<size_result> measure_size(caf::actor_system& sys,
                                         const caf::actor& echo, int64_t bytes,
