@@ -9,6 +9,7 @@
 #include "base/log.hpp"
 #include "caf/io/middleman.hpp"
 #include "caf/io/middleman_actor.hpp"
+#include "net/actor_system_setup.hpp"
 #include "net/signed_worker_record.hpp"
 
 namespace volt {
@@ -221,7 +222,9 @@ void reach(discovery_pointer self, discovery_target& t) {
   auto spawn = t.spawn;
   auto checkpoint = self->state.options.checkpoint;
   auto timeout = self->state.options.connect_timeout;
-  auto mm = self->system().middleman().actor_handle();
+  // Over TLS when the node has its files: the link is then authenticated
+  // both ways before any message, a spawn included, crosses it.
+  auto mm = link_manager(self->system());
   auto ifs = self->system().message_types<expert_actor>();
   self->request(mm, timeout, caf::connect_atom_v, t.where.host, t.where.port)
     .then(

@@ -190,8 +190,8 @@ void advance(engine_pointer self, caf::expected<step_progress> progress) {
   st.dispatch->start(std::move(*progress->needs),
                      [self](caf::expected<std::vector<float>> outputs) {
                        auto& t = self->state.timing;
-                       t.wait_seconds
-                         += seconds_between(t.rows_sent, engine_clock::now());
+                       t.wait_seconds += seconds_between(t.rows_sent,
+                                                         engine_clock::now());
                        if (!outputs)
                          return on_rows_failed(self, outputs.error());
                        advance(self,

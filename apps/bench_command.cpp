@@ -290,10 +290,12 @@ int run_bench_command(const std::vector<std::string>& raw_args) {
     return run_bench_http({raw_args.begin() + 1, raw_args.end()});
   if (!raw_args.empty() && raw_args[0] == "prefetch")
     return run_bench_prefetch({raw_args.begin() + 1, raw_args.end()});
+  if (!raw_args.empty() && raw_args[0] == "link")
+    return run_bench_link({raw_args.begin() + 1, raw_args.end()});
   if (raw_args.empty() || raw_args[0] != "moe-layer") {
     std::fprintf(
       stderr, "volt-node: bench: expected 'moe-layer', 'dispatch', 'serve', "
-              "'model', 'http' or 'prefetch' (try volt-node bench model --help)\n");
+              "'model', 'http', 'prefetch' or 'link' (try volt-node bench model --help)\n");
     return exit_bad_input;
   }
   auto args = cli_args::parse({raw_args.begin() + 1, raw_args.end()},

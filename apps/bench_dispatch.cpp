@@ -10,6 +10,7 @@
 #include "actors/expert.hpp"
 #include "apps/cli_args.hpp"
 #include "apps/commands.hpp"
+#include "apps/link_security.hpp"
 #include "base/error.hpp"
 #include "caf/actor_system.hpp"
 #include "caf/actor_system_config.hpp"
@@ -37,6 +38,10 @@ const std::vector<flag_spec> dispatch_flags = {
   {"json", false, "print one JSON object instead of a table"},
   {"help", false, "print this help"},
 };
+
+/// With the flags of a client's TLS files.
+const std::vector<flag_spec> all_dispatch_flags
+  = with_flags(dispatch_flags, client_tls_flags());
 
 struct percentiles {
   double p50 = 0, p90 = 0, p99 = 0;
@@ -96,8 +101,8 @@ connect_worker(caf::actor_system& sys, const endpoint& where) {
   caf::expected<std::pair<expert_actor, std::vector<uint32_t>>> result{
     caf::error{}};
   self
-    ->request(sys.middleman().actor_handle(), std::chrono::seconds{10},
-              caf::connect_atom_v, where.host, where.port)
+    ->request(link_manager(sys), std::chrono::seconds{10}, caf::connect_atom_v,
+              where.host, where.port)
     .receive(
       [&](const caf::node_id&, caf::strong_actor_ptr& ptr,
           const std::set<std::string>& ifs) {
@@ -114,20 +119,25 @@ connect_worker(caf::actor_system& sys, const endpoint& where) {
             },
             [&](caf::error& err) { result = std::move(err); });
       },
-      [&](caf::error& err) { result = std::move(err); });
+      [&](caf::error& err) {
+        result = make_volt_error(
+          volt_errc::invalid_config,
+          "--connect: "
+            + describe_link_failure(err, sys.has_openssl_manager()));
+      });
   return result;
 }
 
 } // namespace
 
 int run_bench_dispatch(const std::vector<std::string>& raw_args) {
-  auto args = cli_args::parse(raw_args, dispatch_flags);
+  auto args = cli_args::parse(raw_args, all_dispatch_flags);
   if (!args)
     return report_error(args.error());
   if (args->has("help") || !args->has("model")) {
     std::printf("usage: volt-node bench dispatch --model DIR [--connect "
                 "HOST:PORT] [flags]\n%s",
-                render_flags(dispatch_flags).c_str());
+                render_flags(all_dispatch_flags).c_str());
     return args->has("help") ? 0 : exit_bad_input;
   }
   auto ckpt = checkpoint::open(args->get("model"));
@@ -142,8 +152,12 @@ int run_bench_dispatch(const std::vector<std::string>& raw_args) {
       return report_error(e->error());
   if (!rows_list)
     return report_error(rows_list.error());
+  auto tls = client_link_tls(*args, process_environment());
+  if (!tls)
+    return report_error(tls.error());
   caf::actor_system_config cfg;
-  configure_actor_system(cfg, std::chrono::seconds{30});
+  configure_actor_system(cfg, std::chrono::seconds{30},
+                         *tls ? &**tls : nullptr);
   caf::actor_system sys{cfg};
   const auto& mc = ckpt->config();
   std::vector<uint32_t> all;

@@ -22,6 +22,7 @@
 #include "actors/type_ids.hpp"
 #include "apps/cli_args.hpp"
 #include "apps/commands.hpp"
+#include "apps/link_security.hpp"
 #include "apps/tcp_client.hpp"
 #include "base/error.hpp"
 #include "caf/actor_system.hpp"
@@ -46,6 +47,10 @@ const std::vector<flag_spec> http_bench_flags = {
   {"runs", true, "timed requests per client (default 20, after 2 warm-ups)"},
   {"help", false, "print this help"},
 };
+
+/// With the flags of a client's TLS files.
+const std::vector<flag_spec> all_http_bench_flags
+  = with_flags(http_bench_flags, client_tls_flags());
 
 /// When a request went out and when each of its tokens arrived.
 struct timed_run {
@@ -170,13 +175,13 @@ void print_stats(const char* name, const client_stats& s) {
 } // namespace
 
 int run_bench_http(const std::vector<std::string>& raw_args) {
-  auto args = cli_args::parse(raw_args, http_bench_flags);
+  auto args = cli_args::parse(raw_args, all_http_bench_flags);
   if (!args)
     return report_error(args.error());
   if (args->has("help") || !args->has("connect") || !args->has("http")) {
     std::printf("usage: volt-node bench http --connect HOST:PORT --http "
                 "HOST:PORT [flags]\n%s",
-                render_flags(http_bench_flags).c_str());
+                render_flags(all_http_bench_flags).c_str());
     return args->has("help") ? 0 : exit_bad_input;
   }
   auto bad = [](const std::string& what) {
@@ -203,13 +208,17 @@ int run_bench_http(const std::vector<std::string>& raw_args) {
     return report_error(runs.error());
   req.max_new_tokens = static_cast<uint32_t>(*tokens);
   req.ignore_eos = true;
+  auto tls = client_link_tls(*args, process_environment());
+  if (!tls)
+    return report_error(tls.error());
   caf::actor_system_config cfg;
-  configure_actor_system(cfg, std::chrono::seconds{30});
+  configure_actor_system(cfg, std::chrono::seconds{30},
+                         *tls ? &**tls : nullptr);
   caf::actor_system sys{cfg};
-  auto engine = sys.middleman().remote_actor<engine_actor>(caf_at->host,
-                                                           caf_at->port);
+  auto engine = remote_link<engine_actor>(sys, caf_at->host, caf_at->port);
   if (!engine)
-    return bad("--connect: " + describe(engine.error()));
+    return bad("--connect: "
+               + describe_link_failure(engine.error(), tls->has_value()));
   client_stats caf_stats, http_stats;
   for (int64_t i = 0; i < *runs + 2; ++i) {
     auto c = caf_run(sys, *engine, req);

@@ -21,6 +21,7 @@
 #include "apps/bench_target.hpp"
 #include "apps/cli_args.hpp"
 #include "apps/commands.hpp"
+#include "apps/link_security.hpp"
 #include "apps/remote_client.hpp"
 #include "base/error.hpp"
 #include "caf/actor_system.hpp"
@@ -69,6 +70,10 @@ const std::vector<flag_spec> model_flags = {
   {"json", false, "print one JSON object instead of a table"},
   {"help", false, "print this help"},
 };
+
+/// With the flags of a client's TLS files.
+const std::vector<flag_spec> all_model_flags = with_flags(model_flags,
+                                                          client_tls_flags());
 
 using clock_type = std::chrono::steady_clock;
 
@@ -198,6 +203,9 @@ caf::error check_connect_flags(const cli_args& args) {
     for (const char* remote : {"metrics", "wait-seconds"})
       if (args.has(remote))
         return flag_error("--" + std::string{remote} + ": needs --connect");
+    for (const auto& flag : client_tls_flags())
+      if (args.has(flag.name))
+        return flag_error("--" + flag.name + ": needs --connect");
   }
   if (args.has("metrics") && !parse_endpoint(args.get("metrics")))
     return flag_error("--metrics: expected HOST:PORT, got '"
@@ -208,13 +216,13 @@ caf::error check_connect_flags(const cli_args& args) {
 } // namespace
 
 int run_bench_model(const std::vector<std::string>& raw_args) {
-  auto args = cli_args::parse(raw_args, model_flags);
+  auto args = cli_args::parse(raw_args, all_model_flags);
   if (!args)
     return report_error(args.error());
   if (args->has("help") || !args->has("model")) {
     std::printf("usage: volt-node bench model --model DIR [--connect "
                 "HOST:PORT [--metrics HOST:PORT]] [flags]\n%s",
-                render_flags(model_flags).c_str());
+                render_flags(all_model_flags).c_str());
     return args->has("help") ? 0 : exit_bad_input;
   }
   if (auto err = check_connect_flags(*args))
@@ -270,10 +278,17 @@ int run_bench_model(const std::vector<std::string>& raw_args) {
       + " tokens exceed the model's context of "
       + std::to_string(mc->max_position_embeddings)));
   auto max_batch = *std::max_element(batches->begin(), batches->end());
+  std::optional<tls_files> tls;
+  if (remote) {
+    auto loaded = client_link_tls(*args, process_environment());
+    if (!loaded)
+      return report_error(loaded.error());
+    tls = std::move(*loaded);
+  }
   caf::actor_system_config cfg;
   // With --connect this process is a peer of the node: it must beat (a
   // router drops peers that stay silent for its peer_timeout_ms).
-  configure_actor_system(cfg, std::chrono::seconds{30});
+  configure_actor_system(cfg, std::chrono::seconds{30}, tls ? &*tls : nullptr);
   caf::actor_system sys{cfg};
   bench_target target;
   if (remote) {
@@ -296,8 +311,8 @@ int run_bench_model(const std::vector<std::string>& raw_args) {
     options.engine.batching.max_batch = static_cast<size_t>(max_batch);
     options.engine.batching.max_queue = static_cast<size_t>(max_batch);
     // A whole prompt in one step, so that prefill is timed as one pass.
-    options.engine.batching.prefill_chunk
-      = *std::max_element(prompts->begin(), prompts->end());
+    options.engine.batching.prefill_chunk = *std::max_element(prompts->begin(),
+                                                              prompts->end());
     if (*device < 0)
       options.engine.num_pages = max_batch * (longest / 16 + 2);
     auto eng = spawn_standalone(sys, *ckpt, options);
@@ -313,9 +328,8 @@ int run_bench_model(const std::vector<std::string>& raw_args) {
   for (auto b : *batches) {
     std::vector<generate_request> reqs;
     for (int64_t i = 0; i < b; ++i) {
-      auto r = request_for_bench(random_prompt(*decode_prompt, mc->vocab_size,
-                                               seed++),
-                                 4);
+      auto r = request_for_bench(
+        random_prompt(*decode_prompt, mc->vocab_size, seed++), 4);
       reqs.push_back(r);
     }
     if (auto res = target.run(sys, reqs); !res)
@@ -325,7 +339,8 @@ int run_bench_model(const std::vector<std::string>& raw_args) {
   // allocator) stay out of the table, as on a server that has been up a while.
   for (auto p : *prompts)
     if (auto res = target.run(
-          sys, {request_for_bench(random_prompt(p, mc->vocab_size, seed++), 1)});
+          sys,
+          {request_for_bench(random_prompt(p, mc->vocab_size, seed++), 1)});
         !res)
       return report_error(res.error());
   std::vector<prefill_row> prefill;
@@ -357,9 +372,9 @@ int run_bench_model(const std::vector<std::string>& raw_args) {
   for (auto b : *batches) {
     std::vector<generate_request> reqs;
     for (int64_t i = 0; i < b; ++i)
-      reqs.push_back(request_for_bench(
-        random_prompt(*decode_prompt, mc->vocab_size, seed++),
-        static_cast<uint32_t>(*new_tokens)));
+      reqs.push_back(
+        request_for_bench(random_prompt(*decode_prompt, mc->vocab_size, seed++),
+                          static_cast<uint32_t>(*new_tokens)));
     auto counters = counter_reading::take(target);
     if (!counters)
       return report_error(counters.error());
@@ -377,10 +392,10 @@ int run_bench_model(const std::vector<std::string>& raw_args) {
     decode_row row;
     row.batch = b;
     row.step_ms = step_ms[step_ms.size() / 2];
-    row.experts_per_layer = b == 1 ? mc->num_experts_per_tok
-                                   : expected_experts(b,
-                                                      mc->num_experts_per_tok,
-                                                      mc->num_local_experts);
+    row.experts_per_layer = b == 1
+                              ? mc->num_experts_per_tok
+                              : expected_experts(b, mc->num_experts_per_tok,
+                                                 mc->num_local_experts);
     row.new_tokens = res->front().new_tokens;
     row.network = *network;
     decode.push_back(row);
@@ -456,23 +471,23 @@ int run_bench_model(const std::vector<std::string>& raw_args) {
   if (args->has("json")) {
     auto prefill_json = json::value::array();
     for (const auto& p : prefill) {
-      json::value row = {
-        {"tokens", p.tokens},
-        {"seconds", json::rounded(p.seconds, 5)},
-        {"tokens_per_second", json::rounded(p.tokens / p.seconds, 1)},
-        {"tflops", json::rounded(p.tflops, 1)},
-        {"new_tokens", p.new_tokens}};
+      json::value row
+        = {{"tokens", p.tokens},
+           {"seconds", json::rounded(p.seconds, 5)},
+           {"tokens_per_second", json::rounded(p.tokens / p.seconds, 1)},
+           {"tflops", json::rounded(p.tflops, 1)},
+           {"new_tokens", p.new_tokens}};
       add_network(row, p.network);
       prefill_json.push_back(std::move(row));
     }
     auto decode_json = json::value::array();
     for (const auto& d : decode) {
-      json::value row = {
-        {"batch", d.batch},
-        {"step_ms", json::rounded(d.step_ms, 4)},
-        {"floor_ms", json::rounded(d.floor_ms, 4)},
-        {"experts_per_layer", json::rounded(d.experts_per_layer, 2)},
-        {"new_tokens", d.new_tokens}};
+      json::value row
+        = {{"batch", d.batch},
+           {"step_ms", json::rounded(d.step_ms, 4)},
+           {"floor_ms", json::rounded(d.floor_ms, 4)},
+           {"experts_per_layer", json::rounded(d.experts_per_layer, 2)},
+           {"new_tokens", d.new_tokens}};
       add_network(row, d.network);
       decode_json.push_back(std::move(row));
     }
@@ -507,7 +522,8 @@ int run_bench_model(const std::vector<std::string>& raw_args) {
     std::printf("prefill %6lld tokens: %8.3f ms, %9.0f tokens/s, %6.1f "
                 "TFLOP/s%s\n",
                 static_cast<long long>(p.tokens), p.seconds * 1e3,
-                p.tokens / p.seconds, p.tflops, network_text(p.network).c_str());
+                p.tokens / p.seconds, p.tflops,
+                network_text(p.network).c_str());
   for (const auto& d : decode)
     std::printf("decode batch %4lld: %8.3f ms/step, floor %7.3f ms (%.2fx), "
                 "%.1f experts/layer%s\n",

@@ -7,6 +7,7 @@
 #include <cstdio>
 
 #include "actors/standalone.hpp"
+#include "apps/bench_stats.hpp"
 #include "apps/cli_args.hpp"
 #include "gpu/cpu/parallel.hpp"
 #include "apps/commands.hpp"
@@ -51,11 +52,6 @@ struct serve_result {
   double p50_ms = 0;
   double p99_ms = 0;
 };
-
-double percentile(std::vector<double> xs, double q) {
-  std::sort(xs.begin(), xs.end());
-  return xs[std::min(xs.size() - 1, static_cast<size_t>(q * xs.size()))];
-}
 
 /// Runs `c` requests at once and waits for all of them.
 caf::expected<serve_result> run_round(caf::actor_system& sys,

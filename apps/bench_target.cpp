@@ -44,8 +44,7 @@ counter_reading::cost(const char* phase, int64_t layers) const {
   double rows = grown("voltinfer_step_rows_total");
   double seconds = grown("voltinfer_step_seconds_total", with_phase);
   if (rows > 0 && layers > 0)
-    c.wire_bytes_per_token_layer = bytes
-                                   / (rows * static_cast<double>(layers));
+    c.wire_bytes_per_token_layer = bytes / (rows * static_cast<double>(layers));
   if (seconds > 0)
     c.expert_wait_share
       = grown("voltinfer_expert_wait_seconds_total", with_phase) / seconds;

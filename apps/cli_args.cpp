@@ -170,6 +170,12 @@ caf::error apply_log_level(const cli_args& args, log_level fallback) {
   return caf::none;
 }
 
+std::vector<flag_spec> with_flags(std::vector<flag_spec> flags,
+                                  const std::vector<flag_spec>& more) {
+  flags.insert(flags.end(), more.begin(), more.end());
+  return flags;
+}
+
 std::string render_flags(const std::vector<flag_spec>& specs) {
   std::string out;
   for (const auto& s : specs) {

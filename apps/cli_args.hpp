@@ -64,6 +64,10 @@ private:
 /// An unknown level in either is an error naming where it came from.
 caf::error apply_log_level(const cli_args& args, log_level fallback);
 
+/// `flags` followed by `more` (flags several subcommands share).
+std::vector<flag_spec> with_flags(std::vector<flag_spec> flags,
+                                  const std::vector<flag_spec>& more);
+
 /// Renders the flags as help lines.
 std::string render_flags(const std::vector<flag_spec>& specs);
 

@@ -33,6 +33,9 @@ int run_bench_http(const std::vector<std::string>& args);
 /// `volt-node bench prefetch ...`: recall and precision of the prefetch
 /// predictors over a text, per layer, against the router's choices.
 int run_bench_prefetch(const std::vector<std::string>& args);
+/// `volt-node bench link ...`: round trip and throughput of a node link over
+/// loopback, plaintext and (given TLS files) mutual TLS.
+int run_bench_link(const std::vector<std::string>& args);
 
 /// `volt-node --config FILE.toml`: runs a node in the role its configuration
 /// names until SIGINT or SIGTERM.

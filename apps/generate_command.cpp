@@ -11,6 +11,7 @@
 #include "apps/cli_args.hpp"
 #include "apps/commands.hpp"
 #include "apps/generation_output.hpp"
+#include "apps/link_security.hpp"
 #include "apps/remote_client.hpp"
 #include "apps/stream_output.hpp"
 #include "apps/text_prompt.hpp"
@@ -77,6 +78,10 @@ const std::vector<flag_spec> generate_flags = {
    "VOLT_LOG_LEVEL"},
   {"help", false, "print this help"},
 };
+
+/// With the flags of a client's TLS files.
+const std::vector<flag_spec> all_generate_flags
+  = with_flags(generate_flags, client_tls_flags());
 
 caf::error flag_error(std::string what) {
   return make_volt_error(volt_errc::invalid_config, std::move(what));
@@ -226,14 +231,14 @@ caf::expected<generate_result> generate_local(caf::actor_system& sys,
 } // namespace
 
 int run_generate_command(const std::vector<std::string>& raw_args) {
-  auto args = cli_args::parse(raw_args, generate_flags);
+  auto args = cli_args::parse(raw_args, all_generate_flags);
   if (!args)
     return report_error(args.error());
   if (args->has("help")) {
     std::printf("usage: volt-node generate (--model DIR | --connect HOST:PORT) "
                 "(--prompt-ids 1,2,3 | --prompt TEXT | --chat MESSAGE) "
                 "[flags]\n%s",
-                render_flags(generate_flags).c_str());
+                render_flags(all_generate_flags).c_str());
     return 0;
   }
   if (auto err = apply_log_level(*args, log_level::warning))
@@ -265,11 +270,25 @@ int run_generate_command(const std::vector<std::string>& raw_args) {
   chunk_handler on_chunk;
   if (args->has("stream"))
     on_chunk = print_chunk;
+  // The environment's TLS files are ambient and only used with --connect;
+  // the flags are asked for, and do nothing without it.
+  for (const auto& flag : client_tls_flags())
+    if (args->has(flag.name) && !args->has("connect"))
+      return report_error(flag_error("--" + flag.name
+                                     + ": only with --connect (a node in "
+                                       "this process has no links)"));
+  std::optional<tls_files> tls;
+  if (args->has("connect")) {
+    auto loaded = client_link_tls(*args, process_environment());
+    if (!loaded)
+      return report_error(loaded.error());
+    tls = std::move(*loaded);
+  }
   caf::actor_system_config cfg;
   // With --connect this process is a peer of the node: it must beat (a
   // router drops peers that stay silent for its peer_timeout_ms) and give up
   // on a node that stays silent for long.
-  configure_actor_system(cfg, std::chrono::seconds{30});
+  configure_actor_system(cfg, std::chrono::seconds{30}, tls ? &*tls : nullptr);
   caf::actor_system sys{cfg};
   caf::expected<generate_result> res{caf::error{}};
   if (args->has("connect")) {

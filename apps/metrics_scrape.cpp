@@ -40,7 +40,8 @@ caf::expected<std::string> scrape_metrics(const endpoint& where) {
   close(fd);
   auto head_end = response.find("\r\n\r\n");
   auto status = response.substr(0, response.find("\r\n"));
-  if (head_end == std::string::npos || status.find(" 200 ") == std::string::npos)
+  if (head_end == std::string::npos
+      || status.find(" 200 ") == std::string::npos)
     return fail("answered '" + status.substr(0, 60) + "' instead of 200");
   return response.substr(head_end + 4);
 }

@@ -31,6 +31,7 @@
 #include "model/page_table.hpp"
 #include "net/metrics.hpp"
 #include "net/port_guard.hpp"
+#include "net/tls_files.hpp"
 
 namespace volt {
 
@@ -64,18 +65,40 @@ std::string where(const node_config& cfg, uint16_t port) {
 /// CAF's middleman listens here only; the node's public port is the guard's.
 constexpr const char* loopback = "127.0.0.1";
 
+/// Says how this node's links are secured, once its ports listen.
+void log_link_security(const node_config& cfg, const tls_files* tls) {
+  if (tls != nullptr) {
+    VOLT_INFO("node", "node links on port "
+                        << cfg.network.port
+                        << " use mutual TLS: " << tls->summary());
+    return;
+  }
+  VOLT_WARN("node",
+            "[security] insecure = true: node links on port "
+              << cfg.network.port
+              << " are plaintext and unauthenticated; anyone who reaches "
+                 "the port can send requests, use a worker's experts or "
+                 "spawn experts on it (set tls_cert, tls_key and tls_ca for "
+                 "mutual TLS)");
+}
+
 /// Serves [network] host:port through a port guard (net/port_guard.hpp) in
 /// front of the middleman, which `open_middleman` opens on a free loopback
 /// port (returning it). Peers and clients never see the loopback port.
+/// With TLS the loopback port is CAF's TLS listener too: no plaintext port is
+/// open anywhere, and a local process that skips the guard still needs a
+/// certificate.
 template <class OpenMiddleman>
 caf::expected<std::unique_ptr<port_guard>>
-serve_guarded(const node_config& cfg, std::shared_ptr<node_metrics> metrics,
+serve_guarded(caf::actor_system& sys, const node_config& cfg,
+              const tls_files* tls, std::shared_ptr<node_metrics> metrics,
               OpenMiddleman open_middleman) {
   port_guard::options opts;
   opts.host = cfg.network.host;
   opts.port = cfg.network.port;
   opts.metrics_port = cfg.metrics.port;
   opts.metrics = std::move(metrics);
+  opts.tls = sys.has_openssl_manager();
   auto guard = port_guard::listen(std::move(opts));
   if (!guard)
     return make_volt_error(volt_errc::invalid_config,
@@ -89,6 +112,7 @@ serve_guarded(const node_config& cfg, std::shared_ptr<node_metrics> metrics,
                              + std::string{loopback} + ": "
                              + describe(backend.error()));
   (*guard)->serve(*backend);
+  log_link_security(cfg, tls);
   return guard;
 }
 
@@ -96,11 +120,10 @@ serve_guarded(const node_config& cfg, std::shared_ptr<node_metrics> metrics,
 /// remote_actor callers must match the interface exactly.
 template <class Handle>
 caf::expected<std::unique_ptr<port_guard>>
-publish(caf::actor_system& sys, const node_config& cfg, const Handle& handle,
-        std::shared_ptr<node_metrics> metrics) {
-  return serve_guarded(cfg, std::move(metrics), [&] {
-    return sys.middleman().publish(handle, 0, loopback);
-  });
+publish(caf::actor_system& sys, const node_config& cfg, const tls_files* tls,
+        const Handle& handle, std::shared_ptr<node_metrics> metrics) {
+  return serve_guarded(sys, cfg, tls, std::move(metrics),
+                       [&] { return publish_link(handle, 0, loopback); });
 }
 
 /// Starts the /metrics endpoint when [metrics] port is set.
@@ -220,15 +243,15 @@ void drain(caf::actor_system& sys, const engine_actor& eng) {
 }
 
 struct volt_config : caf::actor_system_config {
-  explicit volt_config(const node_config& cfg) {
+  volt_config(const node_config& cfg, const tls_files* tls) {
     configure_actor_system(
-      *this, std::chrono::milliseconds{cfg.network.peer_timeout_ms});
+      *this, std::chrono::milliseconds{cfg.network.peer_timeout_ms}, tls);
   }
 };
 
 int run_standalone(const node_config& cfg, const checkpoint& ckpt,
-                   const sigset_t& signals) {
-  volt_config sys_cfg{cfg};
+                   const tls_files* tls, const sigset_t& signals) {
+  volt_config sys_cfg{cfg, tls};
   // Outlives the actor system, so that its last answers reach the clients.
   std::unique_ptr<port_guard> guard;
   caf::actor_system sys{sys_cfg};
@@ -242,7 +265,7 @@ int run_standalone(const node_config& cfg, const checkpoint& ckpt,
   auto eng = spawn_standalone(sys, ckpt, *options);
   if (!eng)
     return report_error(eng.error());
-  auto published = publish(sys, cfg, *eng, metrics);
+  auto published = publish(sys, cfg, tls, *eng, metrics);
   if (!published) {
     caf::anon_send_exit(*eng, caf::exit_reason::user_shutdown);
     return report_error(published.error());
@@ -275,10 +298,10 @@ struct spawned_experts {
 };
 
 int run_worker(const node_config& cfg, const checkpoint& ckpt,
-               const sigset_t& signals) {
+               const tls_files* tls, const sigset_t& signals) {
   auto metrics = std::make_shared<node_metrics>(cfg.node.id);
   auto spawned = std::make_shared<spawned_experts>();
-  volt_config sys_cfg{cfg};
+  volt_config sys_cfg{cfg, tls};
   // Routers with a [router] placement spawn expert actors here; they load the
   // weights from this node's own checkpoint.
   sys_cfg.add_actor_type(
@@ -351,7 +374,7 @@ int run_worker(const node_config& cfg, const checkpoint& ckpt,
     if (!spawned_host)
       return report_error(spawned_host.error());
     host = *spawned_host;
-    auto published = publish(sys, cfg, host, metrics);
+    auto published = publish(sys, cfg, tls, host, metrics);
     if (!published) {
       caf::anon_send_exit(host, caf::exit_reason::user_shutdown);
       return report_error(published.error());
@@ -359,8 +382,8 @@ int run_worker(const node_config& cfg, const checkpoint& ckpt,
     guard = std::move(*published);
   } else {
     // Nothing published: the port serves routers' remote spawns.
-    auto opened = serve_guarded(cfg, metrics, [&] {
-      return sys.middleman().open(0, loopback);
+    auto opened = serve_guarded(sys, cfg, tls, metrics, [&] {
+      return open_link_port(sys, 0, loopback);
     });
     if (!opened)
       return report_error(opened.error());
@@ -408,8 +431,8 @@ int run_worker(const node_config& cfg, const checkpoint& ckpt,
 }
 
 int run_router(const node_config& cfg, const checkpoint& ckpt,
-               const sigset_t& signals) {
-  volt_config sys_cfg{cfg};
+               const tls_files* tls, const sigset_t& signals) {
+  volt_config sys_cfg{cfg, tls};
   // Outlives the actor system, so that its last answers reach the clients.
   std::unique_ptr<port_guard> guard;
   caf::actor_system sys{sys_cfg};
@@ -435,7 +458,7 @@ int run_router(const node_config& cfg, const checkpoint& ckpt,
   opts.poll = std::chrono::milliseconds{cfg.discovery.poll_ms};
   opts.checkpoint = ckpt.fingerprint();
   opts.secret = cfg.security.cluster_secret;
-  auto published = publish(sys, cfg, eng, metrics);
+  auto published = publish(sys, cfg, tls, eng, metrics);
   if (!published) {
     caf::anon_send_exit(eng, caf::exit_reason::user_shutdown);
     return report_error(published.error());
@@ -473,7 +496,8 @@ int run_router(const node_config& cfg, const checkpoint& ckpt,
 
 } // namespace
 
-int run_node(const node_config& cfg, const checkpoint& ckpt) {
+int run_node(const node_config& cfg, const checkpoint& ckpt,
+             const tls_files* tls) {
   auto signals = block_shutdown_signals();
   // A part that must not go on (its checkpoint changed on disk) has answered
   // its requests with the error; the node then shuts down as on SIGTERM and
@@ -487,9 +511,11 @@ int run_node(const node_config& cfg, const checkpoint& ckpt) {
   });
   int code = 1;
   switch (cfg.node.role) {
-    case node_role::standalone: code = run_standalone(cfg, ckpt, signals); break;
-    case node_role::worker: code = run_worker(cfg, ckpt, signals); break;
-    case node_role::router: code = run_router(cfg, ckpt, signals); break;
+    case node_role::standalone:
+      code = run_standalone(cfg, ckpt, tls, signals);
+      break;
+    case node_role::worker: code = run_worker(cfg, ckpt, tls, signals); break;
+    case node_role::router: code = run_router(cfg, ckpt, tls, signals); break;
   }
   set_stop_handler(nullptr);
   return code != 0 ? code : stop_code.load();

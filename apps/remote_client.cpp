@@ -4,11 +4,14 @@
 #include <thread>
 
 #include "actors/type_ids.hpp"
+#include "apps/link_security.hpp"
 #include "base/error.hpp"
 #include "caf/typed_event_based_actor.hpp"
 #include "caf/io/middleman.hpp"
 #include "caf/io/middleman_actor.hpp"
 #include "caf/scoped_actor.hpp"
+#include "net/actor_system_setup.hpp"
+#include "net/tls_watch.hpp"
 
 namespace volt {
 
@@ -22,14 +25,16 @@ std::string name_of(const endpoint& where) {
 
 } // namespace
 
-caf::expected<engine_actor>
-connect_engine(caf::actor_system& sys, const endpoint& where,
-               clock_type::time_point deadline) {
+caf::expected<engine_actor> connect_engine(caf::actor_system& sys,
+                                           const endpoint& where,
+                                           clock_type::time_point deadline) {
   caf::scoped_actor self{sys};
-  auto mm = sys.middleman().actor_handle();
+  auto mm = link_manager(sys);
+  auto tls = sys.has_openssl_manager();
   auto expected_ifs = sys.message_types<engine_actor>();
   caf::error last;
   while (clock_type::now() < deadline) {
+    auto attempt = clock_type::now();
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
       deadline - clock_type::now());
     engine_actor result;
@@ -52,6 +57,16 @@ connect_engine(caf::actor_system& sys, const endpoint& where,
       return result;
     if (last == volt_errc::invalid_config)
       return last;
+    if (auto why = tls_failure_towards(where.port, attempt))
+      return make_volt_error(volt_errc::invalid_config,
+                             "cannot connect to the Volt node at "
+                               + name_of(where)
+                               + ": TLS handshake failed: " + *why);
+    if (last == caf::sec::disconnect_during_handshake)
+      return make_volt_error(volt_errc::invalid_config,
+                             "cannot connect to the Volt node at "
+                               + name_of(where) + ": "
+                               + describe_link_failure(last, tls));
     std::this_thread::sleep_for(std::chrono::milliseconds{200});
   }
   return make_volt_error(volt_errc::internal,
@@ -136,11 +151,10 @@ client(stream_sink_actor::pointer self, engine_actor eng, std::string node,
 }
 
 /// Runs `client` and waits for its answers.
-caf::expected<answers> run_client(caf::actor_system& sys, engine_actor engine,
-                                  const std::string& node,
-                                  std::vector<generate_request> reqs,
-                                  clock_type::time_point ready_deadline,
-                                  chunk_handler on_chunk) {
+caf::expected<answers>
+run_client(caf::actor_system& sys, engine_actor engine, const std::string& node,
+           std::vector<generate_request> reqs,
+           clock_type::time_point ready_deadline, chunk_handler on_chunk) {
   if (reqs.empty())
     return answers{};
   auto answer = std::make_shared<answer_promise>();

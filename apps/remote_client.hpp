@@ -39,7 +39,10 @@ generate_all_on(caf::actor_system& sys, engine_actor engine,
                 std::chrono::steady_clock::time_point ready_deadline);
 
 /// The engine of the node (router or standalone) at `where`, reached over
-/// CAF's middleman; retries while the node is not up yet, until `deadline`.
+/// CAF's middleman (with TLS when the system has TLS files); retries while the
+/// node is not up yet, until `deadline`. A node that refuses the link (a TLS
+/// handshake that failed, or a plaintext client at a TLS node and the other
+/// way round) is an error at once.
 caf::expected<engine_actor>
 connect_engine(caf::actor_system& sys, const endpoint& where,
                std::chrono::steady_clock::time_point deadline);

@@ -6,6 +6,7 @@
 
 #include "apps/cli_args.hpp"
 #include "apps/commands.hpp"
+#include "apps/link_security.hpp"
 #include "apps/node_roles.hpp"
 #include "base/error.hpp"
 #include "base/log.hpp"
@@ -41,6 +42,11 @@ int run_node_command(const std::vector<std::string>& raw_args) {
   auto cfg = load_node_config(args->get("config"), process_environment());
   if (!cfg)
     return report_error(cfg.error());
+  // Before the checkpoint: a bad TLS file is quicker to tell than a model to
+  // read.
+  auto tls = node_link_tls(*cfg);
+  if (!tls)
+    return report_error(tls.error());
   auto ckpt = checkpoint::open(cfg->model.path);
   if (!ckpt)
     return report_error(ckpt.error());
@@ -48,7 +54,7 @@ int run_node_command(const std::vector<std::string>& raw_args) {
         *cfg, static_cast<uint32_t>(ckpt->config().num_local_experts),
         cfg->model.path + "/config.json"))
     return report_error(err);
-  return run_node(*cfg, *ckpt);
+  return run_node(*cfg, *ckpt, *tls ? &**tls : nullptr);
 }
 
 } // namespace volt

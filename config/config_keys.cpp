@@ -161,8 +161,11 @@ const std::vector<config_section>& config_sections() {
     {"http", "The OpenAI-compatible HTTP API of a standalone or router node "
              "(/v1/completions, /v1/chat/completions, /v1/models, /health, "
              "/tokenize, /detokenize, /metrics)."},
-    {"security", "Trust between the nodes of a cluster (docs/OPERATIONS.md, "
-                 "*Security*)."},
+    {"security",
+     "Trust between nodes and clients. Node links (router, workers, clients "
+     "on [network] port) use mutual TLS through CAF's OpenSSL module, or "
+     "plaintext only with insecure = true; Redis records are signed with a "
+     "shared secret (docs/OPERATIONS.md, *Security*)."},
     {"prefetch",
      "The expert prefetch predictor of a standalone or router node: it "
      "learns the routing online and names, per layer, the experts worth "
@@ -398,7 +401,29 @@ const std::vector<config_key>& config_keys() {
      "(load balancers) and \"/metrics\" (Prometheus), or fewer; [] "
      "protects them too."},
     // -- [security]
-    // --------------------------------------------------------------------------
+    // -------------------------------------------------------------------
+    {"security", "tls_cert",
+     field<&node_config::security, &security_section::tls_cert>(),
+     "PEM certificate (intermediates may follow it) this node presents on "
+     "every node link, as server and as client; it must chain to tls_ca. "
+     "Clients (generate --connect, bench) take it from --tls-cert or this "
+     "variable. Read once at start; a relative path is relative to the "
+     "current working directory."},
+    {"security", "tls_key",
+     field<&node_config::security, &security_section::tls_key>(),
+     "PEM private key of tls_cert, unencrypted (protect it with the file's "
+     "permissions)."},
+    {"security", "tls_ca",
+     field<&node_config::security, &security_section::tls_ca>(),
+     "PEM certificate(s) of the CA that peers' certificates must chain to: "
+     "a node accepts a link, and a client trusts a node, only with a "
+     "certificate this CA signed (scripts/make_certs.sh DIR makes a CA and "
+     "certificates)."},
+    {"security", "insecure",
+     field<&node_config::security, &security_section::insecure>(),
+     "Plaintext node links without authentication, for one machine or a "
+     "network you trust; logged as a warning at start. A node needs the "
+     "three TLS files or this; both together are an error."},
     {"security", "cluster_secret",
      field<&node_config::security, &security_section::cluster_secret,
            check_cluster_secret>(),

@@ -26,6 +26,38 @@ std::string origin(const node_config& cfg) {
   return cfg.source.empty() ? "environment" : cfg.source;
 }
 
+/// The TLS files come as a set of three, and never with insecure = true: a
+/// half-made TLS setup or a contradiction must not fall back to plaintext.
+caf::error check_tls_keys(const security_section& sec,
+                          const std::string& where) {
+  const std::pair<const char*, const std::string*> files[] = {
+    {"tls_cert", &sec.tls_cert},
+    {"tls_key", &sec.tls_key},
+    {"tls_ca", &sec.tls_ca},
+  };
+  std::vector<std::string> set;
+  std::vector<std::string> unset;
+  for (const auto& [name, value] : files)
+    (value->empty() ? unset : set).emplace_back(name);
+  auto list = [](const std::vector<std::string>& names) {
+    std::string out;
+    for (size_t i = 0; i < names.size(); ++i)
+      out += (i == 0 ? "" : i + 1 == names.size() ? " and " : ", ") + names[i];
+    return out;
+  };
+  if (!set.empty() && !unset.empty())
+    return config_error(where + ": [security] " + list(unset) + ": missing ("
+                        + list(set) + (set.size() == 1 ? " is" : " are")
+                        + " set; mutual TLS needs the certificate, its key "
+                          "and the CA)");
+  if (!set.empty() && sec.insecure)
+    return config_error(where
+                        + ": [security] insecure: true while tls_cert, "
+                          "tls_key and tls_ca are set; choose one (remove "
+                          "insecure to use TLS)");
+  return {};
+}
+
 /// Checks what involves more than one key; each key was already checked on its
 /// own.
 caf::error validate(const node_config& cfg) {
@@ -73,6 +105,8 @@ caf::error validate(const node_config& cfg) {
       where + ": [metrics] port: " + std::to_string(cfg.metrics.port)
       + " is also [network] port (use another port, or 0 to disable "
         "metrics)");
+  if (auto err = check_tls_keys(cfg.security, where))
+    return err;
   // Workers serve no API, so one file can give every role the same [http].
   if (cfg.http.port != 0 && cfg.node.role != node_role::worker) {
     auto clash = [&](const char* key) {
@@ -188,6 +222,18 @@ caf::error check_against_model(const node_config& cfg, uint32_t n_experts,
                         + std::to_string(n_experts) + " experts per layer ("
                         + model_config_file + ")");
   return {};
+}
+
+caf::error check_link_security(const node_config& cfg) {
+  const auto& sec = cfg.security;
+  if (sec.insecure || !sec.tls_cert.empty())
+    return {};
+  return config_error(
+    origin(cfg)
+    + ": [security] tls_cert, tls_key and tls_ca: not set, and insecure is "
+      "not true; a node needs mutual TLS on its links (scripts/make_certs.sh "
+      "DIR makes the files) or insecure = true for plaintext on a network "
+      "you trust");
 }
 
 std::map<std::string, std::string> process_environment() {

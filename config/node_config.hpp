@@ -218,15 +218,6 @@ struct http_section {
 };
 
 /// Section `[security]`: trust between the nodes of a cluster.
-struct security_section {
-  /// Secret of at least 32 characters that signs worker records in Redis
-  /// (HMAC-SHA256). After loading it also holds what cluster_secret_file
-  /// names. Default: "" (records unsigned).
-  std::string cluster_secret;
-  /// File holding the cluster secret (surrounding whitespace removed); set
-  /// this or cluster_secret, not both. Default: "".
-  std::string cluster_secret_file;
-};
 
 /// Section `[prefetch]`: the predictor that tells expert caches which
 /// experts to stage before a layer needs them.
@@ -246,6 +237,30 @@ struct prefetch_section {
   /// An expert is staged only while the measured chance that the step uses
   /// it is at least this percent. Default: 10.
   uint32_t min_chance_percent = 10;
+};
+
+/// Section `[security]`: trust between nodes and clients.
+struct security_section {
+  // -- mutual TLS on node links (CAF's OpenSSL module) ------------------------
+  /// PEM certificate (and chain) this node presents on every node link,
+  /// signed by tls_ca. Default: "" (no TLS).
+  std::string tls_cert;
+  /// PEM private key of tls_cert, unencrypted. Default: "".
+  std::string tls_key;
+  /// PEM certificate(s) of the CA that every peer's certificate must chain to.
+  /// Default: "".
+  std::string tls_ca;
+  /// Plaintext node links without authentication; a node needs either the
+  /// three TLS files or this. Default: false.
+  bool insecure = false;
+  // -- signed discovery records --------------------------------------------
+  /// Secret of at least 32 characters that signs worker records in Redis
+  /// (HMAC-SHA256). After loading it also holds what cluster_secret_file
+  /// names. Default: "" (records unsigned).
+  std::string cluster_secret;
+  /// File holding the cluster secret (surrounding whitespace removed); set
+  /// this or cluster_secret, not both. Default: "".
+  std::string cluster_secret_file;
 };
 
 /// The whole node configuration, one struct per TOML section.
@@ -287,6 +302,11 @@ default_node_config(const std::map<std::string, std::string>& env);
 /// n_experts, and [prefetch] max_staged at most n_experts.
 caf::error check_against_model(const node_config& cfg, uint32_t n_experts,
                                const std::string& model_config_file);
+
+/// A node serves only with its links decided: the three [security] TLS files,
+/// or [security] insecure = true. Not part of load_node_config, which also
+/// serves clients and tools that open no node port.
+caf::error check_link_security(const node_config& cfg);
 
 /// Returns the process environment as a map (helper for main()).
 std::map<std::string, std::string> process_environment();

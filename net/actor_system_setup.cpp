@@ -1,19 +1,30 @@
 #include "net/actor_system_setup.hpp"
 
 #include <algorithm>
+#include <string>
 #include <thread>
 
 #include "actors/type_ids.hpp"
 #include "caf/atom.hpp"
-#include "caf/io/middleman.hpp"
+#include "caf/function_view.hpp"
 #include "caf/timespan.hpp"
+#include "net/tls_files.hpp"
+#include "net/tls_watch.hpp"
 
 namespace volt {
 
 void configure_actor_system(caf::actor_system_config& cfg,
-                            std::chrono::milliseconds peer_timeout) {
+                            std::chrono::milliseconds peer_timeout,
+                            const tls_files* tls) {
   cfg.add_message_types<caf::id_block::volt>();
   cfg.load<caf::io::middleman>();
+  if (tls != nullptr) {
+    watch_tls_handshakes();
+    cfg.load<caf::openssl::manager>();
+    cfg.openssl_certificate = tls->certificate_path();
+    cfg.openssl_key = tls->key_path();
+    cfg.openssl_cafile = tls->ca_path();
+  }
   cfg.set("scheduler.policy", caf::atom("sharing"));
   cfg.set("middleman.workers", size_t{0});
   // One worker per core: CAF's default of at least four workers puts two on
@@ -33,6 +44,20 @@ void configure_actor_system(caf::actor_system_config& cfg,
       "middleman.connection-timeout",
       caf::timespan{std::chrono::duration_cast<caf::timespan>(peer_timeout)});
   }
+}
+
+caf::io::middleman_actor link_manager(caf::actor_system& sys) {
+  if (sys.has_openssl_manager())
+    return sys.openssl_manager().actor_handle();
+  return sys.middleman().actor_handle();
+}
+
+caf::expected<uint16_t> open_link_port(caf::actor_system& sys, uint16_t port,
+                                       const char* host) {
+  if (!sys.has_openssl_manager())
+    return sys.middleman().open(port, host);
+  auto f = caf::make_function_view(link_manager(sys));
+  return f(caf::open_atom_v, port, std::string{host}, false);
 }
 
 } // namespace volt

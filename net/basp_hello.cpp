@@ -83,6 +83,42 @@ basp_hello basp_hello::judge(const uint8_t* bytes, size_t n) {
   return result;
 }
 
+basp_hello basp_hello::judge_tls(const uint8_t* bytes, size_t n) {
+  if (looks_like_http(bytes, n))
+    return reject("http", "looks like HTTP");
+  if (n >= 1 && bytes[0] == client_handshake_op
+      && judge(bytes, n).what != verdict::rejected)
+    return reject("plaintext",
+                  "a CAF client without TLS; this node accepts only mutual "
+                  "TLS (give the client tls_cert, tls_key and tls_ca)");
+  // Record type 22 (handshake), version 3.x (SSL 3.0 up to TLS 1.3's
+  // compatibility value 3.1-3.3), a length a ClientHello can have, then
+  // handshake type 1 (ClientHello).
+  constexpr size_t max_record = 16384 + 2048;
+  if (n >= 1 && bytes[0] != 0x16)
+    return reject("bad_handshake", "not a TLS ClientHello (record type "
+                                     + std::to_string(bytes[0])
+                                     + ", expected 22)");
+  if (n >= 3 && (bytes[1] != 0x03 || bytes[2] > 0x04))
+    return reject("bad_handshake", "not a TLS ClientHello (version "
+                                     + std::to_string(bytes[1]) + "."
+                                     + std::to_string(bytes[2]) + ")");
+  if (n >= 5) {
+    auto len = big_endian(bytes + 3, 2);
+    if (len == 0 || len > max_record)
+      return reject("bad_handshake", "not a TLS ClientHello (record of "
+                                       + std::to_string(len) + " bytes)");
+  }
+  if (n >= 6 && bytes[5] != 0x01)
+    return reject("bad_handshake", "not a TLS ClientHello (handshake type "
+                                     + std::to_string(bytes[5])
+                                     + ", expected 1)");
+  basp_hello result;
+  if (n >= tls_hello_size)
+    result.what = verdict::client_handshake;
+  return result;
+}
+
 std::string render_bytes(const uint8_t* bytes, size_t n) {
   static constexpr char digits[] = "0123456789abcdef";
   std::string hex;

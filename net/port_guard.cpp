@@ -12,6 +12,7 @@
 #include <condition_variable>
 #include <cerrno>
 #include <cstring>
+#include <map>
 #include <mutex>
 #include <vector>
 
@@ -20,6 +21,7 @@
 #include "net/basp_hello.hpp"
 #include "net/rejection_log.hpp"
 #include "net/tcp_listen.hpp"
+#include "net/tls_watch.hpp"
 
 namespace volt {
 
@@ -40,6 +42,11 @@ constexpr auto accept_pause = std::chrono::milliseconds{100};
 
 /// How often deadlines are checked while a link has one.
 constexpr auto tick = std::chrono::milliseconds{100};
+
+/// How long the client behind a closed link stays known by the link's
+/// loopback port: the middleman reports a refused TLS handshake just before
+/// it closes its end, and the guard may see the close first.
+constexpr auto remember_closed = std::chrono::seconds{10};
 
 void set_nodelay(int fd) {
   int one = 1;
@@ -78,6 +85,8 @@ struct link {
   uint32_t client_events = 0;
   uint32_t backend_events = 0;
   bool backend_connected = false;
+  /// The local port of `backend`: how the middleman's reports name the link.
+  uint16_t backend_port = 0;
   /// The first bytes passed as a BASP client handshake.
   bool vetted = false;
   /// One side hung up; the other gets what was read for it, then both close.
@@ -89,6 +98,23 @@ struct link {
   backlog up; // client -> backend
   backlog down; // backend -> client
 };
+
+/// Refused TLS handshakes, from the middleman's thread to the guard's.
+struct refusal_inbox {
+  std::mutex mtx;
+  std::vector<tls_refusal> refusals;
+  int wake_fd = -1; // -1 once the guard is gone
+};
+
+uint16_t local_port(int fd) {
+  sockaddr_storage addr{};
+  socklen_t len = sizeof(addr);
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0)
+    return 0;
+  if (addr.ss_family == AF_INET6)
+    return ntohs(reinterpret_cast<const sockaddr_in6&>(addr).sin6_port);
+  return ntohs(reinterpret_cast<const sockaddr_in&>(addr).sin_port);
+}
 
 } // namespace
 
@@ -112,11 +138,27 @@ struct port_guard::relay {
   clock::time_point last_pause_warning;
   std::unique_ptr<char[]> chunk{new char[chunk_size]};
   rejection_log rejections;
+  std::shared_ptr<refusal_inbox> inbox = std::make_shared<refusal_inbox>();
+  /// A client by the loopback port of its link to the middleman.
+  struct client_entry {
+    std::string peer;
+    /// Its first bytes passed: a TLS handshake failure is news. (The
+    /// middleman also fails the handshakes of links the guard rejected and
+    /// closed; those are logged already.)
+    bool vetted = false;
+    /// When the link closed (max while open).
+    clock::time_point closed = clock::time_point::max();
+  };
+  std::map<uint16_t, client_entry> clients;
 
   relay(options o, uint16_t bound_port)
     : opts(std::move(o)), port(bound_port), rejections(port, opts.metrics) {}
 
   ~relay() {
+    {
+      std::lock_guard<std::mutex> lock{inbox->mtx};
+      inbox->wake_fd = -1;
+    }
     for (auto& l : links)
       close_link(*l);
     for (int fd : {listen_fd, wake_fd, epoll_fd})
@@ -168,6 +210,8 @@ struct port_guard::relay {
     if (l.dead)
       return;
     l.dead = true;
+    if (auto at = clients.find(l.backend_port); at != clients.end())
+      at->second.closed = clock::now();
     close(l.client);
     close(l.backend);
   }
@@ -276,6 +320,11 @@ struct port_guard::relay {
     if (l.backend < 0)
       return errno;
     set_nodelay(l.backend);
+    auto remember = [&] {
+      l.backend_port = local_port(l.backend);
+      if (opts.tls && l.backend_port != 0)
+        clients[l.backend_port] = client_entry{l.peer};
+    };
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -283,11 +332,14 @@ struct port_guard::relay {
     if (connect(l.backend, reinterpret_cast<sockaddr*>(&addr), sizeof(addr))
         == 0) {
       l.backend_connected = true;
+      remember();
       return 0;
     }
     int err = errno;
-    if (err == EINPROGRESS)
+    if (err == EINPROGRESS) {
+      remember(); // the port is bound once connect starts
       return 0;
+    }
     VOLT_WARN("guard", "cannot reach the middleman on 127.0.0.1:"
                          << backend_port << " for " << l.peer << ": "
                          << std::strerror(err));
@@ -298,6 +350,13 @@ struct port_guard::relay {
   std::string hint_for(const char* reason) const {
     if (std::strcmp(reason, "http") != 0)
       return "";
+    if (opts.tls)
+      return opts.metrics_port == 0
+               ? "; this port speaks CAF's BASP over TLS, and [metrics] port "
+                 "is off on this node"
+               : "; this port speaks CAF's BASP over TLS, Prometheus metrics "
+                 "are on [metrics] port "
+                   + std::to_string(opts.metrics_port);
     if (opts.metrics_port == 0)
       return "; this port speaks CAF's BASP, and [metrics] port is off on "
              "this node";
@@ -306,10 +365,14 @@ struct port_guard::relay {
            + std::to_string(opts.metrics_port);
   }
 
+  /// How many first bytes are judged before anything is relayed.
+  size_t hello_size() const {
+    return opts.tls ? tls_hello_size : basp_header_size;
+  }
+
   /// Reads the client's first bytes (never past the header) and judges them.
   void read_hello(link& l, clock::time_point now) {
-    auto n = read(l.client, l.hello + l.hello_len,
-                  basp_header_size - l.hello_len);
+    auto n = read(l.client, l.hello + l.hello_len, hello_size() - l.hello_len);
     if (n < 0 && would_block())
       return;
     if (n <= 0) {
@@ -318,14 +381,18 @@ struct port_guard::relay {
       else
         rejections.reject(l.peer, "closed_early",
                           "closed after sending " + std::to_string(l.hello_len)
-                            + " of the 32 bytes of a BASP header: "
+                            + " of the " + std::to_string(hello_size())
+                            + (opts.tls
+                                 ? " bytes that start a TLS ClientHello: "
+                                 : " bytes of a BASP header: ")
                             + render_bytes(l.hello, l.hello_len),
                           now);
       close_link(l);
       return;
     }
     l.hello_len += static_cast<size_t>(n);
-    auto verdict = basp_hello::judge(l.hello, l.hello_len);
+    auto verdict = opts.tls ? basp_hello::judge_tls(l.hello, l.hello_len)
+                            : basp_hello::judge(l.hello, l.hello_len);
     if (verdict.what == basp_hello::verdict::rejected) {
       rejections.reject(l.peer, verdict.reason,
                         verdict.detail + hint_for(verdict.reason)
@@ -338,6 +405,8 @@ struct port_guard::relay {
     if (verdict.what == basp_hello::verdict::undecided)
       return;
     l.vetted = true;
+    if (auto at = clients.find(l.backend_port); at != clients.end())
+      at->second.vetted = true;
     if (!forward(l.backend, l.backend_connected, l.up,
                  reinterpret_cast<const char*>(l.hello), l.hello_len))
       close_link(l);
@@ -426,9 +495,10 @@ struct port_guard::relay {
       if (l->closing) {
         close_link(*l);
       } else if (!l->vetted) {
-        std::string what = "no BASP handshake within "
-                           + std::to_string(opts.handshake_timeout.count())
-                           + " ms";
+        std::string what
+          = std::string{opts.tls ? "no TLS ClientHello" : "no BASP handshake"}
+            + " within " + std::to_string(opts.handshake_timeout.count())
+            + " ms";
         if (l->hello_len > 0)
           what += "; first bytes: " + render_bytes(l->hello, l->hello_len);
         else
@@ -436,6 +506,35 @@ struct port_guard::relay {
         rejections.reject(l->peer, "timeout", what, now);
         close_link(*l);
       }
+    }
+  }
+
+  /// Logs the handshakes the middleman refused, under the client's address.
+  void take_refusals(clock::time_point now) {
+    std::vector<tls_refusal> refusals;
+    {
+      std::lock_guard<std::mutex> lock{inbox->mtx};
+      refusals.swap(inbox->refusals);
+    }
+    for (auto& r : refusals) {
+      auto at = clients.find(r.peer_port);
+      if (at != clients.end() && !at->second.vetted)
+        continue;
+      // Not a link of ours: a local process that skipped the guard.
+      auto peer = at != clients.end()
+                    ? at->second.peer
+                    : r.peer + " (on the middleman's loopback port)";
+      rejections.reject(peer, "tls", "TLS handshake failed: " + r.reason, now);
+    }
+  }
+
+  void forget_closed_clients(clock::time_point now) {
+    for (auto at = clients.begin(); at != clients.end();) {
+      auto closed = at->second.closed;
+      if (closed != clock::time_point::max() && now - closed > remember_closed)
+        at = clients.erase(at);
+      else
+        ++at;
     }
   }
 
@@ -478,6 +577,7 @@ struct port_guard::relay {
         if (end == &wake_end) {
           uint64_t count = 0;
           (void)!read(wake_fd, &count, sizeof(count));
+          take_refusals(now);
         } else if (end == &listen_end) {
           accept_all(now);
         } else {
@@ -492,6 +592,8 @@ struct port_guard::relay {
         stop_by = now + linger;
       if (timed)
         check_deadlines(now);
+      if (clients.size() > links.size())
+        forget_closed_clients(now);
       links.erase(std::remove_if(links.begin(), links.end(),
                                  [](auto& l) { return l->dead; }),
                   links.end());
@@ -520,6 +622,20 @@ caf::expected<std::unique_ptr<port_guard>> port_guard::listen(options opts) {
 void port_guard::serve(uint16_t backend_port) {
   backend_port_ = backend_port;
   relay_->backend_port = backend_port;
+  if (relay_->opts.tls) {
+    {
+      std::lock_guard<std::mutex> lock{relay_->inbox->mtx};
+      relay_->inbox->wake_fd = relay_->wake_fd;
+    }
+    set_tls_refusal_sink([inbox = relay_->inbox](const tls_refusal& r) {
+      std::lock_guard<std::mutex> lock{inbox->mtx};
+      if (inbox->wake_fd < 0)
+        return;
+      inbox->refusals.push_back(r);
+      uint64_t one = 1;
+      (void)!write(inbox->wake_fd, &one, sizeof(one));
+    });
+  }
   thread_ = std::thread{[r = relay_.get()] { r->run(); }};
 }
 

@@ -24,6 +24,13 @@ class node_metrics;
 /// counted in voltinfer_rejected_connections_total{reason} and closed, and
 /// the node keeps serving. CAF itself would drop such a client without a
 /// word: Debian's CAF has its logger compiled out and no hook reports it.
+///
+/// With `tls`, the middleman behind the guard speaks TLS (CAF's OpenSSL
+/// module) and the first bytes must start a TLS ClientHello instead; a CAF
+/// client without TLS is refused as "plaintext". The guard relays the
+/// encrypted bytes; the middleman checks the certificates, and each handshake
+/// it refuses (net/tls_watch.hpp) is logged here under the client's address,
+/// once per client and cause within a minute, and counted as "tls".
 class port_guard {
 public:
   struct options {
@@ -38,6 +45,8 @@ public:
     std::chrono::milliseconds handshake_timeout{10000};
     /// Where rejections are counted; may be null.
     std::shared_ptr<node_metrics> metrics;
+    /// The middleman speaks TLS: clients must too.
+    bool tls = false;
   };
 
   /// Binds host:port; nothing is accepted before `serve`. The error text says

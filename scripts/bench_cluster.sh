@@ -3,7 +3,8 @@
 # free ports, then measures (1) the round trip of one layer's expert batch,
 # in-process against over TCP (`volt-node bench dispatch`), and (2) end-to-end
 # decode speed of a standalone run against router + worker, with the tensor
-# payload bytes per token from the router's metrics. Prints markdown tables.
+# payload bytes per token from the router's metrics. Prints markdown tables. Plaintext
+# links (comparable with the earlier tables); scripts/bench_tls.sh measures mutual TLS.
 # Usage: scripts/bench_cluster.sh [MODEL_DIR] [NEW_TOKENS] [RUNS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,6 +35,8 @@ port = $wport
 path = "$model"
 [worker]
 experts = [$ids]
+[security]
+insecure = true
 TOML
 cat >"$work/router.toml" <<TOML
 [node]
@@ -47,6 +50,8 @@ path = "$model"
 workers = ["127.0.0.1:$wport"]
 [metrics]
 port = $mport
+[security]
+insecure = true
 TOML
 : >"$work/router.log"
 "$node" --config "$work/worker.toml" 2>"$work/worker.log" & pids+=($!)

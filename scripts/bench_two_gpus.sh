@@ -148,6 +148,8 @@ num_pages = $pages
 max_batch = $max_batch
 max_queue = $((2 * max_batch))
 prefill_chunk = $chunk
+[security]
+insecure = true
 $6
 TOML
 }

@@ -38,6 +38,8 @@ quantization = "$quant"
 [worker]
 experts = [$experts]
 device = "cuda:0"
+[security]
+insecure = true
 TOML
   done
   cat >"$work/r.toml" <<TOML
@@ -51,6 +53,8 @@ path = "$model"
 device = "cuda:0"
 [router]
 workers = ["127.0.0.1:7811", "127.0.0.1:7812"]
+[security]
+insecure = true
 TOML
   $node --config "$work/w1.toml" 2>"$work/w1.log" & w1=$!
   $node --config "$work/w2.toml" 2>"$work/w2.log" & w2=$!

@@ -2,7 +2,9 @@
 
 // Helpers for multi-process tests: real volt-node processes (router, workers,
 // standalone) and real redis-server processes on loopback, with free ports
-// from the OS and bounded waits everywhere.
+// from the OS and bounded waits everywhere. Node links use mutual TLS unless a
+// test asks for plaintext: certificates come from scripts/make_certs.sh, run
+// once per test process.
 
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -137,6 +139,69 @@ inline size_t count_lines(const std::string& log, const std::string& text) {
   return n;
 }
 
+/// Certificates made once per test process by scripts/make_certs.sh: the
+/// cluster's CA with a "node" and a "client" certificate, and a second,
+/// unrelated CA ("rogue") with its own "node" certificate.
+class test_certs {
+public:
+  static const test_certs& get() {
+    static const test_certs instance;
+    return instance;
+  }
+
+  /// The cluster's files: "ca.pem", "node.pem", "node-key.pem", "client.pem",
+  /// "client-key.pem".
+  std::string file(const std::string& name) const {
+    return dir_.file("cluster/" + name);
+  }
+
+  /// The other CA's files, same names.
+  std::string rogue(const std::string& name) const {
+    return dir_.file("rogue/" + name);
+  }
+
+private:
+  test_certs() {
+    auto script = std::string{VOLT_TEST_DATA_DIR}
+                  + "/../../scripts/make_certs.sh";
+    for (auto [sub, names] : {std::pair<const char*, std::vector<std::string>>{
+                                "cluster", {"node", "client"}},
+                              {"rogue", {"node"}}}) {
+      std::vector<std::string> argv{"/bin/bash", script, dir_.file(sub)};
+      argv.insert(argv.end(), names.begin(), names.end());
+      auto made = run_process(argv, std::chrono::seconds{60});
+      if (made.exit_code != 0) {
+        std::cerr << "scripts/make_certs.sh failed: " << made.err << std::endl;
+        std::abort();
+      }
+    }
+  }
+
+  temp_dir dir_;
+};
+
+/// The [security] section of a node with mutual TLS, `name`'s certificate
+/// and the cluster's CA.
+inline std::string tls_security_toml(const std::string& name = "node") {
+  const auto& certs = test_certs::get();
+  return "[security]\ntls_cert = \"" + certs.file(name + ".pem")
+         + "\"\ntls_key = \"" + certs.file(name + "-key.pem")
+         + "\"\ntls_ca = \"" + certs.file("ca.pem") + "\"\n";
+}
+
+/// The [security] section of a node with plaintext links.
+inline const std::string insecure_security_toml
+  = "[security]\ninsecure = true\n";
+
+/// The environment of a client (volt-node generate --connect, bench) with
+/// the cluster's client certificate.
+inline std::vector<std::string> client_tls_env() {
+  const auto& certs = test_certs::get();
+  return {"VOLT_SECURITY_TLS_CERT=" + certs.file("client.pem"),
+          "VOLT_SECURITY_TLS_KEY=" + certs.file("client-key.pem"),
+          "VOLT_SECURITY_TLS_CA=" + certs.file("ca.pem")};
+}
+
 /// A volt-node process running from a TOML file.
 class node_process {
 public:
@@ -186,6 +251,10 @@ public:
 
   const std::string& log() const {
     return child_->err();
+  }
+
+  pid_t pid() const {
+    return child_->pid();
   }
 
 private:
@@ -252,6 +321,9 @@ struct node_toml {
   uint16_t metrics_port = 0;
   std::string extra; // more sections, verbatim
   std::string model = tiny_mixtral_dir();
+  /// The [security] section: mutual TLS with the test certificates, unless a
+  /// test wants plaintext (insecure_security_toml) or other files.
+  std::string security = tls_security_toml();
 
   std::string render() const {
     return "[node]\nid = \"" + id + "\"\nrole = \"" + role
@@ -259,7 +331,7 @@ struct node_toml {
            + std::to_string(port)
            + "\npeer_timeout_ms = 1000\n[model]\npath = \"" + model
            + "\"\n[metrics]\nport = " + std::to_string(metrics_port) + "\n"
-           + extra;
+           + extra + security;
   }
 };
 
@@ -297,10 +369,13 @@ struct metered_cluster {
   }
 };
 
-/// The JSON of `volt-node generate --json` with the given source flags.
-inline run_result run_generate(std::vector<std::string> source,
-                               const std::string& prompt, int new_tokens,
-                               std::vector<std::string> more = {}) {
+/// The JSON of `volt-node generate --json` with the given source flags; with
+/// --connect the client has the test client certificate in its environment
+/// unless `env` says otherwise (a plaintext client passes {}).
+inline run_result
+run_generate(std::vector<std::string> source, const std::string& prompt,
+             int new_tokens, std::vector<std::string> more = {},
+             std::vector<std::string> env = client_tls_env()) {
   std::vector<std::string> argv{volt_node_binary(), "generate"};
   argv.insert(argv.end(), source.begin(), source.end());
   for (std::string x :
@@ -309,7 +384,7 @@ inline run_result run_generate(std::vector<std::string> source,
         std::string{"--ignore-eos"}})
     argv.push_back(x);
   argv.insert(argv.end(), more.begin(), more.end());
-  return run_process(argv, std::chrono::seconds{120});
+  return run_process(argv, std::chrono::seconds{120}, env);
 }
 
 /// The standalone answer for a prompt: what every cluster must reproduce.

@@ -118,6 +118,10 @@ public:
     kill(pid_, sig);
   }
 
+  pid_t pid() const {
+    return pid_;
+  }
+
   const std::string& out() const {
     return out_;
   }

@@ -19,16 +19,25 @@ using namespace volt::test;
 
 namespace {
 
-/// `volt-node bench model --model <tiny>` with small shapes and `flags`.
+/// `volt-node bench model --model <tiny>` with small shapes and `flags`; with
+/// --connect it has the test client certificate in its environment.
 run_result bench(std::vector<std::string> flags) {
-  std::vector<std::string> argv{volt_node_binary(), "bench",   "model",
-                                "--model",          tiny_mixtral_dir(),
-                                "--batch",          "1,3",     "--prompt",
-                                "8,16",             "--decode-prompt",
-                                "4",                "--new-tokens",
-                                "3",                "--json"};
+  std::vector<std::string> argv{volt_node_binary(),
+                                "bench",
+                                "model",
+                                "--model",
+                                tiny_mixtral_dir(),
+                                "--batch",
+                                "1,3",
+                                "--prompt",
+                                "8,16",
+                                "--decode-prompt",
+                                "4",
+                                "--new-tokens",
+                                "3",
+                                "--json"};
   argv.insert(argv.end(), flags.begin(), flags.end());
-  return run_process(argv, std::chrono::seconds{180});
+  return run_process(argv, std::chrono::seconds{180}, client_tls_env());
 }
 
 std::string at(uint16_t port) {
@@ -37,7 +46,8 @@ std::string at(uint16_t port) {
 
 } // namespace
 
-CAF_TEST(bench model drives a router and worker and gets the standalone tokens) {
+CAF_TEST(
+  bench model drives a router and worker and gets the standalone tokens) {
   temp_dir dir;
   metered_cluster cluster{dir};
   CAF_REQUIRE(cluster.wait_ready());
@@ -84,8 +94,8 @@ CAF_TEST(bench model drives a router and worker and gets the standalone tokens) 
   CAF_CHECK_GREATER(decode[1].at("step_ms").get<double>(), 0.0);
   CAF_CHECK_EQUAL(decode[1].at("new_tokens").size(), 3u);
   // Without --metrics the rows say nothing about the network.
-  auto plain = bench({"--connect", at(cluster.router_port), "--batch", "1",
-                      "--prompt", "8"});
+  auto plain = bench(
+    {"--connect", at(cluster.router_port), "--batch", "1", "--prompt", "8"});
   CAF_REQUIRE_EQUAL(plain.exit_code, 0);
   auto p = json::parse(plain.out, "bench without metrics");
   CAF_REQUIRE(p);
@@ -104,9 +114,8 @@ CAF_TEST(bench model refuses flags that do not fit connect) {
                   {"--metrics: needs --connect"});
   check_bad_input(bench({"--wait-seconds", "3"}),
                   {"--wait-seconds: needs --connect"});
-  check_bad_input(
-    bench({"--connect", "127.0.0.1:1", "--metrics", "127.0.0.1"}),
-    {"--metrics: expected HOST:PORT, got '127.0.0.1'"});
+  check_bad_input(bench({"--connect", "127.0.0.1:1", "--metrics", "127.0.0.1"}),
+                  {"--metrics: expected HOST:PORT, got '127.0.0.1'"});
 }
 
 CAF_TEST(bench model names the node or metrics endpoint it cannot reach) {

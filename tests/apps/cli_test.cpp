@@ -348,7 +348,7 @@ CAF_TEST(bad node configuration exits with code 2 and names file and key) {
   write_text(
     file,
     "[node]\nrole = \"worker\"\n[worker]\nexperts = [0, 9]\n[model]\npath = \""
-      + tiny_mixtral_dir() + "\"\n");
+      + tiny_mixtral_dir() + "\"\n[security]\ninsecure = true\n");
   check_bad_input(run_process({volt_node_binary(), "--config", file}),
                   {"node.toml", "[worker] experts", "expert 9"});
   check_bad_input(
@@ -363,7 +363,7 @@ CAF_TEST(a standalone node logs ready and exits 0 on a termination signal) {
     file,
     "[node]\nid = \"cli-test\"\n[network]\nhost = \"127.0.0.1\"\nport = 7700\n"
     "[model]\npath = \""
-      + tiny_mixtral_dir() + "\"\n");
+      + tiny_mixtral_dir() + "\"\n[security]\ninsecure = true\n");
   // The port comes from the environment, overriding the file: a free one (a
   // port derived from the pid collided with other tests' ephemeral ports).
   auto port = std::to_string(free_port());

@@ -149,8 +149,10 @@ CAF_TEST(ipv6 addresses in logs are in brackets) {
   temp_dir dir;
   auto port = free_port();
   auto file = dir.file("v6.toml");
+  // Mutual TLS over IPv6 too.
   write_text(file, "[network]\nhost = \"::1\"\nport = " + std::to_string(port)
-                     + "\n[model]\npath = \"" + tiny_mixtral_dir() + "\"\n");
+                     + "\n[model]\npath = \"" + tiny_mixtral_dir() + "\"\n"
+                     + tls_security_toml());
   node_process node{file};
   CAF_REQUIRE(node.wait_ready());
   CAF_CHECK_NOT_EQUAL(node.log().find("serving on [::1]:" + std::to_string(port)),

@@ -59,7 +59,7 @@ private:
                             "127.0.0.1:" + std::to_string(port), "--prompt-ids",
                             long_prompt(40), "--max-new-tokens", "8",
                             "--ignore-eos"},
-                           std::chrono::seconds{60});
+                           std::chrono::seconds{60}, client_tls_env());
       if (r.exit_code == 0) {
         ++ok_;
       } else {

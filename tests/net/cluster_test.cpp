@@ -28,24 +28,27 @@ std::string worker_extra(const std::string& experts) {
 }
 
 /// Two workers each hosting every expert, and a router over both, serving
-/// `model`.
+/// `model`, with mutual TLS or the given [security] section.
 struct replicated_cluster {
-  explicit replicated_cluster(bool deep = false)
-    : model(deep ? write_deep_model(dir) : tiny_mixtral_dir()) {}
+  explicit replicated_cluster(bool deep = false,
+                              std::string security_toml = tls_security_toml())
+    : model(deep ? write_deep_model(dir) : tiny_mixtral_dir()),
+      security(std::move(security_toml)) {}
 
   temp_dir dir;
   std::string model;
+  std::string security;
   uint16_t w1 = free_port(), w2 = free_port(), r = free_port();
   uint16_t w1_metrics = free_port(), r_metrics = free_port();
-  node_process worker1{
-    write_node_toml(dir, {"w1", "worker", w1, w1_metrics,
-                          worker_extra("0, 1, 2, 3, 4, 5, 6, 7"), model})};
-  node_process worker2{
-    write_node_toml(dir, {"w2", "worker", w2, 0,
-                          worker_extra("0, 1, 2, 3, 4, 5, 6, 7"), model})};
+  node_process worker1{write_node_toml(
+    dir, {"w1", "worker", w1, w1_metrics,
+          worker_extra("0, 1, 2, 3, 4, 5, 6, 7"), model, security})};
+  node_process worker2{write_node_toml(
+    dir, {"w2", "worker", w2, 0, worker_extra("0, 1, 2, 3, 4, 5, 6, 7"), model,
+          security})};
   node_process router{
     write_node_toml(dir, {"router", "router", r, r_metrics,
-                          static_router_extra({w1, w2}), model})};
+                          static_router_extra({w1, w2}), model, security})};
 
   std::vector<std::string> connect() const {
     return {"--connect", "127.0.0.1:" + std::to_string(r)};
@@ -54,11 +57,13 @@ struct replicated_cluster {
   /// Starts a long generation through the router and waits until the
   /// router has sent its first rows to a worker.
   std::unique_ptr<child_process> start_long_request(int new_tokens) const {
-    auto client = std::make_unique<child_process>(std::vector<std::string>{
-      volt_node_binary(), "generate", "--connect",
-      "127.0.0.1:" + std::to_string(r), "--prompt-ids", long_prompt(40),
-      "--max-new-tokens", std::to_string(new_tokens), "--ignore-eos",
-      "--json"});
+    auto client = std::make_unique<child_process>(
+      std::vector<std::string>{volt_node_binary(), "generate", "--connect",
+                               "127.0.0.1:" + std::to_string(r), "--prompt-ids",
+                               long_prompt(40), "--max-new-tokens",
+                               std::to_string(new_tokens), "--ignore-eos",
+                               "--json"},
+      client_tls_env());
     CAF_REQUIRE(wait_peer_traffic(r_metrics));
     return client;
   }
@@ -183,7 +188,8 @@ CAF_TEST(losing the only host of an expert fails the request naming it) {
   child_process client{{volt_node_binary(), "generate", "--connect",
                         "127.0.0.1:" + std::to_string(r), "--prompt-ids",
                         long_prompt(40), "--max-new-tokens", "600",
-                        "--ignore-eos", "--json"}};
+                        "--ignore-eos", "--json"},
+                       client_tls_env()};
   CAF_REQUIRE(wait_peer_traffic(r_metrics));
   worker2.signal(SIGKILL);
   auto code = client.wait(std::chrono::seconds{30});
@@ -205,8 +211,10 @@ CAF_TEST(losing the only host of an expert fails the request naming it) {
   CAF_CHECK_EQUAL(healed.exit_code, 0);
 }
 
+// Plaintext links: the guard judges the first bytes as BASP (with TLS it
+// judges them as a TLS ClientHello: net.tls covers that).
 CAF_TEST(garbage on the ports is logged and the nodes keep serving) {
-  replicated_cluster c;
+  replicated_cluster c{false, insecure_security_toml};
   c.require_ready();
   std::string junk(100000, '\0');
   for (size_t i = 0; i < junk.size(); ++i)
@@ -217,7 +225,7 @@ CAF_TEST(garbage on the ports is logged and the nodes keep serving) {
                  std::chrono::milliseconds{500});
     tcp_exchange(port, std::string(64, '\xff'), std::chrono::milliseconds{500});
   }
-  auto remote = run_generate(c.connect(), "203", 6);
+  auto remote = run_generate(c.connect(), "203", 6, {}, {});
   CAF_REQUIRE_EQUAL(remote.exit_code, 0);
   CAF_CHECK_EQUAL(without_timings(remote.out),
                   without_timings(standalone_json("203", 6)));
@@ -330,7 +338,8 @@ CAF_TEST(a client waits for a router that starts late) {
   auto w = free_port(), r = free_port();
   child_process client{{volt_node_binary(), "generate", "--connect",
                         "127.0.0.1:" + std::to_string(r), "--prompt-ids", "203",
-                        "--max-new-tokens", "3", "--json"}};
+                        "--max-new-tokens", "3", "--json"},
+                       client_tls_env()};
   std::this_thread::sleep_for(std::chrono::milliseconds{500});
   node_process router{
     write_node_toml(dir, {"router", "router", r, 0, static_router_extra({w})})};

@@ -1,12 +1,15 @@
 #define CAF_SUITE net.junk_messages
 
-// A peer that passes the BASP handshake and then sends a node's engine
-// messages it does not handle: each request is answered with
-// unexpected_message, and the node logs a few lines a second, not one per
-// message (CAF's own handler printed every one to stderr).
+// A peer that passes the handshakes (mutual TLS with a certificate of the
+// cluster's CA, then BASP) and then sends a node's engine messages it does not
+// handle: each request is answered with unexpected_message, and the node logs
+// a few lines a second, not one per message (CAF's own handler printed every
+// one to stderr).
 
 #include "caf/io/middleman.hpp"
 #include "caf/scoped_actor.hpp"
+#include "net/actor_system_setup.hpp"
+#include "net/tls_files.hpp"
 #include "tests/cluster.hpp"
 #include "tests/engine_harness.hpp"
 #include "tests/test_dsl.hpp"
@@ -19,9 +22,15 @@ CAF_TEST(junk from a peer is refused and logged in brief) {
   auto port = free_port();
   node_process node{write_node_toml(dir, {"junk", "standalone", port, 0, ""})};
   CAF_REQUIRE(node.wait_ready());
-  volt_system_config cfg;
+  const auto& certs = test_certs::get();
+  auto tls
+    = tls_files::load({certs.file("client.pem"), certs.file("client-key.pem"),
+                       certs.file("ca.pem")});
+  CAF_REQUIRE(tls);
+  caf::actor_system_config cfg;
+  configure_actor_system(cfg, std::chrono::milliseconds{0}, &*tls);
   caf::actor_system sys{cfg};
-  auto engine = sys.middleman().remote_actor<engine_actor>("127.0.0.1", port);
+  auto engine = remote_link<engine_actor>(sys, "127.0.0.1", port);
   CAF_REQUIRE(engine);
   auto untyped = caf::actor_cast<caf::actor>(*engine);
   caf::scoped_actor self{sys};

@@ -63,7 +63,8 @@ CAF_TEST(a router and a worker export the metric table) {
         "voltinfer_step_rows_total{node=\"router\",phase=\"prefill\"} 15",
         "voltinfer_step_rows_total{node=\"router\",phase=\"decode\"} 9",
         "voltinfer_step_seconds_total{node=\"router\",phase=\"decode\"} ",
-        "voltinfer_expert_wait_seconds_total{node=\"router\",phase=\"decode\"} "}) {
+        "voltinfer_expert_wait_seconds_total{node=\"router\",phase=\"decode\"}"
+        " "}) {
     if (text.find(want) == std::string::npos)
       CAF_FAIL("router metrics lack '" << want << "':\n" << text);
   }

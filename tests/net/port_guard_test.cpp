@@ -2,9 +2,10 @@
 
 // The TCP front of a node's port, in this process against an echo server that
 // stands in for CAF's middleman: the first bytes are judged as a BASP client
-// handshake, a client that passes is relayed byte for byte both ways with
-// bounded buffering, every other client is counted by reason and closed, and
-// closing the port leaves relayed connections working.
+// handshake (or, on a TLS port, as a TLS ClientHello), a client that passes is
+// relayed byte for byte both ways with bounded buffering, every other client is
+// counted by reason and closed, and closing the port leaves relayed connections
+// working.
 
 #include "net/port_guard.hpp"
 
@@ -209,6 +210,41 @@ CAF_TEST(a caf client header passes and other first bytes are named) {
                       std::string::npos);
   CAF_CHECK_EQUAL(render_bytes(reinterpret_cast<const uint8_t*>("GE\x01"), 3),
                   "47 45 01 (\"GE.\")");
+}
+
+CAF_TEST(on a tls port a clienthello passes and a plaintext client is named) {
+  auto judge_tls = [](const std::vector<uint8_t>& bytes, size_t n) {
+    return basp_hello::judge_tls(bytes.data(), n);
+  };
+  // What `volt-node generate --connect` with TLS files sent first (dumped by
+  // a listener): a handshake record (22), version 3.1, 380 bytes, holding a
+  // ClientHello (1).
+  const std::vector<uint8_t> client_hello = {0x16, 0x03, 0x01,
+                                             0x01, 0x7c, 0x01};
+  for (size_t n = 0; n < tls_hello_size; ++n)
+    CAF_CHECK(judge_tls(client_hello, n).what
+              == basp_hello::verdict::undecided);
+  CAF_CHECK(judge_tls(client_hello, tls_hello_size).what
+            == basp_hello::verdict::client_handshake);
+  // A CAF client without TLS is told apart at its first byte.
+  auto plain = judge_tls(caf_client_header, 1);
+  CAF_CHECK_EQUAL(std::string{plain.reason}, "plaintext");
+  CAF_CHECK_NOT_EQUAL(plain.detail.find("a CAF client without TLS"),
+                      std::string::npos);
+  std::string get = "GET / HTTP/1.1";
+  auto http = basp_hello::judge_tls(
+    reinterpret_cast<const uint8_t*>(get.data()), get.size());
+  CAF_CHECK_EQUAL(std::string{http.reason}, "http");
+  for (auto [bytes, what] :
+       {std::pair<std::vector<uint8_t>, std::string>{{0xff}, "record type 255"},
+        {{0x16, 0x02, 0x00}, "version 2.0"},
+        {{0x16, 0x03, 0x01, 0x00, 0x00}, "record of 0 bytes"},
+        {{0x16, 0x03, 0x03, 0x00, 0x10, 0x02}, "handshake type 2"}}) {
+    auto v = judge_tls(bytes, bytes.size());
+    CAF_CHECK(v.what == basp_hello::verdict::rejected);
+    CAF_CHECK_EQUAL(std::string{v.reason}, "bad_handshake");
+    CAF_CHECK_NOT_EQUAL(v.detail.find(what), std::string::npos);
+  }
 }
 
 CAF_TEST(a vetted client is relayed both ways with bounded buffering) {

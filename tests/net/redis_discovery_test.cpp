@@ -127,17 +127,20 @@ CAF_TEST(nodes started while redis is down register once it is up) {
   auto url = "redis://127.0.0.1:" + std::to_string(redis_port);
   temp_dir dir;
   auto w = free_port(), r = free_port();
+  // One of the clusters that keeps plaintext links.
   node_process worker{write_node_toml(
-    dir, {"w", "worker", w, 0, worker_extra("0, 1, 2, 3, 4, 5, 6, 7", url)})};
+    dir, {"w", "worker", w, 0, worker_extra("0, 1, 2, 3, 4, 5, 6, 7", url),
+          tiny_mixtral_dir(), insecure_security_toml})};
   node_process router{
-    write_node_toml(dir, {"router", "router", r, 0, redis_extra(url)})};
+    write_node_toml(dir, {"router", "router", r, 0, redis_extra(url),
+                          tiny_mixtral_dir(), insecure_security_toml})};
   CAF_CHECK(
     worker.wait_log("cannot register in Redis", std::chrono::seconds{10}));
   CAF_CHECK(router.wait_log("retrying", std::chrono::seconds{10}));
   redis_process redis{redis_port};
   CAF_REQUIRE(router.wait_ready(std::chrono::seconds{15}));
   auto remote = run_generate({"--connect", "127.0.0.1:" + std::to_string(r)},
-                             "203", 12);
+                             "203", 12, {}, {});
   CAF_REQUIRE_EQUAL(remote.exit_code, 0);
   CAF_CHECK_NOT_EQUAL(remote.out.find("[170,288,170,288,170,170,288,170,288,"
                                       "170,170,288]"),
@@ -162,7 +165,8 @@ CAF_TEST(a redis restart fails nothing in flight and workers re register) {
   child_process client{{volt_node_binary(), "generate", "--connect",
                         "127.0.0.1:" + std::to_string(r), "--prompt-ids",
                         long_prompt(40), "--max-new-tokens", "600",
-                        "--ignore-eos", "--json"}};
+                        "--ignore-eos", "--json"},
+                       client_tls_env()};
   std::this_thread::sleep_for(std::chrono::milliseconds{200});
   redis.stop();
   std::this_thread::sleep_for(std::chrono::milliseconds{500});

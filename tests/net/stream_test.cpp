@@ -69,7 +69,7 @@ std::vector<std::vector<int32_t>> summary_sequences(const std::string& out,
 run_result generate_text(std::vector<std::string> flags) {
   std::vector<std::string> argv{volt_node_binary(), "generate"};
   argv.insert(argv.end(), flags.begin(), flags.end());
-  return run_process(argv, std::chrono::seconds{60});
+  return run_process(argv, std::chrono::seconds{60}, client_tls_env());
 }
 
 /// The value of the first sample of `name` in a /metrics text, or -1.
@@ -142,7 +142,8 @@ CAF_TEST(a client killed mid stream gets its request cancelled) {
   child_process client{{volt_node_binary(), "generate", "--connect",
                         "127.0.0.1:" + std::to_string(r), "--prompt-ids",
                         long_prompt(20), "--max-new-tokens", "900",
-                        "--ignore-eos", "--stream"}};
+                        "--ignore-eos", "--stream"},
+                       client_tls_env()};
   CAF_REQUIRE(client.wait_for_stdout("sequence 0: ", std::chrono::seconds{30}));
   client.signal(SIGKILL);
   client.wait(std::chrono::seconds{5});
