@@ -4,9 +4,11 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "actors/discovery.hpp"
 #include "actors/expert_dispatch.hpp"
 #include "actors/expert_pool.hpp"
 #include "actors/type_ids.hpp"
@@ -38,6 +40,21 @@ struct engine_options {
   scheduler_options batching;
   /// Where the engine reports; may be null.
   std::shared_ptr<node_metrics> metrics;
+  /// The node's [node] id and role, for inspection.
+  std::string node_id;
+  std::string role = "standalone";
+  /// A router's: the engine spawns a discovery actor with these options (it
+  /// finds the expert hosts, and places experts on request) and stops it
+  /// when it stops itself.
+  std::optional<discovery_options> discovery;
+};
+
+/// A drain of one node's expert hosts, waiting for their rows in flight.
+struct pending_drain {
+  std::string node;
+  std::vector<uint64_t> hosts;
+  std::vector<uint32_t> experts;
+  caf::typed_response_promise<std::vector<uint32_t>> promise;
 };
 
 /// State of the engine actor.
@@ -61,6 +78,10 @@ struct engine_state {
   /// Set when the engine must not compute again (its checkpoint changed on
   /// disk): every request is answered with it.
   caf::error stopped;
+  /// The router's discovery actor (options.discovery), else null.
+  discovery_actor finder;
+  /// Drains waiting for their hosts' rows in flight.
+  std::vector<pending_drain> drains;
 
   static inline const char* name = "volt.engine";
 };
@@ -77,12 +98,17 @@ using engine_pointer = engine_actor::stateful_pointer<engine_state>;
 /// ready_timeout) while some expert has no live host; beyond max_queue
 /// waiting requests are refused. Streamed requests send their tokens to a
 /// sink actor as each step makes them; a request is cancelled by its id, or
-/// when its sink goes down (it is monitored). With an executor that blocks on
-/// a device, spawn the engine detached (spawn_engine does).
+/// when its sink goes down (it is monitored). Operators inspect it, place
+/// experts through its discovery and drain hosts (actors/engine_control.hpp).
+/// With an executor that blocks on a device, spawn the engine detached
+/// (spawn_engine does).
 engine_actor::behavior_type engine(engine_pointer self,
                                    std::shared_ptr<model_executor> exec,
                                    std::vector<expert_host> hosts,
                                    engine_options options);
+
+/// Experts without a live host and not computed by the executor.
+std::vector<uint32_t> missing_experts(const engine_state& st);
 
 /// Spawns `engine` for `exec`, detached when the executor waits on a device.
 engine_actor spawn_engine(caf::actor_system& sys,

@@ -30,6 +30,11 @@ int run_bench_model(const std::vector<std::string>& args);
 /// running node.
 int run_bench_http(const std::vector<std::string>& args);
 
+/// `volt-node shell HOST:PORT [--command CMD]`: inspects and steers a
+/// running router or standalone node, interactively or one command at a
+/// time; exit status 0, or 2 with a one-line error.
+int run_shell_command(const std::vector<std::string>& args);
+
 /// `volt-node --config FILE.toml`: runs a node in the role its configuration
 /// names until SIGINT or SIGTERM.
 int run_node_command(const std::vector<std::string>& args);

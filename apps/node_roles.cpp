@@ -169,6 +169,8 @@ placement_of(const node_config& cfg, const model_config& model,
   cpu::set_compute_threads(static_cast<int>(cfg.engine.compute_threads));
   cpu::set_rows_per_part(cfg.engine.rows_per_part);
   opts.metrics = std::move(metrics);
+  opts.node_id = cfg.node.id;
+  opts.role = to_string(cfg.node.role);
   return options;
 }
 
@@ -378,8 +380,6 @@ int run_router(const node_config& cfg, const checkpoint& ckpt,
   auto exec = make_executor(ckpt, *options, false);
   if (!exec)
     return report_error(exec.error());
-  auto eng = spawn_engine(sys, std::move(*exec), std::vector<expert_host>{},
-                          options->engine);
   discovery_options opts;
   opts.mode = cfg.discovery.mode;
   opts.workers = cfg.router.workers;
@@ -387,6 +387,10 @@ int run_router(const node_config& cfg, const checkpoint& ckpt,
   if (cfg.discovery.mode == discovery_mode::redis)
     opts.redis = *parse_redis_url(cfg.discovery.redis_url);
   opts.poll = std::chrono::milliseconds{cfg.discovery.poll_ms};
+  // The engine runs its discovery: operators place experts through it.
+  options->engine.discovery = std::move(opts);
+  auto eng = spawn_engine(sys, std::move(*exec), std::vector<expert_host>{},
+                          options->engine);
   auto published = publish(sys, cfg, eng, metrics);
   if (!published) {
     caf::anon_send_exit(eng, caf::exit_reason::user_shutdown);
@@ -398,7 +402,6 @@ int run_router(const node_config& cfg, const checkpoint& ckpt,
     caf::anon_send_exit(eng, caf::exit_reason::user_shutdown);
     return report_error(api.error());
   }
-  auto finder = sys.spawn<caf::detached>(discovery, eng, std::move(opts));
   VOLT_INFO("node", "router '" << cfg.node.id << "' accepts clients on "
                                << where(cfg, guard->port())
                                << "; waiting for every expert to have a host");
@@ -416,7 +419,6 @@ int run_router(const node_config& cfg, const checkpoint& ckpt,
   guard->stop_accepting();
   sys.middleman().unpublish(eng, guard->backend_port());
   drain(sys, eng);
-  caf::anon_send_exit(finder, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(eng, caf::exit_reason::user_shutdown);
   return 0;
 }

@@ -20,10 +20,11 @@ std::string name_of(const endpoint& where) {
   return render_endpoint(where.host, where.port);
 }
 
-/// Connects to the engine published at `where`, retrying until `deadline`.
-caf::expected<engine_actor> connect(caf::actor_system& sys,
-                                    const endpoint& where,
-                                    clock_type::time_point deadline) {
+} // namespace
+
+caf::expected<engine_actor> connect_engine(caf::actor_system& sys,
+                                           const endpoint& where,
+                                           clock_type::time_point deadline) {
   caf::scoped_actor self{sys};
   auto mm = sys.middleman().actor_handle();
   auto expected_ifs = sys.message_types<engine_actor>();
@@ -57,6 +58,8 @@ caf::expected<engine_actor> connect(caf::actor_system& sys,
                          "cannot reach a Volt node at " + name_of(where)
                            + (last ? " (" + describe(last) + ")" : ""));
 }
+
+namespace {
 
 /// The client's side of one generation; also the sink of a streamed one.
 stream_sink_actor::behavior_type
@@ -139,7 +142,7 @@ generate_remote(caf::actor_system& sys, const endpoint& where,
                 const generate_request& req, std::chrono::milliseconds wait,
                 chunk_handler on_chunk) {
   auto deadline = clock_type::now() + wait;
-  auto engine = connect(sys, where, deadline);
+  auto engine = connect_engine(sys, where, deadline);
   if (!engine)
     return std::move(engine.error());
   return generate_on(sys, *engine, name_of(where), req, deadline,

@@ -15,6 +15,14 @@ namespace volt {
 /// of the actor that receives them.
 using chunk_handler = std::function<void(const generate_chunk&)>;
 
+/// Connects to the engine of the node (router or standalone) at `where` over
+/// CAF's middleman, retrying while the node is not up yet, until `deadline`.
+/// A port that publishes something else (a worker's) is an invalid_config
+/// error at once.
+caf::expected<engine_actor>
+connect_engine(caf::actor_system& sys, const endpoint& where,
+               std::chrono::steady_clock::time_point deadline);
+
 /// Runs one generation on `engine` (in this process or a proxy of a remote
 /// one; `node` names it in errors): waits until every expert has a host
 /// (until `ready_deadline`), sends the request and waits for the answer or
