@@ -10,6 +10,7 @@
 #include "actors/type_ids.hpp"
 #include "base/log_throttle.hpp"
 #include "caf/typed_event_based_actor.hpp"
+#include "caf/typed_response_promise.hpp"
 #include "config/endpoint.hpp"
 #include "config/node_config.hpp"
 #include "net/redis_client.hpp"
@@ -38,10 +39,16 @@ struct discovery_options {
   /// [security] cluster_secret: Redis records must be signed with it (and
   /// not expired); empty accepts every well-formed record.
   std::string secret;
+  /// Bound on a spawn asked for with place_atom: the node loads the experts'
+  /// weights before it answers.
+  std::chrono::milliseconds place_timeout{300000};
 };
 
 /// One place an expert host comes from.
 struct discovery_target {
+  /// Its key among the targets: the node's name, with the experts for those
+  /// spawned on request (a node may host several spawned sets).
+  std::string key;
   std::string name; // "host:port"
   endpoint where;
   std::vector<uint32_t> spawn; // experts to spawn there; empty: connect only
@@ -58,6 +65,17 @@ struct discovery_target {
   /// The fingerprint of another checkpoint it answered with, so that its
   /// refusal is logged once rather than on every retry.
   std::string refused_checkpoint;
+  /// What its host said it hosts, once connected.
+  std::vector<uint32_t> hosted;
+  /// The node's [node] id, when its Redis record names it.
+  std::string id;
+  /// The last error reaching it, for inspection.
+  std::string last_error;
+  /// Answers a place_atom request once the host joined the engine or the
+  /// spawn failed (then the target is dropped: a spawn asked for is tried
+  /// once).
+  std::optional<caf::typed_response_promise<std::string>> placed;
+  std::chrono::steady_clock::time_point placed_deadline;
 };
 
 /// State of the discovery actor.
@@ -72,6 +90,9 @@ struct discovery_state {
   std::set<std::string> refused_records;
   /// Bounds the lines about refused records when many keys are bad.
   std::shared_ptr<log_throttle> refusal_log = std::make_shared<log_throttle>();
+  /// Nodes released on request: not taken from Redis again until experts
+  /// are placed there on request.
+  std::set<std::string> released;
 
   static inline const char* name = "volt.discovery";
 };
@@ -81,8 +102,11 @@ using discovery_pointer = discovery_actor::stateful_pointer<discovery_state>;
 /// Finds expert hosts and hands them to `engine`: connects to static workers,
 /// spawns placed experts on their nodes, or follows the workers registered in
 /// Redis. Unreachable targets are retried with back-off; a host that goes down
-/// is reconnected (or re-spawned) when its node comes back. Runs detached:
-/// Redis calls block (with timeouts).
+/// is reconnected (or re-spawned) when its node comes back. On request it
+/// spawns experts on a node (place_atom: tried once; once they serve, they
+/// are re-spawned like a placement), forgets a node (release_atom: the
+/// actors it spawned there are stopped) and lists its targets
+/// (inspect_atom). Runs detached: Redis calls block (with timeouts).
 discovery_actor::behavior_type discovery(discovery_pointer self,
                                          engine_actor engine,
                                          discovery_options options);

@@ -5,6 +5,7 @@
 #include <utility>
 #include <variant>
 
+#include "actors/engine_control.hpp"
 #include "actors/prefetch.hpp"
 #include "actors/unexpected_messages.hpp"
 #include "base/error.hpp"
@@ -15,9 +16,6 @@
 
 namespace volt {
 
-namespace {
-
-/// Experts without a live host and not computed by the executor.
 std::vector<uint32_t> missing_experts(const engine_state& st) {
   auto missing = st.pool.missing();
   const auto& local = st.exec->local_experts();
@@ -29,6 +27,8 @@ std::vector<uint32_t> missing_experts(const engine_state& st) {
                 missing.end());
   return missing;
 }
+
+namespace {
 
 /// Whether requests may run now (every expert has a live host, or the
 /// policy routes around those that have none).
@@ -115,6 +115,8 @@ void record_step(engine_pointer self) {
 
 void end_step(engine_pointer self) {
   self->state.step_running = false;
+  if (!self->state.drains.empty())
+    release_drained(self);
   flush_streams(self);
   schedule(self);
   notify_drained(self->state);
@@ -401,6 +403,13 @@ engine_actor::behavior_type engine(engine_pointer self,
   drop_unexpected_messages(self);
   for (auto& host : hosts)
     add_host(self, std::move(host));
+  if (st.options.discovery) {
+    st.finder = self->spawn<caf::detached>(
+      discovery, caf::actor_cast<engine_actor>(self), *st.options.discovery);
+    self->attach_functor([finder = st.finder](const caf::error&) {
+      caf::anon_send_exit(finder, caf::exit_reason::user_shutdown);
+    });
+  }
   return {
     [self](generate_atom,
            generate_request& req) -> caf::result<generate_result> {
@@ -489,6 +498,13 @@ engine_actor::behavior_type engine(engine_pointer self,
       self->state.dispatch->expire_overdue();
       expire_waiting(self);
       schedule_tick(self);
+    },
+    [self](inspect_atom) { return inspect_engine(self); },
+    [self](place_atom, std::string& node, std::vector<uint32_t>& experts) {
+      return place_experts(self, std::move(node), std::move(experts));
+    },
+    [self](drain_atom, const std::string& node) {
+      return drain_node(self, node);
     },
   };
 }

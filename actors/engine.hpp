@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "actors/degraded_routing.hpp"
+#include "actors/discovery.hpp"
 #include "actors/expert_dispatch.hpp"
 #include "actors/expert_pool.hpp"
 #include "actors/type_ids.hpp"
@@ -53,6 +54,21 @@ struct engine_options {
   /// Receives the predictor's scores after each step; spawn_engine spawns
   /// one when `prefetch` is set and this is null.
   prefetch_actor prefetcher;
+  /// The node's [node] id and role, for inspection.
+  std::string node_id;
+  std::string role = "standalone";
+  /// A router's: the engine spawns a discovery actor with these options (it
+  /// finds the expert hosts, and places experts on request) and stops it
+  /// when it stops itself.
+  std::optional<discovery_options> discovery;
+};
+
+/// A drain of one node's expert hosts, waiting for their rows in flight.
+struct pending_drain {
+  std::string node;
+  std::vector<uint64_t> hosts;
+  std::vector<uint32_t> experts;
+  caf::typed_response_promise<std::vector<uint32_t>> promise;
 };
 
 /// Timing of the running step, for the step metrics.
@@ -102,6 +118,10 @@ struct engine_state {
   /// Set when the engine must not compute again (its checkpoint changed on
   /// disk): every request is answered with it.
   caf::error stopped;
+  /// The router's discovery actor (options.discovery), else null.
+  discovery_actor finder;
+  /// Drains waiting for their hosts' rows in flight.
+  std::vector<pending_drain> drains;
 
   static inline const char* name = "volt.engine";
 };
@@ -122,12 +142,17 @@ using engine_pointer = engine_actor::stateful_pointer<engine_state>;
 /// sink actor as each step makes them; a request is cancelled by its id, or
 /// when its sink goes down (it is monitored). With [prefetch] on, the
 /// prefetch predictor watches every step and its scores go to the prefetch
-/// actor, which ends with the engine. With an executor that blocks on a
-/// device, spawn the engine detached (spawn_engine does).
+/// actor, which ends with the engine. Operators inspect the engine, place
+/// experts through its discovery and drain hosts (actors/engine_control.hpp).
+/// With an executor that blocks on a device, spawn the engine detached
+/// (spawn_engine does).
 engine_actor::behavior_type engine(engine_pointer self,
                                    std::shared_ptr<model_executor> exec,
                                    std::vector<expert_host> hosts,
                                    engine_options options);
+
+/// Experts without a live host and not computed by the executor.
+std::vector<uint32_t> missing_experts(const engine_state& st);
 
 /// Spawns `engine` for `exec`, detached when the executor waits on a device,
 /// and the prefetch actor it reports to when options.prefetch asks for one.

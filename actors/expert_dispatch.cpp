@@ -134,6 +134,7 @@ void expert_dispatch::send(std::vector<size_t> entries, int attempt,
   if (!missing.empty())
     return finish(missing_experts_error(missing, " (their hosts failed and no "
                                                  "replica is left)"));
+  auto now = std::chrono::steady_clock::now();
   for (auto& [host_id, host_entries] : by_host) {
     auto& host = pool_->host(host_id);
     expert_batch batch;
@@ -156,11 +157,12 @@ void expert_dispatch::send(std::vector<size_t> entries, int attempt,
     if (metrics_)
       metrics_->bytes_sent(host.name, batch.rows.bytes.size());
     auto part_id = next_part_++;
-    l.parts.emplace(part_id, dispatch_part{host_id, host_entries, rows, attempt,
-                                           avoid,
-                                           std::chrono::steady_clock::now()});
+    l.parts.emplace(part_id,
+                    dispatch_part{host_id, host_entries, rows, attempt, avoid,
+                                  now});
     host.inflight_rows += rows;
     pool_->picked(host_id);
+    pool_->sent(host_id, batch.expert_ids, batch.row_counts, rows, now);
     // A reply counts only while its part is still outstanding: after a
     // failover, the failed host's late answer (or error) is ignored. No
     // timeout here: the engine's timer calls expire_overdue.
@@ -180,6 +182,16 @@ void expert_dispatch::send(std::vector<size_t> entries, int attempt,
           retry(std::move(part), err);
         });
   }
+}
+
+std::map<uint32_t, int64_t> expert_dispatch::rows_in_flight() const {
+  std::map<uint32_t, int64_t> rows;
+  if (!layer_)
+    return rows;
+  for (const auto& [part_id, part] : layer_->parts)
+    for (auto entry : part.entries)
+      rows[layer_->work.expert_ids[entry]] += layer_->work.row_counts[entry];
+  return rows;
 }
 
 void expert_dispatch::expire_overdue() {

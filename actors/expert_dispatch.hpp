@@ -52,6 +52,9 @@ public:
     return layer_ != nullptr;
   }
 
+  /// Token rows at hosts now, by expert (for inspection).
+  std::map<uint32_t, int64_t> rows_in_flight() const;
+
   /// Forgets the layer in flight (its late answers are ignored).
   void cancel();
 

@@ -19,7 +19,17 @@ std::pair<uint64_t, std::vector<uint32_t>> expert_pool::add(expert_host host) {
 }
 
 bool expert_pool::remove(uint64_t id) {
+  by_host_.forget(id);
   return hosts_.erase(id) > 0;
+}
+
+void expert_pool::sent(uint64_t id, const std::vector<uint32_t>& expert_ids,
+                       const std::vector<uint32_t>& row_counts, int64_t rows,
+                       traffic_window::clock_type::time_point now) {
+  hosts_.at(id).rows_sent += static_cast<uint64_t>(rows);
+  by_host_.add(id, rows, now);
+  for (size_t i = 0; i < expert_ids.size(); ++i)
+    by_expert_.add(expert_ids[i], row_counts[i], now);
 }
 
 std::optional<uint64_t> expert_pool::find(const caf::actor_addr& handle) const {
@@ -31,15 +41,17 @@ std::optional<uint64_t> expert_pool::find(const caf::actor_addr& handle) const {
 
 std::optional<uint64_t>
 expert_pool::pick(uint32_t expert, const std::vector<uint64_t>& avoid) const {
-  // Order: not avoided, then fewer rows in flight, then least recently
-  // picked; hosts_ iterates oldest first, so the oldest wins remaining ties.
+  // Order: not draining, not avoided, then fewer rows in flight, then least
+  // recently picked; hosts_ iterates oldest first, so the oldest wins
+  // remaining ties.
   std::optional<uint64_t> best;
-  std::tuple<bool, int64_t, uint64_t> best_key;
+  std::tuple<bool, bool, int64_t, uint64_t> best_key;
   for (const auto& [id, host] : hosts_) {
     if (!std::binary_search(host.experts.begin(), host.experts.end(), expert))
       continue;
     bool avoided = std::find(avoid.begin(), avoid.end(), id) != avoid.end();
-    auto key = std::make_tuple(avoided, host.inflight_rows, host.last_pick);
+    auto key = std::make_tuple(host.draining, avoided, host.inflight_rows,
+                               host.last_pick);
     if (!best || key < best_key) {
       best = id;
       best_key = key;

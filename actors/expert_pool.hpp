@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "actors/traffic_window.hpp"
 #include "actors/type_ids.hpp"
 
 namespace volt {
@@ -22,11 +23,16 @@ struct expert_host {
   /// When it was last picked (a counter); breaks ties between equally loaded
   /// replicas so that they take turns.
   uint64_t last_pick = 0;
+  /// Being drained: picked only when no other host serves an expert.
+  bool draining = false;
+  /// Token rows sent to it since it joined.
+  uint64_t rows_sent = 0;
 };
 
 /// The engine's view of who hosts which expert. Replicas of an expert are
 /// picked by load: fewest in-flight rows, then the least recently picked, then
-/// the oldest host; the choice is deterministic for a given history.
+/// the oldest host; the choice is deterministic for a given history. Hosts
+/// being drained are picked only when nothing else serves the expert.
 class expert_pool {
 public:
   explicit expert_pool(uint32_t n_experts = 0) : n_experts_(n_experts) {}
@@ -54,6 +60,24 @@ public:
     hosts_.at(id).last_pick = ++picks_;
   }
 
+  /// Records one batch sent to host `id`: `row_counts[i]` rows for expert
+  /// `expert_ids[i]` (for the recent rates an operator asks for).
+  void sent(uint64_t id, const std::vector<uint32_t>& expert_ids,
+            const std::vector<uint32_t>& row_counts, int64_t rows,
+            traffic_window::clock_type::time_point now);
+
+  /// Batches and rows per second recently sent for `expert`.
+  traffic_window::rates
+  expert_rates(uint32_t expert, traffic_window::clock_type::time_point now) const {
+    return by_expert_.rate(expert, now);
+  }
+
+  /// Batches and rows per second recently sent to host `id`.
+  traffic_window::rates
+  host_rates(uint64_t id, traffic_window::clock_type::time_point now) const {
+    return by_host_.rate(id, now);
+  }
+
   const std::map<uint64_t, expert_host>& hosts() const {
     return hosts_;
   }
@@ -72,6 +96,8 @@ private:
   uint64_t next_id_ = 1;
   uint64_t picks_ = 0;
   std::map<uint64_t, expert_host> hosts_;
+  traffic_window by_expert_;
+  traffic_window by_host_;
 };
 
 } // namespace volt

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "actors/inspection_messages.hpp"
 #include "actors/messages.hpp"
 #include "actors/prefetch_messages.hpp"
 #include "actors/stream_messages.hpp"
@@ -50,6 +51,13 @@ CAF_BEGIN_TYPE_ID_BLOCK(volt, caf::first_custom_type_id)
   CAF_ADD_ATOM(volt, volt, stream_atom, "stream")
   /// Asks the engine to end a request's sequences early.
   CAF_ADD_ATOM(volt, volt, cancel_atom, "cancel")
+  /// Asks a node what it knows of itself and its cluster (node_report).
+  CAF_ADD_ATOM(volt, volt, inspect_atom, "inspect")
+  /// Asks a router to spawn experts on a worker node and use them.
+  CAF_ADD_ATOM(volt, volt, place_atom, "place")
+  /// Tells a router's discovery to forget a node and stop what it spawned
+  /// there.
+  CAF_ADD_ATOM(volt, volt, release_atom, "release")
 
   // Typed actor interfaces; declared inside the block because they use its
   // atoms.
@@ -70,7 +78,12 @@ CAF_BEGIN_TYPE_ID_BLOCK(volt, caf::first_custom_type_id)
   /// Owns requests and the step loop; answers clients. A streamed submit
   /// answers with the request's id once it is queued (or with the error that
   /// refused it, and then sends the sink nothing). A cancel answers whether
-  /// the request still had unfinished sequences to end.
+  /// the request still had unfinished sequences to end. For operators
+  /// (`volt-node shell`): `inspect_atom` answers a node_report; `place_atom`
+  /// spawns experts on a worker node through the router's discovery and
+  /// answers the node once they serve; `drain_atom` with a node stops sending
+  /// it rows, lets its rows in flight finish, releases it and answers the
+  /// experts it hosted.
   using engine_actor = caf::typed_actor<
     caf::replies_to<generate_atom, generate_request>::with<generate_result>,
     caf::replies_to<stream_atom, generate_request,
@@ -80,15 +93,27 @@ CAF_BEGIN_TYPE_ID_BLOCK(volt, caf::first_custom_type_id)
     caf::reacts_to<host_atom, expert_actor, std::vector<uint32_t>, std::string>,
     caf::replies_to<ready_atom>::with<bool>,
     caf::replies_to<drain_atom>::with<bool>, caf::reacts_to<tick_atom>,
-    caf::reacts_to<step_atom>>;
+    caf::reacts_to<step_atom>,
+    caf::replies_to<inspect_atom>::with<node_report>,
+    caf::replies_to<place_atom, std::string,
+                    std::vector<uint32_t>>::with<std::string>,
+    caf::replies_to<drain_atom, std::string>::with<std::vector<uint32_t>>>;
 
   /// Keeps a worker registered in Redis (heartbeats) until told to leave.
   using registrar_actor
     = caf::typed_actor<caf::reacts_to<tick_atom>,
                        caf::replies_to<unregister_atom>::with<bool>>;
 
-  /// Finds expert hosts (static list, placement, Redis) for an engine.
-  using discovery_actor = caf::typed_actor<caf::reacts_to<tick_atom>>;
+  /// Finds expert hosts (static list, placement, Redis) for an engine. On
+  /// request it spawns experts on a node (answering the node's name once they
+  /// joined the engine), forgets a node (stopping what it spawned there), and
+  /// lists its nodes (a node_report with `nodes` only).
+  using discovery_actor = caf::typed_actor<
+    caf::reacts_to<tick_atom>,
+    caf::replies_to<place_atom, std::string,
+                    std::vector<uint32_t>>::with<std::string>,
+    caf::replies_to<release_atom, std::string>::with<bool>,
+    caf::replies_to<inspect_atom>::with<node_report>>;
 
   /// Keeps the prefetch predictor's scores: one report per engine step; its
   /// status is a one-line summary.
@@ -106,5 +131,6 @@ CAF_BEGIN_TYPE_ID_BLOCK(volt, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(volt, (volt::expert_hello))
   CAF_ADD_TYPE_ID(volt, (volt::prefetch_report))
   CAF_ADD_TYPE_ID(volt, (volt::prefetch_actor))
+  CAF_ADD_TYPE_ID(volt, (volt::node_report))
 
 CAF_END_TYPE_ID_BLOCK(volt)

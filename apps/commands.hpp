@@ -36,6 +36,10 @@ int run_bench_prefetch(const std::vector<std::string>& args);
 /// `volt-node bench link ...`: round trip and throughput of a node link over
 /// loopback, plaintext and (given TLS files) mutual TLS.
 int run_bench_link(const std::vector<std::string>& args);
+/// `volt-node shell HOST:PORT [--command CMD]`: inspects and steers a
+/// running router or standalone node, interactively or one command at a
+/// time; exit status 0, or 2 with a one-line error.
+int run_shell_command(const std::vector<std::string>& args);
 
 /// `volt-node --config FILE.toml`: runs a node in the role its configuration
 /// names until SIGINT or SIGTERM.

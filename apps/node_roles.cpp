@@ -206,6 +206,8 @@ placement_of(const node_config& cfg, const model_config& model,
   opts.metrics = std::move(metrics);
   if (cfg.prefetch.enabled)
     opts.prefetch = prefetch_options_of(cfg.prefetch);
+  opts.node_id = cfg.node.id;
+  opts.role = to_string(cfg.node.role);
   return options;
 }
 
@@ -447,8 +449,6 @@ int run_router(const node_config& cfg, const checkpoint& ckpt,
   auto exec = make_executor(ckpt, *options, false);
   if (!exec)
     return report_error(exec.error());
-  auto eng = spawn_engine(sys, std::move(*exec), std::vector<expert_host>{},
-                          options->engine);
   discovery_options opts;
   opts.mode = cfg.discovery.mode;
   opts.workers = cfg.router.workers;
@@ -458,6 +458,10 @@ int run_router(const node_config& cfg, const checkpoint& ckpt,
   opts.poll = std::chrono::milliseconds{cfg.discovery.poll_ms};
   opts.checkpoint = ckpt.fingerprint();
   opts.secret = cfg.security.cluster_secret;
+  // The engine runs its discovery: operators place experts through it.
+  options->engine.discovery = std::move(opts);
+  auto eng = spawn_engine(sys, std::move(*exec), std::vector<expert_host>{},
+                          options->engine);
   auto published = publish(sys, cfg, tls, eng, metrics);
   if (!published) {
     caf::anon_send_exit(eng, caf::exit_reason::user_shutdown);
@@ -471,7 +475,6 @@ int run_router(const node_config& cfg, const checkpoint& ckpt,
   }
   log_fingerprint(cfg, ckpt);
   log_record_signing(cfg, "accepting only signed");
-  auto finder = sys.spawn<caf::detached>(discovery, eng, std::move(opts));
   VOLT_INFO("node", "router '" << cfg.node.id << "' accepts clients on "
                                << where(cfg, guard->port())
                                << "; waiting for every expert to have a host");
@@ -489,7 +492,6 @@ int run_router(const node_config& cfg, const checkpoint& ckpt,
   guard->stop_accepting();
   sys.middleman().unpublish(eng, guard->backend_port());
   drain(sys, eng);
-  caf::anon_send_exit(finder, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(eng, caf::exit_reason::user_shutdown);
   return 0;
 }

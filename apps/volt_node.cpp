@@ -32,6 +32,8 @@ void print_usage() {
     "  volt-node bench moe-layer [--device cuda:0|cpu] [--dtype bf16|int8] "
     "[--json]\n"
     "  volt-node bench model --model DIR [--device cuda:0|cpu] [--json]\n"
+    "  volt-node shell HOST:PORT [--command CMD]  inspect a running node "
+    "(nodes, experts, queue, requests, kv, metrics, spawn, drain)\n"
     "  volt-node SUBCOMMAND --help         flags of a subcommand\n");
 }
 
@@ -49,6 +51,8 @@ int main(int argc, char** argv) {
     return volt::run_generate_command({args.begin() + 1, args.end()});
   if (command == "bench")
     return volt::run_bench_command({args.begin() + 1, args.end()});
+  if (command == "shell")
+    return volt::run_shell_command({args.begin() + 1, args.end()});
   if (command.rfind("--", 0) == 0)
     return volt::run_node_command(args);
   std::fprintf(stderr, "volt-node: unknown subcommand '%s' (try --help)\n",

@@ -124,6 +124,12 @@ public:
   /// "3 completed, 1 cancelled, 0 failed, ... (0 preemptions)".
   std::string status() const;
 
+  /// Fills the queue's counters and lists the requests not answered yet,
+  /// oldest first, with their progress at `now` (for an operator; walks every
+  /// request, so only on request).
+  void report(queue_entry& queue, std::vector<request_entry>& requests,
+              engine_clock::time_point now) const;
+
   const page_table& pages() const {
     return pages_;
   }

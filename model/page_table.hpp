@@ -9,6 +9,7 @@
 
 #include "caf/error.hpp"
 #include "caf/expected.hpp"
+#include "caf/meta/type_name.hpp"
 
 namespace volt {
 
@@ -63,6 +64,14 @@ struct page_table_stats {
   /// Cached pages dropped to make room (or because their parent was dropped).
   uint64_t evictions = 0;
 };
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, page_table_stats& x) {
+  return f(caf::meta::type_name("volt.page_table_stats"), x.page_size,
+           x.pages_total, x.pages_used, x.pages_shared, x.pages_cached,
+           x.pages_evictable, x.pages_free, x.copy_on_write, x.prefix_lookups,
+           x.prefix_hits, x.prefix_hit_tokens, x.evictions);
+}
 
 /// Returns the key of a full page whose parent page has key `parent_key` (0 for
 /// the first page of a sequence) and that holds `tokens[0, n)`.

@@ -417,6 +417,10 @@ uint64_t node_metrics::rows_computed() const {
   return impl_->rows_computed.load();
 }
 
+std::string node_metrics::text() const {
+  return prometheus::TextSerializer{}.Serialize(impl_->registry->Collect());
+}
+
 void node_metrics::bytes_sent(const std::string& peer, size_t n) {
   impl_->sent.Add({{"peer", peer}}).Increment(static_cast<double>(n));
 }

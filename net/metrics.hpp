@@ -106,6 +106,9 @@ public:
   /// Token rows this node's experts computed since start (a worker's load).
   uint64_t rows_computed() const;
 
+  /// Every metric in Prometheus' text format, as GET /metrics serves it.
+  std::string text() const;
+
 private:
   struct impl;
   std::unique_ptr<impl> impl_;

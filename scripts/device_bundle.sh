@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds volt-node and volt_tests here (CUDA on, sm_90) and bundles them with the
 # non-system shared libraries they link (CAF, civetweb, prometheus-cpp, hiredis,
-# toml++, sentencepiece, cpp-httplib and its brotli) into .device/ (ignored by git),
-# to be named in the device tool's `carry`.
+# toml++, sentencepiece, cpp-httplib and its brotli, libedit and its libbsd) into
+# .device/ (ignored by git), to be named in the device tool's `carry`.
 # On the GPU machine, scripts/device_run.sh runs them with LD_LIBRARY_PATH set.
 # CUDA runtime and cuBLAS come from the GPU machine's own toolkit (same 13.0).
 set -euo pipefail
@@ -18,7 +18,7 @@ cp "$build/apps/volt-node" "$build/tests/volt_tests" .device/bin/
 strip --strip-debug .device/bin/*
 for bin in .device/bin/*; do
   ldd "$bin" | awk '/=> \//{print $3}' \
-    | grep -E 'libcaf_|libcivetweb|libprometheus-cpp|libhiredis|libtomlplusplus|libsentencepiece|libcpp-httplib|libbrotli' \
+    | grep -E 'libcaf_|libcivetweb|libprometheus-cpp|libhiredis|libtomlplusplus|libsentencepiece|libcpp-httplib|libbrotli|libedit|libbsd|libmd' \
     | while read -r lib; do cp -L "$lib" .device/lib/; done
 done
 # The team's Mixtral-shaped checkpoint writer (transformers baseline), when

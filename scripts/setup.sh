@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 # scripts/make_certs.sh and the tests make certificates with the openssl tool.
 packages=(build-essential cmake pkg-config libcaf-dev prometheus-cpp-dev libhiredis-dev
           libtomlplusplus-dev libsentencepiece-dev nlohmann-json3-dev libcpp-httplib-dev
-          libssl-dev openssl redis-server redis-tools curl)
+          libssl-dev openssl libedit-dev redis-server redis-tools curl)
 # The HTTP API's tests drive a node with the official OpenAI client for Node.js. A
 # Node.js from elsewhere (NodeSource bundles npm) is kept; else Debian's packages.
 if ! command -v npm >/dev/null 2>&1; then

@@ -22,6 +22,31 @@ inline std::string volt_node_binary() {
   return VOLT_NODE_BINARY;
 }
 
+/// In a forked child: dies with the test. A test that crashes or that CAF's
+/// watchdog aborts runs no destructor: the kernel then kills its children
+/// instead of leaving nodes and servers behind. The signal comes when the
+/// thread that forked ends, so a child must not outlive the thread that
+/// started it.
+inline void die_with_parent(pid_t parent) {
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (getppid() != parent)
+    _exit(127); // the test died before prctl
+}
+
+/// In a forked child: runs `argv` with `extra_env` ("NAME=value" each) added
+/// to the environment; never returns.
+[[noreturn]] inline void exec_child(const std::vector<std::string>& argv,
+                                    const std::vector<std::string>& extra_env) {
+  for (const auto& kv : extra_env)
+    putenv(const_cast<char*>(kv.c_str()));
+  std::vector<char*> args;
+  for (const auto& a : argv)
+    args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  execv(args[0], args.data());
+  _exit(127);
+}
+
 /// A started child process with its stdout and stderr captured.
 class child_process {
 public:
@@ -34,25 +59,12 @@ public:
     auto parent = getpid();
     pid_ = fork();
     if (pid_ == 0) {
-      // A test that crashes or that CAF's watchdog aborts runs no destructor:
-      // the kernel then kills its children instead of leaving nodes and
-      // servers behind. The signal comes when the thread that forked ends, so
-      // a child must not outlive the thread that started it.
-      prctl(PR_SET_PDEATHSIG, SIGKILL);
-      if (getppid() != parent)
-        _exit(127); // the test died before prctl
+      die_with_parent(parent);
       dup2(out_pipe[1], STDOUT_FILENO);
       dup2(err_pipe[1], STDERR_FILENO);
       close(out_pipe[0]);
       close(err_pipe[0]);
-      for (const auto& kv : extra_env)
-        putenv(const_cast<char*>(kv.c_str()));
-      std::vector<char*> args;
-      for (const auto& a : argv)
-        args.push_back(const_cast<char*>(a.c_str()));
-      args.push_back(nullptr);
-      execv(args[0], args.data());
-      _exit(127);
+      exec_child(argv, extra_env);
     }
     close(out_pipe[1]);
     close(err_pipe[1]);
