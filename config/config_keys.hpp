@@ -16,6 +16,7 @@ namespace volt {
 
 /// The value types a configuration key accepts.
 enum class key_type {
+  boolean,
   integer,
   string,
   integer_list,
@@ -27,7 +28,7 @@ enum class key_type {
 /// the environment.
 using key_value
   = std::variant<int64_t, std::string, std::vector<int64_t>,
-                 std::vector<std::string>, std::vector<placement_entry>>;
+                 std::vector<std::string>, std::vector<placement_entry>, bool>;
 
 /// Reads and writes the node_config field behind one key.
 struct key_access {

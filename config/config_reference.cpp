@@ -13,6 +13,7 @@ std::string type_column(const config_key& key) {
     return " " + std::to_string(key.min) + " to " + std::to_string(key.max);
   };
   switch (key.access.type) {
+    case key_type::boolean: return "boolean";
     case key_type::integer: return "integer," + range();
     case key_type::string: return "string";
     case key_type::integer_list: return "array of integers," + range();

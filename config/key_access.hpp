@@ -27,6 +27,8 @@ constexpr key_type key_type_of() {
     return key_type::string_list;
   else if constexpr (std::is_same_v<T, std::vector<placement_entry>>)
     return key_type::placement_list;
+  else if constexpr (std::is_same_v<T, bool>)
+    return key_type::boolean;
   else if constexpr (std::is_integral_v<T>)
     return key_type::integer;
   else // std::string and enums spelled as strings
@@ -35,6 +37,10 @@ constexpr key_type key_type_of() {
 
 // -- field -> key_value
 // ---------------------------------------------------------------------
+
+inline key_value to_key_value(bool x) {
+  return x;
+}
 
 inline key_value to_key_value(uint16_t x) {
   return int64_t{x};
@@ -70,6 +76,11 @@ inline key_value to_key_value(discovery_mode x) {
 
 // -- key_value -> field (type and range already checked by the caller)
 // ----------------------
+
+inline std::string from_key_value(const key_value& v, bool& x) {
+  x = std::get<bool>(v);
+  return {};
+}
 
 inline std::string from_key_value(const key_value& v, uint16_t& x) {
   x = static_cast<uint16_t>(std::get<int64_t>(v));

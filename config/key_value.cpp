@@ -61,6 +61,7 @@ std::vector<std::string_view> split_commas(std::string_view text) {
 
 std::string describe_type(key_type type) {
   switch (type) {
+    case key_type::boolean: return "a boolean";
     case key_type::integer: return "an integer";
     case key_type::string: return "a string";
     case key_type::integer_list: return "an array of integers";
@@ -101,6 +102,8 @@ std::string to_toml_literal(const key_value& value) {
       result += (i == 0 ? "" : ", ") + render(xs[i]);
     return result + "]";
   };
+  if (auto x = std::get_if<bool>(&value))
+    return *x ? "true" : "false";
   if (auto x = std::get_if<int64_t>(&value))
     return std::to_string(*x);
   if (auto x = std::get_if<std::string>(&value))
@@ -137,6 +140,14 @@ std::string check_range(const config_key& key, const key_value& value) {
 std::string from_env_text(const config_key& key, std::string_view text,
                           key_value& out) {
   switch (key.access.type) {
+    case key_type::boolean: {
+      auto word = trim(text);
+      if (word == "true" || word == "1" || word == "false" || word == "0") {
+        out = word == "true" || word == "1";
+        return {};
+      }
+      return "expected true or false (or 1 or 0), got " + quote(text);
+    }
     case key_type::integer:
       if (auto x = parse_integer(text)) {
         out = *x;

@@ -112,6 +112,11 @@ std::string from_toml(const toml::node& node, key_type type, key_value& out) {
            + describe_toml_type(node.type());
   };
   switch (type) {
+    case key_type::boolean:
+      if (!node.is_boolean())
+        return mismatch();
+      out = node.as_boolean()->get();
+      return {};
     case key_type::integer:
       if (!node.is_integer())
         return mismatch();
