@@ -143,58 +143,33 @@ void on_host(discovery_pointer self, const std::string& name,
              name);
 }
 
-/// Asks a connected or spawned expert actor what it hosts; it joins the
-/// engine only with an answer.
-void confirm_host(discovery_pointer self, const std::string& name,
-                  expert_actor handle) {
-  self->request(handle, self->state.options.connect_timeout, hosted_atom_v)
-    .then(
-      [=](std::vector<uint32_t>& ids) {
-        on_host(self, name, handle, std::move(ids));
-      },
-      [=](caf::error& err) { on_failure(self, name, err); });
-}
-
-/// Connects to (or spawns on) one target, asynchronously.
+/// Connects to (or spawns on) one target, asynchronously; only a host that
+/// says what it hosts joins the engine.
 void reach(discovery_pointer self, discovery_target& t) {
   t.busy = true;
   auto name = t.name;
-  auto spawn = t.spawn;
   auto timeout = self->state.options.connect_timeout;
+  auto joined = [=](expert_actor handle, std::vector<uint32_t> ids) {
+    on_host(self, name, std::move(handle), std::move(ids));
+  };
+  auto failed = [=](const caf::error& err) { on_failure(self, name, err); };
+  if (!t.spawn.empty())
+    return spawn_remote_experts(self, t.where, t.spawn, timeout, joined,
+                                failed);
   auto mm = self->system().middleman().actor_handle();
   auto ifs = self->system().message_types<expert_actor>();
   self->request(mm, timeout, caf::connect_atom_v, t.where.host, t.where.port)
     .then(
-      [=](const caf::node_id& nid, caf::strong_actor_ptr& ptr,
+      [=](const caf::node_id&, caf::strong_actor_ptr& ptr,
           const std::set<std::string>& remote_ifs) {
-        if (!spawn.empty()) {
-          self
-            ->request(mm, timeout, caf::spawn_atom_v, nid, expert_actor_type,
-                      caf::make_message(spawn), ifs)
-            .then(
-              [=](caf::strong_actor_ptr& spawned) {
-                if (!spawned)
-                  return on_failure(self, name,
-                                    make_volt_error(volt_errc::internal,
-                                                    "remote spawn returned "
-                                                    "nothing"));
-                // A spawn that failed on the node answers this with why;
-                // only a live host joins the engine.
-                confirm_host(self, name,
-                             caf::actor_cast<expert_actor>(std::move(spawned)));
-              },
-              [=](caf::error& err) { on_failure(self, name, err); });
-          return;
-        }
         if (!ptr || remote_ifs != ifs)
-          return on_failure(self, name,
-                            make_volt_error(volt_errc::invalid_config,
-                                            "no Volt expert actor is "
-                                            "published there"));
-        confirm_host(self, name,
-                     caf::actor_cast<expert_actor>(std::move(ptr)));
+          return failed(make_volt_error(volt_errc::invalid_config,
+                                        "no Volt expert actor is "
+                                        "published there"));
+        confirm_expert_host(self, caf::actor_cast<expert_actor>(std::move(ptr)),
+                            timeout, joined, failed);
       },
-      [=](caf::error& err) { on_failure(self, name, err); });
+      failed);
 }
 
 void tick(discovery_pointer self) {

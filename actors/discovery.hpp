@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "actors/replicas.hpp"
 #include "actors/type_ids.hpp"
 #include "caf/typed_event_based_actor.hpp"
 #include "config/endpoint.hpp"
@@ -13,9 +14,6 @@
 #include "net/redis_client.hpp"
 
 namespace volt {
-
-/// Name under which worker nodes register the expert actor for remote spawns.
-inline const std::string expert_actor_type = "volt.expert";
 
 /// Where a router finds its expert hosts.
 struct discovery_options {

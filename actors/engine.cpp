@@ -90,9 +90,76 @@ void end_step(engine_pointer self) {
   notify_drained(self->state);
 }
 
+/// Forgets the hosts being retired that have no rows in flight any more,
+/// and answers whoever asked to retire them.
+void finish_retirements(engine_pointer self) {
+  auto& st = self->state;
+  for (auto i = st.retiring.begin(); i != st.retiring.end();) {
+    auto id = i->first;
+    if (st.pool.hosts().count(id) > 0) {
+      auto& host = st.pool.host(id);
+      if (host.inflight_rows > 0) {
+        ++i;
+        continue;
+      }
+      self->demonitor(host.handle.address());
+      VOLT_INFO("engine", "expert host " << host.name << " retired");
+      st.pool.remove(id);
+      if (st.options.metrics)
+        st.options.metrics->live_workers(st.pool.remote_count());
+    } // else it went down while retiring: out of use all the same
+    for (auto& promise : i->second)
+      promise.deliver(true);
+    i = st.retiring.erase(i);
+  }
+}
+
+/// Stops picking the host of `handle` and answers once its rows in flight
+/// are in and the engine has forgotten it; refuses to retire the last live
+/// host of an expert, which would fail the requests that need it.
+caf::result<bool> retire_host(engine_pointer self,
+                              const expert_actor& handle) {
+  auto& st = self->state;
+  auto id = handle ? st.pool.find(handle.address()) : std::nullopt;
+  if (!id)
+    return false;
+  auto& host = st.pool.host(*id);
+  if (auto only = st.pool.served_only_by(*id); !only.empty())
+    return make_volt_error(volt_errc::invalid_request,
+                           "cannot retire expert host " + host.name
+                             + ": it is the last live host of experts "
+                             + expert_pool::render(only));
+  if (!host.retiring)
+    VOLT_INFO("engine", "retiring expert host "
+                          << host.name << " (" << host.inflight_rows
+                          << " rows in flight)");
+  host.retiring = true;
+  auto promise = self->make_response_promise<bool>();
+  st.retiring[*id].push_back(promise);
+  finish_retirements(self);
+  return promise;
+}
+
+/// Rows of each expert that a step sends out (engine_load's expert_rows).
+void count_routed(engine_state& st, const expert_rows& work) {
+  for (size_t i = 0; i < work.expert_ids.size(); ++i)
+    if (work.expert_ids[i] < st.routed_rows.size())
+      st.routed_rows[work.expert_ids[i]] += work.row_counts[i];
+}
+
+engine_load load_of(const engine_state& st) {
+  engine_load load;
+  load.queued = st.sched->waiting();
+  load.running = st.sched->running();
+  load.expert_rows = st.routed_rows;
+  load.expert_hosts = st.pool.live_hosts_per_expert();
+  return load;
+}
+
 void fail_step(engine_pointer self, const caf::error& err) {
   auto& st = self->state;
   st.dispatch->cancel();
+  finish_retirements(self);
   st.exec->abandon();
   st.sched->fail_step(err);
   end_step(self);
@@ -108,8 +175,12 @@ void advance(engine_pointer self, caf::expected<step_progress> progress) {
     st.sched->finish_step(progress->result);
     return end_step(self);
   }
+  count_routed(st, *progress->needs);
   st.dispatch->start(std::move(*progress->needs),
                      [self](caf::expected<std::vector<float>> outputs) {
+                       // Every part of the layer is in: hosts being retired
+                       // have nothing in flight now.
+                       finish_retirements(self);
                        if (!outputs)
                          return fail_step(self, outputs.error());
                        advance(self,
@@ -222,6 +293,7 @@ void on_down(engine_pointer self, const caf::down_msg& msg) {
     VOLT_WARN("engine",
               "experts without a live host: " << expert_pool::render(missing));
   st.dispatch->host_down(*id, name);
+  finish_retirements(self);
 }
 
 /// Fails queued requests that waited too long for missing experts.
@@ -265,6 +337,7 @@ engine_actor::behavior_type engine(engine_pointer self,
   st.sched = std::make_unique<scheduler>(cfg, exec->page_size(),
                                          exec->num_pages(), options.batching);
   st.pool = expert_pool{static_cast<uint32_t>(cfg.num_local_experts)};
+  st.routed_rows.assign(static_cast<size_t>(cfg.num_local_experts), 0);
   st.dispatch = std::make_unique<expert_dispatch>(
     self, st.pool, cfg.hidden_size, options.step_timeout, options.metrics);
   st.exec = std::move(exec);
@@ -354,6 +427,10 @@ engine_actor::behavior_type engine(engine_pointer self,
     [self](step_atom) {
       self->state.step_scheduled = false;
       run_next_step(self);
+    },
+    [self](load_atom) { return load_of(self->state); },
+    [self](retire_atom, expert_actor& handle) {
+      return retire_host(self, handle);
     },
     [self](tick_atom) {
       self->state.tick_scheduled = false;

@@ -61,6 +61,11 @@ struct engine_state {
   /// Set when the engine must not compute again (its checkpoint changed on
   /// disk): every request is answered with it.
   caf::error stopped;
+  /// Token rows sent to expert hosts per expert since start (engine_load).
+  std::vector<uint64_t> routed_rows;
+  /// Hosts being retired, by pool id: the answers owed once their rows in
+  /// flight are in.
+  std::map<uint64_t, std::vector<caf::typed_response_promise<bool>>> retiring;
 
   static inline const char* name = "volt.engine";
 };
@@ -77,8 +82,11 @@ using engine_pointer = engine_actor::stateful_pointer<engine_state>;
 /// ready_timeout) while some expert has no live host; beyond max_queue
 /// waiting requests are refused. Streamed requests send their tokens to a
 /// sink actor as each step makes them; a request is cancelled by its id, or
-/// when its sink goes down (it is monitored). With an executor that blocks on
-/// a device, spawn the engine detached (spawn_engine does).
+/// when its sink goes down (it is monitored). A host is retired without
+/// failing anything: it is no longer picked (unless it is the last host of
+/// an expert), its rows in flight are answered, then the engine forgets it.
+/// With an executor that blocks on a device, spawn the engine detached
+/// (spawn_engine does).
 engine_actor::behavior_type engine(engine_pointer self,
                                    std::shared_ptr<model_executor> exec,
                                    std::vector<expert_host> hosts,

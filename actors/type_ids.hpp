@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "actors/load_messages.hpp"
 #include "actors/messages.hpp"
 #include "actors/stream_messages.hpp"
 #include "caf/type_id.hpp"
@@ -25,6 +26,7 @@ CAF_BEGIN_TYPE_ID_BLOCK(volt, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(volt, (volt::generate_chunk))
   CAF_ADD_TYPE_ID(volt, (volt::generate_end))
   CAF_ADD_TYPE_ID(volt, (volt::cancel_request))
+  CAF_ADD_TYPE_ID(volt, (volt::engine_load))
 
   /// Asks the engine to generate tokens for a prompt.
   CAF_ADD_ATOM(volt, volt, generate_atom, "generate")
@@ -48,6 +50,13 @@ CAF_BEGIN_TYPE_ID_BLOCK(volt, caf::first_custom_type_id)
   CAF_ADD_ATOM(volt, volt, stream_atom, "stream")
   /// Asks the engine to end a request's sequences early.
   CAF_ADD_ATOM(volt, volt, cancel_atom, "cancel")
+  /// Asks the engine for its load (engine_load).
+  CAF_ADD_ATOM(volt, volt, load_atom, "load")
+  /// Asks the engine to stop using an expert host once its rows in flight
+  /// are answered.
+  CAF_ADD_ATOM(volt, volt, retire_atom, "retire")
+  /// Hands the webhook poster an event to POST.
+  CAF_ADD_ATOM(volt, volt, post_atom, "post")
 
   // Typed actor interfaces; declared inside the block because they use its
   // atoms.
@@ -68,7 +77,9 @@ CAF_BEGIN_TYPE_ID_BLOCK(volt, caf::first_custom_type_id)
   /// Owns requests and the step loop; answers clients. A streamed submit
   /// answers with the request's id once it is queued (or with the error that
   /// refused it, and then sends the sink nothing). A cancel answers whether
-  /// the request still had unfinished sequences to end.
+  /// the request still had unfinished sequences to end. A retire answers
+  /// once the host is out of use (false: it was not a host), or with an
+  /// error when it is the last live host of an expert.
   using engine_actor = caf::typed_actor<
     caf::replies_to<generate_atom, generate_request>::with<generate_result>,
     caf::replies_to<stream_atom, generate_request,
@@ -78,7 +89,8 @@ CAF_BEGIN_TYPE_ID_BLOCK(volt, caf::first_custom_type_id)
     caf::reacts_to<host_atom, expert_actor, std::vector<uint32_t>, std::string>,
     caf::replies_to<ready_atom>::with<bool>,
     caf::replies_to<drain_atom>::with<bool>, caf::reacts_to<tick_atom>,
-    caf::reacts_to<step_atom>>;
+    caf::reacts_to<step_atom>, caf::replies_to<load_atom>::with<engine_load>,
+    caf::replies_to<retire_atom, expert_actor>::with<bool>>;
 
   /// Keeps a worker registered in Redis (heartbeats) until told to leave.
   using registrar_actor
@@ -88,6 +100,17 @@ CAF_BEGIN_TYPE_ID_BLOCK(volt, caf::first_custom_type_id)
   /// Finds expert hosts (static list, placement, Redis) for an engine.
   using discovery_actor = caf::typed_actor<caf::reacts_to<tick_atom>>;
 
+  /// Watches an engine's load and adds or retires expert replicas
+  /// (actors/autoscaler.hpp); its status is a one-line summary.
+  using autoscaler_actor
+    = caf::typed_actor<caf::reacts_to<tick_atom>,
+                       caf::replies_to<status_atom>::with<std::string>>;
+
+  /// POSTs JSON events to a webhook in order, with bounded retries, on a
+  /// thread of its own (http/webhook.hpp).
+  using webhook_actor = caf::typed_actor<caf::reacts_to<post_atom, std::string>,
+                                         caf::reacts_to<tick_atom>>;
+
   } // namespace volt
 
   CAF_ADD_TYPE_ID(volt, (volt::registrar_actor))
@@ -95,5 +118,7 @@ CAF_BEGIN_TYPE_ID_BLOCK(volt, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(volt, (volt::engine_actor))
   CAF_ADD_TYPE_ID(volt, (volt::expert_actor))
   CAF_ADD_TYPE_ID(volt, (volt::stream_sink_actor))
+  CAF_ADD_TYPE_ID(volt, (volt::autoscaler_actor))
+  CAF_ADD_TYPE_ID(volt, (volt::webhook_actor))
 
 CAF_END_TYPE_ID_BLOCK(volt)
