@@ -17,6 +17,7 @@
 #include "actors/unexpected_messages.hpp"
 #include "apps/commands.hpp"
 #include "apps/node_api.hpp"
+#include "apps/node_autoscaler.hpp"
 #include "base/error.hpp"
 #include "base/log.hpp"
 #include "base/stop_request.hpp"
@@ -218,6 +219,7 @@ int run_standalone(const node_config& cfg, const checkpoint& ckpt,
     caf::anon_send_exit(*eng, caf::exit_reason::user_shutdown);
     return report_error(api.error());
   }
+  auto scaler = start_autoscaler(sys, cfg, *eng, metrics, false);
   VOLT_INFO("node", "ready: standalone node '" << cfg.node.id << "' serving on "
                                                << where(cfg, guard->port()));
   wait_for_shutdown_signal(signals);
@@ -227,6 +229,7 @@ int run_standalone(const node_config& cfg, const checkpoint& ckpt,
   guard->stop_accepting();
   sys.middleman().unpublish(*eng, guard->backend_port());
   drain(sys, *eng);
+  scaler.stop();
   caf::anon_send_exit(*eng, caf::exit_reason::user_shutdown);
   return 0;
 }
@@ -399,6 +402,7 @@ int run_router(const node_config& cfg, const checkpoint& ckpt,
     return report_error(api.error());
   }
   auto finder = sys.spawn<caf::detached>(discovery, eng, std::move(opts));
+  auto scaler = start_autoscaler(sys, cfg, eng, metrics, true);
   VOLT_INFO("node", "router '" << cfg.node.id << "' accepts clients on "
                                << where(cfg, guard->port())
                                << "; waiting for every expert to have a host");
@@ -416,6 +420,7 @@ int run_router(const node_config& cfg, const checkpoint& ckpt,
   guard->stop_accepting();
   sys.middleman().unpublish(eng, guard->backend_port());
   drain(sys, eng);
+  scaler.stop();
   caf::anon_send_exit(finder, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(eng, caf::exit_reason::user_shutdown);
   return 0;

@@ -12,12 +12,6 @@ using namespace volt::test;
 
 namespace {
 
-/// The body of an HTTP response.
-std::string body_of(const std::string& response) {
-  auto pos = response.find("\r\n\r\n");
-  return pos == std::string::npos ? std::string{} : response.substr(pos + 4);
-}
-
 /// Runs promtool (extracted by scripts/setup.sh) on `text`.
 run_result promtool_check(const std::string& text, const temp_dir& dir) {
   auto file = dir.file("metrics.txt");
@@ -43,7 +37,7 @@ CAF_TEST(a router and a worker export the metric table) {
       0);
   auto response = http_get(rm, "/metrics");
   CAF_REQUIRE(response.rfind("HTTP/1.1 200 OK", 0) == 0);
-  auto text = body_of(response);
+  auto text = http_body(response);
   for (auto want :
        {"voltinfer_request_latency_seconds_bucket{node=\"router\",le=\"",
         "voltinfer_request_latency_seconds_count{node=\"router\"} 3",
@@ -57,7 +51,10 @@ CAF_TEST(a router and a worker export the metric table) {
         "voltinfer_prefix_lookups_total{node=\"router\"} 3",
         "voltinfer_prefix_hits_total{node=\"router\"} 0",
         "voltinfer_kv_copy_on_write_total{node=\"router\"} 0",
-        "voltinfer_batch_size_bucket{node=\"router\",le=\"1\"}"}) {
+        "voltinfer_batch_size_bucket{node=\"router\",le=\"1\"}",
+        "voltinfer_autoscaler_actions_total{node=\"router\",action=\"scale_up\"} 0",
+        "voltinfer_autoscaler_actions_total{node=\"router\",action=\"scale_down\"} 0",
+        "voltinfer_autoscaler_replicas{node=\"router\"} 0"}) {
     if (text.find(want) == std::string::npos)
       CAF_FAIL("router metrics lack '" << want << "':\n" << text);
   }
@@ -68,7 +65,7 @@ CAF_TEST(a router and a worker export the metric table) {
   CAF_CHECK_NOT_EQUAL(
     text.find("voltinfer_peer_bytes_received_total{node=\"router\"," + peer),
     std::string::npos);
-  auto worker_text = body_of(http_get(wm, "/metrics"));
+  auto worker_text = http_body(http_get(wm, "/metrics"));
   CAF_CHECK_NOT_EQUAL(worker_text.find("voltinfer_expert_requests_total{node="
                                        "\"w\",expert_id=\""),
                       std::string::npos);
