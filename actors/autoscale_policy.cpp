@@ -62,8 +62,7 @@ std::string to_string(autoscale_decision::kind x) {
 }
 
 autoscale_policy::autoscale_policy(autoscale_thresholds limits)
-  : limits_(limits) {
-}
+  : limits_(limits) {}
 
 const load_sample&
 autoscale_policy::baseline(std::chrono::milliseconds span) const {
@@ -105,8 +104,7 @@ bool autoscale_policy::overloaded(const load_view& v) const {
 
 bool autoscale_policy::low(const load_view& v) const {
   return v.queued <= limits_.low_queue_depth
-         && !(limits_.p99_seconds > 0 && v.p99
-              && *v.p99 > limits_.p99_seconds);
+         && !(limits_.p99_seconds > 0 && v.p99 && *v.p99 > limits_.p99_seconds);
 }
 
 std::string autoscale_policy::overload_reason(const load_view& v,
@@ -124,8 +122,8 @@ std::string autoscale_policy::overload_reason(const load_view& v,
 std::string autoscale_policy::low_reason(const load_view& v,
                                          time_point now) const {
   std::ostringstream out;
-  out << "load low for " << ms_between(*low_since_, now)
-      << " ms: queue depth " << v.queued << " <= " << limits_.low_queue_depth;
+  out << "load low for " << ms_between(*low_since_, now) << " ms: queue depth "
+      << v.queued << " <= " << limits_.low_queue_depth;
   if (limits_.p99_seconds > 0)
     out << ", P99 latency within " << limits_.p99_seconds << " s";
   return out.str();

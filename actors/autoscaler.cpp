@@ -97,11 +97,10 @@ replica_set* find_replicas(autoscaler_state& st, const std::string& node) {
 }
 
 void forget_replicas(autoscaler_state& st, const std::string& node) {
-  st.replicas.erase(std::remove_if(st.replicas.begin(), st.replicas.end(),
-                                   [&](const replica_set& r) {
-                                     return r.node == node;
-                                   }),
-                    st.replicas.end());
+  st.replicas.erase(
+    std::remove_if(st.replicas.begin(), st.replicas.end(),
+                   [&](const replica_set& r) { return r.node == node; }),
+    st.replicas.end());
   report_replicas(st);
 }
 
@@ -126,8 +125,9 @@ const endpoint* free_spare(autoscaler_state& st) {
 }
 
 /// The hot experts that may get one more replica.
-std::vector<uint32_t> experts_to_replicate(const autoscaler_state& st,
-                                           const std::vector<expert_rate>& hot) {
+std::vector<uint32_t>
+experts_to_replicate(const autoscaler_state& st,
+                     const std::vector<expert_rate>& hot) {
   std::vector<uint32_t> out;
   for (const auto& h : hot) {
     uint32_t added = 0;
@@ -204,8 +204,8 @@ void scale_up(autoscaler_pointer self, const autoscale_decision& d) {
   }
   VOLT_INFO("autoscaler", "scale_up: " << d.reason << "; hot experts "
                                        << render_hot(d.load.hot) << plan);
-  post(self, event_json("scale_up", d.reason, d.load, st.options.node,
-                        planned));
+  post(self,
+       event_json("scale_up", d.reason, d.load, st.options.node, planned));
 }
 
 void on_retired(autoscaler_pointer self, const std::string& node,
@@ -246,16 +246,16 @@ void scale_down(autoscaler_pointer self, const autoscale_decision& d) {
                        });
     break;
   }
-  VOLT_INFO("autoscaler", "scale_down: "
-                            << d.reason
-                            << (retiring.empty()
-                                  ? std::string{}
-                                  : "; retiring replicas of experts "
-                                      + expert_pool::render(
-                                        retiring.front().experts)
-                                      + " on " + retiring.front().node));
-  post(self, event_json("scale_down", d.reason, d.load, st.options.node,
-                        retiring));
+  VOLT_INFO(
+    "autoscaler",
+    "scale_down: " << d.reason
+                   << (retiring.empty()
+                         ? std::string{}
+                         : "; retiring replicas of experts "
+                             + expert_pool::render(retiring.front().experts)
+                             + " on " + retiring.front().node));
+  post(self,
+       event_json("scale_down", d.reason, d.load, st.options.node, retiring));
 }
 
 void on_load(autoscaler_pointer self, const engine_load& load) {
@@ -289,7 +289,10 @@ std::string status_line(const autoscaler_state& st) {
     out << " none";
   for (const auto& r : st.replicas)
     out << " [experts " << expert_pool::render(r.experts) << " on " << r.node
-        << (!r.handle ? ", spawning" : r.retiring ? ", retiring" : "") << "]";
+        << (!r.handle    ? ", spawning"
+            : r.retiring ? ", retiring"
+                         : "")
+        << "]";
   return out.str();
 }
 
@@ -309,17 +312,16 @@ void sample(autoscaler_pointer self) {
         static log_throttle throttle{1};
         uint64_t held_back = 0;
         if (throttle.pass(held_back))
-          VOLT_WARN("autoscaler", "the engine did not report its load: "
-                                    << describe(err));
+          VOLT_WARN("autoscaler",
+                    "the engine did not report its load: " << describe(err));
       });
 }
 
 } // namespace
 
-autoscaler_actor::behavior_type autoscaler(autoscaler_pointer self,
-                                           engine_actor engine,
-                                           webhook_actor webhook,
-                                           autoscaler_options options) {
+autoscaler_actor::behavior_type
+autoscaler(autoscaler_pointer self, engine_actor engine, webhook_actor webhook,
+           autoscaler_options options) {
   auto& st = self->state;
   st.engine = std::move(engine);
   st.webhook = std::move(webhook);
@@ -349,16 +351,14 @@ autoscaler_actor::behavior_type autoscaler(autoscaler_pointer self,
   std::ostringstream latency;
   if (t.p99_seconds > 0)
     latency << " or the P99 latency exceeds " << t.p99_seconds << " s";
-  VOLT_INFO("autoscaler", "sampling every "
-                            << st.options.interval.count()
-                            << " ms: scale_up when more than " << t.queue_depth
-                            << " requests wait" << latency.str() << " for "
-                            << t.window.count() << " ms, scale_down after "
-                            << t.scale_down_window.count()
-                            << " ms of low load; "
-                            << st.options.spare_nodes.size()
-                            << " spare nodes; webhook "
-                            << (st.webhook ? "on" : "off"));
+  VOLT_INFO("autoscaler",
+            "sampling every "
+              << st.options.interval.count() << " ms: scale_up when more than "
+              << t.queue_depth << " requests wait" << latency.str() << " for "
+              << t.window.count() << " ms, scale_down after "
+              << t.scale_down_window.count() << " ms of low load; "
+              << st.options.spare_nodes.size() << " spare nodes; webhook "
+              << (st.webhook ? "on" : "off"));
   self->send(self, tick_atom_v);
   return {
     [self](tick_atom) {

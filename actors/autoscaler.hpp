@@ -64,8 +64,7 @@ struct autoscaler_state {
   static inline const char* name = "volt.autoscaler";
 };
 
-using autoscaler_pointer
-  = autoscaler_actor::stateful_pointer<autoscaler_state>;
+using autoscaler_pointer = autoscaler_actor::stateful_pointer<autoscaler_state>;
 
 /// Samples `engine`'s load (queue depth, per-expert rows) and the node's
 /// latency histogram every interval and follows autoscale_policy: a
@@ -74,9 +73,8 @@ using autoscaler_pointer
 /// engine; a scale_down retires the newest replicas (drained first, so no
 /// request fails or changes) and posts an event. Decisions are logged and
 /// counted. At exit it stops the replicas it still has.
-autoscaler_actor::behavior_type autoscaler(autoscaler_pointer self,
-                                           engine_actor engine,
-                                           webhook_actor webhook,
-                                           autoscaler_options options);
+autoscaler_actor::behavior_type
+autoscaler(autoscaler_pointer self, engine_actor engine, webhook_actor webhook,
+           autoscaler_options options);
 
 } // namespace volt

@@ -117,8 +117,7 @@ void finish_retirements(engine_pointer self) {
 /// Stops picking the host of `handle` and answers once its rows in flight
 /// are in and the engine has forgotten it; refuses to retire the last live
 /// host of an expert, which would fail the requests that need it.
-caf::result<bool> retire_host(engine_pointer self,
-                              const expert_actor& handle) {
+caf::result<bool> retire_host(engine_pointer self, const expert_actor& handle) {
   auto& st = self->state;
   auto id = handle ? st.pool.find(handle.address()) : std::nullopt;
   if (!id)
@@ -130,9 +129,9 @@ caf::result<bool> retire_host(engine_pointer self,
                              + ": it is the last live host of experts "
                              + expert_pool::render(only));
   if (!host.retiring)
-    VOLT_INFO("engine", "retiring expert host "
-                          << host.name << " (" << host.inflight_rows
-                          << " rows in flight)");
+    VOLT_INFO("engine", "retiring expert host " << host.name << " ("
+                                                << host.inflight_rows
+                                                << " rows in flight)");
   host.retiring = true;
   auto promise = self->make_response_promise<bool>();
   st.retiring[*id].push_back(promise);

@@ -13,8 +13,7 @@ void node_autoscaler::stop() {
     caf::anon_send_exit(webhook, caf::exit_reason::user_shutdown);
 }
 
-node_autoscaler start_autoscaler(caf::actor_system& sys,
-                                 const node_config& cfg,
+node_autoscaler start_autoscaler(caf::actor_system& sys, const node_config& cfg,
                                  const engine_actor& engine,
                                  std::shared_ptr<node_metrics> metrics,
                                  bool replicate) {

@@ -24,8 +24,7 @@ struct node_autoscaler {
 /// node's experts live on expert hosts (a router), so replicas on spare
 /// nodes take load; a standalone node computes them itself and only posts
 /// the webhook (spare_nodes are ignored, with a warning).
-node_autoscaler start_autoscaler(caf::actor_system& sys,
-                                 const node_config& cfg,
+node_autoscaler start_autoscaler(caf::actor_system& sys, const node_config& cfg,
                                  const engine_actor& engine,
                                  std::shared_ptr<node_metrics> metrics,
                                  bool replicate);

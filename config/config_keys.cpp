@@ -454,8 +454,7 @@ const std::vector<config_key>& config_keys() {
      "of its own so that serving never waits for it; \"\" posts nothing. "
      "http:// or https://; logs show only its scheme, host and port."},
     {"autoscaler", "webhook_timeout_ms",
-     field<&node_config::autoscaler,
-           &autoscaler_section::webhook_timeout_ms>(),
+     field<&node_config::autoscaler, &autoscaler_section::webhook_timeout_ms>(),
      "Bound on each of connecting, sending and waiting for the answer of one "
      "POST, in milliseconds; an answer other than 2xx also fails it.",
      10, 600000},
@@ -466,8 +465,7 @@ const std::vector<config_key>& config_keys() {
      "voltinfer_autoscaler_webhook_posts_total).",
      0, 100},
     {"autoscaler", "webhook_backoff_ms",
-     field<&node_config::autoscaler,
-           &autoscaler_section::webhook_backoff_ms>(),
+     field<&node_config::autoscaler, &autoscaler_section::webhook_backoff_ms>(),
      "Wait before the first retry of a POST, doubled before each later one, "
      "in milliseconds.",
      0, 600000},

@@ -169,8 +169,8 @@ std::string render_redis_target(const redis_target& target) {
 
 std::optional<http_url> parse_http_url(std::string_view text) {
   http_url result;
-  for (auto [scheme, port] : {std::pair<std::string_view, uint16_t>{"http", 80},
-                              {"https", 443}}) {
+  for (auto [scheme, port] :
+       {std::pair<std::string_view, uint16_t>{"http", 80}, {"https", 443}}) {
     auto prefix = std::string{scheme} + "://";
     if (text.substr(0, prefix.size()) != prefix)
       continue;

@@ -29,20 +29,19 @@ std::string origin(const node_config& cfg) {
 caf::error check_autoscaler(const autoscaler_section& a,
                             const std::string& where) {
   auto ms = [](uint32_t x) { return std::to_string(x) + " ms"; };
-  for (auto [key, window] : {std::pair<const char*, uint32_t>{"window_ms",
-                                                              a.window_ms},
-                             {"scale_down_window_ms", a.scale_down_window_ms}})
+  for (auto [key, window] :
+       {std::pair<const char*, uint32_t>{"window_ms", a.window_ms},
+        {"scale_down_window_ms", a.scale_down_window_ms}})
     if (window < a.interval_ms)
       return config_error(where + ": [autoscaler] " + key + ": " + ms(window)
                           + " is shorter than interval_ms (" + ms(a.interval_ms)
                           + "): a window needs at least one sample");
   if (a.scale_down_queue_depth >= a.queue_depth_threshold)
-    return config_error(
-      where + ": [autoscaler] scale_down_queue_depth: "
-      + std::to_string(a.scale_down_queue_depth)
-      + " must be below queue_depth_threshold ("
-      + std::to_string(a.queue_depth_threshold)
-      + "), or load would count as high and low at once");
+    return config_error(where + ": [autoscaler] scale_down_queue_depth: "
+                        + std::to_string(a.scale_down_queue_depth)
+                        + " must be below queue_depth_threshold ("
+                        + std::to_string(a.queue_depth_threshold)
+                        + "), or load would count as high and low at once");
   return {};
 }
 

@@ -43,12 +43,12 @@ std::string action_of(const std::string& event) {
 }
 
 /// A failed POST in words: httplib names its errors tersely ("Read").
-std::string describe_failure(httplib::Error err, std::chrono::milliseconds timeout) {
+std::string describe_failure(httplib::Error err,
+                             std::chrono::milliseconds timeout) {
   auto ms = std::to_string(timeout.count()) + " ms";
   switch (err) {
     case httplib::Error::Connection: return "cannot connect";
-    case httplib::Error::ConnectionTimeout:
-      return "no connection within " + ms;
+    case httplib::Error::ConnectionTimeout: return "no connection within " + ms;
     case httplib::Error::Read:
       return "no answer within " + ms + " (or the connection broke)";
     case httplib::Error::Write: return "cannot send the event";
@@ -94,7 +94,8 @@ void deliver(webhook_pointer self) {
       VOLT_INFO("webhook", "posted " << action_of(event) << " to " << origin
                                      << " (" << tries << ")");
     } else if (st.attempts <= opts.retries) {
-      auto delay = opts.backoff * (int64_t{1} << std::min(st.attempts - 1, 20u));
+      auto delay = opts.backoff
+                   * (int64_t{1} << std::min(st.attempts - 1, 20u));
       VOLT_WARN("webhook", "POST of " << action_of(event) << " to " << origin
                                       << " failed (" << tries
                                       << "): " << problem << "; retrying in "

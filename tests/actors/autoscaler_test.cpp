@@ -57,20 +57,20 @@ CAF_TEST(load spawns replicas on a spare node and low load retires them) {
   auto w = free_port(), spare = free_port(), spare_metrics = free_port();
   auto r = free_port(), r_metrics = free_port(), r_http = free_port();
   auto spare_name = "127.0.0.1:" + std::to_string(spare);
-  node_process worker{write_node_toml(
-    dir, {"w", "worker", w, 0, "[worker]\nexperts = [0, 1, 2, 3, 4, 5, 6, 7]\n"})};
+  node_process worker{
+    write_node_toml(dir, {"w", "worker", w, 0,
+                          "[worker]\nexperts = [0, 1, 2, 3, 4, 5, 6, 7]\n"})};
   node_process spare_node{
     write_node_toml(dir, {"spare", "worker", spare, spare_metrics, ""})};
   // Two sequences per step: twelve clients keep about ten requests queued.
-  auto router_extra = "[router]\nworkers = [\"127.0.0.1:" + std::to_string(w)
-                      + "\"]\n[engine]\nmax_batch = 2\n[http]\nport = "
-                      + std::to_string(r_http)
-                      + "\n[autoscaler]\nenabled = true\ninterval_ms = 50\n"
-                        "queue_depth_threshold = 3\nwindow_ms = 300\n"
-                        "scale_down_window_ms = 1000\ncooldown_ms = 1500\n"
-                        "hot_experts = 3\nspare_nodes = [\""
-                      + spare_name + "\"]\nwebhook_url = \"" + hook.url()
-                      + "\"\n";
+  auto router_extra
+    = "[router]\nworkers = [\"127.0.0.1:" + std::to_string(w)
+      + "\"]\n[engine]\nmax_batch = 2\n[http]\nport = " + std::to_string(r_http)
+      + "\n[autoscaler]\nenabled = true\ninterval_ms = 50\n"
+        "queue_depth_threshold = 3\nwindow_ms = 300\n"
+        "scale_down_window_ms = 1000\ncooldown_ms = 1500\n"
+        "hot_experts = 3\nspare_nodes = [\""
+      + spare_name + "\"]\nwebhook_url = \"" + hook.url() + "\"\n";
   node_process router{
     write_node_toml(dir, {"router", "router", r, r_metrics, router_extra})};
   auto ref = make_reference(4, 16);
@@ -118,8 +118,8 @@ CAF_TEST(load spawns replicas on a spare node and low load retires them) {
   // scale_down, the first of which drains and retires the replicas.
   reference_load light{r_http, ref, 1};
   CAF_REQUIRE(hook.wait_for("scale_down", 1, std::chrono::seconds{60}));
-  CAF_REQUIRE(router.wait_log("retired replicas of experts",
-                              std::chrono::seconds{30}));
+  CAF_REQUIRE(
+    router.wait_log("retired replicas of experts", std::chrono::seconds{30}));
   auto down = hook.events("scale_down").front();
   CAF_MESSAGE("scale_down event: " << json::dump(down));
   CAF_CHECK_EQUAL(down["queue_depth"].get<int64_t>(), 0);

@@ -47,8 +47,8 @@ CAF_TEST(a slow webhook gets a bounded number of tries and serving goes on) {
   CAF_REQUIRE(node.wait_ready());
   {
     reference_load load{http_port_of(extra), ref, 4};
-    CAF_REQUIRE(node.wait_log("giving up on this event",
-                              std::chrono::seconds{60}));
+    CAF_REQUIRE(
+      node.wait_log("giving up on this event", std::chrono::seconds{60}));
     load.stop();
     CAF_CHECK_GREATER(load.ok(), 4);
     CAF_CHECK_EQUAL(load.bad(), 0);
@@ -98,7 +98,8 @@ CAF_TEST(a webhook that is down is logged and serving goes on) {
   auto ref = make_reference(2, 12);
   CAF_REQUIRE(node.wait_ready());
   reference_load load{http_port_of(extra), ref, 4};
-  CAF_REQUIRE(node.wait_log("giving up on this event", std::chrono::seconds{60}));
+  CAF_REQUIRE(
+    node.wait_log("giving up on this event", std::chrono::seconds{60}));
   load.stop();
   CAF_CHECK_GREATER(load.ok(), 4);
   CAF_CHECK_EQUAL(load.bad(), 0);
@@ -115,9 +116,9 @@ CAF_TEST(a webhook that is down is logged and serving goes on) {
 CAF_TEST(a bad autoscaler key stops the node with one line naming it) {
   temp_dir dir;
   auto run = [&](const std::string& id, const std::string& section) {
-    auto file = write_node_toml(dir, {id, "router", free_port(), 0,
-                                      "[router]\nworkers = [\"127.0.0.1:9\"]\n"
-                                        + section});
+    auto file = write_node_toml(
+      dir, {id, "router", free_port(), 0,
+            "[router]\nworkers = [\"127.0.0.1:9\"]\n" + section});
     return run_process({volt_node_binary(), "--config", file});
   };
   struct bad_case {

@@ -26,8 +26,8 @@ public:
                               httplib::Response& res) {
       {
         std::lock_guard<std::mutex> guard{mtx_};
-        posts_.push_back({req.path, req.get_header_value("Content-Type"),
-                          req.body});
+        posts_.push_back(
+          {req.path, req.get_header_value("Content-Type"), req.body});
       }
       if (delay_.count() > 0)
         std::this_thread::sleep_for(delay_);

@@ -145,8 +145,8 @@ CAF_TEST(bad values name the key) {
                      "[autoscaler] spare_nodes: node \"h:1\" is listed twice");
   CHECK_CONFIG_ERROR(with_key("spare_nodes", "\"h:1\""),
                      "[autoscaler] spare_nodes: expected an array of strings");
-  for (auto url : {"ftp://h/x", "http://", "http://user:pw@h/x",
-                   "http://h:0/", "http://h/a b", "hooks.example.com/x"})
+  for (auto url : {"ftp://h/x", "http://", "http://user:pw@h/x", "http://h:0/",
+                   "http://h/a b", "hooks.example.com/x"})
     CHECK_CONFIG_ERROR(with_key("webhook_url", "\"" + std::string{url} + "\""),
                        "node.toml: [autoscaler] webhook_url: expected \"\" (no "
                        "webhook) or \"http[s]://host[:port][/path]\"");
@@ -165,10 +165,11 @@ CAF_TEST(keys that bound each other) {
                                       "scale_down_window_ms = 100\n")),
                      "[autoscaler] scale_down_window_ms: 100 ms is shorter "
                      "than interval_ms (500 ms)");
-  CHECK_CONFIG_ERROR(parse(with_model("[autoscaler]\nqueue_depth_threshold = 4\n"
-                                      "scale_down_queue_depth = 4\n")),
-                     "node.toml: [autoscaler] scale_down_queue_depth: 4 must "
-                     "be below queue_depth_threshold (4)");
+  CHECK_CONFIG_ERROR(
+    parse(with_model("[autoscaler]\nqueue_depth_threshold = 4\n"
+                     "scale_down_queue_depth = 4\n")),
+    "node.toml: [autoscaler] scale_down_queue_depth: 4 must "
+    "be below queue_depth_threshold (4)");
   CHECK_CONFIG_ERROR(parse(with_model(""),
                            {{"VOLT_AUTOSCALER_QUEUE_DEPTH_THRESHOLD", "1"},
                             {"VOLT_AUTOSCALER_SCALE_DOWN_QUEUE_DEPTH", "3"}}),

@@ -52,8 +52,10 @@ CAF_TEST(a router and a worker export the metric table) {
         "voltinfer_prefix_hits_total{node=\"router\"} 0",
         "voltinfer_kv_copy_on_write_total{node=\"router\"} 0",
         "voltinfer_batch_size_bucket{node=\"router\",le=\"1\"}",
-        "voltinfer_autoscaler_actions_total{node=\"router\",action=\"scale_up\"} 0",
-        "voltinfer_autoscaler_actions_total{node=\"router\",action=\"scale_down\"} 0",
+        "voltinfer_autoscaler_actions_total{node=\"router\",action=\"scale_"
+        "up\"} 0",
+        "voltinfer_autoscaler_actions_total{node=\"router\",action=\"scale_"
+        "down\"} 0",
         "voltinfer_autoscaler_replicas{node=\"router\"} 0"}) {
     if (text.find(want) == std::string::npos)
       CAF_FAIL("router metrics lack '" << want << "':\n" << text);
