@@ -81,7 +81,17 @@ load_view autoscale_policy::view() const {
   v.p90 = window_quantile(0.9, then.latency, now.latency);
   v.p99 = window_quantile(0.99, then.latency, now.latency);
   auto dt = seconds_between(then.at, now.at);
-  if (dt <= 0 || then.expert_rows.size() != now.expert_rows.size())
+  if (dt <= 0)
+    return v;
+  for (const auto& [node, rows] : now.node_rows) {
+    auto before = then.node_rows.find(node);
+    // A node that (re)joined since counts from zero.
+    auto base = before != then.node_rows.end() && before->second <= rows
+                  ? before->second
+                  : uint64_t{0};
+    v.nodes.push_back({node, static_cast<double>(rows - base) / dt});
+  }
+  if (then.expert_rows.size() != now.expert_rows.size())
     return v;
   for (size_t e = 0; e < now.expert_rows.size(); ++e)
     if (now.expert_rows[e] > then.expert_rows[e])

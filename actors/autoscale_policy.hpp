@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <map>
 #include <optional>
 #include <string>
 #include <utility>
@@ -33,6 +34,9 @@ struct load_sample {
   std::vector<uint64_t> expert_rows;
   /// The request latency histogram since start.
   latency_buckets latency;
+  /// Token rows sent to each node's expert hosts ("host:port") since they
+  /// joined.
+  std::map<std::string, uint64_t> node_rows;
 };
 
 /// What the autoscaler's thresholds are.
@@ -59,6 +63,12 @@ struct expert_rate {
   double rows_per_second = 0;
 };
 
+/// A node and the token rows per second its expert hosts were sent.
+struct node_rate {
+  std::string node;
+  double rows_per_second = 0;
+};
+
 /// What the load looks like at the newest sample.
 struct load_view {
   uint64_t queued = 0;
@@ -68,6 +78,9 @@ struct load_view {
   /// The busiest experts over the window, busiest first (ties: lower id),
   /// only those with rows.
   std::vector<expert_rate> hot;
+  /// Every node that hosts experts now, by name, with its rows per second
+  /// over the window.
+  std::vector<node_rate> nodes;
 };
 
 /// A decision: what to do and why.

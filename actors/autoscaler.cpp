@@ -55,6 +55,11 @@ std::string event_json(const std::string& action, const std::string& reason,
     doc["hot_experts"].push_back(h.expert);
     doc["rows_per_second"].push_back(json::rounded(h.rows_per_second, 3));
   }
+  doc["nodes"] = json::value::array();
+  for (const auto& n : load.nodes)
+    doc["nodes"].push_back(
+      json::value{{"node", n.node},
+                  {"rows_per_second", json::rounded(n.rows_per_second, 3)}});
   doc["node"] = node;
   doc["time"] = utc_now();
   doc["replicas"] = json::value::array();
@@ -264,6 +269,8 @@ void on_load(autoscaler_pointer self, const engine_load& load) {
   sample.at = clock_type::now();
   sample.queued = load.queued;
   sample.expert_rows = load.expert_rows;
+  for (const auto& host : load.hosts)
+    sample.node_rows[host.name] += host.rows;
   if (st.options.metrics)
     sample.latency = st.options.metrics->request_latency_buckets();
   // Replicas still being spawned cannot be retired yet.

@@ -152,6 +152,9 @@ engine_load load_of(const engine_state& st) {
   load.running = st.sched->running();
   load.expert_rows = st.routed_rows;
   load.expert_hosts = st.pool.live_hosts_per_expert();
+  for (const auto& [id, host] : st.pool.hosts())
+    load.hosts.push_back(host_load{host.name, host.experts, host.rows_sent,
+                                   host.inflight_rows, host.retiring});
   return load;
 }
 

@@ -160,6 +160,7 @@ void expert_dispatch::send(std::vector<size_t> entries, int attempt,
                                            avoid,
                                            std::chrono::steady_clock::now()});
     host.inflight_rows += rows;
+    host.rows_sent += static_cast<uint64_t>(rows);
     pool_->picked(host_id);
     // A reply counts only while its part is still outstanding: after a
     // failover, the failed host's late answer (or error) is ignored. No

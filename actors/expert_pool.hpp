@@ -25,6 +25,8 @@ struct expert_host {
   /// It is being retired: picked only for an expert no other host serves,
   /// and removed once its rows in flight are answered.
   bool retiring = false;
+  /// Token rows sent to it since it joined, retries included.
+  uint64_t rows_sent = 0;
 };
 
 /// The engine's view of who hosts which expert. Replicas of an expert are

@@ -5,11 +5,33 @@
 // may.
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "caf/meta/type_name.hpp"
 
 namespace volt {
+
+/// One expert host as the engine sees it.
+struct host_load {
+  /// Where it lives: "local" or the node's "host:port".
+  std::string name;
+  /// The experts it hosts, ascending.
+  std::vector<uint32_t> experts;
+  /// Token rows sent to it since it joined (retries included): its node's
+  /// share of the work.
+  uint64_t rows = 0;
+  /// Rows sent to it and not answered yet.
+  int64_t inflight_rows = 0;
+  /// It is being retired.
+  bool retiring = false;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, host_load& x) {
+  return f(caf::meta::type_name("volt.host_load"), x.name, x.experts, x.rows,
+           x.inflight_rows, x.retiring);
+}
 
 /// An engine's load now, with counters since its start (observers take
 /// rates from the difference of two answers).
@@ -27,12 +49,14 @@ struct engine_load {
   /// Live hosts of each expert, indexed by global expert id; hosts that are
   /// being retired do not count.
   std::vector<uint32_t> expert_hosts;
+  /// Every expert host, oldest first.
+  std::vector<host_load> hosts;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, engine_load& x) {
   return f(caf::meta::type_name("volt.engine_load"), x.queued, x.running,
-           x.expert_rows, x.expert_hosts);
+           x.expert_rows, x.expert_hosts, x.hosts);
 }
 
 } // namespace volt

@@ -178,3 +178,21 @@ CAF_TEST(hot experts are the busiest over the window) {
   CAF_CHECK_EQUAL(d.load.hot[0].expert, 1u);
   CAF_CHECK_EQUAL(d.load.hot[0].rows_per_second, 100.0);
 }
+
+CAF_TEST(every node that hosts experts gets its rate) {
+  autoscale_policy p{limits()};
+  fake_load load;
+  auto sample = load.at(0ms, 0);
+  sample.node_rows = {{"a:1", 1000}, {"b:1", 50}};
+  p.add(sample);
+  sample = load.at(500ms, 0);
+  // b rejoined (its count started again), c is new, a kept working.
+  sample.node_rows = {{"a:1", 1300}, {"b:1", 20}, {"c:1", 100}};
+  auto d = p.add(sample);
+  CAF_REQUIRE_EQUAL(d.load.nodes.size(), 3u);
+  CAF_CHECK_EQUAL(d.load.nodes[0].node, "a:1");
+  CAF_CHECK_EQUAL(d.load.nodes[0].rows_per_second, 600.0);
+  CAF_CHECK_EQUAL(d.load.nodes[1].rows_per_second, 40.0);
+  CAF_CHECK_EQUAL(d.load.nodes[2].node, "c:1");
+  CAF_CHECK_EQUAL(d.load.nodes[2].rows_per_second, 200.0);
+}

@@ -101,6 +101,11 @@ CAF_TEST(load spawns replicas on a spare node and low load retires them) {
   CAF_CHECK_EQUAL(up["rows_per_second"].size(), 3u);
   auto sorted_hot = hot;
   std::sort(sorted_hot.begin(), sorted_hot.end());
+  // The worker's load as the router sends it rows.
+  auto worker_name = "127.0.0.1:" + std::to_string(w);
+  CAF_REQUIRE_EQUAL(up["nodes"].size(), 1u);
+  CAF_CHECK_EQUAL(string_of(up["nodes"][0], "node"), worker_name);
+  CAF_CHECK_GREATER(up["nodes"][0]["rows_per_second"].get<double>(), 0.0);
   CAF_REQUIRE_EQUAL(up["replicas"].size(), 1u);
   CAF_CHECK_EQUAL(string_of(up["replicas"][0], "node"), spare_name);
   CAF_CHECK_EQUAL(ints_at(up["replicas"][0], "experts"), sorted_hot);

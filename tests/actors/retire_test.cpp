@@ -176,4 +176,11 @@ CAF_TEST(the engine reports rows per expert and its queue) {
                               after.expert_rows.end(), uint64_t{0});
   CAF_CHECK_EQUAL(rows, 43u * 2u * 2u);
   CAF_CHECK_EQUAL(after.queued, 0u);
+  // The one host was sent every row and holds none now.
+  CAF_REQUIRE_EQUAL(after.hosts.size(), 1u);
+  CAF_CHECK_EQUAL(after.hosts[0].name, "host");
+  CAF_CHECK_EQUAL(after.hosts[0].experts, all_ids);
+  CAF_CHECK_EQUAL(after.hosts[0].rows, rows);
+  CAF_CHECK_EQUAL(after.hosts[0].inflight_rows, 0);
+  CAF_CHECK(!after.hosts[0].retiring);
 }
