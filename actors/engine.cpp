@@ -83,6 +83,16 @@ void schedule_tick(engine_pointer self) {
                      tick_atom_v);
 }
 
+/// Counts the step in the metrics before its requests hear of it: a client
+/// that reads the counters after its answer finds its steps there.
+void record_step(engine_pointer self) {
+  auto& t = self->state.timing;
+  if (self->state.options.metrics)
+    self->state.options.metrics->step_done(
+      t.decode, t.rows, seconds_between(t.started, engine_clock::now()),
+      t.wait_seconds);
+}
+
 void end_step(engine_pointer self) {
   self->state.step_running = false;
   flush_streams(self);
@@ -163,6 +173,7 @@ void fail_step(engine_pointer self, const caf::error& err) {
   st.dispatch->cancel();
   finish_retirements(self);
   st.exec->abandon();
+  record_step(self);
   st.sched->fail_step(err);
   end_step(self);
 }
@@ -174,12 +185,17 @@ void advance(engine_pointer self, caf::expected<step_progress> progress) {
   if (!progress)
     return fail_step(self, progress.error());
   if (!progress->needs) {
+    record_step(self);
     st.sched->finish_step(progress->result);
     return end_step(self);
   }
   count_routed(st, *progress->needs);
+  st.timing.rows_sent = engine_clock::now();
   st.dispatch->start(std::move(*progress->needs),
                      [self](caf::expected<std::vector<float>> outputs) {
+                       auto& t = self->state.timing;
+                       t.wait_seconds
+                         += seconds_between(t.rows_sent, engine_clock::now());
                        // Every part of the layer is in: hosts being retired
                        // have nothing in flight now.
                        finish_retirements(self);
@@ -239,6 +255,11 @@ void run_next_step(engine_pointer self) {
     return;
   }
   st.step_running = true;
+  const auto& batch = req->batch;
+  st.timing = step_timing{engine_clock::now(), {}, 0.0,
+                          static_cast<size_t>(batch.size()),
+                          batch.sequences.size()
+                            == static_cast<size_t>(batch.size())};
   advance(self, st.exec->start(std::move(*req)));
 }
 

@@ -40,6 +40,18 @@ struct engine_options {
   std::shared_ptr<node_metrics> metrics;
 };
 
+/// Timing of the running step, for the step metrics.
+struct step_timing {
+  engine_clock::time_point started;
+  /// When the current layer's rows went to expert hosts.
+  engine_clock::time_point rows_sent;
+  /// Time spent waiting for expert hosts' answers so far.
+  double wait_seconds = 0;
+  size_t rows = 0;
+  /// Every sequence of the step computes one row.
+  bool decode = false;
+};
+
 /// State of the engine actor.
 struct engine_state {
   std::shared_ptr<model_executor> exec;
@@ -50,6 +62,7 @@ struct engine_state {
   bool step_running = false;
   /// A step_atom to self is pending.
   bool step_scheduled = false;
+  step_timing timing;
   /// Rows of the current step's layer at expert hosts.
   std::unique_ptr<expert_dispatch> dispatch;
   std::vector<caf::typed_response_promise<bool>> ready_waiters;

@@ -15,9 +15,6 @@
 #include <string>
 #include <vector>
 
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -25,6 +22,7 @@
 #include "actors/type_ids.hpp"
 #include "apps/cli_args.hpp"
 #include "apps/commands.hpp"
+#include "apps/tcp_client.hpp"
 #include "base/error.hpp"
 #include "caf/actor_system.hpp"
 #include "caf/actor_system_config.hpp"
@@ -115,27 +113,6 @@ timed_run caf_run(caf::actor_system& sys, const engine_actor& engine,
              });
   finished.wait();
   return std::move(*run);
-}
-
-/// A TCP connection to host:port with TCP_NODELAY, or -1.
-int open_socket(const endpoint& where) {
-  addrinfo hints{};
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* found = nullptr;
-  if (getaddrinfo(where.host.c_str(), std::to_string(where.port).c_str(),
-                  &hints, &found)
-      != 0)
-    return -1;
-  int fd = socket(found->ai_family, SOCK_STREAM, 0);
-  if (fd >= 0 && connect(fd, found->ai_addr, found->ai_addrlen) != 0) {
-    close(fd);
-    fd = -1;
-  }
-  freeaddrinfo(found);
-  int one = 1;
-  if (fd >= 0)
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-  return fd;
 }
 
 /// One streamed /v1/completions on a connection opened before the clock

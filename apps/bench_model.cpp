@@ -3,23 +3,31 @@
 // tokens/s, decode ms per step at several batch sizes, each against its floor
 // (bytes the step must read ÷ the measured copy bandwidth; FLOPs ÷ the
 // measured bf16 matrix rate), and optionally the last prompt position's
-// logits against the float32 CPU executor on the same checkpoint.
+// logits against the float32 CPU executor on the same checkpoint. With
+// --connect, the same requests go to a running router or standalone node
+// instead, and with --metrics each row adds what its node's counters say
+// about the network: tensor bytes on the wire per token and layer, and the
+// share of the steps spent waiting for expert hosts.
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 #include "actors/standalone.hpp"
+#include "apps/bench_target.hpp"
 #include "apps/cli_args.hpp"
 #include "apps/commands.hpp"
+#include "apps/remote_client.hpp"
 #include "base/error.hpp"
 #include "caf/actor_system.hpp"
 #include "caf/actor_system_config.hpp"
-#include "caf/scoped_actor.hpp"
+#include "config/endpoint.hpp"
 #include "model/json.hpp"
+#include "model/model_config.hpp"
 #include "net/actor_system_setup.hpp"
 
 #ifdef VOLT_HAVE_CUDA
@@ -32,7 +40,20 @@ namespace volt {
 namespace {
 
 const std::vector<flag_spec> model_flags = {
-  {"model", true, "checkpoint folder"},
+  {"model", true,
+   "checkpoint folder (with --connect: the one the node serves, for its "
+   "config.json)"},
+  {"connect", true,
+   "HOST:PORT of a running router or standalone node to send the requests "
+   "to instead of one in this process; its configuration decides devices, "
+   "batching ([engine] max_batch, prefill_chunk) and the KV pool"},
+  {"metrics", true,
+   "with --connect: HOST:PORT of that node's [metrics] endpoint; each row "
+   "then adds tensor bytes on the wire per token and layer and the share of "
+   "its steps spent waiting for expert hosts"},
+  {"wait-seconds", true,
+   "with --connect: how long to wait for the node to be reachable and ready "
+   "(default 60)"},
   {"device", true, "where the model runs: cuda:N or cpu (default cuda:0)"},
   {"quantization", true, "experts on the GPU: none (bf16) or int8"},
   {"batch", true, "decode batch sizes, comma-separated (default 1,8,32)"},
@@ -96,26 +117,6 @@ std::vector<int32_t> random_prompt(int64_t n, int64_t vocab, uint64_t seed) {
   return p;
 }
 
-/// Sends every request at once and returns the answers in order.
-caf::expected<std::vector<generate_result>>
-generate_all(caf::actor_system& sys, const engine_actor& eng,
-             const std::vector<generate_request>& reqs) {
-  caf::scoped_actor self{sys};
-  std::vector<decltype(self->request(eng, caf::infinite, generate_atom_v,
-                                     generate_request{}))>
-    pending;
-  for (const auto& r : reqs)
-    pending.push_back(self->request(eng, caf::infinite, generate_atom_v, r));
-  std::vector<generate_result> out;
-  caf::error failure;
-  for (auto& p : pending)
-    p.receive([&](generate_result& res) { out.push_back(std::move(res)); },
-              [&](caf::error& err) { failure = std::move(err); });
-  if (failure)
-    return failure;
-  return out;
-}
-
 /// Weight bytes of the dense part of one layer and of one expert (bf16, or
 /// int8 with f32 scales), and the LM head.
 struct model_bytes {
@@ -165,13 +166,44 @@ struct decode_row {
   double step_ms = 0;
   double floor_ms = 0;
   double experts_per_layer = 0;
+  std::vector<int32_t> new_tokens; // of the batch's first request
+  std::optional<network_cost> network;
 };
 
 struct prefill_row {
   int64_t tokens = 0;
   double seconds = 0;
   double tflops = 0;
+  std::vector<int32_t> new_tokens; // of the last run
+  std::optional<network_cost> network;
 };
+
+caf::error flag_error(std::string what) {
+  return make_volt_error(volt_errc::invalid_config, std::move(what));
+}
+
+/// Flags that only mean something for an engine in this process.
+caf::error check_connect_flags(const cli_args& args) {
+  if (args.has("connect")) {
+    for (const char* local :
+         {"device", "quantization", "prefill-attention", "check-cpu"})
+      if (args.has(local))
+        return flag_error("--" + std::string{local}
+                          + ": not with --connect (the node's configuration "
+                            "decides)");
+    if (!parse_endpoint(args.get("connect")))
+      return flag_error("--connect: expected HOST:PORT, got '"
+                        + args.get("connect") + "'");
+  } else {
+    for (const char* remote : {"metrics", "wait-seconds"})
+      if (args.has(remote))
+        return flag_error("--" + std::string{remote} + ": needs --connect");
+  }
+  if (args.has("metrics") && !parse_endpoint(args.get("metrics")))
+    return flag_error("--metrics: expected HOST:PORT, got '"
+                      + args.get("metrics") + "'");
+  return {};
+}
 
 } // namespace
 
@@ -180,10 +212,14 @@ int run_bench_model(const std::vector<std::string>& raw_args) {
   if (!args)
     return report_error(args.error());
   if (args->has("help") || !args->has("model")) {
-    std::printf("usage: volt-node bench model --model DIR [flags]\n%s",
+    std::printf("usage: volt-node bench model --model DIR [--connect "
+                "HOST:PORT [--metrics HOST:PORT]] [flags]\n%s",
                 render_flags(model_flags).c_str());
     return args->has("help") ? 0 : exit_bad_input;
   }
+  if (auto err = check_connect_flags(*args))
+    return report_error(err);
+  const bool remote = args->has("connect");
   auto device = args->get_device("device", "cuda:0");
   if (!device)
     return report_error(device.error());
@@ -195,7 +231,8 @@ int run_bench_model(const std::vector<std::string>& raw_args) {
   auto decode_prompt = args->get_int("decode-prompt", 128, 1, 1 << 20);
   auto new_tokens = args->get_int("new-tokens", 64, 2, 1 << 20);
   auto check_cpu = args->get_int("check-cpu", 0, 0, 1 << 16);
-  for (const auto* x : {&decode_prompt, &new_tokens, &check_cpu})
+  auto wait = args->get_int("wait-seconds", 60, 0, 86400);
+  for (const auto* x : {&decode_prompt, &new_tokens, &check_cpu, &wait})
     if (!*x)
       return report_error(x->error());
   if (!args->has("batch"))
@@ -208,43 +245,67 @@ int run_bench_model(const std::vector<std::string>& raw_args) {
     return report_error(prompts.error());
   auto attention = args->get("prefill-attention", "tensor-cores");
   if (attention != "tensor-cores" && attention != "simt")
-    return report_error(make_volt_error(volt_errc::invalid_config,
-                                        "--prefill-attention: expected "
-                                        "tensor-cores or simt, got '"
-                                          + attention + "'"));
+    return report_error(flag_error("--prefill-attention: expected "
+                                   "tensor-cores or simt, got '"
+                                   + attention + "'"));
   auto started = clock_type::now();
-  auto ckpt = checkpoint::open(args->get("model"));
-  if (!ckpt)
-    return report_error(ckpt.error());
-  const auto& mc = ckpt->config();
+  // A node serves its own copy: here only its config.json is read.
+  std::optional<checkpoint> ckpt;
+  auto mc = remote ? read_model_config(args->get("model"))
+                   : caf::expected<model_config>{model_config{}};
+  if (!remote) {
+    auto opened = checkpoint::open(args->get("model"));
+    if (!opened)
+      return report_error(opened.error());
+    ckpt = std::move(*opened);
+    mc = ckpt->config();
+  }
+  if (!mc)
+    return report_error(mc.error());
   auto longest = std::max(*std::max_element(prompts->begin(), prompts->end()),
                           *decode_prompt + *new_tokens);
-  if (longest > mc.max_position_embeddings)
-    return report_error(make_volt_error(
-      volt_errc::invalid_config,
+  if (longest > mc->max_position_embeddings)
+    return report_error(flag_error(
       "--prompt / --decode-prompt + --new-tokens: " + std::to_string(longest)
-        + " tokens exceed the model's context of "
-        + std::to_string(mc.max_position_embeddings)));
+      + " tokens exceed the model's context of "
+      + std::to_string(mc->max_position_embeddings)));
   auto max_batch = *std::max_element(batches->begin(), batches->end());
   caf::actor_system_config cfg;
-  configure_actor_system(cfg);
+  // With --connect this process is a peer of the node: it must beat (a
+  // router drops peers that stay silent for its peer_timeout_ms).
+  configure_actor_system(cfg, std::chrono::seconds{30});
   caf::actor_system sys{cfg};
-  standalone_options options;
-  options.model_device = *device;
-  options.model_device_origin = "--device";
-  options.quantization = *quantization;
-  options.show_progress = !args->has("json");
-  options.tensor_core_prefill = attention == "tensor-cores";
-  options.engine.batching.max_batch = static_cast<size_t>(max_batch);
-  options.engine.batching.max_queue = static_cast<size_t>(max_batch);
-  // A whole prompt in one step, so that prefill is timed as one pass.
-  options.engine.batching.prefill_chunk
-    = *std::max_element(prompts->begin(), prompts->end());
-  if (*device < 0)
-    options.engine.num_pages = max_batch * (longest / 16 + 2);
-  auto eng = spawn_standalone(sys, *ckpt, options);
-  if (!eng)
-    return report_error(eng.error());
+  bench_target target;
+  if (remote) {
+    auto where = parse_endpoint(args->get("connect"));
+    target.name = render_endpoint(where->host, where->port);
+    target.wait = std::chrono::seconds{*wait};
+    if (args->has("metrics"))
+      target.metrics = parse_endpoint(args->get("metrics"));
+    auto eng = connect_engine(sys, *where, clock_type::now() + target.wait);
+    if (!eng)
+      return report_error(eng.error());
+    target.engine = std::move(*eng);
+  } else {
+    standalone_options options;
+    options.model_device = *device;
+    options.model_device_origin = "--device";
+    options.quantization = *quantization;
+    options.show_progress = !args->has("json");
+    options.tensor_core_prefill = attention == "tensor-cores";
+    options.engine.batching.max_batch = static_cast<size_t>(max_batch);
+    options.engine.batching.max_queue = static_cast<size_t>(max_batch);
+    // A whole prompt in one step, so that prefill is timed as one pass.
+    options.engine.batching.prefill_chunk
+      = *std::max_element(prompts->begin(), prompts->end());
+    if (*device < 0)
+      options.engine.num_pages = max_batch * (longest / 16 + 2);
+    auto eng = spawn_standalone(sys, *ckpt, options);
+    if (!eng)
+      return report_error(eng.error());
+    target.engine = std::move(*eng);
+    target.name = "this process";
+  }
   auto load_seconds = seconds_since(started);
   auto [rss_loaded, peak_loaded] = resident_mib();
   uint64_t seed = 1;
@@ -252,36 +313,44 @@ int run_bench_model(const std::vector<std::string>& raw_args) {
   for (auto b : *batches) {
     std::vector<generate_request> reqs;
     for (int64_t i = 0; i < b; ++i) {
-      auto r = request_for_bench(random_prompt(*decode_prompt, mc.vocab_size,
+      auto r = request_for_bench(random_prompt(*decode_prompt, mc->vocab_size,
                                                seed++),
                                  4);
       reqs.push_back(r);
     }
-    if (auto res = generate_all(sys, *eng, reqs); !res)
+    if (auto res = target.run(sys, reqs); !res)
       return report_error(res.error());
   }
   // One prefill of each length first: first-use costs (kernel loading, the
   // allocator) stay out of the table, as on a server that has been up a while.
   for (auto p : *prompts)
-    if (auto res = generate_all(
-          sys, *eng,
-          {request_for_bench(random_prompt(p, mc.vocab_size, seed++), 1)});
+    if (auto res = target.run(
+          sys, {request_for_bench(random_prompt(p, mc->vocab_size, seed++), 1)});
         !res)
       return report_error(res.error());
   std::vector<prefill_row> prefill;
   for (auto p : *prompts) {
+    auto counters = counter_reading::take(target);
+    if (!counters)
+      return report_error(counters.error());
     std::vector<double> secs;
+    prefill_row row;
     for (int rep = 0; rep < 3; ++rep) {
-      auto res = generate_all(
-        sys, *eng,
-        {request_for_bench(random_prompt(p, mc.vocab_size, seed++), 1)});
+      auto res = target.run(
+        sys, {request_for_bench(random_prompt(p, mc->vocab_size, seed++), 1)});
       if (!res)
         return report_error(res.error());
       secs.push_back(res->front().prefill_seconds);
+      row.new_tokens = res->front().new_tokens;
     }
+    auto network = counters->cost("prefill", mc->num_hidden_layers);
+    if (!network)
+      return report_error(network.error());
     std::sort(secs.begin(), secs.end());
-    prefill_row row{p, secs[1], prefill_flops(mc, static_cast<double>(p))
-                                  / secs[1] / 1e12};
+    row.tokens = p;
+    row.seconds = secs[1];
+    row.tflops = prefill_flops(*mc, static_cast<double>(p)) / secs[1] / 1e12;
+    row.network = *network;
     prefill.push_back(row);
   }
   std::vector<decode_row> decode;
@@ -289,11 +358,17 @@ int run_bench_model(const std::vector<std::string>& raw_args) {
     std::vector<generate_request> reqs;
     for (int64_t i = 0; i < b; ++i)
       reqs.push_back(request_for_bench(
-        random_prompt(*decode_prompt, mc.vocab_size, seed++),
+        random_prompt(*decode_prompt, mc->vocab_size, seed++),
         static_cast<uint32_t>(*new_tokens)));
-    auto res = generate_all(sys, *eng, reqs);
+    auto counters = counter_reading::take(target);
+    if (!counters)
+      return report_error(counters.error());
+    auto res = target.run(sys, reqs);
     if (!res)
       return report_error(res.error());
+    auto network = counters->cost("decode", mc->num_hidden_layers);
+    if (!network)
+      return report_error(network.error());
     std::vector<double> step_ms;
     for (const auto& r : *res)
       step_ms.push_back(r.decode_seconds * 1e3
@@ -302,20 +377,22 @@ int run_bench_model(const std::vector<std::string>& raw_args) {
     decode_row row;
     row.batch = b;
     row.step_ms = step_ms[step_ms.size() / 2];
-    row.experts_per_layer = b == 1 ? mc.num_experts_per_tok
+    row.experts_per_layer = b == 1 ? mc->num_experts_per_tok
                                    : expected_experts(b,
-                                                      mc.num_experts_per_tok,
-                                                      mc.num_local_experts);
+                                                      mc->num_experts_per_tok,
+                                                      mc->num_local_experts);
+    row.new_tokens = res->front().new_tokens;
+    row.network = *network;
     decode.push_back(row);
   }
   auto [rss_after, peak_after] = resident_mib();
   // Ceilings of the card, measured after the runs (their buffers would
-  // otherwise shrink the KV pool).
+  // otherwise shrink the KV pool). A node elsewhere has its own card.
   double copy_gbs = 0;
   double bf16_tflops = 0;
-  std::string card = "cpu";
+  std::string card = remote ? "node at " + target.name : "cpu";
 #ifdef VOLT_HAVE_CUDA
-  if (*device >= 0) {
+  if (!remote && *device >= 0) {
     try {
       CUDA_CHECK(cudaSetDevice(*device));
       cudaDeviceProp prop{};
@@ -333,10 +410,10 @@ int run_bench_model(const std::vector<std::string>& raw_args) {
     }
   }
 #endif
-  auto mb = bytes_of(mc, *quantization);
+  auto mb = bytes_of(*mc, *quantization);
   for (auto& row : decode) {
     double ctx = *decode_prompt + *new_tokens / 2.0;
-    double bytes = mc.num_hidden_layers
+    double bytes = mc->num_hidden_layers
                      * (mb.dense_layer + row.experts_per_layer * mb.expert
                         + row.batch * ctx * mb.kv_token_layer)
                    + mb.lm_head;
@@ -345,17 +422,20 @@ int run_bench_model(const std::vector<std::string>& raw_args) {
   // The last prompt position's logits against the float32 CPU executor.
   double cpu_error = -1;
   if (*check_cpu > 0) {
-    auto prompt = random_prompt(*check_cpu, mc.vocab_size, 12345);
-    auto got = generate_all(sys, *eng, {request_for_bench(prompt, 1)});
+    auto prompt = random_prompt(*check_cpu, mc->vocab_size, 12345);
+    auto got = target.run(sys, {request_for_bench(prompt, 1)});
     if (!got)
       return report_error(got.error());
-    caf::anon_send_exit(*eng, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(target.engine, caf::exit_reason::user_shutdown);
     standalone_options cpu_options;
     cpu_options.engine.num_pages = (*check_cpu + 16) / 16 + 1;
     auto cpu_eng = spawn_standalone(sys, *ckpt, cpu_options);
     if (!cpu_eng)
       return report_error(cpu_eng.error());
-    auto want = generate_all(sys, *cpu_eng, {request_for_bench(prompt, 1)});
+    bench_target cpu_target;
+    cpu_target.engine = *cpu_eng;
+    cpu_target.name = "this process";
+    auto want = cpu_target.run(sys, {request_for_bench(prompt, 1)});
     if (!want)
       return report_error(want.error());
     std::vector<float> a;
@@ -370,56 +450,70 @@ int run_bench_model(const std::vector<std::string>& raw_args) {
     }
     cpu_error = std::sqrt(num / den);
     caf::anon_send_exit(*cpu_eng, caf::exit_reason::user_shutdown);
-  } else {
-    caf::anon_send_exit(*eng, caf::exit_reason::user_shutdown);
+  } else if (!remote) {
+    caf::anon_send_exit(target.engine, caf::exit_reason::user_shutdown);
   }
   if (args->has("json")) {
     auto prefill_json = json::value::array();
-    for (const auto& p : prefill)
-      prefill_json.push_back(
-        {{"tokens", p.tokens},
-         {"seconds", json::rounded(p.seconds, 5)},
-         {"tokens_per_second", json::rounded(p.tokens / p.seconds, 1)},
-         {"tflops", json::rounded(p.tflops, 1)}});
+    for (const auto& p : prefill) {
+      json::value row = {
+        {"tokens", p.tokens},
+        {"seconds", json::rounded(p.seconds, 5)},
+        {"tokens_per_second", json::rounded(p.tokens / p.seconds, 1)},
+        {"tflops", json::rounded(p.tflops, 1)},
+        {"new_tokens", p.new_tokens}};
+      add_network(row, p.network);
+      prefill_json.push_back(std::move(row));
+    }
     auto decode_json = json::value::array();
-    for (const auto& d : decode)
-      decode_json.push_back(
-        {{"batch", d.batch},
-         {"step_ms", json::rounded(d.step_ms, 4)},
-         {"floor_ms", json::rounded(d.floor_ms, 4)},
-         {"experts_per_layer", json::rounded(d.experts_per_layer, 2)}});
-    json::value out = {
-      {"card", card},
-      {"layers", mc.num_hidden_layers},
-      {"quantization", to_string(*quantization)},
-      {"load_seconds", json::rounded(load_seconds, 3)},
-      {"rss_mib_loaded", std::llround(rss_loaded)},
-      {"rss_mib_after", std::llround(rss_after)},
-      {"rss_mib_peak", std::llround(std::max(peak_loaded, peak_after))},
-      {"copy_gbs", json::rounded(copy_gbs, 1)},
-      {"bf16_tflops", json::rounded(bf16_tflops, 1)},
-      {"cpu_logits_rel_error", cpu_error},
-      {"prefill", prefill_json},
-      {"decode", decode_json}};
+    for (const auto& d : decode) {
+      json::value row = {
+        {"batch", d.batch},
+        {"step_ms", json::rounded(d.step_ms, 4)},
+        {"floor_ms", json::rounded(d.floor_ms, 4)},
+        {"experts_per_layer", json::rounded(d.experts_per_layer, 2)},
+        {"new_tokens", d.new_tokens}};
+      add_network(row, d.network);
+      decode_json.push_back(std::move(row));
+    }
+    json::value out = {{"card", card}, {"layers", mc->num_hidden_layers}};
+    if (!remote) {
+      // What this process loaded and holds; a node's own are in its log.
+      out["quantization"] = to_string(*quantization);
+      out["load_seconds"] = json::rounded(load_seconds, 3);
+      out["rss_mib_loaded"] = std::llround(rss_loaded);
+      out["rss_mib_after"] = std::llround(rss_after);
+      out["rss_mib_peak"] = std::llround(std::max(peak_loaded, peak_after));
+    }
+    out["copy_gbs"] = json::rounded(copy_gbs, 1);
+    out["bf16_tflops"] = json::rounded(bf16_tflops, 1);
+    out["cpu_logits_rel_error"] = cpu_error;
+    out["prefill"] = std::move(prefill_json);
+    out["decode"] = std::move(decode_json);
     std::printf("%s\n", json::dump(out).c_str());
     return 0;
   }
-  std::printf("%s, %lld layers, experts %s: loaded in %.2f s, resident %.0f "
-              "MiB (peak %.0f MiB); copy %.0f GB/s, bf16 %.0f TFLOP/s\n",
-              card.c_str(), static_cast<long long>(mc.num_hidden_layers),
-              to_string(*quantization).c_str(), load_seconds, rss_after,
-              std::max(peak_loaded, peak_after), copy_gbs, bf16_tflops);
+  if (remote)
+    std::printf("%s, %lld layers\n", card.c_str(),
+                static_cast<long long>(mc->num_hidden_layers));
+  else
+    std::printf("%s, %lld layers, experts %s: loaded in %.2f s, resident "
+                "%.0f MiB (peak %.0f MiB); copy %.0f GB/s, bf16 %.0f "
+                "TFLOP/s\n",
+                card.c_str(), static_cast<long long>(mc->num_hidden_layers),
+                to_string(*quantization).c_str(), load_seconds, rss_after,
+                std::max(peak_loaded, peak_after), copy_gbs, bf16_tflops);
   for (const auto& p : prefill)
     std::printf("prefill %6lld tokens: %8.3f ms, %9.0f tokens/s, %6.1f "
-                "TFLOP/s\n",
+                "TFLOP/s%s\n",
                 static_cast<long long>(p.tokens), p.seconds * 1e3,
-                p.tokens / p.seconds, p.tflops);
+                p.tokens / p.seconds, p.tflops, network_text(p.network).c_str());
   for (const auto& d : decode)
     std::printf("decode batch %4lld: %8.3f ms/step, floor %7.3f ms (%.2fx), "
-                "%.1f experts/layer\n",
+                "%.1f experts/layer%s\n",
                 static_cast<long long>(d.batch), d.step_ms, d.floor_ms,
                 d.floor_ms > 0 ? d.step_ms / d.floor_ms : 0.0,
-                d.experts_per_layer);
+                d.experts_per_layer, network_text(d.network).c_str());
   if (cpu_error >= 0)
     std::printf("last-position logits vs the float32 CPU executor: %.2e "
                 "relative\n",

@@ -20,10 +20,11 @@ std::string name_of(const endpoint& where) {
   return render_endpoint(where.host, where.port);
 }
 
-/// Connects to the engine published at `where`, retrying until `deadline`.
-caf::expected<engine_actor> connect(caf::actor_system& sys,
-                                    const endpoint& where,
-                                    clock_type::time_point deadline) {
+} // namespace
+
+caf::expected<engine_actor>
+connect_engine(caf::actor_system& sys, const endpoint& where,
+               clock_type::time_point deadline) {
   caf::scoped_actor self{sys};
   auto mm = sys.middleman().actor_handle();
   auto expected_ifs = sys.message_types<engine_actor>();
@@ -58,14 +59,20 @@ caf::expected<engine_actor> connect(caf::actor_system& sys,
                            + (last ? " (" + describe(last) + ")" : ""));
 }
 
-/// The client's side of one generation; also the sink of a streamed one.
+namespace {
+
+using answers = std::vector<generate_result>;
+using answer_promise = std::promise<caf::expected<answers>>;
+
+/// The client's side of generations sent together (one when streamed); also
+/// the sink of a streamed one.
 stream_sink_actor::behavior_type
 client(stream_sink_actor::pointer self, engine_actor eng, std::string node,
-       generate_request req, clock_type::time_point ready_deadline,
-       chunk_handler on_chunk,
-       std::shared_ptr<std::promise<caf::expected<generate_result>>> answer) {
+       std::vector<generate_request> reqs,
+       clock_type::time_point ready_deadline, chunk_handler on_chunk,
+       std::shared_ptr<answer_promise> answer) {
   auto done = std::make_shared<bool>(false);
-  auto deliver = [=](caf::expected<generate_result> x) {
+  auto deliver = [=](caf::expected<answers> x) {
     if (!*done) {
       *done = true;
       answer->set_value(std::move(x));
@@ -87,14 +94,22 @@ client(stream_sink_actor::pointer self, engine_actor eng, std::string node,
     .then(
       [=](bool) {
         if (!on_chunk) {
-          self->request(eng, caf::infinite, generate_atom_v, req)
-            .then([=](generate_result& res) { deliver(std::move(res)); },
-                  fail);
+          auto results = std::make_shared<answers>(reqs.size());
+          auto pending = std::make_shared<size_t>(reqs.size());
+          for (size_t i = 0; i < reqs.size(); ++i)
+            self->request(eng, caf::infinite, generate_atom_v, reqs[i])
+              .then(
+                [=](generate_result& res) {
+                  (*results)[i] = std::move(res);
+                  if (--*pending == 0)
+                    deliver(std::move(*results));
+                },
+                fail);
           return;
         }
         // The id comes with every chunk; the answer only says it was queued.
         self
-          ->request(eng, caf::infinite, stream_atom_v, req,
+          ->request(eng, caf::infinite, stream_atom_v, reqs.front(),
                     caf::actor_cast<stream_sink_actor>(self))
           .then([](uint64_t) {}, fail);
       },
@@ -115,9 +130,24 @@ client(stream_sink_actor::pointer self, engine_actor eng, std::string node,
       if (end.error)
         deliver(std::move(end.error));
       else
-        deliver(std::move(end.result));
+        deliver(answers{std::move(end.result)});
     },
   };
+}
+
+/// Runs `client` and waits for its answers.
+caf::expected<answers> run_client(caf::actor_system& sys, engine_actor engine,
+                                  const std::string& node,
+                                  std::vector<generate_request> reqs,
+                                  clock_type::time_point ready_deadline,
+                                  chunk_handler on_chunk) {
+  if (reqs.empty())
+    return answers{};
+  auto answer = std::make_shared<answer_promise>();
+  auto future = answer->get_future();
+  sys.spawn(client, std::move(engine), node, std::move(reqs), ready_deadline,
+            std::move(on_chunk), answer);
+  return future.get();
 }
 
 } // namespace
@@ -126,12 +156,19 @@ caf::expected<generate_result>
 generate_on(caf::actor_system& sys, engine_actor engine,
             const std::string& node, const generate_request& req,
             clock_type::time_point ready_deadline, chunk_handler on_chunk) {
-  auto answer
-    = std::make_shared<std::promise<caf::expected<generate_result>>>();
-  auto future = answer->get_future();
-  sys.spawn(client, std::move(engine), node, req, ready_deadline,
-            std::move(on_chunk), answer);
-  return future.get();
+  auto all = run_client(sys, std::move(engine), node, {req}, ready_deadline,
+                        std::move(on_chunk));
+  if (!all)
+    return std::move(all.error());
+  return std::move(all->front());
+}
+
+caf::expected<std::vector<generate_result>>
+generate_all_on(caf::actor_system& sys, engine_actor engine,
+                const std::string& node,
+                const std::vector<generate_request>& reqs,
+                clock_type::time_point ready_deadline) {
+  return run_client(sys, std::move(engine), node, reqs, ready_deadline, {});
 }
 
 caf::expected<generate_result>
@@ -139,7 +176,7 @@ generate_remote(caf::actor_system& sys, const endpoint& where,
                 const generate_request& req, std::chrono::milliseconds wait,
                 chunk_handler on_chunk) {
   auto deadline = clock_type::now() + wait;
-  auto engine = connect(sys, where, deadline);
+  auto engine = connect_engine(sys, where, deadline);
   if (!engine)
     return std::move(engine.error());
   return generate_on(sys, *engine, name_of(where), req, deadline,

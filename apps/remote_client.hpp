@@ -3,6 +3,7 @@
 #include <chrono>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "actors/type_ids.hpp"
 #include "caf/actor_system.hpp"
@@ -27,6 +28,21 @@ generate_on(caf::actor_system& sys, engine_actor engine,
             const std::string& node, const generate_request& req,
             std::chrono::steady_clock::time_point ready_deadline,
             chunk_handler on_chunk = {});
+
+/// As `generate_on` for several requests: once the engine is ready, sends
+/// them all at once (so that they can share its batches) and returns the
+/// answers in their order, or the first error.
+caf::expected<std::vector<generate_result>>
+generate_all_on(caf::actor_system& sys, engine_actor engine,
+                const std::string& node,
+                const std::vector<generate_request>& reqs,
+                std::chrono::steady_clock::time_point ready_deadline);
+
+/// The engine of the node (router or standalone) at `where`, reached over
+/// CAF's middleman; retries while the node is not up yet, until `deadline`.
+caf::expected<engine_actor>
+connect_engine(caf::actor_system& sys, const endpoint& where,
+               std::chrono::steady_clock::time_point deadline);
 
 /// Runs one generation on the node (router or standalone) at `where` over
 /// CAF's middleman: connects (retrying while the node is not up yet), then

@@ -191,6 +191,30 @@ struct node_metrics::impl {
                                .Help("Sequences computed together per step")
                                .Labels(node)
                                .Register(*registry);
+  /// Wall time of engine steps, by phase: "decode" when every sequence of
+  /// the step computed one row, else "prefill".
+  Family<Counter>& step_seconds
+    = BuildCounter()
+        .Name("voltinfer_step_seconds_total")
+        .Help("Time of engine steps, by phase (prefill or decode)")
+        .Labels(node)
+        .Register(*registry);
+  /// Token rows computed by engine steps, by phase.
+  Family<Counter>& step_rows = BuildCounter()
+                                 .Name("voltinfer_step_rows_total")
+                                 .Help("Token rows of engine steps, by phase")
+                                 .Labels(node)
+                                 .Register(*registry);
+  /// The part of step_seconds spent waiting for expert hosts on other nodes
+  /// (the network both ways and their compute): divided by step_seconds, the
+  /// share of a step that distribution costs the node that runs attention.
+  Family<Counter>& expert_wait
+    = BuildCounter()
+        .Name("voltinfer_expert_wait_seconds_total")
+        .Help("Time engine steps waited for expert hosts on other nodes to "
+              "answer their rows, by phase")
+        .Labels(node)
+        .Register(*registry);
   /// Requests to the OpenAI-compatible API by route and HTTP status.
   Family<Counter>& http_requests
     = BuildCounter()
@@ -269,6 +293,10 @@ node_metrics::node_metrics(const std::string& node_id)
   for (auto action : {"scale_up", "scale_down"})
     impl_->autoscaler_actions.Add({{"action", action}});
   impl_->autoscaler_replicas.Add({});
+  for (auto phase : {"prefill", "decode"})
+    for (auto* family :
+         {&impl_->step_seconds, &impl_->step_rows, &impl_->expert_wait})
+      family->Add({{"phase", phase}});
 }
 
 node_metrics::~node_metrics() = default;
@@ -320,6 +348,14 @@ void node_metrics::kv_pool(int64_t used, int64_t total, uint64_t copies,
 
 void node_metrics::batch_size(size_t n) {
   impl_->batch.Add({}, batch_buckets).Observe(static_cast<double>(n));
+}
+
+void node_metrics::step_done(bool decode, size_t rows, double seconds,
+                             double wait_seconds) {
+  prometheus::Labels phase{{"phase", decode ? "decode" : "prefill"}};
+  impl_->step_seconds.Add(phase).Increment(seconds);
+  impl_->step_rows.Add(phase).Increment(static_cast<double>(rows));
+  impl_->expert_wait.Add(phase).Increment(wait_seconds);
 }
 
 void node_metrics::http_request(const std::string& endpoint, int status) {

@@ -70,6 +70,13 @@ public:
   /// Sequences computed together in one engine step.
   void batch_size(size_t n);
 
+  /// An engine step of `rows` token rows ended after `seconds`, of which
+  /// `wait_seconds` went by between sending a layer's rows to expert hosts
+  /// on other nodes and having all their answers back. `decode`: every
+  /// sequence of the step computed one row.
+  void step_done(bool decode, size_t rows, double seconds,
+                 double wait_seconds);
+
   /// An HTTP API request to `endpoint` (a route such as "/v1/completions",
   /// or "other") was answered with `status`.
   void http_request(const std::string& endpoint, int status);

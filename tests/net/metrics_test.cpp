@@ -56,7 +56,13 @@ CAF_TEST(a router and a worker export the metric table) {
         "up\"} 0",
         "voltinfer_autoscaler_actions_total{node=\"router\",action=\"scale_"
         "down\"} 0",
-        "voltinfer_autoscaler_replicas{node=\"router\"} 0"}) {
+        "voltinfer_autoscaler_replicas{node=\"router\"} 0",
+        // Three prompts of 5 tokens, each prefilled in one step, then 3
+        // decode steps of one row each.
+        "voltinfer_step_rows_total{node=\"router\",phase=\"prefill\"} 15",
+        "voltinfer_step_rows_total{node=\"router\",phase=\"decode\"} 9",
+        "voltinfer_step_seconds_total{node=\"router\",phase=\"decode\"} ",
+        "voltinfer_expert_wait_seconds_total{node=\"router\",phase=\"decode\"} "}) {
     if (text.find(want) == std::string::npos)
       CAF_FAIL("router metrics lack '" << want << "':\n" << text);
   }
@@ -67,6 +73,20 @@ CAF_TEST(a router and a worker export the metric table) {
   CAF_CHECK_NOT_EQUAL(
     text.find("voltinfer_peer_bytes_received_total{node=\"router\"," + peer),
     std::string::npos);
+  // Every step of the router waited for the worker, and not longer than
+  // the step took.
+  auto value_of = [&](const std::string& series) {
+    auto at = text.find(series + " ");
+    CAF_REQUIRE(at != std::string::npos);
+    return std::stod(text.substr(at + series.size() + 1));
+  };
+  for (std::string phase : {"prefill", "decode"}) {
+    auto labels = "{node=\"router\",phase=\"" + phase + "\"}";
+    auto wait = value_of("voltinfer_expert_wait_seconds_total" + labels);
+    CAF_CHECK_GREATER(wait, 0.0);
+    CAF_CHECK_LESS_OR_EQUAL(wait,
+                            value_of("voltinfer_step_seconds_total" + labels));
+  }
   auto worker_text = http_body(http_get(wm, "/metrics"));
   CAF_CHECK_NOT_EQUAL(worker_text.find("voltinfer_expert_requests_total{node="
                                        "\"w\",expert_id=\""),
