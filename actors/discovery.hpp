@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "actors/replicas.hpp"
 #include "actors/type_ids.hpp"
 #include "base/log_throttle.hpp"
 #include "caf/typed_event_based_actor.hpp"
@@ -16,9 +17,6 @@
 #include "net/redis_client.hpp"
 
 namespace volt {
-
-/// Name under which worker nodes register the expert actor for remote spawns.
-inline const std::string expert_actor_type = "volt.expert";
 
 /// Where a router finds its expert hosts.
 struct discovery_options {

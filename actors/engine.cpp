@@ -147,6 +147,7 @@ void score_step(engine_pointer self, const step_result& result) {
 void fail_step(engine_pointer self, const caf::error& err) {
   auto& st = self->state;
   st.dispatch->cancel();
+  finish_retirements(self);
   st.exec->abandon();
   st.step_copy.reset();
   if (st.predictor)
@@ -188,12 +189,16 @@ void advance(engine_pointer self, caf::expected<step_progress> progress) {
     st.sched->finish_step(progress->result, st.step_mask);
     return end_step(self);
   }
+  count_routed(st, *progress->needs);
   st.timing.rows_sent = engine_clock::now();
   st.dispatch->start(std::move(*progress->needs),
                      [self](caf::expected<std::vector<float>> outputs) {
                        auto& t = self->state.timing;
-                       t.wait_seconds += seconds_between(t.rows_sent,
-                                                         engine_clock::now());
+                       t.wait_seconds
+                         += seconds_between(t.rows_sent, engine_clock::now());
+                       // Every part of the layer is in: hosts being retired
+                       // have nothing in flight now.
+                       finish_retirements(self);
                        if (!outputs)
                          return on_rows_failed(self, outputs.error());
                        advance(self,
@@ -329,6 +334,7 @@ void on_down(engine_pointer self, const caf::down_msg& msg) {
     VOLT_WARN("engine",
               "experts without a live host: " << expert_pool::render(missing));
   st.dispatch->host_down(*id, name);
+  finish_retirements(self);
 }
 
 /// Fails queued requests that waited too long for missing experts.
@@ -378,6 +384,7 @@ engine_actor::behavior_type engine(engine_pointer self,
                                 options.masked_experts,
                                 static_cast<uint32_t>(cfg.num_local_experts),
                                 options.ready_timeout};
+  st.routed_rows.assign(static_cast<size_t>(cfg.num_local_experts), 0);
   st.dispatch = std::make_unique<expert_dispatch>(
     self, st.pool, cfg.hidden_size, options.step_timeout, options.metrics);
   st.exec = std::move(exec);
@@ -492,6 +499,10 @@ engine_actor::behavior_type engine(engine_pointer self,
     [self](step_atom) {
       self->state.step_scheduled = false;
       run_next_step(self);
+    },
+    [self](load_atom) { return load_of(self->state); },
+    [self](retire_atom, expert_actor& handle) {
+      return retire_host(self, handle);
     },
     [self](tick_atom) {
       self->state.tick_scheduled = false;

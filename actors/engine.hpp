@@ -122,6 +122,11 @@ struct engine_state {
   discovery_actor finder;
   /// Drains waiting for their hosts' rows in flight.
   std::vector<pending_drain> drains;
+  /// Token rows sent to expert hosts per expert since start (engine_load).
+  std::vector<uint64_t> routed_rows;
+  /// Hosts being retired, by pool id: the answers owed once their rows in
+  /// flight are in.
+  std::map<uint64_t, std::vector<caf::typed_response_promise<bool>>> retiring;
 
   static inline const char* name = "volt.engine";
 };
@@ -143,7 +148,10 @@ using engine_pointer = engine_actor::stateful_pointer<engine_state>;
 /// when its sink goes down (it is monitored). With [prefetch] on, the
 /// prefetch predictor watches every step and its scores go to the prefetch
 /// actor, which ends with the engine. Operators inspect the engine, place
-/// experts through its discovery and drain hosts (actors/engine_control.hpp).
+/// experts through its discovery and drain hosts, and the autoscaler reads
+/// its load and retires hosts (actors/engine_control.hpp): a host drained or
+/// retired is no longer picked (unless it is the last host of an expert),
+/// its rows in flight are answered, then the engine forgets it.
 /// With an executor that blocks on a device, spawn the engine detached
 /// (spawn_engine does).
 engine_actor::behavior_type engine(engine_pointer self,

@@ -55,7 +55,7 @@ std::map<std::string, node_entry> pool_nodes(const engine_state& st,
     auto& e = nodes[h.name];
     e.role = "worker";
     e.address = h.name;
-    e.liveness = h.draining ? "draining" : "live";
+    e.liveness = h.retiring ? "draining" : "live";
     add_experts(e.experts, h.experts);
     e.rows_in_flight += h.inflight_rows;
     e.rows_sent += h.rows_sent;
@@ -196,7 +196,7 @@ caf::result<std::vector<uint32_t>> drain_node(engine_pointer self,
         known.push_back(h.name);
       continue;
     }
-    if (h.draining)
+    if (h.retiring)
       return make_volt_error(volt_errc::invalid_request,
                              "drain: " + d.node + " is already being drained");
     d.hosts.push_back(id);
@@ -218,7 +218,7 @@ caf::result<std::vector<uint32_t>> drain_node(engine_pointer self,
   for (auto e : d.experts) {
     bool elsewhere = std::binary_search(local.begin(), local.end(), e);
     for (const auto& [id, h] : st.pool.hosts())
-      elsewhere |= h.name != d.node && !h.draining && serves(h, e);
+      elsewhere |= h.name != d.node && !h.retiring && serves(h, e);
     if (!elsewhere)
       only_here.push_back(e);
   }
@@ -228,7 +228,7 @@ caf::result<std::vector<uint32_t>> drain_node(engine_pointer self,
                              + "experts " + expert_pool::render(only_here)
                              + "; spawn them on another node first");
   for (auto id : d.hosts)
-    st.pool.host(id).draining = true;
+    st.pool.host(id).retiring = true;
   VOLT_INFO("engine", "draining expert host "
                         << d.node
                         << ": no new rows; released once its rows in flight "
@@ -272,6 +272,74 @@ void release_drained(engine_pointer self) {
       promise.deliver(experts);
     i = st.drains.erase(i);
   }
+}
+
+/// Forgets the hosts being retired that have no rows in flight any more,
+/// and answers whoever asked to retire them.
+void finish_retirements(engine_pointer self) {
+  auto& st = self->state;
+  for (auto i = st.retiring.begin(); i != st.retiring.end();) {
+    auto id = i->first;
+    if (st.pool.hosts().count(id) > 0) {
+      auto& host = st.pool.host(id);
+      if (host.inflight_rows > 0) {
+        ++i;
+        continue;
+      }
+      self->demonitor(host.handle.address());
+      VOLT_INFO("engine", "expert host " << host.name << " retired");
+      st.pool.remove(id);
+      if (st.options.metrics)
+        st.options.metrics->live_workers(st.pool.remote_count());
+    } // else it went down while retiring: out of use all the same
+    for (auto& promise : i->second)
+      promise.deliver(true);
+    i = st.retiring.erase(i);
+  }
+}
+
+/// Stops picking the host of `handle` and answers once its rows in flight
+/// are in and the engine has forgotten it; refuses to retire the last live
+/// host of an expert, which would fail the requests that need it.
+caf::result<bool> retire_host(engine_pointer self, const expert_actor& handle) {
+  auto& st = self->state;
+  auto id = handle ? st.pool.find(handle.address()) : std::nullopt;
+  if (!id)
+    return false;
+  auto& host = st.pool.host(*id);
+  if (auto only = st.pool.served_only_by(*id); !only.empty())
+    return make_volt_error(volt_errc::invalid_request,
+                           "cannot retire expert host " + host.name
+                             + ": it is the last live host of experts "
+                             + expert_pool::render(only));
+  if (!host.retiring)
+    VOLT_INFO("engine", "retiring expert host " << host.name << " ("
+                                                << host.inflight_rows
+                                                << " rows in flight)");
+  host.retiring = true;
+  auto promise = self->make_response_promise<bool>();
+  st.retiring[*id].push_back(promise);
+  finish_retirements(self);
+  return promise;
+}
+
+/// Rows of each expert that a step sends out (engine_load's expert_rows).
+void count_routed(engine_state& st, const expert_rows& work) {
+  for (size_t i = 0; i < work.expert_ids.size(); ++i)
+    if (work.expert_ids[i] < st.routed_rows.size())
+      st.routed_rows[work.expert_ids[i]] += work.row_counts[i];
+}
+
+engine_load load_of(const engine_state& st) {
+  engine_load load;
+  load.queued = st.sched->waiting();
+  load.running = st.sched->running();
+  load.expert_rows = st.routed_rows;
+  load.expert_hosts = st.pool.live_hosts_per_expert();
+  for (const auto& [id, host] : st.pool.hosts())
+    load.hosts.push_back(host_load{host.name, host.experts, host.rows_sent,
+                                   host.inflight_rows, host.retiring});
+  return load;
 }
 
 } // namespace volt

@@ -38,4 +38,22 @@ caf::result<std::vector<uint32_t>> drain_node(engine_pointer self,
 /// calls it when a step ends.
 void release_drained(engine_pointer self);
 
+/// Stops picking the host of `handle` and answers once its rows in flight
+/// are in and the engine has forgotten it; refuses to retire the last live
+/// host of an expert, which would fail the requests that need it.
+caf::result<bool> retire_host(engine_pointer self, const expert_actor& handle);
+
+/// Forgets the hosts being retired that have no rows in flight any more,
+/// and answers whoever asked to retire them; the engine calls it whenever
+/// rows come back or a host goes down.
+void finish_retirements(engine_pointer self);
+
+/// Counts the rows of each expert that a step sends out (engine_load's
+/// expert_rows).
+void count_routed(engine_state& st, const expert_rows& work);
+
+/// Queue depth, running sequences, rows per expert and every expert host,
+/// for the autoscaler.
+engine_load load_of(const engine_state& st);
+
 } // namespace volt

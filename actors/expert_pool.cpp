@@ -41,8 +41,8 @@ std::optional<uint64_t> expert_pool::find(const caf::actor_addr& handle) const {
 
 std::optional<uint64_t>
 expert_pool::pick(uint32_t expert, const std::vector<uint64_t>& avoid) const {
-  // Order: not draining, not avoided, then fewer rows in flight, then least
-  // recently picked; hosts_ iterates oldest first, so the oldest wins
+  // Order: not avoided, then not retiring, then fewer rows in flight, then
+  // least recently picked; hosts_ iterates oldest first, so the oldest wins
   // remaining ties.
   std::optional<uint64_t> best;
   std::tuple<bool, bool, int64_t, uint64_t> best_key;
@@ -50,7 +50,7 @@ expert_pool::pick(uint32_t expert, const std::vector<uint64_t>& avoid) const {
     if (!std::binary_search(host.experts.begin(), host.experts.end(), expert))
       continue;
     bool avoided = std::find(avoid.begin(), avoid.end(), id) != avoid.end();
-    auto key = std::make_tuple(host.draining, avoided, host.inflight_rows,
+    auto key = std::make_tuple(avoided, host.retiring, host.inflight_rows,
                                host.last_pick);
     if (!best || key < best_key) {
       best = id;
@@ -74,6 +74,26 @@ std::vector<uint32_t> expert_pool::missing() const {
   std::vector<uint32_t> result;
   for (uint32_t e = 0; e < n_experts_; ++e)
     if (!served[e])
+      result.push_back(e);
+  return result;
+}
+
+std::vector<uint32_t> expert_pool::live_hosts_per_expert() const {
+  std::vector<uint32_t> count(n_experts_, 0);
+  for (const auto& [id, host] : hosts_)
+    if (!host.retiring)
+      for (auto e : host.experts)
+        ++count[e];
+  return count;
+}
+
+std::vector<uint32_t> expert_pool::served_only_by(uint64_t id) const {
+  auto count = live_hosts_per_expert();
+  const auto& host = hosts_.at(id);
+  auto itself = host.retiring ? 0u : 1u;
+  std::vector<uint32_t> result;
+  for (auto e : host.experts)
+    if (count[e] - itself == 0)
       result.push_back(e);
   return result;
 }

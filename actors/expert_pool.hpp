@@ -23,16 +23,18 @@ struct expert_host {
   /// When it was last picked (a counter); breaks ties between equally loaded
   /// replicas so that they take turns.
   uint64_t last_pick = 0;
-  /// Being drained: picked only when no other host serves an expert.
-  bool draining = false;
-  /// Token rows sent to it since it joined.
+  /// It is being retired (by the autoscaler) or drained (by an operator):
+  /// picked only for an expert no other host serves, and removed once its
+  /// rows in flight are answered.
+  bool retiring = false;
+  /// Token rows sent to it since it joined, retries included.
   uint64_t rows_sent = 0;
 };
 
 /// The engine's view of who hosts which expert. Replicas of an expert are
 /// picked by load: fewest in-flight rows, then the least recently picked, then
 /// the oldest host; the choice is deterministic for a given history. Hosts
-/// being drained are picked only when nothing else serves the expert.
+/// being retired come after all others.
 class expert_pool {
 public:
   explicit expert_pool(uint32_t n_experts = 0) : n_experts_(n_experts) {}
@@ -87,6 +89,13 @@ public:
 
   /// Experts that no host serves, ascending.
   std::vector<uint32_t> missing() const;
+
+  /// Experts that only host `id` serves among the hosts not being retired,
+  /// ascending: retiring it would leave them without a host.
+  std::vector<uint32_t> served_only_by(uint64_t id) const;
+
+  /// Hosts not being retired per expert, indexed by expert id.
+  std::vector<uint32_t> live_hosts_per_expert() const;
 
   /// Renders ids as "4, 5, 6" for messages.
   static std::string render(const std::vector<uint32_t>& ids);

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "actors/inspection_messages.hpp"
+#include "actors/load_messages.hpp"
 #include "actors/messages.hpp"
 #include "actors/prefetch_messages.hpp"
 #include "actors/stream_messages.hpp"
@@ -27,6 +28,7 @@ CAF_BEGIN_TYPE_ID_BLOCK(volt, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(volt, (volt::generate_chunk))
   CAF_ADD_TYPE_ID(volt, (volt::generate_end))
   CAF_ADD_TYPE_ID(volt, (volt::cancel_request))
+  CAF_ADD_TYPE_ID(volt, (volt::engine_load))
 
   /// Asks the engine to generate tokens for a prompt.
   CAF_ADD_ATOM(volt, volt, generate_atom, "generate")
@@ -58,6 +60,13 @@ CAF_BEGIN_TYPE_ID_BLOCK(volt, caf::first_custom_type_id)
   /// Tells a router's discovery to forget a node and stop what it spawned
   /// there.
   CAF_ADD_ATOM(volt, volt, release_atom, "release")
+  /// Asks the engine for its load (engine_load).
+  CAF_ADD_ATOM(volt, volt, load_atom, "load")
+  /// Asks the engine to stop using an expert host once its rows in flight
+  /// are answered.
+  CAF_ADD_ATOM(volt, volt, retire_atom, "retire")
+  /// Hands the webhook poster an event to POST.
+  CAF_ADD_ATOM(volt, volt, post_atom, "post")
 
   // Typed actor interfaces; declared inside the block because they use its
   // atoms.
@@ -83,7 +92,10 @@ CAF_BEGIN_TYPE_ID_BLOCK(volt, caf::first_custom_type_id)
   /// spawns experts on a worker node through the router's discovery and
   /// answers the node once they serve; `drain_atom` with a node stops sending
   /// it rows, lets its rows in flight finish, releases it and answers the
-  /// experts it hosted.
+  /// experts it hosted. For the autoscaler: `load_atom` answers an
+  /// engine_load; a retire answers once the host is out of use (false: it
+  /// was not a host), or with an error when it is the last live host of an
+  /// expert.
   using engine_actor = caf::typed_actor<
     caf::replies_to<generate_atom, generate_request>::with<generate_result>,
     caf::replies_to<stream_atom, generate_request,
@@ -97,7 +109,9 @@ CAF_BEGIN_TYPE_ID_BLOCK(volt, caf::first_custom_type_id)
     caf::replies_to<inspect_atom>::with<node_report>,
     caf::replies_to<place_atom, std::string,
                     std::vector<uint32_t>>::with<std::string>,
-    caf::replies_to<drain_atom, std::string>::with<std::vector<uint32_t>>>;
+    caf::replies_to<drain_atom, std::string>::with<std::vector<uint32_t>>,
+    caf::replies_to<load_atom>::with<engine_load>,
+    caf::replies_to<retire_atom, expert_actor>::with<bool>>;
 
   /// Keeps a worker registered in Redis (heartbeats) until told to leave.
   using registrar_actor
@@ -121,6 +135,17 @@ CAF_BEGIN_TYPE_ID_BLOCK(volt, caf::first_custom_type_id)
     = caf::typed_actor<caf::reacts_to<prefetch_report>,
                        caf::replies_to<status_atom>::with<std::string>>;
 
+  /// Watches an engine's load and adds or retires expert replicas
+  /// (actors/autoscaler.hpp); its status is a one-line summary.
+  using autoscaler_actor
+    = caf::typed_actor<caf::reacts_to<tick_atom>,
+                       caf::replies_to<status_atom>::with<std::string>>;
+
+  /// POSTs JSON events to a webhook in order, with bounded retries, on a
+  /// thread of its own (http/webhook.hpp).
+  using webhook_actor = caf::typed_actor<caf::reacts_to<post_atom, std::string>,
+                                         caf::reacts_to<tick_atom>>;
+
   } // namespace volt
 
   CAF_ADD_TYPE_ID(volt, (volt::registrar_actor))
@@ -132,5 +157,7 @@ CAF_BEGIN_TYPE_ID_BLOCK(volt, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(volt, (volt::prefetch_report))
   CAF_ADD_TYPE_ID(volt, (volt::prefetch_actor))
   CAF_ADD_TYPE_ID(volt, (volt::node_report))
+  CAF_ADD_TYPE_ID(volt, (volt::autoscaler_actor))
+  CAF_ADD_TYPE_ID(volt, (volt::webhook_actor))
 
 CAF_END_TYPE_ID_BLOCK(volt)

@@ -17,6 +17,7 @@
 #include "actors/unexpected_messages.hpp"
 #include "apps/commands.hpp"
 #include "apps/node_api.hpp"
+#include "apps/node_autoscaler.hpp"
 #include "base/error.hpp"
 #include "base/log.hpp"
 #include "base/stop_request.hpp"
@@ -280,6 +281,8 @@ int run_standalone(const node_config& cfg, const checkpoint& ckpt,
     return report_error(api.error());
   }
   log_fingerprint(cfg, ckpt);
+  auto scaler = start_autoscaler(sys, cfg, *eng, metrics, false,
+                                 ckpt.fingerprint());
   VOLT_INFO("node", "ready: standalone node '" << cfg.node.id << "' serving on "
                                                << where(cfg, guard->port()));
   wait_for_shutdown_signal(signals);
@@ -289,6 +292,7 @@ int run_standalone(const node_config& cfg, const checkpoint& ckpt,
   guard->stop_accepting();
   sys.middleman().unpublish(*eng, guard->backend_port());
   drain(sys, *eng);
+  scaler.stop();
   caf::anon_send_exit(*eng, caf::exit_reason::user_shutdown);
   return 0;
 }
@@ -475,6 +479,8 @@ int run_router(const node_config& cfg, const checkpoint& ckpt,
   }
   log_fingerprint(cfg, ckpt);
   log_record_signing(cfg, "accepting only signed");
+  auto scaler = start_autoscaler(sys, cfg, eng, metrics, true,
+                                 ckpt.fingerprint());
   VOLT_INFO("node", "router '" << cfg.node.id << "' accepts clients on "
                                << where(cfg, guard->port())
                                << "; waiting for every expert to have a host");
@@ -492,6 +498,7 @@ int run_router(const node_config& cfg, const checkpoint& ckpt,
   guard->stop_accepting();
   sys.middleman().unpublish(eng, guard->backend_port());
   drain(sys, eng);
+  scaler.stop();
   caf::anon_send_exit(eng, caf::exit_reason::user_shutdown);
   return 0;
 }

@@ -66,17 +66,35 @@ std::string check_quantization(const std::string& q) {
   return "expected \"none\" or \"int8\", got " + quote(q);
 }
 
-std::string check_workers(const std::vector<std::string>& workers) {
+/// Checks a list of "host:port" nodes; `noun` names one in messages.
+std::string check_nodes(const std::vector<std::string>& nodes,
+                        const std::string& noun) {
   std::set<std::string> seen;
-  for (size_t i = 0; i < workers.size(); ++i) {
-    if (!parse_endpoint(workers[i]))
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    if (!parse_endpoint(nodes[i]))
       return "element " + std::to_string(i)
              + ": expected \"host:port\" with port in [1, 65535], got "
-             + quote(workers[i]);
-    if (!seen.insert(workers[i]).second)
-      return "worker " + quote(workers[i]) + " is listed twice";
+             + quote(nodes[i]);
+    if (!seen.insert(nodes[i]).second)
+      return noun + " " + quote(nodes[i]) + " is listed twice";
   }
   return {};
+}
+
+std::string check_workers(const std::vector<std::string>& workers) {
+  return check_nodes(workers, "worker");
+}
+
+std::string check_spare_nodes(const std::vector<std::string>& nodes) {
+  return check_nodes(nodes, "node");
+}
+
+std::string check_webhook_url(const std::string& url) {
+  if (url.empty() || parse_http_url(url))
+    return {};
+  return "expected \"\" (no webhook) or \"http[s]://host[:port][/path]\" "
+         "without credentials or fragment, got "
+         + quote(url);
 }
 
 std::string check_placement(const std::vector<placement_entry>& entries) {
@@ -172,6 +190,10 @@ const std::vector<config_section>& config_sections() {
      "staging on the device before the layer needs them; it scores itself "
      "against the router's choices (voltinfer_prefetch_* in /metrics). With "
      "experts on the CPU it predicts and scores without staging anything."},
+    {"autoscaler",
+     "Adds capacity when a router or standalone node stays overloaded (a "
+     "webhook event, replicas of the hottest experts on spare nodes) and "
+     "gives it back when load stays low."},
   };
   return sections;
 }
@@ -470,6 +492,101 @@ const std::vector<config_key>& config_keys() {
      "percent: where the predictor is often wrong it stages fewer (0 always "
      "stages max_staged).",
      0, 100},
+    // -- [autoscaler]
+    // ------------------------------------------------------------------------
+    {"autoscaler", "enabled",
+     field<&node_config::autoscaler, &autoscaler_section::enabled>(),
+     "Run the autoscaler on a router or standalone node (workers ignore "
+     "it)."},
+    {"autoscaler", "interval_ms",
+     field<&node_config::autoscaler, &autoscaler_section::interval_ms>(),
+     "How often the autoscaler samples the engine's queue, latency and "
+     "per-expert load, in milliseconds; at most window_ms and "
+     "scale_down_window_ms.",
+     10, 600000},
+    {"autoscaler", "queue_depth_threshold",
+     field<&node_config::autoscaler,
+           &autoscaler_section::queue_depth_threshold>(),
+     "The node is overloaded while more requests than this wait for a batch "
+     "slot (queued or preempted).",
+     1, 1048576},
+    {"autoscaler", "p99_threshold_ms",
+     field<&node_config::autoscaler, &autoscaler_section::p99_threshold_ms>(),
+     "The node is also overloaded while the 99th percentile of request "
+     "latency over window_ms is above this many milliseconds (estimated from "
+     "voltinfer_request_latency_seconds as Prometheus' histogram_quantile "
+     "does); 0 leaves latency out.",
+     0, 3600000},
+    {"autoscaler", "window_ms",
+     field<&node_config::autoscaler, &autoscaler_section::window_ms>(),
+     "How long overload must hold, sample after sample, before a scale_up, in "
+     "milliseconds.",
+     10, 86400000},
+    {"autoscaler", "scale_down_queue_depth",
+     field<&node_config::autoscaler,
+           &autoscaler_section::scale_down_queue_depth>(),
+     "Load is low while at most this many requests wait (and the P99 is "
+     "within p99_threshold_ms when that is set); below "
+     "queue_depth_threshold.",
+     0, 1048576},
+    {"autoscaler", "scale_down_window_ms",
+     field<&node_config::autoscaler,
+           &autoscaler_section::scale_down_window_ms>(),
+     "How long low load must hold before a scale_down that retires the "
+     "replicas of the latest scale_up, in milliseconds. A scale_down only "
+     "follows a scale_up.",
+     10, 86400000},
+    {"autoscaler", "cooldown_ms",
+     field<&node_config::autoscaler, &autoscaler_section::cooldown_ms>(),
+     "Time after an action during which no other action is taken, in "
+     "milliseconds, so that new capacity can show its effect.",
+     0, 86400000},
+    {"autoscaler", "hot_experts",
+     field<&node_config::autoscaler, &autoscaler_section::hot_experts>(),
+     "How many of the experts with the most token rows per second (over "
+     "window_ms, summed over layers) a scale_up names and replicates.",
+     1, 4096},
+    {"autoscaler", "max_replicas_per_expert",
+     field<&node_config::autoscaler,
+           &autoscaler_section::max_replicas_per_expert>(),
+     "Replicas of one expert the autoscaler adds at most, over all spare "
+     "nodes.",
+     1, 64},
+    {"autoscaler", "spare_nodes",
+     field<&node_config::autoscaler, &autoscaler_section::spare_nodes,
+           check_spare_nodes>(),
+     "Bare worker nodes, each \"host:port\", that a router's scale_up "
+     "spawns replicas of the hot experts on (remote spawn of volt.expert, "
+     "one spare node per scale_up); empty: scale_up only posts the webhook. "
+     "A standalone node computes every expert itself and ignores them."},
+    {"autoscaler", "spawn_timeout_ms",
+     field<&node_config::autoscaler, &autoscaler_section::spawn_timeout_ms>(),
+     "Bound on connecting to a spare node, spawning replicas there and "
+     "hearing back from them, in milliseconds.",
+     100, 600000},
+    {"autoscaler", "webhook_url",
+     field<&node_config::autoscaler, &autoscaler_section::webhook_url,
+           check_webhook_url>(),
+     "Every scale_up and scale_down is POSTed here as JSON (action, reason, "
+     "queue_depth, p99_seconds, hot_experts, node, time, ...), from a thread "
+     "of its own so that serving never waits for it; \"\" posts nothing. "
+     "http:// or https://; logs show only its scheme, host and port."},
+    {"autoscaler", "webhook_timeout_ms",
+     field<&node_config::autoscaler, &autoscaler_section::webhook_timeout_ms>(),
+     "Bound on each of connecting, sending and waiting for the answer of one "
+     "POST, in milliseconds; an answer other than 2xx also fails it.",
+     10, 600000},
+    {"autoscaler", "webhook_retries",
+     field<&node_config::autoscaler, &autoscaler_section::webhook_retries>(),
+     "How often a failed POST of one event is tried again before the event "
+     "is dropped (logged, and counted in "
+     "voltinfer_autoscaler_webhook_posts_total).",
+     0, 100},
+    {"autoscaler", "webhook_backoff_ms",
+     field<&node_config::autoscaler, &autoscaler_section::webhook_backoff_ms>(),
+     "Wait before the first retry of a POST, doubled before each later one, "
+     "in milliseconds.",
+     0, 600000},
   };
   return keys;
 }

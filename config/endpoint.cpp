@@ -167,6 +167,39 @@ std::string render_redis_target(const redis_target& target) {
          + std::to_string(target.database);
 }
 
+std::optional<http_url> parse_http_url(std::string_view text) {
+  http_url result;
+  for (auto [scheme, port] :
+       {std::pair<std::string_view, uint16_t>{"http", 80}, {"https", 443}}) {
+    auto prefix = std::string{scheme} + "://";
+    if (text.substr(0, prefix.size()) != prefix)
+      continue;
+    auto rest = text.substr(prefix.size());
+    auto slash = rest.find('/');
+    auto authority = rest.substr(0, slash);
+    if (authority.find('@') != std::string_view::npos
+        || text.find('#') != std::string_view::npos)
+      return std::nullopt;
+    auto server = split_host_port(authority, false, port);
+    if (!server)
+      return std::nullopt;
+    for (auto c : rest)
+      if (static_cast<unsigned char>(c) <= ' ' || c == 0x7f)
+        return std::nullopt;
+    result.scheme = std::string{scheme};
+    result.server = std::move(*server);
+    result.path = slash == std::string_view::npos
+                    ? std::string{"/"}
+                    : std::string{rest.substr(slash)};
+    return result;
+  }
+  return std::nullopt;
+}
+
+std::string render_http_origin(const http_url& url) {
+  return url.scheme + "://" + render_endpoint(url.server.host, url.server.port);
+}
+
 std::optional<int> parse_device(std::string_view text) {
   if (text == "cpu")
     return -1;

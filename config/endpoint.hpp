@@ -54,6 +54,24 @@ std::string redact_redis_url(std::string_view url);
 /// "host:port/db" of `target`, without its credentials, for messages.
 std::string render_redis_target(const redis_target& target);
 
+/// A parsed http:// or https:// URL.
+struct http_url {
+  /// "http" or "https".
+  std::string scheme;
+  /// Host and port (80 or 443 when left out).
+  endpoint server;
+  /// Path and query, "/" when left out.
+  std::string path;
+};
+
+/// Parses "http[s]://host[:port][/path]"; IPv6 hosts go in brackets. URLs with
+/// credentials ("user@host") or a fragment are refused.
+std::optional<http_url> parse_http_url(std::string_view text);
+
+/// "scheme://host:port" of `url`, without the path (which may carry a
+/// secret token), for messages and logs.
+std::string render_http_origin(const http_url& url);
+
 /// Parses a device string: -1 for "cpu", N for "cuda:N", nothing for anything
 /// else.
 std::optional<int> parse_device(std::string_view text);

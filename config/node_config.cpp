@@ -58,6 +58,26 @@ caf::error check_tls_keys(const security_section& sec,
   return {};
 }
 
+/// The [autoscaler] keys that bound each other.
+caf::error check_autoscaler(const autoscaler_section& a,
+                            const std::string& where) {
+  auto ms = [](uint32_t x) { return std::to_string(x) + " ms"; };
+  for (auto [key, window] :
+       {std::pair<const char*, uint32_t>{"window_ms", a.window_ms},
+        {"scale_down_window_ms", a.scale_down_window_ms}})
+    if (window < a.interval_ms)
+      return config_error(where + ": [autoscaler] " + key + ": " + ms(window)
+                          + " is shorter than interval_ms (" + ms(a.interval_ms)
+                          + "): a window needs at least one sample");
+  if (a.scale_down_queue_depth >= a.queue_depth_threshold)
+    return config_error(where + ": [autoscaler] scale_down_queue_depth: "
+                        + std::to_string(a.scale_down_queue_depth)
+                        + " must be below queue_depth_threshold ("
+                        + std::to_string(a.queue_depth_threshold)
+                        + "), or load would count as high and low at once");
+  return {};
+}
+
 /// Checks what involves more than one key; each key was already checked on its
 /// own.
 caf::error validate(const node_config& cfg) {
@@ -106,6 +126,8 @@ caf::error validate(const node_config& cfg) {
       + " is also [network] port (use another port, or 0 to disable "
         "metrics)");
   if (auto err = check_tls_keys(cfg.security, where))
+    return err;
+  if (auto err = check_autoscaler(cfg.autoscaler, where))
     return err;
   // Workers serve no API, so one file can give every role the same [http].
   if (cfg.http.port != 0 && cfg.node.role != node_role::worker) {

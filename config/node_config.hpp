@@ -263,6 +263,53 @@ struct security_section {
   std::string cluster_secret_file;
 };
 
+/// Section `[autoscaler]`: adds capacity when a router or standalone node is
+/// overloaded and gives it back when load stays low.
+struct autoscaler_section {
+  /// Run the autoscaler on a router or standalone node. Default: false.
+  bool enabled = false;
+  /// How often the load is sampled, in milliseconds. Default: 1000.
+  uint32_t interval_ms = 1000;
+  /// Queued requests above which the node counts as overloaded. Default: 32.
+  uint32_t queue_depth_threshold = 32;
+  /// P99 request latency in milliseconds above which the node counts as
+  /// overloaded; 0 leaves latency out. Default: 0.
+  uint32_t p99_threshold_ms = 0;
+  /// How long overload must hold before a scale-up, in milliseconds.
+  /// Default: 30000.
+  uint32_t window_ms = 30000;
+  /// Queued requests at or below which load counts as low. Default: 0.
+  uint32_t scale_down_queue_depth = 0;
+  /// How long low load must hold before a scale-down, in milliseconds.
+  /// Default: 300000.
+  uint32_t scale_down_window_ms = 300000;
+  /// Time after an action during which no other is taken, in milliseconds.
+  /// Default: 120000.
+  uint32_t cooldown_ms = 120000;
+  /// Experts with the most rows per second that a scale-up replicates.
+  /// Default: 2.
+  uint32_t hot_experts = 2;
+  /// Replicas of one expert the autoscaler adds at most. Default: 1.
+  uint32_t max_replicas_per_expert = 1;
+  /// Bare worker nodes, as "host:port", that replicas are spawned on.
+  /// Default: [] (none: the webhook alone).
+  std::vector<std::string> spare_nodes;
+  /// Bound on reaching a spare node and spawning replicas there, in
+  /// milliseconds. Default: 10000.
+  uint32_t spawn_timeout_ms = 10000;
+  /// http:// or https:// URL that every action is POSTed to as JSON; "" posts
+  /// nothing. Default: "".
+  std::string webhook_url;
+  /// Bound on one POST to the webhook (connect, send and answer), in
+  /// milliseconds. Default: 2000.
+  uint32_t webhook_timeout_ms = 2000;
+  /// POSTs of one event after its first failed one. Default: 3.
+  uint32_t webhook_retries = 3;
+  /// Wait before the first retry, doubled before each later one, in
+  /// milliseconds. Default: 500.
+  uint32_t webhook_backoff_ms = 500;
+};
+
 /// The whole node configuration, one struct per TOML section.
 struct node_config {
   node_section node;
@@ -277,6 +324,7 @@ struct node_config {
   http_section http;
   security_section security;
   prefetch_section prefetch;
+  autoscaler_section autoscaler;
   /// File name the config came from ("" for defaults only).
   std::string source;
 };

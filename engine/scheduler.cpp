@@ -175,7 +175,7 @@ std::string scheduler::status() const {
 
 void scheduler::report_queue() {
   if (options_.metrics)
-    options_.metrics->queue_depth(queue_.size() + preempted_.size());
+    options_.metrics->queue_depth(waiting());
 }
 
 // -- admission ----------------------------------------------------------------

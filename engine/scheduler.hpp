@@ -121,6 +121,17 @@ public:
     return !queue_.empty();
   }
 
+  /// Requests waiting for a batch slot and preempted sequences waiting to
+  /// resume: the queue depth the metrics report.
+  size_t waiting() const {
+    return queue_.size() + preempted_.size();
+  }
+
+  /// Sequences in the running batch.
+  size_t running() const {
+    return running_.size();
+  }
+
   /// "3 completed, 1 cancelled, 0 failed, ... (0 preemptions)".
   std::string status() const;
 

@@ -284,6 +284,28 @@ struct node_metrics::impl {
               "by layer")
         .Labels(node)
         .Register(*registry);
+  /// Scale-ups and scale-downs of the autoscaler.
+  Family<Counter>& autoscaler_actions
+    = BuildCounter()
+        .Name("voltinfer_autoscaler_actions_total")
+        .Help("Autoscaler actions taken, by action (scale_up, scale_down)")
+        .Labels(node)
+        .Register(*registry);
+  /// Expert replicas the autoscaler spawned on spare nodes, while they serve.
+  Family<Gauge>& autoscaler_replicas
+    = BuildGauge()
+        .Name("voltinfer_autoscaler_replicas")
+        .Help("Expert replicas added by the autoscaler that serve now")
+        .Labels(node)
+        .Register(*registry);
+  /// POSTs of autoscaler events to the webhook, retries included.
+  Family<Counter>& webhook_posts
+    = BuildCounter()
+        .Name("voltinfer_autoscaler_webhook_posts_total")
+        .Help("POSTs of autoscaler events to the webhook, by outcome (ok, "
+              "error)")
+        .Labels(node)
+        .Register(*registry);
   /// Last cumulative values reported by the scheduler, so that counters
   /// grow by the difference.
   std::mutex kv_mtx;
@@ -314,6 +336,9 @@ node_metrics::node_metrics(const std::string& node_id)
     family->Add({});
   impl_->kv_used.Add({});
   impl_->kv_total.Add({});
+  for (auto action : {"scale_up", "scale_down"})
+    impl_->autoscaler_actions.Add({{"action", action}});
+  impl_->autoscaler_replicas.Add({});
   for (auto phase : {"prefill", "decode"})
     for (auto* family :
          {&impl_->step_seconds, &impl_->step_rows, &impl_->expert_wait})
@@ -419,6 +444,27 @@ uint64_t node_metrics::rows_computed() const {
 
 std::string node_metrics::text() const {
   return prometheus::TextSerializer{}.Serialize(impl_->registry->Collect());
+}
+
+std::vector<std::pair<double, uint64_t>>
+node_metrics::request_latency_buckets() const {
+  auto metric = impl_->request_latency.Add({}, latency_buckets).Collect();
+  std::vector<std::pair<double, uint64_t>> out;
+  for (const auto& bucket : metric.histogram.bucket)
+    out.emplace_back(bucket.upper_bound, bucket.cumulative_count);
+  return out;
+}
+
+void node_metrics::autoscaler_action(const std::string& action) {
+  impl_->autoscaler_actions.Add({{"action", action}}).Increment();
+}
+
+void node_metrics::autoscaler_replicas(size_t n) {
+  impl_->autoscaler_replicas.Add({}).Set(static_cast<double>(n));
+}
+
+void node_metrics::webhook_post(const std::string& outcome) {
+  impl_->webhook_posts.Add({{"outcome", outcome}}).Increment();
 }
 
 void node_metrics::bytes_sent(const std::string& peer, size_t n) {

@@ -4,6 +4,8 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "caf/expected.hpp"
 
@@ -108,6 +110,20 @@ public:
 
   /// Every metric in Prometheus' text format, as GET /metrics serves it.
   std::string text() const;
+  /// The request latency histogram now: (upper bound in seconds, requests
+  /// at or below it since start) per bucket, ascending, the last bound
+  /// infinite; what the autoscaler estimates quantiles from.
+  std::vector<std::pair<double, uint64_t>> request_latency_buckets() const;
+
+  /// The autoscaler took `action` ("scale_up" or "scale_down").
+  void autoscaler_action(const std::string& action);
+
+  /// Expert replicas that the autoscaler added and that serve now.
+  void autoscaler_replicas(size_t n);
+
+  /// One POST of an autoscaler event to the webhook ended with `outcome`
+  /// ("ok" or "error").
+  void webhook_post(const std::string& outcome);
 
 private:
   struct impl;

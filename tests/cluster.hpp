@@ -106,6 +106,17 @@ inline std::string http_get(uint16_t port, const std::string& path) {
                       "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
 }
 
+/// The body of an HTTP response ("" without one).
+inline std::string http_body(const std::string& response) {
+  auto pos = response.find("\r\n\r\n");
+  return pos == std::string::npos ? std::string{} : response.substr(pos + 4);
+}
+
+/// The Prometheus text a node serves on `metrics_port`.
+inline std::string metrics_text(uint16_t metrics_port) {
+  return http_body(http_get(metrics_port, "/metrics"));
+}
+
 /// Waits until the node serving /metrics on `metrics_port` has sent expert
 /// rows to a peer: a request is then in flight on it. Tests that stop a node
 /// mid-request wait for this rather than a fixed time, which a slow machine

@@ -10,6 +10,7 @@
 #include "actors/expert.hpp"
 #include "model/cpu_executor.hpp"
 #include "tests/engine_harness.hpp"
+#include "tests/model/checkpoint_writer.hpp"
 
 namespace volt::test {
 

@@ -52,7 +52,7 @@ expert_actor::behavior_type gated(expert_actor::pointer self,
       });
       return promise;
     },
-    [](hosted_atom) { return every_id; },
+    [](hosted_atom) { return expert_hello{every_id, {}}; },
   };
 }
 

@@ -36,7 +36,7 @@ std::string read_file(const std::string& path) {
 /// meaning and "Default: <value>".
 std::vector<std::string> undocumented_keys(const std::string& text) {
   static const std::regex section_line{R"(^(# )?\[([a-z_]+)\]\s*$)"};
-  static const std::regex key_line{R"(^(# )?([a-z_]+) = .*$)"};
+  static const std::regex key_line{R"(^(# )?([a-z][a-z0-9_]*) = .*$)"};
   std::set<std::string> seen;
   std::vector<std::string> problems;
   std::string section;

@@ -12,12 +12,6 @@ using namespace volt::test;
 
 namespace {
 
-/// The body of an HTTP response.
-std::string body_of(const std::string& response) {
-  auto pos = response.find("\r\n\r\n");
-  return pos == std::string::npos ? std::string{} : response.substr(pos + 4);
-}
-
 /// Runs promtool (extracted by scripts/setup.sh) on `text`.
 run_result promtool_check(const std::string& text, const temp_dir& dir) {
   auto file = dir.file("metrics.txt");
@@ -43,7 +37,7 @@ CAF_TEST(a router and a worker export the metric table) {
       0);
   auto response = http_get(rm, "/metrics");
   CAF_REQUIRE(response.rfind("HTTP/1.1 200 OK", 0) == 0);
-  auto text = body_of(response);
+  auto text = http_body(response);
   for (auto want :
        {"voltinfer_request_latency_seconds_bucket{node=\"router\",le=\"",
         "voltinfer_request_latency_seconds_count{node=\"router\"} 3",
@@ -58,6 +52,11 @@ CAF_TEST(a router and a worker export the metric table) {
         "voltinfer_prefix_hits_total{node=\"router\"} 0",
         "voltinfer_kv_copy_on_write_total{node=\"router\"} 0",
         "voltinfer_batch_size_bucket{node=\"router\",le=\"1\"}",
+        "voltinfer_autoscaler_actions_total{node=\"router\",action=\"scale_"
+        "up\"} 0",
+        "voltinfer_autoscaler_actions_total{node=\"router\",action=\"scale_"
+        "down\"} 0",
+        "voltinfer_autoscaler_replicas{node=\"router\"} 0",
         // Three prompts of 5 tokens, each prefilled in one step, then 3
         // decode steps of one row each.
         "voltinfer_step_rows_total{node=\"router\",phase=\"prefill\"} 15",
@@ -89,7 +88,7 @@ CAF_TEST(a router and a worker export the metric table) {
     CAF_CHECK_LESS_OR_EQUAL(wait,
                             value_of("voltinfer_step_seconds_total" + labels));
   }
-  auto worker_text = body_of(http_get(wm, "/metrics"));
+  auto worker_text = http_body(http_get(wm, "/metrics"));
   CAF_CHECK_NOT_EQUAL(worker_text.find("voltinfer_expert_requests_total{node="
                                        "\"w\",expert_id=\""),
                       std::string::npos);
