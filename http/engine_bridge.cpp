@@ -32,9 +32,13 @@ sink(stream_sink_actor::pointer self, engine_actor engine,
      std::shared_ptr<event_queue> queue) {
   self->monitor(engine);
   self->set_down_handler([=](caf::down_msg& msg) {
-    for (const auto& [id, prompt] : prompts)
-      queue->push(prompt_end{prompt, msg.reason ? msg.reason
-                                                : caf::make_error(caf::sec::request_receiver_down)});
+    for (const auto& [id, prompt] : prompts) {
+      prompt_end end;
+      end.prompt = prompt;
+      end.error = msg.reason ? msg.reason
+                             : caf::make_error(caf::sec::request_receiver_down);
+      queue->push(std::move(end));
+    }
     self->quit();
   });
   return {
