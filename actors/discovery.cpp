@@ -280,7 +280,7 @@ void reach(discovery_pointer self, discovery_target& t) {
   auto ifs = self->system().message_types<expert_actor>();
   self->request(mm, timeout, caf::connect_atom_v, t.where.host, t.where.port)
     .then(
-      [=](const caf::node_id&, caf::strong_actor_ptr& ptr,
+      [=](const caf::node_id& nid, caf::strong_actor_ptr& ptr,
           const std::set<std::string>& remote_ifs) {
         if (!spawn.empty()) {
           self

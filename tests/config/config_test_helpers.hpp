@@ -55,11 +55,6 @@ inline caf::expected<node_config> parse(const std::string& text,
   return parse_node_config(text, "node.toml", env);
 }
 
-/// `text` after the one key every role needs, for tests of other sections.
-inline std::string with_model(const std::string& text) {
-  return "[model]\npath = \"m\"\n" + text;
-}
-
 /// A valid worker file that tests modify one line at a time.
 inline const std::string worker_toml = R"([node]
 id = "worker-1"
