@@ -139,7 +139,8 @@ CAF_TEST(killing both hosts of an expert degrades answers and fails none) {
       "--prompt-ids",     long_prompt(20 + i),
       "--max-new-tokens", "60",
       "--ignore-eos",     "--json"};
-    clients.push_back(std::make_unique<child_process>(argv));
+    clients.push_back(
+      std::make_unique<child_process>(argv, client_tls_env()));
   }
   CAF_REQUIRE(wait_peer_traffic(c.r_metrics));
   c.kill_expert_3();

@@ -262,7 +262,9 @@ CAF_TEST(with a cluster secret forged and replayed records are ignored) {
   auto secret_file = dir.file("cluster_secret");
   write_text(secret_file, "3f1c9a0e5b7d2468ace0bdf13579b2c4e6f8091a2b3c4d5e6f708192a3b4c5d6\n");
   ::chmod(secret_file.c_str(), 0600);
-  auto security = "[security]\ncluster_secret_file = \"" + secret_file + "\"\n";
+  // The [security] section: the cluster's TLS files and the secret file.
+  auto security = tls_security_toml() + "cluster_secret_file = \""
+                  + secret_file + "\"\n";
   auto all = std::string{"0, 1, 2, 3, 4, 5, 6, 7"};
   auto tag = std::to_string(getpid());
   auto good = free_port(), evil = free_port(), gone = free_port(),
@@ -274,7 +276,8 @@ CAF_TEST(with a cluster secret forged and replayed records are ignored) {
     dir, {"evil-" + tag, "worker", evil, 0, "[worker]\nexperts = [" + all + "]\n",
           other})};
   node_process good_worker{write_node_toml(
-    dir, {"good-" + tag, "worker", good, 0, worker_extra(all, url) + security})};
+    dir, {"good-" + tag, "worker", good, 0, worker_extra(all, url),
+          tiny_mixtral_dir(), security})};
   CAF_REQUIRE(evil_worker.wait_ready());
   CAF_REQUIRE(good_worker.wait_ready());
   CAF_CHECK(good_worker.wait_log("signing its Redis worker records",
@@ -297,7 +300,8 @@ CAF_TEST(with a cluster secret forged and replayed records are ignored) {
                                            "120000"}),
                     "OK");
   node_process router{write_node_toml(
-    dir, {"router-" + tag, "router", r, 0, redis_extra(url) + security})};
+    dir, {"router-" + tag, "router", r, 0, redis_extra(url),
+          tiny_mixtral_dir(), security})};
   CAF_REQUIRE(router.wait_ready());
   CAF_CHECK(router.wait_log("ignoring the Redis record " + evil_key
                               + ": not signed, and [security] cluster_secret "
@@ -322,7 +326,8 @@ CAF_TEST(with a cluster secret forged and replayed records are ignored) {
   // once it expires, as the key would have.
   auto gone_id = "gone-" + tag;
   node_process gone_worker{write_node_toml(
-    dir, {gone_id, "worker", gone, 0, worker_extra(all, url) + security})};
+    dir, {gone_id, "worker", gone, 0, worker_extra(all, url),
+          tiny_mixtral_dir(), security})};
   CAF_REQUIRE(gone_worker.wait_ready());
   auto gone_key = worker_record_key(gone_id);
   CAF_REQUIRE(eventually(

@@ -448,7 +448,7 @@ CAF_TEST(bad TLS settings stop a client with one line and exit code 2) {
                   {"--tls-ca: only with --connect"});
   check_bad_input(generate(connect, {"VOLT_SECURITY_INSECURE=yes"}),
                   {"environment: VOLT_SECURITY_INSECURE: expected true or "
-                   "false, got \"yes\""});
+                   "false (or 1 or 0), got \"yes\""});
   check_bad_input(generate(with({"--tls-cert", certs.file("client.pem"),
                                  "--tls-key", certs.file("node-key.pem"),
                                  "--tls-ca", certs.file("ca.pem")})),
