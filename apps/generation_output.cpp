@@ -31,11 +31,13 @@ json::value nest(const T* data, const int64_t* dims, size_t rank) {
   return out;
 }
 
-/// `t` as nested arrays of its shape.
+/// `t`, of element type `type`, as nested arrays of its shape; an empty array
+/// when its shape does not fit its bytes (it came over the network).
 template <class T>
-json::value nested(const wire_tensor& t) {
-  if (t.bytes.size() < static_cast<size_t>(t.numel()) * sizeof(T))
-    return json::value::array(); // malformed: the engine checks shapes
+json::value nested(const wire_tensor& t, dtype type) {
+  std::vector<int64_t> any_shape(t.shape.size(), -1);
+  if (check_wire_tensor(t, type, any_shape, "tensor"))
+    return json::value::array();
   return nest(reinterpret_cast<const T*>(t.bytes.data()), t.shape.data(),
               t.shape.size());
 }
@@ -67,9 +69,9 @@ std::string generation_to_json(const generate_request& req,
     out["finish_reasons"] = res.finish_reasons;
   }
   if (req.return_all_logits)
-    out["all_logits"] = nested<float>(res.all_logits);
+    out["all_logits"] = nested<float>(res.all_logits, dtype::f32);
   if (req.return_routing)
-    out["router_topk"] = nested<int32_t>(res.routing);
+    out["router_topk"] = nested<int32_t>(res.routing, dtype::i32);
   if (!texts.empty())
     out["text"] = texts[0];
   if (!texts.empty() && !res.sequences.empty())

@@ -62,7 +62,11 @@ std::string unknown_variable(const config_section& section,
 
 caf::error apply_environment(const std::map<std::string, std::string>& env,
                              node_config& cfg) {
-  for (const auto& [name, text] : env) {
+  for (const auto& entry : env) {
+    // Named references, not a structured binding: C++17 lets no lambda
+    // capture one (GCC allows it, Clang does not).
+    const auto& name = entry.first;
+    const auto& text = entry.second;
     const auto* section = section_of(name);
     if (section == nullptr)
       continue; // VOLT_LOG_LEVEL, VOLT_TEST_DATA_DIR, ...: not configuration

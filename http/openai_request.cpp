@@ -7,6 +7,7 @@
 #include "actors/messages.hpp"
 #include "engine/scheduler.hpp"
 #include "http/json_fields.hpp"
+#include "model/json.hpp"
 
 namespace volt::http {
 
@@ -271,9 +272,25 @@ std::optional<api_error> parse_completion(const nlohmann::json& body,
 
 std::optional<api_error> parse_body(const std::string& text,
                                     nlohmann::json& out) {
+  // Printing a value (error messages quote one) recurses once per level, so
+  // a body of a few MiB of '[' would overflow the stack of the thread serving
+  // it. The limit is the checkpoint files' (model/json.hpp): no OpenAI
+  // request nests nearly as deep.
+  struct too_deep {};
+  auto limit_depth = [](int depth, nlohmann::json::parse_event_t event,
+                        nlohmann::json&) {
+    if ((event == nlohmann::json::parse_event_t::object_start
+         || event == nlohmann::json::parse_event_t::array_start)
+        && depth >= static_cast<int>(volt::json::max_depth))
+      throw too_deep{};
+    return true;
+  };
   try {
-    out = nlohmann::json::parse(text);
+    out = nlohmann::json::parse(text, limit_depth);
     return std::nullopt;
+  } catch (const too_deep&) {
+    return bad_request({}, "request body: not valid JSON: nesting deeper than "
+                             + std::to_string(volt::json::max_depth) + " levels");
   } catch (const nlohmann::json::parse_error& e) {
     // "[json.exception.parse_error.101] parse error at line 1, ...": the
     // bracketed id means nothing to a client.

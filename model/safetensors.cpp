@@ -79,8 +79,19 @@ safetensors_file::open(const std::string& path) {
   auto map = mapped_file::open(path);
   if (!map)
     return map.error();
-  auto size = (*map)->size();
-  auto bytes = (*map)->data();
+  auto tensors = parse_safetensors((*map)->data(), (*map)->size(), path);
+  if (!tensors)
+    return tensors.error();
+  std::shared_ptr<safetensors_file> result{new safetensors_file};
+  result->map_ = std::move(*map);
+  result->tensors_ = std::move(*tensors);
+  for (size_t i = 0; i < result->tensors_.size(); ++i)
+    result->by_name_.emplace(result->tensors_[i].name, i);
+  return result;
+}
+
+caf::expected<std::vector<tensor_info>>
+parse_safetensors(const uint8_t* bytes, size_t size, const std::string& path) {
   if (size < 8)
     return bad_file(path,
                     "file of " + std::to_string(size)
@@ -105,9 +116,7 @@ safetensors_file::open(const std::string& path) {
                             + ", not an object");
   auto data_area = bytes + 8 + header_len;
   uint64_t data_size = size - 8 - header_len;
-  std::shared_ptr<safetensors_file> result{new safetensors_file};
-  result->map_ = std::move(*map);
-  auto& tensors = result->tensors_;
+  std::vector<tensor_info> tensors;
   std::vector<entry> entries;
   tensors.reserve(header->size());
   entries.reserve(header->size());
@@ -177,7 +186,6 @@ safetensors_file::open(const std::string& path) {
     info.offset = static_cast<size_t>(8 + header_len + begin);
     info.nbytes = static_cast<size_t>(nbytes);
     entries.push_back(entry{tensors.size(), begin, end});
-    result->by_name_.emplace(info.name, tensors.size());
     tensors.push_back(std::move(info));
   }
   // Two tensors sharing bytes would alias silently; empty tensors occupy
@@ -197,11 +205,12 @@ safetensors_file::open(const std::string& path) {
     if (!prev || e.end > prev->end)
       prev = &e;
   }
-  return result;
+  return tensors;
 }
 
-caf::error write_safetensors(const std::string& path,
-                             const std::vector<tensor_to_write>& tensors) {
+caf::expected<std::string>
+safetensors_header(const std::string& path,
+                   const std::vector<tensor_to_write>& tensors) {
   json::value header = {{"__metadata__", {{"format", "pt"}}}};
   std::unordered_set<std::string> names;
   uint64_t offset = 0;
@@ -235,14 +244,21 @@ caf::error write_safetensors(const std::string& path,
   // size.
   while ((8 + text.size()) % 8 != 0)
     text += ' ';
-  uint8_t len[8];
+  std::string out(8, '\0');
   uint64_t n = text.size();
   for (int i = 0; i < 8; ++i)
-    len[i] = static_cast<uint8_t>(n >> (8 * i));
+    out[i] = static_cast<char>(n >> (8 * i));
+  return out + text;
+}
+
+caf::error write_safetensors(const std::string& path,
+                             const std::vector<tensor_to_write>& tensors) {
+  auto header = safetensors_header(path, tensors);
+  if (!header)
+    return header.error();
   std::vector<byte_span> pieces;
-  pieces.reserve(tensors.size() + 2);
-  pieces.push_back({len, sizeof(len)});
-  pieces.push_back({text.data(), text.size()});
+  pieces.reserve(tensors.size() + 1);
+  pieces.push_back({header->data(), header->size()});
   for (auto& t : tensors)
     pieces.push_back({t.bytes.data(), t.bytes.size()});
   return write_file_atomically(path, pieces);

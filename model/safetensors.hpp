@@ -72,6 +72,13 @@ private:
   std::unordered_map<std::string, size_t> by_name_;
 };
 
+/// Checks a whole safetensors image of `size` bytes at `bytes` (a file's
+/// content, as `safetensors_file::open` does for a file) and lists its tensors
+/// in header order, each pointing into `bytes`; `path` names the file in
+/// errors.
+caf::expected<std::vector<tensor_info>>
+parse_safetensors(const uint8_t* bytes, size_t size, const std::string& path);
+
 /// One tensor for `write_safetensors`: little-endian element bytes in row-major
 /// order.
 struct tensor_to_write {
@@ -87,5 +94,12 @@ struct tensor_to_write {
 /// temporary file and a rename.
 caf::error write_safetensors(const std::string& path,
                              const std::vector<tensor_to_write>& tensors);
+
+/// The part of that file before the tensor bytes: the 8-byte little-endian
+/// header length, then the padded JSON header. `path` names the file in
+/// errors.
+caf::expected<std::string>
+safetensors_header(const std::string& path,
+                   const std::vector<tensor_to_write>& tensors);
 
 } // namespace volt

@@ -41,9 +41,12 @@ std::string render_shape(const std::vector<int64_t>& shape) {
 } // namespace
 
 int64_t wire_tensor::numel() const {
+  // Shapes come from other nodes: a negative dimension or a count beyond
+  // int64 is no count, not undefined behaviour.
   int64_t n = 1;
   for (auto d : shape)
-    n *= d;
+    if (d < 0 || __builtin_mul_overflow(n, d, &n))
+      return -1;
   return n;
 }
 

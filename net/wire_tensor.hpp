@@ -18,7 +18,8 @@ struct wire_tensor {
   std::vector<int64_t> shape;
   std::vector<uint8_t> bytes;
 
-  /// Number of elements the shape describes.
+  /// Number of elements the shape describes; -1 for a negative dimension or
+  /// a count beyond int64 (shapes from other nodes may be anything).
   int64_t numel() const;
 };
 

@@ -10,6 +10,9 @@ cd "$(dirname "$0")/.."
 packages=(build-essential cmake pkg-config libcaf-dev prometheus-cpp-dev libhiredis-dev
           libtomlplusplus-dev libsentencepiece-dev nlohmann-json3-dev libcpp-httplib-dev
           libssl-dev openssl libedit-dev redis-server redis-tools curl)
+# The sanitizer build and the fuzz targets (docs/TESTING.md): Clang with
+# libFuzzer and the sanitizer runtimes.
+packages+=(clang-14 libfuzzer-14-dev)
 # The HTTP API's tests drive a node with the official OpenAI client for Node.js. A
 # Node.js from elsewhere (NodeSource bundles npm) is kept; else Debian's packages.
 if ! command -v npm >/dev/null 2>&1; then
@@ -29,16 +32,33 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
+# The main build: RelWithDebInfo's -O2 code without debug info
+# (cmake/build_types.cmake says why).
 build_dir="${VOLT_BUILD_DIR:-build}"
 if [ ! -f "$build_dir/CMakeCache.txt" ]; then
-  cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo
+  cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE=RelNoDebInfo
+fi
+# With VOLT_ASAN_BUILD_DIR set (scripts/test.sh sets it): the sanitizer build,
+# CUDA off, with the fuzz targets (docs/TESTING.md).
+asan_dir="${VOLT_ASAN_BUILD_DIR:-}"
+if [ -n "$asan_dir" ] && [ ! -f "$asan_dir/CMakeCache.txt" ]; then
+  CC=clang-14 CXX=clang++-14 cmake -S . -B "$asan_dir" -DCMAKE_BUILD_TYPE=Sanitize \
+    -DVOLT_ENABLE_CUDA=OFF -DVOLT_FUZZ=ON
 fi
 
 # The metrics tests check our /metrics text with promtool, and the monitoring
 # test runs a real Prometheus server against a node. Installing Debian's
 # prometheus package would also start a Prometheus server on this machine, so
-# only its two binaries are unpacked into the build folder.
-if [ ! -x "$build_dir/tools/promtool" ] || [ ! -x "$build_dir/tools/prometheus" ]; then
+# only its two binaries are unpacked into each build folder.
+dirs=("$build_dir")
+[ -z "$asan_dir" ] || dirs+=("$asan_dir")
+for dir in "${dirs[@]}"; do
+  [ -x "$dir/tools/promtool" ] && [ -x "$dir/tools/prometheus" ] && continue
+  mkdir -p "$dir/tools"
+  if [ -x "$build_dir/tools/promtool" ] && [ -x "$build_dir/tools/prometheus" ]; then
+    cp "$build_dir/tools/promtool" "$build_dir/tools/prometheus" "$dir/tools/"
+    continue
+  fi
   echo "setup: unpacking prometheus and promtool from Debian's prometheus package"
   sudo_cmd=""
   [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
@@ -48,7 +68,6 @@ if [ ! -x "$build_dir/tools/promtool" ] || [ ! -x "$build_dir/tools/prometheus" 
     (cd "$unpack_dir" && apt-get download prometheus >/dev/null)
   fi
   dpkg-deb -x "$unpack_dir"/prometheus_*.deb "$unpack_dir/root"
-  mkdir -p "$build_dir/tools"
-  cp "$unpack_dir/root/usr/bin/promtool" "$unpack_dir/root/usr/bin/prometheus" "$build_dir/tools/"
+  cp "$unpack_dir/root/usr/bin/promtool" "$unpack_dir/root/usr/bin/prometheus" "$dir/tools/"
   rm -rf "$unpack_dir"
-fi
+done

@@ -1,49 +1,85 @@
 #!/usr/bin/env bash
-# Sets up, builds and runs the whole test suite: installs the Debian packages, starts a
-# private redis-server on a free loopback port (stopped on exit), builds, installs the
-# official OpenAI client for Node.js (npm package `openai`, pinned) into the build folder
-# for the http.openai_client test, runs ctest.
-# Idempotent; a second run reuses the build. Extra arguments go to ctest (e.g. -R config).
+# Sets up, builds and runs the whole test suite twice: in the main build (`build`, CUDA
+# when nvcc is there) and in the sanitizer build (`build-asan`: AddressSanitizer and
+# UndefinedBehaviorSanitizer, CUDA off), which also runs each fuzz target briefly
+# (docs/TESTING.md). Installs the Debian packages, starts a private redis-server per
+# folder on a free loopback port (stopped on exit), builds both folders, installs the
+# official OpenAI client for Node.js (npm package `openai`, pinned) for the
+# http.openai_client test, runs both ctests side by side (much of a test's time is spent
+# waiting on processes and sockets) and prints their logs one after the other.
+# Idempotent; a second run reuses the builds. Extra arguments go to both ctests (e.g.
+# -R config). VOLT_ASAN_BUILD_DIR= (empty) leaves the sanitizer build out.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export VOLT_ASAN_BUILD_DIR="${VOLT_ASAN_BUILD_DIR-build-asan}"
 scripts/setup.sh
 scripts/build.sh
 
-redis_dir=$(mktemp -d /tmp/volt-redis-XXXXXX)
-redis_pid=""
+work_dir=$(mktemp -d /tmp/volt-test-XXXXXX)
+redis_pids=()
 cleanup() {
-  [ -n "$redis_pid" ] && kill "$redis_pid" 2>/dev/null && wait "$redis_pid" 2>/dev/null
-  rm -rf "$redis_dir"
+  for pid in "${redis_pids[@]}"; do
+    kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+  done
+  rm -rf "$work_dir"
 }
 trap cleanup EXIT
 
-# A random high port; if another process holds it, redis-server exits and we try the next.
+# Starts a redis-server for one build folder's tests and sets redis_url. A random high
+# port; if another process holds it, redis-server exits and we try the next.
 start_redis() {
+  local dir="$work_dir/redis-$1" port pid
+  mkdir -p "$dir"
   for _ in $(seq 20); do
-    redis_port=$((20000 + RANDOM % 40000))
-    redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
-      --dir "$redis_dir" --daemonize no >"$redis_dir/redis.log" 2>&1 &
-    redis_pid=$!
+    port=$((20000 + RANDOM % 40000))
+    redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no \
+      --dir "$dir" --daemonize no >"$dir/redis.log" 2>&1 &
+    pid=$!
     for _ in $(seq 50); do
-      redis-cli -p "$redis_port" ping >/dev/null 2>&1 && return 0
-      kill -0 "$redis_pid" 2>/dev/null || break
+      if redis-cli -p "$port" ping >/dev/null 2>&1; then
+        redis_pids+=("$pid")
+        redis_url="redis://127.0.0.1:$port"
+        echo "test: redis-server for $1 on $redis_url"
+        return 0
+      fi
+      kill -0 "$pid" 2>/dev/null || break
       sleep 0.1
     done
-    kill "$redis_pid" 2>/dev/null || true
-    wait "$redis_pid" 2>/dev/null || true
-    redis_pid=""
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
   done
-  echo "test: redis-server did not start"; cat "$redis_dir/redis.log"; return 1
+  echo "test: redis-server did not start"; cat "$dir/redis.log"; return 1
 }
-start_redis
-export VOLT_TEST_REDIS_URL="redis://127.0.0.1:$redis_port"
-echo "test: redis-server on $VOLT_TEST_REDIS_URL"
 
 build_dir="${VOLT_BUILD_DIR:-build}"
-# Needs the npm registry (or npm's cache); without the package http.openai_client fails
-# and says so.
-tests/http/install_openai.sh "$build_dir/npm" \
-  || echo "test: npm could not install the openai package; http.openai_client will fail"
+dirs=("$build_dir")
+[ -z "$VOLT_ASAN_BUILD_DIR" ] || dirs+=("$VOLT_ASAN_BUILD_DIR")
 
-cd "$build_dir"
-ctest --output-on-failure -j "$(nproc)" "$@"
+# Needs the npm registry (or npm's cache); without the package http.openai_client fails
+# and says so. The sanitizer folder gets a copy.
+if tests/http/install_openai.sh "$build_dir/npm"; then
+  for dir in "${dirs[@]:1}"; do
+    rm -rf "$dir/npm" && cp -a "$build_dir/npm" "$dir/npm"
+  done
+else
+  echo "test: npm could not install the openai package; http.openai_client will fail"
+fi
+
+# Each folder's ctest against its own Redis (a router finds every worker registered
+# there), in the background; UBSan prints where undefined behaviour happened.
+pids=()
+for dir in "${dirs[@]}"; do
+  start_redis "$dir"
+  name=$(basename "$dir")
+  echo "test: ctest in $dir (log: $work_dir/$name.log)"
+  (cd "$dir" && VOLT_TEST_REDIS_URL="$redis_url" UBSAN_OPTIONS=print_stacktrace=1 \
+     ctest --output-on-failure -j "$(nproc)" "$@" >"$work_dir/$name.log" 2>&1) &
+  pids+=($!)
+done
+status=0
+for i in "${!dirs[@]}"; do
+  wait "${pids[$i]}" || status=1
+  echo "test: ===== ctest in ${dirs[$i]} ====="
+  cat "$work_dir/$(basename "${dirs[$i]}").log"
+done
+exit $status

@@ -206,6 +206,15 @@ CAF_TEST(bad requests get their status and error object) {
                    {"-H", "Content-Type: application/json", "--data-binary",
                     "@" + big}),
               413, "");
+  // Nested deeper than 256 levels: refused before anything prints the value
+  // (quoting it in an error recursed once per level, and a body like this
+  // one overflowed the stack of the thread serving it).
+  write_text(big, "{\"prompt\": " + std::string(400000, '[')
+                    + std::string(400000, ']') + "}");
+  check_error(curl("POST", url, {},
+                   {"-H", "Content-Type: application/json", "--data-binary",
+                    "@" + big}),
+              400, "");
   // The chat endpoint is off without a chat template; the message says how
   // to turn it on, and the node said so at start.
   auto chat = curl("POST", node.base_url() + "/v1/chat/completions",

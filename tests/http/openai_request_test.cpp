@@ -253,3 +253,23 @@ CAF_TEST(bodies that are not JSON objects are 400s) {
   CAF_CHECK_EQUAL(parse_error(out).message,
                   "request body: expected a JSON object, got an array");
 }
+
+CAF_TEST(bodies nested deeper than the JSON limit are 400s) {
+  // Error messages quote the offending value, and printing it recurses once
+  // per level: a body of a few MiB of '[' overflowed the stack of the thread
+  // serving the request.
+  json out;
+  auto nested = [](size_t arrays) {
+    return "{\"prompt\": " + std::string(arrays, '[') + std::string(arrays, ']')
+           + "}";
+  };
+  auto bad = parse_body(nested(size_t{1} << 22), out);
+  CAF_REQUIRE(bad);
+  CAF_CHECK_EQUAL(bad->status, 400);
+  CAF_CHECK_EQUAL(bad->message, "request body: not valid JSON: nesting deeper "
+                                "than 256 levels");
+  // The object and 255 arrays are 256 levels: the most allowed.
+  CAF_CHECK(parse_body(nested(256), out));
+  CAF_REQUIRE(!parse_body(nested(255), out));
+  CAF_CHECK_EQUAL(parse_error(out).param, "prompt");
+}
