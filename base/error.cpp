@@ -20,7 +20,20 @@ std::string to_string(volt_errc x) {
 }
 
 caf::error make_volt_error(volt_errc code, std::string what) {
-  return caf::make_error(code, std::move(what));
+  // One line whatever it quotes: a value from outside (a variable, a TOML
+  // string, a request field) may hold line breaks, which would let it forge
+  // log lines or break the one-line contract of every message.
+  std::string line;
+  line.reserve(what.size());
+  for (char c : what) {
+    if (c == '\n')
+      line += "\\n";
+    else if (c == '\r')
+      line += "\\r";
+    else
+      line += c;
+  }
+  return caf::make_error(code, std::move(line));
 }
 
 std::string describe(const caf::error& err) {

@@ -109,6 +109,10 @@ CAF_TEST(bad values name the variable) {
     message_of(parse(worker_toml, {{"VOLT_NODE_ROLE", "wroker"}})),
     "environment: VOLT_NODE_ROLE: unknown role 'wroker' (expected standalone, "
     "router or worker; did you mean 'worker'?)");
+  CAF_CHECK_EQUAL(
+    message_of(parse(worker_toml, {{"VOLT_NODE_ROLE", "worker\nINFO x"}})),
+    "environment: VOLT_NODE_ROLE: unknown role 'worker\\nINFO x' (expected "
+    "standalone, router or worker)");
   CHECK_CONFIG_ERROR(
     parse(worker_toml, {{"VOLT_WORKER_DEVICE", "gpu0"}}),
     "environment: VOLT_WORKER_DEVICE: expected \"cpu\" or \"cuda:N\"");
