@@ -395,7 +395,13 @@ run_generate(std::vector<std::string> source, const std::string& prompt,
         std::string{"--ignore-eos"}})
     argv.push_back(x);
   argv.insert(argv.end(), more.begin(), more.end());
-  return run_process(argv, std::chrono::seconds{120}, env);
+  auto result = run_process(argv, std::chrono::seconds{120}, env);
+  // Most tests require success: say why the client failed, in the test log.
+  if (result.exit_code != 0)
+    std::cerr << "volt-node generate exited with " << result.exit_code
+              << "; its stderr:\n"
+              << result.err << std::endl;
+  return result;
 }
 
 /// The standalone answer for a prompt: what every cluster must reproduce.
