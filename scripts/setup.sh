@@ -10,9 +10,11 @@ cd "$(dirname "$0")/.."
 packages=(build-essential cmake pkg-config libcaf-dev prometheus-cpp-dev libhiredis-dev
           libtomlplusplus-dev libsentencepiece-dev nlohmann-json3-dev libcpp-httplib-dev
           libssl-dev openssl libedit-dev redis-server redis-tools curl)
-# The sanitizer build and the fuzz targets (docs/TESTING.md): Clang with
-# libFuzzer and the sanitizer runtimes.
-packages+=(clang-14 libfuzzer-14-dev)
+# The sanitizer build and the fuzz targets, when asked for (VOLT_ASAN_BUILD_DIR,
+# docs/TESTING.md): Clang with libFuzzer and the sanitizer runtimes.
+if [ -n "${VOLT_ASAN_BUILD_DIR:-}" ]; then
+  packages+=(clang-14 libfuzzer-14-dev)
+fi
 # The HTTP API's tests drive a node with the official OpenAI client for Node.js. A
 # Node.js from elsewhere (NodeSource bundles npm) is kept; else Debian's packages.
 if ! command -v npm >/dev/null 2>&1; then
@@ -38,7 +40,7 @@ build_dir="${VOLT_BUILD_DIR:-build}"
 if [ ! -f "$build_dir/CMakeCache.txt" ]; then
   cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE=RelNoDebInfo
 fi
-# With VOLT_ASAN_BUILD_DIR set (scripts/test.sh sets it): the sanitizer build,
+# With VOLT_ASAN_BUILD_DIR set (`VOLT_ASAN_BUILD_DIR=build-asan scripts/test.sh`): the sanitizer build,
 # CUDA off, with the fuzz targets (docs/TESTING.md).
 asan_dir="${VOLT_ASAN_BUILD_DIR:-}"
 if [ -n "$asan_dir" ] && [ ! -f "$asan_dir/CMakeCache.txt" ]; then

@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
-# Sets up, builds and runs the whole test suite twice: in the main build (`build`, CUDA
-# when nvcc is there) and in the sanitizer build (`build-asan`: AddressSanitizer and
-# UndefinedBehaviorSanitizer, CUDA off), which also runs each fuzz target briefly
-# (docs/TESTING.md). Installs the Debian packages, starts a private redis-server per
-# folder on a free loopback port (stopped on exit), builds both folders, installs the
-# official OpenAI client for Node.js (npm package `openai`, pinned) for the
-# http.openai_client test, runs both ctests side by side (much of a test's time is spent
-# waiting on processes and sockets) and prints their logs one after the other.
-# Idempotent; a second run reuses the builds. Extra arguments go to both ctests (e.g.
-# -R config). VOLT_ASAN_BUILD_DIR= (empty) leaves the sanitizer build out.
+# Sets up, builds and runs the whole test suite in the main build (`build`, CUDA when nvcc
+# is there): installs the Debian packages, starts a private redis-server on a free
+# loopback port (stopped on exit), builds, installs the official OpenAI client for
+# Node.js (npm package `openai`, pinned) for the http.openai_client test, runs ctest.
+# With VOLT_ASAN_BUILD_DIR=build-asan it also builds the sanitizer folder (clang 14,
+# AddressSanitizer and UndefinedBehaviorSanitizer, CUDA off) and runs the whole suite
+# there too, with each fuzz target briefly, side by side with the main ctest, each
+# against its own redis-server; their logs are printed one after the other
+# (docs/TESTING.md says why CI does not do this yet).
+# Idempotent; a second run reuses the builds. Extra arguments go to every ctest (e.g.
+# -R config).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export VOLT_ASAN_BUILD_DIR="${VOLT_ASAN_BUILD_DIR-build-asan}"
+export VOLT_ASAN_BUILD_DIR="${VOLT_ASAN_BUILD_DIR:-}"
 scripts/setup.sh
 scripts/build.sh
 
