@@ -40,7 +40,7 @@ build_dir="${VOLT_BUILD_DIR:-build}"
 if [ ! -f "$build_dir/CMakeCache.txt" ]; then
   cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE=RelNoDebInfo
 fi
-# With VOLT_ASAN_BUILD_DIR set (`VOLT_ASAN_BUILD_DIR=build-asan scripts/test.sh`): the sanitizer build,
+# With VOLT_ASAN_BUILD_DIR set (scripts/test.sh sets it): the sanitizer build,
 # CUDA off, with the fuzz targets (docs/TESTING.md).
 asan_dir="${VOLT_ASAN_BUILD_DIR:-}"
 if [ -n "$asan_dir" ] && [ ! -f "$asan_dir/CMakeCache.txt" ]; then

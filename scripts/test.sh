@@ -3,16 +3,17 @@
 # is there): installs the Debian packages, starts a private redis-server on a free
 # loopback port (stopped on exit), builds, installs the official OpenAI client for
 # Node.js (npm package `openai`, pinned) for the http.openai_client test, runs ctest.
-# With VOLT_ASAN_BUILD_DIR=build-asan it also builds the sanitizer folder (clang 14,
-# AddressSanitizer and UndefinedBehaviorSanitizer, CUDA off) and runs the whole suite
-# there too, with each fuzz target briefly, side by side with the main ctest, each
-# against its own redis-server; their logs are printed one after the other
-# (docs/TESTING.md says why CI does not do this yet).
+# Then builds the five fuzz targets in the sanitizer folder (`build-asan`: clang 14,
+# AddressSanitizer and UndefinedBehaviorSanitizer, CUDA off) and runs each briefly.
+# VOLT_ASAN_SUITE=1 runs the whole suite in the sanitizer folder too, side by side with
+# the main ctest, each against its own redis-server (docs/TESTING.md says why CI does
+# not); VOLT_ASAN_BUILD_DIR= (empty) leaves the sanitizer folder out.
 # Idempotent; a second run reuses the builds. Extra arguments go to every ctest (e.g.
 # -R config).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export VOLT_ASAN_BUILD_DIR="${VOLT_ASAN_BUILD_DIR:-}"
+export VOLT_ASAN_BUILD_DIR="${VOLT_ASAN_BUILD_DIR-build-asan}"
+export VOLT_ASAN_SUITE="${VOLT_ASAN_SUITE:-0}"
 scripts/setup.sh
 scripts/build.sh
 
@@ -54,7 +55,7 @@ start_redis() {
 
 build_dir="${VOLT_BUILD_DIR:-build}"
 dirs=("$build_dir")
-[ -z "$VOLT_ASAN_BUILD_DIR" ] || dirs+=("$VOLT_ASAN_BUILD_DIR")
+[ -z "$VOLT_ASAN_BUILD_DIR" ] || [ "$VOLT_ASAN_SUITE" != 1 ] || dirs+=("$VOLT_ASAN_BUILD_DIR")
 
 # Needs the npm registry (or npm's cache); without the package http.openai_client fails
 # and says so. The sanitizer folder gets a copy.
@@ -83,4 +84,12 @@ for i in "${!dirs[@]}"; do
   echo "test: ===== ctest in ${dirs[$i]} ====="
   cat "$work_dir/$(basename "${dirs[$i]}").log"
 done
+
+# The fuzz targets, after the suites so that they do not load the machine under the
+# suites' timing checks (with VOLT_ASAN_SUITE=1 they ran in that folder's ctest).
+if [ -n "$VOLT_ASAN_BUILD_DIR" ] && [ "$VOLT_ASAN_SUITE" != 1 ]; then
+  echo "test: ===== fuzz targets in $VOLT_ASAN_BUILD_DIR ====="
+  (cd "$VOLT_ASAN_BUILD_DIR" && ctest -L fuzz --output-on-failure -j "$(nproc)" "$@") \
+    || status=1
+fi
 exit $status
