@@ -32,11 +32,13 @@ json::value nest(const T* data, const int64_t* dims, size_t rank) {
 }
 
 /// `t`, of element type `type`, as nested arrays of its shape; an empty array
-/// when its shape does not fit its bytes (it came over the network).
+/// when its shape does not fit its bytes (it came over the network) or it has
+/// no elements: a shape like [2^40, 0] fits zero bytes, and nesting it would
+/// print 2^40 empty arrays.
 template <class T>
 json::value nested(const wire_tensor& t, dtype type) {
   std::vector<int64_t> any_shape(t.shape.size(), -1);
-  if (check_wire_tensor(t, type, any_shape, "tensor"))
+  if (check_wire_tensor(t, type, any_shape, "tensor") || t.numel() == 0)
     return json::value::array();
   return nest(reinterpret_cast<const T*>(t.bytes.data()), t.shape.data(),
               t.shape.size());
