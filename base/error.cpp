@@ -19,12 +19,11 @@ std::string to_string(volt_errc x) {
   return "volt_errc(" + std::to_string(static_cast<int>(x)) + ")";
 }
 
-caf::error make_volt_error(volt_errc code, std::string what) {
-  // One line whatever it quotes: a value from outside (a variable, a TOML
-  // string, a request field) may hold line breaks, which would let it forge
-  // log lines or break the one-line contract of every message.
+std::string one_line(std::string what) {
+  if (what.find_first_of("\r\n") == std::string::npos)
+    return what;
   std::string line;
-  line.reserve(what.size());
+  line.reserve(what.size() + 8);
   for (char c : what) {
     if (c == '\n')
       line += "\\n";
@@ -33,7 +32,14 @@ caf::error make_volt_error(volt_errc code, std::string what) {
     else
       line += c;
   }
-  return caf::make_error(code, std::move(line));
+  return line;
+}
+
+caf::error make_volt_error(volt_errc code, std::string what) {
+  // One line whatever it quotes: a value from outside (a variable, a TOML
+  // string, a request field) may hold line breaks, which would let it forge
+  // log lines or break the one-line contract of every message.
+  return caf::make_error(code, one_line(std::move(what)));
 }
 
 std::string describe(const caf::error& err) {

@@ -37,7 +37,11 @@ enum class volt_errc : uint8_t {
 /// Returns the enumerator name of `x`.
 std::string to_string(volt_errc x);
 
-/// Creates an error with code `code` and the one-line description `what`.
+/// `what` with its line breaks written as \n and \r: one line.
+std::string one_line(std::string what);
+
+/// Creates an error with code `code` and the description `what`, made one
+/// line (one_line).
 caf::error make_volt_error(volt_errc code, std::string what);
 
 /// Renders `err` as the one line that users see: the context string for our own

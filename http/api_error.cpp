@@ -19,26 +19,30 @@ nlohmann::ordered_json or_null(const std::string& text) {
 
 } // namespace
 
+// Messages quote what the client sent (a field's name or value), which may
+// hold line breaks: they are made one line, as every Volt message is.
+
 api_error bad_request(std::string param, std::string message) {
-  return {400, std::move(message), "invalid_request_error", std::move(param),
-          {}};
+  return {400, one_line(std::move(message)), "invalid_request_error",
+          std::move(param), {}};
 }
 
 api_error too_large(std::string param, std::string message, std::string code) {
-  return {413, std::move(message), "invalid_request_error", std::move(param),
-          std::move(code)};
+  return {413, one_line(std::move(message)), "invalid_request_error",
+          std::move(param), std::move(code)};
 }
 
 api_error model_not_found(const std::string& requested,
                           const std::string& served) {
   return {404,
-          "The model '" + requested + "' does not exist; this node serves '"
-            + served + "'",
+          one_line("The model '" + requested
+                   + "' does not exist; this node serves '" + served + "'"),
           "invalid_request_error", "model", "model_not_found"};
 }
 
 api_error unavailable(std::string message, std::string code) {
-  return {503, std::move(message), "service_unavailable", {}, std::move(code)};
+  return {503, one_line(std::move(message)), "service_unavailable", {},
+          std::move(code)};
 }
 
 api_error from_engine(const caf::error& err) {

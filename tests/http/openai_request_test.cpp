@@ -152,6 +152,13 @@ CAF_TEST(streaming options need stream) {
                                 "(did you mean 'include_usage'?)");
 }
 
+CAF_TEST(a field name with a line break gives a one line message) {
+  // Found by fuzz.openai_request: the name is quoted in the message.
+  auto err = parse_error({{"prompt", "x"}, {"max_tok\nens", 3}});
+  CAF_CHECK_EQUAL(err.message.find('\n'), std::string::npos);
+  CAF_CHECK_NOT_EQUAL(err.message.find("max_tok\\nens"), std::string::npos);
+}
+
 CAF_TEST(logprobs differ between completions and chat) {
   CAF_CHECK(parse_ok({{"prompt", "x"}, {"logprobs", 3}}, api_kind::completion)
               .logprobs
