@@ -24,8 +24,8 @@ constexpr auto inspect_timeout = 15s;
 constexpr auto spawn_timeout = 330s;
 constexpr auto drain_timeout = 330s;
 
-/// The largest expert id a command takes: bounds "0-4000000000" before the
-/// node checks the ids against its model.
+/// The largest expert id a command takes: a range of billions of ids would
+/// be expanded here before the node could check them against its model.
 constexpr uint32_t max_expert_id = 65535;
 
 caf::error usage_error(const std::string& text) {
