@@ -47,7 +47,6 @@ public:
   }
 
 private:
-  int64_t n_layers_;
   int64_t n_kv_heads_;
   int64_t head_dim_;
   int64_t page_size_;

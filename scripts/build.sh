@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds volt-node and the tests into ${VOLT_BUILD_DIR:-build}, and in the sanitizer folder
-# ${VOLT_ASAN_BUILD_DIR}, when set, the fuzz targets (everything with VOLT_ASAN_SUITE=1)
+# ${VOLT_ASAN_BUILD_DIR}, when set, everything (only the fuzz targets with VOLT_ASAN_SUITE=0)
 # (after scripts/setup.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,7 +9,7 @@ build_dir="${VOLT_BUILD_DIR:-build}"
 cmake --build "$build_dir" -j "$(nproc)"
 # The sanitizer folder, when scripts/setup.sh configured one.
 if [ -n "${VOLT_ASAN_BUILD_DIR:-}" ]; then
-  if [ "${VOLT_ASAN_SUITE:-0}" = 1 ]; then
+  if [ "${VOLT_ASAN_SUITE:-1}" = 1 ]; then
     cmake --build "$VOLT_ASAN_BUILD_DIR" -j "$(nproc)"
   else
     cmake --build "$VOLT_ASAN_BUILD_DIR" -j "$(nproc)" --target fuzz_targets

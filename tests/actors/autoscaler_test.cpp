@@ -166,10 +166,13 @@ CAF_TEST(load spawns replicas on a spare node and low load retires them) {
     count("voltinfer_autoscaler_webhook_posts_total{node=\"router\","
           "outcome=\"ok\"}"),
     2.0 * static_cast<double>(ups));
-  CAF_CHECK_EQUAL(count("voltinfer_requests_total{node=\"router\","
-                        "outcome=\"error\"}"),
-                  0.0);
   const auto& log = router.log();
+  auto failed = count("voltinfer_requests_total{node=\"router\","
+                      "outcome=\"error\"}");
+  CAF_CHECK_EQUAL(failed, 0.0);
+  // The clients saw none of these: the router's log says what they were.
+  if (failed != 0)
+    CAF_MESSAGE("router log:\n" << log);
   CAF_CHECK_NOT_EQUAL(log.find("autoscaler: scale_up: overloaded for "),
                       std::string::npos);
   CAF_CHECK_NOT_EQUAL(log.find("retiring expert host " + spare_name),
