@@ -12,6 +12,8 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -107,6 +109,7 @@ public:
       auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
         deadline - std::chrono::steady_clock::now());
       if (left.count() <= 0) {
+        print_stacks();
         kill(pid_, SIGKILL);
         waitpid(pid_, nullptr, 0);
         exit_code_ = -1;
@@ -128,6 +131,20 @@ public:
 
   void signal(int sig) {
     kill(pid_, sig);
+  }
+
+  /// Prints every thread's stack of the process on stderr, where gdb is
+  /// installed: what a process that outlived its bound was waiting for.
+  void print_stacks() const {
+    if (access("/usr/bin/gdb", X_OK) != 0)
+      return;
+    fprintf(stderr, "process %d outlived its bound; its threads:\n",
+            static_cast<int>(pid_));
+    auto cmd = "/usr/bin/gdb -batch -nx -p " + std::to_string(pid_)
+               + " -ex 'thread apply all bt 30' 2>/dev/null"
+                 " | grep -E '^(Thread|#)' >&2";
+    if (std::system(cmd.c_str()) != 0)
+      fprintf(stderr, "(gdb could not attach)\n");
   }
 
   pid_t pid() const {

@@ -27,7 +27,7 @@ struct fake_load {
 
   load_sample at(std::chrono::milliseconds later, uint64_t queued) {
     now += later;
-    return load_sample{now, queued, rows, latency};
+    return load_sample{now, queued, rows, latency, {}};
   }
 
   /// `n` requests that took between the bounds of bucket `i`.
