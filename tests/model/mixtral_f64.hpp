@@ -174,10 +174,12 @@ private:
                   h = cfg_.hidden_size, f = cfg_.intermediate_size;
     auto logits = linear(x, weight(layer(l, "block_sparse_moe.gate.weight")),
                          e);
-    double mx = *std::max_element(logits.begin(), logits.end()), den = 0;
+    // Unnormalised: the softmax's denominator cancels when the top-k are
+    // renormalised below.
+    double mx = *std::max_element(logits.begin(), logits.end());
     vec p(e);
     for (int64_t i = 0; i < e; ++i)
-      den += (p[i] = std::exp(logits[i] - mx));
+      p[i] = std::exp(logits[i] - mx);
     std::vector<int> order(e);
     std::iota(order.begin(), order.end(), 0);
     std::stable_sort(order.begin(), order.end(),

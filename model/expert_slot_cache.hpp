@@ -1,0 +1,106 @@
+#pragma once
+
+// Which experts of which layers occupy a GPU's expert slots, when the device
+// holds fewer slots than the model has experts ([worker] gpu_expert_slots):
+// the policy of the CUDA executor's expert cache, as a plain object on the
+// executor's thread. The executor copies the weights; this decides what goes
+// where. An expert a layer is about to compute is pinned until that layer's
+// next admit; among the rest the victim is the one the predictor gives the
+// lowest chance, the least recently used among equals.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "caf/expected.hpp"
+
+namespace volt {
+
+class expert_slot_cache {
+public:
+  /// One copy to make: expert `expert` of `layer` into slot `slot`.
+  struct load {
+    int32_t slot;
+    int64_t layer;
+    uint32_t expert;
+  };
+
+  /// What the layer's experts need done before they run.
+  struct placement {
+    /// Slot of each needed expert: [n_experts], -1 for experts not needed.
+    std::vector<int32_t> slot_of;
+    /// Copies for the needed experts not resident (misses).
+    std::vector<load> loads;
+    /// Needed experts found resident or already staged.
+    int64_t hits = 0;
+  };
+
+  /// `slots` slots for a model of `n_layers` layers of `n_experts` experts
+  /// whose steps need at most `max_needed` experts of one layer at once
+  /// (min(n_experts, rows × top-k)). Errors, naming `origin` (the key that
+  /// set the slots), when those do not fit or there are more slots than
+  /// experts.
+  static caf::expected<expert_slot_cache>
+  make(int64_t slots, int64_t n_layers, int64_t n_experts, int64_t max_needed,
+       const std::string& origin);
+
+  int64_t slots() const {
+    return static_cast<int64_t>(owner_.size());
+  }
+
+  /// Makes the experts `needed` of `layer` resident, evicting others, and
+  /// pins them until the next admit (or release_all): the executor computes
+  /// them before it copies anything over them. Errors when more are needed
+  /// at once than make() was told.
+  caf::expected<placement> admit(int64_t layer,
+                                 const std::vector<uint32_t>& needed);
+
+  /// Copies to stage `wanted` of `layer` (best first) ahead of its routing:
+  /// only into free slots or over unpinned experts whose chance is lower
+  /// than the wanted one's; never over a pinned one. Staged experts count as
+  /// resident from here on (the executor orders its copies).
+  std::vector<load> stage(int64_t layer, const std::vector<uint32_t>& wanted);
+
+  /// The predictor's chance that `layer`'s experts are needed soon:
+  /// [n_experts] in [0, 1] (default 0 for all). Eviction prefers low ones.
+  void set_chances(int64_t layer, const std::vector<float>& chances);
+
+  /// Unpins everything (the step is over or abandoned).
+  void release_all();
+
+  /// Whether expert `expert` of `layer` is resident (or staged).
+  bool resident(int64_t layer, uint32_t expert) const {
+    return slot_[index(layer, expert)] >= 0;
+  }
+
+private:
+  expert_slot_cache(int64_t slots, int64_t n_layers, int64_t n_experts,
+                    int64_t max_needed);
+
+  size_t index(int64_t layer, uint32_t expert) const {
+    return static_cast<size_t>(layer * n_experts_ + expert);
+  }
+
+  /// The slot to overwrite, neither pinned nor in `keep`: a free one first,
+  /// else the one with the lowest chance, the least recently used among
+  /// equals; -1 when there is none or, with `below` >= 0, when none has a
+  /// chance below it.
+  int32_t victim(float below, const std::vector<int32_t>& keep) const;
+
+  /// Puts expert `key` in `slot`, evicting its owner.
+  void place(int32_t slot, size_t key);
+
+  int64_t n_experts_;
+  int64_t max_needed_;
+  /// Per (layer, expert): its slot or -1; its chance.
+  std::vector<int32_t> slot_;
+  std::vector<float> chance_;
+  /// Per slot: its (layer, expert) index or -1; last use; pinned by the
+  /// admit in force.
+  std::vector<int64_t> owner_;
+  std::vector<uint64_t> used_;
+  std::vector<bool> pinned_;
+  uint64_t clock_ = 0;
+};
+
+} // namespace volt

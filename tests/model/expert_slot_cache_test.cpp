@@ -1,0 +1,175 @@
+#define CAF_SUITE model.expert_slot_cache
+
+// The expert cache's policy: which (layer, expert) occupies which GPU slot.
+// A layer's needed experts are never evicted while it runs, eviction follows
+// the predictor's chances and then recency, staging never displaces a more
+// likely expert, and slot budgets that cannot work are refused at start.
+
+#include "model/expert_slot_cache.hpp"
+
+#include <algorithm>
+#include <random>
+#include <set>
+
+#include "base/error.hpp"
+#include "tests/test_dsl.hpp"
+
+using namespace volt;
+
+namespace {
+
+expert_slot_cache make_cache(int64_t slots, int64_t layers = 4,
+                             int64_t experts = 8, int64_t max_needed = 2) {
+  auto c = expert_slot_cache::make(slots, layers, experts, max_needed,
+                                   "node.toml: [worker] gpu_expert_slots =");
+  if (!c)
+    CAF_FAIL("make: " << describe(c.error()));
+  return std::move(*c);
+}
+
+std::vector<uint32_t> loaded(const expert_slot_cache::placement& p) {
+  std::vector<uint32_t> out;
+  for (auto& l : p.loads)
+    out.push_back(l.expert);
+  return out;
+}
+
+} // namespace
+
+CAF_TEST(slot budgets that cannot work are refused with the key) {
+  auto few = expert_slot_cache::make(
+    3, 32, 8, 8, "node.toml: [worker] gpu_expert_slots =");
+  CAF_REQUIRE(!few);
+  CAF_CHECK_EQUAL(few.error().code(),
+                  static_cast<uint8_t>(volt_errc::invalid_config));
+  CAF_CHECK_EQUAL(describe(few.error()),
+                  "node.toml: [worker] gpu_expert_slots = 3: a step can need 8 "
+                  "experts of one layer at once (the layer's experts, or the "
+                  "step's rows times top-k if fewer); set at least that, or 0 "
+                  "to keep every expert resident");
+  auto many = expert_slot_cache::make(
+    300, 32, 8, 8, "node.toml: [worker] gpu_expert_slots =");
+  CAF_REQUIRE(!many);
+  CAF_CHECK_NOT_EQUAL(describe(many.error()).find("the model has only 256 "
+                                                  "experts (32 layers of 8)"),
+                      std::string::npos);
+  CAF_CHECK(static_cast<bool>(expert_slot_cache::make(8, 32, 8, 8, "k =")));
+}
+
+CAF_TEST(first use misses and loads then hits) {
+  auto c = make_cache(4);
+  auto p = c.admit(0, {1, 5});
+  CAF_REQUIRE(static_cast<bool>(p));
+  CAF_CHECK_EQUAL(p->hits, 0);
+  CAF_CHECK_EQUAL(loaded(*p), (std::vector<uint32_t>{1, 5}));
+  CAF_CHECK_NOT_EQUAL(p->slot_of[1], p->slot_of[5]);
+  CAF_CHECK_EQUAL(p->slot_of[0], -1);
+  for (auto& l : p->loads)
+    CAF_CHECK_EQUAL(l.layer, 0);
+  auto again = c.admit(0, {5, 1});
+  CAF_REQUIRE(static_cast<bool>(again));
+  CAF_CHECK_EQUAL(again->hits, 2);
+  CAF_CHECK(again->loads.empty());
+  CAF_CHECK_EQUAL(again->slot_of[1], p->slot_of[1]);
+  CAF_CHECK_EQUAL(again->slot_of[5], p->slot_of[5]);
+}
+
+CAF_TEST(the least recently used expert goes first when chances are equal) {
+  auto c = make_cache(4);
+  CAF_REQUIRE(static_cast<bool>(c.admit(0, {0, 1}))); // slots: (0,0) (0,1)
+  CAF_REQUIRE(static_cast<bool>(c.admit(1, {0, 1}))); // + (1,0) (1,1): full
+  CAF_REQUIRE(static_cast<bool>(c.admit(0, {0}))); // (0,0) used again
+  auto p = c.admit(2, {3});
+  CAF_REQUIRE(static_cast<bool>(p));
+  CAF_CHECK(!c.resident(0, 1)); // the oldest
+  CAF_CHECK(c.resident(0, 0));
+  CAF_CHECK(c.resident(1, 0));
+  CAF_CHECK(c.resident(1, 1));
+  CAF_CHECK(c.resident(2, 3));
+}
+
+CAF_TEST(an expert the layer needs is never evicted for another it needs) {
+  // Random layers and needs, two slots more than one layer's needs: after
+  // every admit, every needed expert has its own slot and is resident.
+  auto c = make_cache(6, 8, 8, 4);
+  std::mt19937 gen{7};
+  for (int i = 0; i < 2000; ++i) {
+    auto layer = static_cast<int64_t>(gen() % 8);
+    std::set<uint32_t> want;
+    auto n = 1 + gen() % 4;
+    while (want.size() < n)
+      want.insert(gen() % 8);
+    std::vector<uint32_t> needed(want.begin(), want.end());
+    auto p = c.admit(layer, needed);
+    CAF_REQUIRE(static_cast<bool>(p));
+    std::set<int32_t> slots;
+    for (auto e : needed) {
+      CAF_REQUIRE(c.resident(layer, e));
+      CAF_REQUIRE_GREATER_OR_EQUAL(p->slot_of[e], 0);
+      CAF_REQUIRE_LESS(p->slot_of[e], 6);
+      slots.insert(p->slot_of[e]);
+    }
+    CAF_REQUIRE_EQUAL(slots.size(), needed.size());
+    CAF_REQUIRE_EQUAL(static_cast<size_t>(p->hits) + p->loads.size(),
+                      needed.size());
+    // Staging for the next layer never takes a slot the admit pinned.
+    auto next = (layer + 1) % 8;
+    c.set_chances(next, std::vector<float>(8, 1.0f));
+    for (auto& l : c.stage(next, {0, 1, 2, 3, 4, 5, 6, 7}))
+      CAF_REQUIRE_EQUAL(slots.count(l.slot), 0u);
+    for (auto e : needed)
+      CAF_REQUIRE(c.resident(layer, e));
+    c.set_chances(next, std::vector<float>(8, 0.0f));
+  }
+}
+
+CAF_TEST(more needed at once than the cache was sized for is an error) {
+  auto c = make_cache(4, 4, 8, 2);
+  auto p = c.admit(0, {0, 1, 2});
+  CAF_REQUIRE(!p);
+  CAF_CHECK_EQUAL(p.error().code(), static_cast<uint8_t>(volt_errc::internal));
+}
+
+CAF_TEST(eviction follows the predictor before recency) {
+  auto c = make_cache(4);
+  c.set_chances(0, {0.9f, 0.1f, 0, 0, 0, 0, 0, 0});
+  CAF_REQUIRE(static_cast<bool>(c.admit(0, {0, 1})));
+  CAF_REQUIRE(static_cast<bool>(c.admit(1, {0, 1}))); // chance 0, more recent
+  c.set_chances(1, {0.5f, 0.5f, 0, 0, 0, 0, 0, 0});
+  // Full: the victim is layer 0's expert 1 (chance 0.1), not the older
+  // expert 0 of layer 0 (0.9) nor layer 1's (0.5).
+  auto p = c.admit(2, {4});
+  CAF_REQUIRE(static_cast<bool>(p));
+  CAF_CHECK(!c.resident(0, 1));
+  CAF_CHECK(c.resident(0, 0));
+  CAF_CHECK(c.resident(1, 0) && c.resident(1, 1));
+}
+
+CAF_TEST(staging fills free slots and displaces only less likely experts) {
+  auto c = make_cache(4);
+  c.set_chances(0, {0.8f, 0.8f, 0, 0, 0, 0, 0, 0});
+  CAF_REQUIRE(static_cast<bool>(c.admit(0, {0, 1})));
+  c.set_chances(1, {0, 0, 0.9f, 0.05f, 0.5f, 0, 0, 0});
+  // Two free slots take experts 2 and 4; 3 (chance 0.05) finds no expert
+  // less likely than itself to replace.
+  auto loads = c.stage(1, {2, 4, 3});
+  CAF_REQUIRE_EQUAL(loads.size(), 2u);
+  CAF_CHECK_EQUAL(loads[0].expert, 2u);
+  CAF_CHECK_EQUAL(loads[1].expert, 4u);
+  CAF_CHECK(c.resident(1, 2) && c.resident(1, 4) && !c.resident(1, 3));
+  CAF_CHECK(c.resident(0, 0) && c.resident(0, 1));
+  // Staged experts are hits when the layer runs.
+  auto p = c.admit(1, {2, 4});
+  CAF_REQUIRE(static_cast<bool>(p));
+  CAF_CHECK_EQUAL(p->hits, 2);
+  CAF_CHECK(p->loads.empty());
+  // Once layer 0's experts become unlikely, a likely one displaces them.
+  c.set_chances(0, std::vector<float>(8, 0.0f));
+  c.set_chances(2, {0, 0, 0, 0, 0, 0, 0, 0.7f});
+  auto more = c.stage(2, {7});
+  CAF_REQUIRE_EQUAL(more.size(), 1u);
+  CAF_CHECK(c.resident(2, 7));
+  CAF_CHECK(!(c.resident(0, 0) && c.resident(0, 1)));
+  // Pinned by the admit of layer 1: never displaced by staging.
+  CAF_CHECK(c.resident(1, 2) && c.resident(1, 4));
+}
