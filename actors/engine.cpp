@@ -186,6 +186,8 @@ void advance(engine_pointer self, caf::expected<step_progress> progress) {
     st.step_copy.reset();
     score_step(self, progress->result);
     record_step(self);
+    if (st.options.metrics && !progress->result.expert_cache.empty())
+      st.options.metrics->expert_cache_step(progress->result.expert_cache);
     st.sched->finish_step(progress->result, st.step_mask);
     return end_step(self);
   }

@@ -66,6 +66,8 @@ make_executor(const checkpoint& ckpt, const standalone_options& options,
     opts.max_sequences = static_cast<int64_t>(eng.batching.max_batch);
     opts.show_progress = options.show_progress;
     opts.tensor_core_prefill = options.tensor_core_prefill;
+    opts.expert_slots = options.expert_slots;
+    opts.expert_slots_origin = options.expert_slots_origin;
     auto exec = make_cuda_executor(ckpt, opts);
     // The pages live on the device; their records in the page table do not.
     if (exec)

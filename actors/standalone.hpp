@@ -36,6 +36,10 @@ struct standalone_options {
   bool tensor_core_prefill = true;
   /// Show load progress on stderr (a terminal).
   bool show_progress = false;
+  /// Experts a CUDA executor keeps on its device (an expert cache); 0: all.
+  /// The key that set it, for errors.
+  int64_t expert_slots = 0;
+  std::string expert_slots_origin = "[worker] gpu_expert_slots =";
   /// What sized the KV pool, for the error when it does not fit in memory,
   /// e.g. "node.toml: [kv_cache] num_pages = 64"; empty: the model's context
   /// (config.json's max_position_embeddings) did.

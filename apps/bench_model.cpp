@@ -17,6 +17,8 @@
 #include <optional>
 #include <sstream>
 
+#include <prometheus/registry.h>
+
 #include "actors/standalone.hpp"
 #include "apps/bench_target.hpp"
 #include "apps/cli_args.hpp"
@@ -64,6 +66,13 @@ const std::vector<flag_spec> model_flags = {
   {"prefill-attention", true,
    "attention of prompt chunks on a GPU: tensor-cores or simt (default "
    "tensor-cores)"},
+  {"expert-slots", true,
+   "experts (all layers together) kept on the GPU at once, the rest in "
+   "pinned host memory: the expert cache ([worker] gpu_expert_slots; "
+   "default 0: all resident)"},
+  {"prefetch", false,
+   "with --expert-slots: the prefetch predictor stages the experts it "
+   "expects (without: on-demand loading, least recently used evicted)"},
   {"check-cpu", true,
    "also run a prompt of this many tokens on the float32 CPU executor and "
    "compare the last position's logits (default 0: no)"},
@@ -166,11 +175,45 @@ double prefill_flops(const model_config& c, double n) {
   return c.num_hidden_layers * (n * per_token + attention) + 2 * h * c.vocab_size;
 }
 
+/// The expert cache's counters over a run (bench_target's metrics).
+struct cache_reading {
+  double hits = 0;
+  double misses = 0;
+  double bytes = 0;
+  double stall_seconds = 0;
+
+  static cache_reading take(const node_metrics& m) {
+    cache_reading r;
+    for (const auto& family : m.registry()->Collect()) {
+      double sum = 0;
+      for (const auto& metric : family.metric)
+        sum += metric.counter.value;
+      if (family.name == "voltinfer_expert_cache_hits_total")
+        r.hits = sum;
+      else if (family.name == "voltinfer_expert_cache_misses_total")
+        r.misses = sum;
+      else if (family.name == "voltinfer_expert_cache_bytes_total")
+        r.bytes = sum;
+      else if (family.name == "voltinfer_expert_cache_stall_seconds_total")
+        r.stall_seconds = sum;
+    }
+    return r;
+  }
+
+  cache_reading since(const cache_reading& before) const {
+    return {hits - before.hits, misses - before.misses, bytes - before.bytes,
+            stall_seconds - before.stall_seconds};
+  }
+};
+
 struct decode_row {
   int64_t batch = 0;
   double step_ms = 0;
   double floor_ms = 0;
   double experts_per_layer = 0;
+  /// With --expert-slots: the cache over the row's run, per step.
+  std::optional<cache_reading> cache;
+  int64_t steps = 0;
   std::vector<int32_t> new_tokens; // of the batch's first request
   std::optional<network_cost> network;
 };
@@ -191,7 +234,8 @@ caf::error flag_error(std::string what) {
 caf::error check_connect_flags(const cli_args& args) {
   if (args.has("connect")) {
     for (const char* local :
-         {"device", "quantization", "prefill-attention", "check-cpu"})
+         {"device", "quantization", "prefill-attention", "check-cpu",
+          "expert-slots", "prefetch"})
       if (args.has(local))
         return flag_error("--" + std::string{local}
                           + ": not with --connect (the node's configuration "
@@ -239,8 +283,10 @@ int run_bench_model(const std::vector<std::string>& raw_args) {
   auto decode_prompt = args->get_int("decode-prompt", 128, 1, 1 << 20);
   auto new_tokens = args->get_int("new-tokens", 64, 2, 1 << 20);
   auto check_cpu = args->get_int("check-cpu", 0, 0, 1 << 16);
+  auto expert_slots = args->get_int("expert-slots", 0, 0, 1 << 20);
   auto wait = args->get_int("wait-seconds", 60, 0, 86400);
-  for (const auto* x : {&decode_prompt, &new_tokens, &check_cpu, &wait})
+  for (const auto* x :
+       {&decode_prompt, &new_tokens, &check_cpu, &wait, &expert_slots})
     if (!*x)
       return report_error(x->error());
   if (!args->has("batch"))
@@ -291,6 +337,7 @@ int run_bench_model(const std::vector<std::string>& raw_args) {
   configure_actor_system(cfg, std::chrono::seconds{30}, tls ? &*tls : nullptr);
   caf::actor_system sys{cfg};
   bench_target target;
+  std::shared_ptr<node_metrics> cache_metrics;
   if (remote) {
     auto where = parse_endpoint(args->get("connect"));
     target.name = render_endpoint(where->host, where->port);
@@ -308,6 +355,14 @@ int run_bench_model(const std::vector<std::string>& raw_args) {
     options.quantization = *quantization;
     options.show_progress = !args->has("json");
     options.tensor_core_prefill = attention == "tensor-cores";
+    options.expert_slots = *expert_slots;
+    options.expert_slots_origin = "--expert-slots";
+    if (*expert_slots > 0) {
+      cache_metrics = std::make_shared<node_metrics>("bench");
+      options.engine.metrics = cache_metrics;
+      if (args->has("prefetch"))
+        options.engine.prefetch = prefetch::predictor_options{};
+    }
     options.engine.batching.max_batch = static_cast<size_t>(max_batch);
     options.engine.batching.max_queue = static_cast<size_t>(max_batch);
     // A whole prompt in one step, so that prefill is timed as one pass.
@@ -378,6 +433,9 @@ int run_bench_model(const std::vector<std::string>& raw_args) {
     auto counters = counter_reading::take(target);
     if (!counters)
       return report_error(counters.error());
+    std::optional<cache_reading> cache_before;
+    if (cache_metrics)
+      cache_before = cache_reading::take(*cache_metrics);
     auto res = target.run(sys, reqs);
     if (!res)
       return report_error(res.error());
@@ -398,6 +456,9 @@ int run_bench_model(const std::vector<std::string>& raw_args) {
                                                  mc->num_local_experts);
     row.new_tokens = res->front().new_tokens;
     row.network = *network;
+    row.steps = static_cast<int64_t>(res->front().new_tokens.size()) - 1;
+    if (cache_before)
+      row.cache = cache_reading::take(*cache_metrics).since(*cache_before);
     decode.push_back(row);
   }
   auto [rss_after, peak_after] = resident_mib();
@@ -489,6 +550,16 @@ int run_bench_model(const std::vector<std::string>& raw_args) {
            {"experts_per_layer", json::rounded(d.experts_per_layer, 2)},
            {"new_tokens", d.new_tokens}};
       add_network(row, d.network);
+      if (d.cache) {
+        const auto& c = *d.cache;
+        auto needed = c.hits + c.misses;
+        row["cache_hit_rate"]
+          = json::rounded(needed > 0 ? c.hits / needed : 0.0, 4);
+        row["cache_gb_per_step"]
+          = json::rounded(c.bytes / 1e9 / std::max<int64_t>(d.steps, 1), 4);
+        row["cache_stall_ms_per_step"] = json::rounded(
+          c.stall_seconds * 1e3 / std::max<int64_t>(d.steps, 1), 4);
+      }
       decode_json.push_back(std::move(row));
     }
     json::value out = {{"card", card}, {"layers", mc->num_hidden_layers}};
@@ -524,12 +595,22 @@ int run_bench_model(const std::vector<std::string>& raw_args) {
                 static_cast<long long>(p.tokens), p.seconds * 1e3,
                 p.tokens / p.seconds, p.tflops,
                 network_text(p.network).c_str());
-  for (const auto& d : decode)
+  for (const auto& d : decode) {
     std::printf("decode batch %4lld: %8.3f ms/step, floor %7.3f ms (%.2fx), "
                 "%.1f experts/layer%s\n",
                 static_cast<long long>(d.batch), d.step_ms, d.floor_ms,
                 d.floor_ms > 0 ? d.step_ms / d.floor_ms : 0.0,
                 d.experts_per_layer, network_text(d.network).c_str());
+    if (d.cache) {
+      const auto& c = *d.cache;
+      auto steps = static_cast<double>(std::max<int64_t>(d.steps, 1));
+      std::printf("  expert cache: %.1f %% hits, %.3f GB copied and %.3f ms "
+                  "stalled per step\n",
+                  c.hits + c.misses > 0 ? 100 * c.hits / (c.hits + c.misses)
+                                        : 0.0,
+                  c.bytes / 1e9 / steps, c.stall_seconds * 1e3 / steps);
+    }
+  }
   if (cpu_error >= 0)
     std::printf("last-position logits vs the float32 CPU executor: %.2e "
                 "relative\n",

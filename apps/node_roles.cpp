@@ -182,6 +182,8 @@ placement_of(const node_config& cfg, const model_config& model,
     options.kv_memory_mib = cfg.kv_cache.memory_mib;
     options.kv_memory_percent = cfg.kv_cache.gpu_memory_percent;
     options.show_progress = isatty(STDERR_FILENO) != 0;
+    options.expert_slots = cfg.worker.gpu_expert_slots;
+    options.expert_slots_origin = cfg.source + ": [worker] gpu_expert_slots =";
   } else {
     auto pages = kv_pool_pages(cfg.kv_cache.num_pages, cfg.kv_cache.memory_mib,
                                kv_bytes_per_page(model, opts.page_size),

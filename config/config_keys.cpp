@@ -259,6 +259,15 @@ const std::vector<config_key>& config_keys() {
      field<&node_config::worker, &worker_section::device, check_device>(),
      "Where this worker's experts run: \"cpu\" or \"cuda:N\" (N: CUDA device "
      "index)."},
+    {"worker", "gpu_expert_slots",
+     field<&node_config::worker, &worker_section::gpu_expert_slots>(),
+     "Experts (of all layers together) a standalone node on [model] device = "
+     "\"cuda:N\" keeps on the device at once; the others wait in pinned host "
+     "memory and are copied in as steps need them, those the prefetch "
+     "predictor expects first. At least one layer's experts "
+     "(num_local_experts); 0: every expert resident. For a GPU smaller than "
+     "the model's experts; a worker's own CUDA experts are all resident.",
+     0, 1 << 20},
     // -- [router]
     // ----------------------------------------------------------------------------
     {"router", "workers",

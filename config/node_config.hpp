@@ -97,6 +97,9 @@ struct worker_section {
   std::vector<uint32_t> experts;
   /// Where the experts run: "cpu" or "cuda:N". Default: "cpu".
   std::string device = "cpu";
+  /// Experts a CUDA executor keeps on its device at once, the rest in
+  /// pinned host memory (an expert cache); 0: all. Default: 0.
+  uint32_t gpu_expert_slots = 0;
 };
 
 /// One entry of `[router] placement`: experts the router spawns on a node.

@@ -27,14 +27,15 @@ constexpr int64_t head_pass_rows = 256;
 cuda_executor::cuda_executor(const checkpoint& ckpt,
                              const cuda_executor_options& options,
                              cuda_model_weights weights,
-                             std::string device_name)
+                             std::string device_name,
+                             std::unique_ptr<expert_slot_cache> cache)
   : cfg_(ckpt.config()), device_(options.device),
     device_name_(std::move(device_name)),
     local_experts_(options.local_experts),
     max_rows_(std::max<int64_t>(options.max_step_rows, 1)),
     max_graph_rows_(options.max_graph_rows),
     page_size_(std::max<int64_t>(options.page_size, 1)),
-    w_(std::move(weights)) {
+    w_(std::move(weights)), cache_(std::move(cache)) {
   if (local_experts_) {
     local_.resize(static_cast<size_t>(cfg_.num_local_experts));
     std::iota(local_.begin(), local_.end(), 0u);
@@ -59,6 +60,8 @@ cuda_executor::cuda_executor(const checkpoint& ckpt,
     = options.tensor_core_prefill
       && cuda::prefill_attention_supported(attention_shape_of());
   allocate_buffers();
+  if (cache_)
+    build_expert_cache(cache_->slots());
   build_rope_tables();
   size_kv_pool(options);
 }
@@ -226,12 +229,27 @@ make_cuda_executor(const checkpoint& ckpt,
     return fail("head_dim " + std::to_string(cfg.head_dim)
                 + " is not one the attention kernels are built for (16, 32, "
                   "64, 128)");
+  std::unique_ptr<expert_slot_cache> cache;
+  if (options.expert_slots > 0 && options.local_experts) {
+    // A step can need every expert of a layer, or as many as its rows
+    // choose if fewer.
+    auto needed = std::min(cfg.num_local_experts,
+                           std::max<int64_t>(options.max_step_rows, 1)
+                             * cfg.num_experts_per_tok);
+    auto made = expert_slot_cache::make(
+      options.expert_slots, cfg.num_hidden_layers, cfg.num_local_experts,
+      needed, options.expert_slots_origin);
+    if (!made)
+      return std::move(made.error());
+    cache = std::make_unique<expert_slot_cache>(std::move(*made));
+  }
   try {
     CUDA_CHECK(cudaSetDevice(options.device));
     cudaDeviceProp prop{};
     CUDA_CHECK(cudaGetDeviceProperties(&prop, options.device));
     cuda_load_options load;
     load.experts = options.local_experts;
+    load.host_experts = cache != nullptr;
     load.quantization = options.quantization;
     load.show_progress = options.show_progress;
     load.where = where;
@@ -248,8 +266,20 @@ make_cuda_executor(const checkpoint& ckpt,
                                  << weights->file_bytes / 1e9
                                       / std::max(weights->seconds, 1e-9)
                                  << " GB/s)");
+    if (cache) {
+      auto expert = weights->layers.front().experts.expert_bytes();
+      VOLT_INFO("executor",
+                "expert cache: " << cache->slots() << " of "
+                                 << cfg.num_hidden_layers
+                                      * cfg.num_local_experts
+                                 << " experts on cuda:" << options.device
+                                 << " (" << ((cache->slots() * expert) >> 20)
+                                 << " MiB), all of them in "
+                                 << (weights->host_bytes >> 20)
+                                 << " MiB of pinned host memory");
+    }
     return std::shared_ptr<model_executor>{std::make_shared<cuda_executor>(
-      ckpt, options, std::move(*weights), prop.name)};
+      ckpt, options, std::move(*weights), prop.name, std::move(cache))};
   } catch (const std::exception& ex) {
     return fail(ex.what());
   }

@@ -44,6 +44,11 @@ struct cuda_executor_options {
   bool tensor_core_prefill = true;
   /// Print load progress (bytes, GB/s, ETA) on stderr.
   bool show_progress = false;
+  /// Experts resident on the device at once (an expert cache over pinned
+  /// host copies of all of them); 0: every expert resident. The key that
+  /// set it, for errors.
+  int64_t expert_slots = 0;
+  std::string expert_slots_origin = "[worker] gpu_expert_slots =";
 };
 
 /// Loads `ckpt` onto a CUDA device and returns an executor that runs whole

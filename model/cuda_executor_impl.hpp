@@ -19,14 +19,18 @@
 #include "gpu/cuda/moe_layer.hpp"
 #include "model/cuda_executor.hpp"
 #include "model/cuda_weights.hpp"
+#include "model/expert_slot_cache.hpp"
 
 namespace volt {
 
 class cuda_executor : public model_executor {
 public:
   /// Builds everything on the current device (see make_cuda_executor).
+  /// With `cache`, the weights hold the experts in host memory and the
+  /// executor keeps cache->slots() of them on the device.
   cuda_executor(const checkpoint& ckpt, const cuda_executor_options& options,
-                cuda_model_weights weights, std::string device_name);
+                cuda_model_weights weights, std::string device_name,
+                std::unique_ptr<expert_slot_cache> cache);
   ~cuda_executor() override;
 
   const model_config& config() const override {
@@ -64,6 +68,8 @@ public:
   void abandon() override {
     step_.reset();
   }
+
+  bool observe_routing(routing_observer* obs) override;
 
   /// Bytes of the KV pool on the device.
   size_t kv_bytes() const {
@@ -135,6 +141,21 @@ private:
             int64_t in, int64_t out, float* y, float beta);
   cuda::attention_shape attention_shape_of() const;
 
+  // -- the expert cache (cuda_expert_cache.cpp), with options.expert_slots
+  /// Slots on the device, the copy stream and the events.
+  void build_expert_cache(int64_t slots);
+  /// Copies what the predictor says layer `l` will use into free or less
+  /// wanted slots, on the copy stream, while the layer's attention runs.
+  void stage_experts(int64_t l, int64_t n);
+  /// Layer `l`'s MoE with the cache: routes, reads the plan back, makes
+  /// the needed experts resident, then the experts and combine.
+  void enqueue_cached_moe(int64_t l, int64_t n);
+  /// Enqueues the copies of `loads` on the copy stream after the work
+  /// enqueued on the compute stream so far; returns their bytes.
+  int64_t copy_experts(const std::vector<expert_slot_cache::load>& loads);
+  /// Adds the stall times measured by the step's events.
+  void collect_stalls();
+
   model_config cfg_;
   int device_;
   std::string device_name_;
@@ -179,6 +200,21 @@ private:
   int64_t profile_rows_ = -1;
   int64_t profile_skip_ = 0;
   std::chrono::steady_clock::time_point enqueued_at_;
+
+  // The expert cache (null without one): its policy, the slots (the
+  // layout of one layer's experts with a slot per index), the host copies'
+  // layers, the copy stream; per layer the events that time a stall
+  // (routing done, copies done) and this step's counts.
+  std::unique_ptr<expert_slot_cache> cache_;
+  cuda::expert_layer slot_layer_;
+  std::vector<cuda::expert_layer> host_layers_;
+  cuda::device_buffer slot_w13_, slot_w2_, slot_s13_, slot_s2_;
+  std::unique_ptr<cuda::stream> copy_stream_;
+  std::unique_ptr<cuda::event> compute_mark_;
+  std::vector<std::unique_ptr<cuda::event>> routed_ev_, copied_ev_;
+  std::vector<bool> timed_;
+  std::vector<expert_cache_layer> cache_step_;
+  routing_observer* observer_ = nullptr;
 };
 
 } // namespace volt

@@ -88,6 +88,11 @@ caf::expected<step_progress> cuda_executor::start(step_request req) {
   try {
     CUDA_CHECK(cudaSetDevice(device_));
     upload_mask(req.masked_experts, *available);
+    if (cache_) {
+      cache_->release_all();
+      std::fill(cache_step_.begin(), cache_step_.end(), expert_cache_layer{});
+      std::fill(timed_.begin(), timed_.end(), false);
+    }
     step_ = std::make_unique<step_state>();
     auto& st = *step_;
     st.req = std::move(req);
@@ -279,6 +284,8 @@ void cuda_executor::enqueue_layer(int64_t l, int64_t n, int64_t max_keys,
   auto s = stream_->get();
   input_layout at{n, width};
   const auto* in = in_dev_.get<int32_t>();
+  if (cache_)
+    stage_experts(l, n);
   cuda::rms_norm(hidden_.get<float>(), nullptr, lw.input_norm, n, h, eps,
                  xn_.get<__nv_bfloat16>(), nullptr, s);
   gemm(xn_.get<__nv_bfloat16>(), lw.qkv, n, h, qkv_dim_, qkv_.get<float>(),
@@ -323,9 +330,11 @@ void cuda_executor::enqueue_layer(int64_t l, int64_t n, int64_t max_keys,
        1.0f);
   cuda::rms_norm(hidden_.get<float>(), nullptr, lw.post_norm, n, h, eps,
                  xn_.get<__nv_bfloat16>(), x32_.get<float>(), s);
-  moe_->set_layer(lw.experts);
+  moe_->set_layer(cache_ ? slot_layer_ : lw.experts);
   if (!local_experts_) {
     moe_->route(x32_.get<float>(), lw.gate, n, s);
+  } else if (cache_) {
+    enqueue_cached_moe(l, n);
   } else {
     moe_->enqueue(xn_.get<__nv_bfloat16>(), x32_.get<float>(), lw.gate, n,
                   cuda::ffn_path::automatic, hidden_.get<float>(), true, s);
@@ -451,6 +460,10 @@ step_result cuda_executor::finish() {
     const auto* d = degraded_host_.get<uint8_t>();
     res.degraded_rows.assign(d, d + st.n);
   }
+  if (cache_) {
+    collect_stalls();
+    res.expert_cache = cache_step_;
+  }
   return res;
 }
 
@@ -475,7 +488,8 @@ void cuda_executor::report_profiled_step(
 }
 
 bool cuda_executor::graphable(const step_state& st) const {
-  if (!local_experts_ || st.n > max_graph_rows_ || st.n > head_rows_
+  // The expert cache reads every layer's routing back on the host.
+  if (!local_experts_ || cache_ || st.n > max_graph_rows_ || st.n > head_rows_
       || st.req.record_routing
       || static_cast<int64_t>(st.sample_rows.size()) != st.n
       || static_cast<int64_t>(st.req.batch.sequences.size()) != st.n)

@@ -17,6 +17,7 @@
 #include "gpu/cuda/cuda_check.hpp"
 #include "gpu/cuda/dense_ops.cuh"
 #include "model/finite.hpp"
+#include "model/host_memory.hpp"
 
 namespace volt {
 
@@ -73,7 +74,8 @@ T* offset(T* p, int64_t n) {
 
 /// Lays out every weight (see cuda_model_weights) and lists the uploads.
 void plan(const checkpoint& ckpt, const cuda_load_options& options,
-          layout& arena, cuda_model_weights& w, std::vector<upload>& uploads) {
+          layout& arena, layout& host_arena, cuda_model_weights& w,
+          std::vector<upload>& uploads) {
   const auto& cfg = ckpt.config();
   const int64_t h = cfg.hidden_size;
   const int64_t hd = cfg.head_dim;
@@ -137,10 +139,11 @@ void plan(const checkpoint& ckpt, const cuda_load_options& options,
     // [w13 of every expert | w2 of every expert], scales after them.
     const auto kind = int8 ? target::int8 : target::bf16;
     const size_t elem = int8 ? 1 : 2;
-    auto* w13 = arena.take<uint8_t>(elem * e * 2 * ffn * h);
-    auto* w2 = arena.take<uint8_t>(elem * e * h * ffn);
-    float* s13 = int8 ? f32(e * 2 * ffn) : nullptr;
-    float* s2 = int8 ? f32(e * h) : nullptr;
+    auto& at = options.host_experts ? host_arena : arena;
+    auto* w13 = at.take<uint8_t>(elem * e * 2 * ffn * h);
+    auto* w2 = at.take<uint8_t>(elem * e * h * ffn);
+    float* s13 = int8 ? at.take<float>(e * 2 * ffn) : nullptr;
+    float* s2 = int8 ? at.take<float>(e * h) : nullptr;
     ex.w13 = w13;
     ex.w2 = w2;
     ex.s13 = s13;
@@ -303,8 +306,9 @@ load_cuda_weights(const checkpoint& ckpt, const cuda_load_options& options,
   cuda_model_weights w;
   {
     layout count{nullptr};
+    layout host_count{nullptr};
     std::vector<upload> ignored;
-    plan(ckpt, options, count, w, ignored);
+    plan(ckpt, options, count, host_count, w, ignored);
     size_t free_bytes = 0;
     size_t total_bytes = 0;
     CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
@@ -320,10 +324,24 @@ load_cuda_weights(const checkpoint& ckpt, const cuda_load_options& options,
                : ""));
     w.arena.resize(count.bytes());
     w.device_bytes = count.bytes();
+    if (host_count.bytes() > 0) {
+      auto mem = available_host_memory();
+      if (mem.available >= 0
+          && host_count.bytes() > static_cast<size_t>(mem.available))
+        return make_volt_error(
+          volt_errc::invalid_config,
+          options.where + ": the experts need "
+            + std::to_string(host_count.bytes() >> 20)
+            + " MiB of pinned host memory, " + std::to_string(mem.available >> 20)
+            + " MiB are available (" + mem.source + ")");
+      w.host_arena.reserve(host_count.bytes());
+      w.host_bytes = host_count.bytes();
+    }
   }
   layout arena{w.arena.get<uint8_t>()};
+  layout host_arena{w.host_arena.get<uint8_t>()};
   std::vector<upload> uploads;
-  plan(ckpt, options, arena, w, uploads);
+  plan(ckpt, options, arena, host_arena, w, uploads);
   for (const auto& u : uploads)
     w.file_bytes += u.src->nbytes;
   std::vector<staging_slot> slots(staging_slots);
@@ -371,9 +389,10 @@ load_cuda_weights(const checkpoint& ckpt, const cuda_load_options& options,
         return check_finite(*u.src, r * u.cols + bad, value);
       }
       if (u.kind == target::bf16 && u.src->type == dtype::bf16) {
+        // Default: the destination is host memory for host_experts.
         CUDA_CHECK(cudaMemcpyAsync(static_cast<uint8_t*>(u.dst) + r * row_bytes,
-                                   slot.host.get(), bytes,
-                                   cudaMemcpyHostToDevice, stream));
+                                   slot.host.get(), bytes, cudaMemcpyDefault,
+                                   stream));
       } else {
         CUDA_CHECK(cudaMemcpyAsync(slot.device.get(), slot.host.get(), bytes,
                                    cudaMemcpyHostToDevice, stream));

@@ -38,9 +38,15 @@ struct cuda_model_weights {
   std::vector<cuda_layer_weights> layers;
   const float* final_norm = nullptr; // [hidden]
   const __nv_bfloat16* lm_head = nullptr; // [vocab, hidden]
-  /// Bytes of the checkpoint's tensors read, and of the device copy.
+  /// The experts when loaded into host memory (cuda_load_options::
+  /// host_experts): page-locked, so that copies to the device run at the
+  /// bus's speed; the layers' expert pointers point here.
+  cuda::pinned_buffer host_arena;
+  /// Bytes of the checkpoint's tensors read, of the device copy, and of the
+  /// host copy of the experts.
   size_t file_bytes = 0;
   size_t device_bytes = 0;
+  size_t host_bytes = 0;
   double seconds = 0;
 };
 
@@ -49,6 +55,10 @@ struct cuda_load_options {
   /// Load every expert (standalone) or none (a router's experts live on
   /// workers).
   bool experts = true;
+  /// Keep the experts in pinned host memory instead (an expert cache copies
+  /// them to the device as steps need them); converted and quantised by the
+  /// device all the same, which writes them there through the bus.
+  bool host_experts = false;
   weight_quantization quantization = weight_quantization::none;
   /// Print progress (bytes, GB/s, ETA) on stderr, rewriting one line.
   bool show_progress = false;

@@ -53,6 +53,20 @@ struct step_request {
   std::vector<uint32_t> masked_experts;
 };
 
+/// What a GPU expert cache did during one layer of a step.
+struct expert_cache_layer {
+  /// Experts the layer needed that were resident (or staged in time to be
+  /// found there), and those it had to load.
+  int64_t hits = 0;
+  int64_t misses = 0;
+  /// Bytes copied to the device: staged ahead of the routing, and loaded
+  /// on a miss.
+  int64_t staged_bytes = 0;
+  int64_t loaded_bytes = 0;
+  /// Time the layer's experts waited for copies after its routing.
+  double stall_seconds = 0;
+};
+
 /// What a finished step returns.
 struct step_result {
   /// [greedy_rows.size()]; -1 for a row whose logits hold a NaN or an
@@ -63,6 +77,8 @@ struct step_result {
   /// [n] when masked_experts is not empty: 1 for a row that lost one of its
   /// chosen experts in some layer.
   std::vector<uint8_t> degraded_rows;
+  /// [n_layers] from an executor with an expert cache; empty otherwise.
+  std::vector<expert_cache_layer> expert_cache;
 };
 
 /// Rows of one layer that experts on other nodes must compute before the

@@ -284,6 +284,35 @@ struct node_metrics::impl {
               "by layer")
         .Labels(node)
         .Register(*registry);
+  /// The GPU expert cache, per layer: experts found resident, experts
+  /// loaded on a miss, bytes copied to the device and time waited for them.
+  Family<Counter>& expert_cache_hits
+    = BuildCounter()
+        .Name("voltinfer_expert_cache_hits_total")
+        .Help("Experts a step needed that were on the device (resident or "
+              "staged by the prefetch predictor), by layer")
+        .Labels(node)
+        .Register(*registry);
+  Family<Counter>& expert_cache_misses
+    = BuildCounter()
+        .Name("voltinfer_expert_cache_misses_total")
+        .Help("Experts a step needed that had to be loaded, by layer")
+        .Labels(node)
+        .Register(*registry);
+  Family<Counter>& expert_cache_bytes
+    = BuildCounter()
+        .Name("voltinfer_expert_cache_bytes_total")
+        .Help("Expert bytes copied to the device, by layer and why (staged: "
+              "predicted ahead; loaded: on a miss)")
+        .Labels(node)
+        .Register(*registry);
+  Family<Counter>& expert_cache_stall
+    = BuildCounter()
+        .Name("voltinfer_expert_cache_stall_seconds_total")
+        .Help("Time a layer's experts waited for their copies after its "
+              "routing, by layer")
+        .Labels(node)
+        .Register(*registry);
   /// Scale-ups and scale-downs of the autoscaler.
   Family<Counter>& autoscaler_actions
     = BuildCounter()
@@ -436,6 +465,24 @@ void node_metrics::prefetch_routed(uint32_t layer, uint64_t routed,
 
 void node_metrics::prefetch_step() {
   impl_->prefetch_steps.Add({}).Increment();
+}
+
+void node_metrics::expert_cache_step(
+  const std::vector<expert_cache_layer>& layers) {
+  for (size_t l = 0; l < layers.size(); ++l) {
+    const auto& c = layers[l];
+    auto layer = std::to_string(l);
+    impl_->expert_cache_hits.Add({{"layer", layer}})
+      .Increment(static_cast<double>(c.hits));
+    impl_->expert_cache_misses.Add({{"layer", layer}})
+      .Increment(static_cast<double>(c.misses));
+    impl_->expert_cache_bytes.Add({{"layer", layer}, {"kind", "staged"}})
+      .Increment(static_cast<double>(c.staged_bytes));
+    impl_->expert_cache_bytes.Add({{"layer", layer}, {"kind", "loaded"}})
+      .Increment(static_cast<double>(c.loaded_bytes));
+    impl_->expert_cache_stall.Add({{"layer", layer}})
+      .Increment(c.stall_seconds);
+  }
 }
 
 uint64_t node_metrics::rows_computed() const {

@@ -1,5 +1,7 @@
 #pragma once
 
+#include "model/step.hpp"
+
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -104,6 +106,9 @@ public:
 
   /// The prefetch predictor scored one more step.
   void prefetch_step();
+
+  /// What a GPU expert cache did in one step, per layer (index = layer).
+  void expert_cache_step(const std::vector<expert_cache_layer>& layers);
 
   /// Token rows this node's experts computed since start (a worker's load).
   uint64_t rows_computed() const;

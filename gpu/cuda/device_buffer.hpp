@@ -78,6 +78,16 @@ public:
   pinned_buffer(const pinned_buffer&) = delete;
   pinned_buffer& operator=(const pinned_buffer&) = delete;
 
+  pinned_buffer(pinned_buffer&& other) noexcept
+    : ptr_(std::exchange(other.ptr_, nullptr)),
+      bytes_(std::exchange(other.bytes_, 0)) {}
+
+  pinned_buffer& operator=(pinned_buffer&& other) noexcept {
+    std::swap(ptr_, other.ptr_);
+    std::swap(bytes_, other.bytes_);
+    return *this;
+  }
+
   ~pinned_buffer() {
     if (ptr_ != nullptr)
       cudaFreeHost(ptr_);

@@ -132,23 +132,59 @@ ffn_path moe_layer_runner::enqueue(const __nv_bfloat16* x,
     return path;
   auto e = layer_.n_experts;
   auto hidden = layer_.hidden;
-  auto pairs = n * k_;
-  const bool f16 = decode_takes_f16(layer_, path);
   if (route_decode_supported(n, e, k_, hidden)) {
     route_decode(x_router, gate, x, n, hidden, e, k_,
                  topk_ids_.get<int32_t>(), topk_weights_.get<float>(),
                  sorted_pair_.get<int32_t>(), offsets_.get<int32_t>(),
-                 pair_row_.get<int32_t>(), rows_.get(), f16, route_ws_.get(),
-                 stream, available_, degraded_);
+                 pair_row_.get<int32_t>(), rows_.get(),
+                 decode_takes_f16(layer_, path), route_ws_.get(), stream,
+                 available_, degraded_);
   } else {
     route(x_router, gate, n, stream);
-    if (f16)
-      gather_rows(x, sorted_pair_.get<int32_t>(), pairs, k_, hidden,
-                  rows_.get<__half>(), stream);
-    else
-      gather_rows(x, sorted_pair_.get<int32_t>(), pairs, k_, hidden,
-                  rows_.get<__nv_bfloat16>(), stream);
+    gather(x, n, path, stream);
   }
+  return compute_routed(n, path, out, accumulate, stream);
+}
+
+ffn_path moe_layer_runner::enqueue_routed(const __nv_bfloat16* x, int64_t n,
+                                          ffn_path path, float* out,
+                                          bool accumulate,
+                                          cudaStream_t stream) {
+  if (path == ffn_path::automatic)
+    path = choose_ffn_path(layer_, n);
+  if (n == 0)
+    return path;
+  gather(x, n, path, stream);
+  return compute_routed(n, path, out, accumulate, stream);
+}
+
+void moe_layer_runner::set_expert_slots(const std::vector<int32_t>& slot_of,
+                                        cudaStream_t stream) {
+  for (size_t g = 0; g < host_experts_.size(); ++g)
+    host_experts_[g] = g < slot_of.size() && slot_of[g] >= 0 ? slot_of[g] : 0;
+  // Pageable source: the call returns once the bytes are staged, so the
+  // next layer may rewrite host_experts_ while this copy is queued.
+  CUDA_CHECK(cudaMemcpyAsync(experts_.get(), host_experts_.data(),
+                             sizeof(int32_t) * host_experts_.size(),
+                             cudaMemcpyHostToDevice, stream));
+}
+
+void moe_layer_runner::gather(const __nv_bfloat16* x, int64_t n,
+                              ffn_path path, cudaStream_t stream) {
+  auto pairs = n * k_;
+  if (decode_takes_f16(layer_, path))
+    gather_rows(x, sorted_pair_.get<int32_t>(), pairs, k_, layer_.hidden,
+                rows_.get<__half>(), stream);
+  else
+    gather_rows(x, sorted_pair_.get<int32_t>(), pairs, k_, layer_.hidden,
+                rows_.get<__nv_bfloat16>(), stream);
+}
+
+ffn_path moe_layer_runner::compute_routed(int64_t n, ffn_path path,
+                                          float* out, bool accumulate,
+                                          cudaStream_t stream) {
+  auto e = layer_.n_experts;
+  auto pairs = n * k_;
   ffn_groups groups;
   groups.n_groups = e;
   groups.expert = experts_.get<int32_t>();
@@ -170,8 +206,8 @@ ffn_path moe_layer_runner::enqueue(const __nv_bfloat16* x,
                     ffn_ws_.get(), ffn_ws_.bytes(), y_.get<float>(), cublas_,
                     stream);
   combine(y_.get<float>(), expert_ffn_splits(layer_, path),
-          pair_row_.get<int32_t>(), topk_weights_.get<float>(), n, k_, hidden,
-          out, stream, accumulate);
+          pair_row_.get<int32_t>(), topk_weights_.get<float>(), n, k_,
+          layer_.hidden, out, stream, accumulate);
   return path;
 }
 

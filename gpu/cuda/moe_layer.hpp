@@ -71,6 +71,17 @@ public:
   void route(const float* x_router, const float* gate, int64_t n,
              cudaStream_t stream);
 
+  /// The rest of enqueue after route(): gathers the rows of x [n, hidden]
+  /// bf16 in the plan's order, runs the experts and combines into `out`.
+  ffn_path enqueue_routed(const __nv_bfloat16* x, int64_t n, ffn_path path,
+                          float* out, bool accumulate, cudaStream_t stream);
+
+  /// Expert g of the layer runs with the weights at index slot_of[g] of the
+  /// layer's arrays (an expert cache's slots; -1: not used now) from the
+  /// next enqueue on; enqueued on `stream`. Until called, expert g is at g.
+  void set_expert_slots(const std::vector<int32_t>& slot_of,
+                        cudaStream_t stream);
+
   /// Adds the outputs of grouped rows (computed elsewhere) to the residual.
   /// - grouped (in):     [n * k, hidden] f32, in the plan's grouped order
   /// - out     (in/out): [n, hidden] f32
@@ -92,6 +103,13 @@ public:
   }
 
 private:
+  /// Gathers x's rows in the plan's grouped order into rows_.
+  void gather(const __nv_bfloat16* x, int64_t n, ffn_path path,
+              cudaStream_t stream);
+  /// Experts over the gathered rows, then combine into `out`.
+  ffn_path compute_routed(int64_t n, ffn_path path, float* out,
+                          bool accumulate, cudaStream_t stream);
+
   using graph_key
     = std::tuple<int64_t, const void*, const void*, const void*, void*, bool>;
 

@@ -410,6 +410,24 @@ CAF_TEST(int8 needs a gpu device) {
                   "");
 }
 
+CAF_TEST(the expert cache needs a standalone node on a gpu) {
+  auto slots = std::string{"[worker]\ngpu_expert_slots = 16\n"};
+  CHECK_CONFIG_ERROR(parse(standalone_with("") + slots),
+                     "node.toml: [worker] gpu_expert_slots: the expert cache "
+                     "is a standalone node's with [model] device = "
+                     "\"cuda:N\"");
+  auto worker = worker_toml;
+  worker.replace(worker.find("device = \"cpu\""), 14, "device = \"cuda:0\"");
+  CHECK_CONFIG_ERROR(parse(worker + "gpu_expert_slots = 16\n"),
+                     "node.toml: [worker] gpu_expert_slots: the expert cache");
+  auto cfg = parse(standalone_with("device = \"cuda:0\"\n") + slots);
+  CAF_REQUIRE_EQUAL(message_of(cfg), "");
+  CAF_CHECK_EQUAL(cfg->worker.gpu_expert_slots, 16u);
+  CHECK_CONFIG_ERROR(parse(standalone_with("device = \"cuda:0\"\n")
+                           + "[worker]\ngpu_expert_slots = -1\n"),
+                     "node.toml: [worker] gpu_expert_slots");
+}
+
 CAF_TEST(model device) {
   CHECK_CONFIG_ERROR(parse(standalone_with("device = \"gpu0\"\n")),
                      "node.toml: [model] device: expected \"cpu\" or "

@@ -11,8 +11,10 @@
 // the argmax agrees at 99 % of all positions; batched equals alone (tokens
 // identical, logits within 1e-3); a GPU engine whose experts are CUDA expert
 // actors (a router's layout) gives the standalone GPU tokens; with experts
-// masked out of routing it follows the CPU executor's degraded routing.
-// Without a GPU (or a CUDA build) every case prints VOLT_GPU_SKIPPED.
+// masked out of routing it follows the CPU executor's degraded routing; an
+// expert cache holding fewer experts than the model gives the all-resident
+// tokens and logits (within 1e-3), bf16 and int8, with the predictor staging
+// or not. Without a GPU (or a CUDA build) every case prints VOLT_GPU_SKIPPED.
 
 #include "tests/gpu/gpu_test_util.hpp"
 #include "tests/test_dsl.hpp"
@@ -351,6 +353,82 @@ CAF_TEST(experts in a CUDA expert actor give the standalone GPU tokens) {
                    1e-3);
   }
   self->send_exit(router, caf::exit_reason::user_shutdown);
+}
+
+/// Sum of the metric family `name` in `metrics`, over all its series.
+double family_sum(const node_metrics& metrics, const std::string& name) {
+  double sum = 0;
+  for (const auto& family : metrics.registry()->Collect())
+    if (family.name == name)
+      for (const auto& metric : family.metric)
+        sum += metric.counter.value;
+  return sum;
+}
+
+CAF_TEST(an expert cache gives the all resident tokens and logits) {
+  if (!gpu_available())
+    return;
+  auto ckpt = open_fixture();
+  const auto& cfg = ckpt.config();
+  const auto experts = cfg.num_hidden_layers * cfg.num_local_experts;
+  engine_options chunked;
+  chunked.batching.prefill_chunk = 7;
+  std::vector<generate_request> reqs;
+  for (int i = 0; i < 6; ++i)
+    reqs.push_back(with_logits(varied_prompt(2 + 5 * i, i, 320), 10));
+  for (auto q : {weight_quantization::none, weight_quantization::int8}) {
+    engine_harness resident{ckpt, on_gpu(q, chunked)};
+    CAF_REQUIRE(!resident.spawn_error());
+    auto want = resident.generate_all(reqs);
+    // One layer's experts, then half of them all; with and without the
+    // predictor staging ahead.
+    for (auto slots : {cfg.num_local_experts, experts / 2})
+      for (bool predict : {false, true}) {
+        CAF_MESSAGE("int8 " << (q == weight_quantization::int8) << ", "
+                            << slots << " slots, predictor " << predict);
+        auto opts = on_gpu(q, chunked);
+        opts.expert_slots = slots;
+        opts.engine.metrics = std::make_shared<node_metrics>("cached");
+        if (predict)
+          opts.engine.prefetch = prefetch::predictor_options{};
+        engine_harness cached{ckpt, opts};
+        CAF_REQUIRE(!cached.spawn_error());
+        auto got = cached.generate_all(reqs);
+        for (size_t i = 0; i < reqs.size(); ++i) {
+          CAF_REQUIRE(want[i] && got[i]);
+          CAF_CHECK_EQUAL(got[i]->new_tokens, want[i]->new_tokens);
+          CAF_CHECK_LESS(relative_error(floats_of(got[i]->all_logits),
+                                        floats_of(want[i]->all_logits)),
+                         1e-3);
+        }
+        const auto& m = *opts.engine.metrics;
+        auto hits = family_sum(m, "voltinfer_expert_cache_hits_total");
+        auto misses = family_sum(m, "voltinfer_expert_cache_misses_total");
+        auto bytes = family_sum(m, "voltinfer_expert_cache_bytes_total");
+        CAF_MESSAGE(hits << " hits, " << misses << " misses, " << bytes
+                         << " bytes");
+        CAF_CHECK_GREATER(misses, 0.0);
+        CAF_CHECK_GREATER(hits, 0.0);
+        CAF_CHECK_GREATER(bytes, 0.0);
+      }
+  }
+}
+
+CAF_TEST(an expert cache smaller than one layer is refused at start) {
+  if (!gpu_available())
+    return;
+  auto ckpt = open_fixture();
+  auto opts = on_gpu();
+  opts.expert_slots = ckpt.config().num_local_experts - 1;
+  opts.expert_slots_origin = "node.toml: [worker] gpu_expert_slots =";
+  engine_harness cached{ckpt, opts};
+  CAF_REQUIRE(cached.spawn_error());
+  CAF_CHECK_EQUAL(describe(cached.spawn_error()).rfind(
+                    "node.toml: [worker] gpu_expert_slots = "
+                      + std::to_string(opts.expert_slots)
+                      + ": a step can need ",
+                    0),
+                  0u);
 }
 
 CAF_TEST(a bad device or head size is a one line error) {
