@@ -30,7 +30,7 @@ if has tests; then
   fi
   for suite in gpu.cuda_ops gpu.cuda_model_ops gpu.cuda_prefill_attention gpu.cuda_expert model.cuda_executor gpu.cpu_quant gpu.cpu_ops; do
     echo "== $suite"
-    timeout 300 .device/bin/volt_tests -n -r 300 -s "^${suite//./\\.}\$" 2>&1 | tail -n 400
+    timeout 300 tests/run_suite.sh .device/bin/volt_tests -n -r 300 -s "^${suite//./\\.}\$" 2>&1 | tail -n 400
     echo "exit: ${PIPESTATUS[0]}"
   done >"$OUT/tests.log" 2>&1
   grep -E "^== |exit:|VOLT_GPU_SKIPPED|rel_error|FAIL|failed|error|worst|identical|agrees|preemptions|^!!" "$OUT/tests.log" | head -n 120

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Runs on the GPU machine (device tool) with .device/ carried (scripts/device_bundle.sh):
+# the expert cache on a Mixtral-8x7B-shaped checkpoint of LAYERS layers (random bf16
+# weights, written by the team's tool, which also times transformers on it): `volt-node
+# bench model` at batch 1 and 8 with (a) every expert resident, (b) half and a quarter
+# of them in expert slots loaded on demand (least recently used evicted), (c) the same
+# with the prefetch predictor staging; and the pinned host-to-device copy rate, the
+# bound of a miss. JSON under $OUT, one summary line per run.
+#   scripts/bench_expert_cache.sh [LAYERS]   (default 8)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-/tmp/volt-out}
+mkdir -p "$OUT"
+export LD_LIBRARY_PATH="$PWD/.device/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
+node=.device/bin/volt-node
+layers=${1:-8}
+ckpt=${VOLT_BENCH_DIR:-/tmp/volt-cache}/L$layers
+if [ ! -f "$ckpt/config.json" ]; then
+  rm -rf "$ckpt"; mkdir -p "$(dirname "$ckpt")"
+  PYTHONUNBUFFERED=1 timeout 300 python3 .device/tools/mixtral_shape_checkpoint.py \
+    "$ckpt" "$layers" 16 4 >"$OUT/hf_L$layers.json" 2>"$OUT/hf_L$layers.err" \
+    || { tail -n 5 "$OUT/hf_L$layers.err"; exit 1; }
+fi
+python3 - <<'PY' | tee "$OUT/h2d.txt"
+import torch, time
+x = torch.empty(1 << 30, dtype=torch.uint8).pin_memory()
+y = torch.empty(1 << 30, dtype=torch.uint8, device="cuda")
+for _ in range(2):
+    torch.cuda.synchronize(); t = time.time(); y.copy_(x, non_blocking=True); torch.cuda.synchronize()
+print(f"pinned host to device: {x.numel() / (time.time() - t) / 1e9:.1f} GB/s")
+PY
+total=$((layers * 8))
+runs=("resident:0:" "lru50:$((total / 2)):" "prefetch50:$((total / 2)):--prefetch"
+      "lru25:$((total / 4)):" "prefetch25:$((total / 4)):--prefetch")
+for run in "${runs[@]}"; do
+  IFS=: read -r name slots flag <<<"$run"
+  timeout 240 $node bench model --model "$ckpt" --device cuda:0 --batch 1,8 --prompt 16 \
+    --decode-prompt 32 --new-tokens 32 --expert-slots "$slots" $flag --json \
+    >"$OUT/cache_$name.json" 2>"$OUT/cache_$name.err" || tail -n 3 "$OUT/cache_$name.err"
+  python3 - "$name" "$OUT/cache_$name.json" <<'PY'
+import json, sys
+try:
+    d = json.load(open(sys.argv[2]))
+except Exception as e:
+    print(sys.argv[1], "no result:", e); sys.exit()
+for r in d["decode"]:
+    extra = ""
+    if "cache_hit_rate" in r:
+        extra = (f", hits {100 * r['cache_hit_rate']:.1f} %, {r['cache_gb_per_step']:.3f} GB"
+                 f" and {r['cache_stall_ms_per_step']:.2f} ms stalled per step")
+    print(f"{sys.argv[1]:>11} batch {r['batch']}: {r['step_ms']:.3f} ms/step"
+          f" ({1000 * r['batch'] / r['step_ms']:.1f} tokens/s){extra}")
+PY
+done
