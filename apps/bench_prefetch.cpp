@@ -1,12 +1,17 @@
-// `volt-node bench prefetch`: runs a model (CPU executor) over a text or a
-// list of token ids one token per sequence per step, as decoding does, and
-// reports per layer and overall the recall and precision of the experts
-// each prefetch predictor would stage against those the router then chose,
-// and how many it staged per layer.
+// `volt-node bench prefetch`: runs a model over a text or a list of token
+// ids one token per sequence per step, as decoding does, and reports per
+// layer and overall the recall and precision of the experts each prefetch
+// predictor would stage against those the router then chose, and how many
+// it staged per layer. On a GPU (--device) with an expert cache
+// (--expert-slots) it also reports the cache's hits, copies and stalls and
+// the decode speed; --record-routing keeps the routing as a trace, and
+// --routing-trace replays one on another model (a random-weight checkpoint
+// then routes as a trained model does on real text).
 
 #include <cctype>
 #include <cstdio>
 #include <limits>
+#include <optional>
 #include <string>
 
 #include "actors/standalone.hpp"
@@ -17,6 +22,7 @@
 #include "model/file_io.hpp"
 #include "model/json.hpp"
 #include "prefetch/replay.hpp"
+#include "prefetch/routing_trace.hpp"
 #include "text/tokenizer.hpp"
 
 namespace volt {
@@ -38,6 +44,23 @@ const std::vector<flag_spec> prefetch_flags = {
    "[prefetch] max_staged: most experts staged per layer (default 0: twice "
    "top-k)"},
   {"min-chance-percent", true, "[prefetch] min_chance_percent (default 10)"},
+  {"device", true,
+   "where the model runs: cpu (default) or cuda:N (the CUDA executor)"},
+  {"quantization", true, "experts on the GPU: none (bf16) or int8"},
+  {"expert-slots", true,
+   "with a CUDA device: experts (all layers together) kept on the GPU at "
+   "once, the rest in pinned host memory ([worker] gpu_expert_slots; "
+   "default 0: all resident)"},
+  {"no-staging", false,
+   "the predictor only scores the finished steps: an expert cache loads on "
+   "demand and evicts the least recently used"},
+  {"record-routing", true,
+   "write the routing the model chose for every token to FILE (a routing "
+   "trace)"},
+  {"routing-trace", true,
+   "replay a routing trace: its tokens are the input and its experts "
+   "replace the routers' choice (the model must have the trace's expert "
+   "count and top-k; a deeper model repeats the trace's layers)"},
   {"json", false, "print one JSON object instead of a table"},
   {"help", false, "print this help"},
 };
@@ -87,7 +110,7 @@ caf::expected<std::vector<int32_t>> input_ids(const cli_args& args,
                                               const std::string& dir,
                                               int64_t vocab) {
   if (args.has("text") == args.has("ids"))
-    return flag_error("--text, --ids: give one of them");
+    return flag_error("--text, --ids, --routing-trace: give one of them");
   if (args.has("ids"))
     return read_ids(args.get("ids"), vocab);
   if (!tokenizer::has_tokenizer(dir))
@@ -130,8 +153,36 @@ prefetch::prefetch_counts overall(
   return sum;
 }
 
+/// The expert cache's counts summed over `layers`.
+expert_cache_layer cache_sum(const std::vector<expert_cache_layer>& layers) {
+  expert_cache_layer sum;
+  for (const auto& c : layers) {
+    sum.hits += c.hits;
+    sum.misses += c.misses;
+    sum.staged_bytes += c.staged_bytes;
+    sum.loaded_bytes += c.loaded_bytes;
+    sum.stall_seconds += c.stall_seconds;
+  }
+  return sum;
+}
+
+json::value cache_json(const expert_cache_layer& c) {
+  const auto needed = c.hits + c.misses;
+  return {{"hits", c.hits},
+          {"misses", c.misses},
+          {"hit_rate", json::rounded(needed > 0 ? double(c.hits) / needed : 0.0,
+                                     4)},
+          {"staged_bytes", c.staged_bytes},
+          {"loaded_bytes", c.loaded_bytes},
+          {"stall_seconds", json::rounded(c.stall_seconds, 6)}};
+}
+
 struct run_info {
   std::string model;
+  std::string where;
+  std::string trace;
+  int64_t expert_slots = 0;
+  bool staging = true;
   int64_t window = 0;
   int64_t batch = 0;
   int64_t top_k = 0;
@@ -177,6 +228,25 @@ void print_table(const run_info& info, const prefetch::replay_result& r) {
               r.steps > 0 ? 1e6 * r.predictor_seconds / r.steps : 0.0,
               r.step_seconds > 0 ? 100.0 * r.predictor_seconds / r.step_seconds
                                  : 0.0);
+  std::printf("speed on %s%s%s: %.3f ms per step, %.1f tokens/s\n",
+              info.where.c_str(), info.trace.empty() ? "" : ", routing from ",
+              info.trace.c_str(),
+              r.steps > 0 ? 1e3 * r.step_seconds / r.steps : 0.0,
+              r.step_seconds > 0 ? r.tokens / r.step_seconds : 0.0);
+  if (r.expert_cache.empty())
+    return;
+  auto c = cache_sum(r.expert_cache);
+  const auto needed = c.hits + c.misses;
+  std::printf("expert cache: %lld slots, %s; hits %lld of %lld (%.1f %%), "
+              "%.2f GB staged, %.2f GB loaded on misses, stalls %.3f s "
+              "(%.1f %% of the steps)\n",
+              static_cast<long long>(info.expert_slots),
+              info.staging ? "the predictor stages" : "on demand, LRU",
+              static_cast<long long>(c.hits), static_cast<long long>(needed),
+              needed > 0 ? 100.0 * c.hits / needed : 0.0,
+              c.staged_bytes / 1e9, c.loaded_bytes / 1e9, c.stall_seconds,
+              r.step_seconds > 0 ? 100.0 * c.stall_seconds / r.step_seconds
+                                 : 0.0);
 }
 
 void print_json(const run_info& info, const prefetch::replay_result& r) {
@@ -210,7 +280,24 @@ void print_json(const run_info& info, const prefetch::replay_result& r) {
                       2)},
        {"step_us",
         json::rounded(r.steps > 0 ? 1e6 * r.step_seconds / r.steps : 0.0, 2)},
+       {"tokens_per_second",
+        json::rounded(r.step_seconds > 0 ? r.tokens / r.step_seconds : 0.0,
+                      2)},
+       {"device", info.where},
+       {"routing_trace", info.trace},
        {"predictors", std::move(predictors)}};
+  if (!r.expert_cache.empty()) {
+    auto rows = json::value::array();
+    for (size_t l = 0; l < r.expert_cache.size(); ++l) {
+      auto row = cache_json(r.expert_cache[l]);
+      row["layer"] = l;
+      rows.push_back(std::move(row));
+    }
+    out["expert_cache"] = {{"slots", info.expert_slots},
+                           {"staging", info.staging},
+                           {"layers", std::move(rows)},
+                           {"overall", cache_json(cache_sum(r.expert_cache))}};
+  }
   std::printf("%s\n", json::dump(out).c_str());
 }
 
@@ -222,7 +309,7 @@ int run_bench_prefetch(const std::vector<std::string>& raw_args) {
     return report_error(args.error());
   if (args->has("help") || !args->has("model")) {
     std::printf("usage: volt-node bench prefetch --model DIR (--text FILE | "
-                "--ids FILE) [flags]\n%s",
+                "--ids FILE | --routing-trace FILE) [flags]\n%s",
                 render_flags(prefetch_flags).c_str());
     return args->has("help") ? 0 : exit_bad_input;
   }
@@ -240,24 +327,61 @@ int run_bench_prefetch(const std::vector<std::string>& raw_args) {
   auto min_chance = args->get_int("min-chance-percent", 10, 0, 100);
   auto limit = args->get_int("tokens", std::numeric_limits<int32_t>::max(), 1,
                               std::numeric_limits<int32_t>::max());
+  auto expert_slots = args->get_int("expert-slots", 0, 0, 1 << 20);
   for (const auto* x : {&window, &batch, &order, &lookahead, &max_staged,
-                        &min_chance, &limit})
+                        &min_chance, &limit, &expert_slots})
     if (!*x)
       return report_error(x->error());
-  auto ids = input_ids(*args, args->get("model"), mc.vocab_size);
+  auto device = args->get_device("device", "cpu");
+  if (!device)
+    return report_error(device.error());
+  auto quantization = args->get_quantization("quantization");
+  if (!quantization)
+    return report_error(quantization.error());
+  if (*expert_slots > 0 && *device < 0)
+    return report_error(flag_error("--expert-slots: needs a CUDA device "
+                                   "(--device cuda:N)"));
+  std::optional<prefetch::routing_trace> trace;
+  caf::expected<std::vector<int32_t>> ids{std::vector<int32_t>{}};
+  if (args->has("routing-trace")) {
+    if (args->has("text") || args->has("ids"))
+      return report_error(flag_error("--text, --ids, --routing-trace: give "
+                                     "one of them"));
+    auto path = args->get("routing-trace");
+    auto loaded = prefetch::load_routing_trace(path);
+    if (!loaded)
+      return report_error(loaded.error());
+    if (auto err = prefetch::check_trace_fits(*loaded, mc, path))
+      return report_error(err);
+    trace = std::move(*loaded);
+    ids = trace->tokens;
+  } else {
+    ids = input_ids(*args, args->get("model"), mc.vocab_size);
+  }
   if (!ids)
     return report_error(ids.error());
   if (ids->empty())
     return report_error(flag_error(
-      std::string{args->has("text") ? "--text " + args->get("text")
-                                     : "--ids " + args->get("ids")}
+      std::string{args->has("text")  ? "--text " + args->get("text")
+                  : args->has("ids") ? "--ids " + args->get("ids")
+                                     : "--routing-trace "
+                                         + args->get("routing-trace")}
       + ": no tokens"));
   if (static_cast<int64_t>(ids->size()) > *limit)
     ids->resize(static_cast<size_t>(*limit));
   prefetch::replay_options ro;
   ro.window = *window;
   ro.batch = *batch;
+  ro.trace = trace ? &*trace : nullptr;
+  ro.stage = !args->has("no-staging");
+  ro.record = args->has("record-routing");
   standalone_options so;
+  so.model_device = *device;
+  so.model_device_origin = "--device";
+  so.quantization = *quantization;
+  so.expert_slots = *expert_slots;
+  so.expert_slots_origin = "--expert-slots";
+  so.engine.batching.max_batch = static_cast<size_t>(ro.batch);
   so.engine.page_size = 16;
   so.engine.num_pages = prefetch::replay_pages(ro, so.engine.page_size);
   so.kv_pool_origin = "--window " + std::to_string(ro.window) + " x --batch "
@@ -267,6 +391,10 @@ int run_bench_prefetch(const std::vector<std::string>& raw_args) {
     return report_error(exec.error());
   run_info info;
   info.model = args->get("model");
+  info.where = (*exec)->where();
+  info.trace = trace ? args->get("routing-trace") : std::string{};
+  info.expert_slots = *expert_slots;
+  info.staging = ro.stage;
   info.window = ro.window;
   info.batch = ro.batch;
   info.top_k = mc.num_experts_per_tok;
@@ -280,6 +408,18 @@ int run_bench_prefetch(const std::vector<std::string>& raw_args) {
   auto r = prefetch::replay(**exec, predictor, *ids, ro);
   if (!r)
     return report_error(r.error());
+  if (ro.record) {
+    prefetch::routing_trace recorded;
+    recorded.model = info.model;
+    recorded.layers = mc.num_hidden_layers;
+    recorded.experts = mc.num_local_experts;
+    recorded.top_k = mc.num_experts_per_tok;
+    recorded.tokens = *ids;
+    recorded.routing = std::move(r->routing);
+    if (auto err = prefetch::save_routing_trace(recorded,
+                                                args->get("record-routing")))
+      return report_error(err);
+  }
   if (args->has("json"))
     print_json(info, *r);
   else

@@ -36,6 +36,11 @@ caf::expected<step_progress> cpu_executor::start(step_request req) {
   auto available = available_experts(req.masked_experts, cfg.num_local_experts);
   if (!available)
     return std::move(available.error());
+  if (auto err = check_replayed_routing(req.replayed_routing,
+                                        cfg.num_hidden_layers, req.batch.size(),
+                                        cfg.num_experts_per_tok,
+                                        cfg.num_local_experts))
+    return err;
   for (const auto& c : req.copies)
     for (int64_t l = 0; l < cfg.num_hidden_layers; ++l) {
       auto pages = cache_.layer(l);
@@ -116,6 +121,9 @@ expert_rows cpu_executor::begin_moe(int64_t layer) {
   route(*dense_, layer, st.x.data(), n, ids, st.topk_weights,
         st.available.empty() ? nullptr : st.available.data(),
         st.degraded_rows.empty() ? nullptr : st.degraded_rows.data());
+  if (!st.req.replayed_routing.empty())
+    std::copy_n(st.req.replayed_routing.begin() + layer * n * k, n * k,
+                ids.begin());
   if (st.req.record_routing)
     std::copy(ids.begin(), ids.end(), st.routing.begin() + layer * n * k);
   if (observer_)

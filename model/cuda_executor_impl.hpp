@@ -120,6 +120,11 @@ private:
   expert_rows remote_rows(int64_t n);
   step_result finish();
   bool graphable(const step_state& st) const;
+  /// Whether the step in progress replays routing (step_request's
+  /// replayed_routing), and the replacement of layer l's routing by it
+  /// (after the router ran; nothing without a replay).
+  bool replays_routing() const;
+  void replace_routing(int64_t l, int64_t n);
   /// Replays (capturing on first use) the decode step of `n` rows.
   void replay_decode(int64_t n, int64_t width);
   /// Whether this step replays a graph (the second step of its shape on).

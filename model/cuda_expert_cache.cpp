@@ -122,6 +122,7 @@ void cuda_executor::enqueue_cached_moe(int64_t l, int64_t n) {
   const auto e = cfg_.num_local_experts;
   const auto k = cfg_.num_experts_per_tok;
   moe_->route(x32_.get<float>(), lw.gate, n, s);
+  replace_routing(l, n);
   const auto layer = static_cast<size_t>(l);
   CUDA_CHECK(cudaEventRecord(routed_ev_[layer]->get(), s));
   auto* offsets = plan_host_.get<int32_t>();

@@ -85,6 +85,11 @@ caf::expected<step_progress> cuda_executor::start(step_request req) {
                                      cfg_.num_local_experts);
   if (!available)
     return std::move(available.error());
+  if (auto err = check_replayed_routing(req.replayed_routing,
+                                        cfg_.num_hidden_layers, req.batch.size(),
+                                        cfg_.num_experts_per_tok,
+                                        cfg_.num_local_experts))
+    return err;
   try {
     CUDA_CHECK(cudaSetDevice(device_));
     upload_mask(req.masked_experts, *available);
@@ -331,10 +336,15 @@ void cuda_executor::enqueue_layer(int64_t l, int64_t n, int64_t max_keys,
   cuda::rms_norm(hidden_.get<float>(), nullptr, lw.post_norm, n, h, eps,
                  xn_.get<__nv_bfloat16>(), x32_.get<float>(), s);
   moe_->set_layer(cache_ ? slot_layer_ : lw.experts);
-  if (!local_experts_) {
-    moe_->route(x32_.get<float>(), lw.gate, n, s);
-  } else if (cache_) {
+  if (local_experts_ && cache_) {
     enqueue_cached_moe(l, n);
+  } else if (!local_experts_ || replays_routing()) {
+    moe_->route(x32_.get<float>(), lw.gate, n, s);
+    replace_routing(l, n);
+    if (local_experts_)
+      moe_->enqueue_routed(xn_.get<__nv_bfloat16>(), n,
+                           cuda::ffn_path::automatic, hidden_.get<float>(),
+                           true, s);
   } else {
     moe_->enqueue(xn_.get<__nv_bfloat16>(), x32_.get<float>(), lw.gate, n,
                   cuda::ffn_path::automatic, hidden_.get<float>(), true, s);
@@ -487,10 +497,22 @@ void cuda_executor::report_profiled_step(
                ms(t0, std::chrono::steady_clock::now()));
 }
 
+bool cuda_executor::replays_routing() const {
+  return step_ && !step_->req.replayed_routing.empty();
+}
+
+void cuda_executor::replace_routing(int64_t l, int64_t n) {
+  if (!replays_routing())
+    return;
+  const auto k = cfg_.num_experts_per_tok;
+  moe_->replace_routing(step_->req.replayed_routing.data() + l * n * k, n,
+                        stream_->get());
+}
+
 bool cuda_executor::graphable(const step_state& st) const {
   // The expert cache reads every layer's routing back on the host.
   if (!local_experts_ || cache_ || st.n > max_graph_rows_ || st.n > head_rows_
-      || st.req.record_routing
+      || st.req.record_routing || !st.req.replayed_routing.empty()
       || static_cast<int64_t>(st.sample_rows.size()) != st.n
       || static_cast<int64_t>(st.req.batch.sequences.size()) != st.n)
     return false;

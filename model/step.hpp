@@ -51,6 +51,11 @@ struct step_request {
   /// chosen experts, renormalised (see cpu::topk_gating). At least one
   /// expert must stay.
   std::vector<uint32_t> masked_experts;
+  /// Benchmarks only: each row's experts in every layer, taken instead of
+  /// its router's choice (routing replayed from a trace recorded on another
+  /// model); each row keeps its router's top-k weights, in rank order. Empty:
+  /// the routers choose. [n_layers, n, k]
+  std::vector<int32_t> replayed_routing;
 };
 
 /// What a GPU expert cache did during one layer of a step.

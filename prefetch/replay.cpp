@@ -78,8 +78,10 @@ caf::expected<replay_result> replay(model_executor& exec,
   for (auto& per_layer : res.scores.by_predictor)
     per_layer.resize(static_cast<size_t>(layers));
   res.previous.resize(static_cast<size_t>(layers));
+  if (options.record)
+    res.routing.assign(static_cast<size_t>(total * layers * k), 0);
   timed_observer observer{predictor, res.predictor_seconds};
-  const bool hooked = exec.observe_routing(&observer);
+  const bool hooked = options.stage && exec.observe_routing(&observer);
   std::vector<slot> slots(static_cast<size_t>(options.batch));
   int64_t next_window = 0;
   for (;;) {
@@ -108,6 +110,16 @@ caf::expected<replay_result> replay(model_executor& exec,
       break;
     req.record_routing = true;
     const auto n = req.batch.size();
+    if (options.trace != nullptr) {
+      req.replayed_routing.resize(static_cast<size_t>(layers * n * k));
+      for (int64_t l = 0; l < layers; ++l)
+        for (int64_t r = 0; r < n; ++r) {
+          const auto& sl = slots[active[static_cast<size_t>(r)]];
+          std::copy_n(options.trace->experts_of(
+                        sl.window * options.window + sl.position, l),
+                      k, req.replayed_routing.begin() + (l * n + r) * k);
+        }
+    }
     auto step_start = clock_type::now();
     auto t0 = clock_type::now();
     predictor.begin_step(req.batch);
@@ -136,6 +148,16 @@ caf::expected<replay_result> replay(model_executor& exec,
     const auto& scores = predictor.end_step();
     res.predictor_seconds += seconds_since(t0);
     res.step_seconds += seconds_since(step_start);
+    const auto& cache = progress->result.expert_cache;
+    res.expert_cache.resize(cache.size());
+    for (size_t l = 0; l < cache.size(); ++l) {
+      auto& sum = res.expert_cache[l];
+      sum.hits += cache[l].hits;
+      sum.misses += cache[l].misses;
+      sum.staged_bytes += cache[l].staged_bytes;
+      sum.loaded_bytes += cache[l].loaded_bytes;
+      sum.stall_seconds += cache[l].stall_seconds;
+    }
     for (size_t p = 0; p < predictor_count; ++p)
       for (size_t l = 0; l < static_cast<size_t>(layers); ++l)
         res.scores.by_predictor[p][l] += scores.by_predictor[p][l];
@@ -156,9 +178,14 @@ caf::expected<replay_result> replay(model_executor& exec,
     for (int64_t r = 0; r < n; ++r) {
       auto& sl = slots[active[static_cast<size_t>(r)]];
       sl.previous.resize(static_cast<size_t>(layers * k));
-      for (int64_t l = 0; l < layers; ++l)
+      const auto token = sl.window * options.window + sl.position;
+      for (int64_t l = 0; l < layers; ++l) {
         std::copy_n(routing.begin() + (l * n + r) * k, k,
                     sl.previous.begin() + l * k);
+        if (options.record)
+          std::copy_n(routing.begin() + (l * n + r) * k, k,
+                      res.routing.begin() + (token * layers + l) * k);
+      }
       auto length = std::min(options.window,
                              total - sl.window * options.window);
       if (++sl.position == length)

@@ -12,6 +12,7 @@
 #include "caf/expected.hpp"
 #include "model/executor.hpp"
 #include "prefetch/expert_predictor.hpp"
+#include "prefetch/routing_trace.hpp"
 
 namespace volt::prefetch {
 
@@ -22,6 +23,16 @@ struct replay_options {
   int64_t window = 512;
   /// Sequences decoded together in one step.
   int64_t batch = 1;
+  /// Each token's experts come from this trace (token i of the stream is
+  /// the trace's token i) instead of the model's routers; null: the routers
+  /// choose.
+  const routing_trace* trace = nullptr;
+  /// The predictor watches each layer as it runs and an expert cache stages
+  /// what it expects; false: it scores the finished steps only and a cache
+  /// loads on demand, evicting the least recently used.
+  bool stage = true;
+  /// Keep every token's routing in replay_result::routing.
+  bool record = false;
 };
 
 /// Pages of `page_size` tokens that `replay` needs.
@@ -39,6 +50,12 @@ struct replay_result {
   /// Seconds in the predictor's calls, and in whole steps (both included).
   double predictor_seconds = 0;
   double step_seconds = 0;
+  /// What an expert cache did, per layer, summed over the steps; empty
+  /// without one.
+  std::vector<expert_cache_layer> expert_cache;
+  /// With replay_options::record: [tokens, layers, k], each token of the
+  /// stream's experts per layer.
+  std::vector<int32_t> routing;
 };
 
 /// Runs `exec` (its own KV pool, at least replay_pages() pages) over `ids`

@@ -5,8 +5,13 @@
 # bench model` at batch 1 and 8 with (a) every expert resident, (b) half and a quarter
 # of them in expert slots loaded on demand (least recently used evicted), (c) the same
 # with the prefetch predictor staging; and the pinned host-to-device copy rate, the
-# bound of a miss. JSON under $OUT, one summary line per run.
-#   scripts/bench_expert_cache.sh [LAYERS]   (default 8)
+# bound of a miss. Random weights route at random, so the same runs follow with the
+# routing of real text: a trace recorded on tests/data/tiny-mixtral-text-a over Python
+# source it did not see in training, replayed by `volt-node bench prefetch
+# --routing-trace` (its tokens are the input, its experts replace the routers' choice;
+# the checkpoint's 8 layers repeat the trace's 4). JSON under $OUT, one summary line per
+# run.
+#   scripts/bench_expert_cache.sh [LAYERS] [random] [trace]   (default 8 random trace)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/volt-out}
@@ -14,6 +19,10 @@ mkdir -p "$OUT"
 export LD_LIBRARY_PATH="$PWD/.device/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
 node=.device/bin/volt-node
 layers=${1:-8}
+shift || true
+steps=("$@")
+[ ${#steps[@]} -eq 0 ] && steps=(random trace)
+has() { local s; for s in "${steps[@]}"; do [ "$s" = "$1" ] && return 0; done; return 1; }
 ckpt=${VOLT_BENCH_DIR:-/tmp/volt-cache}/L$layers
 if [ ! -f "$ckpt/config.json" ]; then
   rm -rf "$ckpt"; mkdir -p "$(dirname "$ckpt")"
@@ -33,6 +42,7 @@ total=$((layers * 8))
 runs=("resident:0:" "lru50:$((total / 2)):" "prefetch50:$((total / 2)):--prefetch"
       "lru25:$((total / 4)):" "prefetch25:$((total / 4)):--prefetch")
 for run in "${runs[@]}"; do
+  has random || break
   IFS=: read -r name slots flag <<<"$run"
   timeout 240 $node bench model --model "$ckpt" --device cuda:0 --batch 1,8 --prompt 16 \
     --decode-prompt 32 --new-tokens 32 --expert-slots "$slots" $flag --json \
@@ -51,4 +61,45 @@ for r in d["decode"]:
     print(f"{sys.argv[1]:>11} batch {r['batch']}: {r['step_ms']:.3f} ms/step"
           f" ({1000 * r['batch'] / r['step_ms']:.1f} tokens/s){extra}")
 PY
+done
+
+has trace || exit 0
+trace="$OUT/trace_text_a.json"
+$node bench prefetch --model tests/data/tiny-mixtral-text-a \
+  --text tests/data/unseen-python/volt_scripts.py.txt --tokens 4096 \
+  --record-routing "$trace" --json >"$OUT/trace_record.json" 2>"$OUT/trace_record.err" \
+  || { tail -n 3 "$OUT/trace_record.err"; exit 1; }
+# Batch 1 decodes 8 sequences of 48 tokens one after the other, batch 8 eight of 96
+# together: a few hundred steps each, enough for the predictor to learn online.
+runs=("resident:0:" "lru50:$((total / 2)):--no-staging" "prefetch50:$((total / 2)):"
+      "lru25:$((total / 4)):--no-staging" "prefetch25:$((total / 4)):")
+for run in "${runs[@]}"; do
+  IFS=: read -r name slots flag <<<"$run"
+  for shape in 1:48 8:96; do
+    IFS=: read -r batch window <<<"$shape"
+    json="$OUT/trace_${name}_b$batch.json"
+    timeout 240 $node bench prefetch --model "$ckpt" --device cuda:0 \
+      --routing-trace "$trace" --batch "$batch" --window "$window" \
+      --tokens $((8 * window)) --expert-slots "$slots" $flag --json \
+      >"$json" 2>"${json%.json}.err" || tail -n 3 "${json%.json}.err"
+    python3 - "$name" "$batch" "$json" <<'PY'
+import json, sys
+name, batch, path = sys.argv[1:]
+try:
+    d = json.load(open(path))
+except Exception as e:
+    print(name, "batch", batch, "no result:", e); sys.exit()
+line = (f"trace {name:>10} batch {batch}: {d['step_us'] / 1000:.3f} ms/step"
+        f" ({d['tokens_per_second']:.1f} tokens/s)")
+c = d.get("expert_cache")
+if c:
+    o = c["overall"]
+    steps_s = d["step_us"] * d["steps"] / 1e6
+    line += (f", hits {100 * o['hit_rate']:.1f} %, {(o['staged_bytes'] + o['loaded_bytes']) / 1e9:.1f} GB copied,"
+             f" stalls {o['stall_seconds']:.2f} s ({100 * o['stall_seconds'] / steps_s:.0f} % of the steps)")
+comb = d["predictors"]["combined"]["overall"]
+line += f"; predictor recall {comb['recall']:.3f}, precision {comb['precision']:.3f}"
+print(line)
+PY
+  done
 done

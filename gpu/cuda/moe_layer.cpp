@@ -116,6 +116,19 @@ void moe_layer_runner::route(const float* x_router, const float* gate,
                 offsets_.get<int32_t>(), pair_row_.get<int32_t>(), stream);
 }
 
+void moe_layer_runner::replace_routing(const int32_t* topk_ids, int64_t n,
+                                       cudaStream_t stream) {
+  const auto e = layer_.n_experts;
+  // From pageable memory the copy is staged before the call returns, so the
+  // caller's buffer may go at once.
+  CUDA_CHECK(cudaMemcpyAsync(topk_ids_.get(), topk_ids,
+                             sizeof(int32_t) * static_cast<size_t>(n * k_),
+                             cudaMemcpyHostToDevice, stream));
+  plan_dispatch(topk_ids_.get<int32_t>(), n, k_, e, plan_ws_.get(),
+                plan_ws_.bytes(), sorted_pair_.get<int32_t>(),
+                offsets_.get<int32_t>(), pair_row_.get<int32_t>(), stream);
+}
+
 void moe_layer_runner::combine_grouped(const float* grouped, int64_t n,
                                        float* out, cudaStream_t stream) {
   combine(grouped, 1, pair_row_.get<int32_t>(), topk_weights_.get<float>(), n,

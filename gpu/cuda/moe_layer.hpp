@@ -71,6 +71,13 @@ public:
   void route(const float* x_router, const float* gate, int64_t n,
              cudaStream_t stream);
 
+  /// After route(): each token's experts become `topk_ids` (host memory,
+  /// read before this returns), its weights stay the router's, and the plan
+  /// is made again. Benchmarks replay recorded routing with it.
+  /// - topk_ids (in): [n, k] expert ids in [0, n_experts), host
+  void replace_routing(const int32_t* topk_ids, int64_t n,
+                       cudaStream_t stream);
+
   /// The rest of enqueue after route(): gathers the rows of x [n, hidden]
   /// bf16 in the plan's order, runs the experts and combines into `out`.
   ffn_path enqueue_routed(const __nv_bfloat16* x, int64_t n, ffn_path path,

@@ -2,8 +2,10 @@
 
 // `volt-node bench prefetch` on the text fixture: the shape of its JSON
 // (every predictor per layer and overall, counts that add up) and of its
-// table, the same numbers from --ids as from the text's tokens, and
-// one-line errors for bad flags and bad id files.
+// table, the same numbers from --ids as from the text's tokens, a recorded
+// routing trace replayed as the routing (the replay's own recording equals
+// the trace given, also when it is not what the routers would choose), and
+// one-line errors for bad flags, id files and traces.
 
 #include <nlohmann/json.hpp>
 
@@ -121,9 +123,9 @@ CAF_TEST(bad flags and id files are one-line errors) {
   CAF_REQUIRE(write_text(junk, "1 2 three"));
   auto empty = tmp.file("empty.txt");
   CAF_REQUIRE(write_text(empty, " \n"));
-  check_bad_input(bench({}), {"--text, --ids: give one of them"});
+  check_bad_input(bench({}), {"--text, --ids, --routing-trace: give one of them"});
   check_bad_input(bench({"--text", unseen_python(), "--ids", bad_id}),
-                  {"--text, --ids: give one of them"});
+                  {"--text, --ids, --routing-trace: give one of them"});
   check_bad_input(bench({"--ids", bad_id}),
                   {"--ids " + bad_id + ": token 4: 5000 is outside the "
                    "vocabulary of 1024 tokens"});
@@ -140,4 +142,88 @@ CAF_TEST(bad flags and id files are one-line errors) {
                   {"--ngram-order"});
   check_bad_input(bench({"--ids", bad_id, "--min-chance-percent", "101"}),
                   {"--min-chance-percent"});
+}
+
+CAF_TEST(a recorded routing trace replays as the routing) {
+  temp_dir tmp;
+  auto recorded = tmp.file("recorded.json");
+  auto run = bench({"--text", unseen_python(), "--tokens", "120", "--window",
+                    "40", "--batch", "2", "--record-routing", recorded,
+                    "--json"});
+  CAF_REQUIRE_EQUAL(run.exit_code, 0);
+  auto trace = json::parse_file(recorded);
+  CAF_REQUIRE(trace);
+  CAF_CHECK_EQUAL(trace->at("format").get<std::string>(), "volt-routing-trace");
+  CAF_CHECK_EQUAL(trace->at("layers").get<int64_t>(), 4);
+  CAF_CHECK_EQUAL(trace->at("experts").get<int64_t>(), 8);
+  CAF_CHECK_EQUAL(trace->at("top_k").get<int64_t>(), 2);
+  CAF_REQUIRE_EQUAL(trace->at("tokens").size(), 120u);
+  CAF_REQUIRE_EQUAL(trace->at("routing").size(), 120u * 4 * 2);
+  // Each token's two experts per layer are distinct, as top-2 gives them.
+  const auto& routing = trace->at("routing");
+  for (size_t i = 0; i < routing.size(); i += 2)
+    CAF_CHECK_NOT_EQUAL(routing.at(i).get<int>(), routing.at(i + 1).get<int>());
+  // The same trace replayed routes as the routers did: the same scores.
+  auto again = tmp.file("again.json");
+  auto replayed = bench({"--routing-trace", recorded, "--window", "40",
+                         "--batch", "2", "--record-routing", again, "--json"});
+  CAF_REQUIRE_EQUAL(replayed.exit_code, 0);
+  auto a = json::parse(run.out, "recorded");
+  auto b = json::parse(replayed.out, "replayed");
+  CAF_REQUIRE(a && b);
+  CAF_CHECK_EQUAL(a->at("predictors").at("previous").dump(),
+                  b->at("predictors").at("previous").dump());
+  CAF_CHECK_EQUAL(b->at("routing_trace").get<std::string>(), recorded);
+  // Every expert moved to the next one: not what the routers choose, and
+  // what the replay then routes to.
+  auto moved = *trace;
+  for (auto& id : moved.at("routing"))
+    id = (id.get<int>() + 1) % 8;
+  auto moved_file = tmp.file("moved.json");
+  CAF_REQUIRE(write_text(moved_file, json::dump(moved)));
+  auto moved_again = tmp.file("moved_again.json");
+  auto r = bench({"--routing-trace", moved_file, "--window", "40", "--batch",
+                  "3", "--record-routing", moved_again, "--json"});
+  CAF_REQUIRE_EQUAL(r.exit_code, 0);
+  auto out = json::parse_file(moved_again);
+  CAF_REQUIRE(out);
+  CAF_CHECK_EQUAL(out->at("routing").dump(), moved.at("routing").dump());
+  CAF_CHECK_NOT_EQUAL(out->at("routing").dump(), routing.dump());
+  CAF_CHECK_EQUAL(out->at("tokens").dump(), trace->at("tokens").dump());
+}
+
+CAF_TEST(bad routing traces and device flags are one-line errors) {
+  temp_dir tmp;
+  auto four = tmp.file("four.json");
+  CAF_REQUIRE(write_text(four, R"({"format": "volt-routing-trace",
+    "version": 1, "layers": 1, "experts": 4, "top_k": 2, "tokens": [3],
+    "routing": [0, 1]})"));
+  auto beyond = tmp.file("beyond.json");
+  CAF_REQUIRE(write_text(beyond, R"({"format": "volt-routing-trace",
+    "version": 1, "layers": 1, "experts": 8, "top_k": 2, "tokens": [3, 4096],
+    "routing": [0, 1, 2, 3]})"));
+  auto broken = tmp.file("broken.json");
+  CAF_REQUIRE(write_text(broken, R"({"format": "volt-routing-trace",
+    "version": 1, "layers": 1, "experts": 8, "top_k": 2, "tokens": [3],
+    "routing": [0, 9]})"));
+  check_bad_input(bench({"--routing-trace", four}),
+                  {"routing trace " + four + ": recorded with 4 experts, "
+                   "top-2; the model has 8, top-2"});
+  check_bad_input(bench({"--routing-trace", beyond}),
+                  {"routing trace " + beyond + ": \"tokens\"[1]: 4096 is "
+                   "outside the model's vocabulary of 1024 tokens"});
+  check_bad_input(bench({"--routing-trace", broken}),
+                  {"routing trace " + broken + ": \"routing\"[1]"});
+  check_bad_input(bench({"--routing-trace", tmp.file("none.json")}),
+                  {"none.json"});
+  check_bad_input(bench({"--routing-trace", four, "--text", unseen_python()}),
+                  {"--text, --ids, --routing-trace: give one of them"});
+  check_bad_input(bench({"--text", unseen_python(), "--expert-slots", "8"}),
+                  {"--expert-slots: needs a CUDA device"});
+  check_bad_input(bench({"--text", unseen_python(), "--device", "gpu0"}),
+                  {"--device"});
+  check_bad_input(bench({"--text", unseen_python(), "--record-routing",
+                         tmp.file("no/such/dir/t.json"), "--tokens", "4"}),
+                  {"routing trace " + tmp.file("no/such/dir/t.json")
+                   + ": cannot write the file"});
 }

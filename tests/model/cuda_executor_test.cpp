@@ -27,6 +27,7 @@
 #  include "actors/cuda_expert.hpp"
 #  include "model/cuda_executor.hpp"
 #  include "model/json.hpp"
+#  include "prefetch/replay.hpp"
 #  include "tests/engine_harness.hpp"
 #  include "tests/gpu/cuda_test_util.hpp"
 #  include "tests/model/checkpoint_writer.hpp"
@@ -412,6 +413,56 @@ CAF_TEST(an expert cache gives the all resident tokens and logits) {
         CAF_CHECK_GREATER(bytes, 0.0);
       }
   }
+}
+
+CAF_TEST(replayed routing replaces the routers choice with or without a cache) {
+  if (!gpu_available())
+    return;
+  auto ckpt = open_fixture();
+  const auto& cfg = ckpt.config();
+  const auto e = cfg.num_local_experts;
+  // Two distinct experts per token and layer, unlike what the routers pick.
+  prefetch::routing_trace trace;
+  trace.layers = cfg.num_hidden_layers;
+  trace.experts = e;
+  trace.top_k = 2;
+  CAF_REQUIRE_EQUAL(cfg.num_experts_per_tok, 2);
+  trace.tokens = varied_prompt(60, 3, static_cast<int32_t>(cfg.vocab_size));
+  for (int64_t t = 0; t < 60; ++t)
+    for (int64_t l = 0; l < trace.layers; ++l) {
+      auto first = (t * 3 + l) % e;
+      trace.routing.push_back(static_cast<int32_t>(first));
+      trace.routing.push_back(
+        static_cast<int32_t>((first + 1 + t % (e - 1)) % e));
+    }
+  prefetch::replay_options ro;
+  ro.window = 20;
+  ro.batch = 3;
+  ro.trace = &trace;
+  ro.record = true;
+  for (auto slots : {int64_t{0}, cfg.num_hidden_layers * e / 2})
+    for (bool stage : {false, true}) {
+      CAF_MESSAGE(slots << " slots, staging " << stage);
+      ro.stage = stage;
+      auto opts = on_gpu();
+      opts.engine.page_size = 16;
+      opts.engine.num_pages = prefetch::replay_pages(ro, 16);
+      opts.engine.batching.max_batch = 3;
+      opts.expert_slots = slots;
+      auto exec = make_executor(ckpt, opts, true);
+      CAF_REQUIRE(exec);
+      prefetch::expert_predictor predictor{cfg, prefetch::predictor_options{}};
+      auto r = prefetch::replay(**exec, predictor, trace.tokens, ro);
+      CAF_REQUIRE(r);
+      CAF_CHECK_EQUAL(r->tokens, 60);
+      CAF_CHECK(r->routing == trace.routing);
+      CAF_CHECK_EQUAL(r->expert_cache.empty(), slots == 0);
+      int64_t needed = 0;
+      for (const auto& c : r->expert_cache)
+        needed += c.hits + c.misses;
+      if (slots > 0)
+        CAF_CHECK_GREATER(needed, 0);
+    }
 }
 
 CAF_TEST(an expert cache smaller than one layer is refused at start) {
