@@ -138,6 +138,10 @@ void cuda_executor::enqueue_cached_moe(int64_t l, int64_t n) {
   for (int64_t x = 0; x < e; ++x)
     if (offsets[x + 1] > offsets[x])
       needed.push_back(static_cast<uint32_t>(x));
+  // With the predictor on, the cache also learns which experts follow
+  // which, and evicts by that too.
+  if (observer_ != nullptr)
+    cache_->observe(l, needed);
   auto placed = cache_->admit(l, needed);
   if (!placed)
     throw cuda::cuda_error(describe(placed.error()));

@@ -33,7 +33,50 @@ expert_slot_cache::expert_slot_cache(int64_t slots, int64_t n_layers,
   : n_experts_(n_experts), max_needed_(max_needed),
     slot_(static_cast<size_t>(n_layers * n_experts), -1),
     chance_(slot_.size(), 0.0f), owner_(static_cast<size_t>(slots), -1),
-    used_(owner_.size(), 0), pinned_(owner_.size(), false) {}
+    used_(owner_.size(), 0), pinned_(owner_.size(), false),
+    follows_(slot_.size() * static_cast<size_t>(n_experts), 0.0f),
+    followed_(slot_.size(), 0.0f),
+    last_(static_cast<size_t>(n_layers)) {}
+
+void expert_slot_cache::observe(int64_t layer,
+                                const std::vector<uint32_t>& used) {
+  learning_ = true;
+  auto& last = last_[static_cast<size_t>(layer)];
+  for (auto a : last) {
+    auto from = index(layer, a);
+    followed_[from] += 1.0f;
+    for (auto b : used)
+      follows_[from * static_cast<size_t>(n_experts_) + b] += 1.0f;
+  }
+  last = used;
+}
+
+float expert_slot_cache::learned_chance(int64_t layer, uint32_t expert) const {
+  // Each of the last experts votes with how often `expert` followed it,
+  // pulled towards the layer's mean share (a step of one row uses about
+  // top-k of n_experts; the share is not known here, so 1 / n_experts) by
+  // one pseudo-observation; the chance that at least one vote comes true.
+  const auto& last = last_[static_cast<size_t>(layer)];
+  if (last.empty())
+    return 0.0f;
+  const float prior = 1.0f / static_cast<float>(n_experts_);
+  float none = 1.0f;
+  for (auto a : last) {
+    auto from = index(layer, a);
+    auto p = (follows_[from * static_cast<size_t>(n_experts_) + expert] + prior)
+             / (followed_[from] + 1.0f);
+    none *= 1.0f - p;
+  }
+  return 1.0f - none;
+}
+
+float expert_slot_cache::chance_of(size_t key) const {
+  if (!learning_)
+    return chance_[key];
+  auto layer = static_cast<int64_t>(key) / n_experts_;
+  auto expert = static_cast<uint32_t>(static_cast<int64_t>(key) % n_experts_);
+  return std::max(chance_[key], learned_chance(layer, expert));
+}
 
 caf::expected<expert_slot_cache::placement>
 expert_slot_cache::admit(int64_t layer, const std::vector<uint32_t>& needed) {
@@ -86,7 +129,7 @@ expert_slot_cache::stage(int64_t layer, const std::vector<uint32_t>& wanted) {
       staged.push_back(slot_[key]);
       continue;
     }
-    auto s = victim(chance_[key], staged);
+    auto s = victim(chance_of(key), staged);
     if (s < 0)
       break; // wanted is best first: the rest would not win a slot either
     place(s, key);
@@ -110,6 +153,7 @@ void expert_slot_cache::release_all() {
 int32_t expert_slot_cache::victim(float below,
                                   const std::vector<int32_t>& keep) const {
   int32_t best = -1;
+  float best_chance = 0.0f;
   for (size_t s = 0; s < owner_.size(); ++s) {
     if (pinned_[s]
         || std::find(keep.begin(), keep.end(), static_cast<int32_t>(s))
@@ -117,16 +161,14 @@ int32_t expert_slot_cache::victim(float below,
       continue;
     if (owner_[s] < 0)
       return static_cast<int32_t>(s);
-    auto c = chance_[static_cast<size_t>(owner_[s])];
+    auto c = chance_of(static_cast<size_t>(owner_[s]));
     if (below >= 0 && c >= below)
       continue;
-    if (best < 0) {
+    if (best < 0 || c < best_chance
+        || (c == best_chance && used_[s] < used_[static_cast<size_t>(best)])) {
       best = static_cast<int32_t>(s);
-      continue;
+      best_chance = c;
     }
-    auto b = chance_[static_cast<size_t>(owner_[static_cast<size_t>(best)])];
-    if (c < b || (c == b && used_[s] < used_[static_cast<size_t>(best)]))
-      best = static_cast<int32_t>(s);
   }
   return best;
 }

@@ -5,8 +5,13 @@
 // the policy of the CUDA executor's expert cache, as a plain object on the
 // executor's thread. The executor copies the weights; this decides what goes
 // where. An expert a layer is about to compute is pinned until that layer's
-// next admit; among the rest the victim is the one the predictor gives the
-// lowest chance, the least recently used among equals.
+// next admit; among the rest the victim is the one least likely to be needed
+// soon, the least recently used among equals. Likely: the predictor's chance
+// (set_chances), and once the cache observes routing, the chance learned
+// from it that the expert's layer needs it at the next step: how often each
+// expert followed the layer's last experts from one step to the next (a
+// Markov chain per layer). Without either, eviction is plain LRU, which
+// cycles through a layer's experts when a step's needs exceed its share.
 
 #include <cstdint>
 #include <string>
@@ -65,6 +70,15 @@ public:
   /// [n_experts] in [0, 1] (default 0 for all). Eviction prefers low ones.
   void set_chances(int64_t layer, const std::vector<float>& chances);
 
+  /// `layer` of the current step uses `used` (before admit): learns which
+  /// experts follow the layer's previous ones, and from then on weighs
+  /// eviction by the learned chance of each expert being used next.
+  void observe(int64_t layer, const std::vector<uint32_t>& used);
+
+  /// The chance, learned by observe(), that `layer`'s next step uses
+  /// `expert` (0 before anything is learned).
+  float learned_chance(int64_t layer, uint32_t expert) const;
+
   /// Unpins everything (the step is over or abandoned).
   void release_all();
 
@@ -90,6 +104,10 @@ private:
   /// Puts expert `key` in `slot`, evicting its owner.
   void place(int32_t slot, size_t key);
 
+  /// How likely expert `key` is needed soon: the predictor's chance or the
+  /// learned one, the higher.
+  float chance_of(size_t key) const;
+
   int64_t n_experts_;
   int64_t max_needed_;
   /// Per (layer, expert): its slot or -1; its chance.
@@ -101,6 +119,13 @@ private:
   std::vector<uint64_t> used_;
   std::vector<bool> pinned_;
   uint64_t clock_ = 0;
+  /// What observe() learned, per layer: [n_layers, n_experts, n_experts]
+  /// times expert b followed expert a, [n_layers, n_experts] times a was
+  /// followed at all, and the experts of the layer's last step.
+  std::vector<float> follows_;
+  std::vector<float> followed_;
+  std::vector<std::vector<uint32_t>> last_;
+  bool learning_ = false;
 };
 
 } // namespace volt

@@ -11,7 +11,10 @@
 # --routing-trace` (its tokens are the input, its experts replace the routers' choice;
 # the checkpoint's 8 layers repeat the trace's 4). JSON under $OUT, one summary line per
 # run.
-#   scripts/bench_expert_cache.sh [LAYERS] [random] [trace]   (default 8 random trace)
+# `tuning` adds prefetch runs that stage fewer experts (min_chance 50 %, or at most
+# top-k per layer).
+#   scripts/bench_expert_cache.sh [LAYERS] [random] [trace] [tuning]
+#                                 (default: 8 random trace)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/volt-out}
@@ -63,7 +66,7 @@ for r in d["decode"]:
 PY
 done
 
-has trace || exit 0
+{ has trace || has tuning; } || exit 0
 trace="$OUT/trace_text_a.json"
 $node bench prefetch --model tests/data/tiny-mixtral-text-a \
   --text tests/data/unseen-python/volt_scripts.py.txt --tokens 4096 \
@@ -71,16 +74,15 @@ $node bench prefetch --model tests/data/tiny-mixtral-text-a \
   || { tail -n 3 "$OUT/trace_record.err"; exit 1; }
 # Batch 1 decodes 8 sequences of 48 tokens one after the other, batch 8 eight of 96
 # together: a few hundred steps each, enough for the predictor to learn online.
-runs=("resident:0:" "lru50:$((total / 2)):--no-staging" "prefetch50:$((total / 2)):"
-      "lru25:$((total / 4)):--no-staging" "prefetch25:$((total / 4)):")
-for run in "${runs[@]}"; do
-  IFS=: read -r name slots flag <<<"$run"
+trace_run() { # NAME SLOTS [bench prefetch flags]
+  local name=$1 slots=$2 shape batch window json
+  shift 2
   for shape in 1:48 8:96; do
     IFS=: read -r batch window <<<"$shape"
     json="$OUT/trace_${name}_b$batch.json"
     timeout 240 $node bench prefetch --model "$ckpt" --device cuda:0 \
       --routing-trace "$trace" --batch "$batch" --window "$window" \
-      --tokens $((8 * window)) --expert-slots "$slots" $flag --json \
+      --tokens $((8 * window)) --expert-slots "$slots" "$@" --json \
       >"$json" 2>"${json%.json}.err" || tail -n 3 "${json%.json}.err"
     python3 - "$name" "$batch" "$json" <<'PY'
 import json, sys
@@ -89,17 +91,33 @@ try:
     d = json.load(open(path))
 except Exception as e:
     print(name, "batch", batch, "no result:", e); sys.exit()
-line = (f"trace {name:>10} batch {batch}: {d['step_us'] / 1000:.3f} ms/step"
+line = (f"trace {name:>14} batch {batch}: {d['step_us'] / 1000:.3f} ms/step"
         f" ({d['tokens_per_second']:.1f} tokens/s)")
 c = d.get("expert_cache")
 if c:
     o = c["overall"]
     steps_s = d["step_us"] * d["steps"] / 1e6
-    line += (f", hits {100 * o['hit_rate']:.1f} %, {(o['staged_bytes'] + o['loaded_bytes']) / 1e9:.1f} GB copied,"
+    per = 352e6 * d["steps"]
+    line += (f", hits {100 * o['hit_rate']:.1f} %, experts copied per step {o['staged_bytes'] / per:.2f}"
+             f" staged + {o['loaded_bytes'] / per:.2f} on misses,"
              f" stalls {o['stall_seconds']:.2f} s ({100 * o['stall_seconds'] / steps_s:.0f} % of the steps)")
 comb = d["predictors"]["combined"]["overall"]
 line += f"; predictor recall {comb['recall']:.3f}, precision {comb['precision']:.3f}"
 print(line)
 PY
   done
-done
+}
+if has trace; then
+  trace_run resident 0
+  trace_run lru50 $((total / 2)) --no-staging
+  trace_run prefetch50 $((total / 2))
+  trace_run lru25 $((total / 4)) --no-staging
+  trace_run prefetch25 $((total / 4))
+fi
+# Staging only what the predictor is surer of: the bus is the bound, and a wrong
+# guess costs as much of it as a miss.
+if has tuning; then
+  trace_run prefetch50-c50 $((total / 2)) --min-chance-percent 50
+  trace_run prefetch50-s2 $((total / 2)) --max-staged 2
+
+fi

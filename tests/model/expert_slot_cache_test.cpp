@@ -3,7 +3,9 @@
 // The expert cache's policy: which (layer, expert) occupies which GPU slot.
 // A layer's needed experts are never evicted while it runs, eviction follows
 // the predictor's chances and then recency, staging never displaces a more
-// likely expert, and slot budgets that cannot work are refused at start.
+// likely expert, a cache that observes routing learns which experts follow
+// which (and so stops cycling where LRU misses every time), and slot budgets
+// that cannot work are refused at start.
 
 #include "model/expert_slot_cache.hpp"
 
@@ -172,4 +174,45 @@ CAF_TEST(staging fills free slots and displaces only less likely experts) {
   CAF_CHECK(!(c.resident(0, 0) && c.resident(0, 1)));
   // Pinned by the admit of layer 1: never displaced by staging.
   CAF_CHECK(c.resident(1, 2) && c.resident(1, 4));
+}
+
+CAF_TEST(a cache that observes routing learns what follows and beats LRU) {
+  // One layer of three experts, two slots, steps cycling 0, 1, 2, 0, ...:
+  // LRU always evicts the expert needed next. A cache that has seen the
+  // cycle keeps the next one: every second step hits (Belady's optimum).
+  auto run = [](bool observe) {
+    auto c = make_cache(2, 1, 3, 1);
+    int64_t hits = 0;
+    for (int step = 0; step < 60; ++step) {
+      std::vector<uint32_t> needed{static_cast<uint32_t>(step % 3)};
+      if (observe)
+        c.observe(0, needed);
+      auto p = c.admit(0, needed);
+      CAF_REQUIRE(p);
+      if (step >= 30)
+        hits += p->hits;
+    }
+    return hits;
+  };
+  CAF_CHECK_EQUAL(run(false), 0);
+  CAF_CHECK_EQUAL(run(true), 15);
+}
+
+CAF_TEST(the learned chance follows the observed transitions) {
+  auto c = make_cache(4, 2, 4, 2);
+  CAF_CHECK_EQUAL(c.learned_chance(0, 1), 0.0f);
+  // Layer 0: {0} is always followed by {1, 2}, and {1, 2} by {0}.
+  for (int i = 0; i < 20; ++i) {
+    c.observe(0, {0});
+    c.observe(0, {1, 2});
+  }
+  // The last step used {1, 2}: 0 comes next, 3 never has.
+  CAF_CHECK_GREATER(c.learned_chance(0, 0), 0.9f);
+  CAF_CHECK_LESS(c.learned_chance(0, 3), 0.05f);
+  c.observe(0, {0});
+  CAF_CHECK_GREATER(c.learned_chance(0, 1), 0.9f);
+  CAF_CHECK_GREATER(c.learned_chance(0, 2), 0.9f);
+  CAF_CHECK_LESS(c.learned_chance(0, 0), 0.05f);
+  // Layer 1 has learned nothing.
+  CAF_CHECK_EQUAL(c.learned_chance(1, 0), 0.0f);
 }
