@@ -291,9 +291,10 @@ std::optional<api_error> parse_body(const std::string& text,
   } catch (const too_deep&) {
     return bad_request({}, "request body: not valid JSON: nesting deeper than "
                              + std::to_string(volt::json::max_depth) + " levels");
-  } catch (const nlohmann::json::parse_error& e) {
-    // "[json.exception.parse_error.101] parse error at line 1, ...": the
-    // bracketed id means nothing to a client.
+  } catch (const nlohmann::json::exception& e) {
+    // A syntax error (parse_error), or a number beyond double's range such as
+    // 1E400 (out_of_range): "[json.exception.parse_error.101] parse error at
+    // line 1, ...": the bracketed id means nothing to a client.
     std::string what = e.what();
     auto end = what.find("] ");
     if (what.rfind("[json.exception", 0) == 0 && end != std::string::npos)

@@ -36,7 +36,8 @@ public:
     }
     try {
       doc_ = json::parse(*text);
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {
+      // parse_error, or out_of_range for a number beyond a double (1e400).
       fail_file("not valid JSON: " + parse_message(e));
       return true;
     }
@@ -216,7 +217,7 @@ private:
   }
 
   /// nlohmann's message without its "[json.exception.parse_error.101] ".
-  static std::string parse_message(const json::parse_error& e) {
+  static std::string parse_message(const json::exception& e) {
     std::string what = e.what();
     auto pos = what.find("] ");
     return pos == std::string::npos ? what : what.substr(pos + 2);

@@ -261,6 +261,24 @@ CAF_TEST(bodies that are not JSON objects are 400s) {
                   "request body: expected a JSON object, got an array");
 }
 
+CAF_TEST(numbers beyond the range of a double are 400s) {
+  // nlohmann reports them as out_of_range, not as a parse error: the
+  // exception escaped and ended the process (found by fuzz_openai_request).
+  json out;
+  for (auto body : {R"({"prompt": [1, 2E5555555555555555]})",
+                    R"({"prompt": "x", "max_tokens": -1e400})",
+                    R"({"prompt": "x", "temperature": 11.1E1007924})"}) {
+    auto bad = parse_body(body, out);
+    CAF_REQUIRE(bad);
+    CAF_CHECK_EQUAL(bad->status, 400);
+    CAF_CHECK_EQUAL(bad->message.rfind("request body: not valid JSON: number "
+                                       "overflow parsing '",
+                                       0),
+                    0u);
+    CAF_CHECK_EQUAL(bad->message.find('\n'), std::string::npos);
+  }
+}
+
 CAF_TEST(bodies nested deeper than the JSON limit are 400s) {
   // Error messages quote the offending value, and printing it recurses once
   // per level: a body of a few MiB of '[' overflowed the stack of the thread

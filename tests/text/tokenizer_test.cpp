@@ -197,6 +197,13 @@ CAF_TEST(bad JSON beside the model) {
   CAF_CHECK_EQUAL(
     what.rfind(dir + "/tokenizer_config.json: not valid JSON: ", 0), 0u);
   CAF_CHECK_EQUAL(what.find('\n'), std::string::npos);
+  // A number beyond a double is nlohmann's out_of_range, not a parse error.
+  write_text(dir + "/tokenizer_config.json", "{\"model_max_length\": 1e400}");
+  auto huge = tokenizer::load(dir);
+  CAF_REQUIRE(!huge);
+  CAF_CHECK_EQUAL(describe(huge.error()),
+                  dir + "/tokenizer_config.json: not valid JSON: number "
+                        "overflow parsing '1e400'");
   auto cfg = dir + "/tokenizer_config.json";
   auto gen = dir + "/generation_config.json";
   auto expect_file_error = [&](const std::string& file, const std::string& text,
