@@ -68,6 +68,7 @@ make_executor(const checkpoint& ckpt, const standalone_options& options,
     opts.tensor_core_prefill = options.tensor_core_prefill;
     opts.expert_slots = options.expert_slots;
     opts.expert_slots_origin = options.expert_slots_origin;
+    opts.stage_predicted = options.stage_predicted;
     auto exec = make_cuda_executor(ckpt, opts);
     // The pages live on the device; their records in the page table do not.
     if (exec)

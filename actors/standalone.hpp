@@ -40,6 +40,9 @@ struct standalone_options {
   /// The key that set it, for errors.
   int64_t expert_slots = 0;
   std::string expert_slots_origin = "[worker] gpu_expert_slots =";
+  /// With a cache and the predictor: stage the experts it expects
+  /// ([prefetch] stage_experts).
+  bool stage_predicted = false;
   /// What sized the KV pool, for the error when it does not fit in memory,
   /// e.g. "node.toml: [kv_cache] num_pages = 64"; empty: the model's context
   /// (config.json's max_position_embeddings) did.

@@ -51,9 +51,13 @@ const std::vector<flag_spec> prefetch_flags = {
    "with a CUDA device: experts (all layers together) kept on the GPU at "
    "once, the rest in pinned host memory ([worker] gpu_expert_slots; "
    "default 0: all resident)"},
-  {"no-staging", false,
+  {"lru", false,
    "the predictor only scores the finished steps: an expert cache loads on "
-   "demand and evicts the least recently used"},
+   "demand and evicts the least recently used (without: it also learns "
+   "from the routing what to evict)"},
+  {"stage", false,
+   "with --expert-slots: copy the experts the predictor expects ahead of "
+   "each layer ([prefetch] stage_experts)"},
   {"record-routing", true,
    "write the routing the model chose for every token to FILE (a routing "
    "trace)"},
@@ -182,7 +186,8 @@ struct run_info {
   std::string where;
   std::string trace;
   int64_t expert_slots = 0;
-  bool staging = true;
+  bool learned_eviction = true;
+  bool staged = false;
   int64_t window = 0;
   int64_t batch = 0;
   int64_t top_k = 0;
@@ -241,7 +246,9 @@ void print_table(const run_info& info, const prefetch::replay_result& r) {
               "%.2f GB staged, %.2f GB loaded on misses, stalls %.3f s "
               "(%.1f %% of the steps)\n",
               static_cast<long long>(info.expert_slots),
-              info.staging ? "the predictor stages" : "on demand, LRU",
+              !info.learned_eviction ? "on demand, LRU"
+              : info.staged  ? "the predictor stages, learned eviction"
+                             : "on demand, learned eviction",
               static_cast<long long>(c.hits), static_cast<long long>(needed),
               needed > 0 ? 100.0 * c.hits / needed : 0.0,
               c.staged_bytes / 1e9, c.loaded_bytes / 1e9, c.stall_seconds,
@@ -294,7 +301,8 @@ void print_json(const run_info& info, const prefetch::replay_result& r) {
       rows.push_back(std::move(row));
     }
     out["expert_cache"] = {{"slots", info.expert_slots},
-                           {"staging", info.staging},
+                           {"eviction", info.learned_eviction ? "learned" : "lru"},
+                           {"staging", info.staged},
                            {"layers", std::move(rows)},
                            {"overall", cache_json(cache_sum(r.expert_cache))}};
   }
@@ -373,7 +381,7 @@ int run_bench_prefetch(const std::vector<std::string>& raw_args) {
   ro.window = *window;
   ro.batch = *batch;
   ro.trace = trace ? &*trace : nullptr;
-  ro.stage = !args->has("no-staging");
+  ro.watch_layers = !args->has("lru");
   ro.record = args->has("record-routing");
   standalone_options so;
   so.model_device = *device;
@@ -381,6 +389,7 @@ int run_bench_prefetch(const std::vector<std::string>& raw_args) {
   so.quantization = *quantization;
   so.expert_slots = *expert_slots;
   so.expert_slots_origin = "--expert-slots";
+  so.stage_predicted = args->has("stage");
   so.engine.batching.max_batch = static_cast<size_t>(ro.batch);
   so.engine.page_size = 16;
   so.engine.num_pages = prefetch::replay_pages(ro, so.engine.page_size);
@@ -394,7 +403,8 @@ int run_bench_prefetch(const std::vector<std::string>& raw_args) {
   info.where = (*exec)->where();
   info.trace = trace ? args->get("routing-trace") : std::string{};
   info.expert_slots = *expert_slots;
-  info.staging = ro.stage;
+  info.learned_eviction = ro.watch_layers;
+  info.staged = so.stage_predicted;
   info.window = ro.window;
   info.batch = ro.batch;
   info.top_k = mc.num_experts_per_tok;

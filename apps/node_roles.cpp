@@ -184,6 +184,7 @@ placement_of(const node_config& cfg, const model_config& model,
     options.show_progress = isatty(STDERR_FILENO) != 0;
     options.expert_slots = cfg.worker.gpu_expert_slots;
     options.expert_slots_origin = cfg.source + ": [worker] gpu_expert_slots =";
+    options.stage_predicted = cfg.prefetch.stage_experts;
   } else {
     auto pages = kv_pool_pages(cfg.kv_cache.num_pages, cfg.kv_cache.memory_mib,
                                kv_bytes_per_page(model, opts.page_size),

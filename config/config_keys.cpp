@@ -501,6 +501,14 @@ const std::vector<config_key>& config_keys() {
      "percent: where the predictor is often wrong it stages fewer (0 always "
      "stages max_staged).",
      0, 100},
+    {"prefetch", "stage_experts",
+     field<&node_config::prefetch, &prefetch_section::stage_experts>(),
+     "With a GPU expert cache ([worker] gpu_expert_slots): copy the experts "
+     "the predictor expects into slots before each layer's routing is known, "
+     "and evict by its chances. Off, the cache loads what a layer needs on "
+     "demand and evicts by which experts it has learned follow which: on the "
+     "H100 machine (55 GB/s host to device) that was faster, since a wrong "
+     "guess costs the bus as much as a miss (docs/PERFORMANCE.md)."},
     // -- [autoscaler]
     // ------------------------------------------------------------------------
     {"autoscaler", "enabled",

@@ -240,6 +240,10 @@ struct prefetch_section {
   /// An expert is staged only while the measured chance that the step uses
   /// it is at least this percent. Default: 10.
   uint32_t min_chance_percent = 10;
+  /// With a GPU expert cache: copy the experts the predictor expects ahead
+  /// of each layer (else the cache only learns from the routing what to
+  /// evict). Default: false.
+  bool stage_experts = false;
 };
 
 /// Section `[security]`: trust between nodes and clients.

@@ -35,7 +35,8 @@ cuda_executor::cuda_executor(const checkpoint& ckpt,
     max_rows_(std::max<int64_t>(options.max_step_rows, 1)),
     max_graph_rows_(options.max_graph_rows),
     page_size_(std::max<int64_t>(options.page_size, 1)),
-    w_(std::move(weights)), cache_(std::move(cache)) {
+    w_(std::move(weights)), cache_(std::move(cache)),
+    stage_predicted_(options.stage_predicted) {
   if (local_experts_) {
     local_.resize(static_cast<size_t>(cfg_.num_local_experts));
     std::iota(local_.begin(), local_.end(), 0u);

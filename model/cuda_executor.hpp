@@ -49,6 +49,11 @@ struct cuda_executor_options {
   /// set it, for errors.
   int64_t expert_slots = 0;
   std::string expert_slots_origin = "[worker] gpu_expert_slots =";
+  /// With an expert cache and the predictor: copy the experts it expects
+  /// into slots ahead of each layer, and weigh eviction by its chances.
+  /// False: the cache loads on demand and evicts by the transitions it
+  /// learns from the routing ([prefetch] stage_experts).
+  bool stage_predicted = false;
 };
 
 /// Loads `ckpt` onto a CUDA device and returns an executor that runs whole

@@ -211,6 +211,9 @@ private:
   // layers, the copy stream; per layer the events that time a stall
   // (routing done, copies done) and this step's counts.
   std::unique_ptr<expert_slot_cache> cache_;
+  /// Copy the experts the predictor expects ahead of their layer
+  /// (cuda_executor_options::stage_predicted).
+  bool stage_predicted_ = false;
   cuda::expert_layer slot_layer_;
   std::vector<cuda::expert_layer> host_layers_;
   cuda::device_buffer slot_w13_, slot_w2_, slot_s13_, slot_s2_;

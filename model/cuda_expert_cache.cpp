@@ -2,10 +2,13 @@
 // expert in pinned host memory, a fixed number of slots on the device. Each
 // layer's routing is read back, the experts it needs are made resident
 // (expert_slot_cache decides where) and the expert kernels run over the
-// slots. What the predictor expects a layer to use is copied on a second
-// stream when the layer (or the one before) begins, so that a right guess
-// costs no wait. Every copy into a slot follows, in stream order, the work
-// enqueued before it: an expert is never overwritten while a kernel reads it.
+// slots. With the predictor on, the cache learns from the routing which
+// experts follow which and evicts by that; with staging on too, what the
+// predictor expects a layer to use is copied on a second stream when the
+// layer (or the one before) begins, so that a right guess costs no wait (a
+// wrong one costs the bus as much as a miss). Every copy into a slot
+// follows, in stream order, the work enqueued before it: an expert is never
+// overwritten while a kernel reads it.
 
 #include <algorithm>
 
@@ -97,6 +100,12 @@ int64_t cuda_executor::copy_experts(
 void cuda_executor::stage_experts(int64_t l, int64_t n) {
   if (observer_ == nullptr)
     return;
+  // The predictor hears of every layer as it begins (it scores itself);
+  // without staging nothing else follows.
+  if (!stage_predicted_) {
+    (void)observer_->layer_begins(l, nullptr, n);
+    return;
+  }
   const auto e = static_cast<size_t>(cfg_.num_local_experts);
   // This layer's guess, and the next one's: its copies then overlap this
   // layer's work too.

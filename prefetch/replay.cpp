@@ -81,7 +81,7 @@ caf::expected<replay_result> replay(model_executor& exec,
   if (options.record)
     res.routing.assign(static_cast<size_t>(total * layers * k), 0);
   timed_observer observer{predictor, res.predictor_seconds};
-  const bool hooked = options.stage && exec.observe_routing(&observer);
+  const bool hooked = options.watch_layers && exec.observe_routing(&observer);
   std::vector<slot> slots(static_cast<size_t>(options.batch));
   int64_t next_window = 0;
   for (;;) {

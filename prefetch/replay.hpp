@@ -27,10 +27,11 @@ struct replay_options {
   /// the trace's token i) instead of the model's routers; null: the routers
   /// choose.
   const routing_trace* trace = nullptr;
-  /// The predictor watches each layer as it runs and an expert cache stages
-  /// what it expects; false: it scores the finished steps only and a cache
-  /// loads on demand, evicting the least recently used.
-  bool stage = true;
+  /// The predictor watches each layer as it runs (an expert cache then
+  /// learns from the routing what to evict, and stages the predictor's
+  /// guesses if told to); false: it scores the finished steps only and a
+  /// cache evicts the least recently used.
+  bool watch_layers = true;
   /// Keep every token's routing in replay_result::routing.
   bool record = false;
 };

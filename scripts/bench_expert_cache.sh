@@ -4,16 +4,17 @@
 # weights, written by the team's tool, which also times transformers on it): `volt-node
 # bench model` at batch 1 and 8 with (a) every expert resident, (b) half and a quarter
 # of them in expert slots loaded on demand (least recently used evicted), (c) the same
-# with the prefetch predictor staging; and the pinned host-to-device copy rate, the
+# with the prefetch predictor on (the cache learns from the routing which experts follow
+# which and evicts by that); and the pinned host-to-device copy rate, the
 # bound of a miss. Random weights route at random, so the same runs follow with the
 # routing of real text: a trace recorded on tests/data/tiny-mixtral-text-a over Python
 # source it did not see in training, replayed by `volt-node bench prefetch
 # --routing-trace` (its tokens are the input, its experts replace the routers' choice;
 # the checkpoint's 8 layers repeat the trace's 4). JSON under $OUT, one summary line per
 # run.
-# `tuning` adds prefetch runs that stage fewer experts (min_chance 50 %, or at most
-# top-k per layer).
-#   scripts/bench_expert_cache.sh [LAYERS] [random] [trace] [tuning]
+# `tuning` adds runs with the predictor staging its guesses. `prefetch` runs only the
+# trace's learned-eviction rows.
+#   scripts/bench_expert_cache.sh [LAYERS] [random] [trace] [prefetch] [tuning]
 #                                 (default: 8 random trace)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -66,7 +67,7 @@ for r in d["decode"]:
 PY
 done
 
-{ has trace || has tuning; } || exit 0
+{ has trace || has prefetch || has tuning; } || exit 0
 trace="$OUT/trace_text_a.json"
 $node bench prefetch --model tests/data/tiny-mixtral-text-a \
   --text tests/data/unseen-python/volt_scripts.py.txt --tokens 4096 \
@@ -109,15 +110,19 @@ PY
 }
 if has trace; then
   trace_run resident 0
-  trace_run lru50 $((total / 2)) --no-staging
-  trace_run prefetch50 $((total / 2))
-  trace_run lru25 $((total / 4)) --no-staging
-  trace_run prefetch25 $((total / 4))
+  trace_run lru50 $((total / 2)) --lru
+  trace_run lru25 $((total / 4)) --lru
 fi
-# Staging only what the predictor is surer of: the bus is the bound, and a wrong
-# guess costs as much of it as a miss.
+if has trace || has prefetch; then
+  trace_run learned50 $((total / 2))
+  trace_run learned25 $((total / 4))
+fi
+# The predictor staging what it expects ([prefetch] stage_experts): by default
+# (min_chance 10 %, at most 2 x top-k per layer), at min_chance 50 %, and at most
+# top-k per layer. The bus is the bound, and a wrong guess costs as much of it as a
+# miss.
 if has tuning; then
-  trace_run prefetch50-c50 $((total / 2)) --min-chance-percent 50
-  trace_run prefetch50-s2 $((total / 2)) --max-staged 2
-
+  trace_run staged50 $((total / 2)) --stage
+  trace_run staged50-c50 $((total / 2)) --stage --min-chance-percent 50
+  trace_run staged50-s2 $((total / 2)) --stage --max-staged 2
 fi

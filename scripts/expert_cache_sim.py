@@ -4,7 +4,8 @@ of the GPU expert cache, as `bench prefetch --routing-trace` drives it: sequence
 WINDOW tokens, BATCH at a time, one token per sequence per step, a model of LAYERS
 layers repeating the trace's layers, each step's layers in order, a layer's experts
 pinned while it loads its misses. Prints experts loaded per step and the hit rate
-for least-recently-used eviction (what the cache does without the predictor) and
+for least-recently-used eviction (what the cache does without the predictor), for
+the transitions the cache learns with the predictor on (without staging), and
 for Belady's optimum (evict the expert whose next use is farthest: a bound no
 predictor can beat without staging more than it loads).
 
@@ -61,6 +62,51 @@ def lru(steps, slots):
     return loads, hits
 
 
+def learned(steps, slots):
+    """LRU weighed by the chance the cache learns (model/expert_slot_cache.cpp,
+    observe): per layer, how often each expert followed each other one from one
+    step to the next; an expert's chance is that one of its layer's latest
+    experts is followed by it. The lowest chance goes, the least recently used
+    among equals. Without the predictor's chances, which the cache also weighs."""
+    n_exp = 1 + max(e for step in steps for _, used in step for e in used)
+    follows, followed, last = {}, {}, {}
+    cache, loads, hits = OrderedDict(), 0, 0
+
+    def chance(key):
+        layer, b = key
+        none = 1.0
+        for a in last.get(layer, ()):
+            p = (follows.get((layer, a, b), 0.0) + 1.0 / n_exp) / (
+                followed.get((layer, a), 0.0) + 1.0)
+            none *= 1.0 - p
+        return 1.0 - none if last.get(layer) else 0.0
+
+    for step in steps:
+        for layer, used in step:
+            for a in last.get(layer, ()):
+                followed[(layer, a)] = followed.get((layer, a), 0.0) + 1.0
+                for b in used:
+                    follows[(layer, a, b)] = follows.get((layer, a, b), 0.0) + 1.0
+            last[layer] = sorted(used)
+            for e in sorted(used):
+                key = (layer, e)
+                if key in cache:
+                    hits += 1
+                    cache.move_to_end(key)
+                    continue
+                loads += 1
+                if len(cache) >= slots:
+                    order = list(cache)
+                    victim = min((x for x in order
+                                  if not (x[0] == layer and x[1] in used)),
+                                 key=lambda x: (chance(x), order.index(x)))
+                    del cache[victim]
+                cache[key] = True
+            for e in sorted(used):
+                cache.move_to_end((layer, e))
+    return loads, hits
+
+
 def belady(steps, slots):
     accesses = [(layer, used) for step in steps for layer, used in step]
     uses = {}
@@ -104,9 +150,10 @@ def main():
         batch, window = (int(x) for x in shape.split(":"))
         steps = steps_of(trace, args.layers, batch, window, args.windows)
         for slots in (int(s) for s in args.slots.split(",")):
-            for name, policy in (("LRU", lru), ("Belady", belady)):
+            for name, policy in (("LRU", lru), ("learned", learned),
+                                 ("Belady", belady)):
                 loads, hits = policy(steps, slots)
-                print(f"batch {batch}, {slots} slots, {name:6}: "
+                print(f"batch {batch}, {slots} slots, {name:7}: "
                       f"{loads / len(steps):6.2f} experts loaded per step, "
                       f"hit rate {hits / (hits + loads):.3f}")
 

@@ -19,6 +19,7 @@ CAF_TEST(defaults match the documented values) {
   CAF_CHECK_EQUAL(cfg.prefetch.lookahead_tokens, 1u);
   CAF_CHECK_EQUAL(cfg.prefetch.max_staged, 0u);
   CAF_CHECK_EQUAL(cfg.prefetch.min_chance_percent, 10u);
+  CAF_CHECK_EQUAL(cfg.prefetch.stage_experts, false);
 }
 
 CAF_TEST(values from the file) {
@@ -28,6 +29,7 @@ ngram_order = 4
 lookahead_tokens = 2
 max_staged = 3
 min_chance_percent = 25
+stage_experts = true
 )"));
   CAF_REQUIRE_EQUAL(message_of(cfg), "");
   CAF_CHECK_EQUAL(cfg->prefetch.enabled, true);
@@ -35,6 +37,7 @@ min_chance_percent = 25
   CAF_CHECK_EQUAL(cfg->prefetch.lookahead_tokens, 2u);
   CAF_CHECK_EQUAL(cfg->prefetch.max_staged, 3u);
   CAF_CHECK_EQUAL(cfg->prefetch.min_chance_percent, 25u);
+  CAF_CHECK_EQUAL(cfg->prefetch.stage_experts, true);
 }
 
 CAF_TEST(values from the environment) {

@@ -381,17 +381,19 @@ CAF_TEST(an expert cache gives the all resident tokens and logits) {
     engine_harness resident{ckpt, on_gpu(q, chunked)};
     CAF_REQUIRE(!resident.spawn_error());
     auto want = resident.generate_all(reqs);
-    // One layer's experts, then half of them all; with and without the
-    // predictor staging ahead.
+    // One layer's experts, then half of them all; LRU, learned eviction,
+    // and the predictor staging ahead.
     for (auto slots : {cfg.num_local_experts, experts / 2})
-      for (bool predict : {false, true}) {
+      for (int predict = 0; predict < 3; ++predict) {
         CAF_MESSAGE("int8 " << (q == weight_quantization::int8) << ", "
-                            << slots << " slots, predictor " << predict);
+                            << slots << " slots, predictor " << predict
+                            << " (off, learned eviction, staging)");
         auto opts = on_gpu(q, chunked);
         opts.expert_slots = slots;
         opts.engine.metrics = std::make_shared<node_metrics>("cached");
-        if (predict)
+        if (predict > 0)
           opts.engine.prefetch = prefetch::predictor_options{};
+        opts.stage_predicted = predict == 2;
         engine_harness cached{ckpt, opts};
         CAF_REQUIRE(!cached.spawn_error());
         auto got = cached.generate_all(reqs);
@@ -441,10 +443,11 @@ CAF_TEST(replayed routing replaces the routers choice with or without a cache) {
   ro.trace = &trace;
   ro.record = true;
   for (auto slots : {int64_t{0}, cfg.num_hidden_layers * e / 2})
-    for (bool stage : {false, true}) {
-      CAF_MESSAGE(slots << " slots, staging " << stage);
-      ro.stage = stage;
+    for (int mode = 0; mode < 3; ++mode) {
+      CAF_MESSAGE(slots << " slots, mode " << mode << " (LRU, learned, staged)");
+      ro.watch_layers = mode > 0;
       auto opts = on_gpu();
+      opts.stage_predicted = mode == 2;
       opts.engine.page_size = 16;
       opts.engine.num_pages = prefetch::replay_pages(ro, 16);
       opts.engine.batching.max_batch = 3;
