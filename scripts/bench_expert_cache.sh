@@ -114,8 +114,8 @@ if has trace; then
   trace_run lru25 $((total / 4)) --lru
 fi
 if has trace || has prefetch; then
-  trace_run learned50 $((total / 2))
   trace_run learned25 $((total / 4))
+  trace_run learned50 $((total / 2))
 fi
 # The predictor staging what it expects ([prefetch] stage_experts): by default
 # (min_chance 10 %, at most 2 x top-k per layer), at min_chance 50 %, and at most
