@@ -4,8 +4,10 @@
 
 #include <atomic>
 #include <csignal>
+#include <cstdlib>
 #include <future>
 #include <mutex>
+#include <thread>
 
 #include <unistd.h>
 
@@ -40,6 +42,32 @@ namespace {
 
 /// How long shutdown waits for in-flight work before giving up.
 constexpr auto drain_timeout = std::chrono::seconds{60};
+
+/// The exit code a part that stopped the node asked for (set_stop_handler).
+std::atomic<int> stop_code{0};
+
+/// How long the actor system may take to stop once the node's work is done.
+constexpr auto actor_system_stop_bound = std::chrono::seconds{5};
+
+/// Returns `code`, bounding what follows: the actor system's destruction.
+/// CAF 0.17 can deadlock there when a detached actor's private thread keeps
+/// its own actor alive (actor-framework#1196, fixed in CAF 0.18; Debian 12
+/// ships 0.17.6): a router whose streaming client had been killed hung so
+/// once in a few dozen test runs. The node has drained and answered
+/// everything by then, so past the bound it says why and exits with the code
+/// it would have returned.
+int bounded_stop(int code) {
+  std::thread([code] {
+    std::this_thread::sleep_for(actor_system_stop_bound);
+    VOLT_WARN("node", "the actor system did not stop within "
+                        << actor_system_stop_bound.count()
+                        << " s after the node's work ended (CAF 0.17's "
+                           "detached-actor shutdown race, "
+                           "actor-framework#1196); exiting");
+    std::_Exit(code != 0 ? code : stop_code.load());
+  }).detach();
+  return code;
+}
 
 /// Blocks SIGINT and SIGTERM in this thread and in every thread started later
 /// (CAF's), so that the main thread receives them with sigwait.
@@ -297,7 +325,7 @@ int run_standalone(const node_config& cfg, const checkpoint& ckpt,
   drain(sys, *eng);
   scaler.stop();
   caf::anon_send_exit(*eng, caf::exit_reason::user_shutdown);
-  return 0;
+  return bounded_stop(0);
 }
 
 /// Expert actors that routers spawned on this worker, stopped at shutdown.
@@ -436,7 +464,7 @@ int run_worker(const node_config& cfg, const checkpoint& ckpt,
   std::lock_guard<std::mutex> lock{spawned->mtx};
   for (auto& actor : spawned->actors)
     self->send_exit(actor, caf::exit_reason::user_shutdown);
-  return 0;
+  return bounded_stop(0);
 }
 
 int run_router(const node_config& cfg, const checkpoint& ckpt,
@@ -503,7 +531,7 @@ int run_router(const node_config& cfg, const checkpoint& ckpt,
   drain(sys, eng);
   scaler.stop();
   caf::anon_send_exit(eng, caf::exit_reason::user_shutdown);
-  return 0;
+  return bounded_stop(0);
 }
 
 } // namespace
@@ -514,7 +542,6 @@ int run_node(const node_config& cfg, const checkpoint& ckpt,
   // A part that must not go on (its checkpoint changed on disk) has answered
   // its requests with the error; the node then shuts down as on SIGTERM and
   // exits with the code it asked for.
-  static std::atomic<int> stop_code{0};
   set_stop_handler([](int code) {
     stop_code = code;
     VOLT_ERROR("node", "stopping after the error above (exit code " << code
