@@ -55,6 +55,9 @@ const std::vector<flag_spec> prefetch_flags = {
    "the predictor only scores the finished steps: an expert cache loads on "
    "demand and evicts the least recently used (without: it also learns "
    "from the routing what to evict)"},
+  {"expert-misses", true,
+   "with --expert-slots: where a miss runs, auto (default), load or host "
+   "([worker] expert_misses)"},
   {"stage", false,
    "with --expert-slots: copy the experts the predictor expects ahead of "
    "each layer ([prefetch] stage_experts)"},
@@ -160,13 +163,8 @@ prefetch::prefetch_counts overall(
 /// The expert cache's counts summed over `layers`.
 expert_cache_layer cache_sum(const std::vector<expert_cache_layer>& layers) {
   expert_cache_layer sum;
-  for (const auto& c : layers) {
-    sum.hits += c.hits;
-    sum.misses += c.misses;
-    sum.staged_bytes += c.staged_bytes;
-    sum.loaded_bytes += c.loaded_bytes;
-    sum.stall_seconds += c.stall_seconds;
-  }
+  for (const auto& c : layers)
+    sum += c;
   return sum;
 }
 
@@ -174,6 +172,7 @@ json::value cache_json(const expert_cache_layer& c) {
   const auto needed = c.hits + c.misses;
   return {{"hits", c.hits},
           {"misses", c.misses},
+          {"host_computed", c.host_computed},
           {"hit_rate", json::rounded(needed > 0 ? double(c.hits) / needed : 0.0,
                                      4)},
           {"staged_bytes", c.staged_bytes},
@@ -243,6 +242,7 @@ void print_table(const run_info& info, const prefetch::replay_result& r) {
   auto c = cache_sum(r.expert_cache);
   const auto needed = c.hits + c.misses;
   std::printf("expert cache: %lld slots, %s; hits %lld of %lld (%.1f %%), "
+              "%lld misses computed on the host, "
               "%.2f GB staged, %.2f GB loaded on misses, stalls %.3f s "
               "(%.1f %% of the steps)\n",
               static_cast<long long>(info.expert_slots),
@@ -251,6 +251,7 @@ void print_table(const run_info& info, const prefetch::replay_result& r) {
                              : "on demand, learned eviction",
               static_cast<long long>(c.hits), static_cast<long long>(needed),
               needed > 0 ? 100.0 * c.hits / needed : 0.0,
+              static_cast<long long>(c.host_computed),
               c.staged_bytes / 1e9, c.loaded_bytes / 1e9, c.stall_seconds,
               r.step_seconds > 0 ? 100.0 * c.stall_seconds / r.step_seconds
                                  : 0.0);
@@ -346,6 +347,9 @@ int run_bench_prefetch(const std::vector<std::string>& raw_args) {
   auto quantization = args->get_quantization("quantization");
   if (!quantization)
     return report_error(quantization.error());
+  auto misses = args->get_expert_misses("expert-misses");
+  if (!misses)
+    return report_error(misses.error());
   if (*expert_slots > 0 && *device < 0)
     return report_error(flag_error("--expert-slots: needs a CUDA device "
                                    "(--device cuda:N)"));
@@ -390,6 +394,7 @@ int run_bench_prefetch(const std::vector<std::string>& raw_args) {
   so.expert_slots = *expert_slots;
   so.expert_slots_origin = "--expert-slots";
   so.stage_predicted = args->has("stage");
+  so.expert_misses = *misses;
   so.engine.batching.max_batch = static_cast<size_t>(ro.batch);
   so.engine.page_size = 16;
   so.engine.num_pages = prefetch::replay_pages(ro, so.engine.page_size);

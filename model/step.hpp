@@ -61,15 +61,31 @@ struct step_request {
 /// What a GPU expert cache did during one layer of a step.
 struct expert_cache_layer {
   /// Experts the layer needed that were resident (or staged in time to be
-  /// found there), and those it had to load.
+  /// found there), and those it did not find (loaded, or computed on the
+  /// host).
   int64_t hits = 0;
   int64_t misses = 0;
+  /// Misses the host computed (from the pinned copy).
+  int64_t host_computed = 0;
   /// Bytes copied to the device: staged ahead of the routing, and loaded
-  /// on a miss.
+  /// on a miss (waited for, or in the background while the host computed
+  /// it).
   int64_t staged_bytes = 0;
   int64_t loaded_bytes = 0;
-  /// Time the layer's experts waited for copies after its routing.
+  /// Time the layer's experts waited after its routing: for copies, and for
+  /// the host's experts.
   double stall_seconds = 0;
+
+  /// Adds another layer's or step's counts (totals over steps or layers).
+  expert_cache_layer& operator+=(const expert_cache_layer& o) {
+    hits += o.hits;
+    misses += o.misses;
+    host_computed += o.host_computed;
+    staged_bytes += o.staged_bytes;
+    loaded_bytes += o.loaded_bytes;
+    stall_seconds += o.stall_seconds;
+    return *this;
+  }
 };
 
 /// What a finished step returns.

@@ -150,14 +150,8 @@ caf::expected<replay_result> replay(model_executor& exec,
     res.step_seconds += seconds_since(step_start);
     const auto& cache = progress->result.expert_cache;
     res.expert_cache.resize(cache.size());
-    for (size_t l = 0; l < cache.size(); ++l) {
-      auto& sum = res.expert_cache[l];
-      sum.hits += cache[l].hits;
-      sum.misses += cache[l].misses;
-      sum.staged_bytes += cache[l].staged_bytes;
-      sum.loaded_bytes += cache[l].loaded_bytes;
-      sum.stall_seconds += cache[l].stall_seconds;
-    }
+    for (size_t l = 0; l < cache.size(); ++l)
+      res.expert_cache[l] += cache[l];
     for (size_t p = 0; p < predictor_count; ++p)
       for (size_t l = 0; l < static_cast<size_t>(layers); ++l)
         res.scores.by_predictor[p][l] += scores.by_predictor[p][l];
