@@ -31,6 +31,15 @@ void rms_norm(const float* x, const float* weight, int64_t n_rows, int64_t dim,
 void matmul_nt(const float* x, const float* w, int64_t n_rows, int64_t in_dim,
                int64_t out_dim, float* y);
 
+/// y = x · wᵀ with bf16 weights (their bits, [out, in]), each widened to
+/// float as read: equals matmul_nt over the widened weights to the bit. The
+/// output rows are split over the compute threads (parallel_for).
+/// - x (in):  [n_rows, in_dim]
+/// - w (in):  [out_dim, in_dim] bf16
+/// - y (out): [n_rows, out_dim]; must not alias x
+void matmul_nt_bf16(const float* x, const uint16_t* w, int64_t n_rows,
+                    int64_t in_dim, int64_t out_dim, float* y);
+
 /// Rotary position embedding in the "rotate half" form of Hugging Face
 /// Llama/Mixtral: pairs (i, i + head_dim/2) rotate by position *
 /// theta^(-2i/head_dim). In place.
@@ -100,6 +109,18 @@ void topk_gating(const float* logits, int64_t n_tokens, int64_t n_experts,
 void swiglu_expert(const float* x, const float* w1, const float* w3,
                    const float* w2, int64_t n_rows, int64_t hidden, int64_t ffn,
                    float* scratch, float* out);
+
+/// swiglu_expert over one expert's bf16 weights in the GPU's layout (an
+/// expert cache's host copy): equals swiglu_expert over the widened weights
+/// to the bit.
+/// - x       (in):  [n_rows, hidden]
+/// - w13     (in):  [2 * ffn, hidden] bf16: rows [0, ffn) are w1, the rest w3
+/// - w2      (in):  [hidden, ffn] bf16
+/// - scratch (tmp): [2, n_rows, ffn]
+/// - out     (out): [n_rows, hidden]
+void swiglu_expert_bf16(const float* x, const uint16_t* w13, const uint16_t* w2,
+                        int64_t n_rows, int64_t hidden, int64_t ffn,
+                        float* scratch, float* out);
 
 /// Index of the largest value; the lowest index wins ties (torch.argmax's
 /// rule).

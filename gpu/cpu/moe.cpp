@@ -102,4 +102,15 @@ void swiglu_expert(const float* x, const float* w1, const float* w3,
   matmul_nt(gate, w2, n_rows, ffn, hidden, out);
 }
 
+void swiglu_expert_bf16(const float* x, const uint16_t* w13, const uint16_t* w2,
+                        int64_t n_rows, int64_t hidden, int64_t ffn,
+                        float* scratch, float* out) {
+  float* gate = scratch;
+  float* up = scratch + n_rows * ffn;
+  matmul_nt_bf16(x, w13, n_rows, hidden, ffn, gate);
+  matmul_nt_bf16(x, w13 + ffn * hidden, n_rows, hidden, ffn, up);
+  silu_times(gate, up, n_rows * ffn);
+  matmul_nt_bf16(gate, w2, n_rows, ffn, hidden, out);
+}
+
 } // namespace volt::cpu

@@ -11,6 +11,7 @@
 #include <string>
 #include <numeric>
 #include <tuple>
+#include <utility>
 #include <random>
 #include <vector>
 
@@ -471,6 +472,87 @@ CAF_TEST(swiglu expert matches float64) {
       want[r * hidden + o] = acc;
     }
   CAF_CHECK_LESS(rel_error(out, want), 1e-6);
+}
+
+namespace {
+
+/// bf16 bits of random weights (rounded to nearest even), and their exact
+/// float values.
+std::pair<std::vector<uint16_t>, std::vector<float>>
+random_bf16(size_t n, uint32_t seed, float scale) {
+  auto f = random_floats(n, seed, scale);
+  std::vector<uint16_t> bits(n);
+  for (size_t i = 0; i < n; ++i) {
+    uint32_t u;
+    std::memcpy(&u, &f[i], sizeof(u));
+    u += 0x7fffu + ((u >> 16) & 1u);
+    bits[i] = static_cast<uint16_t>(u >> 16);
+    u = static_cast<uint32_t>(bits[i]) << 16;
+    std::memcpy(&f[i], &u, sizeof(u));
+  }
+  return {bits, f};
+}
+
+} // namespace
+
+CAF_TEST(bf16 matmul kernels equal matmul_nt over the widened weights) {
+  const bool avx2 = cpu::detail::avx2_available();
+  int differing = 0;
+  uint32_t seed = 500;
+  for (int64_t n : {1, 2, 3, 5})
+    for (int64_t in : {1, 7, 8, 13, 67, 128})
+      for (int64_t out : {1, 3, 8, 9, 17, 130}) {
+        auto x = random_floats(static_cast<size_t>(n * in), ++seed, 2.0f);
+        auto [bits, w] = random_bf16(static_cast<size_t>(out * in), ++seed,
+                                     2.0f);
+        std::vector<float> want(static_cast<size_t>(n * out), NAN);
+        cpu::detail::matmul_nt_portable(x.data(), w.data(), n, in, out,
+                                        want.data());
+        std::vector<std::vector<float>> got;
+        got.emplace_back(want.size(), NAN);
+        cpu::matmul_nt_bf16(x.data(), bits.data(), n, in, out,
+                            got.back().data());
+        // Each kernel over two parts of the weight rows, as threads split them.
+        const int64_t mid = out / 2;
+        got.emplace_back(want.size(), NAN);
+        cpu::detail::matmul_nt_bf16_portable(x.data(), bits.data(), n, in, 0,
+                                             mid, out, got.back().data());
+        cpu::detail::matmul_nt_bf16_portable(x.data(), bits.data(), n, in, mid,
+                                             out, out, got.back().data());
+        if (avx2) {
+          got.emplace_back(want.size(), NAN);
+          cpu::detail::matmul_nt_bf16_avx2(x.data(), bits.data(), n, in, 0,
+                                           mid, out, got.back().data());
+          cpu::detail::matmul_nt_bf16_avx2(x.data(), bits.data(), n, in, mid,
+                                           out, out, got.back().data());
+        }
+        for (const auto& g : got)
+          if (std::memcmp(g.data(), want.data(), want.size() * sizeof(float))
+              != 0) {
+            ++differing;
+            CAF_MESSAGE("differs at rows " << n << ", in " << in << ", out "
+                                           << out);
+          }
+      }
+  CAF_CHECK_EQUAL(differing, 0);
+}
+
+CAF_TEST(bf16 swiglu expert equals the float expert over the widened weights) {
+  const int64_t n = 3, hidden = 37, ffn = 53;
+  auto x = random_floats(n * hidden, 21);
+  auto [w13_bits, w13] = random_bf16(2 * ffn * hidden, 22, 0.3f);
+  auto [w2_bits, w2] = random_bf16(hidden * ffn, 23, 0.3f);
+  std::vector<float> scratch(2 * n * ffn, NAN);
+  std::vector<float> want(n * hidden, NAN);
+  cpu::swiglu_expert(x.data(), w13.data(), w13.data() + ffn * hidden,
+                     w2.data(), n, hidden, ffn, scratch.data(), want.data());
+  std::fill(scratch.begin(), scratch.end(), NAN);
+  std::vector<float> got(n * hidden, NAN);
+  cpu::swiglu_expert_bf16(x.data(), w13_bits.data(), w2_bits.data(), n, hidden,
+                          ffn, scratch.data(), got.data());
+  CAF_CHECK_EQUAL(std::memcmp(got.data(), want.data(),
+                              want.size() * sizeof(float)),
+                  0);
 }
 
 // The activation alone, over the whole range: one hidden unit and one FFN
