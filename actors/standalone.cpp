@@ -69,6 +69,7 @@ make_executor(const checkpoint& ckpt, const standalone_options& options,
     opts.expert_slots = options.expert_slots;
     opts.expert_slots_origin = options.expert_slots_origin;
     opts.stage_predicted = options.stage_predicted;
+    opts.expert_misses = options.expert_misses;
     auto exec = make_cuda_executor(ckpt, opts);
     // The pages live on the device; their records in the page table do not.
     if (exec)

@@ -8,6 +8,7 @@
 #include "caf/actor_system.hpp"
 #include "caf/expected.hpp"
 #include "model/checkpoint.hpp"
+#include "model/expert_miss_mode.hpp"
 #include "model/quantize.hpp"
 
 namespace volt {
@@ -43,6 +44,8 @@ struct standalone_options {
   /// With a cache and the predictor: stage the experts it expects
   /// ([prefetch] stage_experts).
   bool stage_predicted = false;
+  /// Where the cache's misses may run ([worker] expert_misses).
+  expert_miss_mode expert_misses = expert_miss_mode::automatic;
   /// What sized the KV pool, for the error when it does not fit in memory,
   /// e.g. "node.toml: [kv_cache] num_pages = 64"; empty: the model's context
   /// (config.json's max_position_embeddings) did.

@@ -73,6 +73,9 @@ const std::vector<flag_spec> model_flags = {
   {"prefetch", false,
    "with --expert-slots: the prefetch predictor stages the experts it "
    "expects (without: on-demand loading, least recently used evicted)"},
+  {"expert-misses", true,
+   "with --expert-slots: where a miss runs, auto (default), load or host "
+   "([worker] expert_misses)"},
   {"check-cpu", true,
    "also run a prompt of this many tokens on the float32 CPU executor and "
    "compare the last position's logits (default 0: no)"},
@@ -235,7 +238,7 @@ caf::error check_connect_flags(const cli_args& args) {
   if (args.has("connect")) {
     for (const char* local :
          {"device", "quantization", "prefill-attention", "check-cpu",
-          "expert-slots", "prefetch"})
+          "expert-slots", "expert-misses", "prefetch"})
       if (args.has(local))
         return flag_error("--" + std::string{local}
                           + ": not with --connect (the node's configuration "
@@ -278,6 +281,9 @@ int run_bench_model(const std::vector<std::string>& raw_args) {
   auto quantization = args->get_quantization("quantization");
   if (!quantization)
     return report_error(quantization.error());
+  auto misses = args->get_expert_misses("expert-misses");
+  if (!misses)
+    return report_error(misses.error());
   auto batches = args->get_int_list("batch", 1, 4096);
   auto prompts = args->get_int_list("prompt", 1, 1 << 20);
   auto decode_prompt = args->get_int("decode-prompt", 128, 1, 1 << 20);
@@ -357,6 +363,7 @@ int run_bench_model(const std::vector<std::string>& raw_args) {
     options.tensor_core_prefill = attention == "tensor-cores";
     options.expert_slots = *expert_slots;
     options.expert_slots_origin = "--expert-slots";
+    options.expert_misses = *misses;
     if (*expert_slots > 0) {
       cache_metrics = std::make_shared<node_metrics>("bench");
       options.engine.metrics = cache_metrics;

@@ -8,6 +8,7 @@
 #include "base/error.hpp"
 #include "config/did_you_mean.hpp"
 #include "config/endpoint.hpp"
+#include "config/key_access.hpp"
 
 namespace volt {
 
@@ -151,6 +152,16 @@ cli_args::get_quantization(const std::string& name) const {
   if (!q)
     return flag_error("--" + name + ": " + describe(q.error()));
   return *q;
+}
+
+caf::expected<expert_miss_mode>
+cli_args::get_expert_misses(const std::string& name) const {
+  expert_miss_mode mode{};
+  // The configuration's own spelling and error ([worker] expert_misses).
+  if (auto problem = detail::from_key_value(key_value{get(name, "auto")}, mode);
+      !problem.empty())
+    return flag_error("--" + name + ": " + problem);
+  return mode;
 }
 
 caf::error apply_log_level(const cli_args& args, log_level fallback) {

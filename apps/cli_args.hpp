@@ -7,6 +7,7 @@
 
 #include "base/log.hpp"
 #include "caf/expected.hpp"
+#include "model/expert_miss_mode.hpp"
 #include "model/quantize.hpp"
 
 namespace volt {
@@ -50,6 +51,12 @@ public:
   /// the error names the flag.
   caf::expected<weight_quantization>
   get_quantization(const std::string& name) const;
+
+  /// The flag's value as where an expert cache's misses run: "auto"
+  /// (default), "load" or "host" ([worker] expert_misses); the error names
+  /// the flag.
+  caf::expected<expert_miss_mode>
+  get_expert_misses(const std::string& name) const;
 
   /// The flag's value as a comma-separated list of integers in [lo, hi].
   caf::expected<std::vector<int64_t>>

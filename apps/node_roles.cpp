@@ -213,6 +213,7 @@ placement_of(const node_config& cfg, const model_config& model,
     options.expert_slots = cfg.worker.gpu_expert_slots;
     options.expert_slots_origin = cfg.source + ": [worker] gpu_expert_slots =";
     options.stage_predicted = cfg.prefetch.stage_experts;
+    options.expert_misses = cfg.worker.expert_misses;
   } else {
     auto pages = kv_pool_pages(cfg.kv_cache.num_pages, cfg.kv_cache.memory_mib,
                                kv_bytes_per_page(model, opts.page_size),

@@ -268,6 +268,17 @@ const std::vector<config_key>& config_keys() {
      "(num_local_experts); 0: every expert resident. For a GPU smaller than "
      "the model's experts; a worker's own CUDA experts are all resident.",
      0, 1 << 20},
+    {"worker", "expert_misses",
+     field<&node_config::worker, &worker_section::expert_misses>(),
+     "Where an expert the GPU expert cache ([worker] gpu_expert_slots) does "
+     "not hold runs: \"load\" (copied into a slot, the layer waits for the "
+     "copy), \"host\" (the host CPU may compute it from the pinned copy: a "
+     "miss less likely to be needed again than the expert it would evict runs "
+     "there and leaves the slots alone, and one worth keeping runs there "
+     "while its copy goes on in the background, whichever makes the layer's "
+     "wait shortest) or \"auto\" (\"host\" when the node measures, at start, "
+     "one bf16 expert computed on the host for one row faster than its copy; "
+     "else \"load\"). int8 experts always load."},
     // -- [router]
     // ----------------------------------------------------------------------------
     {"router", "workers",

@@ -78,6 +78,10 @@ inline key_value to_key_value(missing_expert_policy x) {
   return to_string(x);
 }
 
+inline key_value to_key_value(expert_miss_mode x) {
+  return to_string(x);
+}
+
 // -- key_value -> field (type and range already checked by the caller)
 // ----------------------
 
@@ -169,6 +173,15 @@ inline std::string from_key_value(const key_value& v,
     {"renormalize", missing_expert_policy::renormalize},
   };
   return parse_enum(v, "policy", names, x);
+}
+
+inline std::string from_key_value(const key_value& v, expert_miss_mode& x) {
+  static constexpr std::pair<const char*, expert_miss_mode> names[] = {
+    {"auto", expert_miss_mode::automatic},
+    {"load", expert_miss_mode::load},
+    {"host", expert_miss_mode::host},
+  };
+  return parse_enum(v, "mode", names, x);
 }
 
 } // namespace volt::detail

@@ -180,6 +180,15 @@ std::string to_string(discovery_mode x) {
   return "discovery_mode(" + std::to_string(static_cast<int>(x)) + ")";
 }
 
+std::string to_string(expert_miss_mode x) {
+  switch (x) {
+    case expert_miss_mode::automatic: return "auto";
+    case expert_miss_mode::load: return "load";
+    case expert_miss_mode::host: return "host";
+  }
+  return "expert_miss_mode(" + std::to_string(static_cast<int>(x)) + ")";
+}
+
 std::string to_string(missing_expert_policy x) {
   switch (x) {
     case missing_expert_policy::fail: return "fail";

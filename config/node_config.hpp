@@ -7,6 +7,7 @@
 
 #include "caf/error.hpp"
 #include "caf/expected.hpp"
+#include "model/expert_miss_mode.hpp"
 
 // The node configuration: one struct per TOML section. Every key is declared
 // once, with its meaning, type, range and environment variable, in the table of
@@ -51,6 +52,9 @@ std::string to_string(discovery_mode x);
 
 /// Returns the TOML spelling of `x`: "fail" or "renormalize".
 std::string to_string(missing_expert_policy x);
+
+/// Returns the TOML spelling of `x`: "auto", "load" or "host".
+std::string to_string(expert_miss_mode x);
 
 /// Section `[node]`: who this process is.
 struct node_section {
@@ -100,6 +104,7 @@ struct worker_section {
   /// Experts a CUDA executor keeps on its device at once, the rest in
   /// pinned host memory (an expert cache); 0: all. Default: 0.
   uint32_t gpu_expert_slots = 0;
+  expert_miss_mode expert_misses = expert_miss_mode::automatic;
 };
 
 /// One entry of `[router] placement`: experts the router spawns on a node.

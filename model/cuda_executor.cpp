@@ -36,7 +36,8 @@ cuda_executor::cuda_executor(const checkpoint& ckpt,
     max_graph_rows_(options.max_graph_rows),
     page_size_(std::max<int64_t>(options.page_size, 1)),
     w_(std::move(weights)), cache_(std::move(cache)),
-    stage_predicted_(options.stage_predicted) {
+    stage_predicted_(options.stage_predicted),
+    miss_mode_(options.expert_misses) {
   if (local_experts_) {
     local_.resize(static_cast<size_t>(cfg_.num_local_experts));
     std::iota(local_.begin(), local_.end(), 0u);

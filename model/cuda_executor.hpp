@@ -6,6 +6,7 @@
 
 #include "caf/expected.hpp"
 #include "model/checkpoint.hpp"
+#include "model/expert_miss_mode.hpp"
 #include "model/executor.hpp"
 #include "model/quantize.hpp"
 
@@ -54,6 +55,10 @@ struct cuda_executor_options {
   /// False: the cache loads on demand and evicts by the transitions it
   /// learns from the routing ([prefetch] stage_experts).
   bool stage_predicted = false;
+  /// Where the cache's misses may run: copied, or computed on the host
+  /// from the pinned copy (bf16 experts; automatic: where one expert was
+  /// measured faster there at start).
+  expert_miss_mode expert_misses = expert_miss_mode::automatic;
 };
 
 /// Loads `ckpt` onto a CUDA device and returns an executor that runs whole

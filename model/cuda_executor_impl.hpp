@@ -156,8 +156,19 @@ private:
   /// the needed experts resident, then the experts and combine.
   void enqueue_cached_moe(int64_t l, int64_t n);
   /// Enqueues the copies of `loads` on the copy stream after the work
-  /// enqueued on the compute stream so far; returns their bytes.
+  /// enqueued on the compute stream so far, each followed by its slot's
+  /// event; returns their bytes.
   int64_t copy_experts(const std::vector<expert_slot_cache::load>& loads);
+  /// Times one expert computed on the host (one row) against one copy and
+  /// lets the cache send misses to the host where the mode allows.
+  void measure_miss_costs();
+  /// The host computes `experts` of layer `l` over their grouped rows
+  /// (host_x_ holds the layer's input) into host_out_, and hands the
+  /// outputs to the MoE runner.
+  /// - offsets       (in): [n_experts + 1], the plan's group offsets
+  /// - grouped_pairs (in): [n * k], the pair of each grouped row
+  void compute_on_host(int64_t l, const std::vector<uint32_t>& experts,
+                       const int32_t* offsets, const int32_t* grouped_pairs);
   /// Adds the stall times measured by the step's events.
   void collect_stalls();
 
@@ -219,7 +230,17 @@ private:
   cuda::device_buffer slot_w13_, slot_w2_, slot_s13_, slot_s2_;
   std::unique_ptr<cuda::stream> copy_stream_;
   std::unique_ptr<cuda::event> compute_mark_;
-  std::vector<std::unique_ptr<cuda::event>> routed_ev_, copied_ev_;
+  /// Per slot: recorded after the latest copy into it.
+  std::vector<std::unique_ptr<cuda::event>> slot_ev_;
+  /// Per layer: routing done; the experts' inputs ready (copies waited
+  /// for, the host's experts computed).
+  std::vector<std::unique_ptr<cuda::event>> routed_ev_, ready_ev_;
+  /// Where misses may run ([worker] expert_misses), and the host's
+  /// buffers: the layer's input [max_rows, hidden] bf16, the grouped
+  /// outputs [max_rows * k, hidden] f32, and its scratch.
+  expert_miss_mode miss_mode_ = expert_miss_mode::automatic;
+  cuda::pinned_buffer host_x_, host_out_;
+  std::vector<float> host_in_, host_scratch_;
   std::vector<bool> timed_;
   std::vector<expert_cache_layer> cache_step_;
   routing_observer* observer_ = nullptr;

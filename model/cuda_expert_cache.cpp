@@ -6,13 +6,22 @@
 // experts follow which and evicts by that; with staging on too, what the
 // predictor expects a layer to use is copied on a second stream when the
 // layer (or the one before) begins, so that a right guess costs no wait (a
-// wrong one costs the bus as much as a miss). Every copy into a slot
-// follows, in stream order, the work enqueued before it: an expert is never
-// overwritten while a kernel reads it.
+// wrong one costs the bus as much as a miss). Where the host may compute
+// misses ([worker] expert_misses), the policy sends some of them there: the
+// host reads the layer's rows back, computes those experts from the pinned
+// copy while the copies run, and their outputs join the device's in the
+// combine. Every copy into a slot follows, in stream order, the work
+// enqueued before it (an expert is never overwritten while a kernel reads
+// it), and a layer waits only for the copies into the slots it reads.
 
 #include <algorithm>
+#include <chrono>
+#include <cstring>
 
 #include "base/error.hpp"
+#include "base/log.hpp"
+#include "gpu/cpu/cpu_ops.hpp"
+#include "gpu/cpu/parallel.hpp"
 #include "gpu/cuda/cuda_check.hpp"
 #include "model/cuda_executor_impl.hpp"
 
@@ -40,16 +49,64 @@ void cuda_executor::build_expert_cache(int64_t slots) {
     host_layers_.push_back(lw.experts);
   copy_stream_ = std::make_unique<cuda::stream>();
   compute_mark_ = std::make_unique<cuda::event>();
+  for (int64_t s = 0; s < slots; ++s)
+    slot_ev_.push_back(std::make_unique<cuda::event>());
   const auto layers = static_cast<size_t>(cfg_.num_hidden_layers);
   for (size_t l = 0; l < layers; ++l) {
     routed_ev_.push_back(std::make_unique<cuda::event>(true));
-    copied_ev_.push_back(std::make_unique<cuda::event>(true));
+    ready_ev_.push_back(std::make_unique<cuda::event>(true));
   }
   timed_.assign(layers, false);
   cache_step_.assign(layers, expert_cache_layer{});
   const auto e = cfg_.num_local_experts;
-  plan_host_.reserve(sizeof(int32_t)
-                     * (max_rows_ * cfg_.num_experts_per_tok + e + 1));
+  const auto pairs = max_rows_ * cfg_.num_experts_per_tok;
+  // Offsets, then every row's experts, then the grouped rows' pairs.
+  plan_host_.reserve(sizeof(int32_t) * (2 * pairs + e + 1));
+  if (!int8 && miss_mode_ != expert_miss_mode::load) {
+    const auto h = static_cast<size_t>(cfg_.hidden_size);
+    host_x_.reserve(sizeof(__nv_bfloat16) * static_cast<size_t>(max_rows_) * h);
+    host_out_.reserve(sizeof(float) * static_cast<size_t>(pairs) * h);
+    measure_miss_costs();
+  }
+}
+
+void cuda_executor::measure_miss_costs() {
+  using clock = std::chrono::steady_clock;
+  const auto h = cfg_.hidden_size;
+  const auto ffn = cfg_.intermediate_size;
+  const auto& first = host_layers_.front();
+  // The best of a few: the first runs page in and wake the threads.
+  std::vector<float> x(static_cast<size_t>(h), 0.01f);
+  host_scratch_.resize(static_cast<size_t>(2 * ffn));
+  host_in_.resize(static_cast<size_t>(h));
+  double host = 1e30;
+  for (int i = 0; i < 4; ++i) {
+    auto t0 = clock::now();
+    cpu::swiglu_expert_bf16(x.data(), static_cast<const uint16_t*>(first.w13),
+                            static_cast<const uint16_t*>(first.w2), 1, h, ffn,
+                            host_scratch_.data(), host_in_.data());
+    host = std::min(host,
+                    std::chrono::duration<double>(clock::now() - t0).count());
+  }
+  // Slot 0 holds nothing yet: the cache fills it on the first miss.
+  double copy = 1e30;
+  for (int i = 0; i < 3; ++i) {
+    auto t0 = clock::now();
+    (void)copy_experts({expert_slot_cache::load{0, 0, 0}});
+    CUDA_CHECK(cudaStreamSynchronize(copy_stream_->get()));
+    copy = std::min(copy,
+                    std::chrono::duration<double>(clock::now() - t0).count());
+  }
+  const bool use = miss_mode_ == expert_miss_mode::host || host < copy;
+  if (use)
+    cache_->allow_host(copy, host);
+  VOLT_INFO("executor",
+            "expert cache: a miss copies in "
+              << copy * 1e3 << " ms, the host computes one row of an expert in "
+              << host * 1e3 << " ms ("
+              << cpu::compute_threads() << " threads): "
+              << (use ? "misses may run on the host"
+                      : "misses are copied ([worker] expert_misses)"));
 }
 
 bool cuda_executor::observe_routing(routing_observer* obs) {
@@ -93,8 +150,43 @@ int64_t cuda_executor::copy_experts(
       copy(src.s13, s13, ld.expert, slot_s13_.get(), ld.slot);
       copy(src.s2, s2, ld.expert, slot_s2_.get(), ld.slot);
     }
+    // What a layer that reads the slot waits for.
+    CUDA_CHECK(
+      cudaEventRecord(slot_ev_[static_cast<size_t>(ld.slot)]->get(), cs));
   }
   return bytes;
+}
+
+void cuda_executor::compute_on_host(int64_t l, const std::vector<uint32_t>& experts,
+                                    const int32_t* offsets,
+                                    const int32_t* grouped_pairs) {
+  const auto h = cfg_.hidden_size;
+  const auto ffn = cfg_.intermediate_size;
+  const auto k = cfg_.num_experts_per_tok;
+  const auto& src = host_layers_[static_cast<size_t>(l)];
+  const auto* w13 = static_cast<const uint16_t*>(src.w13);
+  const auto* w2 = static_cast<const uint16_t*>(src.w2);
+  const auto* x = host_x_.get<uint16_t>(); // [n, h] bf16, the experts' input
+  auto* out = host_out_.get<float>();
+  std::vector<std::pair<int64_t, int64_t>> ranges;
+  for (auto g : experts) {
+    const int64_t first = offsets[g];
+    const int64_t count = offsets[g + 1] - first;
+    host_in_.resize(static_cast<size_t>(count * h));
+    for (int64_t r = 0; r < count; ++r) {
+      const auto* row = x + (grouped_pairs[first + r] / k) * h;
+      for (int64_t i = 0; i < h; ++i) {
+        const uint32_t bits = static_cast<uint32_t>(row[i]) << 16;
+        std::memcpy(&host_in_[static_cast<size_t>(r * h + i)], &bits, 4);
+      }
+    }
+    host_scratch_.resize(static_cast<size_t>(2 * count * ffn));
+    cpu::swiglu_expert_bf16(host_in_.data(), w13 + g * 2 * ffn * h,
+                            w2 + g * h * ffn, count, h, ffn,
+                            host_scratch_.data(), out + first * h);
+    ranges.emplace_back(first, count);
+  }
+  moe_->set_outside_rows(out, std::move(ranges));
 }
 
 void cuda_executor::stage_experts(int64_t l, int64_t n) {
@@ -136,12 +228,23 @@ void cuda_executor::enqueue_cached_moe(int64_t l, int64_t n) {
   CUDA_CHECK(cudaEventRecord(routed_ev_[layer]->get(), s));
   auto* offsets = plan_host_.get<int32_t>();
   auto* topk = offsets + e + 1;
+  auto* grouped_pairs = topk + max_rows_ * k;
   CUDA_CHECK(cudaMemcpyAsync(offsets, moe_->expert_offsets(),
                              sizeof(int32_t) * (e + 1), cudaMemcpyDeviceToHost,
                              s));
   if (observer_ != nullptr)
     CUDA_CHECK(cudaMemcpyAsync(topk, moe_->topk_ids(), sizeof(int32_t) * n * k,
                                cudaMemcpyDeviceToHost, s));
+  // What the host needs should it compute some of the experts: a few KiB.
+  const bool host = cache_->host_allowed();
+  if (host) {
+    CUDA_CHECK(cudaMemcpyAsync(grouped_pairs, moe_->sorted_pair(),
+                               sizeof(int32_t) * n * k, cudaMemcpyDeviceToHost,
+                               s));
+    CUDA_CHECK(cudaMemcpyAsync(host_x_.get(), xn_.get(),
+                               sizeof(__nv_bfloat16) * n * cfg_.hidden_size,
+                               cudaMemcpyDeviceToHost, s));
+  }
   CUDA_CHECK(cudaStreamSynchronize(s));
   std::vector<uint32_t> needed;
   for (int64_t x = 0; x < e; ++x)
@@ -156,12 +259,22 @@ void cuda_executor::enqueue_cached_moe(int64_t l, int64_t n) {
     throw cuda::cuda_error(describe(placed.error()));
   auto& counts = cache_step_[layer];
   counts.hits += placed->hits;
-  counts.misses += static_cast<int64_t>(placed->loads.size());
+  counts.misses
+    += static_cast<int64_t>(placed->loads.size() + placed->on_host.size());
+  counts.host_computed += static_cast<int64_t>(placed->on_host.size());
+  // The copies waited for first: the background ones queue behind them.
   counts.loaded_bytes += copy_experts(placed->loads);
-  // The experts wait for every copy so far: the misses' and any staged
-  // ones still on their way.
-  CUDA_CHECK(cudaEventRecord(copied_ev_[layer]->get(), copy_stream_->get()));
-  CUDA_CHECK(cudaStreamWaitEvent(s, copied_ev_[layer]->get(), 0));
+  counts.loaded_bytes += copy_experts(placed->admissions);
+  // The device's experts wait for the latest copy into each of their slots
+  // (a miss's, or one staged or admitted earlier still on its way).
+  for (auto slot : placed->slot_of)
+    if (slot >= 0)
+      CUDA_CHECK(cudaStreamWaitEvent(
+        s, slot_ev_[static_cast<size_t>(slot)]->get(), 0));
+  // The host's experts, while those copies run.
+  if (!placed->on_host.empty())
+    compute_on_host(l, placed->on_host, offsets, grouped_pairs);
+  CUDA_CHECK(cudaEventRecord(ready_ev_[layer]->get(), s));
   timed_[layer] = true;
   moe_->set_expert_slots(placed->slot_of, s);
   moe_->enqueue_routed(xn_.get<__nv_bfloat16>(), n, cuda::ffn_path::automatic,
@@ -177,7 +290,7 @@ void cuda_executor::collect_stalls() {
     timed_[l] = false;
     float ms = 0;
     CUDA_CHECK(cudaEventElapsedTime(&ms, routed_ev_[l]->get(),
-                                    copied_ev_[l]->get()));
+                                    ready_ev_[l]->get()));
     if (ms > 0)
       cache_step_[l].stall_seconds += ms / 1e3;
   }

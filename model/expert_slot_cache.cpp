@@ -100,6 +100,15 @@ expert_slot_cache::admit(int64_t layer, const std::vector<uint32_t>& needed) {
     out.slot_of[e] = s;
     ++out.hits;
   }
+  if (host_allowed()) {
+    std::vector<uint32_t> misses;
+    for (auto e : needed)
+      if (out.slot_of[e] < 0)
+        misses.push_back(e);
+    if (auto placed = place_misses(layer, misses, out); !placed)
+      return std::move(placed.error());
+    return out;
+  }
   for (auto e : needed) {
     if (out.slot_of[e] >= 0)
       continue;
@@ -115,6 +124,69 @@ expert_slot_cache::admit(int64_t layer, const std::vector<uint32_t>& needed) {
     out.loads.push_back(load{s, layer, e});
   }
   return out;
+}
+
+void expert_slot_cache::allow_host(double copy_seconds, double host_seconds) {
+  copy_seconds_ = copy_seconds;
+  host_seconds_ = host_seconds;
+}
+
+caf::expected<void>
+expert_slot_cache::place_misses(int64_t layer,
+                                const std::vector<uint32_t>& misses,
+                                placement& out) {
+  // Likeliest first: they have the first claim on slots.
+  std::vector<uint32_t> order = misses;
+  std::stable_sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) {
+    return chance_of(index(layer, a)) > chance_of(index(layer, b));
+  });
+  std::vector<load> kept; // worth a slot, in order
+  std::vector<int32_t> taken; // slots given to them
+  for (auto e : order) {
+    auto key = index(layer, e);
+    auto s = victim(-1.0f, taken);
+    // Kept when a slot is free, or (with chances learned) when it is likelier
+    // than the expert it would evict; plain LRU keeps every miss.
+    bool keep = s >= 0
+                && (owner_[static_cast<size_t>(s)] < 0 || !learning_
+                    || chance_of(key)
+                         > chance_of(
+                           static_cast<size_t>(owner_[static_cast<size_t>(s)])));
+    if (!keep) {
+      out.on_host.push_back(e);
+      continue;
+    }
+    place(s, key);
+    taken.push_back(s);
+    kept.push_back(load{s, layer, e});
+  }
+  // Wait for the first j copies, the host computes the rest: the j that
+  // makes the layer's wait shortest (the fewest on ties).
+  const auto rejected = static_cast<double>(out.on_host.size());
+  size_t best_j = 0;
+  double best_wait = 0;
+  for (size_t j = 0; j <= kept.size(); ++j) {
+    double wait = std::max(
+      static_cast<double>(j) * copy_seconds_,
+      (static_cast<double>(kept.size() - j) + rejected) * host_seconds_);
+    if (j == 0 || wait < best_wait) {
+      best_wait = wait;
+      best_j = j;
+    }
+  }
+  for (size_t i = 0; i < kept.size(); ++i) {
+    const auto& ld = kept[i];
+    if (i < best_j) {
+      pinned_[static_cast<size_t>(ld.slot)] = true;
+      out.slot_of[ld.expert] = ld.slot;
+      out.loads.push_back(ld);
+    } else {
+      out.on_host.push_back(ld.expert);
+      out.admissions.push_back(ld);
+    }
+  }
+  std::sort(out.on_host.begin(), out.on_host.end());
+  return {};
 }
 
 std::vector<expert_slot_cache::load>

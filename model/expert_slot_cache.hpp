@@ -12,6 +12,15 @@
 // expert followed the layer's last experts from one step to the next (a
 // Markov chain per layer). Without either, eviction is plain LRU, which
 // cycles through a layer's experts when a step's needs exceed its share.
+//
+// Where the host may compute a miss (allow_host), not every miss is copied:
+// one less likely to be needed again than the expert it would evict runs on
+// the host and leaves the slots alone; of those worth keeping, the layer
+// waits for as many copies as keep its wait shortest and the host computes
+// the rest while their copies go on in the background (a later step finds
+// them resident). The wait is modelled from the costs measured at start: a
+// copy per expert on the bus, and an expert's rows on the host, one expert
+// after another.
 
 #include <cstdint>
 #include <string>
@@ -34,8 +43,14 @@ public:
   struct placement {
     /// Slot of each needed expert: [n_experts], -1 for experts not needed.
     std::vector<int32_t> slot_of;
-    /// Copies for the needed experts not resident (misses).
+    /// Copies for the needed experts not resident (misses) that the layer
+    /// waits for.
     std::vector<load> loads;
+    /// Needed experts the host computes this time (slot_of -1); those of
+    /// them in `admissions` are being copied meanwhile, for later steps.
+    std::vector<uint32_t> on_host;
+    /// Copies the layer does not wait for: experts it computes on the host.
+    std::vector<load> admissions;
     /// Needed experts found resident or already staged.
     int64_t hits = 0;
   };
@@ -79,6 +94,14 @@ public:
   /// `expert` (0 before anything is learned).
   float learned_chance(int64_t layer, uint32_t expert) const;
 
+  /// From now on a miss may run on the host: a copy takes `copy_seconds`
+  /// per expert, the host `host_seconds` per expert (both > 0).
+  void allow_host(double copy_seconds, double host_seconds);
+
+  bool host_allowed() const {
+    return host_seconds_ > 0;
+  }
+
   /// Unpins everything (the step is over or abandoned).
   void release_all();
 
@@ -108,6 +131,12 @@ private:
   /// learned one, the higher.
   float chance_of(size_t key) const;
 
+  /// admit()'s misses where the host may compute them: sorts them into
+  /// waited copies, background copies and host work.
+  caf::expected<void> place_misses(int64_t layer,
+                                   const std::vector<uint32_t>& misses,
+                                   placement& out);
+
   int64_t n_experts_;
   int64_t max_needed_;
   /// Per (layer, expert): its slot or -1; its chance.
@@ -126,6 +155,9 @@ private:
   std::vector<float> followed_;
   std::vector<std::vector<uint32_t>> last_;
   bool learning_ = false;
+  /// allow_host's costs; 0: every miss is copied.
+  double copy_seconds_ = 0;
+  double host_seconds_ = 0;
 };
 
 } // namespace volt

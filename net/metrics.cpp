@@ -296,7 +296,15 @@ struct node_metrics::impl {
   Family<Counter>& expert_cache_misses
     = BuildCounter()
         .Name("voltinfer_expert_cache_misses_total")
-        .Help("Experts a step needed that had to be loaded, by layer")
+        .Help("Experts a step needed that were not resident (loaded, or "
+              "computed on the host), by layer")
+        .Labels(node)
+        .Register(*registry);
+  Family<Counter>& expert_cache_host
+    = BuildCounter()
+        .Name("voltinfer_expert_cache_host_computed_total")
+        .Help("Missed experts the host CPU computed from the pinned copy "
+              "([worker] expert_misses), by layer")
         .Labels(node)
         .Register(*registry);
   Family<Counter>& expert_cache_bytes
@@ -309,8 +317,8 @@ struct node_metrics::impl {
   Family<Counter>& expert_cache_stall
     = BuildCounter()
         .Name("voltinfer_expert_cache_stall_seconds_total")
-        .Help("Time a layer's experts waited for their copies after its "
-              "routing, by layer")
+        .Help("Time a layer's experts waited after its routing, for their "
+              "copies and for the host's experts, by layer")
         .Labels(node)
         .Register(*registry);
   /// Scale-ups and scale-downs of the autoscaler.
@@ -476,6 +484,8 @@ void node_metrics::expert_cache_step(
       .Increment(static_cast<double>(c.hits));
     impl_->expert_cache_misses.Add({{"layer", layer}})
       .Increment(static_cast<double>(c.misses));
+    impl_->expert_cache_host.Add({{"layer", layer}})
+      .Increment(static_cast<double>(c.host_computed));
     impl_->expert_cache_bytes.Add({{"layer", layer}, {"kind", "staged"}})
       .Increment(static_cast<double>(c.staged_bytes));
     impl_->expert_cache_bytes.Add({{"layer", layer}, {"kind", "loaded"}})

@@ -13,8 +13,10 @@
 # the checkpoint's 8 layers repeat the trace's 4). JSON under $OUT, one summary line per
 # run.
 # `tuning` adds runs with the predictor staging its guesses. `prefetch` runs only the
-# trace's learned-eviction rows.
-#   scripts/bench_expert_cache.sh [LAYERS] [random] [trace] [prefetch] [tuning]
+# trace's learned-eviction rows (misses copied), `host` the same with misses the cache
+# does not keep computed on the host ([worker] expert_misses = "auto"). Every other row
+# copies its misses, as (b) and (c) did before the host could compute them.
+#   scripts/bench_expert_cache.sh [LAYERS] [random] [trace] [prefetch] [host] [tuning]
 #                                 (default: 8 random trace)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -48,8 +50,9 @@ runs=("resident:0:" "lru50:$((total / 2)):" "prefetch50:$((total / 2)):--prefetc
 for run in "${runs[@]}"; do
   has random || break
   IFS=: read -r name slots flag <<<"$run"
+  misses=(); [ "$slots" -gt 0 ] && misses=(--expert-misses load)
   timeout 240 $node bench model --model "$ckpt" --device cuda:0 --batch 1,8 --prompt 16 \
-    --decode-prompt 32 --new-tokens 32 --expert-slots "$slots" $flag --json \
+    --decode-prompt 32 --new-tokens 32 --expert-slots "$slots" $flag "${misses[@]}" --json \
     >"$OUT/cache_$name.json" 2>"$OUT/cache_$name.err" || tail -n 3 "$OUT/cache_$name.err"
   python3 - "$name" "$OUT/cache_$name.json" <<'PY'
 import json, sys
@@ -67,7 +70,7 @@ for r in d["decode"]:
 PY
 done
 
-{ has trace || has prefetch || has tuning; } || exit 0
+{ has trace || has prefetch || has host || has tuning; } || exit 0
 trace="$OUT/trace_text_a.json"
 $node bench prefetch --model tests/data/tiny-mixtral-text-a \
   --text tests/data/unseen-python/volt_scripts.py.txt --tokens 4096 \
@@ -101,6 +104,7 @@ if c:
     per = 352e6 * d["steps"]
     line += (f", hits {100 * o['hit_rate']:.1f} %, experts copied per step {o['staged_bytes'] / per:.2f}"
              f" staged + {o['loaded_bytes'] / per:.2f} on misses,"
+             f" on the host {o.get('host_computed', 0) / d['steps']:.2f},"
              f" stalls {o['stall_seconds']:.2f} s ({100 * o['stall_seconds'] / steps_s:.0f} % of the steps)")
 comb = d["predictors"]["combined"]["overall"]
 line += f"; predictor recall {comb['recall']:.3f}, precision {comb['precision']:.3f}"
@@ -108,21 +112,28 @@ print(line)
 PY
   done
 }
-if has trace; then
-  trace_run resident 0
-  trace_run lru50 $((total / 2)) --lru
-  trace_run lru25 $((total / 4)) --lru
-fi
-if has trace || has prefetch; then
-  trace_run learned25 $((total / 4))
-  trace_run learned50 $((total / 2))
-fi
+# Half resident first, then a quarter (a device call may end before the last).
+for share in 2 4; do
+  pct=$((100 / share))
+  if has trace; then
+    trace_run lru$pct $((total / share)) --lru --expert-misses load
+  fi
+  if has trace || has prefetch; then
+    trace_run learned$pct $((total / share)) --expert-misses load
+  fi
+  if has trace || has host; then
+    trace_run host$pct $((total / share))
+  fi
+  if has trace && [ "$share" = 2 ]; then
+    trace_run resident 0
+  fi
+done
 # The predictor staging what it expects ([prefetch] stage_experts): by default
 # (min_chance 10 %, at most 2 x top-k per layer), at min_chance 50 %, and at most
 # top-k per layer. The bus is the bound, and a wrong guess costs as much of it as a
 # miss.
 if has tuning; then
-  trace_run staged50 $((total / 2)) --stage
-  trace_run staged50-c50 $((total / 2)) --stage --min-chance-percent 50
-  trace_run staged50-s2 $((total / 2)) --stage --max-staged 2
+  trace_run staged50 $((total / 2)) --stage --expert-misses load
+  trace_run staged50-c50 $((total / 2)) --stage --min-chance-percent 50 --expert-misses load
+  trace_run staged50-s2 $((total / 2)) --stage --max-staged 2 --expert-misses load
 fi

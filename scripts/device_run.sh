@@ -28,7 +28,8 @@ if has tests; then
   if [ -n "$data_dir" ] && [ ! -e "$data_dir" ]; then
     mkdir -p "$(dirname "$data_dir")" && ln -s "$PWD/tests/data" "$data_dir"
   fi
-  for suite in gpu.cuda_ops gpu.cuda_model_ops gpu.cuda_prefill_attention gpu.cuda_expert model.cuda_executor gpu.cpu_quant gpu.cpu_ops; do
+  # VOLT_GPU_SUITES="a b" runs only those.
+  for suite in ${VOLT_GPU_SUITES:-gpu.cuda_ops gpu.cuda_model_ops gpu.cuda_prefill_attention gpu.cuda_expert model.cuda_executor gpu.cpu_quant gpu.cpu_ops}; do
     echo "== $suite"
     timeout 300 tests/run_suite.sh .device/bin/volt_tests -n -r 300 -s "^${suite//./\\.}\$" 2>&1 | tail -n 400
     echo "exit: ${PIPESTATUS[0]}"

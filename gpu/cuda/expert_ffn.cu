@@ -141,9 +141,9 @@ __global__ void __launch_bounds__(warps_per_block * 32, XLate ? 4 : 1)
     return;
   const int begin = a.group_offsets[blockIdx.y];
   const int end = a.group_offsets[blockIdx.y + 1];
-  if (begin >= end)
-    return;
   const int64_t e = a.group_expert[blockIdx.y];
+  if (begin >= end || e < 0) // no rows, or computed elsewhere
+    return;
   const W* wbase = static_cast<const W*>(a.w) + e * a.expert_stride;
   const W* wrow[at][2];
 #pragma unroll
@@ -629,7 +629,7 @@ ffn_path expert_ffn(const expert_layer& layer, const ffn_groups& groups,
   auto per_group = [&](auto&& fn) {
     for (int64_t g = 0; g < groups.n_groups; ++g) {
       int64_t m = groups.host_offsets[g + 1] - groups.host_offsets[g];
-      if (m > 0)
+      if (m > 0 && groups.host_expert[g] >= 0)
         fn(groups.host_offsets[g], m, int64_t{groups.host_expert[g]});
     }
   };

@@ -54,6 +54,8 @@ enum class ffn_path { automatic, decode, gemm };
 /// runs expert (local index) expert[g].
 struct ffn_groups {
   int64_t n_groups = 0;
+  /// The expert index of each group; a group whose index is negative is
+  /// skipped (its rows' outputs are left as they were).
   const int32_t* expert = nullptr; // device [n_groups]
   const int32_t* offsets = nullptr; // device [n_groups + 1]
   /// Host copies; required by the gemm path, unused by decode.

@@ -174,12 +174,18 @@ ffn_path moe_layer_runner::enqueue_routed(const __nv_bfloat16* x, int64_t n,
 void moe_layer_runner::set_expert_slots(const std::vector<int32_t>& slot_of,
                                         cudaStream_t stream) {
   for (size_t g = 0; g < host_experts_.size(); ++g)
-    host_experts_[g] = g < slot_of.size() && slot_of[g] >= 0 ? slot_of[g] : 0;
+    host_experts_[g] = g < slot_of.size() ? slot_of[g] : -1;
   // Pageable source: the call returns once the bytes are staged, so the
   // next layer may rewrite host_experts_ while this copy is queued.
   CUDA_CHECK(cudaMemcpyAsync(experts_.get(), host_experts_.data(),
                              sizeof(int32_t) * host_experts_.size(),
                              cudaMemcpyHostToDevice, stream));
+}
+
+void moe_layer_runner::set_outside_rows(
+  const float* rows, std::vector<std::pair<int64_t, int64_t>> ranges) {
+  outside_rows_ = rows;
+  outside_ranges_ = std::move(ranges);
 }
 
 void moe_layer_runner::gather(const __nv_bfloat16* x, int64_t n,
@@ -218,6 +224,20 @@ ffn_path moe_layer_runner::compute_routed(int64_t n, ffn_path path,
   path = expert_ffn(layer_, groups, rows_.get(), pairs, n, path,
                     ffn_ws_.get(), ffn_ws_.bytes(), y_.get<float>(), cublas_,
                     stream);
+  // Experts computed elsewhere: their rows of the first partial take the
+  // outputs, the other partials' rows are zero (the kernels skipped them).
+  const auto splits = expert_ffn_splits(layer_, path);
+  const auto row_bytes = sizeof(float) * static_cast<size_t>(layer_.hidden);
+  for (auto [first, count] : outside_ranges_) {
+    float* y0 = y_.get<float>() + first * layer_.hidden;
+    CUDA_CHECK(cudaMemcpyAsync(y0, outside_rows_ + first * layer_.hidden,
+                               row_bytes * count, cudaMemcpyHostToDevice,
+                               stream));
+    for (int64_t sp = 1; sp < splits; ++sp)
+      CUDA_CHECK(cudaMemsetAsync(y0 + sp * pairs * layer_.hidden, 0,
+                                 row_bytes * count, stream));
+  }
+  outside_ranges_.clear();
   combine(y_.get<float>(), expert_ffn_splits(layer_, path),
           pair_row_.get<int32_t>(), topk_weights_.get<float>(), n, k_,
           layer_.hidden, out, stream, accumulate);

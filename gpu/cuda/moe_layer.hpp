@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <map>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include <cublas_v2.h>
@@ -84,10 +85,20 @@ public:
                           float* out, bool accumulate, cudaStream_t stream);
 
   /// Expert g of the layer runs with the weights at index slot_of[g] of the
-  /// layer's arrays (an expert cache's slots; -1: not used now) from the
-  /// next enqueue on; enqueued on `stream`. Until called, expert g is at g.
+  /// layer's arrays (an expert cache's slots) from the next enqueue on;
+  /// enqueued on `stream`. -1: not computed here (no rows, or rows that
+  /// set_outside_rows provides). Until called, expert g is at g.
   void set_expert_slots(const std::vector<int32_t>& slot_of,
                         cudaStream_t stream);
+
+  /// For the next enqueue_routed only: the grouped rows [first, first +
+  /// count) of each range belong to experts computed elsewhere (slot -1)
+  /// and take their outputs from `rows`, copied on the call's stream
+  /// (`rows` must stay valid until that copy has run).
+  /// - rows (in): [n * k, hidden] f32, host (pinned) memory, in the plan's
+  ///   grouped order; only the ranges' rows are read
+  void set_outside_rows(const float* rows,
+                        std::vector<std::pair<int64_t, int64_t>> ranges);
 
   /// Adds the outputs of grouped rows (computed elsewhere) to the residual.
   /// - grouped (in):     [n * k, hidden] f32, in the plan's grouped order
@@ -130,6 +141,8 @@ private:
   pinned_buffer host_offsets_;
   std::map<graph_key, cudaGraphExec_t> graphs_;
   std::vector<int32_t> host_experts_;
+  const float* outside_rows_ = nullptr;
+  std::vector<std::pair<int64_t, int64_t>> outside_ranges_;
   const uint8_t* available_ = nullptr;
   uint8_t* degraded_ = nullptr;
 };

@@ -222,6 +222,10 @@ CAF_TEST(bad routing traces and device flags are one-line errors) {
                   {"--expert-slots: needs a CUDA device"});
   check_bad_input(bench({"--text", unseen_python(), "--device", "gpu0"}),
                   {"--device"});
+  check_bad_input(bench({"--text", unseen_python(), "--expert-misses",
+                         "sometimes"}),
+                  {"--expert-misses: unknown mode 'sometimes' (expected auto, "
+                   "load or host"});
   check_bad_input(bench({"--text", unseen_python(), "--record-routing",
                          tmp.file("no/such/dir/t.json"), "--tokens", "4"}),
                   {"routing trace " + tmp.file("no/such/dir/t.json")

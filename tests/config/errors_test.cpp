@@ -266,6 +266,20 @@ CAF_TEST(bad missing expert policy) {
             == missing_expert_policy::fail);
 }
 
+CAF_TEST(bad expert miss mode) {
+  CAF_CHECK_EQUAL(
+    message_of(parse(standalone_with("[worker]\nexpert_misses = \"hots\"\n"))),
+    "node.toml: [worker] expert_misses: unknown mode 'hots' (expected auto, "
+    "load or host; did you mean 'host'?)");
+  CHECK_CONFIG_ERROR(parse(standalone_with("[worker]\nexpert_misses = true\n")),
+                     "node.toml: [worker] expert_misses: expected a string");
+  auto cfg = parse(standalone_with("[worker]\nexpert_misses = \"load\"\n"));
+  CAF_REQUIRE(cfg);
+  CAF_CHECK(cfg->worker.expert_misses == expert_miss_mode::load);
+  CAF_CHECK(parse(standalone_with(""))->worker.expert_misses
+            == expert_miss_mode::automatic);
+}
+
 CAF_TEST(bad redis urls) {
   for (auto bad : {"http://cache:6379", "redis://", "redis://cache:99999",
                    "redis://cache:port", "cache:6379", "redis://cache:6379/x"})

@@ -382,14 +382,21 @@ CAF_TEST(an expert cache gives the all resident tokens and logits) {
     CAF_REQUIRE(!resident.spawn_error());
     auto want = resident.generate_all(reqs);
     // One layer's experts, then half of them all; LRU, learned eviction,
-    // and the predictor staging ahead.
+    // and the predictor staging ahead; misses copied, or computed on the
+    // host where the cache chooses (bf16 experts only).
     for (auto slots : {cfg.num_local_experts, experts / 2})
-      for (int predict = 0; predict < 3; ++predict) {
+      for (int predict = 0; predict < 3; ++predict)
+        for (auto misses : {expert_miss_mode::load, expert_miss_mode::host}) {
+        const bool host = misses == expert_miss_mode::host
+                          && q == weight_quantization::none;
         CAF_MESSAGE("int8 " << (q == weight_quantization::int8) << ", "
                             << slots << " slots, predictor " << predict
-                            << " (off, learned eviction, staging)");
+                            << " (off, learned eviction, staging), misses on "
+                               "the host "
+                            << host);
         auto opts = on_gpu(q, chunked);
         opts.expert_slots = slots;
+        opts.expert_misses = misses;
         opts.engine.metrics = std::make_shared<node_metrics>("cached");
         if (predict > 0)
           opts.engine.prefetch = prefetch::predictor_options{};
@@ -406,13 +413,19 @@ CAF_TEST(an expert cache gives the all resident tokens and logits) {
         }
         const auto& m = *opts.engine.metrics;
         auto hits = family_sum(m, "voltinfer_expert_cache_hits_total");
-        auto misses = family_sum(m, "voltinfer_expert_cache_misses_total");
+        auto missed = family_sum(m, "voltinfer_expert_cache_misses_total");
         auto bytes = family_sum(m, "voltinfer_expert_cache_bytes_total");
-        CAF_MESSAGE(hits << " hits, " << misses << " misses, " << bytes
-                         << " bytes");
-        CAF_CHECK_GREATER(misses, 0.0);
+        auto on_host
+          = family_sum(m, "voltinfer_expert_cache_host_computed_total");
+        CAF_MESSAGE(hits << " hits, " << missed << " misses, " << on_host
+                         << " on the host, " << bytes << " bytes");
+        CAF_CHECK_GREATER(missed, 0.0);
         CAF_CHECK_GREATER(hits, 0.0);
         CAF_CHECK_GREATER(bytes, 0.0);
+        if (host)
+          CAF_CHECK_GREATER(on_host, 0.0);
+        else
+          CAF_CHECK_EQUAL(on_host, 0.0);
       }
   }
 }

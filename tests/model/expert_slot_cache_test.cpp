@@ -36,6 +36,15 @@ std::vector<uint32_t> loaded(const expert_slot_cache::placement& p) {
   return out;
 }
 
+/// One to four distinct experts of eight, ascending.
+std::vector<uint32_t> random_needs(std::mt19937& gen) {
+  std::set<uint32_t> want;
+  auto n = 1 + gen() % 4;
+  while (want.size() < n)
+    want.insert(gen() % 8);
+  return {want.begin(), want.end()};
+}
+
 } // namespace
 
 CAF_TEST(slot budgets that cannot work are refused with the key) {
@@ -97,11 +106,7 @@ CAF_TEST(an expert the layer needs is never evicted for another it needs) {
   std::mt19937 gen{7};
   for (int i = 0; i < 2000; ++i) {
     auto layer = static_cast<int64_t>(gen() % 8);
-    std::set<uint32_t> want;
-    auto n = 1 + gen() % 4;
-    while (want.size() < n)
-      want.insert(gen() % 8);
-    std::vector<uint32_t> needed(want.begin(), want.end());
+    auto needed = random_needs(gen);
     auto p = c.admit(layer, needed);
     CAF_REQUIRE(static_cast<bool>(p));
     std::set<int32_t> slots;
@@ -215,4 +220,118 @@ CAF_TEST(the learned chance follows the observed transitions) {
   CAF_CHECK_LESS(c.learned_chance(0, 0), 0.05f);
   // Layer 1 has learned nothing.
   CAF_CHECK_EQUAL(c.learned_chance(1, 0), 0.0f);
+}
+
+CAF_TEST(with the host allowed a single miss runs there while its copy goes on) {
+  // A copy costs 6.4 ms, the host 4.5 ms: one miss is computed on the host
+  // (the layer waits 4.5 ms, not 6.4) and copied in the background, so the
+  // next step finds it resident.
+  auto c = make_cache(4);
+  c.allow_host(6.4e-3, 4.5e-3);
+  CAF_CHECK(c.host_allowed());
+  auto p = c.admit(0, {3});
+  CAF_REQUIRE(p);
+  CAF_CHECK(p->loads.empty());
+  CAF_CHECK_EQUAL(p->on_host, (std::vector<uint32_t>{3}));
+  CAF_REQUIRE_EQUAL(p->admissions.size(), 1u);
+  CAF_CHECK_EQUAL(p->admissions[0].expert, 3u);
+  CAF_CHECK_EQUAL(p->slot_of[3], -1);
+  CAF_CHECK(c.resident(0, 3));
+  auto again = c.admit(0, {3});
+  CAF_REQUIRE(again);
+  CAF_CHECK_EQUAL(again->hits, 1);
+  CAF_CHECK(again->on_host.empty());
+  CAF_CHECK_EQUAL(again->slot_of[3], p->admissions[0].slot);
+}
+
+CAF_TEST(with two misses the layer waits for one copy and the host takes one) {
+  // max(1 copy, 1 host) = 6.4 ms beats 2 copies (12.8) and 2 on the host (9).
+  auto c = make_cache(4);
+  c.allow_host(6.4e-3, 4.5e-3);
+  auto p = c.admit(1, {2, 6});
+  CAF_REQUIRE(p);
+  CAF_CHECK_EQUAL(p->loads.size(), 1u);
+  CAF_CHECK_EQUAL(p->on_host.size(), 1u);
+  CAF_CHECK_EQUAL(p->admissions.size(), 1u);
+  // The copied one has its slot now; the host's one is -1 until it lands.
+  auto copied = p->loads[0].expert;
+  auto hosted = p->on_host[0];
+  CAF_CHECK_NOT_EQUAL(copied, hosted);
+  CAF_CHECK_GREATER_OR_EQUAL(p->slot_of[copied], 0);
+  CAF_CHECK_EQUAL(p->slot_of[hosted], -1);
+  CAF_CHECK_NOT_EQUAL(p->admissions[0].slot, p->loads[0].slot);
+  // A slow host (20 ms) makes copying both the shorter wait.
+  auto slow = make_cache(4);
+  slow.allow_host(6.4e-3, 20e-3);
+  auto q = slow.admit(1, {2, 6});
+  CAF_REQUIRE(q);
+  CAF_CHECK_EQUAL(q->loads.size(), 2u);
+  CAF_CHECK(q->on_host.empty());
+}
+
+CAF_TEST(a miss less likely than every resident expert runs on the host) {
+  // One layer of four experts, two slots, steps that use 0 and 1 by turns
+  // and 2 or 3 once in a while: the learned chances keep 0 and 1 resident
+  // and the rare ones run on the host without evicting them.
+  auto c = make_cache(2, 1, 4, 1);
+  c.allow_host(6.4e-3, 4.5e-3);
+  int64_t host = 0;
+  int64_t evicted = 0;
+  for (int step = 0; step < 200; ++step) {
+    uint32_t e = step % 10 == 9 ? 2 + (step / 10) % 2 : step % 2;
+    c.observe(0, {e});
+    auto p = c.admit(0, {e});
+    CAF_REQUIRE(p);
+    if (step < 100)
+      continue;
+    host += static_cast<int64_t>(p->on_host.size());
+    if (e >= 2)
+      CAF_CHECK_EQUAL(p->on_host, (std::vector<uint32_t>{e}));
+    for (auto& ld : p->admissions)
+      evicted += ld.expert >= 2 ? 1 : 0;
+    if (e < 2)
+      CAF_CHECK_EQUAL(p->hits, 1);
+  }
+  CAF_CHECK_EQUAL(host, 10);
+  CAF_CHECK_EQUAL(evicted, 0);
+  CAF_CHECK(c.resident(0, 0));
+  CAF_CHECK(c.resident(0, 1));
+}
+
+CAF_TEST(with the host allowed needed experts keep their slots) {
+  // Random needs with the host allowed: every expert the layer computes on
+  // the device has its own slot, every other one runs on the host, and the
+  // two lists cover the needs exactly.
+  auto c = make_cache(6, 8, 8, 4);
+  c.allow_host(6.4e-3, 4.5e-3);
+  std::mt19937 gen{11};
+  for (int i = 0; i < 2000; ++i) {
+    auto layer = static_cast<int64_t>(gen() % 8);
+    auto needed = random_needs(gen);
+    if (i % 2 == 0)
+      c.observe(layer, needed);
+    auto p = c.admit(layer, needed);
+    CAF_REQUIRE(p);
+    std::set<int32_t> slots;
+    size_t on_device = 0;
+    for (auto e : needed) {
+      bool host = std::count(p->on_host.begin(), p->on_host.end(), e) == 1;
+      if (host) {
+        CAF_REQUIRE_EQUAL(p->slot_of[e], -1);
+        continue;
+      }
+      ++on_device;
+      CAF_REQUIRE(c.resident(layer, e));
+      CAF_REQUIRE_GREATER_OR_EQUAL(p->slot_of[e], 0);
+      slots.insert(p->slot_of[e]);
+    }
+    CAF_REQUIRE_EQUAL(slots.size(), on_device);
+    CAF_REQUIRE_EQUAL(on_device + p->on_host.size(), needed.size());
+    CAF_REQUIRE_EQUAL(static_cast<size_t>(p->hits) + p->loads.size(),
+                      on_device);
+    for (auto& ld : p->admissions) {
+      CAF_REQUIRE_EQUAL(slots.count(ld.slot), 0u);
+      CAF_REQUIRE(c.resident(layer, ld.expert));
+    }
+  }
 }
