@@ -201,6 +201,8 @@ private:
   cuda::device_buffer xf_, logits_, greedy_dev_, grouped_out_;
   cuda::pinned_buffer greedy_host_, logits_host_, plan_host_, rows_host_,
     routing_host_;
+  /// The step's replayed routing ([n_layers, n, k] i32), read by kernels.
+  cuda::pinned_buffer replay_host_;
   /// Degraded routing: the experts gating may choose ([n_experts] u8, all
   /// ones unless the step masks some) and the rows that lost one ([max_rows]
   /// u8, cleared by each step with a mask), which every kernel launch and

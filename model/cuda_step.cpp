@@ -98,6 +98,15 @@ caf::expected<step_progress> cuda_executor::start(step_request req) {
       std::fill(cache_step_.begin(), cache_step_.end(), expert_cache_layer{});
       std::fill(timed_.begin(), timed_.end(), false);
     }
+    if (!req.replayed_routing.empty()) {
+      // Pinned, so that each layer's ids reach the device by a kernel and
+      // not behind the expert cache's copies; the previous step is done
+      // reading it.
+      CUDA_CHECK(cudaStreamSynchronize(stream_->get()));
+      replay_host_.reserve(sizeof(int32_t) * req.replayed_routing.size());
+      std::copy(req.replayed_routing.begin(), req.replayed_routing.end(),
+                replay_host_.get<int32_t>());
+    }
     step_ = std::make_unique<step_state>();
     auto& st = *step_;
     st.req = std::move(req);
@@ -505,7 +514,7 @@ void cuda_executor::replace_routing(int64_t l, int64_t n) {
   if (!replays_routing())
     return;
   const auto k = cfg_.num_experts_per_tok;
-  moe_->replace_routing(step_->req.replayed_routing.data() + l * n * k, n,
+  moe_->replace_routing(replay_host_.get<int32_t>() + l * n * k, n,
                         stream_->get());
 }
 

@@ -103,6 +103,15 @@ matmul_nt_bf16_avx2(const float* x, const uint16_t* w, int64_t n_rows,
 
 } // namespace detail
 
+void round_to_bf16(float* x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, &x[i], sizeof(bits));
+    bits = (bits + 0x7fffu + ((bits >> 16) & 1u)) & 0xffff0000u;
+    std::memcpy(&x[i], &bits, sizeof(bits));
+  }
+}
+
 void matmul_nt_bf16(const float* x, const uint16_t* w, int64_t n_rows,
                     int64_t in_dim, int64_t out_dim, float* y) {
   // Parts of 64 weight rows: 512 KiB of Mixtral's weights, worth a thread.

@@ -110,9 +110,17 @@ void swiglu_expert(const float* x, const float* w1, const float* w3,
                    const float* w2, int64_t n_rows, int64_t hidden, int64_t ffn,
                    float* scratch, float* out);
 
-/// swiglu_expert over one expert's bf16 weights in the GPU's layout (an
-/// expert cache's host copy): equals swiglu_expert over the widened weights
-/// to the bit.
+/// Rounds each value to the nearest bf16 (ties to even), kept as float:
+/// what the GPU's __float2bfloat16_rn does to finite values.
+/// - x (in/out): [n]
+void round_to_bf16(float* x, int64_t n);
+
+/// One expert's SwiGLU FFN over its bf16 weights in the GPU's layout (an
+/// expert cache's host copy), as the GPU's decode path computes it, so that
+/// an expert computed on the host matches one computed on the device: sums
+/// in float over the widened weights, and the hidden activation
+/// h = silu(w1 · x) * (w3 · x) rounded to bf16 before w2 · h. Without that
+/// rounding it would equal swiglu_expert over the widened weights.
 /// - x       (in):  [n_rows, hidden]
 /// - w13     (in):  [2 * ffn, hidden] bf16: rows [0, ffn) are w1, the rest w3
 /// - w2      (in):  [hidden, ffn] bf16

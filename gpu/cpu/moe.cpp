@@ -110,6 +110,7 @@ void swiglu_expert_bf16(const float* x, const uint16_t* w13, const uint16_t* w2,
   matmul_nt_bf16(x, w13, n_rows, hidden, ffn, gate);
   matmul_nt_bf16(x, w13 + ffn * hidden, n_rows, hidden, ffn, up);
   silu_times(gate, up, n_rows * ffn);
+  round_to_bf16(gate, n_rows * ffn);
   matmul_nt_bf16(gate, w2, n_rows, ffn, hidden, out);
 }
 

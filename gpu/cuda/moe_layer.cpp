@@ -1,5 +1,6 @@
 #include "gpu/cuda/moe_layer.hpp"
 
+#include <algorithm>
 #include <numeric>
 
 #include "gpu/cuda/cuda_check.hpp"
@@ -33,6 +34,7 @@ moe_layer_runner::moe_layer_runner(const expert_layer& layer, int64_t k,
   }
   host_offsets_.reserve(sizeof(int32_t) * (e + 1));
   host_experts_.resize(static_cast<size_t>(e));
+  slots_host_.reserve(sizeof(int32_t) * static_cast<size_t>(e));
   std::iota(host_experts_.begin(), host_experts_.end(), 0);
   CUDA_CHECK(cudaMemcpy(experts_.get(), host_experts_.data(),
                         sizeof(int32_t) * e, cudaMemcpyHostToDevice));
@@ -119,11 +121,7 @@ void moe_layer_runner::route(const float* x_router, const float* gate,
 void moe_layer_runner::replace_routing(const int32_t* topk_ids, int64_t n,
                                        cudaStream_t stream) {
   const auto e = layer_.n_experts;
-  // From pageable memory the copy is staged before the call returns, so the
-  // caller's buffer may go at once.
-  CUDA_CHECK(cudaMemcpyAsync(topk_ids_.get(), topk_ids,
-                             sizeof(int32_t) * static_cast<size_t>(n * k_),
-                             cudaMemcpyHostToDevice, stream));
+  copy_words(topk_ids, n * k_, topk_ids_.get(), stream);
   plan_dispatch(topk_ids_.get<int32_t>(), n, k_, e, plan_ws_.get(),
                 plan_ws_.bytes(), sorted_pair_.get<int32_t>(),
                 offsets_.get<int32_t>(), pair_row_.get<int32_t>(), stream);
@@ -175,11 +173,13 @@ void moe_layer_runner::set_expert_slots(const std::vector<int32_t>& slot_of,
                                         cudaStream_t stream) {
   for (size_t g = 0; g < host_experts_.size(); ++g)
     host_experts_[g] = g < slot_of.size() ? slot_of[g] : -1;
-  // Pageable source: the call returns once the bytes are staged, so the
-  // next layer may rewrite host_experts_ while this copy is queued.
-  CUDA_CHECK(cudaMemcpyAsync(experts_.get(), host_experts_.data(),
-                             sizeof(int32_t) * host_experts_.size(),
-                             cudaMemcpyHostToDevice, stream));
+  // Through a kernel from pinned memory: a copy would wait behind the
+  // cache's copies of whole experts on the copy engine. The caller reads
+  // each layer's routing back (a synchronisation) before calling again.
+  auto* pinned = slots_host_.get<int32_t>();
+  std::copy(host_experts_.begin(), host_experts_.end(), pinned);
+  copy_words(pinned, static_cast<int64_t>(host_experts_.size()),
+             experts_.get(), stream);
 }
 
 void moe_layer_runner::set_outside_rows(
@@ -230,9 +230,8 @@ ffn_path moe_layer_runner::compute_routed(int64_t n, ffn_path path,
   const auto row_bytes = sizeof(float) * static_cast<size_t>(layer_.hidden);
   for (auto [first, count] : outside_ranges_) {
     float* y0 = y_.get<float>() + first * layer_.hidden;
-    CUDA_CHECK(cudaMemcpyAsync(y0, outside_rows_ + first * layer_.hidden,
-                               row_bytes * count, cudaMemcpyHostToDevice,
-                               stream));
+    copy_words(outside_rows_ + first * layer_.hidden, count * layer_.hidden,
+               y0, stream);
     for (int64_t sp = 1; sp < splits; ++sp)
       CUDA_CHECK(cudaMemsetAsync(y0 + sp * pairs * layer_.hidden, 0,
                                  row_bytes * count, stream));

@@ -72,10 +72,11 @@ public:
   void route(const float* x_router, const float* gate, int64_t n,
              cudaStream_t stream);
 
-  /// After route(): each token's experts become `topk_ids` (host memory,
-  /// read before this returns), its weights stay the router's, and the plan
-  /// is made again. Benchmarks replay recorded routing with it.
-  /// - topk_ids (in): [n, k] expert ids in [0, n_experts), host
+  /// After route(): each token's experts become `topk_ids`, its weights
+  /// stay the router's, and the plan is made again. Benchmarks replay
+  /// recorded routing with it.
+  /// - topk_ids (in): [n, k] expert ids in [0, n_experts), device or pinned
+  ///   host memory (copy_words: valid until the stream has read it)
   void replace_routing(const int32_t* topk_ids, int64_t n,
                        cudaStream_t stream);
 
@@ -93,8 +94,8 @@ public:
 
   /// For the next enqueue_routed only: the grouped rows [first, first +
   /// count) of each range belong to experts computed elsewhere (slot -1)
-  /// and take their outputs from `rows`, copied on the call's stream
-  /// (`rows` must stay valid until that copy has run).
+  /// and take their outputs from `rows`, read by a kernel on the call's
+  /// stream (`rows` must stay valid until it has run).
   /// - rows (in): [n * k, hidden] f32, host (pinned) memory, in the plan's
   ///   grouped order; only the ranges' rows are read
   void set_outside_rows(const float* rows,
@@ -141,6 +142,7 @@ private:
   pinned_buffer host_offsets_;
   std::map<graph_key, cudaGraphExec_t> graphs_;
   std::vector<int32_t> host_experts_;
+  pinned_buffer slots_host_; // set_expert_slots' source
   const float* outside_rows_ = nullptr;
   std::vector<std::pair<int64_t, int64_t>> outside_ranges_;
   const uint8_t* available_ = nullptr;

@@ -304,6 +304,21 @@ void sum_splits(const float* y, int64_t splits, int64_t n_rows, int64_t hidden,
   CUDA_CHECK_LAUNCH(sum_splits_kernel);
 }
 
+__global__ void copy_words_kernel(const uint32_t* __restrict__ src, int64_t n,
+                                  uint32_t* __restrict__ dst) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+       i < n; i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    dst[i] = src[i];
+}
+
+void copy_words(const void* src, int64_t n, void* dst, cudaStream_t stream) {
+  if (n == 0)
+    return;
+  copy_words_kernel<<<blocks_for(n), threads, 0, stream>>>(
+    static_cast<const uint32_t*>(src), n, static_cast<uint32_t*>(dst));
+  CUDA_CHECK_LAUNCH(copy_words_kernel);
+}
+
 void f32_to_bf16(const float* x, int64_t n, __nv_bfloat16* out,
                  cudaStream_t stream) {
   launch_narrow(x, n, out, stream);

@@ -60,6 +60,16 @@ void combine(const float* y, int64_t splits, const int32_t* pair_row,
              int64_t hidden, float* out, cudaStream_t stream,
              bool accumulate = false);
 
+/// dst[i] = src[i] by a kernel, not a copy engine: `src` may be mapped
+/// pinned host memory (cudaMallocHost; every pinned buffer is mapped under
+/// unified addressing), read over the bus by the kernel. A few KiB this
+/// way do not queue behind a large host-to-device copy that occupies the
+/// copy engine (an expert cache's background copies). The host must not
+/// rewrite `src` before the stream has run the kernel.
+/// - src (in):  [n] 32-bit words, device or mapped host memory
+/// - dst (out): [n] 32-bit words, device memory
+void copy_words(const void* src, int64_t n, void* dst, cudaStream_t stream);
+
 /// Sums split-K partials: out[r] = Σ_s y[s, r].
 /// - y   (in):  [splits, n_rows, hidden] f32
 /// - out (out): [n_rows, hidden] f32; may alias y when splits == 1

