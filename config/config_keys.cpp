@@ -271,14 +271,15 @@ const std::vector<config_key>& config_keys() {
     {"worker", "expert_misses",
      field<&node_config::worker, &worker_section::expert_misses>(),
      "Where an expert the GPU expert cache ([worker] gpu_expert_slots) does "
-     "not hold runs: \"load\" (copied into a slot, the layer waits for the "
-     "copy), \"host\" (the host CPU may compute it from the pinned copy: a "
-     "miss less likely to be needed again than the expert it would evict runs "
-     "there and leaves the slots alone, and one worth keeping runs there "
-     "while its copy goes on in the background, whichever makes the layer's "
-     "wait shortest) or \"auto\" (\"host\" when the node measures, at start, "
-     "one bf16 expert computed on the host for one row faster than its copy; "
-     "else \"load\"). int8 experts always load."},
+     "not hold runs. \"auto\": the node times, at start, one bf16 expert "
+     "computed on the host CPU (one row) against its copy, and each layer "
+     "sends its misses where it waits least: a miss less likely to be needed "
+     "again than the expert it would evict runs on the host and leaves the "
+     "slots alone, and of those worth keeping the layer waits for as many "
+     "copies as keep its wait shortest while the host computes the rest, "
+     "their copies going on in the background. \"host\": every miss runs on "
+     "the host (those worth keeping copied in the background). \"load\": "
+     "every miss is copied and waited for. int8 experts always load."},
     // -- [router]
     // ----------------------------------------------------------------------------
     {"router", "workers",

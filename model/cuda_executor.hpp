@@ -55,9 +55,9 @@ struct cuda_executor_options {
   /// False: the cache loads on demand and evicts by the transitions it
   /// learns from the routing ([prefetch] stage_experts).
   bool stage_predicted = false;
-  /// Where the cache's misses may run: copied, or computed on the host
-  /// from the pinned copy (bf16 experts; automatic: where one expert was
-  /// measured faster there at start).
+  /// Where the cache's misses run: copied, or computed on the host from
+  /// the pinned copy (bf16 experts; automatic: per layer, by the two costs
+  /// timed at start).
   expert_miss_mode expert_misses = expert_miss_mode::automatic;
 };
 

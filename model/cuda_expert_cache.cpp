@@ -97,16 +97,18 @@ void cuda_executor::measure_miss_costs() {
     copy = std::min(copy,
                     std::chrono::duration<double>(clock::now() - t0).count());
   }
-  const bool use = miss_mode_ == expert_miss_mode::host || host < copy;
-  if (use)
-    cache_->allow_host(copy, host);
+  // Each layer weighs the two, so a host slower than the bus still takes
+  // what shortens a wait (a second miss beside a copy).
+  const bool always = miss_mode_ == expert_miss_mode::host;
+  cache_->allow_host(copy, host, always);
   VOLT_INFO("executor",
             "expert cache: a miss copies in "
               << copy * 1e3 << " ms, the host computes one row of an expert in "
-              << host * 1e3 << " ms ("
-              << cpu::compute_threads() << " threads): "
-              << (use ? "misses may run on the host"
-                      : "misses are copied ([worker] expert_misses)"));
+              << host * 1e3 << " ms (" << cpu::compute_threads()
+              << " threads): "
+              << (always ? "every miss runs on the host"
+                         : "each layer's misses go where it waits least")
+              << " ([worker] expert_misses)");
 }
 
 bool cuda_executor::observe_routing(routing_observer* obs) {

@@ -8,12 +8,12 @@
 namespace volt {
 
 enum class expert_miss_mode : uint8_t {
-  /// On the host where one expert is measured faster there than its copy,
-  /// for bf16 experts (TOML "auto").
+  /// On the host or copied, whichever makes each layer's wait shortest
+  /// given the costs timed at start; bf16 experts (TOML "auto").
   automatic,
   /// Always copied to the device (TOML "load").
   load,
-  /// On the host wherever the cache chooses, measured faster or not, for
+  /// Always on the host, those worth keeping copied in the background;
   /// bf16 experts (TOML "host").
   host,
 };

@@ -126,9 +126,11 @@ expert_slot_cache::admit(int64_t layer, const std::vector<uint32_t>& needed) {
   return out;
 }
 
-void expert_slot_cache::allow_host(double copy_seconds, double host_seconds) {
+void expert_slot_cache::allow_host(double copy_seconds, double host_seconds,
+                                   bool always) {
   copy_seconds_ = copy_seconds;
   host_seconds_ = host_seconds;
+  host_always_ = always;
 }
 
 caf::expected<void>
@@ -142,30 +144,48 @@ expert_slot_cache::place_misses(int64_t layer,
   });
   std::vector<load> kept; // worth a slot, in order
   std::vector<int32_t> taken; // slots given to them
+  std::vector<uint32_t> turned_away; // likeliest first
+  auto keep = [&](uint32_t e, int32_t s) {
+    place(s, index(layer, e));
+    taken.push_back(s);
+    kept.push_back(load{s, layer, e});
+  };
   for (auto e : order) {
     auto key = index(layer, e);
     auto s = victim(-1.0f, taken);
     // Kept when a slot is free, or (with chances learned) when it is likelier
     // than the expert it would evict; plain LRU keeps every miss.
-    bool keep = s >= 0
-                && (owner_[static_cast<size_t>(s)] < 0 || !learning_
-                    || chance_of(key)
-                         > chance_of(
-                           static_cast<size_t>(owner_[static_cast<size_t>(s)])));
-    if (!keep) {
-      out.on_host.push_back(e);
-      continue;
-    }
-    place(s, key);
-    taken.push_back(s);
-    kept.push_back(load{s, layer, e});
+    if (s >= 0
+        && (owner_[static_cast<size_t>(s)] < 0 || !learning_
+            || chance_of(key)
+                 > chance_of(
+                   static_cast<size_t>(owner_[static_cast<size_t>(s)]))))
+      keep(e, s);
+    else
+      turned_away.push_back(e);
   }
+  // A host slower than the bus would make the layer wait longer for the
+  // turned-away experts than copying one more would take: copy (and keep)
+  // the likeliest of them instead, while that is so.
+  size_t first_host = 0;
+  while (!host_always_ && first_host < turned_away.size()
+         && static_cast<double>(turned_away.size() - first_host)
+                * host_seconds_
+              > static_cast<double>(kept.size() + 1) * copy_seconds_) {
+    auto s = victim(-1.0f, taken);
+    if (s < 0)
+      break;
+    keep(turned_away[first_host++], s);
+  }
+  out.on_host.assign(turned_away.begin() + static_cast<std::ptrdiff_t>(first_host),
+                     turned_away.end());
   // Wait for the first j copies, the host computes the rest: the j that
-  // makes the layer's wait shortest (the fewest on ties).
+  // makes the layer's wait shortest (the fewest on ties); none when the
+  // host takes every miss.
   const auto rejected = static_cast<double>(out.on_host.size());
   size_t best_j = 0;
   double best_wait = 0;
-  for (size_t j = 0; j <= kept.size(); ++j) {
+  for (size_t j = 0; j <= (host_always_ ? 0 : kept.size()); ++j) {
     double wait = std::max(
       static_cast<double>(j) * copy_seconds_,
       (static_cast<double>(kept.size() - j) + rejected) * host_seconds_);

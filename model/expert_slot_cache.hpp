@@ -20,7 +20,8 @@
 // the rest while their copies go on in the background (a later step finds
 // them resident). The wait is modelled from the costs measured at start: a
 // copy per expert on the bus, and an expert's rows on the host, one expert
-// after another.
+// after another; where the host is slower than the bus, misses turned away
+// go back to the bus while the host would make the layer wait longer.
 
 #include <cstdint>
 #include <string>
@@ -95,8 +96,12 @@ public:
   float learned_chance(int64_t layer, uint32_t expert) const;
 
   /// From now on a miss may run on the host: a copy takes `copy_seconds`
-  /// per expert, the host `host_seconds` per expert (both > 0).
-  void allow_host(double copy_seconds, double host_seconds);
+  /// per expert, the host `host_seconds` per expert (both > 0). With
+  /// `always`, every miss runs there (those worth keeping copied in the
+  /// background); else each layer's wait decides, and a host slower than
+  /// the bus takes only what shortens it.
+  void allow_host(double copy_seconds, double host_seconds,
+                  bool always = false);
 
   bool host_allowed() const {
     return host_seconds_ > 0;
@@ -158,6 +163,7 @@ private:
   /// allow_host's costs; 0: every miss is copied.
   double copy_seconds_ = 0;
   double host_seconds_ = 0;
+  bool host_always_ = false;
 };
 
 } // namespace volt

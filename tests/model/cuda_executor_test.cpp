@@ -422,11 +422,9 @@ CAF_TEST(an expert cache gives the all resident tokens and logits) {
         CAF_CHECK_GREATER(missed, 0.0);
         CAF_CHECK_GREATER(hits, 0.0);
         CAF_CHECK_GREATER(bytes, 0.0);
-        // The tiny fixture's experts copy faster than the host computes
-        // them, so only the misses the learned chances turn away run there.
-        if (host && predict > 0)
+        if (host)
           CAF_CHECK_GREATER(on_host, 0.0);
-        else if (!host)
+        else
           CAF_CHECK_EQUAL(on_host, 0.0);
       }
   }
