@@ -10,8 +10,9 @@
 # routing of real text: a trace recorded on tests/data/tiny-mixtral-text-a over Python
 # source it did not see in training, replayed by `volt-node bench prefetch
 # --routing-trace` (its tokens are the input, its experts replace the routers' choice;
-# the checkpoint's 8 layers repeat the trace's 4). JSON under $OUT, one summary line per
-# run.
+# the checkpoint's 8 layers repeat the trace's 4). One summary line per run; the JSON and
+# logs of every run so far packed in $OUT/bench_expert_cache.tgz after each run (a device
+# call that runs out of time still returns them, and as one file).
 # `tuning` adds runs with the predictor staging its guesses. `prefetch` runs only the
 # trace's learned-eviction rows (misses copied), `host` the same with misses the cache
 # does not keep computed on the host ([worker] expert_misses = "auto"). Every other row
@@ -22,6 +23,9 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/volt-out}
 mkdir -p "$OUT"
+work=${VOLT_BENCH_WORK:-/tmp/volt-cache-work}
+rm -rf "$work" && mkdir -p "$work"
+pack() { tar -czf "$OUT/bench_expert_cache.tgz" -C "$work" .; }
 export LD_LIBRARY_PATH="$PWD/.device/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
 node=.device/bin/volt-node
 layers=${1:-8}
@@ -33,10 +37,10 @@ ckpt=${VOLT_BENCH_DIR:-/tmp/volt-cache}/L$layers
 if [ ! -f "$ckpt/config.json" ]; then
   rm -rf "$ckpt"; mkdir -p "$(dirname "$ckpt")"
   PYTHONUNBUFFERED=1 timeout 300 python3 .device/tools/mixtral_shape_checkpoint.py \
-    "$ckpt" "$layers" 16 4 >"$OUT/hf_L$layers.json" 2>"$OUT/hf_L$layers.err" \
-    || { tail -n 5 "$OUT/hf_L$layers.err"; exit 1; }
+    "$ckpt" "$layers" 16 4 >"$work/hf_L$layers.json" 2>"$work/hf_L$layers.err" \
+    || { tail -n 5 "$work/hf_L$layers.err"; exit 1; }
 fi
-python3 - <<'PY' | tee "$OUT/h2d.txt"
+python3 - <<'PY' | tee "$work/h2d.txt"
 import torch, time
 x = torch.empty(1 << 30, dtype=torch.uint8).pin_memory()
 y = torch.empty(1 << 30, dtype=torch.uint8, device="cuda")
@@ -44,6 +48,7 @@ for _ in range(2):
     torch.cuda.synchronize(); t = time.time(); y.copy_(x, non_blocking=True); torch.cuda.synchronize()
 print(f"pinned host to device: {x.numel() / (time.time() - t) / 1e9:.1f} GB/s")
 PY
+pack
 total=$((layers * 8))
 runs=("resident:0:" "lru50:$((total / 2)):" "prefetch50:$((total / 2)):--prefetch"
       "lru25:$((total / 4)):" "prefetch25:$((total / 4)):--prefetch")
@@ -53,8 +58,8 @@ for run in "${runs[@]}"; do
   misses=(); [ "$slots" -gt 0 ] && misses=(--expert-misses load)
   timeout 240 $node bench model --model "$ckpt" --device cuda:0 --batch 1,8 --prompt 16 \
     --decode-prompt 32 --new-tokens 32 --expert-slots "$slots" $flag "${misses[@]}" --json \
-    >"$OUT/cache_$name.json" 2>"$OUT/cache_$name.err" || tail -n 3 "$OUT/cache_$name.err"
-  python3 - "$name" "$OUT/cache_$name.json" <<'PY'
+    >"$work/cache_$name.json" 2>"$work/cache_$name.err" || tail -n 3 "$work/cache_$name.err"
+  python3 - "$name" "$work/cache_$name.json" <<'PY'
 import json, sys
 try:
     d = json.load(open(sys.argv[2]))
@@ -68,14 +73,15 @@ for r in d["decode"]:
     print(f"{sys.argv[1]:>11} batch {r['batch']}: {r['step_ms']:.3f} ms/step"
           f" ({1000 * r['batch'] / r['step_ms']:.1f} tokens/s){extra}")
 PY
+  pack
 done
 
 { has trace || has prefetch || has host || has tuning; } || exit 0
-trace="$OUT/trace_text_a.json"
+trace="$work/trace_text_a.json"
 $node bench prefetch --model tests/data/tiny-mixtral-text-a \
   --text tests/data/unseen-python/volt_scripts.py.txt --tokens 4096 \
-  --record-routing "$trace" --json >"$OUT/trace_record.json" 2>"$OUT/trace_record.err" \
-  || { tail -n 3 "$OUT/trace_record.err"; exit 1; }
+  --record-routing "$trace" --json >"$work/trace_record.json" 2>"$work/trace_record.err" \
+  || { tail -n 3 "$work/trace_record.err"; exit 1; }
 # Batch 1 decodes 8 sequences of 48 tokens one after the other, batch 8 eight of 96
 # together: a few hundred steps each, enough for the predictor to learn online.
 trace_run() { # NAME SLOTS [bench prefetch flags]
@@ -83,7 +89,7 @@ trace_run() { # NAME SLOTS [bench prefetch flags]
   shift 2
   for shape in 1:48 8:96; do
     IFS=: read -r batch window <<<"$shape"
-    json="$OUT/trace_${name}_b$batch.json"
+    json="$work/trace_${name}_b$batch.json"
     timeout 240 $node bench prefetch --model "$ckpt" --device cuda:0 \
       --routing-trace "$trace" --batch "$batch" --window "$window" \
       --tokens $((8 * window)) --expert-slots "$slots" "$@" --json \
@@ -110,6 +116,7 @@ comb = d["predictors"]["combined"]["overall"]
 line += f"; predictor recall {comb['recall']:.3f}, precision {comb['precision']:.3f}"
 print(line)
 PY
+    pack
   done
 }
 # Half resident first, then a quarter (a device call may end before the last).
