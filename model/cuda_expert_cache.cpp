@@ -75,12 +75,13 @@ void cuda_executor::measure_miss_costs() {
   const auto h = cfg_.hidden_size;
   const auto ffn = cfg_.intermediate_size;
   const auto& first = host_layers_.front();
-  // The best of a few: the first runs page in and wake the threads.
+  // The best of several: the first runs page in and wake the threads, and
+  // one timing near a copy's decides little (each layer weighs both).
   std::vector<float> x(static_cast<size_t>(h), 0.01f);
   host_scratch_.resize(static_cast<size_t>(2 * ffn));
   host_in_.resize(static_cast<size_t>(h));
   double host = 1e30;
-  for (int i = 0; i < 4; ++i) {
+  for (int i = 0; i < 8; ++i) {
     auto t0 = clock::now();
     cpu::swiglu_expert_bf16(x.data(), static_cast<const uint16_t*>(first.w13),
                             static_cast<const uint16_t*>(first.w2), 1, h, ffn,
@@ -159,7 +160,8 @@ int64_t cuda_executor::copy_experts(
   return bytes;
 }
 
-void cuda_executor::compute_on_host(int64_t l, const std::vector<uint32_t>& experts,
+void cuda_executor::compute_on_host(int64_t l,
+                                    const std::vector<uint32_t>& experts,
                                     const int32_t* offsets,
                                     const int32_t* grouped_pairs) {
   const auto h = cfg_.hidden_size;

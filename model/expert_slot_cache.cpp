@@ -177,8 +177,9 @@ expert_slot_cache::place_misses(int64_t layer,
       break;
     keep(turned_away[first_host++], s);
   }
-  out.on_host.assign(turned_away.begin() + static_cast<std::ptrdiff_t>(first_host),
-                     turned_away.end());
+  out.on_host.assign(
+    turned_away.begin() + static_cast<std::ptrdiff_t>(first_host),
+    turned_away.end());
   // Wait for the first j copies, the host computes the rest: the j that
   // makes the layer's wait shortest (the fewest on ties); none when the
   // host takes every miss.

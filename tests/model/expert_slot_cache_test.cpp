@@ -222,7 +222,7 @@ CAF_TEST(the learned chance follows the observed transitions) {
   CAF_CHECK_EQUAL(c.learned_chance(1, 0), 0.0f);
 }
 
-CAF_TEST(with the host allowed a single miss runs there while its copy goes on) {
+CAF_TEST(with the host allowed one miss runs there while its copy goes on) {
   // A copy costs 6.4 ms, the host 4.5 ms: one miss is computed on the host
   // (the layer waits 4.5 ms, not 6.4) and copied in the background, so the
   // next step finds it resident.
@@ -300,7 +300,8 @@ std::pair<int64_t, int64_t> rare_experts(double host_seconds) {
 CAF_TEST(a miss less likely than every resident expert runs on the host) {
   // The learned chances keep 0 and 1 resident and the rare ones run on the
   // host without evicting them (10 in 100 steps)...
-  CAF_CHECK_EQUAL(rare_experts(4.5e-3), std::make_pair(int64_t{10}, int64_t{0}));
+  CAF_CHECK_EQUAL(rare_experts(4.5e-3),
+                  std::make_pair(int64_t{10}, int64_t{0}));
   // ... unless the host is slower than a copy: then they are copied.
   CAF_CHECK_EQUAL(rare_experts(40e-3), std::make_pair(int64_t{0}, int64_t{10}));
 }
