@@ -38,7 +38,13 @@ fi
 # (cmake/build_types.cmake says why).
 build_dir="${VOLT_BUILD_DIR:-build}"
 if [ ! -f "$build_dir/CMakeCache.txt" ]; then
-  cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE=RelNoDebInfo
+  # The CUDA kernels build where a GPU can run their tests (or with
+  # VOLT_ENABLE_CUDA=ON): elsewhere nvcc would spend minutes of every clean test
+  # run on code no test there executes. The GPU machine's bundle
+  # (scripts/device_bundle.sh) builds them in its own folder either way.
+  cuda=${VOLT_ENABLE_CUDA:-}
+  [ -n "$cuda" ] || { nvidia-smi -L >/dev/null 2>&1 && cuda=ON || cuda=OFF; }
+  cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE=RelNoDebInfo -DVOLT_ENABLE_CUDA="$cuda"
 fi
 # With VOLT_ASAN_BUILD_DIR set (scripts/test.sh sets it): the sanitizer build,
 # CUDA off, with the fuzz targets (docs/TESTING.md).

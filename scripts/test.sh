@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Sets up, builds and runs the whole test suite in the main build (`build`, CUDA when nvcc
-# is there): installs the Debian packages, starts a private redis-server on a free
-# loopback port (stopped on exit), builds, installs the official OpenAI client for
-# Node.js (npm package `openai`, pinned) for the http.openai_client test, runs ctest.
+# is there and a GPU to run it): installs the Debian packages, starts a private
+# redis-server on a free loopback port (stopped on exit), builds, installs the official
+# OpenAI client for Node.js (npm package `openai`, pinned) for the http.openai_client
+# test, runs ctest.
 # Then the same suite again in the sanitizer folder (`build-asan`: clang 14,
 # AddressSanitizer and UndefinedBehaviorSanitizer, CUDA off), against its own
 # redis-server, and last the five fuzz targets there, a minute each (docs/TESTING.md).
