@@ -105,8 +105,7 @@ expert_slot_cache::admit(int64_t layer, const std::vector<uint32_t>& needed) {
     for (auto e : needed)
       if (out.slot_of[e] < 0)
         misses.push_back(e);
-    if (auto placed = place_misses(layer, misses, out); !placed)
-      return std::move(placed.error());
+    place_misses(layer, misses, out);
     return out;
   }
   for (auto e : needed) {
@@ -133,8 +132,7 @@ void expert_slot_cache::allow_host(double copy_seconds, double host_seconds,
   host_always_ = always;
 }
 
-caf::expected<void>
-expert_slot_cache::place_misses(int64_t layer,
+void expert_slot_cache::place_misses(int64_t layer,
                                 const std::vector<uint32_t>& misses,
                                 placement& out) {
   // Likeliest first: they have the first claim on slots.
@@ -207,7 +205,6 @@ expert_slot_cache::place_misses(int64_t layer,
     }
   }
   std::sort(out.on_host.begin(), out.on_host.end());
-  return {};
 }
 
 std::vector<expert_slot_cache::load>

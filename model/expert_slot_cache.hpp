@@ -138,9 +138,8 @@ private:
 
   /// admit()'s misses where the host may compute them: sorts them into
   /// waited copies, background copies and host work.
-  caf::expected<void> place_misses(int64_t layer,
-                                   const std::vector<uint32_t>& misses,
-                                   placement& out);
+  void place_misses(int64_t layer, const std::vector<uint32_t>& misses,
+                    placement& out);
 
   int64_t n_experts_;
   int64_t max_needed_;
