@@ -192,6 +192,11 @@ void advance(engine_pointer self, caf::expected<step_progress> progress) {
     return end_step(self);
   }
   count_routed(st, *progress->needs);
+  // The hosts of the next layer's likely experts copy them in meanwhile.
+  const auto next = progress->needs->layer + 1;
+  if (st.predictor && st.options.stage_on_hosts
+      && next < st.exec->config().num_hidden_layers)
+    progress->needs->stage_next = st.predictor->early_stage(next);
   st.timing.rows_sent = engine_clock::now();
   st.dispatch->start(std::move(*progress->needs),
                      [self](caf::expected<std::vector<float>> outputs) {

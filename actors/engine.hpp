@@ -51,6 +51,10 @@ struct engine_options {
   std::shared_ptr<node_metrics> metrics;
   /// The prefetch predictor's tunables ([prefetch]); nullopt runs none.
   std::optional<prefetch::predictor_options> prefetch;
+  /// With the predictor: each expert host gets, with a layer's rows, the
+  /// experts it hosts that the predictor expects the next layer to use
+  /// ([prefetch] stage_experts), for a GPU expert cache to copy them in.
+  bool stage_on_hosts = false;
   /// Receives the predictor's scores after each step; spawn_engine spawns
   /// one when `prefetch` is set and this is null.
   prefetch_actor prefetcher;

@@ -32,6 +32,15 @@ caf::error check_expert_batch(const expert_weights& w,
         batch.rows, dtype::f32, {static_cast<int64_t>(rows), cfg.hidden_size},
         "expert batch: rows"))
     return err;
+  if (batch.stage_next.size() > static_cast<size_t>(cfg.num_local_experts))
+    return fail("stage_next: " + std::to_string(batch.stage_next.size())
+                + " experts (the model has "
+                + std::to_string(cfg.num_local_experts) + ")");
+  for (auto id : batch.stage_next)
+    if (id >= cfg.num_local_experts)
+      return fail("stage_next: expert " + std::to_string(id)
+                  + " is outside the model ("
+                  + std::to_string(cfg.num_local_experts) + " experts)");
   for (auto id : batch.expert_ids)
     if (w.find(batch.layer, id) == nullptr)
       return make_volt_error(volt_errc::missing_expert,

@@ -16,6 +16,15 @@ constexpr int max_dispatch_attempts = 3;
 
 } // namespace
 
+std::vector<uint32_t> hosted_hint(const std::vector<uint32_t>& hint,
+                                  const std::vector<uint32_t>& hosted) {
+  std::vector<uint32_t> out;
+  for (auto id : hint)
+    if (std::binary_search(hosted.begin(), hosted.end(), id))
+      out.push_back(id);
+  return out;
+}
+
 caf::error missing_experts_error(const std::vector<uint32_t>& missing,
                                  const std::string& context) {
   return make_volt_error(volt_errc::missing_expert,
@@ -154,6 +163,7 @@ void expert_dispatch::send(std::vector<size_t> entries, int attempt,
       dst += count;
     }
     batch.rows = pack_f32(gathered.data(), {rows, hidden_});
+    batch.stage_next = hosted_hint(l.work.stage_next, host.experts);
     if (metrics_)
       metrics_->bytes_sent(host.name, batch.rows.bytes.size());
     auto part_id = next_part_++;

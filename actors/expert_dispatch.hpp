@@ -93,6 +93,11 @@ private:
   uint64_t next_part_ = 1;
 };
 
+/// The experts of `hint` (best first) that a host of `hosted` (ascending)
+/// hosts, in the hint's order: what its batch carries as stage_next.
+std::vector<uint32_t> hosted_hint(const std::vector<uint32_t>& hint,
+                                  const std::vector<uint32_t>& hosted);
+
 /// "no live host for experts 4, 5<context>".
 caf::error missing_experts_error(const std::vector<uint32_t>& missing,
                                  const std::string& context);

@@ -179,12 +179,17 @@ struct expert_batch {
   std::vector<uint32_t> expert_ids;
   std::vector<uint32_t> row_counts;
   wire_tensor rows; // f32 [sum(row_counts), hidden]
+  /// The router's prefetch hint: experts of layer + 1 it expects the step
+  /// to use, best first, among those this host hosts. A host with a GPU
+  /// expert cache copies them in while the router runs the next layer's
+  /// attention; others ignore it. Empty without a predictor.
+  std::vector<uint32_t> stage_next;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, expert_batch& x) {
   return f(caf::meta::type_name("volt.expert_batch"), x.layer, x.expert_ids,
-           x.row_counts, x.rows);
+           x.row_counts, x.rows, x.stage_next);
 }
 
 /// An expert actor's answer to `hosted_atom`, its hello: what it hosts and

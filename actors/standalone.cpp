@@ -35,14 +35,11 @@ std::vector<uint32_t> every_expert(const model_config& cfg) {
 
 caf::expected<expert_actor>
 spawn_expert_host(caf::actor_system& sys,
-                  std::shared_ptr<const expert_weights> weights, int device,
-                  weight_quantization quantization,
-                  std::shared_ptr<node_metrics> metrics,
-                  const std::string& device_origin) {
-  if (device < 0)
-    return sys.spawn(metered_expert, std::move(weights), std::move(metrics));
-  return spawn_cuda_expert(sys, std::move(weights), device, quantization,
-                           device_origin);
+                  std::shared_ptr<const expert_weights> weights,
+                  const cuda_expert_options& gpu) {
+  if (gpu.device < 0)
+    return sys.spawn(metered_expert, std::move(weights), gpu.metrics);
+  return spawn_cuda_expert(sys, std::move(weights), gpu);
 }
 
 caf::expected<std::shared_ptr<model_executor>>
@@ -127,9 +124,15 @@ spawn_standalone(caf::actor_system& sys, const checkpoint& ckpt,
     auto weights = expert_weights::load(ckpt, ids);
     if (!weights)
       return std::move(weights.error());
-    auto host = spawn_expert_host(sys, *weights, options.expert_device,
-                                  options.quantization, options.engine.metrics,
-                                  options.expert_device_origin);
+    cuda_expert_options gpu;
+    gpu.device = options.expert_device;
+    gpu.quantization = options.quantization;
+    gpu.slots = options.expert_slots;
+    gpu.misses = options.expert_misses;
+    gpu.metrics = options.engine.metrics;
+    gpu.origin = options.expert_device_origin;
+    gpu.slots_origin = options.expert_slots_origin;
+    auto host = spawn_expert_host(sys, *weights, gpu);
     if (!host)
       return std::move(host.error());
     hosts.push_back(expert_host{*host, ids, "local", 0, 0});

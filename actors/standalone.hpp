@@ -52,15 +52,13 @@ struct standalone_options {
   std::string kv_pool_origin = {};
 };
 
-/// Spawns an actor hosting `weights` on `device` (-1: CPU; N: CUDA device N,
-/// with `quantization`, errors naming `device_origin`), counting its work in
-/// `metrics` (may be null).
+/// Spawns an actor hosting `weights`: on the CPU when `gpu.device` is
+/// negative, else a CUDA expert actor with `gpu`'s options; either counts
+/// its work in `gpu.metrics` (may be null).
 caf::expected<expert_actor>
 spawn_expert_host(caf::actor_system& sys,
-                  std::shared_ptr<const expert_weights> weights, int device,
-                  weight_quantization quantization,
-                  std::shared_ptr<node_metrics> metrics,
-                  const std::string& device_origin = worker_device_key);
+                  std::shared_ptr<const expert_weights> weights,
+                  const cuda_expert_options& gpu);
 
 /// Builds the executor `options` ask for over `ckpt`, computing every expert
 /// itself (`local_experts`) or none (a router's). Errors name the file,

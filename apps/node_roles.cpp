@@ -172,10 +172,17 @@ start_metrics(const node_config& cfg, const node_metrics& metrics) {
 
 /// Where this node's experts run, from [worker] device and [model]
 /// quantization (both validated with the config).
-std::pair<int, weight_quantization> expert_placement(const node_config& cfg) {
-  auto device = parse_device(cfg.worker.device).value_or(-1);
+cuda_expert_options expert_placement(const node_config& cfg,
+                                     std::shared_ptr<node_metrics> metrics) {
+  cuda_expert_options o;
+  o.device = parse_device(cfg.worker.device).value_or(-1);
   auto quant = parse_quantization(cfg.model.quantization);
-  return {device, quant ? *quant : weight_quantization::none};
+  o.quantization = quant ? *quant : weight_quantization::none;
+  o.slots = cfg.worker.gpu_expert_slots;
+  o.misses = cfg.worker.expert_misses;
+  o.metrics = std::move(metrics);
+  o.slots_origin = cfg.source + ": [worker] gpu_expert_slots =";
+  return o;
 }
 
 /// The predictor's tunables from [prefetch].
@@ -195,8 +202,12 @@ caf::expected<standalone_options>
 placement_of(const node_config& cfg, const model_config& model,
              std::shared_ptr<node_metrics> metrics) {
   standalone_options options;
-  std::tie(options.expert_device, options.quantization)
-    = expert_placement(cfg);
+  auto experts = expert_placement(cfg, metrics);
+  options.expert_device = experts.device;
+  options.quantization = experts.quantization;
+  options.expert_slots = cfg.worker.gpu_expert_slots;
+  options.expert_slots_origin = experts.slots_origin;
+  options.expert_misses = cfg.worker.expert_misses;
   options.model_device = parse_device(cfg.model.device).value_or(-1);
   if (options.model_device >= 0)
     options.expert_device = -1;
@@ -210,10 +221,7 @@ placement_of(const node_config& cfg, const model_config& model,
     options.kv_memory_mib = cfg.kv_cache.memory_mib;
     options.kv_memory_percent = cfg.kv_cache.gpu_memory_percent;
     options.show_progress = isatty(STDERR_FILENO) != 0;
-    options.expert_slots = cfg.worker.gpu_expert_slots;
-    options.expert_slots_origin = cfg.source + ": [worker] gpu_expert_slots =";
     options.stage_predicted = cfg.prefetch.stage_experts;
-    options.expert_misses = cfg.worker.expert_misses;
   } else {
     auto pages = kv_pool_pages(cfg.kv_cache.num_pages, cfg.kv_cache.memory_mib,
                                kv_bytes_per_page(model, opts.page_size),
@@ -239,6 +247,7 @@ placement_of(const node_config& cfg, const model_config& model,
   opts.metrics = std::move(metrics);
   if (cfg.prefetch.enabled)
     opts.prefetch = prefetch_options_of(cfg.prefetch);
+  opts.stage_on_hosts = cfg.prefetch.stage_experts;
   opts.node_id = cfg.node.id;
   opts.role = to_string(cfg.node.role);
   return options;
@@ -344,7 +353,7 @@ int run_worker(const node_config& cfg, const checkpoint& ckpt,
   // weights from this node's own checkpoint.
   sys_cfg.add_actor_type(
     expert_actor_type,
-    [ckpt, metrics, spawned, placement = expert_placement(cfg)](
+    [ckpt, metrics, spawned, placement = expert_placement(cfg, metrics)](
       expert_actor::pointer self, std::vector<uint32_t> ids,
       std::string router_checkpoint) -> expert_actor::behavior_type {
       drop_unexpected_messages(self);
@@ -380,11 +389,10 @@ int run_worker(const node_config& cfg, const checkpoint& ckpt,
       }
       VOLT_INFO("worker", "spawned experts " << expert_pool::render(ids)
                                              << " for a router");
-      if (placement.first < 0)
+      if (placement.device < 0)
         return metered_expert(self, *weights, metrics);
       // On a GPU the work runs in a detached CUDA actor; this one forwards.
-      auto gpu = spawn_cuda_expert(self->system(), *weights, placement.first,
-                                   placement.second);
+      auto gpu = spawn_cuda_expert(self->system(), *weights, placement);
       if (!gpu)
         return failed(gpu.error());
       self->link_to(*gpu);
@@ -406,9 +414,8 @@ int run_worker(const node_config& cfg, const checkpoint& ckpt,
     auto weights = expert_weights::load(ckpt, cfg.worker.experts);
     if (!weights)
       return report_error(weights.error());
-    auto [device, quant] = expert_placement(cfg);
-    auto spawned_host = spawn_expert_host(sys, *weights, device, quant,
-                                          metrics);
+    auto spawned_host = spawn_expert_host(sys, *weights,
+                                          expert_placement(cfg, metrics));
     if (!spawned_host)
       return report_error(spawned_host.error());
     host = *spawned_host;

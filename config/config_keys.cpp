@@ -261,12 +261,14 @@ const std::vector<config_key>& config_keys() {
      "index)."},
     {"worker", "gpu_expert_slots",
      field<&node_config::worker, &worker_section::gpu_expert_slots>(),
-     "Experts (of all layers together) a standalone node on [model] device = "
-     "\"cuda:N\" keeps on the device at once; the others wait in pinned host "
-     "memory and are copied in as steps need them, those the prefetch "
-     "predictor expects first. At least one layer's experts "
-     "(num_local_experts); 0: every expert resident. For a GPU smaller than "
-     "the model's experts; a worker's own CUDA experts are all resident.",
+     "Experts (of all layers together) a node computing experts on a GPU (a "
+     "worker with device = \"cuda:N\", or a standalone node) keeps on the "
+     "device at once; the others wait in pinned host memory and are copied "
+     "in as steps need them, those the prefetch predictor expects first (a "
+     "worker gets the router's predictions with its rows). At least one "
+     "layer's experts (a standalone node's num_local_experts, a worker's "
+     "hosted experts of one layer); 0, or as many as the node hosts: every "
+     "expert resident. For a GPU smaller than the model's experts.",
      0, 1 << 20},
     {"worker", "expert_misses",
      field<&node_config::worker, &worker_section::expert_misses>(),
@@ -517,8 +519,11 @@ const std::vector<config_key>& config_keys() {
      field<&node_config::prefetch, &prefetch_section::stage_experts>(),
      "With a GPU expert cache ([worker] gpu_expert_slots): copy the experts "
      "the predictor expects into slots before each layer's routing is known, "
-     "and evict by its chances. Off, the cache loads what a layer needs on "
-     "demand and evicts by which experts it has learned follow which: on the "
+     "and evict by its chances; on a router, each worker gets the "
+     "predictions for the next layer's experts it hosts with the current "
+     "layer's rows (for a worker's cache). Off, the cache loads what a "
+     "layer needs on demand and evicts by which experts it has learned "
+     "follow which: on the "
      "H100 machine (55 GB/s host to device) that was faster, since a wrong "
      "guess costs the bus as much as a miss (docs/PERFORMANCE.md)."},
     // -- [autoscaler]

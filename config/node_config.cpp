@@ -115,11 +115,12 @@ caf::error validate(const node_config& cfg) {
                           "computes its experts there (leave [worker] device "
                           "at \"cpu\")");
   if (cfg.worker.gpu_expert_slots > 0
-      && (cfg.node.role != node_role::standalone || cfg.model.device == "cpu"))
+      && (cfg.node.role == node_role::router || !gpu_experts))
     return config_error(where + ": [worker] gpu_expert_slots: the expert cache "
-                                "is a standalone node's with [model] device = "
-                                "\"cuda:N\" (a worker's CUDA experts are all "
-                                "resident); leave it at 0 here");
+                                "keeps the experts this node computes on a GPU "
+                                "([worker] device = \"cuda:N\", or a "
+                                "standalone node's [model] device); leave it "
+                                "at 0 here");
   if (cfg.discovery.ttl_ms <= cfg.discovery.heartbeat_ms)
     return config_error(where + ": [discovery] ttl_ms: "
                         + std::to_string(cfg.discovery.ttl_ms)

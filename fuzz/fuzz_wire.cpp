@@ -181,7 +181,7 @@ void write_seeds(const std::string& dir) {
   std::vector<float> rows(static_cast<size_t>(3 * hidden));
   for (size_t i = 0; i < rows.size(); ++i)
     rows[i] = static_cast<float>(i % 17) * 0.125f - 1.0f;
-  expert_batch batch{1, {0, 2}, {2, 1}, pack_f32(rows.data(), {3, hidden})};
+  expert_batch batch{1, {0, 2}, {2, 1}, pack_f32(rows.data(), {3, hidden}), {}};
   write_seed(dir, "batch", 0, batch);
   auto other = batch;
   other.expert_ids = {0, 1};

@@ -18,6 +18,7 @@
 #include "gpu/cuda/device_buffer.hpp"
 #include "gpu/cuda/moe_layer.hpp"
 #include "model/cuda_executor.hpp"
+#include "model/cuda_expert_slots.hpp"
 #include "model/cuda_weights.hpp"
 #include "model/expert_slot_cache.hpp"
 
@@ -155,13 +156,6 @@ private:
   /// Layer `l`'s MoE with the cache: routes, reads the plan back, makes
   /// the needed experts resident, then the experts and combine.
   void enqueue_cached_moe(int64_t l, int64_t n);
-  /// Enqueues the copies of `loads` on the copy stream after the work
-  /// enqueued on the compute stream so far, each followed by its slot's
-  /// event; returns their bytes.
-  int64_t copy_experts(const std::vector<expert_slot_cache::load>& loads);
-  /// Times one expert computed on the host (one row) against one copy and
-  /// lets the cache send misses to the host where the mode allows.
-  void measure_miss_costs();
   /// The host computes `experts` of layer `l` over their grouped rows
   /// (host_x_ holds the layer's input) into host_out_, and hands the
   /// outputs to the MoE runner.
@@ -219,21 +213,14 @@ private:
   int64_t profile_skip_ = 0;
   std::chrono::steady_clock::time_point enqueued_at_;
 
-  // The expert cache (null without one): its policy, the slots (the
-  // layout of one layer's experts with a slot per index), the host copies'
-  // layers, the copy stream; per layer the events that time a stall
-  // (routing done, copies done) and this step's counts.
+  // The expert cache (null without one): its policy, its slots and host
+  // copies; per layer the events that time a stall (routing done, copies
+  // done) and this step's counts.
   std::unique_ptr<expert_slot_cache> cache_;
   /// Copy the experts the predictor expects ahead of their layer
   /// (cuda_executor_options::stage_predicted).
   bool stage_predicted_ = false;
-  cuda::expert_layer slot_layer_;
-  std::vector<cuda::expert_layer> host_layers_;
-  cuda::device_buffer slot_w13_, slot_w2_, slot_s13_, slot_s2_;
-  std::unique_ptr<cuda::stream> copy_stream_;
-  std::unique_ptr<cuda::event> compute_mark_;
-  /// Per slot: recorded after the latest copy into it.
-  std::vector<std::unique_ptr<cuda::event>> slot_ev_;
+  std::unique_ptr<cuda_expert_slots> slots_;
   /// Per layer: routing done; the experts' inputs ready (copies waited
   /// for, the host's experts computed).
   std::vector<std::unique_ptr<cuda::event>> routed_ev_, ready_ev_;

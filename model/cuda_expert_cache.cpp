@@ -14,43 +14,20 @@
 // enqueued before it (an expert is never overwritten while a kernel reads
 // it), and a layer waits only for the copies into the slots it reads.
 
-#include <algorithm>
-#include <chrono>
 #include <cstring>
 
 #include "base/error.hpp"
-#include "base/log.hpp"
 #include "gpu/cpu/cpu_ops.hpp"
-#include "gpu/cpu/parallel.hpp"
 #include "gpu/cuda/cuda_check.hpp"
 #include "model/cuda_executor_impl.hpp"
 
 namespace volt {
 
 void cuda_executor::build_expert_cache(int64_t slots) {
-  const auto& first = w_.layers.front().experts;
-  const bool int8 = first.format == cuda::weight_format::int8;
-  const size_t elem = int8 ? 1 : 2;
-  const auto h = static_cast<size_t>(cfg_.hidden_size);
-  const auto ffn = static_cast<size_t>(cfg_.intermediate_size);
-  const auto n = static_cast<size_t>(slots);
-  slot_w13_.resize(elem * n * 2 * ffn * h);
-  slot_w2_.resize(elem * n * h * ffn);
-  slot_layer_ = first;
-  slot_layer_.w13 = slot_w13_.get();
-  slot_layer_.w2 = slot_w2_.get();
-  if (int8) {
-    slot_s13_.resize(sizeof(float) * n * 2 * ffn);
-    slot_s2_.resize(sizeof(float) * n * h);
-    slot_layer_.s13 = slot_s13_.get<float>();
-    slot_layer_.s2 = slot_s2_.get<float>();
-  }
+  std::vector<cuda::expert_layer> host_layers;
   for (const auto& lw : w_.layers)
-    host_layers_.push_back(lw.experts);
-  copy_stream_ = std::make_unique<cuda::stream>();
-  compute_mark_ = std::make_unique<cuda::event>();
-  for (int64_t s = 0; s < slots; ++s)
-    slot_ev_.push_back(std::make_unique<cuda::event>());
+    host_layers.push_back(lw.experts);
+  slots_ = std::make_unique<cuda_expert_slots>(std::move(host_layers), slots);
   const auto layers = static_cast<size_t>(cfg_.num_hidden_layers);
   for (size_t l = 0; l < layers; ++l) {
     routed_ev_.push_back(std::make_unique<cuda::event>(true));
@@ -62,54 +39,14 @@ void cuda_executor::build_expert_cache(int64_t slots) {
   const auto pairs = max_rows_ * cfg_.num_experts_per_tok;
   // Offsets, then every row's experts, then the grouped rows' pairs.
   plan_host_.reserve(sizeof(int32_t) * (2 * pairs + e + 1));
+  const bool int8 = slots_->slot_layer().format == cuda::weight_format::int8;
   if (!int8 && miss_mode_ != expert_miss_mode::load) {
     const auto h = static_cast<size_t>(cfg_.hidden_size);
     host_x_.reserve(sizeof(__nv_bfloat16) * static_cast<size_t>(max_rows_) * h);
     host_out_.reserve(sizeof(float) * static_cast<size_t>(pairs) * h);
-    measure_miss_costs();
+    let_host_take_misses(*cache_, *slots_, stream_->get(), miss_mode_,
+                         "executor");
   }
-}
-
-void cuda_executor::measure_miss_costs() {
-  using clock = std::chrono::steady_clock;
-  const auto h = cfg_.hidden_size;
-  const auto ffn = cfg_.intermediate_size;
-  const auto& first = host_layers_.front();
-  // The best of several: the first runs page in and wake the threads, and
-  // one timing near a copy's decides little (each layer weighs both).
-  std::vector<float> x(static_cast<size_t>(h), 0.01f);
-  host_scratch_.resize(static_cast<size_t>(2 * ffn));
-  host_in_.resize(static_cast<size_t>(h));
-  double host = 1e30;
-  for (int i = 0; i < 8; ++i) {
-    auto t0 = clock::now();
-    cpu::swiglu_expert_bf16(x.data(), static_cast<const uint16_t*>(first.w13),
-                            static_cast<const uint16_t*>(first.w2), 1, h, ffn,
-                            host_scratch_.data(), host_in_.data());
-    host = std::min(host,
-                    std::chrono::duration<double>(clock::now() - t0).count());
-  }
-  // Slot 0 holds nothing yet: the cache fills it on the first miss.
-  double copy = 1e30;
-  for (int i = 0; i < 3; ++i) {
-    auto t0 = clock::now();
-    (void)copy_experts({expert_slot_cache::load{0, 0, 0}});
-    CUDA_CHECK(cudaStreamSynchronize(copy_stream_->get()));
-    copy = std::min(copy,
-                    std::chrono::duration<double>(clock::now() - t0).count());
-  }
-  // Each layer weighs the two, so a host slower than the bus still takes
-  // what shortens a wait (a second miss beside a copy).
-  const bool always = miss_mode_ == expert_miss_mode::host;
-  cache_->allow_host(copy, host, always);
-  VOLT_INFO("executor",
-            "expert cache: a miss copies in "
-              << copy * 1e3 << " ms, the host computes one row of an expert in "
-              << host * 1e3 << " ms (" << cpu::compute_threads()
-              << " threads): "
-              << (always ? "every miss runs on the host"
-                         : "each layer's misses go where it waits least")
-              << " ([worker] expert_misses)");
 }
 
 bool cuda_executor::observe_routing(routing_observer* obs) {
@@ -122,44 +59,6 @@ bool cuda_executor::observe_routing(routing_observer* obs) {
   return true;
 }
 
-int64_t cuda_executor::copy_experts(
-  const std::vector<expert_slot_cache::load>& loads) {
-  if (loads.empty())
-    return 0;
-  auto cs = copy_stream_->get();
-  CUDA_CHECK(cudaEventRecord(compute_mark_->get(), stream_->get()));
-  CUDA_CHECK(cudaStreamWaitEvent(cs, compute_mark_->get(), 0));
-  const bool int8 = slot_layer_.format == cuda::weight_format::int8;
-  const size_t elem = int8 ? 1 : 2;
-  const auto h = static_cast<size_t>(cfg_.hidden_size);
-  const auto ffn = static_cast<size_t>(cfg_.intermediate_size);
-  const size_t w13 = elem * 2 * ffn * h;
-  const size_t w2 = elem * h * ffn;
-  const size_t s13 = sizeof(float) * 2 * ffn;
-  const size_t s2 = sizeof(float) * h;
-  int64_t bytes = 0;
-  auto copy = [&](const void* base, size_t stride, uint32_t expert, void* slots,
-                  int32_t slot) {
-    CUDA_CHECK(cudaMemcpyAsync(static_cast<char*>(slots) + stride * slot,
-                               static_cast<const char*>(base) + stride * expert,
-                               stride, cudaMemcpyHostToDevice, cs));
-    bytes += static_cast<int64_t>(stride);
-  };
-  for (const auto& ld : loads) {
-    const auto& src = host_layers_[static_cast<size_t>(ld.layer)];
-    copy(src.w13, w13, ld.expert, slot_w13_.get(), ld.slot);
-    copy(src.w2, w2, ld.expert, slot_w2_.get(), ld.slot);
-    if (int8) {
-      copy(src.s13, s13, ld.expert, slot_s13_.get(), ld.slot);
-      copy(src.s2, s2, ld.expert, slot_s2_.get(), ld.slot);
-    }
-    // What a layer that reads the slot waits for.
-    CUDA_CHECK(
-      cudaEventRecord(slot_ev_[static_cast<size_t>(ld.slot)]->get(), cs));
-  }
-  return bytes;
-}
-
 void cuda_executor::compute_on_host(int64_t l,
                                     const std::vector<uint32_t>& experts,
                                     const int32_t* offsets,
@@ -167,7 +66,7 @@ void cuda_executor::compute_on_host(int64_t l,
   const auto h = cfg_.hidden_size;
   const auto ffn = cfg_.intermediate_size;
   const auto k = cfg_.num_experts_per_tok;
-  const auto& src = host_layers_[static_cast<size_t>(l)];
+  const auto& src = slots_->host_layer(l);
   const auto* w13 = static_cast<const uint16_t*>(src.w13);
   const auto* w2 = static_cast<const uint16_t*>(src.w2);
   const auto* x = host_x_.get<uint16_t>(); // [n, h] bf16, the experts' input
@@ -202,22 +101,15 @@ void cuda_executor::stage_experts(int64_t l, int64_t n) {
     (void)observer_->layer_begins(l, nullptr, n);
     return;
   }
-  const auto e = static_cast<size_t>(cfg_.num_local_experts);
   // This layer's guess, and the next one's: its copies then overlap this
   // layer's work too.
   for (auto layer : {l, l + 1}) {
     if (layer >= cfg_.num_hidden_layers)
       break;
     const auto& want = observer_->layer_begins(layer, nullptr, n);
-    // Best first: a falling chance by rank; the layer's other experts none.
-    std::vector<float> chance(e, 0.0f);
-    for (size_t i = 0; i < want.size(); ++i)
-      if (want[i] < e)
-        chance[want[i]] = static_cast<float>(want.size() - i)
-                          / static_cast<float>(want.size());
-    cache_->set_chances(layer, chance);
+    cache_->set_ranked(layer, want);
     cache_step_[static_cast<size_t>(layer)].staged_bytes
-      += copy_experts(cache_->stage(layer, want));
+      += slots_->copy(cache_->stage(layer, want), stream_->get());
   }
 }
 
@@ -267,14 +159,11 @@ void cuda_executor::enqueue_cached_moe(int64_t l, int64_t n) {
     += static_cast<int64_t>(placed->loads.size() + placed->on_host.size());
   counts.host_computed += static_cast<int64_t>(placed->on_host.size());
   // The copies waited for first: the background ones queue behind them.
-  counts.loaded_bytes += copy_experts(placed->loads);
-  counts.loaded_bytes += copy_experts(placed->admissions);
+  counts.loaded_bytes += slots_->copy(placed->loads, s);
+  counts.loaded_bytes += slots_->copy(placed->admissions, s);
   // The device's experts wait for the latest copy into each of their slots
   // (a miss's, or one staged or admitted earlier still on its way).
-  for (auto slot : placed->slot_of)
-    if (slot >= 0)
-      CUDA_CHECK(cudaStreamWaitEvent(
-        s, slot_ev_[static_cast<size_t>(slot)]->get(), 0));
+  slots_->wait_for(placed->slot_of, s);
   // The host's experts, while those copies run.
   if (!placed->on_host.empty())
     compute_on_host(l, placed->on_host, offsets, grouped_pairs);

@@ -344,7 +344,7 @@ void cuda_executor::enqueue_layer(int64_t l, int64_t n, int64_t max_keys,
        1.0f);
   cuda::rms_norm(hidden_.get<float>(), nullptr, lw.post_norm, n, h, eps,
                  xn_.get<__nv_bfloat16>(), x32_.get<float>(), s);
-  moe_->set_layer(cache_ ? slot_layer_ : lw.experts);
+  moe_->set_layer(cache_ ? slots_->slot_layer() : lw.experts);
   if (local_experts_ && cache_) {
     enqueue_cached_moe(l, n);
   } else if (!local_experts_ || replays_routing()) {

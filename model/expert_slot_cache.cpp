@@ -236,6 +236,16 @@ void expert_slot_cache::set_chances(int64_t layer,
               chance_.begin() + static_cast<std::ptrdiff_t>(index(layer, 0)));
 }
 
+void expert_slot_cache::set_ranked(int64_t layer,
+                                   const std::vector<uint32_t>& best_first) {
+  std::vector<float> chance(static_cast<size_t>(n_experts_), 0.0f);
+  const auto n = static_cast<float>(best_first.size());
+  for (size_t i = 0; i < best_first.size(); ++i)
+    if (best_first[i] < chance.size())
+      chance[best_first[i]] = (n - static_cast<float>(i)) / n;
+  set_chances(layer, chance);
+}
+
 void expert_slot_cache::release_all() {
   std::fill(pinned_.begin(), pinned_.end(), false);
 }

@@ -86,6 +86,11 @@ public:
   /// [n_experts] in [0, 1] (default 0 for all). Eviction prefers low ones.
   void set_chances(int64_t layer, const std::vector<float>& chances);
 
+  /// set_chances from a predictor's list for `layer`, best first: a
+  /// chance falling with the rank (the first 1, the last 1/n), 0 for the
+  /// layer's experts not named.
+  void set_ranked(int64_t layer, const std::vector<uint32_t>& best_first);
+
   /// `layer` of the current step uses `used` (before admit): learns which
   /// experts follow the layer's previous ones, and from then on weighs
   /// eviction by the learned chance of each expert being used next.

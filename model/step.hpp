@@ -110,6 +110,10 @@ struct expert_rows {
   std::vector<uint32_t> expert_ids;
   std::vector<uint32_t> row_counts; // [expert_ids.size()]
   std::vector<float> rows; // [sum(row_counts), hidden] f32
+  /// Experts of layer + 1 the prefetch predictor expects the step to use,
+  /// best first (the engine fills it; empty without a predictor): the hosts
+  /// of the experts get it with their rows.
+  std::vector<uint32_t> stage_next;
 
   int64_t n_rows() const {
     int64_t n = 0;

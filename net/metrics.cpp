@@ -477,22 +477,24 @@ void node_metrics::prefetch_step() {
 
 void node_metrics::expert_cache_step(
   const std::vector<expert_cache_layer>& layers) {
-  for (size_t l = 0; l < layers.size(); ++l) {
-    const auto& c = layers[l];
-    auto layer = std::to_string(l);
-    impl_->expert_cache_hits.Add({{"layer", layer}})
-      .Increment(static_cast<double>(c.hits));
-    impl_->expert_cache_misses.Add({{"layer", layer}})
-      .Increment(static_cast<double>(c.misses));
-    impl_->expert_cache_host.Add({{"layer", layer}})
-      .Increment(static_cast<double>(c.host_computed));
-    impl_->expert_cache_bytes.Add({{"layer", layer}, {"kind", "staged"}})
-      .Increment(static_cast<double>(c.staged_bytes));
-    impl_->expert_cache_bytes.Add({{"layer", layer}, {"kind", "loaded"}})
-      .Increment(static_cast<double>(c.loaded_bytes));
-    impl_->expert_cache_stall.Add({{"layer", layer}})
-      .Increment(c.stall_seconds);
-  }
+  for (size_t l = 0; l < layers.size(); ++l)
+    expert_cache_layer_counts(static_cast<int64_t>(l), layers[l]);
+}
+
+void node_metrics::expert_cache_layer_counts(int64_t l,
+                                             const expert_cache_layer& c) {
+  auto layer = std::to_string(l);
+  impl_->expert_cache_hits.Add({{"layer", layer}})
+    .Increment(static_cast<double>(c.hits));
+  impl_->expert_cache_misses.Add({{"layer", layer}})
+    .Increment(static_cast<double>(c.misses));
+  impl_->expert_cache_host.Add({{"layer", layer}})
+    .Increment(static_cast<double>(c.host_computed));
+  impl_->expert_cache_bytes.Add({{"layer", layer}, {"kind", "staged"}})
+    .Increment(static_cast<double>(c.staged_bytes));
+  impl_->expert_cache_bytes.Add({{"layer", layer}, {"kind", "loaded"}})
+    .Increment(static_cast<double>(c.loaded_bytes));
+  impl_->expert_cache_stall.Add({{"layer", layer}}).Increment(c.stall_seconds);
 }
 
 uint64_t node_metrics::rows_computed() const {

@@ -110,6 +110,9 @@ public:
   /// What a GPU expert cache did in one step, per layer (index = layer).
   void expert_cache_step(const std::vector<expert_cache_layer>& layers);
 
+  /// What a GPU expert cache did for one layer (a worker's, batch by batch).
+  void expert_cache_layer_counts(int64_t layer, const expert_cache_layer& c);
+
   /// Token rows this node's experts computed since start (a worker's load).
   uint64_t rows_computed() const;
 

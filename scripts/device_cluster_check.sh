@@ -2,7 +2,9 @@
 # Runs on the GPU machine (device tool) with .device/ carried: a router whose
 # step runs on cuda:0 ([model] device) and two workers whose experts run on
 # cuda:0 ([worker] device, four experts each), over TCP on loopback, against a
-# GPU standalone node and the CPU standalone answer, in bf16 and int8. Prints,
+# GPU standalone node and the CPU standalone answer, in bf16 and int8; then the
+# same with the workers' experts in a GPU expert cache of half their size
+# ([worker] gpu_expert_slots) fed by the router's predictions. Prints,
 # per prompt, the relative error of the logits at every prompt position against
 # the CPU and whether the router's greedy tokens equal the GPU standalone's.
 set -uo pipefail
@@ -24,9 +26,13 @@ for quant in none int8; do
       --prompt-ids "${prompts[$i]}" --max-new-tokens 12 --json --all-logits --ignore-eos \
       >"$work/gpu_$i.json" 2>"$work/g.log" || cat "$work/g.log"
   done
-  for w in 1 2; do
-    experts=$([ $w = 1 ] && echo "0, 1, 2, 3" || echo "4, 5, 6, 7")
-    cat >"$work/w$w.toml" <<TOML
+  # Runs the router + two workers cluster; tag names its answers. $1: tag,
+  # $2: extra [worker] lines, $3: extra router sections.
+  cluster() {
+    local tag=$1 worker_extra=$2 router_extra=$3
+    for w in 1 2; do
+      experts=$([ $w = 1 ] && echo "0, 1, 2, 3" || echo "4, 5, 6, 7")
+      cat >"$work/w$w.toml" <<TOML
 [node]
 id = "gpu-worker-$w"
 role = "worker"
@@ -38,11 +44,14 @@ quantization = "$quant"
 [worker]
 experts = [$experts]
 device = "cuda:0"
+$worker_extra
+[metrics]
+port = 982$w
 [security]
 insecure = true
 TOML
-  done
-  cat >"$work/r.toml" <<TOML
+    done
+    cat >"$work/r.toml" <<TOML
 [node]
 id = "router"
 role = "router"
@@ -53,19 +62,33 @@ path = "$model"
 device = "cuda:0"
 [router]
 workers = ["127.0.0.1:7811", "127.0.0.1:7812"]
+$router_extra
 [security]
 insecure = true
 TOML
-  $node --config "$work/w1.toml" 2>"$work/w1.log" & w1=$!
-  $node --config "$work/w2.toml" 2>"$work/w2.log" & w2=$!
-  $node --config "$work/r.toml" 2>"$work/r.log" & r=$!
-  for i in "${!prompts[@]}"; do
-    $node generate --connect 127.0.0.1:7810 --prompt-ids "${prompts[$i]}" --max-new-tokens 12 \
-      --json --all-logits --ignore-eos >"$work/router_$i.json" 2>"$work/c.log" \
-      || { cat "$work/c.log" "$work/r.log" "$work/w1.log"; }
-  done
-  kill $r $w1 $w2; wait $r $w1 $w2 2>/dev/null
-  grep -h "ready\|KV cache\|error" "$work/r.log" | head -3
+    $node --config "$work/w1.toml" 2>"$work/w1.log" & w1=$!
+    $node --config "$work/w2.toml" 2>"$work/w2.log" & w2=$!
+    $node --config "$work/r.toml" 2>"$work/r.log" & r=$!
+    for i in "${!prompts[@]}"; do
+      $node generate --connect 127.0.0.1:7810 --prompt-ids "${prompts[$i]}" --max-new-tokens 12 \
+        --json --all-logits --ignore-eos >"$work/${tag}_$i.json" 2>"$work/c.log" \
+        || { cat "$work/c.log" "$work/r.log" "$work/w1.log"; }
+    done
+    # The workers' expert caches, where they have one.
+    for w in 1 2; do
+      curl -s "http://127.0.0.1:982$w/metrics" | grep -E "^voltinfer_expert_cache_(hits|misses|host_computed|bytes)_total" \
+        | awk -v w="$w" -v tag="$tag" '{split($1, a, "{"); sum[a[1]] += $2}
+            END {for (k in sum) printf "%s worker %s: %s %d\n", tag, w, k, sum[k]}' | sort
+    done
+    kill $r $w1 $w2; wait $r $w1 $w2 2>/dev/null
+    grep -h "ready\|KV cache\|expert cache\|error" "$work/r.log" "$work/w1.log" | head -4
+  }
+  cluster router "" ""
+  # Workers with half their experts on the device (one layer's four of
+  # eight), the router's predictions riding along with the rows.
+  cluster cached "gpu_expert_slots = 4" "[prefetch]
+enabled = true
+stage_experts = true"
   python3 - "$work" "$quant" "${#prompts[@]}" <<'PY'
 import json, sys, math
 work, quant, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -73,10 +96,12 @@ def err(a, b):
     x = [v for row in a["all_logits"] for v in row]; y = [v for row in b["all_logits"] for v in row]
     return math.sqrt(sum((p - q) ** 2 for p, q in zip(y, x)) / sum(q * q for q in x))
 for i in range(n):
-    c, g, r = (json.load(open(f"{work}/{k}_{i}.json")) for k in ("cpu", "gpu", "router"))
+    c, g, r, k = (json.load(open(f"{work}/{x}_{i}.json")) for x in ("cpu", "gpu", "router", "cached"))
+    same = lambda a, b: '==' if a['new_tokens'] == b['new_tokens'] else '!='
     print(f"{quant}, prompt {i}: GPU standalone vs CPU {err(c, g):.2e}, GPU router vs CPU "
-          f"{err(c, r):.2e}; router tokens {'==' if r['new_tokens'] == g['new_tokens'] else '!='} "
-          f"GPU standalone tokens; GPU tokens {'==' if g['new_tokens'] == c['new_tokens'] else '!='} CPU tokens")
+          f"{err(c, r):.2e}, router with cached workers vs CPU {err(c, k):.2e}; router tokens "
+          f"{same(r, g)} GPU standalone tokens; cached workers' {same(k, g)}; GPU tokens "
+          f"{same(g, c)} CPU tokens")
 PY
 done
 rm -rf "$work"

@@ -50,7 +50,7 @@ CAF_TEST(the expert actor reports what it hosts) {
 
 CAF_TEST(the expert actor computes each expert over its rows) {
   auto x = rows(5);
-  expert_batch batch{1, {4, 6}, {2, 3}, pack_f32(x.data(), {5, 64})};
+  expert_batch batch{1, {4, 6}, {2, 3}, pack_f32(x.data(), {5, 64}), {}};
   auto out = ask<wire_tensor>(expert_handle, batch);
   CAF_REQUIRE(out);
   CAF_REQUIRE(!check_wire_tensor(*out, dtype::f32, {5, 64}, "out"));
@@ -86,16 +86,23 @@ CAF_TEST(malformed expert batches get error replies) {
   auto huge = good;
   huge.shape = {int64_t{1} << 40, int64_t{1} << 40};
   std::vector<bad_case> cases = {
-    {{9, {1}, {3}, good}, volt_errc::invalid_request, "layer 9"},
-    {{0, {1, 4}, {3}, good}, volt_errc::invalid_request, "row counts"},
-    {{0, {1}, {2}, good}, volt_errc::invalid_request, "shape"},
-    {{0, {1}, {3}, wrong_bytes}, volt_errc::invalid_request, "bytes"},
-    {{0, {1}, {3}, wrong_dtype}, volt_errc::invalid_request, "dtype"},
-    {{0, {1}, {3}, huge}, volt_errc::invalid_request, "shape"},
-    {{0, {2}, {3}, good}, volt_errc::missing_expert, "expert 2"},
-    {{0, {4000000000u}, {3}, good},
+    {{9, {1}, {3}, good, {}}, volt_errc::invalid_request, "layer 9"},
+    {{0, {1, 4}, {3}, good, {}}, volt_errc::invalid_request, "row counts"},
+    {{0, {1}, {2}, good, {}}, volt_errc::invalid_request, "shape"},
+    {{0, {1}, {3}, wrong_bytes, {}}, volt_errc::invalid_request, "bytes"},
+    {{0, {1}, {3}, wrong_dtype, {}}, volt_errc::invalid_request, "dtype"},
+    {{0, {1}, {3}, huge, {}}, volt_errc::invalid_request, "shape"},
+    {{0, {2}, {3}, good, {}}, volt_errc::missing_expert, "expert 2"},
+    {{0, {4000000000u}, {3}, good, {}},
      volt_errc::missing_expert,
      "expert 4000000000"},
+    // The router's prefetch hint names experts of the model, at most all.
+    {{0, {1}, {3}, good, {8}},
+     volt_errc::invalid_request,
+     "expert batch: stage_next: expert 8 is outside the model (8 experts)"},
+    {{0, {1}, {3}, good, std::vector<uint32_t>(9, 1)},
+     volt_errc::invalid_request,
+     "expert batch: stage_next: 9 experts (the model has 8)"},
   };
   for (auto& c : cases) {
     auto out = ask<wire_tensor>(expert_handle, c.batch);
@@ -104,8 +111,11 @@ CAF_TEST(malformed expert batches get error replies) {
     CAF_CHECK_NOT_EQUAL(describe(out.error()).find(c.fragment),
                         std::string::npos);
   }
-  // Still serving after all that.
-  CAF_CHECK(ask<wire_tensor>(expert_handle, expert_batch{0, {1}, {3}, good}));
+  // Still serving after all that; a hint of experts hosted elsewhere is
+  // no error (the CPU expert stages nothing).
+  CAF_CHECK(ask<wire_tensor>(expert_handle, expert_batch{0, {1}, {3}, good, {}}));
+  CAF_CHECK(
+    ask<wire_tensor>(expert_handle, expert_batch{0, {1}, {3}, good, {2, 7}}));
 }
 
 CAF_TEST_FIXTURE_SCOPE_END

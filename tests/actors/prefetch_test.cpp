@@ -6,11 +6,14 @@
 // reports.
 
 #include <chrono>
+#include <mutex>
 #include <thread>
+#include <tuple>
 
 #include <prometheus/registry.h>
 #include <prometheus/text_serializer.h>
 
+#include "actors/expert.hpp"
 #include "actors/prefetch.hpp"
 #include "net/metrics.hpp"
 #include "tests/engine_harness.hpp"
@@ -60,7 +63,102 @@ std::string status_of(caf::actor_system& sys, const prefetch_actor& actor) {
   return status;
 }
 
+/// The stage_next of every batch an expert host received, by layer.
+struct hint_log {
+  std::mutex mtx;
+  std::vector<std::pair<uint32_t, std::vector<uint32_t>>> batches;
+};
+
+/// An expert host that notes each batch's hint, then lets the real CPU
+/// expert actor `inner` answer it.
+expert_actor::behavior_type noting_hints(expert_actor::pointer self,
+                                         expert_actor inner,
+                                         std::shared_ptr<hint_log> log) {
+  return {
+    [=](expert_batch& batch) {
+      {
+        std::lock_guard<std::mutex> guard{log->mtx};
+        log->batches.emplace_back(batch.layer, batch.stage_next);
+      }
+      return self->delegate(inner, std::move(batch));
+    },
+    [=](hosted_atom) { return self->delegate(inner, hosted_atom_v); },
+  };
+}
+
+/// A router's engine whose experts are on two hosts (0-3 and 4-7) that note
+/// the hints they get; generates `req` and returns its tokens.
+std::vector<int32_t> run_with_two_hosts(const checkpoint& ckpt,
+                                        engine_options opts,
+                                        const generate_request& req,
+                                        std::shared_ptr<hint_log> low,
+                                        std::shared_ptr<hint_log> high) {
+  volt_system_config cfg;
+  caf::actor_system sys{cfg};
+  standalone_options options{opts};
+  options.engine.role = "router";
+  auto exec = make_executor(ckpt, options, false);
+  CAF_REQUIRE(exec);
+  std::vector<expert_host> hosts;
+  for (auto [ids, log, name] :
+       {std::tuple{std::vector<uint32_t>{0, 1, 2, 3}, low, "10.0.0.1:7001"},
+        std::tuple{std::vector<uint32_t>{4, 5, 6, 7}, high, "10.0.0.2:7001"}}) {
+    auto inner = sys.spawn(expert, *expert_weights::load(ckpt, ids));
+    hosts.push_back({sys.spawn(noting_hints, inner, log), ids, name, 0, 0});
+  }
+  auto eng = spawn_engine(sys, *exec, std::move(hosts), options.engine);
+  std::vector<int32_t> tokens;
+  {
+    caf::scoped_actor self{sys};
+    self->request(eng, std::chrono::seconds{60}, generate_atom_v, req)
+      .receive([&](generate_result& res) { tokens = res.new_tokens; },
+               [&](caf::error& err) { CAF_FAIL(describe(err)); });
+  }
+  caf::anon_send_exit(eng, caf::exit_reason::user_shutdown);
+  return tokens;
+}
+
 } // namespace
+
+CAF_TEST(the router sends each host its predicted experts with its rows) {
+  auto ckpt = open_fixture();
+  const auto layers = static_cast<uint32_t>(ckpt.config().num_hidden_layers);
+  auto req = request_for({1, 2, 3, 4, 5}, 12);
+  auto plain_low = std::make_shared<hint_log>();
+  auto plain_high = std::make_shared<hint_log>();
+  auto plain = run_with_two_hosts(ckpt, {}, req, plain_low, plain_high);
+  CAF_REQUIRE_EQUAL(plain.size(), 12u);
+  // The predictor on, staging off: it only scores itself.
+  engine_options opts;
+  opts.prefetch = prefetch::predictor_options{};
+  auto quiet_low = std::make_shared<hint_log>();
+  auto quiet_high = std::make_shared<hint_log>();
+  CAF_CHECK_EQUAL(run_with_two_hosts(ckpt, opts, req, quiet_low, quiet_high),
+                  plain);
+  opts.stage_on_hosts = true;
+  auto low = std::make_shared<hint_log>();
+  auto high = std::make_shared<hint_log>();
+  CAF_CHECK_EQUAL(run_with_two_hosts(ckpt, opts, req, low, high), plain);
+  // Without a predictor, or without staging, no batch carries a hint.
+  for (const auto& log : {plain_low, plain_high, quiet_low, quiet_high})
+    for (const auto& [layer, hint] : log->batches)
+      CAF_CHECK(hint.empty());
+  // With one: each host hears only of experts it hosts, never for a layer
+  // past the last, and the predictor (which learns as the request runs)
+  // names some.
+  size_t hinted = 0;
+  for (auto [log, first] : {std::pair{low, 0u}, std::pair{high, 4u}}) {
+    CAF_CHECK(!log->batches.empty());
+    for (const auto& [layer, hint] : log->batches) {
+      if (layer + 1 == layers)
+        CAF_CHECK(hint.empty());
+      for (auto id : hint)
+        CAF_CHECK(id >= first && id < first + 4);
+      hinted += hint.empty() ? 0 : 1;
+    }
+  }
+  CAF_CHECK_GREATER(hinted, 0u);
+}
 
 CAF_TEST(the predictor changes no token and reports every step) {
   auto ckpt = open_fixture();

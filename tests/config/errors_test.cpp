@@ -424,16 +424,19 @@ CAF_TEST(int8 needs a gpu device) {
                   "");
 }
 
-CAF_TEST(the expert cache needs a standalone node on a gpu) {
+CAF_TEST(the expert cache needs experts on a gpu) {
   auto slots = std::string{"[worker]\ngpu_expert_slots = 16\n"};
   CHECK_CONFIG_ERROR(parse(standalone_with("") + slots),
                      "node.toml: [worker] gpu_expert_slots: the expert cache "
-                     "is a standalone node's with [model] device = "
-                     "\"cuda:N\"");
+                     "keeps the experts this node computes on a GPU");
+  // A worker's experts on a GPU may have a cache; on the CPU not.
+  CHECK_CONFIG_ERROR(parse(worker_toml + "gpu_expert_slots = 16\n"),
+                     "node.toml: [worker] gpu_expert_slots: the expert cache");
   auto worker = worker_toml;
   worker.replace(worker.find("device = \"cpu\""), 14, "device = \"cuda:0\"");
-  CHECK_CONFIG_ERROR(parse(worker + "gpu_expert_slots = 16\n"),
-                     "node.toml: [worker] gpu_expert_slots: the expert cache");
+  auto on_worker = parse(worker + "gpu_expert_slots = 16\n");
+  CAF_REQUIRE_EQUAL(message_of(on_worker), "");
+  CAF_CHECK_EQUAL(on_worker->worker.gpu_expert_slots, 16u);
   auto cfg = parse(standalone_with("device = \"cuda:0\"\n") + slots);
   CAF_REQUIRE_EQUAL(message_of(cfg), "");
   CAF_CHECK_EQUAL(cfg->worker.gpu_expert_slots, 16u);

@@ -14,9 +14,13 @@
 #include "caf/actor_system_config.hpp"
 #include "caf/scoped_actor.hpp"
 #include "gpu/cpu/quant.hpp"
+#include "model/expert_slot_cache.hpp"
+#include "net/metrics.hpp"
 #include "tests/gpu/gpu_test_util.hpp"
 #include "tests/model/checkpoint_writer.hpp"
 #include "tests/test_dsl.hpp"
+
+#include <sstream>
 
 #ifdef VOLT_HAVE_CUDA
 #  include <cuda_runtime_api.h>
@@ -32,6 +36,35 @@ struct config : caf::actor_system_config {
     add_message_types<caf::id_block::volt>();
   }
 };
+
+/// A CUDA expert actor's options on device 0.
+cuda_expert_options
+on_gpu(weight_quantization quantization = weight_quantization::none,
+       int64_t slots = 0,
+       expert_miss_mode misses = expert_miss_mode::automatic) {
+  cuda_expert_options o;
+  o.quantization = quantization;
+  o.slots = slots;
+  o.misses = misses;
+  o.slots_origin = "node.toml: [worker] gpu_expert_slots =";
+  return o;
+}
+
+cuda_expert_options on_device(int device) {
+  auto o = on_gpu();
+  o.device = device;
+  return o;
+}
+
+/// The sum of a counter's series in a /metrics text.
+double metric_sum(const std::string& text, const std::string& name) {
+  double sum = 0;
+  std::istringstream lines{text};
+  for (std::string line; std::getline(lines, line);)
+    if (line.rfind(name + "{", 0) == 0)
+      sum += std::stod(line.substr(line.rfind(' ') + 1));
+  return sum;
+}
 
 struct fixture {
   fixture() : sys(cfg) {
@@ -76,7 +109,7 @@ CAF_TEST_FIXTURE_SCOPE(cuda_expert_tests, fixture)
 
 CAF_TEST(without CUDA the spawn fails with a clear error) {
 #ifndef VOLT_HAVE_CUDA
-  auto no_cuda = spawn_cuda_expert(sys, experts, 0, weight_quantization::none);
+  auto no_cuda = spawn_cuda_expert(sys, experts, on_gpu());
   CAF_REQUIRE(!no_cuda);
   CAF_CHECK_EQUAL(describe(no_cuda.error()),
                   "volt-node was built without CUDA; [worker] device = cuda:0 "
@@ -84,7 +117,7 @@ CAF_TEST(without CUDA the spawn fails with a clear error) {
 #endif
   if (!gpu_available())
     return;
-  auto handle = spawn_cuda_expert(sys, experts, 999, weight_quantization::none);
+  auto handle = spawn_cuda_expert(sys, experts, on_device(999));
   CAF_REQUIRE(!handle);
   CAF_CHECK_EQUAL(
     describe(handle.error()).rfind("[worker] device = cuda:999", 0), 0u);
@@ -93,7 +126,7 @@ CAF_TEST(without CUDA the spawn fails with a clear error) {
 CAF_TEST(the cuda expert actor matches the cpu expert actor) {
   if (!gpu_available())
     return;
-  auto gpu = spawn_cuda_expert(sys, experts, 0, weight_quantization::none);
+  auto gpu = spawn_cuda_expert(sys, experts, on_gpu());
   CAF_REQUIRE(gpu);
   auto cpu = sys.spawn(expert, experts);
   auto hello = ask<expert_hello>(*gpu, hosted_atom_v);
@@ -114,7 +147,7 @@ CAF_TEST(the cuda expert actor matches the cpu expert actor) {
       int64_t n = counts[0] + counts[1] + counts[2];
       auto x = uniform_floats(static_cast<size_t>(n * hidden), gen);
       expert_batch batch{
-        layer, {6, 1, 4}, counts, pack_f32(x.data(), {n, hidden})};
+        layer, {6, 1, 4}, counts, pack_f32(x.data(), {n, hidden}), {}};
       auto want = ask<wire_tensor>(cpu, batch);
       auto got = ask<wire_tensor>(*gpu, batch);
       CAF_REQUIRE(want);
@@ -130,10 +163,10 @@ CAF_TEST(the cuda expert actor matches the cpu expert actor) {
   // Malformed batches are answered with an error, never a crash.
   auto x = uniform_floats(static_cast<size_t>(2 * hidden), gen);
   auto not_hosted = ask<wire_tensor>(
-    *gpu, expert_batch{0, {2}, {2}, pack_f32(x.data(), {2, hidden})});
+    *gpu, expert_batch{0, {2}, {2}, pack_f32(x.data(), {2, hidden}), {}});
   CAF_CHECK(!not_hosted);
   auto bad_shape = ask<wire_tensor>(
-    *gpu, expert_batch{0, {1}, {3}, pack_f32(x.data(), {2, hidden})});
+    *gpu, expert_batch{0, {1}, {3}, pack_f32(x.data(), {2, hidden}), {}});
   CAF_CHECK(!bad_shape);
   caf::anon_send_exit(*gpu, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(cpu, caf::exit_reason::user_shutdown);
@@ -142,7 +175,7 @@ CAF_TEST(the cuda expert actor matches the cpu expert actor) {
 CAF_TEST(the int8 cuda expert actor matches the int8 cpu twin) {
   if (!gpu_available())
     return;
-  auto gpu = spawn_cuda_expert(sys, experts, 0, weight_quantization::int8);
+  auto gpu = spawn_cuda_expert(sys, experts, on_gpu(weight_quantization::int8));
   CAF_REQUIRE(gpu);
   auto q = int8_expert_weights::quantize(*experts);
   const auto& cfg = experts->config();
@@ -153,7 +186,7 @@ CAF_TEST(the int8 cuda expert actor matches the int8 cpu twin) {
        {std::vector<uint32_t>{1, 0}, {3, 31}, {257, 2}, {3000, 1500}}) {
     int64_t n = counts[0] + counts[1];
     auto x = uniform_floats(static_cast<size_t>(n * hidden), gen);
-    expert_batch batch{1, {4, 1}, counts, pack_f32(x.data(), {n, hidden})};
+    expert_batch batch{1, {4, 1}, counts, pack_f32(x.data(), {n, hidden}), {}};
     auto got = ask<wire_tensor>(*gpu, batch);
     CAF_REQUIRE(got);
     std::vector<float> g;
@@ -177,6 +210,85 @@ CAF_TEST(the int8 cuda expert actor matches the int8 cpu twin) {
     CAF_CHECK_LESS(rel_error(g, want), 3e-2);
   }
   caf::anon_send_exit(*gpu, caf::exit_reason::user_shutdown);
+}
+
+CAF_TEST(an expert cache smaller than one layer of hosted experts is refused) {
+  // Before the device is looked at: the same answer with or without a GPU.
+  auto refused = spawn_cuda_expert(sys, experts,
+                                   on_gpu(weight_quantization::none, 2));
+  CAF_REQUIRE(!refused);
+  CAF_CHECK_EQUAL(describe(refused.error())
+                    .rfind("node.toml: [worker] gpu_expert_slots = 2: a step "
+                           "can need 3 experts of one layer at once",
+                           0),
+                  0u);
+}
+
+CAF_TEST(a cached cuda expert actor answers as one with every expert resident) {
+  if (!gpu_available())
+    return;
+  const int64_t hidden = experts->config().hidden_size;
+  using wq = weight_quantization;
+  using mm = expert_miss_mode;
+  for (auto [quant, misses] :
+       {std::pair{wq::none, mm::load}, std::pair{wq::none, mm::host},
+        std::pair{wq::none, mm::automatic}, std::pair{wq::int8, mm::load}}) {
+    CAF_MESSAGE("int8 " << (quant == wq::int8) << ", misses "
+                        << static_cast<int>(misses));
+    auto resident = spawn_cuda_expert(sys, experts, on_gpu(quant));
+    CAF_REQUIRE(resident);
+    auto metrics = std::make_shared<node_metrics>("worker-1");
+    // One layer's hosted experts on the device: every step evicts.
+    auto opts = on_gpu(quant, 3, misses);
+    opts.metrics = metrics;
+    auto cached = spawn_cuda_expert(sys, experts, opts);
+    CAF_REQUIRE(cached);
+    std::mt19937 gen{11};
+    const std::vector<std::vector<uint32_t>> id_sets{
+      {6, 1, 4}, {1}, {4, 6}, {6}, {1, 4}};
+    for (int step = 0; step < 10; ++step)
+      for (uint32_t layer = 0; layer < 2; ++layer) {
+        const auto& ids = id_sets[static_cast<size_t>(step + layer) % 5];
+        std::vector<uint32_t> counts;
+        for (size_t i = 0; i < ids.size(); ++i)
+          counts.push_back(step == 4 ? 300u : 1u + gen() % 4);
+        int64_t n = 0;
+        for (auto c : counts)
+          n += c;
+        auto x = uniform_floats(static_cast<size_t>(n * hidden), gen);
+        expert_batch batch{layer, ids, counts, pack_f32(x.data(), {n, hidden}),
+                           {}};
+        // The router's guess for the next layer: right or wrong.
+        if (layer == 0)
+          batch.stage_next = id_sets[static_cast<size_t>(step + 1) % 5];
+        auto want = ask<wire_tensor>(*resident, batch);
+        auto got = ask<wire_tensor>(*cached, batch);
+        CAF_REQUIRE(want);
+        CAF_REQUIRE(got);
+        std::vector<float> g;
+        std::vector<float> w;
+        unpack_f32(*got, g);
+        unpack_f32(*want, w);
+        // Copied experts run the resident ones' kernels on the same bytes;
+        // the host's sum in another order.
+        CAF_CHECK_LESS(rel_error(g, w), misses == mm::load ? 1e-6 : 1e-3);
+      }
+    auto text = metrics->text();
+    CAF_CHECK_GREATER(metric_sum(text, "voltinfer_expert_cache_hits_total"),
+                      0.0);
+    CAF_CHECK_GREATER(metric_sum(text, "voltinfer_expert_cache_misses_total"),
+                      0.0);
+    CAF_CHECK_GREATER(metric_sum(text, "voltinfer_expert_cache_bytes_total"),
+                      0.0);
+    if (misses == mm::host)
+      CAF_CHECK_GREATER(
+        metric_sum(text, "voltinfer_expert_cache_host_computed_total"), 0.0);
+    if (misses == mm::load)
+      CAF_CHECK_EQUAL(
+        metric_sum(text, "voltinfer_expert_cache_host_computed_total"), 0.0);
+    caf::anon_send_exit(*resident, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(*cached, caf::exit_reason::user_shutdown);
+  }
 }
 
 CAF_TEST_FIXTURE_SCOPE_END

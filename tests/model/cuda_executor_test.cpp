@@ -334,7 +334,7 @@ CAF_TEST(experts in a CUDA expert actor give the standalone GPU tokens) {
                    std::vector<uint32_t>{4, 5, 6, 7}}) {
     auto weights = expert_weights::load(ckpt, ids);
     CAF_REQUIRE(weights);
-    auto host = spawn_cuda_expert(sys, *weights, 0, weight_quantization::none);
+    auto host = spawn_cuda_expert(sys, *weights, cuda_expert_options{});
     CAF_REQUIRE(host);
     hosts.push_back(expert_host{*host, ids, "worker", 0, 0});
   }

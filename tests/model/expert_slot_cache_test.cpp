@@ -181,6 +181,27 @@ CAF_TEST(staging fills free slots and displaces only less likely experts) {
   CAF_CHECK(c.resident(1, 2) && c.resident(1, 4));
 }
 
+CAF_TEST(a ranked prediction gives chances falling with the rank) {
+  auto c = make_cache(4);
+  CAF_REQUIRE(static_cast<bool>(c.admit(0, {5, 6})));
+  // Best first: 3 (chance 1), 1 (2/3), 7 (1/3); the others 0.
+  c.set_ranked(1, {3, 1, 7});
+  // Two free slots take 3 and 1; 7 replaces neither layer 0's pinned
+  // experts nor the more likely ones just staged.
+  auto loads = c.stage(1, {3, 1, 7});
+  CAF_REQUIRE_EQUAL(loads.size(), 2u);
+  CAF_CHECK(c.resident(1, 3) && c.resident(1, 1) && !c.resident(1, 7));
+  // Once layer 1 runs 3 and 1, staging 7 for layer 2 finds only layer 0's
+  // experts (chance 0) to replace, and layer 2's ranking makes 7 likelier.
+  CAF_REQUIRE(static_cast<bool>(c.admit(1, {1, 3})));
+  c.set_ranked(2, {7});
+  CAF_CHECK_EQUAL(c.stage(2, {7}).size(), 1u);
+  CAF_CHECK(c.resident(2, 7) && c.resident(1, 1) && c.resident(1, 3));
+  // An id outside the layer is ignored.
+  c.set_ranked(3, {42, 0});
+  CAF_CHECK_EQUAL(c.stage(3, {0}).size(), 1u);
+}
+
 CAF_TEST(a cache that observes routing learns what follows and beats LRU) {
   // One layer of three experts, two slots, steps cycling 0, 1, 2, 0, ...:
   // LRU always evicts the expert needed next. A cache that has seen the

@@ -1,0 +1,134 @@
+#include "model/cuda_expert_slots.hpp"
+
+#include <algorithm>
+#include <chrono>
+
+#include "base/log.hpp"
+#include "gpu/cpu/cpu_ops.hpp"
+#include "gpu/cpu/parallel.hpp"
+#include "gpu/cuda/cuda_check.hpp"
+
+namespace volt {
+
+cuda_expert_slots::cuda_expert_slots(
+  std::vector<cuda::expert_layer> host_layers, int64_t slots)
+  : host_layers_(std::move(host_layers)) {
+  const auto& first = host_layers_.front();
+  const bool int8 = first.format == cuda::weight_format::int8;
+  const size_t elem = int8 ? 1 : 2;
+  const auto h = static_cast<size_t>(first.hidden);
+  const auto ffn = static_cast<size_t>(first.ffn);
+  const auto n = static_cast<size_t>(slots);
+  w13_.resize(elem * n * 2 * ffn * h);
+  w2_.resize(elem * n * h * ffn);
+  // n_experts stays the layer's: the MoE runner plans a group per expert
+  // and maps groups to slots.
+  slot_layer_ = first;
+  slot_layer_.w13 = w13_.get();
+  slot_layer_.w2 = w2_.get();
+  if (int8) {
+    s13_.resize(sizeof(float) * n * 2 * ffn);
+    s2_.resize(sizeof(float) * n * h);
+    slot_layer_.s13 = s13_.get<float>();
+    slot_layer_.s2 = s2_.get<float>();
+  }
+  copy_stream_ = std::make_unique<cuda::stream>();
+  after_mark_ = std::make_unique<cuda::event>();
+  for (int64_t s = 0; s < slots; ++s)
+    slot_ev_.push_back(std::make_unique<cuda::event>());
+}
+
+int64_t cuda_expert_slots::copy(
+  const std::vector<expert_slot_cache::load>& loads, cudaStream_t after) {
+  if (loads.empty())
+    return 0;
+  auto cs = copy_stream_->get();
+  CUDA_CHECK(cudaEventRecord(after_mark_->get(), after));
+  CUDA_CHECK(cudaStreamWaitEvent(cs, after_mark_->get(), 0));
+  const bool int8 = slot_layer_.format == cuda::weight_format::int8;
+  const size_t elem = int8 ? 1 : 2;
+  const auto h = static_cast<size_t>(slot_layer_.hidden);
+  const auto ffn = static_cast<size_t>(slot_layer_.ffn);
+  const size_t w13 = elem * 2 * ffn * h;
+  const size_t w2 = elem * h * ffn;
+  const size_t s13 = sizeof(float) * 2 * ffn;
+  const size_t s2 = sizeof(float) * h;
+  int64_t bytes = 0;
+  auto one = [&](const void* base, size_t stride, uint32_t expert, void* dst,
+                 int32_t slot) {
+    CUDA_CHECK(cudaMemcpyAsync(static_cast<char*>(dst) + stride * slot,
+                               static_cast<const char*>(base) + stride * expert,
+                               stride, cudaMemcpyHostToDevice, cs));
+    bytes += static_cast<int64_t>(stride);
+  };
+  for (const auto& ld : loads) {
+    const auto& src = host_layers_[static_cast<size_t>(ld.layer)];
+    one(src.w13, w13, ld.expert, w13_.get(), ld.slot);
+    one(src.w2, w2, ld.expert, w2_.get(), ld.slot);
+    if (int8) {
+      one(src.s13, s13, ld.expert, s13_.get(), ld.slot);
+      one(src.s2, s2, ld.expert, s2_.get(), ld.slot);
+    }
+    // What a kernel that reads the slot waits for.
+    CUDA_CHECK(
+      cudaEventRecord(slot_ev_[static_cast<size_t>(ld.slot)]->get(), cs));
+  }
+  return bytes;
+}
+
+void cuda_expert_slots::wait_for(const std::vector<int32_t>& slot_of,
+                                 cudaStream_t s) const {
+  for (auto slot : slot_of)
+    if (slot >= 0)
+      CUDA_CHECK(cudaStreamWaitEvent(
+        s, slot_ev_[static_cast<size_t>(slot)]->get(), 0));
+}
+
+double cuda_expert_slots::time_copy(cudaStream_t after) {
+  using clock = std::chrono::steady_clock;
+  double best = 1e30;
+  for (int i = 0; i < 3; ++i) {
+    auto t0 = clock::now();
+    (void)copy({expert_slot_cache::load{0, 0, 0}}, after);
+    CUDA_CHECK(cudaStreamSynchronize(copy_stream_->get()));
+    best = std::min(best,
+                    std::chrono::duration<double>(clock::now() - t0).count());
+  }
+  return best;
+}
+
+void let_host_take_misses(expert_slot_cache& cache, cuda_expert_slots& slots,
+                          cudaStream_t after, expert_miss_mode mode,
+                          const char* component) {
+  using clock = std::chrono::steady_clock;
+  const auto& layer = slots.host_layer(0);
+  const auto h = layer.hidden;
+  const auto ffn = layer.ffn;
+  std::vector<float> x(static_cast<size_t>(h), 0.01f);
+  std::vector<float> scratch(static_cast<size_t>(2 * ffn));
+  std::vector<float> out(static_cast<size_t>(h));
+  double host = 1e30;
+  for (int i = 0; i < 8; ++i) {
+    auto t0 = clock::now();
+    cpu::swiglu_expert_bf16(x.data(), static_cast<const uint16_t*>(layer.w13),
+                            static_cast<const uint16_t*>(layer.w2), 1, h, ffn,
+                            scratch.data(), out.data());
+    host = std::min(host,
+                    std::chrono::duration<double>(clock::now() - t0).count());
+  }
+  const double copy = slots.time_copy(after);
+  // Each layer weighs the two, so a host slower than the bus still takes
+  // what shortens a wait (a second miss beside a copy).
+  const bool always = mode == expert_miss_mode::host;
+  cache.allow_host(copy, host, always);
+  VOLT_INFO(component,
+            "expert cache: a miss copies in "
+              << copy * 1e3 << " ms, the host computes one row of an expert in "
+              << host * 1e3 << " ms (" << cpu::compute_threads()
+              << " threads): "
+              << (always ? "every miss runs on the host"
+                         : "each layer's misses go where it waits least")
+              << " ([worker] expert_misses)");
+}
+
+} // namespace volt
