@@ -189,6 +189,11 @@ void write_seeds(const std::string& dir) {
   other = batch;
   other.row_counts = {2, 2};
   write_seed(dir, "batch-short-rows", 0, other);
+  other = batch;
+  other.stage_next = {2, 0};
+  write_seed(dir, "batch-stage-next", 0, other);
+  other.stage_next = {9};
+  write_seed(dir, "batch-stage-next-outside", 0, other);
   write_seed(dir, "reply", 1, pack_f32(rows.data(), {3, hidden}), {3});
   write_seed(dir, "reply-wrong-shape", 1, pack_f32(rows.data(), {hidden, 3}),
              {3});
