@@ -170,8 +170,9 @@ start_metrics(const node_config& cfg, const node_metrics& metrics) {
   return endpoint;
 }
 
-/// Where this node's experts run, from [worker] device and [model]
-/// quantization (both validated with the config).
+/// Where this node's experts run and how many stay on its GPU, from
+/// [worker] device, gpu_expert_slots and expert_misses and [model]
+/// quantization (validated with the config).
 cuda_expert_options expert_placement(const node_config& cfg,
                                      std::shared_ptr<node_metrics> metrics) {
   cuda_expert_options o;
