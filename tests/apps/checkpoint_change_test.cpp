@@ -40,17 +40,23 @@ struct node_on_copy {
   }
 
   /// The request after a change fails naming the file, and the node stops
-  /// with exit code 2 and that line in its log.
+  /// with exit code 2 and that line in its log. An idle node checks its
+  /// files on its own too (its engine's timer), so on a busy machine it may
+  /// have stopped before the request arrives: then the request cannot reach
+  /// it, and the log alone names the file.
   void require_stop(const std::string& what) {
     auto r = ask();
     CAF_CHECK_NOT_EQUAL(r.exit_code, 0);
-    CAF_CHECK_NOT_EQUAL(r.err.find(weights + ": changed on disk while this "
-                                             "node serves from it ("
-                                   + what),
-                        std::string::npos);
+    if (r.err.find("cannot reach a Volt node") == std::string::npos)
+      CAF_CHECK_NOT_EQUAL(r.err.find(weights + ": changed on disk while this "
+                                               "node serves from it ("
+                                     + what),
+                          std::string::npos);
     CAF_CHECK_EQUAL(node->wait_exit(), 2);
     CAF_CHECK_NOT_EQUAL(node->log().find("ERROR engine: " + weights
-                                         + ": changed on disk"),
+                                         + ": changed on disk while this "
+                                           "node serves from it ("
+                                         + what),
                         std::string::npos);
   }
 };
