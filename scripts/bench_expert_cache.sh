@@ -19,6 +19,8 @@
 # copies its misses, as (b) and (c) did before the host could compute them.
 #   scripts/bench_expert_cache.sh [LAYERS] [random] [trace] [prefetch] [host] [tuning]
 #                                 (default: 8 random trace)
+# VOLT_BENCH_SHAPES ("1:48 8:96": batch:window) and VOLT_BENCH_SHARES ("2 4": a half
+# and a quarter resident) narrow the trace rows to fit a device call.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/volt-out}
@@ -87,7 +89,7 @@ $node bench prefetch --model tests/data/tiny-mixtral-text-a \
 trace_run() { # NAME SLOTS [bench prefetch flags]
   local name=$1 slots=$2 shape batch window json
   shift 2
-  for shape in 1:48 8:96; do
+  for shape in ${VOLT_BENCH_SHAPES:-1:48 8:96}; do
     IFS=: read -r batch window <<<"$shape"
     json="$work/trace_${name}_b$batch.json"
     timeout 240 $node bench prefetch --model "$ckpt" --device cuda:0 \
@@ -120,7 +122,7 @@ PY
   done
 }
 # Half resident first, then a quarter (a device call may end before the last).
-for share in 2 4; do
+for share in ${VOLT_BENCH_SHARES:-2 4}; do
   pct=$((100 / share))
   if has trace; then
     trace_run lru$pct $((total / share)) --lru --expert-misses load

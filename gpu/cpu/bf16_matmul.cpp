@@ -47,9 +47,11 @@ VOLT_AVX2 __m256 load_bf16(const uint16_t* w) {
   return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(raw), 16));
 }
 
-/// One input row times eight weight rows starting at `w0`, each reduced as
-/// `dot` reduces (dot8's order, bf16 weights).
-VOLT_AVX2 __m256 dot8_bf16(const float* x, const uint16_t* w0, int64_t n) {
+/// One input row times eight weight rows starting at `w0`, `stride`
+/// elements apart, each reduced as `dot` reduces (dot8's order, bf16
+/// weights).
+VOLT_AVX2 __m256 dot8_bf16(const float* x, const uint16_t* w0, int64_t n,
+                           int64_t stride) {
   __m256 acc[8];
 #pragma GCC unroll 8
   for (auto& a : acc)
@@ -60,7 +62,7 @@ VOLT_AVX2 __m256 dot8_bf16(const float* x, const uint16_t* w0, int64_t n) {
 #pragma GCC unroll 8
     for (int j = 0; j < 8; ++j)
       acc[j] = _mm256_add_ps(acc[j],
-                             _mm256_mul_ps(xv, load_bf16(w0 + j * n + i)));
+                             _mm256_mul_ps(xv, load_bf16(w0 + j * stride + i)));
   }
   __m256 sums = reduce8(acc);
   alignas(32) float tails[8];
@@ -68,7 +70,7 @@ VOLT_AVX2 __m256 dot8_bf16(const float* x, const uint16_t* w0, int64_t n) {
   for (int j = 0; j < 8; ++j) {
     float t = 0;
     for (int64_t i = n8; i < n; ++i)
-      t += x[i] * widen(w0[j * n + i]);
+      t += x[i] * widen(w0[j * stride + i]);
     tails[j] = t;
   }
   return _mm256_add_ps(sums, _mm256_load_ps(tails));
@@ -78,27 +80,28 @@ VOLT_AVX2 __m256 dot8_bf16(const float* x, const uint16_t* w0, int64_t n) {
 
 void matmul_nt_bf16_portable(const float* x, const uint16_t* w, int64_t n_rows,
                              int64_t in_dim, int64_t o0, int64_t o1,
-                             int64_t out_dim, float* y) {
+                             int64_t out_dim, float* y, int64_t w_stride) {
   for (int64_t o = o0; o < o1; ++o)
     for (int64_t r = 0; r < n_rows; ++r)
-      y[r * out_dim + o] = dot_bf16(x + r * in_dim, w + o * in_dim, in_dim);
+      y[r * out_dim + o] = dot_bf16(x + r * in_dim, w + o * w_stride, in_dim);
 }
 
 __attribute__((target("avx2"))) void
 matmul_nt_bf16_avx2(const float* x, const uint16_t* w, int64_t n_rows,
                     int64_t in_dim, int64_t o0, int64_t o1, int64_t out_dim,
-                    float* y) {
+                    float* y, int64_t w_stride) {
   // Eight weight rows at a time, reused from cache by every input row.
   int64_t o = o0;
   alignas(32) float out[8];
   for (; o + 8 <= o1; o += 8)
     for (int64_t r = 0; r < n_rows; ++r) {
-      _mm256_store_ps(out, dot8_bf16(x + r * in_dim, w + o * in_dim, in_dim));
+      _mm256_store_ps(out, dot8_bf16(x + r * in_dim, w + o * w_stride, in_dim,
+                                     w_stride));
       std::copy_n(out, 8, y + r * out_dim + o);
     }
   for (; o < o1; ++o)
     for (int64_t r = 0; r < n_rows; ++r)
-      y[r * out_dim + o] = dot_bf16(x + r * in_dim, w + o * in_dim, in_dim);
+      y[r * out_dim + o] = dot_bf16(x + r * in_dim, w + o * w_stride, in_dim);
 }
 
 } // namespace detail
@@ -113,14 +116,18 @@ void round_to_bf16(float* x, int64_t n) {
 }
 
 void matmul_nt_bf16(const float* x, const uint16_t* w, int64_t n_rows,
-                    int64_t in_dim, int64_t out_dim, float* y) {
+                    int64_t in_dim, int64_t out_dim, float* y,
+                    int64_t w_stride) {
+  if (w_stride == 0)
+    w_stride = in_dim;
   // Parts of 64 weight rows: 512 KiB of Mixtral's weights, worth a thread.
   parallel_for(out_dim, 64, [&](int64_t o0, int64_t o1) {
     if (detail::avx2_available())
-      detail::matmul_nt_bf16_avx2(x, w, n_rows, in_dim, o0, o1, out_dim, y);
+      detail::matmul_nt_bf16_avx2(x, w, n_rows, in_dim, o0, o1, out_dim, y,
+                                  w_stride);
     else
       detail::matmul_nt_bf16_portable(x, w, n_rows, in_dim, o0, o1, out_dim,
-                                      y);
+                                      y, w_stride);
   });
 }
 

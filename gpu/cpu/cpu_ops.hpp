@@ -35,10 +35,12 @@ void matmul_nt(const float* x, const float* w, int64_t n_rows, int64_t in_dim,
 /// float as read: equals matmul_nt over the widened weights to the bit. The
 /// output rows are split over the compute threads (parallel_for).
 /// - x (in):  [n_rows, in_dim]
-/// - w (in):  [out_dim, in_dim] bf16
+/// - w (in):  [out_dim, in_dim] bf16, rows w_stride elements apart (0:
+///            in_dim; more reads columns [0, in_dim) of a wider matrix)
 /// - y (out): [n_rows, out_dim]; must not alias x
 void matmul_nt_bf16(const float* x, const uint16_t* w, int64_t n_rows,
-                    int64_t in_dim, int64_t out_dim, float* y);
+                    int64_t in_dim, int64_t out_dim, float* y,
+                    int64_t w_stride = 0);
 
 /// Rotary position embedding in the "rotate half" form of Hugging Face
 /// Llama/Mixtral: pairs (i, i + head_dim/2) rotate by position *
@@ -129,6 +131,18 @@ void round_to_bf16(float* x, int64_t n);
 void swiglu_expert_bf16(const float* x, const uint16_t* w13, const uint16_t* w2,
                         int64_t n_rows, int64_t hidden, int64_t ffn,
                         float* scratch, float* out);
+
+/// swiglu_expert_bf16 over the hidden units [first, last) of the FFN only:
+/// w2's columns [first, last) times their activations. The parts over
+/// ranges that cover [0, ffn) sum to the whole expert (up to the order of
+/// the sums): an expert split between the host and the GPU.
+/// - x, w13, w2 (in): as swiglu_expert_bf16, the whole expert's
+/// - scratch    (tmp): [2, n_rows, last - first]
+/// - out        (out): [n_rows, hidden]
+void swiglu_expert_bf16_part(const float* x, const uint16_t* w13,
+                             const uint16_t* w2, int64_t n_rows, int64_t hidden,
+                             int64_t ffn, int64_t first, int64_t last,
+                             float* scratch, float* out);
 
 /// Index of the largest value; the lowest index wins ties (torch.argmax's
 /// rule).

@@ -23,13 +23,14 @@ void matmul_nt_avx2(const float* x, const float* w, int64_t n_rows,
                     int64_t in_dim, int64_t out_dim, float* y);
 
 /// matmul_nt_bf16's kernels over the weight rows [o0, o1) (the rest of y is
-/// left alone), same results to the bit. Buffers as matmul_nt_bf16; call
-/// the AVX2 one only where avx2_available().
+/// left alone), same results to the bit. Buffers as matmul_nt_bf16, weight
+/// rows `w_stride` elements apart; call the AVX2 one only where
+/// avx2_available().
 void matmul_nt_bf16_portable(const float* x, const uint16_t* w, int64_t n_rows,
                              int64_t in_dim, int64_t o0, int64_t o1,
-                             int64_t out_dim, float* y);
+                             int64_t out_dim, float* y, int64_t w_stride);
 void matmul_nt_bf16_avx2(const float* x, const uint16_t* w, int64_t n_rows,
                          int64_t in_dim, int64_t o0, int64_t o1,
-                         int64_t out_dim, float* y);
+                         int64_t out_dim, float* y, int64_t w_stride);
 
 } // namespace volt::cpu::detail

@@ -105,13 +105,22 @@ void swiglu_expert(const float* x, const float* w1, const float* w3,
 void swiglu_expert_bf16(const float* x, const uint16_t* w13, const uint16_t* w2,
                         int64_t n_rows, int64_t hidden, int64_t ffn,
                         float* scratch, float* out) {
+  swiglu_expert_bf16_part(x, w13, w2, n_rows, hidden, ffn, 0, ffn, scratch,
+                          out);
+}
+
+void swiglu_expert_bf16_part(const float* x, const uint16_t* w13,
+                             const uint16_t* w2, int64_t n_rows, int64_t hidden,
+                             int64_t ffn, int64_t first, int64_t last,
+                             float* scratch, float* out) {
+  const int64_t units = last - first;
   float* gate = scratch;
-  float* up = scratch + n_rows * ffn;
-  matmul_nt_bf16(x, w13, n_rows, hidden, ffn, gate);
-  matmul_nt_bf16(x, w13 + ffn * hidden, n_rows, hidden, ffn, up);
-  silu_times(gate, up, n_rows * ffn);
-  round_to_bf16(gate, n_rows * ffn);
-  matmul_nt_bf16(gate, w2, n_rows, ffn, hidden, out);
+  float* up = scratch + n_rows * units;
+  matmul_nt_bf16(x, w13 + first * hidden, n_rows, hidden, units, gate);
+  matmul_nt_bf16(x, w13 + (ffn + first) * hidden, n_rows, hidden, units, up);
+  silu_times(gate, up, n_rows * units);
+  round_to_bf16(gate, n_rows * units);
+  matmul_nt_bf16(gate, w2 + first, n_rows, units, hidden, out, ffn);
 }
 
 } // namespace volt::cpu

@@ -512,19 +512,29 @@ CAF_TEST(bf16 matmul kernels equal matmul_nt over the widened weights) {
         got.emplace_back(want.size(), NAN);
         cpu::matmul_nt_bf16(x.data(), bits.data(), n, in, out,
                             got.back().data());
+        // The same weights as the first `in` columns of a wider matrix
+        // (the others poison): the stride skips them.
+        const int64_t wide = in + 5;
+        std::vector<uint16_t> wider(static_cast<size_t>(out * wide), 0x7fc0);
+        for (int64_t o = 0; o < out; ++o)
+          std::copy_n(bits.begin() + o * in, in, wider.begin() + o * wide);
+        got.emplace_back(want.size(), NAN);
+        cpu::matmul_nt_bf16(x.data(), wider.data(), n, in, out,
+                            got.back().data(), wide);
         // Each kernel over two parts of the weight rows, as threads split them.
         const int64_t mid = out / 2;
         got.emplace_back(want.size(), NAN);
         cpu::detail::matmul_nt_bf16_portable(x.data(), bits.data(), n, in, 0,
-                                             mid, out, got.back().data());
-        cpu::detail::matmul_nt_bf16_portable(x.data(), bits.data(), n, in, mid,
-                                             out, out, got.back().data());
+                                             mid, out, got.back().data(), in);
+        cpu::detail::matmul_nt_bf16_portable(x.data(), wider.data(), n, in,
+                                             mid, out, out, got.back().data(),
+                                             wide);
         if (avx2) {
           got.emplace_back(want.size(), NAN);
           cpu::detail::matmul_nt_bf16_avx2(x.data(), bits.data(), n, in, 0,
-                                           mid, out, got.back().data());
-          cpu::detail::matmul_nt_bf16_avx2(x.data(), bits.data(), n, in, mid,
-                                           out, out, got.back().data());
+                                           mid, out, got.back().data(), in);
+          cpu::detail::matmul_nt_bf16_avx2(x.data(), wider.data(), n, in, mid,
+                                           out, out, got.back().data(), wide);
         }
         for (const auto& g : got)
           if (std::memcmp(g.data(), want.data(), want.size() * sizeof(float))
@@ -572,6 +582,21 @@ CAF_TEST(bf16 swiglu expert rounds its hidden activation as the GPU does) {
   cpu::round_to_bf16(h.data(), static_cast<int64_t>(h.size()));
   auto want = matmul_nt_f64(h, w2, n, ffn, hidden);
   CAF_CHECK_LESS(rel_error(got, want), 1e-5);
+  // Split along the FFN as the host and the GPU split a miss: the parts sum
+  // to the whole; the empty part adds nothing.
+  for (int64_t cut : {int64_t{0}, int64_t{1}, int64_t{20}, ffn}) {
+    std::vector<float> low(n * hidden, NAN), high(n * hidden, NAN);
+    cpu::swiglu_expert_bf16_part(x.data(), w13_bits.data(), w2_bits.data(), n,
+                                 hidden, ffn, 0, cut, scratch.data(),
+                                 low.data());
+    cpu::swiglu_expert_bf16_part(x.data(), w13_bits.data(), w2_bits.data(), n,
+                                 hidden, ffn, cut, ffn, scratch.data(),
+                                 high.data());
+    std::vector<float> sum(low.size());
+    for (size_t i = 0; i < sum.size(); ++i)
+      sum[i] = low[i] + high[i];
+    CAF_CHECK_LESS(rel_error(sum, want), 1e-5);
+  }
 }
 
 // The activation alone, over the whole range: one hidden unit and one FFN
