@@ -70,20 +70,10 @@ cuda_executor::host_split
 cuda_executor::plan_split(const std::vector<uint32_t>& on_host,
                           size_t waited_copies, const int32_t* offsets) const {
   host_split split;
-  if (!slots_->has_part_buffer() || on_host.empty())
+  if (!slots_->has_part_buffer())
     return split;
-  // The share of an expert the bus takes over from the host so that both
-  // finish together: the host computes its experts one after another, the
-  // bus first copies what the layer waits for.
-  const double copy = cache_->copy_seconds();
-  const double host = cache_->host_seconds();
-  const double moved = (static_cast<double>(on_host.size()) * host
-                        - static_cast<double>(waited_copies) * copy)
-                       / (copy + host);
-  const auto ffn = cfg_.intermediate_size;
-  const auto units = static_cast<int64_t>(std::clamp(moved, 0.0, 1.0)
-                                          * static_cast<double>(ffn))
-                     / 64 * 64;
+  const auto units = split_units(*cache_, on_host.size(), waited_copies,
+                                 cfg_.intermediate_size);
   if (units == 0)
     return split;
   // The one with the most rows: the most host work.

@@ -138,6 +138,21 @@ double cuda_expert_slots::time_copy(cudaStream_t after) {
   return best;
 }
 
+int64_t split_units(const expert_slot_cache& cache, size_t on_host,
+                    size_t waited_copies, int64_t ffn) {
+  const double copy = cache.copy_seconds();
+  const double host = cache.host_seconds();
+  if (on_host == 0 || copy <= 0 || host <= 0)
+    return 0;
+  // Experts' worth of work moved from the host to the bus.
+  const double moved = (static_cast<double>(on_host) * host
+                        - static_cast<double>(waited_copies) * copy)
+                       / (copy + host);
+  return static_cast<int64_t>(std::clamp(moved, 0.0, 1.0)
+                              * static_cast<double>(ffn))
+         / 64 * 64;
+}
+
 void let_host_take_misses(expert_slot_cache& cache, cuda_expert_slots& slots,
                           cudaStream_t after, expert_miss_mode mode,
                           const char* component) {

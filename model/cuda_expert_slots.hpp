@@ -80,6 +80,14 @@ private:
   std::unique_ptr<cuda::event> part_ev_;
 };
 
+/// How much of one of a layer's `on_host` misses (the experts the host
+/// computes, one after another) the device takes over: the share of its FFN,
+/// in hidden units (a multiple of 64; 0: none), that lets the bus, after the
+/// layer's `waited_copies`, and the host finish together, by the costs
+/// `cache` was given (allow_host).
+int64_t split_units(const expert_slot_cache& cache, size_t on_host,
+                    size_t waited_copies, int64_t ffn);
+
 /// Times one bf16 expert computed on the host for one row (the best of
 /// eight: the first runs page the weights in and wake the threads) against
 /// one copy into slot 0 (which must hold nothing yet), lets `cache` send
