@@ -14,7 +14,10 @@ predictor can beat without staging more than it loads).
                                [--step-ms 2.93]]
 
 With --host-ms it also models [worker] expert_misses = "auto" in time (a bus
-that copies one expert at a time, the host one expert after another).
+that copies one expert at a time, the host one expert after another), and
+the same with one host expert per layer split with the GPU along its FFN
+(wip/expert-split.bundle): the bus takes the share that lets both finish
+together, counting what it still copies for earlier layers.
 """
 import argparse
 import bisect
@@ -112,7 +115,7 @@ def learned_chances(steps):
     return observe, chance
 
 
-def host_misses(steps, slots, copy_ms, host_ms, layer_ms):
+def host_misses(steps, slots, copy_ms, host_ms, layer_ms, split=False):
     """[worker] expert_misses = "auto" (model/expert_slot_cache.cpp,
     place_misses) with the learned chances, in time: a miss likelier than the
     expert it would evict is kept (copied), the others run on the host; while
@@ -120,8 +123,11 @@ def host_misses(steps, slots, copy_ms, host_ms, layer_ms):
     back to the bus; of the kept ones the layer waits for the j copies that make
     its wait shortest, max(j copies, the rest on the host one after another),
     the others copied in the background. The bus copies one expert at a time;
-    a resident expert still landing is waited for. Returns ms per step, stall
-    ms per step, experts copied and computed on the host per step."""
+    a resident expert still landing is waited for. With `split` (the
+    wip/expert-split.bundle policy), the bus then takes over the share of one
+    host expert that lets both finish together, before the background
+    copies. Returns ms per step, stall ms per step, experts copied and
+    computed on the host per step."""
     observe, chance = learned_chances(steps)
     cache, landed = OrderedDict(), {}
     t = bus = stall = 0.0
@@ -159,13 +165,27 @@ def host_misses(steps, slots, copy_ms, host_ms, layer_ms):
                 kept.append((layer, e))
             j = min(range(len(kept) + 1), key=lambda j: (
                 max(j * copy_ms, (len(kept) - j + len(away)) * host_ms), j))
+            hosted = len(kept) - j + len(away)
+            moved = 0.0
+            if split and hosted:
+                # The bus is free after what it still copies for earlier
+                # layers (background copies) and this layer's waited ones.
+                busy = max(bus - t, 0.0) + j * copy_ms
+                moved = min(1.0, max(0.0, (hosted * host_ms - busy)
+                                     / (copy_ms + host_ms)))
+                moved = int(moved * 14336) // 64 * 64 / 14336
             for i, key in enumerate(kept):
+                if i == j and moved:
+                    bus = max(t, bus) + moved * copy_ms
+                    ready = max(ready, bus)
                 bus = max(t, bus) + copy_ms
                 landed[key] = bus
                 if i < j:
                     ready = max(ready, bus)
-            hosted = len(kept) - j + len(away)
-            ready = max(ready, t + hosted * host_ms)
+            if moved and j == len(kept):
+                bus = max(t, bus) + moved * copy_ms
+                ready = max(ready, bus)
+            ready = max(ready, t + (hosted - moved) * host_ms)
             stall += ready - t
             t = ready
             copies += len(kept)
@@ -232,12 +252,14 @@ def main():
                       f"hit rate {hits / (hits + loads):.3f}")
             for host_ms in (float(x) for x in args.host_ms.split(",") if x):
                 layer_ms = args.step_ms / args.layers
-                ms, stall, copies, on_host = host_misses(
-                    steps, slots, args.copy_ms, host_ms, layer_ms)
-                print(f"batch {batch}, {slots} slots, host {host_ms} ms: "
-                      f"{ms:.2f} ms per step ({1000 * batch / ms:.1f} tokens/s), "
-                      f"stalls {stall:.2f} ms per step, {copies:.2f} copies and "
-                      f"{on_host:.2f} experts on the host per step")
+                for split in (False, True):
+                    ms, stall, copies, on_host = host_misses(
+                        steps, slots, args.copy_ms, host_ms, layer_ms, split)
+                    name = "host+split" if split else "host"
+                    print(f"batch {batch}, {slots} slots, {name} {host_ms} ms: "
+                          f"{ms:.2f} ms per step ({1000 * batch / ms:.1f} tokens/s), "
+                          f"stalls {stall:.2f} ms per step, {copies:.2f} copies and "
+                          f"{on_host:.2f} experts on the host per step")
 
 
 if __name__ == "__main__":
