@@ -77,12 +77,14 @@ void cuda_expert_state::upload(weight_quantization quantization) {
   const size_t w2_bytes = elem * hidden * ffn;
   const size_t scale_bytes = int8 ? sizeof(float) * (2 * ffn + hidden) : 0;
   const size_t expert_bytes = w13_bytes + w2_bytes + scale_bytes;
-  std::vector<uint8_t> staging(expert_bytes);
-  // To the device, or into the pinned host copy an expert cache reads.
+  // Resident experts go to the device through a staging buffer; an expert
+  // cache's pinned host copy is written in place.
+  std::vector<uint8_t> staging(resident ? expert_bytes : 0);
+  auto stage = [&](uint8_t* dst) { return resident ? staging.data() : dst; };
   auto put = [resident](void* dst, const void* src, size_t bytes) {
     if (resident)
       CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice));
-    else
+    else if (dst != src)
       std::memcpy(dst, src, bytes);
   };
   for (int64_t l = 0; l < cfg.num_hidden_layers; ++l) {
@@ -114,10 +116,10 @@ void cuda_expert_state::upload(weight_quantization quantization) {
       auto* w2_dst = base + w13_bytes * n + w2_bytes * i;
       if (int8) {
         const auto* e = q->find(l, id);
-        std::memcpy(staging.data(), e->w1.q.data(), e->w1.q.size());
-        std::memcpy(staging.data() + e->w1.q.size(), e->w3.q.data(),
-                    e->w3.q.size());
-        put(w13_dst, staging.data(), w13_bytes);
+        auto* w13 = stage(w13_dst);
+        std::memcpy(w13, e->w1.q.data(), e->w1.q.size());
+        std::memcpy(w13 + e->w1.q.size(), e->w3.q.data(), e->w3.q.size());
+        put(w13_dst, w13, w13_bytes);
         put(w2_dst, e->w2.q.data(), w2_bytes);
         auto* s13 = const_cast<float*>(layer.s13) + 2 * ffn * i;
         put(s13, e->w1.scales.data(), sizeof(float) * ffn);
@@ -126,16 +128,18 @@ void cuda_expert_state::upload(weight_quantization quantization) {
             sizeof(float) * hidden);
       } else {
         const auto* e = weights_->find(l, id);
-        auto* dst = reinterpret_cast<uint16_t*>(staging.data());
-        auto narrow = [&](const f32_tensor& t, uint16_t* out) {
+        auto narrow = [&](const f32_tensor& t, uint8_t* out) {
+          auto* bf = reinterpret_cast<uint16_t*>(out);
           for (int64_t j = 0; j < t.numel(); ++j)
-            out[j] = f32_to_bf16(t.data[j]);
+            bf[j] = f32_to_bf16(t.data[j]);
         };
-        narrow(e->w1, dst);
-        narrow(e->w3, dst + ffn * hidden);
-        put(w13_dst, dst, w13_bytes);
-        narrow(e->w2, dst);
-        put(w2_dst, dst, w2_bytes);
+        auto* w13 = stage(w13_dst);
+        narrow(e->w1, w13);
+        narrow(e->w3, w13 + 2 * ffn * hidden);
+        put(w13_dst, w13, w13_bytes);
+        auto* w2 = stage(w2_dst);
+        narrow(e->w2, w2);
+        put(w2_dst, w2, w2_bytes);
       }
     }
     layers_.push_back(layer);
@@ -230,9 +234,10 @@ wire_tensor cuda_expert_state::run(const expert_batch& batch) {
     max_rows = std::max<int64_t>(max_rows, batch.row_counts[g]);
   }
   const int64_t n_rows = offsets[groups];
-  std::vector<float> out(static_cast<size_t>(n_rows * hidden));
-  if (n_rows == 0)
-    return pack_f32(out.data(), batch.rows.shape);
+  if (n_rows == 0) {
+    const float none = 0;
+    return pack_f32(&none, batch.rows.shape);
+  }
   // With a cache the copies start first; the input's copy overlaps them.
   std::vector<int64_t> host_groups;
   std::vector<int32_t> expert_of_group;

@@ -50,7 +50,7 @@ make_executor(const checkpoint& ckpt, const standalone_options& options,
     cuda_executor_options opts;
     opts.device = options.model_device;
     opts.device_origin = options.model_device_origin;
-    opts.quantization = options.quantization;
+    opts.quantization = options.experts.quantization;
     opts.local_experts = local_experts;
     opts.page_size = eng.page_size;
     opts.num_pages = eng.num_pages;
@@ -63,10 +63,10 @@ make_executor(const checkpoint& ckpt, const standalone_options& options,
     opts.max_sequences = static_cast<int64_t>(eng.batching.max_batch);
     opts.show_progress = options.show_progress;
     opts.tensor_core_prefill = options.tensor_core_prefill;
-    opts.expert_slots = options.expert_slots;
-    opts.expert_slots_origin = options.expert_slots_origin;
+    opts.expert_slots = options.experts.slots;
+    opts.expert_slots_origin = options.experts.slots_origin;
     opts.stage_predicted = options.stage_predicted;
-    opts.expert_misses = options.expert_misses;
+    opts.expert_misses = options.experts.misses;
     auto exec = make_cuda_executor(ckpt, opts);
     // The pages live on the device; their records in the page table do not.
     if (exec)
@@ -114,7 +114,7 @@ spawn_standalone(caf::actor_system& sys, const checkpoint& ckpt,
                  const standalone_options& options) {
   // Experts on a GPU beside a CPU executor live in a CUDA expert actor, as
   // on a worker.
-  bool expert_actor = options.model_device < 0 && options.expert_device >= 0;
+  bool expert_actor = options.model_device < 0 && options.experts.device >= 0;
   auto exec = make_executor(ckpt, options, !expert_actor);
   if (!exec)
     return std::move(exec.error());
@@ -124,14 +124,8 @@ spawn_standalone(caf::actor_system& sys, const checkpoint& ckpt,
     auto weights = expert_weights::load(ckpt, ids);
     if (!weights)
       return std::move(weights.error());
-    cuda_expert_options gpu;
-    gpu.device = options.expert_device;
-    gpu.quantization = options.quantization;
-    gpu.slots = options.expert_slots;
-    gpu.misses = options.expert_misses;
+    auto gpu = options.experts;
     gpu.metrics = options.engine.metrics;
-    gpu.origin = options.expert_device_origin;
-    gpu.slots_origin = options.expert_slots_origin;
     auto host = spawn_expert_host(sys, *weights, gpu);
     if (!host)
       return std::move(host.error());

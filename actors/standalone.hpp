@@ -8,10 +8,15 @@
 #include "caf/actor_system.hpp"
 #include "caf/expected.hpp"
 #include "model/checkpoint.hpp"
-#include "model/expert_miss_mode.hpp"
-#include "model/quantize.hpp"
 
 namespace volt {
+
+/// Experts computed inside the node's executor (no CUDA expert actor).
+inline cuda_expert_options experts_in_executor() {
+  cuda_expert_options o;
+  o.device = -1;
+  return o;
+}
 
 /// How a standalone (or router) node places its model.
 struct standalone_options {
@@ -19,15 +24,13 @@ struct standalone_options {
   /// Where the model's step runs: -1 for the CPU executor, N for the CUDA
   /// executor on device N (experts included).
   int model_device = -1;
-  /// With the CPU executor, where the experts run: -1 inside the executor,
-  /// N in a CUDA expert actor on device N.
-  int expert_device = -1;
-  /// Weight format of GPU experts.
-  weight_quantization quantization = weight_quantization::none;
-  /// Where each device was named, for errors about it (a config key or a
-  /// flag).
+  /// Where it was named, for errors about it (a config key or a flag).
   std::string model_device_origin = "[model] device =";
-  std::string expert_device_origin = worker_device_key;
+  /// The experts: their weight format on a GPU, their expert cache (slots,
+  /// where misses run) and, with the CPU executor, where they run
+  /// (experts.device -1: inside the executor; N: in a CUDA expert actor on
+  /// device N). The CUDA executor computes them itself, with this cache.
+  cuda_expert_options experts = experts_in_executor();
   /// KV pool of a CUDA executor when engine.num_pages is 0: MiB, else this
   /// percent of the device memory left after the weights.
   int64_t kv_memory_mib = 0;
@@ -37,15 +40,9 @@ struct standalone_options {
   bool tensor_core_prefill = true;
   /// Show load progress on stderr (a terminal).
   bool show_progress = false;
-  /// Experts a CUDA executor keeps on its device (an expert cache); 0: all.
-  /// The key that set it, for errors.
-  int64_t expert_slots = 0;
-  std::string expert_slots_origin = "[worker] gpu_expert_slots =";
   /// With a cache and the predictor: stage the experts it expects
   /// ([prefetch] stage_experts).
   bool stage_predicted = false;
-  /// Where the cache's misses may run ([worker] expert_misses).
-  expert_miss_mode expert_misses = expert_miss_mode::automatic;
   /// What sized the KV pool, for the error when it does not fit in memory,
   /// e.g. "node.toml: [kv_cache] num_pages = 64"; empty: the model's context
   /// (config.json's max_position_embeddings) did.

@@ -358,12 +358,12 @@ int run_bench_model(const std::vector<std::string>& raw_args) {
     standalone_options options;
     options.model_device = *device;
     options.model_device_origin = "--device";
-    options.quantization = *quantization;
+    options.experts.quantization = *quantization;
     options.show_progress = !args->has("json");
     options.tensor_core_prefill = attention == "tensor-cores";
-    options.expert_slots = *expert_slots;
-    options.expert_slots_origin = "--expert-slots";
-    options.expert_misses = *misses;
+    options.experts.slots = *expert_slots;
+    options.experts.slots_origin = "--expert-slots";
+    options.experts.misses = *misses;
     if (*expert_slots > 0) {
       cache_metrics = std::make_shared<node_metrics>("bench");
       options.engine.metrics = cache_metrics;

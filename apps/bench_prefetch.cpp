@@ -390,11 +390,11 @@ int run_bench_prefetch(const std::vector<std::string>& raw_args) {
   standalone_options so;
   so.model_device = *device;
   so.model_device_origin = "--device";
-  so.quantization = *quantization;
-  so.expert_slots = *expert_slots;
-  so.expert_slots_origin = "--expert-slots";
+  so.experts.quantization = *quantization;
+  so.experts.slots = *expert_slots;
+  so.experts.slots_origin = "--expert-slots";
   so.stage_predicted = args->has("stage");
-  so.expert_misses = *misses;
+  so.experts.misses = *misses;
   so.engine.batching.max_batch = static_cast<size_t>(ro.batch);
   so.engine.page_size = 16;
   so.engine.num_pages = prefetch::replay_pages(ro, so.engine.page_size);

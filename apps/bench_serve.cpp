@@ -154,7 +154,7 @@ int run_bench_serve(const std::vector<std::string>& raw_args) {
   caf::actor_system sys{cfg};
   standalone_options options;
   options.model_device = *device;
-  options.quantization = *quantization;
+  options.experts.quantization = *quantization;
   options.model_device_origin = "--device";
   options.engine.batching.max_batch = static_cast<size_t>(max_level);
   options.engine.batching.max_queue = static_cast<size_t>(max_level);

@@ -215,7 +215,7 @@ caf::expected<generate_result> generate_local(caf::actor_system& sys,
   options.engine.masked_experts = std::move(*masked);
   options.model_device = *device;
   options.model_device_origin = "--device";
-  options.quantization = *quantization;
+  options.experts.quantization = *quantization;
   auto engine_handle = spawn_standalone(sys, *ckpt, options);
   if (!engine_handle)
     return std::move(engine_handle.error());

@@ -203,15 +203,10 @@ caf::expected<standalone_options>
 placement_of(const node_config& cfg, const model_config& model,
              std::shared_ptr<node_metrics> metrics) {
   standalone_options options;
-  auto experts = expert_placement(cfg, metrics);
-  options.expert_device = experts.device;
-  options.quantization = experts.quantization;
-  options.expert_slots = cfg.worker.gpu_expert_slots;
-  options.expert_slots_origin = experts.slots_origin;
-  options.expert_misses = cfg.worker.expert_misses;
+  options.experts = expert_placement(cfg, metrics);
   options.model_device = parse_device(cfg.model.device).value_or(-1);
   if (options.model_device >= 0)
-    options.expert_device = -1;
+    options.experts.device = -1;
   auto& opts = options.engine;
   opts.ready_timeout = std::chrono::milliseconds{cfg.router.ready_timeout_ms};
   opts.on_missing_expert = cfg.router.on_missing_expert;

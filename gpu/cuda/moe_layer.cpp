@@ -237,8 +237,9 @@ ffn_path moe_layer_runner::compute_routed(int64_t n, ffn_path path,
                                  row_bytes * count, stream));
   }
   outside_ranges_.clear();
-  combine(y_.get<float>(), splits, pair_row_.get<int32_t>(), topk_weights_.get<float>(), n, k_,
-          layer_.hidden, out, stream, accumulate);
+  combine(y_.get<float>(), splits, pair_row_.get<int32_t>(),
+          topk_weights_.get<float>(), n, k_, layer_.hidden, out, stream,
+          accumulate);
   return path;
 }
 

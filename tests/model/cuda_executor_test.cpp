@@ -62,7 +62,7 @@ standalone_options on_gpu(weight_quantization q = weight_quantization::none,
   standalone_options o;
   o.engine = engine;
   o.model_device = 0;
-  o.quantization = q;
+  o.experts.quantization = q;
   return o;
 }
 
@@ -395,8 +395,8 @@ CAF_TEST(an expert cache gives the all resident tokens and logits) {
                                "the host "
                             << host);
         auto opts = on_gpu(q, chunked);
-        opts.expert_slots = slots;
-        opts.expert_misses = misses;
+        opts.experts.slots = slots;
+        opts.experts.misses = misses;
         opts.engine.metrics = std::make_shared<node_metrics>("cached");
         if (predict > 0)
           opts.engine.prefetch = prefetch::predictor_options{};
@@ -464,7 +464,7 @@ CAF_TEST(replayed routing replaces the routers choice with or without a cache) {
       opts.engine.page_size = 16;
       opts.engine.num_pages = prefetch::replay_pages(ro, 16);
       opts.engine.batching.max_batch = 3;
-      opts.expert_slots = slots;
+      opts.experts.slots = slots;
       auto exec = make_executor(ckpt, opts, true);
       CAF_REQUIRE(exec);
       prefetch::expert_predictor predictor{cfg, prefetch::predictor_options{}};
@@ -486,13 +486,13 @@ CAF_TEST(an expert cache smaller than one layer is refused at start) {
     return;
   auto ckpt = open_fixture();
   auto opts = on_gpu();
-  opts.expert_slots = ckpt.config().num_local_experts - 1;
-  opts.expert_slots_origin = "node.toml: [worker] gpu_expert_slots =";
+  opts.experts.slots = ckpt.config().num_local_experts - 1;
+  opts.experts.slots_origin = "node.toml: [worker] gpu_expert_slots =";
   engine_harness cached{ckpt, opts};
   CAF_REQUIRE(cached.spawn_error());
   CAF_CHECK_EQUAL(describe(cached.spawn_error()).rfind(
                     "node.toml: [worker] gpu_expert_slots = "
-                      + std::to_string(opts.expert_slots)
+                      + std::to_string(opts.experts.slots)
                       + ": a step can need ",
                     0),
                   0u);
