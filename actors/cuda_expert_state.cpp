@@ -42,12 +42,15 @@ cuda_expert_state::cuda_expert_state(
   upload(options.quantization);
   if (!cache_)
     return;
-  slots_ = std::make_unique<cuda_expert_slots>(layers_, cache_->slots());
+  const bool host_misses
+    = layers_.front().format == cuda::weight_format::bf16
+      && options.misses != expert_miss_mode::load;
+  slots_ = std::make_unique<cuda_expert_slots>(layers_, cache_->slots(),
+                                               host_misses);
   wait_begin_ = std::make_unique<cuda::event>(true);
   wait_end_ = std::make_unique<cuda::event>(true);
   work_done_ = std::make_unique<cuda::event>(true);
-  if (layers_.front().format == cuda::weight_format::bf16
-      && options.misses != expert_miss_mode::load)
+  if (host_misses)
     let_host_take_misses(*cache_, *slots_, compute_->get(), options.misses,
                          "worker");
 }
@@ -148,6 +151,7 @@ void cuda_expert_state::upload(weight_quantization quantization) {
 
 std::vector<int32_t>
 cuda_expert_state::admit(const expert_batch& batch,
+                         const std::vector<int32_t>& offsets,
                          std::vector<int64_t>& host_groups) {
   std::vector<uint32_t> needed;
   for (auto id : batch.expert_ids)
@@ -166,7 +170,6 @@ cuda_expert_state::admit(const expert_batch& batch,
     = static_cast<int64_t>(placed->loads.size() + placed->on_host.size());
   counts_.host_computed = static_cast<int64_t>(placed->on_host.size());
   counts_.loaded_bytes = slots_->copy(placed->loads, cs);
-  counts_.loaded_bytes += slots_->copy(placed->admissions, cs);
   std::vector<int32_t> slot_of_group;
   for (size_t g = 0; g < batch.expert_ids.size(); ++g) {
     auto slot = placed->slot_of[static_cast<size_t>(
@@ -175,6 +178,26 @@ cuda_expert_state::admit(const expert_batch& batch,
     if (slot < 0)
       host_groups.push_back(static_cast<int64_t>(g));
   }
+  // The device's part of the host group with the most rows, copied before
+  // the background copies, while the bus would otherwise finish first.
+  split_group_ = -1;
+  split_units_
+    = slots_->has_part_buffer() && !host_groups.empty()
+        ? split_units(*cache_, *slots_, host_groups.size(),
+                      layers_.front().ffn)
+        : 0;
+  if (split_units_ > 0) {
+    split_group_ = *std::max_element(
+      host_groups.begin(), host_groups.end(), [&offsets](int64_t a, int64_t b) {
+        return offsets[a + 1] - offsets[a] < offsets[b + 1] - offsets[b];
+      });
+    const auto e = static_cast<uint32_t>(
+      index_of_id_[batch.expert_ids[static_cast<size_t>(split_group_)]]);
+    counts_.loaded_bytes
+      += slots_->copy_part(batch.layer, e, split_units_, cs, part_);
+    counts_.host_split = 1;
+  }
+  counts_.loaded_bytes += slots_->copy(placed->admissions, cs);
   waited_slots_ = std::move(placed->slot_of);
   return slot_of_group;
 }
@@ -198,10 +221,48 @@ void cuda_expert_state::compute_on_host(const expert_batch& batch,
     // The device's experts read their input narrowed to bf16.
     cpu::round_to_bf16(host_in_.data(), count * h);
     host_scratch_.resize(static_cast<size_t>(2 * count * ffn));
-    cpu::swiglu_expert_bf16(host_in_.data(), w13 + e * 2 * ffn * h,
-                            w2 + e * h * ffn, count, h, ffn,
-                            host_scratch_.data(), out + first * h);
+    const int64_t from = g == split_group_ ? split_units_ : 0;
+    cpu::swiglu_expert_bf16_part(host_in_.data(), w13 + e * 2 * ffn * h,
+                                 w2 + e * h * ffn, count, h, ffn, from, ffn,
+                                 host_scratch_.data(), out + first * h);
   }
+}
+
+void cuda_expert_state::enqueue_part(const std::vector<int32_t>& offsets,
+                                     int64_t groups) {
+  auto cs = compute_->get();
+  const auto hidden = part_.hidden;
+  const auto g = static_cast<size_t>(split_group_);
+  const int64_t first = offsets[g];
+  const int64_t count = offsets[g + 1] - first;
+  // One group of the part's one expert, after the batch's group table.
+  auto* table = groups_host_.get<int32_t>() + 2 * groups + 1;
+  table[0] = 0;
+  table[1] = 0;
+  table[2] = static_cast<int32_t>(count);
+  auto* dev = groups_dev_.get<int32_t>() + 2 * groups + 1;
+  CUDA_CHECK(cudaMemcpyAsync(dev, table, 3 * sizeof(int32_t),
+                             cudaMemcpyHostToDevice, cs));
+  cuda::ffn_groups fg;
+  fg.n_groups = 1;
+  fg.expert = dev;
+  fg.offsets = dev + 1;
+  fg.host_expert = table;
+  fg.host_offsets = table + 1;
+  const auto path = cuda::choose_ffn_path(part_, count);
+  const auto splits = cuda::expert_ffn_splits(part_, path);
+  part_y_.reserve(sizeof(float) * splits * count * hidden);
+  part_out_.reserve(sizeof(float) * count * hidden);
+  part_out_host_.reserve(sizeof(float) * count * hidden);
+  slots_->wait_for_part(cs);
+  cuda::expert_ffn(part_, fg, rows_dev_.get<__nv_bfloat16>() + first * hidden,
+                   count, count, path, workspace_.get(), workspace_.bytes(),
+                   part_y_.get<float>(), cublas_, cs);
+  cuda::sum_splits(part_y_.get<float>(), splits, count, hidden,
+                   part_out_.get<float>(), cs);
+  CUDA_CHECK(cudaMemcpyAsync(part_out_host_.get(), part_out_.get(),
+                             sizeof(float) * count * hidden,
+                             cudaMemcpyDeviceToHost, cs));
 }
 
 void cuda_expert_state::stage_next(const expert_batch& batch) {
@@ -242,7 +303,7 @@ wire_tensor cuda_expert_state::run(const expert_batch& batch) {
   std::vector<int64_t> host_groups;
   std::vector<int32_t> expert_of_group;
   if (cache_) {
-    expert_of_group = admit(batch, host_groups);
+    expert_of_group = admit(batch, offsets, host_groups);
   } else {
     for (auto id : batch.expert_ids)
       expert_of_group.push_back(index_of_id_[id]);
@@ -251,13 +312,14 @@ wire_tensor cuda_expert_state::run(const expert_batch& batch) {
   // Host side: the payload into pinned memory; group table after it.
   in_host_.reserve(in_bytes);
   std::memcpy(in_host_.get(), batch.rows.bytes.data(), in_bytes);
-  groups_host_.reserve(sizeof(int32_t) * (2 * groups + 1));
+  // The group table, then a split expert's part's own (three more).
+  groups_host_.reserve(sizeof(int32_t) * (2 * groups + 4));
   auto* g_host = groups_host_.get<int32_t>();
   std::copy(expert_of_group.begin(), expert_of_group.end(), g_host);
   std::copy(offsets.begin(), offsets.end(), g_host + groups);
   in_dev_.reserve(in_bytes);
   rows_dev_.reserve(sizeof(__nv_bfloat16) * n_rows * hidden);
-  groups_dev_.reserve(sizeof(int32_t) * (2 * groups + 1));
+  groups_dev_.reserve(sizeof(int32_t) * (2 * groups + 4));
   auto path = cuda::choose_ffn_path(layer, max_rows);
   workspace_.reserve(cuda::expert_ffn_workspace_bytes(layer, n_rows));
   auto splits = cuda::expert_ffn_splits(layer, path);
@@ -328,6 +390,8 @@ wire_tensor cuda_expert_state::run(const expert_batch& batch) {
     CUDA_CHECK(cudaStreamSynchronize(cs));
     return pack_f32(out_host_.get<float>(), batch.rows.shape);
   }
+  if (split_group_ >= 0)
+    enqueue_part(offsets, groups);
   CUDA_CHECK(cudaEventRecord(work_done_->get(), cs));
   stage_next(batch);
   // The host's experts while the device runs the others.
@@ -344,8 +408,14 @@ wire_tensor cuda_expert_state::run(const expert_batch& batch) {
     const auto first = static_cast<size_t>(offsets[static_cast<size_t>(g)]);
     const auto count
       = static_cast<size_t>(offsets[static_cast<size_t>(g) + 1]) - first;
-    std::copy_n(host_out_.data() + first * hidden, count * hidden,
-                result + first * hidden);
+    auto* rows = host_out_.data() + first * hidden;
+    // The split group: the host's part plus the device's.
+    if (g == split_group_) {
+      const auto* part = part_out_host_.get<float>();
+      for (size_t i = 0; i < count * hidden; ++i)
+        rows[i] += part[i];
+    }
+    std::copy_n(rows, count * hidden, result + first * hidden);
   }
   // The stall: how much later the answer is than with every expert
   // resident: the device's wait for its copies, or the host's experts

@@ -45,14 +45,19 @@ public:
 private:
   void upload(weight_quantization quantization);
   /// With a cache: makes the batch's experts resident (or sends misses to
-  /// the host) and returns each group's slot (-1: the host computes it).
+  /// the host, one of them perhaps split with the device) and returns each
+  /// group's slot (-1: the host computes it).
   std::vector<int32_t> admit(const expert_batch& batch,
+                             const std::vector<int32_t>& offsets,
                              std::vector<int64_t>& host_groups);
   /// The host computes the groups `host_groups` of `batch` into `out`
-  /// ([n_rows, hidden], at each group's rows).
+  /// ([n_rows, hidden], at each group's rows; the split group's part only).
   void compute_on_host(const expert_batch& batch,
                        const std::vector<int32_t>& offsets,
                        const std::vector<int64_t>& host_groups, float* out);
+  /// Enqueues the device's part of the split group over its rows (bf16 in
+  /// rows_dev_) and the copy of its outputs to part_out_host_.
+  void enqueue_part(const std::vector<int32_t>& offsets, int64_t groups);
   /// Copies what the router expects layer + 1 to use into free or less
   /// wanted slots, behind this batch's work.
   void stage_next(const expert_batch& batch);
@@ -78,6 +83,13 @@ private:
   /// cache's experts (-1: not on the device) whose copies it waits for.
   expert_cache_layer counts_;
   std::vector<int32_t> waited_slots_;
+  /// The batch's group split between the host and the device (-1: none),
+  /// the hidden units the device computes, and its part of the weights.
+  int64_t split_group_ = -1;
+  int64_t split_units_ = 0;
+  cuda::expert_layer part_;
+  cuda::device_buffer part_y_, part_out_;
+  cuda::pinned_buffer part_out_host_;
   std::vector<float> host_in_, host_scratch_, host_out_;
   // Per-batch buffers, grown on demand.
   cuda::pinned_buffer in_host_, out_host_, groups_host_;

@@ -173,6 +173,7 @@ json::value cache_json(const expert_cache_layer& c) {
   return {{"hits", c.hits},
           {"misses", c.misses},
           {"host_computed", c.host_computed},
+          {"host_split", c.host_split},
           {"hit_rate", json::rounded(needed > 0 ? double(c.hits) / needed : 0.0,
                                      4)},
           {"staged_bytes", c.staged_bytes},

@@ -278,7 +278,15 @@ make_cuda_executor(const checkpoint& ckpt,
                                  << " (" << ((cache->slots() * expert) >> 20)
                                  << " MiB), all of them in "
                                  << (weights->host_bytes >> 20)
-                                 << " MiB of pinned host memory");
+                                 << " MiB of pinned host memory"
+                                 << (options.quantization
+                                         == weight_quantization::none
+                                       && options.expert_misses
+                                            != expert_miss_mode::load
+                                       ? ", and one expert's worth more on "
+                                         "the device for the part of a miss "
+                                         "the host shares"
+                                       : ""));
     }
     return std::shared_ptr<model_executor>{std::make_shared<cuda_executor>(
       ckpt, options, std::move(*weights), prop.name, std::move(cache))};

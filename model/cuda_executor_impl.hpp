@@ -156,13 +156,26 @@ private:
   /// Layer `l`'s MoE with the cache: routes, reads the plan back, makes
   /// the needed experts resident, then the experts and combine.
   void enqueue_cached_moe(int64_t l, int64_t n);
+  /// A miss split between the host and the device along its FFN: the
+  /// device computes the hidden units [0, units), the host the rest.
+  struct host_split {
+    uint32_t expert = 0;
+    int64_t units = 0; // 0: nothing split
+  };
+  /// Which of the host's experts `on_host` the device shares, and how much
+  /// (split_units: the bus, once its backlog is copied, and the host finish
+  /// together).
+  /// - offsets (in): [n_experts + 1], the plan's group offsets
+  host_split plan_split(const std::vector<uint32_t>& on_host,
+                        const int32_t* offsets) const;
   /// The host computes `experts` of layer `l` over their grouped rows
-  /// (host_x_ holds the layer's input) into host_out_, and hands the
-  /// outputs to the MoE runner.
+  /// (host_x_ holds the layer's input) into host_out_ (of `split`'s expert
+  /// its part only), and hands the outputs to the MoE runner.
   /// - offsets       (in): [n_experts + 1], the plan's group offsets
   /// - grouped_pairs (in): [n * k], the pair of each grouped row
   void compute_on_host(int64_t l, const std::vector<uint32_t>& experts,
-                       const int32_t* offsets, const int32_t* grouped_pairs);
+                       const int32_t* offsets, const int32_t* grouped_pairs,
+                       const host_split& split);
   /// Adds the stall times measured by the step's events.
   void collect_stalls();
 

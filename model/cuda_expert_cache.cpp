@@ -14,6 +14,7 @@
 // enqueued before it (an expert is never overwritten while a kernel reads
 // it), and a layer waits only for the copies into the slots it reads.
 
+#include <algorithm>
 #include <cstring>
 
 #include "base/error.hpp"
@@ -27,7 +28,13 @@ void cuda_executor::build_expert_cache(int64_t slots) {
   std::vector<cuda::expert_layer> host_layers;
   for (const auto& lw : w_.layers)
     host_layers.push_back(lw.experts);
-  slots_ = std::make_unique<cuda_expert_slots>(std::move(host_layers), slots);
+  // With the host taking misses, one expert's worth more on the device for
+  // the part of a miss the bus takes while the host computes the rest.
+  const bool host_misses
+    = host_layers.front().format == cuda::weight_format::bf16
+      && miss_mode_ != expert_miss_mode::load;
+  slots_ = std::make_unique<cuda_expert_slots>(std::move(host_layers), slots,
+                                               host_misses);
   const auto layers = static_cast<size_t>(cfg_.num_hidden_layers);
   for (size_t l = 0; l < layers; ++l) {
     routed_ev_.push_back(std::make_unique<cuda::event>(true));
@@ -59,10 +66,30 @@ bool cuda_executor::observe_routing(routing_observer* obs) {
   return true;
 }
 
+cuda_executor::host_split
+cuda_executor::plan_split(const std::vector<uint32_t>& on_host,
+                          const int32_t* offsets) const {
+  host_split split;
+  if (!slots_->has_part_buffer())
+    return split;
+  const auto units = split_units(*cache_, *slots_, on_host.size(),
+                                 cfg_.intermediate_size);
+  if (units == 0)
+    return split;
+  // The one with the most rows: the most host work.
+  split.expert = *std::max_element(
+    on_host.begin(), on_host.end(), [offsets](uint32_t a, uint32_t b) {
+      return offsets[a + 1] - offsets[a] < offsets[b + 1] - offsets[b];
+    });
+  split.units = units;
+  return split;
+}
+
 void cuda_executor::compute_on_host(int64_t l,
                                     const std::vector<uint32_t>& experts,
                                     const int32_t* offsets,
-                                    const int32_t* grouped_pairs) {
+                                    const int32_t* grouped_pairs,
+                                    const host_split& split) {
   const auto h = cfg_.hidden_size;
   const auto ffn = cfg_.intermediate_size;
   const auto k = cfg_.num_experts_per_tok;
@@ -84,9 +111,12 @@ void cuda_executor::compute_on_host(int64_t l,
       }
     }
     host_scratch_.resize(static_cast<size_t>(2 * count * ffn));
-    cpu::swiglu_expert_bf16(host_in_.data(), w13 + g * 2 * ffn * h,
-                            w2 + g * h * ffn, count, h, ffn,
-                            host_scratch_.data(), out + first * h);
+    // A split expert's hidden units from split.units on; the device has
+    // the others.
+    const int64_t from = g == split.expert ? split.units : 0;
+    cpu::swiglu_expert_bf16_part(host_in_.data(), w13 + g * 2 * ffn * h,
+                                 w2 + g * h * ffn, count, h, ffn, from, ffn,
+                                 host_scratch_.data(), out + first * h);
     ranges.emplace_back(first, count);
   }
   moe_->set_outside_rows(out, std::move(ranges));
@@ -158,15 +188,29 @@ void cuda_executor::enqueue_cached_moe(int64_t l, int64_t n) {
   counts.misses
     += static_cast<int64_t>(placed->loads.size() + placed->on_host.size());
   counts.host_computed += static_cast<int64_t>(placed->on_host.size());
-  // The copies waited for first: the background ones queue behind them.
+  // The copies waited for first, then the device's part of a miss split
+  // with the host: the background ones queue behind them.
   counts.loaded_bytes += slots_->copy(placed->loads, s);
+  const auto split = plan_split(placed->on_host, offsets);
+  std::vector<cuda::moe_layer_runner::device_part> parts;
+  if (split.units > 0) {
+    ++counts.host_split;
+    cuda::expert_layer part;
+    counts.loaded_bytes
+      += slots_->copy_part(l, split.expert, split.units, s, part);
+    parts.push_back({offsets[split.expert],
+                     offsets[split.expert + 1] - offsets[split.expert], part});
+  }
   counts.loaded_bytes += slots_->copy(placed->admissions, s);
   // The device's experts wait for the latest copy into each of their slots
   // (a miss's, or one staged or admitted earlier still on its way).
   slots_->wait_for(placed->slot_of, s);
+  if (!parts.empty())
+    slots_->wait_for_part(s);
   // The host's experts, while those copies run.
   if (!placed->on_host.empty())
-    compute_on_host(l, placed->on_host, offsets, grouped_pairs);
+    compute_on_host(l, placed->on_host, offsets, grouped_pairs, split);
+  moe_->set_device_parts(std::move(parts));
   CUDA_CHECK(cudaEventRecord(ready_ev_[layer]->get(), s));
   timed_[layer] = true;
   moe_->set_expert_slots(placed->slot_of, s);

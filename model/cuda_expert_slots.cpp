@@ -11,7 +11,8 @@
 namespace volt {
 
 cuda_expert_slots::cuda_expert_slots(
-  std::vector<cuda::expert_layer> host_layers, int64_t slots)
+  std::vector<cuda::expert_layer> host_layers, int64_t slots,
+  bool part_buffer)
   : host_layers_(std::move(host_layers)) {
   const auto& first = host_layers_.front();
   const bool int8 = first.format == cuda::weight_format::int8;
@@ -36,6 +37,61 @@ cuda_expert_slots::cuda_expert_slots(
   after_mark_ = std::make_unique<cuda::event>();
   for (int64_t s = 0; s < slots; ++s)
     slot_ev_.push_back(std::make_unique<cuda::event>());
+  if (part_buffer && !int8) {
+    part_w13_.resize(elem * 2 * ffn * h);
+    part_w2_.resize(elem * h * ffn);
+    part_ev_ = std::make_unique<cuda::event>();
+  }
+}
+
+int64_t cuda_expert_slots::copy_part(int64_t layer, uint32_t expert,
+                                     int64_t units, cudaStream_t after,
+                                     cuda::expert_layer& part) {
+  auto cs = copy_stream_->get();
+  CUDA_CHECK(cudaEventRecord(after_mark_->get(), after));
+  CUDA_CHECK(cudaStreamWaitEvent(cs, after_mark_->get(), 0));
+  const auto& src = host_layers_[static_cast<size_t>(layer)];
+  const auto h = static_cast<size_t>(src.hidden);
+  const auto ffn = static_cast<size_t>(src.ffn);
+  const auto a = static_cast<size_t>(units);
+  const size_t elem = sizeof(uint16_t);
+  const auto* w13 = static_cast<const char*>(src.w13) + elem * expert * 2 * ffn * h;
+  const auto* w2 = static_cast<const char*>(src.w2) + elem * expert * h * ffn;
+  auto* dst13 = part_w13_.get<char>();
+  // w1's rows [0, a), then w3's: the part's own w13.
+  CUDA_CHECK(cudaMemcpyAsync(dst13, w13, elem * a * h, cudaMemcpyHostToDevice,
+                             cs));
+  CUDA_CHECK(cudaMemcpyAsync(dst13 + elem * a * h, w13 + elem * ffn * h,
+                             elem * a * h, cudaMemcpyHostToDevice, cs));
+  // w2's columns [0, a) of each of its h rows.
+  CUDA_CHECK(cudaMemcpy2DAsync(part_w2_.get(), elem * a, w2, elem * ffn,
+                               elem * a, h, cudaMemcpyHostToDevice, cs));
+  CUDA_CHECK(cudaEventRecord(part_ev_->get(), cs));
+  part = src;
+  part.n_experts = 1;
+  part.ffn = units;
+  part.w13 = part_w13_.get();
+  part.w2 = part_w2_.get();
+  const auto bytes = static_cast<int64_t>(elem * 3 * a * h);
+  enqueued(bytes);
+  return bytes;
+}
+
+void cuda_expert_slots::wait_for_part(cudaStream_t s) const {
+  CUDA_CHECK(cudaStreamWaitEvent(s, part_ev_->get(), 0));
+}
+
+void cuda_expert_slots::enqueued(int64_t bytes) {
+  const auto now = std::chrono::steady_clock::now();
+  bus_free_ = std::max(bus_free_, now)
+              + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                std::chrono::duration<double>(static_cast<double>(bytes)
+                                              * seconds_per_byte_));
+}
+
+double cuda_expert_slots::backlog_seconds() const {
+  const auto left = bus_free_ - std::chrono::steady_clock::now();
+  return std::max(0.0, std::chrono::duration<double>(left).count());
 }
 
 int64_t cuda_expert_slots::copy(
@@ -73,6 +129,7 @@ int64_t cuda_expert_slots::copy(
     CUDA_CHECK(
       cudaEventRecord(slot_ev_[static_cast<size_t>(ld.slot)]->get(), cs));
   }
+  enqueued(bytes);
   return bytes;
 }
 
@@ -94,7 +151,25 @@ double cuda_expert_slots::time_copy(cudaStream_t after) {
     best = std::min(best,
                     std::chrono::duration<double>(clock::now() - t0).count());
   }
+  seconds_per_byte_ = best / static_cast<double>(slot_layer_.expert_bytes());
+  bus_free_ = clock::now();
   return best;
+}
+
+int64_t split_units(const expert_slot_cache& cache,
+                    const cuda_expert_slots& slots, size_t on_host,
+                    int64_t ffn) {
+  const double copy = cache.copy_seconds();
+  const double host = cache.host_seconds();
+  if (on_host == 0 || copy <= 0 || host <= 0)
+    return 0;
+  // Experts' worth of work moved from the host to the bus.
+  const double moved
+    = (static_cast<double>(on_host) * host - slots.backlog_seconds())
+      / (copy + host);
+  return static_cast<int64_t>(std::clamp(moved, 0.0, 1.0)
+                              * static_cast<double>(ffn))
+         / 64 * 64;
 }
 
 void let_host_take_misses(expert_slot_cache& cache, cuda_expert_slots& slots,

@@ -6,6 +6,7 @@
 // bytes and orders them. Shared by the CUDA executor (a standalone node's
 // local experts) and a worker's CUDA expert actor. CUDA builds only.
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -21,10 +22,11 @@ class cuda_expert_slots {
 public:
   /// `host_layers`: every layer's experts in pinned host memory (the
   /// expert_layer layout, index = the cache's expert index), all of one
-  /// format and shape; `slots` device slots of that format. Allocates on the
-  /// current device.
+  /// format and shape; `slots` device slots of that format; with
+  /// `part_buffer` (bf16 only) one expert's worth more for the device's
+  /// part of a miss split with the host. Allocates on the current device.
   cuda_expert_slots(std::vector<cuda::expert_layer> host_layers,
-                    int64_t slots);
+                    int64_t slots, bool part_buffer = false);
 
   /// The slots as one layer whose expert index is the slot, for the expert
   /// kernels.
@@ -52,6 +54,25 @@ public:
   /// which must hold nothing yet.
   double time_copy(cudaStream_t after);
 
+  bool has_part_buffer() const {
+    return part_w13_.bytes() > 0;
+  }
+
+  /// Copies the hidden units [0, units) of expert `expert` of `layer` (w1's
+  /// and w3's first rows, w2's first columns) into the part buffer, after
+  /// everything enqueued on `after` so far; returns their bytes and sets
+  /// `part` to them as a layer of one expert whose ffn is `units` (a
+  /// multiple of 64). The buffer holds one part at a time.
+  int64_t copy_part(int64_t layer, uint32_t expert, int64_t units,
+                    cudaStream_t after, cuda::expert_layer& part);
+
+  /// Makes `s` wait for the latest copy_part.
+  void wait_for_part(cudaStream_t s) const;
+
+  /// Seconds the copy stream still needs for what is enqueued on it, by the
+  /// rate time_copy measured (0 before it).
+  double backlog_seconds() const;
+
 private:
   cuda::expert_layer slot_layer_;
   std::vector<cuda::expert_layer> host_layers_;
@@ -60,7 +81,27 @@ private:
   std::unique_ptr<cuda::event> after_mark_;
   /// Per slot: recorded after the latest copy into it.
   std::vector<std::unique_ptr<cuda::event>> slot_ev_;
+  cuda::device_buffer part_w13_, part_w2_;
+  std::unique_ptr<cuda::event> part_ev_;
+  /// The copy rate time_copy measured, and when the copies enqueued so far
+  /// should be done.
+  double seconds_per_byte_ = 0;
+  std::chrono::steady_clock::time_point bus_free_{};
+  /// Adds `bytes` to the copy stream's backlog.
+  void enqueued(int64_t bytes);
 };
+
+/// How much of one of a layer's `on_host` misses (the experts the host
+/// computes, one after another) the device takes over: the share of its FFN,
+/// in hidden units (a multiple of 64; 0: none), that lets the bus, once it
+/// has copied what is enqueued on it (`slots`' backlog: the layer's waited
+/// copies, and earlier layers' background ones), and the host finish
+/// together, by the costs `cache` was given (allow_host). Without the
+/// backlog a split waits behind background copies and makes the layer
+/// slower (scripts/expert_cache_sim.py).
+int64_t split_units(const expert_slot_cache& cache,
+                    const cuda_expert_slots& slots, size_t on_host,
+                    int64_t ffn);
 
 /// Times one bf16 expert computed on the host for one row (the best of
 /// eight: the first runs page the weights in and wake the threads) against

@@ -112,6 +112,14 @@ public:
     return host_seconds_ > 0;
   }
 
+  /// allow_host's costs (0 before it).
+  double copy_seconds() const {
+    return copy_seconds_;
+  }
+  double host_seconds() const {
+    return host_seconds_;
+  }
+
   /// Unpins everything (the step is over or abandoned).
   void release_all();
 

@@ -65,8 +65,10 @@ struct expert_cache_layer {
   /// host).
   int64_t hits = 0;
   int64_t misses = 0;
-  /// Misses the host computed (from the pinned copy).
+  /// Misses the host computed (from the pinned copy), and of those the ones
+  /// split with the device (the host computed part of their FFN).
   int64_t host_computed = 0;
+  int64_t host_split = 0;
   /// Bytes copied to the device: staged ahead of the routing, and loaded
   /// on a miss (waited for, or in the background while the host computed
   /// it).
@@ -81,6 +83,7 @@ struct expert_cache_layer {
     hits += o.hits;
     misses += o.misses;
     host_computed += o.host_computed;
+    host_split += o.host_split;
     staged_bytes += o.staged_bytes;
     loaded_bytes += o.loaded_bytes;
     stall_seconds += o.stall_seconds;

@@ -307,6 +307,14 @@ struct node_metrics::impl {
               "([worker] expert_misses), by layer")
         .Labels(node)
         .Register(*registry);
+  Family<Counter>& expert_cache_split
+    = BuildCounter()
+        .Name("voltinfer_expert_cache_host_split_total")
+        .Help("Of the missed experts the host computed, those split with the "
+              "device: the device computed the first part of their FFN, by "
+              "layer")
+        .Labels(node)
+        .Register(*registry);
   Family<Counter>& expert_cache_bytes
     = BuildCounter()
         .Name("voltinfer_expert_cache_bytes_total")
@@ -490,6 +498,8 @@ void node_metrics::expert_cache_layer_counts(int64_t l,
     .Increment(static_cast<double>(c.misses));
   impl_->expert_cache_host.Add({{"layer", layer}})
     .Increment(static_cast<double>(c.host_computed));
+  impl_->expert_cache_split.Add({{"layer", layer}})
+    .Increment(static_cast<double>(c.host_split));
   impl_->expert_cache_bytes.Add({{"layer", layer}, {"kind", "staged"}})
     .Increment(static_cast<double>(c.staged_bytes));
   impl_->expert_cache_bytes.Add({{"layer", layer}, {"kind", "loaded"}})

@@ -188,6 +188,58 @@ void moe_layer_runner::set_outside_rows(
   outside_ranges_ = std::move(ranges);
 }
 
+void moe_layer_runner::set_device_parts(std::vector<device_part> parts) {
+  device_parts_ = std::move(parts);
+}
+
+void moe_layer_runner::add_device_parts(float* y0, cudaStream_t stream) {
+  if (device_parts_.empty())
+    return;
+  const auto hidden = layer_.hidden;
+  // Sized before anything is enqueued: a buffer reallocated between two
+  // parts could be freed under the first one's kernels.
+  size_t y_bytes = 0;
+  for (const auto& dp : device_parts_) {
+    const auto path = choose_ffn_path(dp.part, dp.count);
+    y_bytes = std::max(y_bytes, sizeof(float) * dp.count * hidden
+                                  * (1 + expert_ffn_splits(dp.part, path)));
+  }
+  part_y_.reserve(y_bytes);
+  part_groups_host_.reserve(sizeof(int32_t) * 3 * device_parts_.size());
+  part_groups_.reserve(sizeof(int32_t) * 3 * device_parts_.size());
+  auto* table = part_groups_host_.get<int32_t>();
+  for (size_t i = 0; i < device_parts_.size(); ++i) {
+    const auto& dp = device_parts_[i];
+    if (dp.count == 0)
+      continue;
+    auto* host = table + 3 * i;
+    host[0] = 0;
+    host[1] = 0;
+    host[2] = static_cast<int32_t>(dp.count);
+    auto* dev = part_groups_.get<int32_t>() + 3 * i;
+    copy_words(host, 3, dev, stream);
+    ffn_groups groups;
+    groups.n_groups = 1;
+    groups.expert = dev;
+    groups.offsets = dev + 1;
+    groups.host_expert = host;
+    groups.host_offsets = host + 1;
+    const auto path = choose_ffn_path(dp.part, dp.count);
+    const auto splits = expert_ffn_splits(dp.part, path);
+    const auto rows_bytes = sizeof(float) * dp.count * hidden;
+    auto* y = part_y_.get<float>();
+    float* rows_out = y0 + dp.first * hidden;
+    CUDA_CHECK(cudaMemcpyAsync(y, rows_out, rows_bytes,
+                               cudaMemcpyDeviceToDevice, stream));
+    expert_ffn(dp.part, groups,
+               rows_.get<__nv_bfloat16>() + dp.first * hidden, dp.count,
+               dp.count, path, ffn_ws_.get(), ffn_ws_.bytes(),
+               y + dp.count * hidden, cublas_, stream);
+    sum_splits(y, 1 + splits, dp.count, hidden, rows_out, stream);
+  }
+  device_parts_.clear();
+}
+
 void moe_layer_runner::gather(const __nv_bfloat16* x, int64_t n,
                               ffn_path path, cudaStream_t stream) {
   auto pairs = n * k_;
@@ -237,6 +289,7 @@ ffn_path moe_layer_runner::compute_routed(int64_t n, ffn_path path,
                                  row_bytes * count, stream));
   }
   outside_ranges_.clear();
+  add_device_parts(y_.get<float>(), stream);
   combine(y_.get<float>(), splits, pair_row_.get<int32_t>(),
           topk_weights_.get<float>(), n, k_, layer_.hidden, out, stream,
           accumulate);

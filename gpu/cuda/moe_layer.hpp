@@ -101,6 +101,21 @@ public:
   void set_outside_rows(const float* rows,
                         std::vector<std::pair<int64_t, int64_t>> ranges);
 
+  /// An expert split between the host and the device along its FFN: the
+  /// grouped rows [first, first + count), in a range of set_outside_rows
+  /// (whose rows hold the host's part of their outputs), also run `part`,
+  /// the expert's hidden units on the device (one expert, its ffn that
+  /// share, bf16), and the two parts are summed.
+  struct device_part {
+    int64_t first = 0;
+    int64_t count = 0;
+    expert_layer part;
+  };
+
+  /// For the next enqueue_routed only: the device's parts of split experts
+  /// (their weights must stay valid until the stream has run them).
+  void set_device_parts(std::vector<device_part> parts);
+
   /// Adds the outputs of grouped rows (computed elsewhere) to the residual.
   /// - grouped (in):     [n * k, hidden] f32, in the plan's grouped order
   /// - out     (in/out): [n, hidden] f32
@@ -128,6 +143,9 @@ private:
   /// Experts over the gathered rows, then combine into `out`.
   ffn_path compute_routed(int64_t n, ffn_path path, float* out,
                           bool accumulate, cudaStream_t stream);
+  /// Adds each device part's outputs to its rows of the first partial.
+  /// - y0 (in/out): [n * k, hidden] f32, the grouped rows' outputs
+  void add_device_parts(float* y0, cudaStream_t stream);
 
   using graph_key
     = std::tuple<int64_t, const void*, const void*, const void*, void*, bool>;
@@ -145,6 +163,12 @@ private:
   pinned_buffer slots_host_; // set_expert_slots' source
   const float* outside_rows_ = nullptr;
   std::vector<std::pair<int64_t, int64_t>> outside_ranges_;
+  std::vector<device_part> device_parts_;
+  /// A device part's group table ([expert 0 | offsets 0, count], host and
+  /// device) and its outputs: [1 + splits, count, hidden] f32, the first
+  /// slice the rows' outputs so far.
+  pinned_buffer part_groups_host_;
+  device_buffer part_groups_, part_y_;
   const uint8_t* available_ = nullptr;
   uint8_t* degraded_ = nullptr;
 };

@@ -280,9 +280,14 @@ CAF_TEST(a cached cuda expert actor answers as one with every expert resident) {
                       0.0);
     CAF_CHECK_GREATER(metric_sum(text, "voltinfer_expert_cache_bytes_total"),
                       0.0);
-    if (misses == mm::host)
+    // The tiny model's host is slower than its bus: the device takes a part
+    // of a miss the host computes.
+    if (misses == mm::host) {
       CAF_CHECK_GREATER(
         metric_sum(text, "voltinfer_expert_cache_host_computed_total"), 0.0);
+      CAF_CHECK_GREATER(
+        metric_sum(text, "voltinfer_expert_cache_host_split_total"), 0.0);
+    }
     if (misses == mm::load)
       CAF_CHECK_EQUAL(
         metric_sum(text, "voltinfer_expert_cache_host_computed_total"), 0.0);
