@@ -178,8 +178,10 @@ cuda_expert_state::admit(const expert_batch& batch,
     if (slot < 0)
       host_groups.push_back(static_cast<int64_t>(g));
   }
-  // The device's part of the host group with the most rows, copied before
-  // the background copies, while the bus would otherwise finish first.
+  // The device's part of the host group with the most rows (among equals
+  // one being copied in anyway: its copy then takes the part from the
+  // device), copied before the background copies, while the bus would
+  // otherwise finish first.
   split_group_ = -1;
   split_units_
     = slots_->has_part_buffer() && !host_groups.empty()
@@ -187,10 +189,17 @@ cuda_expert_state::admit(const expert_batch& batch,
                       layers_.front().ffn)
         : 0;
   if (split_units_ > 0) {
+    auto key = [&](int64_t g) {
+      const auto x = static_cast<uint32_t>(
+        index_of_id_[batch.expert_ids[static_cast<size_t>(g)]]);
+      const bool admitted = std::any_of(
+        placed->admissions.begin(), placed->admissions.end(),
+        [x](const auto& ld) { return ld.expert == x; });
+      return std::make_pair(offsets[g + 1] - offsets[g], admitted);
+    };
     split_group_ = *std::max_element(
-      host_groups.begin(), host_groups.end(), [&offsets](int64_t a, int64_t b) {
-        return offsets[a + 1] - offsets[a] < offsets[b + 1] - offsets[b];
-      });
+      host_groups.begin(), host_groups.end(),
+      [&](int64_t a, int64_t b) { return key(a) < key(b); });
     const auto e = static_cast<uint32_t>(
       index_of_id_[batch.expert_ids[static_cast<size_t>(split_group_)]]);
     counts_.loaded_bytes

@@ -162,11 +162,11 @@ private:
     uint32_t expert = 0;
     int64_t units = 0; // 0: nothing split
   };
-  /// Which of the host's experts `on_host` the device shares, and how much
-  /// (split_units: the bus, once its backlog is copied, and the host finish
-  /// together).
+  /// Which of the host's experts (`placed.on_host`) the device shares, and
+  /// how much (split_units: the bus, once its backlog is copied, and the
+  /// host finish together).
   /// - offsets (in): [n_experts + 1], the plan's group offsets
-  host_split plan_split(const std::vector<uint32_t>& on_host,
+  host_split plan_split(const expert_slot_cache::placement& placed,
                         const int32_t* offsets) const;
   /// The host computes `experts` of layer `l` over their grouped rows
   /// (host_x_ holds the layer's input) into host_out_ (of `split`'s expert

@@ -67,20 +67,27 @@ bool cuda_executor::observe_routing(routing_observer* obs) {
 }
 
 cuda_executor::host_split
-cuda_executor::plan_split(const std::vector<uint32_t>& on_host,
+cuda_executor::plan_split(const expert_slot_cache::placement& placed,
                           const int32_t* offsets) const {
   host_split split;
+  const auto& on_host = placed.on_host;
   if (!slots_->has_part_buffer())
     return split;
   const auto units = split_units(*cache_, *slots_, on_host.size(),
                                  cfg_.intermediate_size);
   if (units == 0)
     return split;
-  // The one with the most rows: the most host work.
+  // The one with the most rows (the most host work); among those one being
+  // copied in anyway, whose copy then takes the part from the device.
+  auto key = [&](uint32_t x) {
+    const bool admitted = std::any_of(
+      placed.admissions.begin(), placed.admissions.end(),
+      [x](const auto& ld) { return ld.expert == x; });
+    return std::make_pair(offsets[x + 1] - offsets[x], admitted);
+  };
   split.expert = *std::max_element(
-    on_host.begin(), on_host.end(), [offsets](uint32_t a, uint32_t b) {
-      return offsets[a + 1] - offsets[a] < offsets[b + 1] - offsets[b];
-    });
+    on_host.begin(), on_host.end(),
+    [&](uint32_t a, uint32_t b) { return key(a) < key(b); });
   split.units = units;
   return split;
 }
@@ -191,7 +198,7 @@ void cuda_executor::enqueue_cached_moe(int64_t l, int64_t n) {
   // The copies waited for first, then the device's part of a miss split
   // with the host: the background ones queue behind them.
   counts.loaded_bytes += slots_->copy(placed->loads, s);
-  const auto split = plan_split(placed->on_host, offsets);
+  const auto split = plan_split(*placed, offsets);
   std::vector<cuda::moe_layer_runner::device_part> parts;
   if (split.units > 0) {
     ++counts.host_split;

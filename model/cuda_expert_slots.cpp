@@ -67,6 +67,9 @@ int64_t cuda_expert_slots::copy_part(int64_t layer, uint32_t expert,
   CUDA_CHECK(cudaMemcpy2DAsync(part_w2_.get(), elem * a, w2, elem * ffn,
                                elem * a, h, cudaMemcpyHostToDevice, cs));
   CUDA_CHECK(cudaEventRecord(part_ev_->get(), cs));
+  part_layer_ = layer;
+  part_expert_ = expert;
+  part_units_ = units;
   part = src;
   part.n_experts = 1;
   part.ffn = units;
@@ -79,6 +82,41 @@ int64_t cuda_expert_slots::copy_part(int64_t layer, uint32_t expert,
 
 void cuda_expert_slots::wait_for_part(cudaStream_t s) const {
   CUDA_CHECK(cudaStreamWaitEvent(s, part_ev_->get(), 0));
+}
+
+int64_t cuda_expert_slots::copy_around_part(const expert_slot_cache::load& ld,
+                                            cudaStream_t cs) {
+  const auto& src = host_layers_[static_cast<size_t>(ld.layer)];
+  const auto h = static_cast<size_t>(src.hidden);
+  const auto ffn = static_cast<size_t>(src.ffn);
+  const auto a = static_cast<size_t>(part_units_);
+  const size_t elem = sizeof(uint16_t);
+  const auto slot = static_cast<size_t>(ld.slot);
+  const auto* w13 = static_cast<const char*>(src.w13) + elem * ld.expert * 2 * ffn * h;
+  const auto* w2 = static_cast<const char*>(src.w2) + elem * ld.expert * h * ffn;
+  auto* d13 = w13_.get<char>() + elem * slot * 2 * ffn * h;
+  auto* d2 = w2_.get<char>() + elem * slot * h * ffn;
+  const auto* p13 = part_w13_.get<char>();
+  // w1's rows [0, a) and w3's rows [0, a) from the part (its w13 holds
+  // them back to back); the copy stream already ordered the part before.
+  CUDA_CHECK(cudaMemcpyAsync(d13, p13, elem * a * h, cudaMemcpyDeviceToDevice,
+                             cs));
+  CUDA_CHECK(cudaMemcpyAsync(d13 + elem * ffn * h, p13 + elem * a * h,
+                             elem * a * h, cudaMemcpyDeviceToDevice, cs));
+  CUDA_CHECK(cudaMemcpy2DAsync(d2, elem * ffn, part_w2_.get(), elem * a,
+                               elem * a, h, cudaMemcpyDeviceToDevice, cs));
+  // The rest from the host: w1's and w3's rows [a, ffn), w2's columns.
+  const size_t rest = elem * (ffn - a) * h;
+  CUDA_CHECK(cudaMemcpyAsync(d13 + elem * a * h, w13 + elem * a * h, rest,
+                             cudaMemcpyHostToDevice, cs));
+  CUDA_CHECK(cudaMemcpyAsync(d13 + elem * (ffn + a) * h,
+                             w13 + elem * (ffn + a) * h, rest,
+                             cudaMemcpyHostToDevice, cs));
+  if (a < ffn)
+    CUDA_CHECK(cudaMemcpy2DAsync(d2 + elem * a, elem * ffn, w2 + elem * a,
+                                 elem * ffn, elem * (ffn - a), h,
+                                 cudaMemcpyHostToDevice, cs));
+  return static_cast<int64_t>(3 * rest);
 }
 
 void cuda_expert_slots::enqueued(int64_t bytes) {
@@ -118,6 +156,13 @@ int64_t cuda_expert_slots::copy(
     bytes += static_cast<int64_t>(stride);
   };
   for (const auto& ld : loads) {
+    if (!int8 && part_units_ > 0 && ld.layer == part_layer_
+        && ld.expert == part_expert_) {
+      bytes += copy_around_part(ld, cs);
+      CUDA_CHECK(
+        cudaEventRecord(slot_ev_[static_cast<size_t>(ld.slot)]->get(), cs));
+      continue;
+    }
     const auto& src = host_layers_[static_cast<size_t>(ld.layer)];
     one(src.w13, w13, ld.expert, w13_.get(), ld.slot);
     one(src.w2, w2, ld.expert, w2_.get(), ld.slot);

@@ -41,8 +41,9 @@ public:
 
   /// Enqueues the copies of `loads` on the copy stream, after everything
   /// enqueued on `after` so far (an expert is never overwritten while a
-  /// kernel reads it), each followed by its slot's event. Returns their
-  /// bytes.
+  /// kernel reads it), each followed by its slot's event. The expert of the
+  /// latest copy_part takes that part from the part buffer (a device copy)
+  /// and only the rest over the bus. Returns the bytes over the bus.
   int64_t copy(const std::vector<expert_slot_cache::load>& loads,
                cudaStream_t after);
 
@@ -83,6 +84,15 @@ private:
   std::vector<std::unique_ptr<cuda::event>> slot_ev_;
   cuda::device_buffer part_w13_, part_w2_;
   std::unique_ptr<cuda::event> part_ev_;
+  /// What the part buffer holds (units 0: nothing).
+  int64_t part_layer_ = -1;
+  uint32_t part_expert_ = 0;
+  int64_t part_units_ = 0;
+  /// Copies expert `ld` (bf16) whose first part_units_ hidden units are in
+  /// the part buffer: those by device copies, the rest from the host.
+  /// Returns the bytes from the host.
+  int64_t copy_around_part(const expert_slot_cache::load& ld,
+                           cudaStream_t cs);
   /// The copy rate time_copy measured, and when the copies enqueued so far
   /// should be done.
   double seconds_per_byte_ = 0;

@@ -123,10 +123,11 @@ def host_misses(steps, slots, copy_ms, host_ms, layer_ms, split=False):
     back to the bus; of the kept ones the layer waits for the j copies that make
     its wait shortest, max(j copies, the rest on the host one after another),
     the others copied in the background. The bus copies one expert at a time;
-    a resident expert still landing is waited for. With `split` (the
-    wip/expert-split.bundle policy), the bus then takes over the share of one
-    host expert that lets both finish together, before the background
-    copies. Returns ms per step, stall ms per step, experts copied and
+    a resident expert still landing is waited for. With `split`, the bus then
+    takes over the share of one host expert that lets both finish together,
+    before the background copies; the split expert is one of those copied in
+    the background where there is one, and its copy then takes the part from
+    the device. Returns ms per step, stall ms per step, experts copied and
     computed on the host per step."""
     observe, chance = learned_chances(steps)
     cache, landed = OrderedDict(), {}
@@ -178,7 +179,9 @@ def host_misses(steps, slots, copy_ms, host_ms, layer_ms, split=False):
                 if i == j and moved:
                     bus = max(t, bus) + moved * copy_ms
                     ready = max(ready, bus)
-                bus = max(t, bus) + copy_ms
+                # The split expert, when copied in anyway, takes its part
+                # from the device: only the rest crosses the bus.
+                bus = max(t, bus) + copy_ms * (1 - moved if i == j else 1)
                 landed[key] = bus
                 if i < j:
                     ready = max(ready, bus)
