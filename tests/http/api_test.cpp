@@ -249,6 +249,8 @@ CAF_TEST(a full queue answers 429) {
     else if (r.status == 429) {
       ++refused;
       check_error(r, 429, "", "queue_full");
+    } else {
+      CAF_MESSAGE("unexpected reply " << r.status << ": " << r.body << r.err);
     }
   }
   CAF_CHECK_GREATER_OR_EQUAL(ok, 1u);
@@ -368,6 +370,10 @@ void check_client_leaves(bool stream) {
            {"ignore_eos", true},
            {"stream", stream}};
   auto gone = curl("POST", url, req.dump(), {"-N", "--max-time", "0.3"});
+  if (gone.err.find("timed out") == std::string::npos)
+    CAF_MESSAGE("the client did not time out: " << gone.status << " "
+                                                << gone.body.substr(0, 300)
+                                                << gone.err);
   CAF_CHECK_NOT_EQUAL(gone.err.find("timed out"), std::string::npos);
   CAF_CHECK(node.process().wait_log("cancelled (cancelled)",
                                     std::chrono::seconds{10}));
