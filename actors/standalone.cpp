@@ -63,6 +63,7 @@ make_executor(const checkpoint& ckpt, const standalone_options& options,
     opts.max_sequences = static_cast<int64_t>(eng.batching.max_batch);
     opts.show_progress = options.show_progress;
     opts.tensor_core_prefill = options.tensor_core_prefill;
+    opts.precise_activations = options.precise_activations;
     opts.expert_slots = options.experts.slots;
     opts.expert_slots_origin = options.experts.slots_origin;
     opts.stage_predicted = options.stage_predicted;

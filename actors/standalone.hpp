@@ -38,6 +38,9 @@ struct standalone_options {
   /// A CUDA executor's prompt chunks attend on the tensor cores (false: the
   /// SIMT kernel, for comparison).
   bool tensor_core_prefill = true;
+  /// A CUDA executor's precise activations ([model] activations =
+  /// "float32"; cuda_executor_options::precise_activations).
+  bool precise_activations = false;
   /// Show load progress on stderr (a terminal).
   bool show_progress = false;
   /// With a cache and the predictor: stage the experts it expects

@@ -66,6 +66,9 @@ const std::vector<flag_spec> model_flags = {
   {"prefill-attention", true,
    "attention of prompt chunks on a GPU: tensor-cores or simt (default "
    "tensor-cores)"},
+  {"activations", true,
+   "how the GPU carries activations into its products: bf16 (default) or "
+   "float32 (bf16 pairs; [model] activations)"},
   {"expert-slots", true,
    "experts (all layers together) kept on the GPU at once, the rest in "
    "pinned host memory: the expert cache ([worker] gpu_expert_slots; "
@@ -237,7 +240,8 @@ caf::error flag_error(std::string what) {
 caf::error check_connect_flags(const cli_args& args) {
   if (args.has("connect")) {
     for (const char* local :
-         {"device", "quantization", "prefill-attention", "check-cpu",
+         {"device", "quantization", "prefill-attention", "activations",
+          "check-cpu",
           "expert-slots", "expert-misses", "prefetch"})
       if (args.has(local))
         return flag_error("--" + std::string{local}
@@ -308,6 +312,10 @@ int run_bench_model(const std::vector<std::string>& raw_args) {
     return report_error(flag_error("--prefill-attention: expected "
                                    "tensor-cores or simt, got '"
                                    + attention + "'"));
+  auto activations = args->get("activations", "bf16");
+  if (activations != "bf16" && activations != "float32")
+    return report_error(flag_error("--activations: expected bf16 or float32, "
+                                   "got '" + activations + "'"));
   auto started = clock_type::now();
   // A node serves its own copy: here only its config.json is read.
   std::optional<checkpoint> ckpt;
@@ -361,6 +369,7 @@ int run_bench_model(const std::vector<std::string>& raw_args) {
     options.experts.quantization = *quantization;
     options.show_progress = !args->has("json");
     options.tensor_core_prefill = attention == "tensor-cores";
+    options.precise_activations = activations == "float32";
     options.experts.slots = *expert_slots;
     options.experts.slots_origin = "--expert-slots";
     options.experts.misses = *misses;
@@ -573,6 +582,7 @@ int run_bench_model(const std::vector<std::string>& raw_args) {
     if (!remote) {
       // What this process loaded and holds; a node's own are in its log.
       out["quantization"] = to_string(*quantization);
+      out["activations"] = activations;
       out["load_seconds"] = json::rounded(load_seconds, 3);
       out["rss_mib_loaded"] = std::llround(rss_loaded);
       out["rss_mib_after"] = std::llround(rss_after);

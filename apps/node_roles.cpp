@@ -218,6 +218,7 @@ placement_of(const node_config& cfg, const model_config& model,
     options.kv_memory_percent = cfg.kv_cache.gpu_memory_percent;
     options.show_progress = isatty(STDERR_FILENO) != 0;
     options.stage_predicted = cfg.prefetch.stage_experts;
+    options.precise_activations = cfg.model.activations == "float32";
   } else {
     auto pages = kv_pool_pages(cfg.kv_cache.num_pages, cfg.kv_cache.memory_mib,
                                kv_bytes_per_page(model, opts.page_size),

@@ -66,6 +66,12 @@ std::string check_quantization(const std::string& q) {
   return "expected \"none\" or \"int8\", got " + quote(q);
 }
 
+std::string check_activations(const std::string& a) {
+  if (a == "bf16" || a == "float32")
+    return {};
+  return "expected \"bf16\" or \"float32\", got " + quote(a);
+}
+
 /// Checks a list of "host:port" nodes; `noun` names one in messages.
 std::string check_nodes(const std::vector<std::string>& nodes,
                         const std::string& noun) {
@@ -247,6 +253,17 @@ const std::vector<config_key>& config_keys() {
      "N in bf16: embedding, attention over a KV cache in device memory, "
      "routing, a standalone node's experts, the LM head and greedy "
      "sampling). Workers place their experts with [worker] device."},
+    {"model", "activations",
+     field<&node_config::model, &model_section::activations,
+           check_activations>(),
+     "How a CUDA executor ([model] device = \"cuda:N\") carries activations "
+     "into its products: \"bf16\" (each product's input rounded to bf16, "
+     "the fast default) or \"float32\" (each carried as two bf16, about 16 "
+     "significant bits, and every product run over both: logits within "
+     "about 1e-3 of the float32 CPU executor where bf16 drifts to a few "
+     "percent on a deep model; steps slower, the KV cache twice the memory). "
+     "The weights stay bf16 (or int8). \"float32\" needs a standalone node "
+     "without an expert cache. The CPU executor is float32 either way."},
     // -- [worker]
     // ----------------------------------------------------------------------------
     {"worker", "experts",

@@ -121,6 +121,16 @@ caf::error validate(const node_config& cfg) {
                                 "([worker] device = \"cuda:N\", or a "
                                 "standalone node's [model] device); leave it "
                                 "at 0 here");
+  if (cfg.model.activations == "float32" && cfg.node.role == node_role::router)
+    return config_error(where + ": [model] activations: \"float32\" needs "
+                                "the experts on this node (a standalone "
+                                "node); a router sends its rows to workers in "
+                                "bf16");
+  if (cfg.model.activations == "float32" && cfg.worker.gpu_expert_slots > 0)
+    return config_error(where + ": [model] activations: \"float32\" does not "
+                                "work with the expert cache ([worker] "
+                                "gpu_expert_slots); leave one of them at its "
+                                "default");
   if (cfg.discovery.ttl_ms <= cfg.discovery.heartbeat_ms)
     return config_error(where + ": [discovery] ttl_ms: "
                         + std::to_string(cfg.discovery.ttl_ms)

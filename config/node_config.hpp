@@ -92,6 +92,11 @@ struct model_section {
   /// a standalone node's experts, the KV cache and the LM head). Default:
   /// "cpu".
   std::string device = "cpu";
+  /// How a CUDA executor carries activations into its products: "bf16"
+  /// (rounded once per product) or "float32" (as bf16 pairs, about 16
+  /// significant bits: float32-like logits, slower steps, twice the KV
+  /// memory; standalone nodes without an expert cache). Default: "bf16".
+  std::string activations = "bf16";
 };
 
 /// Section `[worker]`: what a worker hosts.

@@ -33,6 +33,7 @@ cuda_executor::cuda_executor(const checkpoint& ckpt,
     device_name_(std::move(device_name)),
     local_experts_(options.local_experts),
     max_rows_(std::max<int64_t>(options.max_step_rows, 1)),
+    precise_(options.precise_activations),
     max_graph_rows_(options.max_graph_rows),
     page_size_(std::max<int64_t>(options.page_size, 1)),
     w_(std::move(weights)), cache_(std::move(cache)),
@@ -58,8 +59,10 @@ cuda_executor::cuda_executor(const checkpoint& ckpt,
   // A developer's switch for profiling one step with ncu; see profile_this.
   if (const char* p = std::getenv("VOLT_PROFILE_STEP"))
     std::sscanf(p, "%" SCNd64 ",%" SCNd64, &profile_rows_, &profile_skip_);
+  // The tensor-core kernel rounds q and the probabilities to bf16: the
+  // precise activations keep every row on the SIMT kernel.
   tensor_core_prefill_
-    = options.tensor_core_prefill
+    = options.tensor_core_prefill && !precise_
       && cuda::prefill_attention_supported(attention_shape_of());
   allocate_buffers();
   if (cache_)
@@ -122,6 +125,11 @@ void cuda_executor::allocate_buffers() {
   }
   moe_ = std::make_unique<cuda::moe_layer_runner>(w_.layers.front().experts, k,
                                                   r, cublas_);
+  if (precise_) {
+    xn_lo_.resize(xn_.bytes());
+    attn_lo_.resize(attn_.bytes());
+    moe_->allow_precise();
+  }
   const auto e = cfg_.num_local_experts;
   available_dev_.resize(static_cast<size_t>(e));
   CUDA_CHECK(cudaMemset(available_dev_.get(), 1, static_cast<size_t>(e)));
@@ -157,8 +165,9 @@ void cuda_executor::build_rope_tables() {
 }
 
 void cuda_executor::size_kv_pool(const cuda_executor_options& options) {
-  // K and V, every layer, bf16.
-  const int64_t page_bytes = int64_t{2} * cfg_.num_hidden_layers * page_size_
+  // K and V, every layer, bf16 (with the precise activations, a pair).
+  const int64_t page_bytes = int64_t{precise_ ? 4 : 2} * cfg_.num_hidden_layers
+                             * page_size_
                              * cfg_.num_key_value_heads * cfg_.head_dim
                              * static_cast<int64_t>(sizeof(__nv_bfloat16));
   size_t free_bytes = 0;
@@ -196,9 +205,13 @@ void cuda_executor::size_kv_pool(const cuda_executor_options& options) {
       + " MiB; " + std::to_string(free_bytes >> 20)
       + " MiB of the device are free after the weights");
   num_pages_ = pages;
-  const auto half = static_cast<size_t>(pages * page_bytes / 2);
-  k_cache_.resize(half);
-  v_cache_.resize(half);
+  const auto part = static_cast<size_t>(pages * page_bytes / (precise_ ? 4 : 2));
+  k_cache_.resize(part);
+  v_cache_.resize(part);
+  if (precise_) {
+    k_lo_.resize(part);
+    v_lo_.resize(part);
+  }
   VOLT_INFO("executor", "KV cache: " << pages << " pages of " << page_size_
                                      << " tokens (" << pages * page_size_
                                      << " tokens, "
@@ -231,6 +244,12 @@ make_cuda_executor(const checkpoint& ckpt,
     return fail("head_dim " + std::to_string(cfg.head_dim)
                 + " is not one the attention kernels are built for (16, 32, "
                   "64, 128)");
+  if (options.precise_activations && !options.local_experts)
+    return fail("[model] activations = \"float32\" needs the experts on "
+                "this node (a standalone node): rows sent to workers are bf16");
+  if (options.precise_activations && options.expert_slots > 0)
+    return fail("[model] activations = \"float32\" does not work with an "
+                "expert cache ([worker] gpu_expert_slots)");
   std::unique_ptr<expert_slot_cache> cache;
   if (options.expert_slots > 0 && options.local_experts) {
     // A step can need every expert of a layer, or as many as its rows

@@ -43,6 +43,15 @@ struct cuda_executor_options {
   /// keeps every row on the SIMT kernel (for measuring one against the
   /// other).
   bool tensor_core_prefill = true;
+  /// Precise activations ([model] activations = "float32"): every
+  /// activation that enters a product (the projections' and experts'
+  /// inputs, SwiGLU's output, K, V and the attention output) is carried as
+  /// a bf16 pair (hi + lo, about 16 significant bits), each product runs
+  /// over both halves, attention stays on the SIMT kernel and the experts
+  /// on cuBLAS. The weights stay bf16 (or int8); the KV cache takes twice
+  /// the memory and steps are slower. Needs the experts on this node and no
+  /// expert cache.
+  bool precise_activations = false;
   /// Print load progress (bytes, GB/s, ETA) on stderr.
   bool show_progress = false;
   /// Experts resident on the device at once (an expert cache over pinned

@@ -74,7 +74,7 @@ public:
 
   /// Bytes of the KV pool on the device.
   size_t kv_bytes() const {
-    return k_cache_.bytes() + v_cache_.bytes();
+    return k_cache_.bytes() + v_cache_.bytes() + k_lo_.bytes() + v_lo_.bytes();
   }
 
 private:
@@ -187,6 +187,8 @@ private:
   int64_t max_rows_;
   /// The shape has a tensor-core prefill kernel.
   bool tensor_core_prefill_ = false;
+  /// cuda_executor_options::precise_activations.
+  bool precise_ = false;
   int64_t max_graph_rows_;
   int64_t page_size_;
   int64_t num_pages_ = 0;
@@ -205,6 +207,9 @@ private:
   cuda::device_buffer rope_cos_, rope_sin_;
   cuda::device_buffer k_cache_, v_cache_;
   cuda::device_buffer hidden_, xn_, x32_, qkv_, q_, attn_, attn_ws_;
+  /// The precise activations' second halves (empty without them): of the
+  /// KV cache, of xn_ and of attn_.
+  cuda::device_buffer k_lo_, v_lo_, xn_lo_, attn_lo_;
   cuda::device_buffer xf_, logits_, greedy_dev_, grouped_out_;
   cuda::pinned_buffer greedy_host_, logits_host_, plan_host_, rows_host_,
     routing_host_;

@@ -262,8 +262,9 @@ void cuda_executor::copy_pages(const std::vector<page_copy>& copies) {
   // One copy per layer: a 2D copy's pitch (a layer's pages) may exceed what
   // the driver takes. Copy-on-write is rare.
   for (const auto& c : copies)
-    for (auto* cache : {&k_cache_, &v_cache_})
-      for (int64_t l = 0; l < cfg_.num_hidden_layers; ++l) {
+    for (auto* cache : {&k_cache_, &v_cache_, &k_lo_, &v_lo_})
+      for (int64_t l = 0; cache->bytes() > 0 && l < cfg_.num_hidden_layers;
+           ++l) {
         auto* layer = cache->get<uint8_t>() + l * layer_bytes;
         CUDA_CHECK(cudaMemcpyAsync(layer + c.dst * page_bytes,
                                    layer + c.src * page_bytes, page_bytes,
@@ -300,19 +301,31 @@ void cuda_executor::enqueue_layer(int64_t l, int64_t n, int64_t max_keys,
   const auto* in = in_dev_.get<int32_t>();
   if (cache_)
     stage_experts(l, n);
+  // With the precise activations every product also runs over the second
+  // halves (_lo), added with beta 1; without them those are null.
+  auto* xn_lo = precise_ ? xn_lo_.get<__nv_bfloat16>() : nullptr;
+  auto* attn_lo = precise_ ? attn_lo_.get<__nv_bfloat16>() : nullptr;
   cuda::rms_norm(hidden_.get<float>(), nullptr, lw.input_norm, n, h, eps,
-                 xn_.get<__nv_bfloat16>(), nullptr, s);
+                 xn_.get<__nv_bfloat16>(), xn_lo, nullptr, s);
   gemm(xn_.get<__nv_bfloat16>(), lw.qkv, n, h, qkv_dim_, qkv_.get<float>(),
        0.0f);
+  if (precise_)
+    gemm(xn_lo, lw.qkv, n, h, qkv_dim_, qkv_.get<float>(), 1.0f);
   const size_t layer_elems = static_cast<size_t>(num_pages_) * page_size_
                              * cfg_.num_key_value_heads * cfg_.head_dim;
   auto* k_layer = k_cache_.get<__nv_bfloat16>() + l * layer_elems;
   auto* v_layer = v_cache_.get<__nv_bfloat16>() + l * layer_elems;
+  cuda::split_kv rest;
+  if (precise_)
+    rest = {k_lo_.get<__nv_bfloat16>() + l * layer_elems,
+            v_lo_.get<__nv_bfloat16>() + l * layer_elems, attn_lo};
   cuda::qkv_layout qkv{cfg_.num_attention_heads, cfg_.num_key_value_heads,
                        cfg_.head_dim, page_size_};
   cuda::rope_kv_write(qkv_.get<float>(), in + at.positions(), in + at.slots(),
                       rope_cos_.get<float>(), rope_sin_.get<float>(), qkv, n,
-                      q_.get<float>(), k_layer, v_layer, s);
+                      q_.get<float>(), k_layer, v_layer,
+                      const_cast<__nv_bfloat16*>(rest.k_lo),
+                      const_cast<__nv_bfloat16*>(rest.v_lo), s);
   cuda::attention_batch batch;
   batch.n_rows = n;
   batch.positions = in + at.positions();
@@ -336,16 +349,23 @@ void cuda_executor::enqueue_layer(int64_t l, int64_t n, int64_t max_keys,
     auto ws = cuda::paged_attention_workspace_bytes(shape, simt, max_keys);
     if (ws > attn_ws_.bytes())
       attn_ws_.resize(ws); // never while capturing: graphs use the allocation
-    cuda::paged_attention(q_.get<float>(), k_layer, v_layer, batch, shape,
-                          attn_ws_.get(), attn_ws_.bytes(),
+    cuda::paged_attention(q_.get<float>(), k_layer, v_layer, rest, batch,
+                          shape, attn_ws_.get(), attn_ws_.bytes(),
                           attn_.get<__nv_bfloat16>(), s);
   }
   gemm(attn_.get<__nv_bfloat16>(), lw.o_proj, n, q_dim, h, hidden_.get<float>(),
        1.0f);
+  if (precise_)
+    gemm(attn_lo, lw.o_proj, n, q_dim, h, hidden_.get<float>(), 1.0f);
   cuda::rms_norm(hidden_.get<float>(), nullptr, lw.post_norm, n, h, eps,
-                 xn_.get<__nv_bfloat16>(), x32_.get<float>(), s);
+                 xn_.get<__nv_bfloat16>(), xn_lo, x32_.get<float>(), s);
   moe_->set_layer(cache_ ? slots_->slot_layer() : lw.experts);
-  if (local_experts_ && cache_) {
+  if (precise_) {
+    moe_->route(x32_.get<float>(), lw.gate, n, s);
+    replace_routing(l, n);
+    moe_->enqueue_routed_precise(xn_.get<__nv_bfloat16>(), xn_lo, n,
+                                 hidden_.get<float>(), true, s);
+  } else if (local_experts_ && cache_) {
     enqueue_cached_moe(l, n);
   } else if (!local_experts_ || replays_routing()) {
     moe_->route(x32_.get<float>(), lw.gate, n, s);
@@ -386,9 +406,12 @@ void cuda_executor::enqueue_head(int64_t m, const int32_t* rows) {
   auto s = stream_->get();
   const int64_t h = cfg_.hidden_size;
   const int64_t vocab = cfg_.vocab_size;
+  // bf16 into the LM head even with the precise activations: one rounding
+  // at the end moves the logits by about bf16's step (docs/PERFORMANCE.md),
+  // where the same rounding in an early layer grows through the others.
   cuda::rms_norm(hidden_.get<float>(), rows, w_.final_norm, m, h,
                  static_cast<float>(cfg_.rms_norm_eps),
-                 xf_.get<__nv_bfloat16>(), nullptr, s);
+                 xf_.get<__nv_bfloat16>(), nullptr, nullptr, s);
   for (int64_t c = 0; c < m; c += head_rows_) {
     auto mc = std::min(head_rows_, m - c);
     gemm(xf_.get<__nv_bfloat16>() + c * h, w_.lm_head, mc, h, vocab,
@@ -519,8 +542,10 @@ void cuda_executor::replace_routing(int64_t l, int64_t n) {
 }
 
 bool cuda_executor::graphable(const step_state& st) const {
-  // The expert cache reads every layer's routing back on the host.
-  if (!local_experts_ || cache_ || st.n > max_graph_rows_ || st.n > head_rows_
+  // The expert cache reads every layer's routing back on the host, as the
+  // precise activations' experts (cuBLAS per expert) read their sizes.
+  if (!local_experts_ || cache_ || precise_ || st.n > max_graph_rows_
+      || st.n > head_rows_
       || st.req.record_routing || !st.req.replayed_routing.empty()
       || static_cast<int64_t>(st.sample_rows.size()) != st.n
       || static_cast<int64_t>(st.req.batch.sequences.size()) != st.n)

@@ -93,6 +93,10 @@ uint16_t f32_to_bf16(float x) {
   return static_cast<uint16_t>(u >> 16);
 }
 
+uint16_t bf16_rest(float x, uint16_t hi) {
+  return f32_to_bf16(x - bf16_to_f32(hi));
+}
+
 float f16_to_f32(uint16_t x) {
   uint32_t sign = static_cast<uint32_t>(x & 0x8000u) << 16;
   uint32_t exp = (x >> 10) & 0x1fu;

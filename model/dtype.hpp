@@ -32,6 +32,10 @@ float bf16_to_f32(uint16_t x);
 /// kept).
 uint16_t f32_to_bf16(float x);
 
+/// What bf16 bits `hi` (x's rounding) leave out of x, as bf16: x ≈ hi + rest,
+/// about 16 significant bits (the CUDA executor's precise activations).
+uint16_t bf16_rest(float x, uint16_t hi);
+
 /// Widens an IEEE binary16 bit pattern to float (exact, subnormals included).
 float f16_to_f32(uint16_t x);
 

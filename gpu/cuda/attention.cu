@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <string>
 
+#include "gpu/cuda/bf16_split.cuh"
 #include "gpu/cuda/cuda_check.hpp"
 
 namespace volt::cuda {
@@ -79,6 +80,8 @@ struct attn_params {
   const float* q;
   const uint16_t* k; // bf16 bits
   const uint16_t* v;
+  const uint16_t* k_lo; // what bf16 leaves out of k and v (Lo kernels)
+  const uint16_t* v_lo;
   const int32_t* positions;
   const int32_t* row_table;
   const int32_t* block_tables;
@@ -95,7 +98,18 @@ struct attn_params {
   float* part_m; // [n_rows, n_heads, n_splits]
   float* part_l;
   __nv_bfloat16* out; // [n_rows, n_heads, head_dim]
+  __nv_bfloat16* out_lo; // the same, what bf16 leaves out of out; or null
 };
+
+/// Writes o to out[i] as bf16, and what that leaves out to out_lo[i] when
+/// there is an out_lo.
+__device__ __forceinline__ void write_out(const attn_params& p, int64_t i,
+                                          float o) {
+  const uint16_t hi = bf16_bits_of(o);
+  reinterpret_cast<uint16_t*>(p.out)[i] = hi;
+  if (p.out_lo != nullptr)
+    reinterpret_cast<uint16_t*>(p.out_lo)[i] = bf16_rest_bits(o, hi);
+}
 
 __device__ __forceinline__ float bf16_lo(uint32_t w) {
   return __uint_as_float(w << 16);
@@ -120,7 +134,8 @@ __device__ __forceinline__ float bf16_hi(uint32_t w) {
 ///    128 / (HD / 4) interleaved key lanes, reading V rows 8 bytes at a time;
 /// 5. sums the key lanes' outputs and the threads' softmax sums; one split
 ///    writes out = acc / sum as bf16, several write acc, max and sum.
-template <int HD, int G>
+/// With Lo, each K and V element is its bf16 plus its rest (k_lo, v_lo).
+template <int HD, int G, bool Lo>
 __global__ void __launch_bounds__(attn_threads)
   attention_split_kernel(const attn_params p) {
   // Four V dimensions (8 bytes) per thread and key: wide enough to keep
@@ -156,7 +171,7 @@ __global__ void __launch_bounds__(attn_threads)
   if (begin >= end) {
     if (p.n_splits == 1) {
       for (int i = tid; i < group * HD; i += attn_threads)
-        p.out[head0 * HD + i] = __float2bfloat16_rn(0.0f);
+        write_out(p, head0 * HD + i, 0.0f);
     } else if (tid < group) {
       p.part_m[(part0 + tid) * p.n_splits + split] = -INFINITY;
       p.part_l[(part0 + tid) * p.n_splits + split] = 0.0f;
@@ -202,9 +217,19 @@ __global__ void __launch_bounds__(attn_threads)
 #pragma unroll
       for (int c = 0; c < HD / 8; ++c) {
         const uint4 kv = kp[c];
-        const float k8[8] = {bf16_lo(kv.x), bf16_hi(kv.x), bf16_lo(kv.y),
-                             bf16_hi(kv.y), bf16_lo(kv.z), bf16_hi(kv.z),
-                             bf16_lo(kv.w), bf16_hi(kv.w)};
+        float k8[8] = {bf16_lo(kv.x), bf16_hi(kv.x), bf16_lo(kv.y),
+                       bf16_hi(kv.y), bf16_lo(kv.z), bf16_hi(kv.z),
+                       bf16_lo(kv.w), bf16_hi(kv.w)};
+        if constexpr (Lo) {
+          const uint4 kr = reinterpret_cast<const uint4*>(
+            p.k_lo + (static_cast<int64_t>(slot) * p.n_kv_heads + kvh) * HD)[c];
+          const float r8[8] = {bf16_lo(kr.x), bf16_hi(kr.x), bf16_lo(kr.y),
+                               bf16_hi(kr.y), bf16_lo(kr.z), bf16_hi(kr.z),
+                               bf16_lo(kr.w), bf16_hi(kr.w)};
+#pragma unroll
+          for (int e = 0; e < 8; ++e)
+            k8[e] += r8[e];
+        }
 #pragma unroll
         for (int g = 0; g < G; ++g) {
           const float4 qa
@@ -259,10 +284,18 @@ __global__ void __launch_bounds__(attn_threads)
                              + vd * dim_slot;
 #pragma unroll 8
     for (int j = key_lane; j < n_keys; j += key_lanes) {
-      const uint2 vv = *reinterpret_cast<const uint2*>(
-        v_head + static_cast<int64_t>(slot_s[j]) * p.n_kv_heads * HD);
-      const float v4[vd] = {bf16_lo(vv.x), bf16_hi(vv.x), bf16_lo(vv.y),
-                            bf16_hi(vv.y)};
+      const int64_t v_at = static_cast<int64_t>(slot_s[j]) * p.n_kv_heads * HD;
+      const uint2 vv = *reinterpret_cast<const uint2*>(v_head + v_at);
+      float v4[vd] = {bf16_lo(vv.x), bf16_hi(vv.x), bf16_lo(vv.y),
+                      bf16_hi(vv.y)};
+      if constexpr (Lo) {
+        const uint2 vr = *reinterpret_cast<const uint2*>(
+          p.v_lo + static_cast<int64_t>(kvh) * HD + vd * dim_slot + v_at);
+        v4[0] += bf16_lo(vr.x);
+        v4[1] += bf16_hi(vr.x);
+        v4[2] += bf16_lo(vr.y);
+        v4[3] += bf16_hi(vr.y);
+      }
 #pragma unroll
       for (int g = 0; g < G; ++g) {
         const float pg = p_s[j * G + g];
@@ -299,7 +332,7 @@ __global__ void __launch_bounds__(attn_threads)
 #pragma unroll
       for (int w = 0; w < n_warps; ++w)
         l += red_s[w][g];
-      p.out[head0 * HD + i] = __float2bfloat16_rn(a / l);
+      write_out(p, head0 * HD + i, a / l);
     } else {
       p.part_acc[((part0 + g) * p.n_splits + split) * HD + i % HD] = a;
     }
@@ -322,21 +355,20 @@ __global__ void __launch_bounds__(attn_threads)
 /// thread per dimension:
 /// 1. the largest of the splits' maxima M (neutral splits are -inf);
 /// 2. out[r, h] = Σ e^(m_s − M) acc_s / Σ e^(m_s − M) l_s over the
-///    non-neutral splits, as bf16, r = rows[b] with a row subset, else b; a
-///    row without keys (every split neutral) gets zeros.
-__global__ void attention_merge_kernel(const float* __restrict__ part_acc,
-                                       const float* __restrict__ part_m,
-                                       const float* __restrict__ part_l,
-                                       const int32_t* __restrict__ rows,
-                                       int n_heads, int n_splits, int head_dim,
-                                       __nv_bfloat16* __restrict__ out) {
+///    non-neutral splits, as bf16 (and its rest, with out_lo), r = rows[b]
+///    with a row subset, else b; a row without keys (every split neutral)
+///    gets zeros.
+__global__ void attention_merge_kernel(const attn_params p, int head_dim) {
   const int64_t rh = blockIdx.x;
+  const int n_heads = p.n_heads;
+  const int n_splits = p.n_splits;
   const int64_t b = rh / n_heads;
-  const int64_t out_rh = (rows != nullptr ? rows[b] : b) * n_heads
+  const int64_t out_rh = (p.rows != nullptr ? p.rows[b] : b) * n_heads
                          + rh % n_heads;
   const int d = threadIdx.x;
-  const float* m = part_m + rh * n_splits;
-  const float* l = part_l + rh * n_splits;
+  const float* part_acc = p.part_acc;
+  const float* m = p.part_m + rh * n_splits;
+  const float* l = p.part_l + rh * n_splits;
   float big = -INFINITY;
   for (int s = 0; s < n_splits; ++s)
     big = fmaxf(big, m[s]);
@@ -350,15 +382,17 @@ __global__ void attention_merge_kernel(const float* __restrict__ part_acc,
       den += w * l[s];
       num += w * part_acc[(rh * n_splits + s) * head_dim + d];
     }
-  out[out_rh * head_dim + d]
-    = __float2bfloat16_rn(den > 0.0f ? num / den : 0.0f);
+  write_out(p, out_rh * head_dim + d, den > 0.0f ? num / den : 0.0f);
 }
 
 template <int HD, int G>
 void launch_split(const attn_params& p, int64_t n_rows, cudaStream_t stream) {
   dim3 grid(static_cast<unsigned>(n_rows), static_cast<unsigned>(p.n_kv_heads),
             static_cast<unsigned>(p.n_splits));
-  attention_split_kernel<HD, G><<<grid, attn_threads, 0, stream>>>(p);
+  if (p.k_lo != nullptr)
+    attention_split_kernel<HD, G, true><<<grid, attn_threads, 0, stream>>>(p);
+  else
+    attention_split_kernel<HD, G, false><<<grid, attn_threads, 0, stream>>>(p);
   CUDA_CHECK_LAUNCH(attention_split_kernel);
 }
 
@@ -393,7 +427,8 @@ size_t paged_attention_workspace_bytes(const attention_shape& shape,
 }
 
 void paged_attention(const float* q, const __nv_bfloat16* k_cache,
-                     const __nv_bfloat16* v_cache, const attention_batch& batch,
+                     const __nv_bfloat16* v_cache, const split_kv& rest,
+                     const attention_batch& batch,
                      const attention_shape& shape, void* workspace,
                      size_t workspace_bytes, __nv_bfloat16* out,
                      cudaStream_t stream) {
@@ -410,8 +445,13 @@ void paged_attention(const float* q, const __nv_bfloat16* k_cache,
            + std::to_string(shape.sliding_window) + ", max_keys "
            + std::to_string(batch.max_keys));
   if (reinterpret_cast<uintptr_t>(k_cache) % 16 != 0
-      || reinterpret_cast<uintptr_t>(v_cache) % 16 != 0)
+      || reinterpret_cast<uintptr_t>(v_cache) % 16 != 0
+      || reinterpret_cast<uintptr_t>(rest.k_lo) % 16 != 0
+      || reinterpret_cast<uintptr_t>(rest.v_lo) % 16 != 0)
     reject("K/V caches must be 16-byte aligned");
+  if ((rest.k_lo == nullptr) != (rest.v_lo == nullptr)
+      || (rest.k_lo == nullptr) != (rest.out_lo == nullptr))
+    reject("k_lo, v_lo and out_lo go together");
   if (batch.n_rows == 0)
     return;
   const auto plan = plan_splits(shape, batch.n_rows, batch.max_keys);
@@ -428,6 +468,9 @@ void paged_attention(const float* q, const __nv_bfloat16* k_cache,
   p.q = q;
   p.k = reinterpret_cast<const uint16_t*>(k_cache);
   p.v = reinterpret_cast<const uint16_t*>(v_cache);
+  p.k_lo = reinterpret_cast<const uint16_t*>(rest.k_lo);
+  p.v_lo = reinterpret_cast<const uint16_t*>(rest.v_lo);
+  p.out_lo = rest.out_lo;
   p.positions = batch.positions;
   p.row_table = batch.row_table;
   p.block_tables = batch.block_tables;
@@ -457,8 +500,7 @@ void paged_attention(const float* q, const __nv_bfloat16* k_cache,
     attention_merge_kernel<<<
       static_cast<unsigned>(batch.n_rows * shape.n_heads),
       static_cast<unsigned>(shape.head_dim), 0, stream>>>(
-      p.part_acc, p.part_m, p.part_l, p.rows, p.n_heads, p.n_splits,
-      static_cast<int>(shape.head_dim), out);
+      p, static_cast<int>(shape.head_dim));
     CUDA_CHECK_LAUNCH(attention_merge_kernel);
   }
 }

@@ -1,8 +1,9 @@
 #pragma once
 
-// Causal grouped-query attention over a paged bf16 KV cache, for every query
-// row of a step at once: decode rows (one per sequence) and prefill chunks
-// alike. CPU twin: volt::cpu::paged_attention on the same K/V rounded to bf16
+// Causal grouped-query attention over a paged bf16 KV cache (or, for the
+// precise activations, bf16 pairs), for every query row of a step at once:
+// decode rows (one per sequence) and prefill chunks alike. CPU twin:
+// volt::cpu::paged_attention on the same K/V rounded to bf16 (or to a pair)
 // and widened back to f32.
 
 #include <cstddef>
@@ -47,6 +48,15 @@ struct attention_shape {
   int64_t sliding_window = 0;
 };
 
+/// The precise activations' halves of the cache and the output (see
+/// bf16_split.cuh): what bf16 leaves out of each K and V element and of each
+/// output; all null (bf16 alone) or all set.
+struct split_kv {
+  const __nv_bfloat16* k_lo = nullptr; // the layout of k_cache
+  const __nv_bfloat16* v_lo = nullptr;
+  __nv_bfloat16* out_lo = nullptr; // the layout of out
+};
+
 /// Scratch bytes for `paged_attention` with these rows and max_keys (0 when
 /// the keys need no split).
 size_t paged_attention_workspace_bytes(const attention_shape& shape,
@@ -63,10 +73,13 @@ size_t paged_attention_workspace_bytes(const attention_shape& shape,
 /// - q         (in):  [step rows, n_heads, head_dim] f32
 /// - k_cache   (in):  [num_pages, page_size, n_kv_heads, head_dim] bf16
 /// - v_cache   (in):  same layout
+/// - rest      (in/out): split_kv: K and V are k_cache + k_lo, v_cache + v_lo
+///                    and the output's rest goes to out_lo; or all null
 /// - workspace (tmp): paged_attention_workspace_bytes(shape, n_rows, max_keys)
 /// - out       (out): [step rows, n_heads, head_dim] bf16
 void paged_attention(const float* q, const __nv_bfloat16* k_cache,
-                     const __nv_bfloat16* v_cache, const attention_batch& batch,
+                     const __nv_bfloat16* v_cache, const split_kv& rest,
+                     const attention_batch& batch,
                      const attention_shape& shape, void* workspace,
                      size_t workspace_bytes, __nv_bfloat16* out,
                      cudaStream_t stream);

@@ -11,6 +11,7 @@
 #include <climits>
 #include <string>
 
+#include "gpu/cuda/bf16_split.cuh"
 #include "gpu/cuda/cuda_check.hpp"
 
 namespace volt::cuda {
@@ -40,14 +41,6 @@ size_t float_bytes(dtype type) {
 }
 
 // -- bit-exact conversions (device twins of model/dtype.cpp) ------------------
-
-__device__ __forceinline__ uint16_t bf16_bits_of(float x) {
-  uint32_t u = __float_as_uint(x);
-  if ((u & 0x7fffffffu) > 0x7f800000u) // NaN: keep it NaN, quiet, sign kept
-    return static_cast<uint16_t>((u >> 16) | 0x0040u);
-  u += 0x7fffu + ((u >> 16) & 1u); // nearest, ties to even
-  return static_cast<uint16_t>(u >> 16);
-}
 
 /// f16 bits to f32 bits exactly as volt::f16_to_f32 (NaN payloads included;
 /// the hardware conversion may canonicalise them).
@@ -160,6 +153,7 @@ __global__ void rms_norm_kernel(const float* __restrict__ x,
                                 const int32_t* __restrict__ rows,
                                 const float* __restrict__ weight, int64_t dim,
                                 float eps, __nv_bfloat16* __restrict__ out_bf16,
+                                __nv_bfloat16* __restrict__ out_lo,
                                 float* __restrict__ out_f32) {
   __shared__ float scratch[32];
   const int64_t r = blockIdx.x;
@@ -201,13 +195,30 @@ __global__ void rms_norm_kernel(const float* __restrict__ x,
         out_f32[r * dim + i] = v[0];
     }
     if (out_bf16 != nullptr) {
+      uint16_t hi[Vec];
+#pragma unroll
+      for (int j = 0; j < Vec; ++j)
+        hi[j] = bf16_bits_of(v[j]);
       if constexpr (Vec == 4) {
         uint2 packed;
-        packed.x = bf16_bits_of(v[0]) | (uint32_t{bf16_bits_of(v[1])} << 16);
-        packed.y = bf16_bits_of(v[2]) | (uint32_t{bf16_bits_of(v[3])} << 16);
+        packed.x = hi[0] | (uint32_t{hi[1]} << 16);
+        packed.y = hi[2] | (uint32_t{hi[3]} << 16);
         reinterpret_cast<uint2*>(out_bf16 + r * dim)[i] = packed;
       } else {
-        reinterpret_cast<uint16_t*>(out_bf16)[r * dim + i] = bf16_bits_of(v[0]);
+        reinterpret_cast<uint16_t*>(out_bf16)[r * dim + i] = hi[0];
+      }
+      if (out_lo != nullptr) {
+        if constexpr (Vec == 4) {
+          uint2 packed;
+          packed.x = bf16_rest_bits(v[0], hi[0])
+                     | (uint32_t{bf16_rest_bits(v[1], hi[1])} << 16);
+          packed.y = bf16_rest_bits(v[2], hi[2])
+                     | (uint32_t{bf16_rest_bits(v[3], hi[3])} << 16);
+          reinterpret_cast<uint2*>(out_lo + r * dim)[i] = packed;
+        } else {
+          reinterpret_cast<uint16_t*>(out_lo)[r * dim + i]
+            = bf16_rest_bits(v[0], hi[0]);
+        }
       }
     }
   }
@@ -222,15 +233,18 @@ __global__ void rms_norm_kernel(const float* __restrict__ x,
 ///    (i, i + half) of every q and k head: each thread rotates its pair
 ///    with the table's cos/sin at the token's position, in the CPU twin's
 ///    order without contraction (a·c − b·s, b·c + a·s);
-/// 2. rotated q goes to q, rotated k to the token's cache slot as bf16;
-/// 3. the remaining n_kv_heads * head_dim items copy v to the slot as bf16.
+/// 2. rotated q goes to q, rotated k to the token's cache slot as bf16
+///    (and its rest to k_lo, when given);
+/// 3. the remaining n_kv_heads * head_dim items copy v to the slot as bf16
+///    (and its rest to v_lo).
 /// A negative slot (a padding row) writes no K/V.
 __global__ void rope_kv_write_kernel(
   const float* __restrict__ qkv, const int32_t* __restrict__ positions,
   const int32_t* __restrict__ slots, const float* __restrict__ rope_cos,
   const float* __restrict__ rope_sin, int n_heads, int n_kv_heads, int head_dim,
   float* __restrict__ q, uint16_t* __restrict__ k_cache,
-  uint16_t* __restrict__ v_cache) {
+  uint16_t* __restrict__ v_cache, uint16_t* __restrict__ k_lo,
+  uint16_t* __restrict__ v_lo) {
   const int64_t t = blockIdx.x;
   const int half = head_dim / 2;
   const int64_t width = static_cast<int64_t>(n_heads + 2 * n_kv_heads)
@@ -259,14 +273,24 @@ __global__ void rope_kv_write_kernel(
         dst[i] = lo;
         dst[i + half] = hi;
       } else if (slot >= 0) {
-        uint16_t* dst = k_cache + kv_row + (head - n_heads) * head_dim;
-        dst[i] = bf16_bits_of(lo);
-        dst[i + half] = bf16_bits_of(hi);
+        const int64_t at = kv_row + (head - n_heads) * head_dim + i;
+        const uint16_t a_hi = bf16_bits_of(lo);
+        const uint16_t b_hi = bf16_bits_of(hi);
+        k_cache[at] = a_hi;
+        k_cache[at + half] = b_hi;
+        if (k_lo != nullptr) {
+          k_lo[at] = bf16_rest_bits(lo, a_hi);
+          k_lo[at + half] = bf16_rest_bits(hi, b_hi);
+        }
       }
     } else if (slot >= 0) {
       const int j = item - n_pairs;
-      v_cache[kv_row + j] = bf16_bits_of(
-        src[static_cast<int64_t>(n_heads + n_kv_heads) * head_dim + j]);
+      const float x
+        = src[static_cast<int64_t>(n_heads + n_kv_heads) * head_dim + j];
+      const uint16_t x_hi = bf16_bits_of(x);
+      v_cache[kv_row + j] = x_hi;
+      if (v_lo != nullptr)
+        v_lo[kv_row + j] = bf16_rest_bits(x, x_hi);
     }
   }
 }
@@ -464,19 +488,22 @@ void embedding(const __nv_bfloat16* table, int64_t hidden, const int32_t* ids,
 
 void rms_norm(const float* x, const int32_t* rows, const float* weight,
               int64_t n_rows, int64_t dim, float eps, __nv_bfloat16* out_bf16,
-              float* out_f32, cudaStream_t stream) {
+              __nv_bfloat16* out_lo, float* out_f32, cudaStream_t stream) {
   if (n_rows == 0 || dim == 0)
     return;
+  if (out_lo != nullptr && out_bf16 == nullptr)
+    throw cuda_error("rms_norm: out_lo needs out_bf16");
   // One block per row; 256 threads reach 4096-wide rows in 4 float4 loads.
   const bool vec = dim % 4 == 0 && aligned(x, 16) && aligned(weight, 16)
-                   && aligned(out_f32, 16) && aligned(out_bf16, 8);
+                   && aligned(out_f32, 16) && aligned(out_bf16, 8)
+                   && aligned(out_lo, 8);
   const int block = dim <= 128 ? 32 : dim <= 512 ? 128 : threads;
   if (vec)
     rms_norm_kernel<4><<<static_cast<unsigned>(n_rows), block, 0, stream>>>(
-      x, rows, weight, dim, eps, out_bf16, out_f32);
+      x, rows, weight, dim, eps, out_bf16, out_lo, out_f32);
   else
     rms_norm_kernel<1><<<static_cast<unsigned>(n_rows), block, 0, stream>>>(
-      x, rows, weight, dim, eps, out_bf16, out_f32);
+      x, rows, weight, dim, eps, out_bf16, out_lo, out_f32);
   CUDA_CHECK_LAUNCH(rms_norm_kernel);
 }
 
@@ -484,7 +511,10 @@ void rope_kv_write(const float* qkv, const int32_t* positions,
                    const int32_t* slots, const float* rope_cos,
                    const float* rope_sin, const qkv_layout& layout,
                    int64_t n_tokens, float* q, __nv_bfloat16* k_cache,
-                   __nv_bfloat16* v_cache, cudaStream_t stream) {
+                   __nv_bfloat16* v_cache, __nv_bfloat16* k_lo,
+                   __nv_bfloat16* v_lo, cudaStream_t stream) {
+  if ((k_lo == nullptr) != (v_lo == nullptr))
+    throw cuda_error("rope_kv_write: k_lo and v_lo go together");
   if (layout.head_dim <= 0 || layout.head_dim % 2 != 0 || layout.n_heads <= 0
       || layout.n_kv_heads <= 0)
     throw cuda_error("rope_kv_write: bad layout (head_dim "
@@ -498,7 +528,8 @@ void rope_kv_write(const float* qkv, const int32_t* positions,
   rope_kv_write_kernel<<<grid, threads, 0, stream>>>(
     qkv, positions, slots, rope_cos, rope_sin, static_cast<int>(layout.n_heads),
     static_cast<int>(layout.n_kv_heads), static_cast<int>(layout.head_dim), q,
-    reinterpret_cast<uint16_t*>(k_cache), reinterpret_cast<uint16_t*>(v_cache));
+    reinterpret_cast<uint16_t*>(k_cache), reinterpret_cast<uint16_t*>(v_cache),
+    reinterpret_cast<uint16_t*>(k_lo), reinterpret_cast<uint16_t*>(v_lo));
   CUDA_CHECK_LAUNCH(rope_kv_write_kernel);
 }
 

@@ -24,16 +24,20 @@ void embedding(const __nv_bfloat16* table, int64_t hidden, const int32_t* ids,
                int64_t n_tokens, float* out, cudaStream_t stream);
 
 /// RMSNorm: y = x / sqrt(mean(x²) + eps) * weight, computed in f32, written
-/// as bf16 (the projections' input) and/or f32 (the router's input).
+/// as bf16 (the projections' input), optionally with what bf16 leaves out
+/// (out_lo, for the precise activations: y ≈ out_bf16 + out_lo; see
+/// bf16_split.cuh), and/or f32 (the router's input).
 /// - x        (in):  [*, dim] f32; output row r reads x row rows[r], or row r
 ///                   when rows is null
 /// - rows     (in):  [n_rows] i32 or null
 /// - weight   (in):  [dim] f32
 /// - out_bf16 (out): [n_rows, dim] bf16, or null
+/// - out_lo   (out): [n_rows, dim] bf16, bf16(y - out_bf16), or null (needs
+///                   out_bf16)
 /// - out_f32  (out): [n_rows, dim] f32, or null
 void rms_norm(const float* x, const int32_t* rows, const float* weight,
               int64_t n_rows, int64_t dim, float eps, __nv_bfloat16* out_bf16,
-              float* out_f32, cudaStream_t stream);
+              __nv_bfloat16* out_lo, float* out_f32, cudaStream_t stream);
 
 /// Shapes of the fused q/k/v projection's output and of the paged KV cache.
 struct qkv_layout {
@@ -58,11 +62,15 @@ struct qkv_layout {
 /// - k_cache  (out): [num_pages, page_size, n_kv_heads, head_dim] bf16, the
 ///                   tokens' slots (rotated k)
 /// - v_cache  (out): same layout, the tokens' slots
+/// - k_lo     (out): null, or the layout of k_cache: what bf16 leaves out
+///                   of each k (k ≈ k_cache + k_lo, the precise activations)
+/// - v_lo     (out): the same for v; null exactly when k_lo is
 void rope_kv_write(const float* qkv, const int32_t* positions,
                    const int32_t* slots, const float* rope_cos,
                    const float* rope_sin, const qkv_layout& layout,
                    int64_t n_tokens, float* q, __nv_bfloat16* k_cache,
-                   __nv_bfloat16* v_cache, cudaStream_t stream);
+                   __nv_bfloat16* v_cache, __nv_bfloat16* k_lo,
+                   __nv_bfloat16* v_lo, cudaStream_t stream);
 
 /// Greedy token of each row: the largest logit, the lowest id among equals,
 /// as volt::token_sampler's greedy pick; -1 for a row that holds a NaN or an

@@ -614,29 +614,10 @@ ffn_path expert_ffn(const expert_layer& layer, const ffn_groups& groups,
   auto* h_bf16 = reinterpret_cast<__nv_bfloat16*>(h);
   auto* dq13 = reinterpret_cast<__nv_bfloat16*>(base + l.dq13);
   auto* dq2 = reinterpret_cast<__nv_bfloat16*>(base + l.dq2);
-  // Expert e's [rows, cols] matrix as bf16: in place, or dequantised into
-  // `scratch` (stream-ordered, so one scratch serves every group in turn).
-  auto matrix = [&](const void* all, const float* scales, int64_t n_out,
-                    int64_t n_in, int64_t e,
-                    __nv_bfloat16* scratch) -> const __nv_bfloat16* {
-    if (!int8)
-      return static_cast<const __nv_bfloat16*>(all) + e * n_out * n_in;
-    dequantize_int8(static_cast<const int8_t*>(all) + e * n_out * n_in,
-                    scales + e * n_out, n_out, n_in, scratch, stream);
-    return scratch;
-  };
-  // One GEMM per group: out rows [offset, offset + m) of `out`.
-  auto per_group = [&](auto&& fn) {
-    for (int64_t g = 0; g < groups.n_groups; ++g) {
-      int64_t m = groups.host_offsets[g + 1] - groups.host_offsets[g];
-      if (m > 0 && groups.host_expert[g] >= 0)
-        fn(groups.host_offsets[g], m, int64_t{groups.host_expert[g]});
-    }
-  };
   const int64_t ffn = layer.ffn;
   const int64_t hidden = layer.hidden;
-  per_group([&](int64_t offset, int64_t m, int64_t e) {
-    auto* w = matrix(layer.w13, layer.s13, 2 * ffn, hidden, e, dq13);
+  for_each_host_group(groups, [&](int64_t offset, int64_t m, int64_t e) {
+    auto* w = expert_w13_bf16(layer, e, dq13, stream);
     row_gemm(cublas, w, rows_bf16 + offset * hidden, m, hidden, 2 * ffn,
              gu + offset * 2 * ffn, CUDA_R_16BF, 0.0f, stream);
   });
@@ -644,12 +625,42 @@ ffn_path expert_ffn(const expert_layer& layer, const ffn_groups& groups,
   silu_mul_kernel<<<static_cast<unsigned>((n + 255) / 256), 256, 0, stream>>>(
     gu, n_rows, ffn, h_bf16);
   CUDA_CHECK_LAUNCH(silu_mul_kernel);
-  per_group([&](int64_t offset, int64_t m, int64_t e) {
-    auto* w = matrix(layer.w2, layer.s2, hidden, ffn, e, dq2);
+  for_each_host_group(groups, [&](int64_t offset, int64_t m, int64_t e) {
+    auto* w = expert_w2_bf16(layer, e, dq2, stream);
     row_gemm(cublas, w, h_bf16 + offset * ffn, m, ffn, hidden,
              y + offset * hidden, CUDA_R_32F, 0.0f, stream);
   });
   return path;
+}
+
+namespace {
+
+const __nv_bfloat16* expert_matrix_bf16(const expert_layer& layer,
+                                        const void* all, const float* scales,
+                                        int64_t n_out, int64_t n_in, int64_t e,
+                                        __nv_bfloat16* scratch,
+                                        cudaStream_t stream) {
+  if (layer.format != weight_format::int8)
+    return static_cast<const __nv_bfloat16*>(all) + e * n_out * n_in;
+  dequantize_int8(static_cast<const int8_t*>(all) + e * n_out * n_in,
+                  scales + e * n_out, n_out, n_in, scratch, stream);
+  return scratch;
+}
+
+} // namespace
+
+const __nv_bfloat16* expert_w13_bf16(const expert_layer& layer, int64_t e,
+                                     __nv_bfloat16* scratch,
+                                     cudaStream_t stream) {
+  return expert_matrix_bf16(layer, layer.w13, layer.s13, 2 * layer.ffn,
+                            layer.hidden, e, scratch, stream);
+}
+
+const __nv_bfloat16* expert_w2_bf16(const expert_layer& layer, int64_t e,
+                                    __nv_bfloat16* scratch,
+                                    cudaStream_t stream) {
+  return expert_matrix_bf16(layer, layer.w2, layer.s2, layer.hidden,
+                            layer.ffn, e, scratch, stream);
 }
 
 void dequantize_int8(const int8_t* q, const float* s, int64_t rows,

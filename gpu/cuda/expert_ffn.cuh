@@ -141,6 +141,47 @@ ffn_path expert_ffn(const expert_layer& layer, const ffn_groups& groups,
                     ffn_path path, void* workspace, size_t workspace_bytes,
                     float* y, cublasHandle_t cublas, cudaStream_t stream);
 
+/// Expert e's w13 ([2 ffn, hidden]) or w2 ([hidden, ffn]) as bf16 for
+/// cuBLAS: in place, or int8 dequantised into `scratch` (that matrix's
+/// size; stream-ordered, so one scratch serves every expert in turn).
+const __nv_bfloat16* expert_w13_bf16(const expert_layer& layer, int64_t e,
+                                     __nv_bfloat16* scratch,
+                                     cudaStream_t stream);
+const __nv_bfloat16* expert_w2_bf16(const expert_layer& layer, int64_t e,
+                                    __nv_bfloat16* scratch,
+                                    cudaStream_t stream);
+
+/// Calls fn(first row, rows, expert) for every group with rows and an
+/// expert, by the groups' host copies (the cuBLAS paths: one GEMM each).
+template <class F>
+void for_each_host_group(const ffn_groups& groups, F&& fn) {
+  for (int64_t g = 0; g < groups.n_groups; ++g) {
+    const int64_t m = groups.host_offsets[g + 1] - groups.host_offsets[g];
+    if (m > 0 && groups.host_expert[g] >= 0)
+      fn(int64_t{groups.host_offsets[g]}, m, int64_t{groups.host_expert[g]});
+  }
+}
+
+/// Scratch expert_ffn_precise needs for n_rows rows.
+size_t expert_ffn_precise_workspace_bytes(const expert_layer& layer,
+                                          int64_t n_rows);
+
+/// The gemm path with the precise activations (bf16_split.cuh): each row is
+/// rows_hi + rows_lo; both halves go through each product (cuBLAS per
+/// expert, summed in f32), SwiGLU runs in f32 and is split again for w2.
+/// CPU twin: volt::cpu::swiglu_expert over the rows' values (hi + lo) and
+/// the experts' bf16 (or dequantised int8) weights, to float32 rounding.
+/// - groups    (in):  as expert_ffn's, host copies required
+/// - rows_hi   (in):  [n_rows, hidden] bf16, grouped
+/// - rows_lo   (in):  [n_rows, hidden] bf16, what bf16 left out of each row
+/// - workspace (tmp): expert_ffn_precise_workspace_bytes(layer, n_rows)
+/// - y         (out): [n_rows, hidden] f32 (one partial)
+void expert_ffn_precise(const expert_layer& layer, const ffn_groups& groups,
+                        const __nv_bfloat16* rows_hi,
+                        const __nv_bfloat16* rows_lo, int64_t n_rows,
+                        void* workspace, size_t workspace_bytes, float* y,
+                        cublasHandle_t cublas, cudaStream_t stream);
+
 /// Dequantises per-row int8 weights to bf16: out[r, c] = bf16(q[r, c] * s[r]).
 /// cols must be a multiple of 16 (the kernels need multiples of 64 anyway).
 /// - q   (in):  [rows, cols] int8

@@ -251,28 +251,72 @@ void moe_layer_runner::gather(const __nv_bfloat16* x, int64_t n,
                 rows_.get<__nv_bfloat16>(), stream);
 }
 
+void moe_layer_runner::allow_precise() {
+  const auto pairs = max_tokens_ * k_;
+  rows_lo_.resize(sizeof(__nv_bfloat16) * pairs * layer_.hidden);
+  precise_ws_.resize(expert_ffn_precise_workspace_bytes(layer_, pairs));
+}
+
+void moe_layer_runner::enqueue_routed_precise(const __nv_bfloat16* x,
+                                              const __nv_bfloat16* x_lo,
+                                              int64_t n, float* out,
+                                              bool accumulate,
+                                              cudaStream_t stream) {
+  if (precise_ws_.bytes() == 0)
+    throw cuda_error("moe_layer_runner: precise activations need "
+                     "allow_precise() first");
+  if (!outside_ranges_.empty() || !device_parts_.empty())
+    throw cuda_error("moe_layer_runner: precise activations take no outside "
+                     "rows or device parts");
+  if (n == 0)
+    return;
+  const auto pairs = n * k_;
+  const auto* order = sorted_pair_.get<int32_t>();
+  gather_rows(x, order, pairs, k_, layer_.hidden, rows_.get<__nv_bfloat16>(),
+              stream);
+  gather_rows(x_lo, order, pairs, k_, layer_.hidden,
+              rows_lo_.get<__nv_bfloat16>(), stream);
+  expert_ffn_precise(layer_, host_groups(stream), rows_.get<__nv_bfloat16>(),
+                     rows_lo_.get<__nv_bfloat16>(), pairs, precise_ws_.get(),
+                     precise_ws_.bytes(), y_.get<float>(), cublas_, stream);
+  combine(y_.get<float>(), 1, pair_row_.get<int32_t>(),
+          topk_weights_.get<float>(), n, k_, layer_.hidden, out, stream,
+          accumulate);
+}
+
+ffn_groups moe_layer_runner::host_groups(cudaStream_t stream) {
+  const auto e = layer_.n_experts;
+  ffn_groups groups;
+  groups.n_groups = e;
+  groups.expert = experts_.get<int32_t>();
+  groups.offsets = offsets_.get<int32_t>();
+  CUDA_CHECK(cudaMemcpyAsync(host_offsets_.get(), offsets_.get(),
+                             sizeof(int32_t) * (e + 1), cudaMemcpyDeviceToHost,
+                             stream));
+  CUDA_CHECK(cudaStreamSynchronize(stream));
+  groups.host_expert = host_experts_.data();
+  groups.host_offsets = host_offsets_.get<int32_t>();
+  return groups;
+}
+
 ffn_path moe_layer_runner::compute_routed(int64_t n, ffn_path path,
                                           float* out, bool accumulate,
                                           cudaStream_t stream) {
   auto e = layer_.n_experts;
   auto pairs = n * k_;
   ffn_groups groups;
-  groups.n_groups = e;
-  groups.expert = experts_.get<int32_t>();
-  groups.offsets = offsets_.get<int32_t>();
+  if (path == ffn_path::gemm) {
+    groups = host_groups(stream);
+  } else {
+    groups.n_groups = e;
+    groups.expert = experts_.get<int32_t>();
+    groups.offsets = offsets_.get<int32_t>();
+  }
   // Tile for twice the average rows per expert, not the n-row bound: a
   // heavier expert takes a second pass, every other one saves registers.
   auto factor = get_decode_tuning().rows_hint_factor;
   if (factor > 0)
     groups.rows_hint = std::max<int64_t>(1, factor * ((pairs + e - 1) / e));
-  if (path == ffn_path::gemm) {
-    CUDA_CHECK(cudaMemcpyAsync(host_offsets_.get(), offsets_.get(),
-                               sizeof(int32_t) * (e + 1),
-                               cudaMemcpyDeviceToHost, stream));
-    CUDA_CHECK(cudaStreamSynchronize(stream));
-    groups.host_expert = host_experts_.data();
-    groups.host_offsets = host_offsets_.get<int32_t>();
-  }
   path = expert_ffn(layer_, groups, rows_.get(), pairs, n, path,
                     ffn_ws_.get(), ffn_ws_.bytes(), y_.get<float>(), cublas_,
                     stream);

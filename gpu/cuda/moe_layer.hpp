@@ -85,6 +85,20 @@ public:
   ffn_path enqueue_routed(const __nv_bfloat16* x, int64_t n, ffn_path path,
                           float* out, bool accumulate, cudaStream_t stream);
 
+  /// Makes room for enqueue_routed_precise (its rows' second halves and
+  /// the f32 scratch of expert_ffn_precise, for max_tokens tokens).
+  void allow_precise();
+  /// enqueue_routed with the precise activations (bf16_split.cuh): the
+  /// experts' input is x + x_lo, each product runs over both halves
+  /// (expert_ffn_precise, cuBLAS per expert: it reads the expert offsets
+  /// back to the host). Needs allow_precise() first; no outside rows or
+  /// device parts.
+  /// - x, x_lo (in):     [n, hidden] bf16
+  /// - out     (in/out): [n, hidden] f32; added to when `accumulate`
+  void enqueue_routed_precise(const __nv_bfloat16* x,
+                              const __nv_bfloat16* x_lo, int64_t n,
+                              float* out, bool accumulate,
+                              cudaStream_t stream);
   /// Expert g of the layer runs with the weights at index slot_of[g] of the
   /// layer's arrays (an expert cache's slots) from the next enqueue on;
   /// enqueued on `stream`. -1: not computed here (no rows, or rows that
@@ -140,6 +154,9 @@ private:
   /// Gathers x's rows in the plan's grouped order into rows_.
   void gather(const __nv_bfloat16* x, int64_t n, ffn_path path,
               cudaStream_t stream);
+  /// The plan's groups with host copies of the offsets (read back: a
+  /// synchronisation), for the cuBLAS paths.
+  ffn_groups host_groups(cudaStream_t stream);
   /// Experts over the gathered rows, then combine into `out`.
   ffn_path compute_routed(int64_t n, ffn_path path, float* out,
                           bool accumulate, cudaStream_t stream);
@@ -156,6 +173,8 @@ private:
   cublasHandle_t cublas_;
   device_buffer logits_, topk_ids_, topk_weights_, sorted_pair_, pair_row_,
     offsets_, experts_, plan_ws_, route_ws_, rows_, ffn_ws_, y_;
+  /// The precise activations' second halves of rows_, and their scratch.
+  device_buffer rows_lo_, precise_ws_;
   device_buffer cublas_workspace_;
   pinned_buffer host_offsets_;
   std::map<graph_key, cudaGraphExec_t> graphs_;

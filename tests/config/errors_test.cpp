@@ -445,6 +445,28 @@ CAF_TEST(the expert cache needs experts on a gpu) {
                      "node.toml: [worker] gpu_expert_slots");
 }
 
+CAF_TEST(float32 activations need a standalone node without an expert cache) {
+  auto cfg = parse(standalone_with("device = \"cuda:0\"\n"
+                                   "activations = \"float32\"\n"));
+  CAF_REQUIRE_EQUAL(message_of(cfg), "");
+  CAF_CHECK_EQUAL(cfg->model.activations, "float32");
+  CHECK_CONFIG_ERROR(parse(standalone_with("activations = \"fp32\"\n")),
+                     "node.toml: [model] activations: expected \"bf16\" or "
+                     "\"float32\", got \"fp32\"");
+  CHECK_CONFIG_ERROR(parse(standalone_with("device = \"cuda:0\"\n"
+                                           "activations = \"float32\"\n")
+                           + "[worker]\ngpu_expert_slots = 16\n"),
+                     "node.toml: [model] activations: \"float32\" does not "
+                     "work with the expert cache");
+  auto router = std::string{"[node]\nid = \"r\"\nrole = \"router\"\n"
+                            "[router]\nworkers = [\"127.0.0.1:7801\"]\n"}
+                + standalone_with("device = \"cuda:0\"\n"
+                                  "activations = \"float32\"\n");
+  CHECK_CONFIG_ERROR(parse(router), "node.toml: [model] activations: "
+                                    "\"float32\" needs the experts on this "
+                                    "node");
+}
+
 CAF_TEST(model device) {
   CHECK_CONFIG_ERROR(parse(standalone_with("device = \"gpu0\"\n")),
                      "node.toml: [model] device: expected \"cpu\" or "

@@ -93,7 +93,7 @@ CAF_TEST(rms_norm matches the CPU twin with and without a row gather) {
   if (!gpu_available())
     return;
   std::mt19937 gen{12};
-  double worst_f32 = 0, worst_bf16 = 0;
+  double worst_f32 = 0, worst_bf16 = 0, worst_pair = 0;
   int mode = 0;
   for (int64_t dim : {64, 128, 4096, 100})
     for (int64_t n : {1, 3, 31, 257}) {
@@ -117,9 +117,14 @@ CAF_TEST(rms_norm matches the CPU twin with and without a row gather) {
       auto d_w = upload(weight);
       auto d_f32 = poisoned(sizeof(float) * want.size());
       auto d_bf16 = poisoned(2 * want.size());
+      // The precise activations' second half, with both outputs: a pair
+      // equal to the f32 output to about 2^-17.
+      const bool want_lo = want_bf16 && want_f32 && n % 2 == 1;
+      auto d_lo = poisoned(2 * want.size());
       cuda::rms_norm(d_x.get<float>(), gather ? d_rows.get<int32_t>() : nullptr,
                      d_w.get<float>(), n, dim, 1e-5f,
                      want_bf16 ? d_bf16.get<__nv_bfloat16>() : nullptr,
+                     want_lo ? d_lo.get<__nv_bfloat16>() : nullptr,
                      want_f32 ? d_f32.get<float>() : nullptr, nullptr);
       if (want_f32) {
         auto err = rel_error(download<float>(d_f32, want.size()), want);
@@ -132,9 +137,25 @@ CAF_TEST(rms_norm matches the CPU twin with and without a row gather) {
         worst_bf16 = std::max(worst_bf16, err);
         CAF_CHECK_LESS_OR_EQUAL(err, 1e-2);
       }
+      if (want_lo) {
+        auto f32 = download<float>(d_f32, want.size());
+        auto hi = download<uint16_t>(d_bf16, want.size());
+        auto lo = download<uint16_t>(d_lo, want.size());
+        std::vector<float> pair(want.size());
+        size_t wrong_rest = 0;
+        for (size_t i = 0; i < want.size(); ++i) {
+          pair[i] = bf16_to_f32(hi[i]) + bf16_to_f32(lo[i]);
+          wrong_rest += lo[i] != bf16_rest(f32[i], hi[i]);
+        }
+        CAF_CHECK_EQUAL(wrong_rest, 0u);
+        auto err = rel_error(pair, want);
+        worst_pair = std::max(worst_pair, err);
+        CAF_CHECK_LESS_OR_EQUAL(err, 2e-5);
+      }
     }
   CAF_MESSAGE("rms_norm worst f32 " << sci(worst_f32) << ", bf16 "
-                                    << sci(worst_bf16));
+                                    << sci(worst_bf16) << ", bf16 pair "
+                                    << sci(worst_pair));
 }
 
 CAF_TEST(rope_kv_write matches rope and the bf16 KV write) {
@@ -190,11 +211,17 @@ CAF_TEST(rope_kv_write matches rope and the bf16 KV write) {
       auto d_q = poisoned(sizeof(float) * q.size());
       auto d_k = poisoned(2 * n_slots * row);
       auto d_v = poisoned(2 * n_slots * row);
+      // Every other run also writes the second halves of K and V.
+      const bool rest = n % 2 == 1;
+      auto d_k_lo = poisoned(2 * n_slots * row);
+      auto d_v_lo = poisoned(2 * n_slots * row);
       cuda::qkv_layout layout{s.heads, s.kv_heads, hd, s.page_size};
       cuda::rope_kv_write(d_qkv.get<float>(), d_pos.get<int32_t>(),
                           d_slots.get<int32_t>(), d_cos.get<float>(),
                           d_sin.get<float>(), layout, n, d_q.get<float>(),
                           d_k.get<__nv_bfloat16>(), d_v.get<__nv_bfloat16>(),
+                          rest ? d_k_lo.get<__nv_bfloat16>() : nullptr,
+                          rest ? d_v_lo.get<__nv_bfloat16>() : nullptr,
                           nullptr);
       auto got_q = download<float>(d_q, q.size());
       worst_q = std::max(worst_q, rel_error(got_q, q));
@@ -204,24 +231,37 @@ CAF_TEST(rope_kv_write matches rope and the bf16 KV write) {
       // Written slots hold the bf16 rows; every other slot is untouched.
       auto got_k = download<uint16_t>(d_k, n_slots * row);
       auto got_v = download<uint16_t>(d_v, n_slots * row);
-      std::vector<float> got_kv, want_kv;
+      auto got_k_lo = download<uint16_t>(d_k_lo, n_slots * row);
+      auto got_v_lo = download<uint16_t>(d_v_lo, n_slots * row);
+      std::vector<float> got_kv, want_kv, got_pairs, want_f32;
       std::vector<bool> written(n_slots, false);
       for (int64_t t = 0; t < n; ++t)
         for (int64_t i = 0; slots[t] >= 0 && i < row; ++i) {
           written[slots[t]] = true;
-          for (auto [got, want] : {std::pair{&got_k, k[t * row + i]},
-                                   std::pair{&got_v, v[t * row + i]}}) {
-            uint16_t bits = (*got)[slots[t] * row + i];
+          const auto at = slots[t] * row + i;
+          for (auto [got, got_lo, want] :
+               {std::tuple{&got_k, &got_k_lo, k[t * row + i]},
+                std::tuple{&got_v, &got_v_lo, v[t * row + i]}}) {
+            uint16_t bits = (*got)[at];
             differing += bits != f32_to_bf16(want);
             got_kv.push_back(bf16_to_f32(bits));
             want_kv.push_back(bf16_to_f32(f32_to_bf16(want)));
+            if (rest) {
+              differing += (*got_lo)[at] != bf16_rest(want, bits);
+              got_pairs.push_back(bf16_to_f32(bits)
+                                  + bf16_to_f32((*got_lo)[at]));
+              want_f32.push_back(want);
+            }
           }
         }
       CAF_CHECK_LESS_OR_EQUAL(rel_error(got_kv, want_kv), 1e-2);
+      if (rest)
+        CAF_CHECK_LESS_OR_EQUAL(rel_error(got_pairs, want_f32), 2e-5);
       size_t touched = 0;
       for (int64_t i = 0; i < n_slots * row; ++i)
         touched += !written[i / row]
-                   && (got_k[i] != 0xffff || got_v[i] != 0xffff);
+                   && (got_k[i] != 0xffff || got_v[i] != 0xffff
+                       || got_k_lo[i] != 0xffff || got_v_lo[i] != 0xffff);
       CAF_CHECK_EQUAL(touched, 0u);
     }
   CAF_MESSAGE("rope worst q " << sci(worst_q)
@@ -414,7 +454,11 @@ struct attention_case {
 };
 
 /// Runs one batch on both backends; returns the worst row's relative error.
-double attention_error(const attention_case& c, std::mt19937& gen) {
+/// With `pairs` (the precise activations), K and V are float32 values held
+/// as bf16 pairs, the CPU attends over those values unrounded, and the
+/// output compared is its pair's sum.
+double attention_error(const attention_case& c, std::mt19937& gen,
+                       bool pairs = false) {
   const int64_t hd = c.head_dim, ps = c.page_size;
   const auto n_seqs = static_cast<int64_t>(c.lengths.size());
   // Every sequence's pages drawn from one shuffled pool with spares; the
@@ -449,9 +493,24 @@ double attention_error(const attention_case& c, std::mt19937& gen) {
     add(0, -1);
   const auto n_rows = static_cast<int64_t>(positions.size());
   const int64_t cache_size = n_pages * ps * c.kv_heads * hd;
-  auto k_bits = to_bf16_bits(uniform_floats(cache_size, gen));
-  auto v_bits = to_bf16_bits(uniform_floats(cache_size, gen));
-  auto k = widen(k_bits), v = widen(v_bits);
+  auto k = uniform_floats(cache_size, gen);
+  auto v = uniform_floats(cache_size, gen);
+  auto k_bits = to_bf16_bits(k), v_bits = to_bf16_bits(v);
+  std::vector<uint16_t> k_rest(k.size()), v_rest(v.size());
+  for (size_t i = 0; i < k.size(); ++i) {
+    k_rest[i] = bf16_rest(k[i], k_bits[i]);
+    v_rest[i] = bf16_rest(v[i], v_bits[i]);
+  }
+  if (pairs) {
+    // The values the pairs hold (within 2^-17 of k and v).
+    for (size_t i = 0; i < k.size(); ++i) {
+      k[i] = bf16_to_f32(k_bits[i]) + bf16_to_f32(k_rest[i]);
+      v[i] = bf16_to_f32(v_bits[i]) + bf16_to_f32(v_rest[i]);
+    }
+  } else {
+    k = widen(k_bits);
+    v = widen(v_bits);
+  }
   auto q = uniform_floats(n_rows * c.heads * hd, gen, 2.0f);
   kv_pages cache{k.data(), v.data(), n_pages, ps, c.kv_heads, hd};
   attention_dims dims{c.heads, c.kv_heads, hd, c.window};
@@ -475,6 +534,13 @@ double attention_error(const attention_case& c, std::mt19937& gen) {
   auto d_rt = upload(row_table);
   auto d_tables = upload(tables);
   auto d_out = poisoned(2 * q.size());
+  auto d_k_rest = upload(k_rest);
+  auto d_v_rest = upload(v_rest);
+  auto d_out_rest = poisoned(2 * q.size());
+  cuda::split_kv rest;
+  if (pairs)
+    rest = {d_k_rest.get<__nv_bfloat16>(), d_v_rest.get<__nv_bfloat16>(),
+            d_out_rest.get<__nv_bfloat16>()};
   cuda::attention_batch batch{n_rows,
                               d_pos.get<int32_t>(),
                               d_rt.get<int32_t>(),
@@ -482,9 +548,15 @@ double attention_error(const attention_case& c, std::mt19937& gen) {
                               stride,
                               max_keys};
   cuda::paged_attention(d_q.get<float>(), d_k.get<__nv_bfloat16>(),
-                        d_v.get<__nv_bfloat16>(), batch, shape, d_ws.get(),
-                        ws_bytes, d_out.get<__nv_bfloat16>(), nullptr);
+                        d_v.get<__nv_bfloat16>(), rest, batch, shape,
+                        d_ws.get(), ws_bytes, d_out.get<__nv_bfloat16>(),
+                        nullptr);
   auto got = widen(download<uint16_t>(d_out, q.size()));
+  if (pairs) {
+    auto got_rest = widen(download<uint16_t>(d_out_rest, q.size()));
+    for (size_t i = 0; i < got.size(); ++i)
+      got[i] += got_rest[i];
+  }
   auto slice = [row](const std::vector<float>& xs, int64_t r) {
     return std::vector<float>(xs.begin() + r * row, xs.begin() + (r + 1) * row);
   };
@@ -497,7 +569,8 @@ double attention_error(const attention_case& c, std::mt19937& gen) {
     else
       worst = std::max(worst, rel_error(got_r, slice(want, r)));
   }
-  CAF_MESSAGE("attention hd " << hd << " group " << c.heads / c.kv_heads
+  CAF_MESSAGE((pairs ? "attention over bf16 pairs hd " : "attention hd ")
+              << hd << " group " << c.heads / c.kv_heads
                               << " page " << ps << " window " << c.window
                               << " rows " << n_rows << " max_keys " << max_keys
                               << " workspace " << ws_bytes << ": worst row "
@@ -527,6 +600,10 @@ CAF_TEST(paged attention matches the CPU twin) {
   };
   for (const auto& c : cases)
     CAF_CHECK_LESS_OR_EQUAL(attention_error(c, gen), 1e-2);
+  // The precise activations: K, V and the output as bf16 pairs, against
+  // float32 attention (bf16 alone is 1e-2 away).
+  for (const auto& c : cases)
+    CAF_CHECK_LESS_OR_EQUAL(attention_error(c, gen, true), 3e-5);
 }
 
 #else // VOLT_HAVE_CUDA

@@ -104,6 +104,21 @@ std::vector<double> expert_ref(const host_experts& h, int64_t e,
   return out;
 }
 
+/// float64 outputs of grouped rows `x`: group g's rows [offsets[g],
+/// offsets[g + 1]) through expert expert[g].
+std::vector<double> grouped_ref(const host_experts& h,
+                                const std::vector<int32_t>& expert,
+                                const std::vector<int32_t>& offsets,
+                                const std::vector<float>& x) {
+  std::vector<double> want(x.size());
+  for (size_t g = 0; g < expert.size(); ++g)
+    for (int64_t r = offsets[g]; r < offsets[g + 1]; ++r) {
+      auto ref = expert_ref(h, expert[g], x.data() + r * h.hidden);
+      std::copy(ref.begin(), ref.end(), want.begin() + r * h.hidden);
+    }
+  return want;
+}
+
 /// Runs expert_ffn over random groups and checks against float64.
 void check_expert_ffn(int64_t e, int64_t hidden, int64_t ffn, bool int8,
                       int64_t n_rows, cuda::ffn_path path, uint32_t seed) {
@@ -144,12 +159,7 @@ void check_expert_ffn(int64_t e, int64_t hidden, int64_t ffn, bool int8,
                    nullptr);
   auto got = download<float>(d_out, static_cast<size_t>(n_rows * hidden));
   cublasDestroy(cublas);
-  std::vector<double> want(got.size());
-  for (int64_t g = 0; g < e; ++g)
-    for (int64_t r = offsets[g]; r < offsets[g + 1]; ++r) {
-      auto ref = expert_ref(h, expert[g], x.data() + r * hidden);
-      std::copy(ref.begin(), ref.end(), want.begin() + r * hidden);
-    }
+  auto want = grouped_ref(h, expert, offsets, x);
   auto err = rel_error(got, want);
   CAF_MESSAGE((int8 ? "int8" : "bf16")
               << (path == cuda::ffn_path::decode ? " decode" : " gemm")
@@ -462,6 +472,51 @@ std::vector<cuda::decode_tuning> decode_variants() {
   return out;
 }
 
+/// expert_ffn_precise over random groups of unrounded rows (held as bf16
+/// pairs) against float64 over the same rows: bf16 weights leave only f32
+/// accumulation and the pairs' 2^-17; int8 weights are dequantised to bf16
+/// on this path, which rounds them.
+void check_expert_ffn_precise(int64_t e, int64_t hidden, int64_t ffn,
+                              bool int8, int64_t n_rows, uint32_t seed) {
+  std::mt19937 gen{seed};
+  auto h = make_experts(e, hidden, ffn, int8, gen);
+  std::vector<int32_t> expert(static_cast<size_t>(e));
+  std::iota(expert.begin(), expert.end(), 0);
+  std::shuffle(expert.begin(), expert.end(), gen);
+  std::vector<int32_t> offsets(static_cast<size_t>(e + 1), 0);
+  for (int64_t r = 0; r < n_rows; ++r)
+    ++offsets[1 + gen() % static_cast<uint32_t>(e)];
+  std::partial_sum(offsets.begin(), offsets.end(), offsets.begin());
+  auto x = uniform_floats(static_cast<size_t>(n_rows * hidden), gen);
+  auto hi = to_bf16_bits(x);
+  std::vector<uint16_t> lo(x.size());
+  for (size_t i = 0; i < x.size(); ++i) {
+    lo[i] = bf16_rest(x[i], hi[i]);
+    x[i] = bf16_to_f32(hi[i]) + bf16_to_f32(lo[i]);
+  }
+  auto d_hi = upload(hi);
+  auto d_lo = upload(lo);
+  auto d_expert = upload(expert);
+  auto d_offsets = upload(offsets);
+  cuda::ffn_groups groups{e, d_expert.get<int32_t>(), d_offsets.get<int32_t>(),
+                          expert.data(), offsets.data()};
+  device_buffer ws(cuda::expert_ffn_precise_workspace_bytes(h.layer, n_rows));
+  auto d_y = poisoned(sizeof(float) * n_rows * hidden);
+  cublasHandle_t cublas = nullptr;
+  CUBLAS_CHECK(cublasCreate(&cublas));
+  cuda::expert_ffn_precise(h.layer, groups, d_hi.get<__nv_bfloat16>(),
+                           d_lo.get<__nv_bfloat16>(), n_rows, ws.get(),
+                           ws.bytes(), d_y.get<float>(), cublas, nullptr);
+  auto got = download<float>(d_y, static_cast<size_t>(n_rows * hidden));
+  cublasDestroy(cublas);
+  auto want = grouped_ref(h, expert, offsets, x);
+  auto err = rel_error(got, want);
+  CAF_MESSAGE((int8 ? "int8" : "bf16")
+              << " precise e=" << e << " hidden=" << hidden << " ffn=" << ffn
+              << " rows=" << n_rows << " rel_error=" << err);
+  CAF_CHECK_LESS(err, int8 ? 3e-2 : 1e-4);
+}
+
 /// Both FFN paths of one weight type at odd sizes (1, 3, 31, 257 tokens; 6 and
 /// 8 experts), the decode path under every tuning variant, plus two shapes
 /// large enough for the K splits of w1/w3 and of w2: (8, 1024, 256) and
@@ -491,6 +546,16 @@ CAF_TEST(bf16 expert FFN matches float64 on both paths) {
     return;
   check_expert_ffn_paths(false, 10, 6, 1024);
   check_expert_ffn(6, 256, 1024, false, 3, cuda::ffn_path::gemm, 100);
+}
+
+CAF_TEST(expert FFN over bf16 pairs matches float64 to float32 accuracy) {
+  if (!gpu_available())
+    return;
+  uint32_t seed = 300;
+  for (bool int8 : {false, true})
+    for (int64_t n : {1, 3, 31, 257})
+      check_expert_ffn_precise(6, 128, 192, int8, n, seed++);
+  check_expert_ffn_precise(8, 1024, 256, false, 17, seed++);
 }
 
 CAF_TEST(automatic takes the decode path for small experts at any rows) {

@@ -174,7 +174,8 @@ struct device_step {
                                                           b.max_keys);
     auto ws = poisoned(ws_bytes);
     cuda::paged_attention(q.get<float>(), k.get<__nv_bfloat16>(),
-                          v.get<__nv_bfloat16>(), b, shape, ws.get(), ws_bytes,
+                          v.get<__nv_bfloat16>(), cuda::split_kv{}, b, shape,
+                          ws.get(), ws_bytes,
                           out.get<__nv_bfloat16>(), nullptr);
     CUDA_CHECK(cudaDeviceSynchronize());
   }
