@@ -315,17 +315,16 @@ void cuda_executor::enqueue_layer(int64_t l, int64_t n, int64_t max_keys,
                              * cfg_.num_key_value_heads * cfg_.head_dim;
   auto* k_layer = k_cache_.get<__nv_bfloat16>() + l * layer_elems;
   auto* v_layer = v_cache_.get<__nv_bfloat16>() + l * layer_elems;
-  cuda::split_kv rest;
-  if (precise_)
-    rest = {k_lo_.get<__nv_bfloat16>() + l * layer_elems,
-            v_lo_.get<__nv_bfloat16>() + l * layer_elems, attn_lo};
+  auto* k_lo = precise_ ? k_lo_.get<__nv_bfloat16>() + l * layer_elems
+                        : nullptr;
+  auto* v_lo = precise_ ? v_lo_.get<__nv_bfloat16>() + l * layer_elems
+                        : nullptr;
   cuda::qkv_layout qkv{cfg_.num_attention_heads, cfg_.num_key_value_heads,
                        cfg_.head_dim, page_size_};
   cuda::rope_kv_write(qkv_.get<float>(), in + at.positions(), in + at.slots(),
                       rope_cos_.get<float>(), rope_sin_.get<float>(), qkv, n,
-                      q_.get<float>(), k_layer, v_layer,
-                      const_cast<__nv_bfloat16*>(rest.k_lo),
-                      const_cast<__nv_bfloat16*>(rest.v_lo), s);
+                      q_.get<float>(), k_layer, v_layer, k_lo, v_lo, s);
+  const cuda::split_kv rest{k_lo, v_lo, attn_lo};
   cuda::attention_batch batch;
   batch.n_rows = n;
   batch.positions = in + at.positions();
