@@ -159,7 +159,8 @@ cuda_expert_state::admit(const expert_batch& batch,
   std::sort(needed.begin(), needed.end());
   needed.erase(std::unique(needed.begin(), needed.end()), needed.end());
   cache_->observe(batch.layer, needed);
-  auto placed = cache_->admit(batch.layer, needed);
+  auto placed = cache_->admit(batch.layer, needed,
+                              slots_->backlog_seconds() > 0);
   if (!placed)
     throw std::runtime_error(describe(placed.error()));
   auto cs = compute_->get();

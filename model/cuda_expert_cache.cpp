@@ -187,7 +187,7 @@ void cuda_executor::enqueue_cached_moe(int64_t l, int64_t n) {
   // which, and evicts by that too.
   if (observer_ != nullptr)
     cache_->observe(l, needed);
-  auto placed = cache_->admit(l, needed);
+  auto placed = cache_->admit(l, needed, slots_->backlog_seconds() > 0);
   if (!placed)
     throw cuda::cuda_error(describe(placed.error()));
   auto& counts = cache_step_[layer];

@@ -79,7 +79,8 @@ float expert_slot_cache::chance_of(size_t key) const {
 }
 
 caf::expected<expert_slot_cache::placement>
-expert_slot_cache::admit(int64_t layer, const std::vector<uint32_t>& needed) {
+expert_slot_cache::admit(int64_t layer, const std::vector<uint32_t>& needed,
+                         bool bus_busy) {
   if (static_cast<int64_t>(needed.size()) > max_needed_)
     return make_volt_error(volt_errc::internal,
                            "expert cache: layer " + std::to_string(layer)
@@ -105,7 +106,7 @@ expert_slot_cache::admit(int64_t layer, const std::vector<uint32_t>& needed) {
     for (auto e : needed)
       if (out.slot_of[e] < 0)
         misses.push_back(e);
-    place_misses(layer, misses, out);
+    place_misses(layer, misses, bus_busy, out);
     return out;
   }
   for (auto e : needed) {
@@ -134,7 +135,7 @@ void expert_slot_cache::allow_host(double copy_seconds, double host_seconds,
 
 void expert_slot_cache::place_misses(int64_t layer,
                                 const std::vector<uint32_t>& misses,
-                                placement& out) {
+                                bool bus_busy, placement& out) {
   // Likeliest first: they have the first claim on slots.
   std::vector<uint32_t> order = misses;
   std::stable_sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) {
@@ -151,13 +152,16 @@ void expert_slot_cache::place_misses(int64_t layer,
   for (auto e : order) {
     auto key = index(layer, e);
     auto s = victim(-1.0f, taken);
-    // Kept when a slot is free, or (with chances learned) when it is likelier
-    // than the expert it would evict; plain LRU keeps every miss.
+    // Kept when a slot is free, or, while the bus is idle, (with chances
+    // learned) when it is likelier than the expert it would evict; plain
+    // LRU keeps every miss then.
     if (s >= 0
-        && (owner_[static_cast<size_t>(s)] < 0 || !learning_
-            || chance_of(key)
-                 > chance_of(
-                   static_cast<size_t>(owner_[static_cast<size_t>(s)]))))
+        && (owner_[static_cast<size_t>(s)] < 0
+            || (!bus_busy
+                && (!learning_
+                    || chance_of(key)
+                         > chance_of(static_cast<size_t>(
+                           owner_[static_cast<size_t>(s)]))))))
       keep(e, s);
     else
       turned_away.push_back(e);

@@ -71,10 +71,17 @@ public:
 
   /// Makes the experts `needed` of `layer` resident, evicting others, and
   /// pins them until the next admit (or release_all): the executor computes
-  /// them before it copies anything over them. Errors when more are needed
-  /// at once than make() was told.
+  /// them before it copies anything over them. With the host allowed and
+  /// `bus_busy` (copies still queued on the bus), a miss the host can take
+  /// gets a free slot but evicts nothing: its copy would queue behind the
+  /// others and delay the next layers' waited copies and split parts, which
+  /// costs more than the later hits it would buy (scripts/
+  /// expert_cache_sim.py: 11 % less stall at batch 1 on the trace, less in
+  /// every case modelled). Errors when more are needed at once than make()
+  /// was told.
   caf::expected<placement> admit(int64_t layer,
-                                 const std::vector<uint32_t>& needed);
+                                 const std::vector<uint32_t>& needed,
+                                 bool bus_busy = false);
 
   /// Copies to stage `wanted` of `layer` (best first) ahead of its routing:
   /// only into free slots or over unpinned experts whose chance is lower
@@ -152,7 +159,7 @@ private:
   /// admit()'s misses where the host may compute them: sorts them into
   /// waited copies, background copies and host work.
   void place_misses(int64_t layer, const std::vector<uint32_t>& misses,
-                    placement& out);
+                    bool bus_busy, placement& out);
 
   int64_t n_experts_;
   int64_t max_needed_;

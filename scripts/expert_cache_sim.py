@@ -118,7 +118,8 @@ def learned_chances(steps):
 def host_misses(steps, slots, copy_ms, host_ms, layer_ms, split=False):
     """[worker] expert_misses = "auto" (model/expert_slot_cache.cpp,
     place_misses) with the learned chances, in time: a miss likelier than the
-    expert it would evict is kept (copied), the others run on the host; while
+    expert it would evict is kept (copied) while the bus has nothing queued (a
+    free slot takes a miss at any time), the others run on the host; while
     the host would take longer for those than one more copy, the likeliest goes
     back to the bus; of the kept ones the layer waits for the j copies that make
     its wait shortest, max(j copies, the rest on the host one after another),
@@ -150,9 +151,11 @@ def host_misses(steps, slots, copy_ms, host_ms, layer_ms, split=False):
             misses = sorted((e for e in used if (layer, e) not in cache),
                             key=lambda e: -chance((layer, e)))
             kept, away = [], []
+            # With copies still queued on the bus a miss evicts nothing.
+            bus_busy = bus > t
             for e in misses:
                 v = None if len(cache) < slots else victim(kept)
-                if v is None or chance((layer, e)) > chance(v):
+                if v is None or (not bus_busy and chance((layer, e)) > chance(v)):
                     if v is not None:
                         del cache[v]
                     cache[(layer, e)] = True

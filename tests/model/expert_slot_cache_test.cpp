@@ -327,6 +327,41 @@ CAF_TEST(a miss less likely than every resident expert runs on the host) {
   CAF_CHECK_EQUAL(rare_experts(40e-3), std::make_pair(int64_t{0}, int64_t{10}));
 }
 
+CAF_TEST(a miss evicts nothing while the bus has copies queued) {
+  // Two slots, both taken; the host a little faster than a copy.
+  auto c = make_cache(2);
+  c.allow_host(6.4e-3, 4.5e-3);
+  for (uint32_t e : {0u, 1u}) {
+    auto p = c.admit(0, {e}, true); // free slots are taken even when busy
+    CAF_REQUIRE(p);
+    CAF_CHECK_EQUAL(p->admissions.size(), 1u);
+  }
+  // Busy: expert 3 of layer 1 runs on the host and is not copied in.
+  auto busy = c.admit(1, {3}, true);
+  CAF_REQUIRE(busy);
+  CAF_CHECK_EQUAL(busy->on_host, (std::vector<uint32_t>{3}));
+  CAF_CHECK(busy->admissions.empty());
+  CAF_CHECK(busy->loads.empty());
+  CAF_CHECK(c.resident(0, 0));
+  CAF_CHECK(c.resident(0, 1));
+  CAF_CHECK(!c.resident(1, 3));
+  // Idle: the same miss is copied in behind the host's work.
+  auto idle = c.admit(1, {3}, false);
+  CAF_REQUIRE(idle);
+  CAF_CHECK_EQUAL(idle->on_host, (std::vector<uint32_t>{3}));
+  CAF_CHECK_EQUAL(idle->admissions.size(), 1u);
+  CAF_CHECK(c.resident(1, 3));
+  // A host far slower than the bus still gets the copy the layer waits for.
+  auto slow = make_cache(2);
+  slow.allow_host(6.4e-3, 40e-3);
+  for (uint32_t e : {0u, 1u})
+    CAF_REQUIRE(slow.admit(0, {e}, true));
+  auto waited = slow.admit(1, {3}, true);
+  CAF_REQUIRE(waited);
+  CAF_CHECK_EQUAL(loaded(*waited), (std::vector<uint32_t>{3}));
+  CAF_CHECK(waited->on_host.empty());
+}
+
 CAF_TEST(with the host always on every miss runs there) {
   // Even where copies are faster: those worth keeping are copied in the
   // background, none is waited for.
