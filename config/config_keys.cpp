@@ -260,7 +260,7 @@ const std::vector<config_key>& config_keys() {
      "into its products: \"bf16\" (each product's input rounded to bf16, "
      "the fast default) or \"float32\" (each carried as two bf16, about 16 "
      "significant bits, and every product run over both: logits within "
-     "about 1e-3 of the float32 CPU executor where bf16 drifts to a few "
+     "about 2e-3 of the float32 CPU executor where bf16 drifts to a few "
      "percent on a deep model; steps slower, the KV cache twice the memory). "
      "The weights stay bf16 (or int8). \"float32\" needs a standalone node "
      "without an expert cache. The CPU executor is float32 either way."},
