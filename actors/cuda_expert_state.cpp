@@ -43,8 +43,7 @@ cuda_expert_state::cuda_expert_state(
   if (!cache_)
     return;
   const bool host_misses
-    = layers_.front().format == cuda::weight_format::bf16
-      && options.misses != expert_miss_mode::load;
+    = host_takes_misses(layers_.front().format, options.misses);
   slots_ = std::make_unique<cuda_expert_slots>(layers_, cache_->slots(),
                                                host_misses);
   wait_begin_ = std::make_unique<cuda::event>(true);
@@ -179,32 +178,23 @@ cuda_expert_state::admit(const expert_batch& batch,
     if (slot < 0)
       host_groups.push_back(static_cast<int64_t>(g));
   }
-  // The device's part of the host group with the most rows (among equals
-  // one being copied in anyway: its copy then takes the part from the
-  // device), copied before the background copies, while the bus would
-  // otherwise finish first.
-  split_group_ = -1;
-  split_units_
-    = slots_->has_part_buffer() && !host_groups.empty()
-        ? split_units(*cache_, *slots_, host_groups.size(),
-                      layers_.front().ffn)
-        : 0;
-  if (split_units_ > 0) {
-    auto key = [&](int64_t g) {
-      const auto x = static_cast<uint32_t>(
-        index_of_id_[batch.expert_ids[static_cast<size_t>(g)]]);
-      const bool admitted = std::any_of(
-        placed->admissions.begin(), placed->admissions.end(),
-        [x](const auto& ld) { return ld.expert == x; });
-      return std::make_pair(offsets[g + 1] - offsets[g], admitted);
-    };
-    split_group_ = *std::max_element(
-      host_groups.begin(), host_groups.end(),
-      [&](int64_t a, int64_t b) { return key(a) < key(b); });
-    const auto e = static_cast<uint32_t>(
-      index_of_id_[batch.expert_ids[static_cast<size_t>(split_group_)]]);
+  // The device's part of one host group (plan_split), copied before the
+  // background copies, while the bus would otherwise finish first.
+  std::vector<uint32_t> host_experts;
+  std::vector<int64_t> host_rows;
+  for (auto g : host_groups) {
+    host_experts.push_back(static_cast<uint32_t>(
+      index_of_id_[batch.expert_ids[static_cast<size_t>(g)]]));
+    host_rows.push_back(offsets[static_cast<size_t>(g) + 1]
+                        - offsets[static_cast<size_t>(g)]);
+  }
+  const auto split = plan_split(*cache_, *slots_, host_experts, host_rows,
+                                placed->admissions, layers_.front().ffn);
+  split_group_ = split.units > 0 ? host_groups[split.index] : -1;
+  split_units_ = split.units;
+  if (split.units > 0) {
     counts_.loaded_bytes
-      += slots_->copy_part(batch.layer, e, split_units_, cs, part_);
+      += slots_->copy_part(batch.layer, split.expert, split.units, cs, part_);
     counts_.host_split = 1;
   }
   counts_.loaded_bytes += slots_->copy(placed->admissions, cs);
@@ -245,29 +235,18 @@ void cuda_expert_state::enqueue_part(const std::vector<int32_t>& offsets,
   const auto g = static_cast<size_t>(split_group_);
   const int64_t first = offsets[g];
   const int64_t count = offsets[g + 1] - first;
-  // One group of the part's one expert, after the batch's group table.
-  auto* table = groups_host_.get<int32_t>() + 2 * groups + 1;
-  table[0] = 0;
-  table[1] = 0;
-  table[2] = static_cast<int32_t>(count);
-  auto* dev = groups_dev_.get<int32_t>() + 2 * groups + 1;
-  CUDA_CHECK(cudaMemcpyAsync(dev, table, 3 * sizeof(int32_t),
-                             cudaMemcpyHostToDevice, cs));
-  cuda::ffn_groups fg;
-  fg.n_groups = 1;
-  fg.expert = dev;
-  fg.offsets = dev + 1;
-  fg.host_expert = table;
-  fg.host_offsets = table + 1;
-  const auto path = cuda::choose_ffn_path(part_, count);
-  const auto splits = cuda::expert_ffn_splits(part_, path);
+  const auto splits
+    = cuda::expert_ffn_splits(part_, cuda::choose_ffn_path(part_, count));
   part_y_.reserve(sizeof(float) * splits * count * hidden);
   part_out_.reserve(sizeof(float) * count * hidden);
   part_out_host_.reserve(sizeof(float) * count * hidden);
   slots_->wait_for_part(cs);
-  cuda::expert_ffn(part_, fg, rows_dev_.get<__nv_bfloat16>() + first * hidden,
-                   count, count, path, workspace_.get(), workspace_.bytes(),
-                   part_y_.get<float>(), cublas_, cs);
+  // Its one-group table goes after the batch's.
+  cuda::expert_ffn_single(
+    part_, rows_dev_.get<__nv_bfloat16>() + first * hidden, count,
+    groups_host_.get<int32_t>() + 2 * groups + 1,
+    groups_dev_.get<int32_t>() + 2 * groups + 1, workspace_.get(),
+    workspace_.bytes(), part_y_.get<float>(), cublas_, cs);
   cuda::sum_splits(part_y_.get<float>(), splits, count, hidden,
                    part_out_.get<float>(), cs);
   CUDA_CHECK(cudaMemcpyAsync(part_out_host_.get(), part_out_.get(),

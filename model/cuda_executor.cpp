@@ -298,10 +298,9 @@ make_cuda_executor(const checkpoint& ckpt,
                                  << " MiB), all of them in "
                                  << (weights->host_bytes >> 20)
                                  << " MiB of pinned host memory"
-                                 << (options.quantization
-                                         == weight_quantization::none
-                                       && options.expert_misses
-                                            != expert_miss_mode::load
+                                 << (host_takes_misses(
+                                       weights->layers.front().experts.format,
+                                       options.expert_misses)
                                        ? ", and one expert's worth more on "
                                          "the device for the part of a miss "
                                          "the host shares"

@@ -156,18 +156,6 @@ private:
   /// Layer `l`'s MoE with the cache: routes, reads the plan back, makes
   /// the needed experts resident, then the experts and combine.
   void enqueue_cached_moe(int64_t l, int64_t n);
-  /// A miss split between the host and the device along its FFN: the
-  /// device computes the hidden units [0, units), the host the rest.
-  struct host_split {
-    uint32_t expert = 0;
-    int64_t units = 0; // 0: nothing split
-  };
-  /// Which of the host's experts (`placed.on_host`) the device shares, and
-  /// how much (split_units: the bus, once its backlog is copied, and the
-  /// host finish together).
-  /// - offsets (in): [n_experts + 1], the plan's group offsets
-  host_split plan_split(const expert_slot_cache::placement& placed,
-                        const int32_t* offsets) const;
   /// The host computes `experts` of layer `l` over their grouped rows
   /// (host_x_ holds the layer's input) into host_out_ (of `split`'s expert
   /// its part only), and hands the outputs to the MoE runner.

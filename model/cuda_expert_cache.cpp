@@ -31,8 +31,7 @@ void cuda_executor::build_expert_cache(int64_t slots) {
   // With the host taking misses, one expert's worth more on the device for
   // the part of a miss the bus takes while the host computes the rest.
   const bool host_misses
-    = host_layers.front().format == cuda::weight_format::bf16
-      && miss_mode_ != expert_miss_mode::load;
+    = host_takes_misses(host_layers.front().format, miss_mode_);
   slots_ = std::make_unique<cuda_expert_slots>(std::move(host_layers), slots,
                                                host_misses);
   const auto layers = static_cast<size_t>(cfg_.num_hidden_layers);
@@ -46,8 +45,7 @@ void cuda_executor::build_expert_cache(int64_t slots) {
   const auto pairs = max_rows_ * cfg_.num_experts_per_tok;
   // Offsets, then every row's experts, then the grouped rows' pairs.
   plan_host_.reserve(sizeof(int32_t) * (2 * pairs + e + 1));
-  const bool int8 = slots_->slot_layer().format == cuda::weight_format::int8;
-  if (!int8 && miss_mode_ != expert_miss_mode::load) {
+  if (host_misses) {
     const auto h = static_cast<size_t>(cfg_.hidden_size);
     host_x_.reserve(sizeof(__nv_bfloat16) * static_cast<size_t>(max_rows_) * h);
     host_out_.reserve(sizeof(float) * static_cast<size_t>(pairs) * h);
@@ -64,32 +62,6 @@ bool cuda_executor::observe_routing(routing_observer* obs) {
     return false;
   observer_ = obs;
   return true;
-}
-
-cuda_executor::host_split
-cuda_executor::plan_split(const expert_slot_cache::placement& placed,
-                          const int32_t* offsets) const {
-  host_split split;
-  const auto& on_host = placed.on_host;
-  if (!slots_->has_part_buffer())
-    return split;
-  const auto units = split_units(*cache_, *slots_, on_host.size(),
-                                 cfg_.intermediate_size);
-  if (units == 0)
-    return split;
-  // The one with the most rows (the most host work); among those one being
-  // copied in anyway, whose copy then takes the part from the device.
-  auto key = [&](uint32_t x) {
-    const bool admitted = std::any_of(
-      placed.admissions.begin(), placed.admissions.end(),
-      [x](const auto& ld) { return ld.expert == x; });
-    return std::make_pair(offsets[x + 1] - offsets[x], admitted);
-  };
-  split.expert = *std::max_element(
-    on_host.begin(), on_host.end(),
-    [&](uint32_t a, uint32_t b) { return key(a) < key(b); });
-  split.units = units;
-  return split;
 }
 
 void cuda_executor::compute_on_host(int64_t l,
@@ -198,7 +170,11 @@ void cuda_executor::enqueue_cached_moe(int64_t l, int64_t n) {
   // The copies waited for first, then the device's part of a miss split
   // with the host: the background ones queue behind them.
   counts.loaded_bytes += slots_->copy(placed->loads, s);
-  const auto split = plan_split(*placed, offsets);
+  std::vector<int64_t> host_rows;
+  for (auto x : placed->on_host)
+    host_rows.push_back(offsets[x + 1] - offsets[x]);
+  const auto split = plan_split(*cache_, *slots_, placed->on_host, host_rows,
+                                placed->admissions, cfg_.intermediate_size);
   std::vector<cuda::moe_layer_runner::device_part> parts;
   if (split.units > 0) {
     ++counts.host_split;

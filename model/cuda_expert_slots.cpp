@@ -217,6 +217,31 @@ int64_t split_units(const expert_slot_cache& cache,
          / 64 * 64;
 }
 
+host_split plan_split(const expert_slot_cache& cache,
+                      const cuda_expert_slots& slots,
+                      const std::vector<uint32_t>& experts,
+                      const std::vector<int64_t>& rows,
+                      const std::vector<expert_slot_cache::load>& admissions,
+                      int64_t ffn) {
+  host_split split;
+  if (!slots.has_part_buffer() || experts.empty())
+    return split;
+  split.units = split_units(cache, slots, experts.size(), ffn);
+  if (split.units == 0)
+    return split;
+  auto key = [&](size_t i) {
+    const bool admitted
+      = std::any_of(admissions.begin(), admissions.end(),
+                    [&](const auto& ld) { return ld.expert == experts[i]; });
+    return std::make_pair(rows[i], admitted);
+  };
+  for (size_t i = 1; i < experts.size(); ++i)
+    if (key(split.index) < key(i))
+      split.index = i;
+  split.expert = experts[split.index];
+  return split;
+}
+
 void let_host_take_misses(expert_slot_cache& cache, cuda_expert_slots& slots,
                           cudaStream_t after, expert_miss_mode mode,
                           const char* component) {

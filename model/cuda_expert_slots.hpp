@@ -101,6 +101,13 @@ private:
   void enqueued(int64_t bytes);
 };
 
+/// Whether the host may compute the misses of experts stored as `format`
+/// under `mode`: its kernel takes bf16 experts, and `load` forces copies.
+inline bool host_takes_misses(cuda::weight_format format,
+                              expert_miss_mode mode) {
+  return format == cuda::weight_format::bf16 && mode != expert_miss_mode::load;
+}
+
 /// How much of one of a layer's `on_host` misses (the experts the host
 /// computes, one after another) the device takes over: the share of its FFN,
 /// in hidden units (a multiple of 64; 0: none), that lets the bus, once it
@@ -112,6 +119,28 @@ private:
 int64_t split_units(const expert_slot_cache& cache,
                     const cuda_expert_slots& slots, size_t on_host,
                     int64_t ffn);
+
+/// A host miss split with the device along its FFN: the device computes the
+/// hidden units [0, units), the host the rest.
+struct host_split {
+  size_t index = 0; // into plan_split's candidates
+  uint32_t expert = 0; // the cache's expert index
+  int64_t units = 0; // 0: nothing split
+};
+
+/// Which of a layer's host misses the device shares, and how much
+/// (split_units): the one with the most rows (the most host work), among
+/// equals one that `admissions` copies in anyway (its copy then takes the
+/// part from the device, cuda_expert_slots::copy). Nothing without a part
+/// buffer or misses.
+/// - experts (in): the host misses (cache expert indices), in the caller's
+///   order; rows (in): the rows of each
+host_split plan_split(const expert_slot_cache& cache,
+                      const cuda_expert_slots& slots,
+                      const std::vector<uint32_t>& experts,
+                      const std::vector<int64_t>& rows,
+                      const std::vector<expert_slot_cache::load>& admissions,
+                      int64_t ffn);
 
 /// Times one bf16 expert computed on the host for one row (the best of
 /// eight: the first runs page the weights in and wake the threads) against

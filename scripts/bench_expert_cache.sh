@@ -36,12 +36,7 @@ steps=("$@")
 [ ${#steps[@]} -eq 0 ] && steps=(random trace)
 has() { local s; for s in "${steps[@]}"; do [ "$s" = "$1" ] && return 0; done; return 1; }
 ckpt=${VOLT_BENCH_DIR:-/tmp/volt-cache}/L$layers
-if [ ! -f "$ckpt/config.json" ]; then
-  rm -rf "$ckpt"; mkdir -p "$(dirname "$ckpt")"
-  PYTHONUNBUFFERED=1 timeout 300 python3 .device/tools/mixtral_shape_checkpoint.py \
-    "$ckpt" "$layers" 16 4 >"$work/hf_L$layers.json" 2>"$work/hf_L$layers.err" \
-    || { tail -n 5 "$work/hf_L$layers.err"; exit 1; }
-fi
+scripts/mixtral_checkpoint.sh "$ckpt" "$layers" "$work" || exit 1
 python3 - <<'PY' | tee "$work/h2d.txt"
 import torch, time
 x = torch.empty(1 << 30, dtype=torch.uint8).pin_memory()

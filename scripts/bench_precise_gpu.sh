@@ -15,13 +15,7 @@ export LD_LIBRARY_PATH="$PWD/.device/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH
 node=.device/bin/volt-node
 layers=${1:-4}
 ckpt=${VOLT_BENCH_DIR:-/tmp/volt-precise}/L$layers
-if [ ! -f "$ckpt/config.json" ]; then
-  rm -rf "$ckpt"; mkdir -p "$(dirname "$ckpt")"
-  # The tool also times transformers; a short run of it is enough here.
-  PYTHONUNBUFFERED=1 timeout 300 python3 .device/tools/mixtral_shape_checkpoint.py \
-    "$ckpt" "$layers" 16 4 >"$OUT/hf_L$layers.json" 2>"$OUT/hf_L$layers.err" \
-    || { tail -n 5 "$OUT/hf_L$layers.err"; exit 1; }
-fi
+scripts/mixtral_checkpoint.sh "$ckpt" "$layers" "$OUT" || exit 1
 for act in ${VOLT_BENCH_ACTIVATIONS:-bf16 float32}; do
   json="$OUT/precise_L${layers}_$act.json"
   timeout 300 $node bench model --model "$ckpt" --device cuda:0 --activations "$act" \

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "gpu/cuda/cuda_check.hpp"
+#include "gpu/cuda/permute.cuh"
 #include "gpu/cuda/row_gemm.hpp"
 
 namespace volt::cuda {
@@ -631,6 +632,26 @@ ffn_path expert_ffn(const expert_layer& layer, const ffn_groups& groups,
              y + offset * hidden, CUDA_R_32F, 0.0f, stream);
   });
   return path;
+}
+
+ffn_path expert_ffn_single(const expert_layer& one, const void* rows,
+                           int64_t count, int32_t* table_host,
+                           int32_t* table_dev, void* workspace,
+                           size_t workspace_bytes, float* y,
+                           cublasHandle_t cublas, cudaStream_t stream) {
+  table_host[0] = 0;
+  table_host[1] = 0;
+  table_host[2] = static_cast<int32_t>(count);
+  copy_words(table_host, 3, table_dev, stream);
+  ffn_groups groups;
+  groups.n_groups = 1;
+  groups.expert = table_dev;
+  groups.offsets = table_dev + 1;
+  groups.host_expert = table_host;
+  groups.host_offsets = table_host + 1;
+  return expert_ffn(one, groups, rows, count, count,
+                    choose_ffn_path(one, count), workspace, workspace_bytes, y,
+                    cublas, stream);
 }
 
 namespace {

@@ -182,6 +182,20 @@ void expert_ffn_precise(const expert_layer& layer, const ffn_groups& groups,
                         void* workspace, size_t workspace_bytes, float* y,
                         cublasHandle_t cublas, cudaStream_t stream);
 
+/// expert_ffn over a layer of one expert (such as the device's part of an
+/// expert split with the host) and `count` rows, through its own one-group
+/// table, which this writes: `table_host` (pinned) and `table_dev`, three
+/// ints each (expert 0, offsets 0 and count; a kernel copies them, so they
+/// never wait behind the copy engine's work).
+/// - rows (in):  [count, hidden] bf16
+/// - y    (out): [expert_ffn_splits(one, path), count, hidden] f32 partials,
+///               path = choose_ffn_path(one, count), which this returns
+ffn_path expert_ffn_single(const expert_layer& one, const void* rows,
+                           int64_t count, int32_t* table_host,
+                           int32_t* table_dev, void* workspace,
+                           size_t workspace_bytes, float* y,
+                           cublasHandle_t cublas, cudaStream_t stream);
+
 /// Dequantises per-row int8 weights to bf16: out[r, c] = bf16(q[r, c] * s[r]).
 /// cols must be a multiple of 16 (the kernels need multiples of 64 anyway).
 /// - q   (in):  [rows, cols] int8

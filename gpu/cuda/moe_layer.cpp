@@ -212,29 +212,17 @@ void moe_layer_runner::add_device_parts(float* y0, cudaStream_t stream) {
     const auto& dp = device_parts_[i];
     if (dp.count == 0)
       continue;
-    auto* host = table + 3 * i;
-    host[0] = 0;
-    host[1] = 0;
-    host[2] = static_cast<int32_t>(dp.count);
-    auto* dev = part_groups_.get<int32_t>() + 3 * i;
-    copy_words(host, 3, dev, stream);
-    ffn_groups groups;
-    groups.n_groups = 1;
-    groups.expert = dev;
-    groups.offsets = dev + 1;
-    groups.host_expert = host;
-    groups.host_offsets = host + 1;
-    const auto path = choose_ffn_path(dp.part, dp.count);
-    const auto splits = expert_ffn_splits(dp.part, path);
+    const auto splits
+      = expert_ffn_splits(dp.part, choose_ffn_path(dp.part, dp.count));
     const auto rows_bytes = sizeof(float) * dp.count * hidden;
     auto* y = part_y_.get<float>();
     float* rows_out = y0 + dp.first * hidden;
     CUDA_CHECK(cudaMemcpyAsync(y, rows_out, rows_bytes,
                                cudaMemcpyDeviceToDevice, stream));
-    expert_ffn(dp.part, groups,
-               rows_.get<__nv_bfloat16>() + dp.first * hidden, dp.count,
-               dp.count, path, ffn_ws_.get(), ffn_ws_.bytes(),
-               y + dp.count * hidden, cublas_, stream);
+    expert_ffn_single(dp.part, rows_.get<__nv_bfloat16>() + dp.first * hidden,
+                      dp.count, table + 3 * i,
+                      part_groups_.get<int32_t>() + 3 * i, ffn_ws_.get(),
+                      ffn_ws_.bytes(), y + dp.count * hidden, cublas_, stream);
     sum_splits(y, 1 + splits, dp.count, hidden, rows_out, stream);
   }
   device_parts_.clear();

@@ -104,6 +104,21 @@ std::vector<double> expert_ref(const host_experts& h, int64_t e,
   return out;
 }
 
+/// Random group sizes (zeros included) summing to n_rows, one group per
+/// expert, the groups in a shuffled expert order: (expert of each group,
+/// offsets).
+std::pair<std::vector<int32_t>, std::vector<int32_t>>
+random_groups(int64_t e, int64_t n_rows, std::mt19937& gen) {
+  std::vector<int32_t> expert(static_cast<size_t>(e));
+  std::iota(expert.begin(), expert.end(), 0);
+  std::shuffle(expert.begin(), expert.end(), gen);
+  std::vector<int32_t> offsets(static_cast<size_t>(e + 1), 0);
+  for (int64_t r = 0; r < n_rows; ++r)
+    ++offsets[1 + gen() % static_cast<uint32_t>(e)];
+  std::partial_sum(offsets.begin(), offsets.end(), offsets.begin());
+  return {std::move(expert), std::move(offsets)};
+}
+
 /// float64 outputs of grouped rows `x`: group g's rows [offsets[g],
 /// offsets[g + 1]) through expert expert[g].
 std::vector<double> grouped_ref(const host_experts& h,
@@ -124,15 +139,7 @@ void check_expert_ffn(int64_t e, int64_t hidden, int64_t ffn, bool int8,
                       int64_t n_rows, cuda::ffn_path path, uint32_t seed) {
   std::mt19937 gen{seed};
   auto h = make_experts(e, hidden, ffn, int8, gen);
-  // Random group sizes (zeros included) summing to n_rows; groups in a
-  // shuffled expert order, one expert possibly absent.
-  std::vector<int32_t> expert(static_cast<size_t>(e));
-  std::iota(expert.begin(), expert.end(), 0);
-  std::shuffle(expert.begin(), expert.end(), gen);
-  std::vector<int32_t> offsets(static_cast<size_t>(e + 1), 0);
-  for (int64_t r = 0; r < n_rows; ++r)
-    ++offsets[1 + gen() % static_cast<uint32_t>(e)];
-  std::partial_sum(offsets.begin(), offsets.end(), offsets.begin());
+  auto [expert, offsets] = random_groups(e, n_rows, gen);
   int64_t max_rows = 0;
   for (int64_t g = 0; g < e; ++g)
     max_rows = std::max<int64_t>(max_rows, offsets[g + 1] - offsets[g]);
@@ -480,13 +487,7 @@ void check_expert_ffn_precise(int64_t e, int64_t hidden, int64_t ffn,
                               bool int8, int64_t n_rows, uint32_t seed) {
   std::mt19937 gen{seed};
   auto h = make_experts(e, hidden, ffn, int8, gen);
-  std::vector<int32_t> expert(static_cast<size_t>(e));
-  std::iota(expert.begin(), expert.end(), 0);
-  std::shuffle(expert.begin(), expert.end(), gen);
-  std::vector<int32_t> offsets(static_cast<size_t>(e + 1), 0);
-  for (int64_t r = 0; r < n_rows; ++r)
-    ++offsets[1 + gen() % static_cast<uint32_t>(e)];
-  std::partial_sum(offsets.begin(), offsets.end(), offsets.begin());
+  auto [expert, offsets] = random_groups(e, n_rows, gen);
   auto x = uniform_floats(static_cast<size_t>(n_rows * hidden), gen);
   auto hi = to_bf16_bits(x);
   std::vector<uint16_t> lo(x.size());
