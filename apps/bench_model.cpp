@@ -34,8 +34,10 @@
 #include "net/actor_system_setup.hpp"
 
 #ifdef VOLT_HAVE_CUDA
+#  include "gpu/cuda/chained_launch.cuh"
 #  include "gpu/cuda/device_buffer.hpp"
 #  include "gpu/cuda/device_peaks.hpp"
+#  include "gpu/cuda/expert_ffn.cuh"
 #endif
 
 namespace volt {
@@ -79,6 +81,13 @@ const std::vector<flag_spec> model_flags = {
   {"expert-misses", true,
    "with --expert-slots: where a miss runs, auto (default), load or host "
    "([worker] expert_misses)"},
+  {"dense-decode-rows", true,
+   "steps of up to this many rows run the attention projections and the LM "
+   "head through the experts' decode kernel, larger ones through cuBLAS "
+   "(default 32; 0: always cuBLAS)"},
+  {"chained-launch", true,
+   "on (default) or off: a decode step's kernels start while the kernel "
+   "ahead of them finishes (programmatic dependent launch)"},
   {"check-cpu", true,
    "also run a prompt of this many tokens on the float32 CPU executor and "
    "compare the last position's logits (default 0: no)"},
@@ -241,7 +250,7 @@ caf::error check_connect_flags(const cli_args& args) {
   if (args.has("connect")) {
     for (const char* local :
          {"device", "quantization", "prefill-attention", "activations",
-          "check-cpu",
+          "check-cpu", "dense-decode-rows", "chained-launch",
           "expert-slots", "expert-misses", "prefetch"})
       if (args.has(local))
         return flag_error("--" + std::string{local}
@@ -295,8 +304,9 @@ int run_bench_model(const std::vector<std::string>& raw_args) {
   auto check_cpu = args->get_int("check-cpu", 0, 0, 1 << 16);
   auto expert_slots = args->get_int("expert-slots", 0, 0, 1 << 20);
   auto wait = args->get_int("wait-seconds", 60, 0, 86400);
-  for (const auto* x :
-       {&decode_prompt, &new_tokens, &check_cpu, &wait, &expert_slots})
+  auto dense_rows = args->get_int("dense-decode-rows", 32, 0, 4096);
+  for (const auto* x : {&decode_prompt, &new_tokens, &check_cpu, &wait,
+                        &expert_slots, &dense_rows})
     if (!*x)
       return report_error(x->error());
   if (!args->has("batch"))
@@ -312,6 +322,16 @@ int run_bench_model(const std::vector<std::string>& raw_args) {
     return report_error(flag_error("--prefill-attention: expected "
                                    "tensor-cores or simt, got '"
                                    + attention + "'"));
+  auto chained = args->get("chained-launch", "on");
+  if (chained != "on" && chained != "off")
+    return report_error(flag_error("--chained-launch: expected on or off, "
+                                   "got '" + chained + "'"));
+#ifdef VOLT_HAVE_CUDA
+  auto tuning = cuda::get_decode_tuning();
+  tuning.dense_decode_max_rows = *dense_rows;
+  cuda::set_decode_tuning(tuning);
+  cuda::set_chained_launch(chained == "on");
+#endif
   auto activations = args->get("activations", "bf16");
   if (activations != "bf16" && activations != "float32")
     return report_error(flag_error("--activations: expected bf16 or float32, "

@@ -152,7 +152,7 @@ caf::expected<moe_bench_result> run_moe_bench_cuda(const moe_bench_options& o) {
     if (o.sweep_decode) {
       std::vector<cuda::decode_tuning> variants;
       for (int chunks : {1, 2})
-        for (int64_t s13 : {0, 1, 4})
+        for (int64_t s13 : {0, 1, 2})
           for (int64_t s2 : {2, 4}) {
             cuda::decode_tuning t = tuning;
             t.chunks = chunks;

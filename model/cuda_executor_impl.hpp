@@ -111,6 +111,9 @@ private:
   /// `rows`: rows 0..m-1); logits of rows [0, m) stay in logits_ when m fits
   /// one pass.
   void enqueue_head(int64_t m, const int32_t* rows);
+  /// Whether n rows times an [n_out, k] projection take the decode kernel
+  /// (cuda::dense_decode) rather than cuBLAS.
+  bool dense_decode_here(int64_t n, int64_t n_out, int64_t k) const;
   /// Copies the logits the step asks for among sample rows [first, first +
   /// count), which the logits buffer holds from its row 0, to the host.
   void copy_logits(int64_t first, int64_t count);
@@ -195,6 +198,10 @@ private:
   cuda::device_buffer rope_cos_, rope_sin_;
   cuda::device_buffer k_cache_, v_cache_;
   cuda::device_buffer hidden_, xn_, x32_, qkv_, q_, attn_, attn_ws_;
+  /// The K-split partial products of q/k/v, then of o, for steps of up to
+  /// dense_rows_ rows (cuda::dense_decode).
+  cuda::device_buffer dense_parts_;
+  int64_t dense_rows_ = 0;
   /// The precise activations' second halves (empty without them): of the
   /// KV cache, of xn_ and of attn_.
   cuda::device_buffer k_lo_, v_lo_, xn_lo_, attn_lo_;

@@ -12,6 +12,7 @@
 
 #include "base/error.hpp"
 #include "gpu/cuda/cuda_check.hpp"
+#include "gpu/cuda/dense_decode.cuh"
 #include "gpu/cuda/prefill_attention.cuh"
 #include "gpu/cuda/row_gemm.hpp"
 #include "model/cuda_executor_impl.hpp"
@@ -290,6 +291,11 @@ void cuda_executor::gemm(const __nv_bfloat16* x, const __nv_bfloat16* w,
                  stream_->get());
 }
 
+bool cuda_executor::dense_decode_here(int64_t n, int64_t n_out,
+                                      int64_t k) const {
+  return n <= dense_rows_ && cuda::dense_decode_takes(n, n_out, k);
+}
+
 void cuda_executor::enqueue_layer(int64_t l, int64_t n, int64_t max_keys,
                                   int64_t width) {
   const auto& lw = w_.layers[static_cast<size_t>(l)];
@@ -305,12 +311,28 @@ void cuda_executor::enqueue_layer(int64_t l, int64_t n, int64_t max_keys,
   // halves (_lo), added with beta 1; without them those are null.
   auto* xn_lo = precise_ ? xn_lo_.get<__nv_bfloat16>() : nullptr;
   auto* attn_lo = precise_ ? attn_lo_.get<__nv_bfloat16>() : nullptr;
+  // Few rows (decode) take the decode kernel for the projections: its K
+  // splits' partial products go to dense_parts_, summed by the kernel that
+  // reads them (rope for q/k/v, the residual add before the post-attention
+  // norm for o). The precise activations keep cuBLAS (two products each).
+  const bool dense_qkv = !precise_ && dense_decode_here(n, qkv_dim_, h);
+  const bool dense_o = !precise_ && dense_decode_here(n, h, q_dim);
+  auto* parts = dense_parts_.get<float>();
   cuda::rms_norm(hidden_.get<float>(), nullptr, lw.input_norm, n, h, eps,
                  xn_.get<__nv_bfloat16>(), xn_lo, nullptr, s);
-  gemm(xn_.get<__nv_bfloat16>(), lw.qkv, n, h, qkv_dim_, qkv_.get<float>(),
-       0.0f);
-  if (precise_)
-    gemm(xn_lo, lw.qkv, n, h, qkv_dim_, qkv_.get<float>(), 1.0f);
+  const float* qkv_in = qkv_.get<float>();
+  int64_t qkv_parts = 1;
+  if (dense_qkv) {
+    qkv_parts = cuda::dense_decode_splits(qkv_dim_, h);
+    cuda::dense_decode(lw.qkv, qkv_dim_, h, xn_.get<__nv_bfloat16>(), n,
+                       qkv_parts, parts, s);
+    qkv_in = parts;
+  } else {
+    gemm(xn_.get<__nv_bfloat16>(), lw.qkv, n, h, qkv_dim_, qkv_.get<float>(),
+         0.0f);
+    if (precise_)
+      gemm(xn_lo, lw.qkv, n, h, qkv_dim_, qkv_.get<float>(), 1.0f);
+  }
   const size_t layer_elems = static_cast<size_t>(num_pages_) * page_size_
                              * cfg_.num_key_value_heads * cfg_.head_dim;
   auto* k_layer = k_cache_.get<__nv_bfloat16>() + l * layer_elems;
@@ -321,7 +343,7 @@ void cuda_executor::enqueue_layer(int64_t l, int64_t n, int64_t max_keys,
                         : nullptr;
   cuda::qkv_layout qkv{cfg_.num_attention_heads, cfg_.num_key_value_heads,
                        cfg_.head_dim, page_size_};
-  cuda::rope_kv_write(qkv_.get<float>(), in + at.positions(), in + at.slots(),
+  cuda::rope_kv_write(qkv_in, qkv_parts, in + at.positions(), in + at.slots(),
                       rope_cos_.get<float>(), rope_sin_.get<float>(), qkv, n,
                       q_.get<float>(), k_layer, v_layer, k_lo, v_lo, s);
   const cuda::split_kv rest{k_lo, v_lo, attn_lo};
@@ -352,12 +374,21 @@ void cuda_executor::enqueue_layer(int64_t l, int64_t n, int64_t max_keys,
                           shape, attn_ws_.get(), attn_ws_.bytes(),
                           attn_.get<__nv_bfloat16>(), s);
   }
-  gemm(attn_.get<__nv_bfloat16>(), lw.o_proj, n, q_dim, h, hidden_.get<float>(),
-       1.0f);
-  if (precise_)
-    gemm(attn_lo, lw.o_proj, n, q_dim, h, hidden_.get<float>(), 1.0f);
-  cuda::rms_norm(hidden_.get<float>(), nullptr, lw.post_norm, n, h, eps,
-                 xn_.get<__nv_bfloat16>(), xn_lo, x32_.get<float>(), s);
+  if (dense_o) {
+    const auto o_parts = cuda::dense_decode_splits(h, q_dim);
+    cuda::dense_decode(lw.o_proj, h, q_dim, attn_.get<__nv_bfloat16>(), n,
+                       o_parts, parts, s);
+    cuda::add_rms_norm(hidden_.get<float>(), parts, o_parts, lw.post_norm, n,
+                       h, eps, xn_.get<__nv_bfloat16>(), xn_lo,
+                       x32_.get<float>(), s);
+  } else {
+    gemm(attn_.get<__nv_bfloat16>(), lw.o_proj, n, q_dim, h,
+         hidden_.get<float>(), 1.0f);
+    if (precise_)
+      gemm(attn_lo, lw.o_proj, n, q_dim, h, hidden_.get<float>(), 1.0f);
+    cuda::rms_norm(hidden_.get<float>(), nullptr, lw.post_norm, n, h, eps,
+                   xn_.get<__nv_bfloat16>(), xn_lo, x32_.get<float>(), s);
+  }
   moe_->set_layer(cache_ ? slots_->slot_layer() : lw.experts);
   if (precise_) {
     moe_->route(x32_.get<float>(), lw.gate, n, s);
@@ -413,8 +444,13 @@ void cuda_executor::enqueue_head(int64_t m, const int32_t* rows) {
                  xf_.get<__nv_bfloat16>(), nullptr, nullptr, s);
   for (int64_t c = 0; c < m; c += head_rows_) {
     auto mc = std::min(head_rows_, m - c);
-    gemm(xf_.get<__nv_bfloat16>() + c * h, w_.lm_head, mc, h, vocab,
-         logits_.get<float>(), 0.0f);
+    // The LM head's input is bf16 with the precise activations too.
+    if (dense_decode_here(mc, vocab, h))
+      cuda::dense_decode(w_.lm_head, vocab, h, xf_.get<__nv_bfloat16>() + c * h,
+                         mc, 1, logits_.get<float>(), s);
+    else
+      gemm(xf_.get<__nv_bfloat16>() + c * h, w_.lm_head, mc, h, vocab,
+           logits_.get<float>(), 0.0f);
     cuda::argmax_rows(logits_.get<float>(), mc, vocab,
                       greedy_dev_.get<int32_t>() + c, s);
     // A graph capture leaves the copies to the caller, after each replay.

@@ -15,6 +15,7 @@
 #include <string>
 
 #include "gpu/cuda/bf16_split.cuh"
+#include "gpu/cuda/chained_launch.cuh"
 #include "gpu/cuda/cuda_check.hpp"
 
 namespace volt::cuda {
@@ -151,6 +152,7 @@ __global__ void __launch_bounds__(attn_threads)
   __shared__ float red_s[n_warps][G];
   __shared__ __align__(16) float acc_s[key_lanes * G * HD];
 
+  chain_start();
   const int tid = threadIdx.x;
   // The workspace is indexed by the block, q, out and the row arrays by the
   // step row, so a subset needs no more workspace than its own rows.
@@ -359,6 +361,7 @@ __global__ void __launch_bounds__(attn_threads)
 ///    with a row subset, else b; a row without keys (every split neutral)
 ///    gets zeros.
 __global__ void attention_merge_kernel(const attn_params p, int head_dim) {
+  chain_start();
   const int64_t rh = blockIdx.x;
   const int n_heads = p.n_heads;
   const int n_splits = p.n_splits;
@@ -390,10 +393,11 @@ void launch_split(const attn_params& p, int64_t n_rows, cudaStream_t stream) {
   dim3 grid(static_cast<unsigned>(n_rows), static_cast<unsigned>(p.n_kv_heads),
             static_cast<unsigned>(p.n_splits));
   if (p.k_lo != nullptr)
-    attention_split_kernel<HD, G, true><<<grid, attn_threads, 0, stream>>>(p);
+    launch_chained(attention_split_kernel<HD, G, true>, grid, attn_threads, 0,
+                   stream, p);
   else
-    attention_split_kernel<HD, G, false><<<grid, attn_threads, 0, stream>>>(p);
-  CUDA_CHECK_LAUNCH(attention_split_kernel);
+    launch_chained(attention_split_kernel<HD, G, false>, grid, attn_threads, 0,
+                   stream, p);
 }
 
 template <int HD>
@@ -497,11 +501,10 @@ void paged_attention(const float* q, const __nv_bfloat16* k_cache,
     default: launch_for_group<128>(p, batch.n_rows, stream); break;
   }
   if (plan.n_splits > 1) {
-    attention_merge_kernel<<<
-      static_cast<unsigned>(batch.n_rows * shape.n_heads),
-      static_cast<unsigned>(shape.head_dim), 0, stream>>>(
-      p, static_cast<int>(shape.head_dim));
-    CUDA_CHECK_LAUNCH(attention_merge_kernel);
+    launch_chained(attention_merge_kernel,
+                   static_cast<unsigned>(batch.n_rows * shape.n_heads),
+                   static_cast<unsigned>(shape.head_dim), 0, stream, p,
+                   static_cast<int>(shape.head_dim));
   }
 }
 

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "gpu/cuda/bf16_split.cuh"
+#include "gpu/cuda/chained_launch.cuh"
 #include "gpu/cuda/cuda_check.hpp"
 
 namespace volt::cuda {
@@ -149,24 +150,47 @@ __device__ float block_reduce(float v, float* scratch, float identity, Op op) {
 /// 3. inv = 1 / sqrt(mean + eps) and writes weight * (x * inv), the CPU
 ///    twin's product order, to the bf16 and/or f32 outputs.
 template <int Vec>
-__global__ void rms_norm_kernel(const float* __restrict__ x,
+__global__ void rms_norm_kernel(float* __restrict__ x,
                                 const int32_t* __restrict__ rows,
+                                const float* __restrict__ parts,
+                                int64_t n_parts, int64_t part_stride,
                                 const float* __restrict__ weight, int64_t dim,
                                 float eps, __nv_bfloat16* __restrict__ out_bf16,
                                 __nv_bfloat16* __restrict__ out_lo,
                                 float* __restrict__ out_f32) {
   __shared__ float scratch[32];
+  chain_start();
   const int64_t r = blockIdx.x;
   const int64_t src_row = rows != nullptr ? rows[r] : r;
-  const float* xr = x + src_row * dim;
+  float* xr = x + src_row * dim;
   const int64_t n = dim / Vec;
   float sq = 0;
   for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
     if constexpr (Vec == 4) {
       float4 v = reinterpret_cast<const float4*>(xr)[i];
+      if (n_parts > 0) {
+        float4 sum = reinterpret_cast<const float4*>(parts + r * dim)[i];
+        for (int64_t p = 1; p < n_parts; ++p) {
+          float4 more = reinterpret_cast<const float4*>(parts + p * part_stride
+                                                        + r * dim)[i];
+          sum = make_float4(__fadd_rn(sum.x, more.x), __fadd_rn(sum.y, more.y),
+                            __fadd_rn(sum.z, more.z), __fadd_rn(sum.w, more.w));
+        }
+        v = make_float4(__fadd_rn(v.x, sum.x), __fadd_rn(v.y, sum.y),
+                        __fadd_rn(v.z, sum.z), __fadd_rn(v.w, sum.w));
+        reinterpret_cast<float4*>(xr)[i] = v;
+      }
       sq += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
     } else {
-      sq += xr[i] * xr[i];
+      float v = xr[i];
+      if (n_parts > 0) {
+        float sum = parts[r * dim + i];
+        for (int64_t p = 1; p < n_parts; ++p)
+          sum = __fadd_rn(sum, parts[p * part_stride + r * dim + i]);
+        v = __fadd_rn(v, sum);
+        xr[i] = v;
+      }
+      sq += v * v;
     }
   }
   sq = block_reduce(sq, scratch, 0.0f, [](float x, float y) { return x + y; });
@@ -239,17 +263,26 @@ __global__ void rms_norm_kernel(const float* __restrict__ x,
 ///    (and its rest to v_lo).
 /// A negative slot (a padding row) writes no K/V.
 __global__ void rope_kv_write_kernel(
-  const float* __restrict__ qkv, const int32_t* __restrict__ positions,
+  const float* __restrict__ qkv, int64_t qkv_parts, int64_t part_stride,
+  const int32_t* __restrict__ positions,
   const int32_t* __restrict__ slots, const float* __restrict__ rope_cos,
   const float* __restrict__ rope_sin, int n_heads, int n_kv_heads, int head_dim,
   float* __restrict__ q, uint16_t* __restrict__ k_cache,
   uint16_t* __restrict__ v_cache, uint16_t* __restrict__ k_lo,
   uint16_t* __restrict__ v_lo) {
+  chain_start();
   const int64_t t = blockIdx.x;
   const int half = head_dim / 2;
   const int64_t width = static_cast<int64_t>(n_heads + 2 * n_kv_heads)
                         * head_dim;
-  const float* src = qkv + t * width;
+  const float* row = qkv + t * width;
+  // Element i of the token's q/k/v: its partial sums added in order.
+  auto src = [&](int64_t i) {
+    float v = row[i];
+    for (int64_t p = 1; p < qkv_parts; ++p)
+      v = __fadd_rn(v, row[p * part_stride + i]);
+    return v;
+  };
   const int64_t pos = positions[t];
   const int64_t slot = slots[t];
   const int64_t kv_row = slot * n_kv_heads * head_dim;
@@ -262,8 +295,8 @@ __global__ void rope_kv_write_kernel(
     if (item < n_pairs) {
       const int head = item / half;
       const int i = item % half;
-      const float a = src[head * head_dim + i];
-      const float b = src[head * head_dim + i + half];
+      const float a = src(head * head_dim + i);
+      const float b = src(head * head_dim + i + half);
       const float c = cos_pos[i];
       const float s = sin_pos[i];
       const float lo = __fsub_rn(__fmul_rn(a, c), __fmul_rn(b, s));
@@ -286,7 +319,7 @@ __global__ void rope_kv_write_kernel(
     } else if (slot >= 0) {
       const int j = item - n_pairs;
       const float x
-        = src[static_cast<int64_t>(n_heads + n_kv_heads) * head_dim + j];
+        = src(static_cast<int64_t>(n_heads + n_kv_heads) * head_dim + j);
       const uint16_t x_hi = bf16_bits_of(x);
       v_cache[kv_row + j] = x_hi;
       if (v_lo != nullptr)
@@ -323,6 +356,7 @@ __global__ void __launch_bounds__(argmax_threads)
                      int32_t* __restrict__ out) {
   __shared__ float best_v[argmax_threads / 32];
   __shared__ int best_i[argmax_threads / 32];
+  chain_start();
   const float* row = logits + static_cast<int64_t>(blockIdx.x) * vocab;
   float v = -INFINITY;
   int idx = INT_MAX;
@@ -486,9 +520,13 @@ void embedding(const __nv_bfloat16* table, int64_t hidden, const int32_t* ids,
   CUDA_CHECK_LAUNCH(embedding_kernel);
 }
 
-void rms_norm(const float* x, const int32_t* rows, const float* weight,
-              int64_t n_rows, int64_t dim, float eps, __nv_bfloat16* out_bf16,
-              __nv_bfloat16* out_lo, float* out_f32, cudaStream_t stream) {
+namespace {
+
+void launch_rms_norm(float* x, const int32_t* rows, const float* parts,
+                     int64_t n_parts, const float* weight, int64_t n_rows,
+                     int64_t dim, float eps, __nv_bfloat16* out_bf16,
+                     __nv_bfloat16* out_lo, float* out_f32,
+                     cudaStream_t stream) {
   if (n_rows == 0 || dim == 0)
     return;
   if (out_lo != nullptr && out_bf16 == nullptr)
@@ -496,18 +534,41 @@ void rms_norm(const float* x, const int32_t* rows, const float* weight,
   // One block per row; 256 threads reach 4096-wide rows in 4 float4 loads.
   const bool vec = dim % 4 == 0 && aligned(x, 16) && aligned(weight, 16)
                    && aligned(out_f32, 16) && aligned(out_bf16, 8)
-                   && aligned(out_lo, 8);
+                   && aligned(out_lo, 8) && aligned(parts, 16);
   const int block = dim <= 128 ? 32 : dim <= 512 ? 128 : threads;
+  const int64_t stride = n_rows * dim;
   if (vec)
-    rms_norm_kernel<4><<<static_cast<unsigned>(n_rows), block, 0, stream>>>(
-      x, rows, weight, dim, eps, out_bf16, out_lo, out_f32);
+    launch_chained(rms_norm_kernel<4>, static_cast<unsigned>(n_rows), block, 0,
+                   stream, x, rows, parts, n_parts, stride, weight, dim, eps,
+                   out_bf16, out_lo, out_f32);
   else
-    rms_norm_kernel<1><<<static_cast<unsigned>(n_rows), block, 0, stream>>>(
-      x, rows, weight, dim, eps, out_bf16, out_lo, out_f32);
-  CUDA_CHECK_LAUNCH(rms_norm_kernel);
+    launch_chained(rms_norm_kernel<1>, static_cast<unsigned>(n_rows), block, 0,
+                   stream, x, rows, parts, n_parts, stride, weight, dim, eps,
+                   out_bf16, out_lo, out_f32);
 }
 
-void rope_kv_write(const float* qkv, const int32_t* positions,
+} // namespace
+
+void rms_norm(const float* x, const int32_t* rows, const float* weight,
+              int64_t n_rows, int64_t dim, float eps, __nv_bfloat16* out_bf16,
+              __nv_bfloat16* out_lo, float* out_f32, cudaStream_t stream) {
+  // Without parts the kernel only reads x.
+  launch_rms_norm(const_cast<float*>(x), rows, nullptr, 0, weight, n_rows, dim,
+                  eps, out_bf16, out_lo, out_f32, stream);
+}
+
+void add_rms_norm(float* x, const float* parts, int64_t n_parts,
+                  const float* weight, int64_t n_rows, int64_t dim, float eps,
+                  __nv_bfloat16* out_bf16, __nv_bfloat16* out_lo,
+                  float* out_f32, cudaStream_t stream) {
+  if (n_parts < 1)
+    throw cuda_error("add_rms_norm: needs at least one part");
+  launch_rms_norm(x, nullptr, parts, n_parts, weight, n_rows, dim, eps,
+                  out_bf16, out_lo, out_f32, stream);
+}
+
+void rope_kv_write(const float* qkv, int64_t qkv_parts,
+                   const int32_t* positions,
                    const int32_t* slots, const float* rope_cos,
                    const float* rope_sin, const qkv_layout& layout,
                    int64_t n_tokens, float* q, __nv_bfloat16* k_cache,
@@ -519,18 +580,22 @@ void rope_kv_write(const float* qkv, const int32_t* positions,
       || layout.n_kv_heads <= 0)
     throw cuda_error("rope_kv_write: bad layout (head_dim "
                      + std::to_string(layout.head_dim) + ")");
+  if (qkv_parts < 1)
+    throw cuda_error("rope_kv_write: qkv_parts must be at least 1");
   if (n_tokens == 0)
     return;
   const auto n_items = (layout.n_heads + layout.n_kv_heads) * layout.head_dim / 2
                        + layout.n_kv_heads * layout.head_dim;
+  const auto width = (layout.n_heads + 2 * layout.n_kv_heads) * layout.head_dim;
   dim3 grid(static_cast<unsigned>(n_tokens),
             static_cast<unsigned>((n_items + threads - 1) / threads));
-  rope_kv_write_kernel<<<grid, threads, 0, stream>>>(
-    qkv, positions, slots, rope_cos, rope_sin, static_cast<int>(layout.n_heads),
-    static_cast<int>(layout.n_kv_heads), static_cast<int>(layout.head_dim), q,
-    reinterpret_cast<uint16_t*>(k_cache), reinterpret_cast<uint16_t*>(v_cache),
-    reinterpret_cast<uint16_t*>(k_lo), reinterpret_cast<uint16_t*>(v_lo));
-  CUDA_CHECK_LAUNCH(rope_kv_write_kernel);
+  launch_chained(
+    rope_kv_write_kernel, grid, threads, 0, stream, qkv, qkv_parts,
+    n_tokens * width, positions, slots, rope_cos, rope_sin,
+    static_cast<int>(layout.n_heads), static_cast<int>(layout.n_kv_heads),
+    static_cast<int>(layout.head_dim), q, reinterpret_cast<uint16_t*>(k_cache),
+    reinterpret_cast<uint16_t*>(v_cache), reinterpret_cast<uint16_t*>(k_lo),
+    reinterpret_cast<uint16_t*>(v_lo));
 }
 
 void argmax_rows(const float* logits, int64_t n_rows, int64_t vocab,
@@ -543,12 +608,11 @@ void argmax_rows(const float* logits, int64_t n_rows, int64_t vocab,
   const int block = static_cast<int>(std::min<int64_t>(
     argmax_threads, std::max<int64_t>(32, (vocab + 127) / 128 * 32)));
   if (vocab % 4 == 0 && aligned(logits, 16))
-    argmax_rows_kernel<4>
-      <<<static_cast<unsigned>(n_rows), block, 0, stream>>>(logits, vocab, out);
+    launch_chained(argmax_rows_kernel<4>, static_cast<unsigned>(n_rows), block,
+                   0, stream, logits, vocab, out);
   else
-    argmax_rows_kernel<1>
-      <<<static_cast<unsigned>(n_rows), block, 0, stream>>>(logits, vocab, out);
-  CUDA_CHECK_LAUNCH(argmax_rows_kernel);
+    launch_chained(argmax_rows_kernel<1>, static_cast<unsigned>(n_rows), block,
+                   0, stream, logits, vocab, out);
 }
 
 void to_bf16(dtype type, const void* src, int64_t n, __nv_bfloat16* out,

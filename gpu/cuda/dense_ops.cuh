@@ -39,6 +39,19 @@ void rms_norm(const float* x, const int32_t* rows, const float* weight,
               int64_t n_rows, int64_t dim, float eps, __nv_bfloat16* out_bf16,
               __nv_bfloat16* out_lo, float* out_f32, cudaStream_t stream);
 
+/// The residual add before a norm, then the norm: x[r] += the sum of the
+/// row's partial products (parts[0] + parts[1] + ..., in that order, then
+/// added to x), written back to x, and rms_norm of the result. The dense
+/// decode products' K splits (dense_decode.cuh) end here. CPU twin: those
+/// adds in the same order, then cpu::rms_norm.
+/// - x       (in/out): [n_rows, dim] f32
+/// - parts   (in):     [n_parts, n_rows, dim] f32, n_parts >= 1
+/// - the rest as rms_norm's (every row, in order)
+void add_rms_norm(float* x, const float* parts, int64_t n_parts,
+                  const float* weight, int64_t n_rows, int64_t dim, float eps,
+                  __nv_bfloat16* out_bf16, __nv_bfloat16* out_lo,
+                  float* out_f32, cudaStream_t stream);
+
 /// Shapes of the fused q/k/v projection's output and of the paged KV cache.
 struct qkv_layout {
   int64_t n_heads = 0;
@@ -51,8 +64,10 @@ struct qkv_layout {
 /// Rotary embedding of q and k (Hugging Face's rotate-half form, angles from
 /// a table) and the write of k and v into the paged cache: slot s is page
 /// s / page_size, offset s % page_size.
-/// - qkv      (in):  [n_tokens, (n_heads + 2 n_kv_heads) * head_dim] f32: the
-///                   q heads, then the k heads, then the v heads
+/// - qkv      (in):  [qkv_parts, n_tokens, (n_heads + 2 n_kv_heads) *
+///                   head_dim] f32: the q heads, then the k heads, then the v
+///                   heads, as partial sums (a K-split product) added in
+///                   order; qkv_parts >= 1
 /// - positions(in):  [n_tokens] i32
 /// - slots    (in):  [n_tokens] i32, the cache slot of each token; a
 ///                   negative slot (a padding row) writes no K/V
@@ -65,7 +80,8 @@ struct qkv_layout {
 /// - k_lo     (out): null, or the layout of k_cache: what bf16 leaves out
 ///                   of each k (k ≈ k_cache + k_lo, the precise activations)
 /// - v_lo     (out): the same for v; null exactly when k_lo is
-void rope_kv_write(const float* qkv, const int32_t* positions,
+void rope_kv_write(const float* qkv, int64_t qkv_parts,
+                   const int32_t* positions,
                    const int32_t* slots, const float* rope_cos,
                    const float* rope_sin, const qkv_layout& layout,
                    int64_t n_tokens, float* q, __nv_bfloat16* k_cache,

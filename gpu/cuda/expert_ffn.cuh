@@ -112,6 +112,10 @@ struct decode_tuning {
   /// groups over 32 rows and 4.1 ms with the decode kernel for all;
   /// docs/PERFORMANCE.md). Mixtral's 336 MiB experts keep the row limits.
   int64_t decode_reread_max_bytes = int64_t{16} << 20;
+  /// The dense projections of a step (dense_decode.cuh) take the decode
+  /// kernel up to this many rows, cuBLAS beyond; 0: always cuBLAS (`bench
+  /// model --dense-decode-rows`).
+  int64_t dense_decode_max_rows = 32;
 };
 
 void set_decode_tuning(const decode_tuning& t);

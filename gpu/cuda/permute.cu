@@ -7,6 +7,7 @@
 #include <cub/device/device_radix_sort.cuh>
 #include <cub/device/device_scan.cuh>
 
+#include "gpu/cuda/chained_launch.cuh"
 #include "gpu/cuda/cuda_check.hpp"
 
 namespace volt::cuda {
@@ -144,6 +145,7 @@ __global__ void gather_rows_kernel(const T* __restrict__ x,
                                    const int32_t* __restrict__ sorted_pair,
                                    int64_t k, int64_t hidden,
                                    Out* __restrict__ rows) {
+  chain_start();
   int64_t r = blockIdx.x;
   const T* src = x + (sorted_pair[r] / k) * hidden;
   Out* dst = rows + r * hidden;
@@ -160,6 +162,7 @@ __global__ void combine_kernel(const float* __restrict__ y, int64_t splits,
                                const float* __restrict__ topk_weights,
                                int64_t k, int64_t hidden, bool accumulate,
                                float* __restrict__ out) {
+  chain_start();
   int64_t t = blockIdx.x;
   int64_t i = static_cast<int64_t>(blockIdx.y) * blockDim.x + threadIdx.x;
   if (i < hidden) {
@@ -177,6 +180,7 @@ __global__ void combine_kernel(const float* __restrict__ y, int64_t splits,
 
 __global__ void sum_splits_kernel(const float* __restrict__ y, int64_t splits,
                                   int64_t n, float* out) {
+  chain_start();
   int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= n)
     return;
@@ -200,10 +204,8 @@ void launch_gather_rows(const T* x, const int32_t* sorted_pair, int64_t n_rows,
                         cudaStream_t stream) {
   if (n_rows == 0)
     return;
-  gather_rows_kernel<T, Out>
-    <<<static_cast<unsigned>(n_rows), threads, 0, stream>>>(x, sorted_pair, k,
-                                                             hidden, rows);
-  CUDA_CHECK_LAUNCH(gather_rows_kernel);
+  launch_chained(gather_rows_kernel<T, Out>, static_cast<unsigned>(n_rows),
+                 threads, 0, stream, x, sorted_pair, k, hidden, rows);
 }
 
 template <class Out>
@@ -289,10 +291,9 @@ void combine(const float* y, int64_t splits, const int32_t* pair_row,
   if (n_tokens == 0)
     return;
   dim3 grid(static_cast<unsigned>(n_tokens), blocks_for(hidden));
-  combine_kernel<<<grid, threads, 0, stream>>>(y, splits, n_tokens * k,
-                                               pair_row, topk_weights, k,
-                                               hidden, accumulate, out);
-  CUDA_CHECK_LAUNCH(combine_kernel);
+  launch_chained(combine_kernel, grid, threads, 0, stream, y, splits,
+                 n_tokens * k, pair_row, topk_weights, k, hidden, accumulate,
+                 out);
 }
 
 void sum_splits(const float* y, int64_t splits, int64_t n_rows, int64_t hidden,
@@ -300,8 +301,8 @@ void sum_splits(const float* y, int64_t splits, int64_t n_rows, int64_t hidden,
   auto n = n_rows * hidden;
   if (n == 0 || (splits == 1 && y == out))
     return;
-  sum_splits_kernel<<<blocks_for(n), threads, 0, stream>>>(y, splits, n, out);
-  CUDA_CHECK_LAUNCH(sum_splits_kernel);
+  launch_chained(sum_splits_kernel, blocks_for(n), threads, 0, stream, y,
+                 splits, n, out);
 }
 
 __global__ void copy_words_kernel(const uint32_t* __restrict__ src, int64_t n,

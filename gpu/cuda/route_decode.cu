@@ -4,6 +4,7 @@
 
 #include <cfloat>
 
+#include "gpu/cuda/chained_launch.cuh"
 #include "gpu/cuda/cuda_check.hpp"
 #include "gpu/cuda/warp_reduce.cuh"
 
@@ -197,6 +198,7 @@ __global__ void __launch_bounds__(route_threads)
   route_decode_kernel(const route_args a) {
   __shared__ float warp_part[route_warps][max_tokens];
   __shared__ bool last;
+  chain_start();
   const int lane = threadIdx.x % 32;
   const int warp = threadIdx.x / 32;
   const int e = blockIdx.x / a.parts;
@@ -302,13 +304,12 @@ void route_decode(const float* x_router, const float* gate,
                available,
                degraded};
   const auto blocks = static_cast<unsigned>(n_experts * a.parts);
-  if (rows_f16) {
-    route_decode_kernel<true><<<blocks, route_threads, 0, stream>>>(a);
-    CUDA_CHECK_LAUNCH(route_decode_kernel);
-  } else {
-    route_decode_kernel<false><<<blocks, route_threads, 0, stream>>>(a);
-    CUDA_CHECK_LAUNCH(route_decode_kernel);
-  }
+  if (rows_f16)
+    launch_chained(route_decode_kernel<true>, blocks, route_threads, 0, stream,
+                   a);
+  else
+    launch_chained(route_decode_kernel<false>, blocks, route_threads, 0,
+                   stream, a);
 }
 
 } // namespace volt::cuda

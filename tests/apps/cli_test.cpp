@@ -246,6 +246,10 @@ CAF_TEST(bench model times a whole model and refuses bad flags) {
   check_bad_input(bench({"--prefill-attention", "flash"}),
                   {"--prefill-attention: expected tensor-cores or simt, got "
                    "'flash'"});
+  check_bad_input(bench({"--chained-launch", "maybe"}),
+                  {"--chained-launch: expected on or off, got 'maybe'"});
+  check_bad_input(bench({"--dense-decode-rows", "-1"}),
+                  {"--dense-decode-rows"});
   check_bad_input(bench({"--quantization", "int4", "--prompt", "8"}),
                   {"--quantization", "'int4'"});
   check_bad_input(bench({"--device", "cuda:99", "--prompt", "8"}),

@@ -8,6 +8,9 @@
 // chunk with decode rows, shuffled pages, sliding windows). Bounds:
 // - embedding, to_bf16, to_f32, quantize_int8_rows (q and scale bits),
 //   argmax (ties, NaN and -inf rows included): exact;
+// - dense_decode (each K split's partial product of bf16 rows and weights)
+//   against float64: ‖got − want‖/‖want‖ ≤ 1e-5 (f32 accumulation);
+// - add_rms_norm's residual (the partials added in order): exact;
 // - rms_norm and rope f32 outputs: ‖got − want‖/‖want‖ ≤ 1e-5; their bf16
 //   outputs against the CPU result rounded to bf16: ≤ 1e-2 (rope computes
 //   the CPU's products without contraction, so its outputs should be
@@ -32,6 +35,7 @@
 #  include "gpu/cpu/cpu_ops.hpp"
 #  include "gpu/cpu/quant.hpp"
 #  include "gpu/cuda/attention.cuh"
+#  include "gpu/cuda/dense_decode.cuh"
 #  include "gpu/cuda/dense_ops.cuh"
 #  include "model/sampler.hpp"
 #  include "tests/gpu/cuda_test_util.hpp"
@@ -158,6 +162,101 @@ CAF_TEST(rms_norm matches the CPU twin with and without a row gather) {
                                     << sci(worst_pair));
 }
 
+CAF_TEST(add_rms_norm adds the partial products to the residual then norms) {
+  if (!gpu_available())
+    return;
+  std::mt19937 gen{15};
+  double worst = 0;
+  for (int64_t dim : {64, 4096, 100})
+    for (int64_t n : {1, 5, 32})
+      for (int64_t n_parts : {1, 2, 8}) {
+        auto x = uniform_floats(n * dim, gen, 3.0f);
+        auto parts = uniform_floats(n_parts * n * dim, gen, 1.0f);
+        auto weight = uniform_floats(dim, gen, 0.5f);
+        for (auto& w : weight)
+          w += 1.0f;
+        // The partials in order, then onto the residual.
+        std::vector<float> sum(parts.begin(), parts.begin() + n * dim);
+        for (int64_t p = 1; p < n_parts; ++p)
+          for (int64_t i = 0; i < n * dim; ++i)
+            sum[i] += parts[p * n * dim + i];
+        std::vector<float> added(n * dim);
+        for (int64_t i = 0; i < n * dim; ++i)
+          added[i] = x[i] + sum[i];
+        std::vector<float> want(added.size());
+        cpu::rms_norm(added.data(), weight.data(), n, dim, 1e-5f, want.data());
+        auto d_x = upload(x);
+        auto d_parts = upload(parts);
+        auto d_w = upload(weight);
+        auto d_f32 = poisoned(sizeof(float) * want.size());
+        auto d_bf16 = poisoned(2 * want.size());
+        cuda::add_rms_norm(d_x.get<float>(), d_parts.get<float>(), n_parts,
+                           d_w.get<float>(), n, dim, 1e-5f,
+                           d_bf16.get<__nv_bfloat16>(), nullptr,
+                           d_f32.get<float>(), nullptr);
+        auto got_x = download<float>(d_x, added.size());
+        CAF_CHECK(std::memcmp(got_x.data(), added.data(),
+                              4 * added.size())
+                  == 0);
+        auto err = rel_error(download<float>(d_f32, want.size()), want);
+        worst = std::max(worst, err);
+        CAF_CHECK_LESS_OR_EQUAL(err, 1e-5);
+        auto got_bf16 = widen(download<uint16_t>(d_bf16, want.size()));
+        CAF_CHECK_LESS_OR_EQUAL(rel_error(got_bf16, round_bf16(want)), 1e-2);
+      }
+  CAF_MESSAGE("add_rms_norm worst f32 " << sci(worst));
+}
+
+CAF_TEST(dense_decode gives the product of bf16 rows and weights per K split) {
+  if (!gpu_available())
+    return;
+  std::mt19937 gen{16};
+  struct shape {
+    int64_t n_out, k, rows, splits;
+  };
+  double worst = 0;
+  // splits 0: dense_decode_splits' choice.
+  for (auto s : {shape{16, 32, 1, 1}, shape{1040, 4096, 1, 0},
+                 shape{4096, 4096, 3, 0}, shape{32000, 256, 2, 1},
+                 shape{2048, 1024, 8, 4}, shape{528, 2048, 17, 8},
+                 shape{256, 512, 32, 2}, shape{6144, 4096, 9, 0}}) {
+    CAF_REQUIRE(cuda::dense_decode_takes(s.rows, s.n_out, s.k));
+    const int64_t splits = s.splits > 0
+                             ? s.splits
+                             : cuda::dense_decode_splits(s.n_out, s.k);
+    auto w = round_bf16(uniform_floats(s.n_out * s.k, gen, 0.05f));
+    auto x = round_bf16(uniform_floats(s.rows * s.k, gen, 1.0f));
+    auto d_w = upload(to_bf16_bits(w));
+    auto d_x = upload(to_bf16_bits(x));
+    const int64_t per = s.rows * s.n_out;
+    auto d_y = poisoned(sizeof(float) * splits * per);
+    cuda::dense_decode(d_w.get<__nv_bfloat16>(), s.n_out, s.k,
+                       d_x.get<__nv_bfloat16>(), s.rows, splits,
+                       d_y.get<float>(), nullptr);
+    auto got = download<float>(d_y, splits * per);
+    // Each split against float64 over its own K range.
+    const int64_t ks = s.k / splits;
+    std::vector<double> want(splits * per);
+    for (int64_t p = 0; p < splits; ++p)
+      for (int64_t r = 0; r < s.rows; ++r)
+        for (int64_t o = 0; o < s.n_out; ++o) {
+          double acc = 0;
+          for (int64_t i = p * ks; i < (p + 1) * ks; ++i)
+            acc += static_cast<double>(x[r * s.k + i]) * w[o * s.k + i];
+          want[p * per + r * s.n_out + o] = acc;
+        }
+    auto err = rel_error(got, want);
+    worst = std::max(worst, err);
+    CAF_CHECK_LESS_OR_EQUAL(err, 1e-5);
+  }
+  // What the decode kernel does not take goes to cuBLAS.
+  CAF_CHECK(!cuda::dense_decode_takes(1, 1000, 4096));
+  CAF_CHECK(!cuda::dense_decode_takes(1, 4096, 100));
+  CAF_CHECK(!cuda::dense_decode_takes(33, 4096, 4096));
+  CAF_CHECK(!cuda::dense_decode_takes(0, 4096, 4096));
+  CAF_MESSAGE("dense_decode worst " << sci(worst));
+}
+
 CAF_TEST(rope_kv_write matches rope and the bf16 KV write) {
   if (!gpu_available())
     return;
@@ -186,7 +285,14 @@ CAF_TEST(rope_kv_write matches rope and the bf16 KV write) {
           cos_t[p * half + i] = static_cast<float>(std::cos(angle));
           sin_t[p * half + i] = static_cast<float>(std::sin(angle));
         }
-      auto qkv = uniform_floats(n * width, gen, 2.0f);
+      // q/k/v as the partial sums of a K-split product (1 to 3 of them),
+      // added in order: the reference rotates their float sum.
+      const int64_t n_parts = 1 + n % 3;
+      auto parts = uniform_floats(n_parts * n * width, gen, 2.0f);
+      std::vector<float> qkv(parts.begin(), parts.begin() + n * width);
+      for (int64_t p = 1; p < n_parts; ++p)
+        for (int64_t i = 0; i < n * width; ++i)
+          qkv[i] += parts[p * n * width + i];
       auto pos = random_ints(n, 0, max_pos - 1, gen);
       std::vector<int32_t> slots(n_slots);
       std::iota(slots.begin(), slots.end(), 0);
@@ -203,7 +309,7 @@ CAF_TEST(rope_kv_write matches rope and the bf16 KV write) {
       }
       cpu::rope(q.data(), s.heads, k.data(), s.kv_heads, pos.data(), n, hd,
                 theta);
-      auto d_qkv = upload(qkv);
+      auto d_qkv = upload(parts);
       auto d_pos = upload(pos);
       auto d_slots = upload(slots);
       auto d_cos = upload(cos_t);
@@ -216,7 +322,7 @@ CAF_TEST(rope_kv_write matches rope and the bf16 KV write) {
       auto d_k_lo = poisoned(2 * n_slots * row);
       auto d_v_lo = poisoned(2 * n_slots * row);
       cuda::qkv_layout layout{s.heads, s.kv_heads, hd, s.page_size};
-      cuda::rope_kv_write(d_qkv.get<float>(), d_pos.get<int32_t>(),
+      cuda::rope_kv_write(d_qkv.get<float>(), n_parts, d_pos.get<int32_t>(),
                           d_slots.get<int32_t>(), d_cos.get<float>(),
                           d_sin.get<float>(), layout, n, d_q.get<float>(),
                           d_k.get<__nv_bfloat16>(), d_v.get<__nv_bfloat16>(),
