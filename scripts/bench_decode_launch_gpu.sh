@@ -9,8 +9,8 @@
 # logits of a 16-token prompt against the float32 CPU executor. One summary line per
 # run and the int8 / bf16 step ratios; the JSON and logs under $OUT.
 #   scripts/bench_decode_launch_gpu.sh [LAYERS]   (default 4)
-# VOLT_BENCH_RUNS ("QUANT:ROWS:CHAINED ...") narrows the runs, VOLT_BENCH_CHECK=0 skips
-# the CPU comparison, to fit a device call.
+# VOLT_BENCH_RUNS ("QUANT:ROWS:CHAINED ..."), VOLT_BENCH_PROMPTS ("512") and
+# VOLT_BENCH_CHECK=0 (no CPU comparison) narrow it to fit a device call.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/volt-out}
@@ -29,7 +29,7 @@ for run in $runs; do
   [ "$quant:$rows:$chained" = "none:32:on" ] && check=${VOLT_BENCH_CHECK:-16}
   timeout 240 $node bench model --model "$ckpt" --device cuda:0 --quantization "$quant" \
     --dense-decode-rows "$rows" --chained-launch "$chained" \
-    --batch 1,8,32 --prompt 512,2048 --decode-prompt 128 --new-tokens 32 \
+    --batch 1,8,32 --prompt "${VOLT_BENCH_PROMPTS:-512,2048}" --decode-prompt 128 --new-tokens 32 \
     --check-cpu $check --json >"$OUT/$name.json" 2>"$OUT/$name.err" \
     || tail -n 5 "$OUT/$name.err"
 done
