@@ -11,6 +11,11 @@
 // - dense_decode (each K split's partial product of bf16 rows and weights)
 //   against float64: ‖got − want‖/‖want‖ ≤ 1e-5 (f32 accumulation);
 // - add_rms_norm's residual (the partials added in order): exact;
+// - 24 steps of x <- x + W · bf16(rms_norm(x)) (dense_decode, add_rms_norm)
+//   captured into one graph, chained and plain, against the CPU's
+//   recurrence: ≤ 1e-2 (bf16 roundings of nearly equal norms may differ; a
+//   kernel reading its predecessor's input before it was written is off by
+//   about a whole update, order 1);
 // - rms_norm and rope f32 outputs: ‖got − want‖/‖want‖ ≤ 1e-5; their bf16
 //   outputs against the CPU result rounded to bf16: ≤ 1e-2 (rope computes
 //   the CPU's products without contraction, so its outputs should be
@@ -35,6 +40,7 @@
 #  include "gpu/cpu/cpu_ops.hpp"
 #  include "gpu/cpu/quant.hpp"
 #  include "gpu/cuda/attention.cuh"
+#  include "gpu/cuda/chained_launch.cuh"
 #  include "gpu/cuda/dense_decode.cuh"
 #  include "gpu/cuda/dense_ops.cuh"
 #  include "model/sampler.hpp"
@@ -255,6 +261,83 @@ CAF_TEST(dense_decode gives the product of bf16 rows and weights per K split) {
   CAF_CHECK(!cuda::dense_decode_takes(33, 4096, 4096));
   CAF_CHECK(!cuda::dense_decode_takes(0, 4096, 4096));
   CAF_MESSAGE("dense_decode worst " << sci(worst));
+}
+
+CAF_TEST(chained kernels in a graph see what the kernels before them wrote) {
+  if (!gpu_available())
+    return;
+  // A residual recurrence, x <- x + W · bf16(rms_norm(x)), 24 times over:
+  // each product reads the norm the kernel before it wrote and each norm
+  // the partials and the residual the kernels before it wrote, so a kernel
+  // that ran ahead of its predecessor would read a stale input, off by
+  // about a whole step's update (order 1 against x's order 1). Captured
+  // into one graph and replayed, as decode steps are, against the same
+  // recurrence on the CPU (float64 products of the same bf16 inputs).
+  std::mt19937 gen{17};
+  const int64_t dim = 1024, steps = 24;
+  const float eps = 1e-5f;
+  for (int64_t rows : {1, 8}) {
+    for (bool chained : {true, false}) {
+      cuda::set_chained_launch(chained);
+      auto w = round_bf16(uniform_floats(dim * dim, gen, 0.03f));
+      auto norm_w = uniform_floats(dim, gen, 0.2f);
+      for (auto& v : norm_w)
+        v += 1.0f;
+      auto x0 = uniform_floats(rows * dim, gen, 1.0f);
+      const int64_t splits = cuda::dense_decode_splits(dim, dim);
+      auto d_w = upload(to_bf16_bits(w));
+      auto d_norm = upload(norm_w);
+      auto d_x = upload(x0);
+      auto d_xn = poisoned(2 * rows * dim);
+      auto d_parts = poisoned(sizeof(float) * splits * rows * dim);
+      cuda::stream s;
+      cudaGraph_t graph = nullptr;
+      CUDA_CHECK(cudaStreamBeginCapture(s.get(), cudaStreamCaptureModeGlobal));
+      cuda::rms_norm(d_x.get<float>(), nullptr, d_norm.get<float>(), rows,
+                     dim, eps, d_xn.get<__nv_bfloat16>(), nullptr, nullptr,
+                     s.get());
+      for (int64_t i = 0; i < steps; ++i) {
+        cuda::dense_decode(d_w.get<__nv_bfloat16>(), dim, dim,
+                           d_xn.get<__nv_bfloat16>(), rows, splits,
+                           d_parts.get<float>(), s.get());
+        cuda::add_rms_norm(d_x.get<float>(), d_parts.get<float>(), splits,
+                           d_norm.get<float>(), rows, dim, eps,
+                           d_xn.get<__nv_bfloat16>(), nullptr, nullptr,
+                           s.get());
+      }
+      CUDA_CHECK(cudaStreamEndCapture(s.get(), &graph));
+      cudaGraphExec_t exec = nullptr;
+      CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+      CUDA_CHECK(cudaGraphLaunch(exec, s.get()));
+      CUDA_CHECK(cudaStreamSynchronize(s.get()));
+      CUDA_CHECK(cudaGraphExecDestroy(exec));
+      CUDA_CHECK(cudaGraphDestroy(graph));
+      auto got = download<float>(d_x, rows * dim);
+      // The CPU's recurrence.
+      std::vector<float> x = x0, xn(rows * dim);
+      auto norm = [&] {
+        cpu::rms_norm(x.data(), norm_w.data(), rows, dim, eps, xn.data());
+        xn = round_bf16(xn);
+      };
+      norm();
+      for (int64_t i = 0; i < steps; ++i) {
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t o = 0; o < dim; ++o) {
+            double acc = 0;
+            for (int64_t j = 0; j < dim; ++j)
+              acc += static_cast<double>(xn[r * dim + j]) * w[o * dim + j];
+            x[r * dim + o] += static_cast<float>(acc);
+          }
+        norm();
+      }
+      auto err = rel_error(got, x);
+      CAF_MESSAGE("rows " << rows << (chained ? ", chained" : ", plain")
+                          << ": x after " << steps << " steps "
+                          << sci(err));
+      CAF_CHECK_LESS_OR_EQUAL(err, 1e-2);
+    }
+  }
+  cuda::set_chained_launch(true);
 }
 
 CAF_TEST(rope_kv_write matches rope and the bf16 KV write) {
