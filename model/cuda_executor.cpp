@@ -105,11 +105,10 @@ void cuda_executor::allocate_buffers() {
   x32_.resize(sizeof(float) * r * h);
   qkv_.resize(sizeof(float) * r * qkv_dim_);
   dense_rows_ = std::min(r, cuda::get_decode_tuning().dense_decode_max_rows);
-  const int64_t o_in = cfg_.num_attention_heads * cfg_.head_dim;
-  dense_parts_.resize(
-    sizeof(float) * dense_rows_
-    * std::max(cuda::dense_decode_splits(qkv_dim_, h) * qkv_dim_,
-               cuda::dense_decode_splits(h, o_in) * h));
+  qkv_splits_ = cuda::dense_decode_splits(qkv_dim_, h);
+  o_splits_ = cuda::dense_decode_splits(h, q);
+  dense_parts_.resize(sizeof(float) * dense_rows_
+                      * std::max(qkv_splits_ * qkv_dim_, o_splits_ * h));
   q_.resize(sizeof(float) * r * q);
   attn_.resize(sizeof(__nv_bfloat16) * r * q);
   // Decode graphs attend with the model's whole context as the key bound

@@ -199,9 +199,12 @@ private:
   cuda::device_buffer k_cache_, v_cache_;
   cuda::device_buffer hidden_, xn_, x32_, qkv_, q_, attn_, attn_ws_;
   /// The K-split partial products of q/k/v, then of o, for steps of up to
-  /// dense_rows_ rows (cuda::dense_decode).
+  /// dense_rows_ rows (cuda::dense_decode), and their split counts (chosen
+  /// once: they depend on the shapes and the device only).
   cuda::device_buffer dense_parts_;
   int64_t dense_rows_ = 0;
+  int64_t qkv_splits_ = 1;
+  int64_t o_splits_ = 1;
   /// The precise activations' second halves (empty without them): of the
   /// KV cache, of xn_ and of attn_.
   cuda::device_buffer k_lo_, v_lo_, xn_lo_, attn_lo_;

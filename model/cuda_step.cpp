@@ -323,7 +323,7 @@ void cuda_executor::enqueue_layer(int64_t l, int64_t n, int64_t max_keys,
   const float* qkv_in = qkv_.get<float>();
   int64_t qkv_parts = 1;
   if (dense_qkv) {
-    qkv_parts = cuda::dense_decode_splits(qkv_dim_, h);
+    qkv_parts = qkv_splits_;
     cuda::dense_decode(lw.qkv, qkv_dim_, h, xn_.get<__nv_bfloat16>(), n,
                        qkv_parts, parts, s);
     qkv_in = parts;
@@ -375,10 +375,9 @@ void cuda_executor::enqueue_layer(int64_t l, int64_t n, int64_t max_keys,
                           attn_.get<__nv_bfloat16>(), s);
   }
   if (dense_o) {
-    const auto o_parts = cuda::dense_decode_splits(h, q_dim);
     cuda::dense_decode(lw.o_proj, h, q_dim, attn_.get<__nv_bfloat16>(), n,
-                       o_parts, parts, s);
-    cuda::add_rms_norm(hidden_.get<float>(), parts, o_parts, lw.post_norm, n,
+                       o_splits_, parts, s);
+    cuda::add_rms_norm(hidden_.get<float>(), parts, o_splits_, lw.post_norm, n,
                        h, eps, xn_.get<__nv_bfloat16>(), xn_lo,
                        x32_.get<float>(), s);
   } else {

@@ -12,11 +12,7 @@
 # VOLT_BENCH_RUNS ("QUANT:ROWS:CHAINED ..."), VOLT_BENCH_PROMPTS ("512") and
 # VOLT_BENCH_CHECK=0 (no CPU comparison) narrow it to fit a device call.
 set -uo pipefail
-cd "$(dirname "$0")/.."
-OUT=${OUT:-/tmp/volt-out}
-mkdir -p "$OUT"
-export LD_LIBRARY_PATH="$PWD/.device/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
-node=.device/bin/volt-node
+source "$(dirname "$0")/device_env.sh"
 layers=${1:-4}
 ckpt=${VOLT_BENCH_DIR:-/tmp/volt-launch}/L$layers
 scripts/mixtral_checkpoint.sh "$ckpt" "$layers" "$OUT" || exit 1

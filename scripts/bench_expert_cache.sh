@@ -22,14 +22,10 @@
 # VOLT_BENCH_SHAPES ("1:48 8:96": batch:window) and VOLT_BENCH_SHARES ("2 4": a half
 # and a quarter resident) narrow the trace rows to fit a device call.
 set -uo pipefail
-cd "$(dirname "$0")/.."
-OUT=${OUT:-/tmp/volt-out}
-mkdir -p "$OUT"
+source "$(dirname "$0")/device_env.sh"
 work=${VOLT_BENCH_WORK:-/tmp/volt-cache-work}
 rm -rf "$work" && mkdir -p "$work"
 pack() { tar -czf "$OUT/bench_expert_cache.tgz" -C "$work" .; }
-export LD_LIBRARY_PATH="$PWD/.device/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
-node=.device/bin/volt-node
 layers=${1:-8}
 shift || true
 steps=("$@")

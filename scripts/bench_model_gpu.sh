@@ -8,11 +8,7 @@
 # files (scripts/bench_torch_prefill.py). Prints one table; JSON under $OUT.
 #   scripts/bench_model_gpu.sh [LAYERS ...]   (default: 4 8)
 set -uo pipefail
-cd "$(dirname "$0")/.."
-OUT=${OUT:-/tmp/volt-out}
-mkdir -p "$OUT"
-export LD_LIBRARY_PATH="$PWD/.device/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
-node=.device/bin/volt-node
+source "$(dirname "$0")/device_env.sh"
 tool=.device/tools/mixtral_shape_checkpoint.py
 layers=("$@")
 [ ${#layers[@]} -eq 0 ] && layers=(4 8)

@@ -8,11 +8,7 @@
 # (--check-cpu). One summary line per run; the JSON and logs under $OUT.
 #   scripts/bench_precise_gpu.sh [LAYERS]   (default 4)
 set -uo pipefail
-cd "$(dirname "$0")/.."
-OUT=${OUT:-/tmp/volt-out}
-mkdir -p "$OUT"
-export LD_LIBRARY_PATH="$PWD/.device/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
-node=.device/bin/volt-node
+source "$(dirname "$0")/device_env.sh"
 layers=${1:-4}
 ckpt=${VOLT_BENCH_DIR:-/tmp/volt-precise}/L$layers
 scripts/mixtral_checkpoint.sh "$ckpt" "$layers" "$OUT" || exit 1

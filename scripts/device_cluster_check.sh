@@ -8,9 +8,7 @@
 # per prompt, the relative error of the logits at every prompt position against
 # the CPU and whether the router's greedy tokens equal the GPU standalone's.
 set -uo pipefail
-cd "$(dirname "$0")/.."
-export LD_LIBRARY_PATH="$PWD/.device/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
-node=.device/bin/volt-node
+source "$(dirname "$0")/device_env.sh"
 model=${1:-tests/data/tiny-mixtral-a}
 work=$(mktemp -d)
 vocab=$(python3 -c "import json; print(json.load(open('$model/config.json'))['vocab_size'])")

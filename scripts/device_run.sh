@@ -8,14 +8,10 @@
 # torch.json, table.md (the side-by-side table), ncu.txt, serve_*.json (CPU
 # experts) and serve_gpu_*.json (CUDA experts).
 set -uo pipefail
-cd "$(dirname "$0")/.."
-OUT=${OUT:-/tmp/volt-out}
-mkdir -p "$OUT"
-export LD_LIBRARY_PATH="$PWD/.device/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
+source "$(dirname "$0")/device_env.sh"
 steps=("$@")
 [ ${#steps[@]} -eq 0 ] && steps=(tests bench torch)
 has() { local s; for s in "${steps[@]}"; do [ "$s" = "$1" ] && return 0; done; return 1; }
-node=.device/bin/volt-node
 tokens=${VOLT_BENCH_TOKENS:-1,8,32,128,256,512,2048}
 iters=${VOLT_BENCH_ITERS:-50}
 
@@ -29,7 +25,7 @@ if has tests; then
     mkdir -p "$(dirname "$data_dir")" && ln -s "$PWD/tests/data" "$data_dir"
   fi
   # VOLT_GPU_SUITES="a b" runs only those.
-  for suite in ${VOLT_GPU_SUITES:-gpu.cuda_ops gpu.cuda_model_ops gpu.cuda_prefill_attention gpu.cuda_expert model.cuda_executor gpu.cpu_quant gpu.cpu_ops}; do
+  for suite in ${VOLT_GPU_SUITES:-gpu.cuda_ops gpu.cuda_model_ops gpu.cuda_dense_decode gpu.cuda_prefill_attention gpu.cuda_expert model.cuda_executor gpu.cpu_quant gpu.cpu_ops}; do
     echo "== $suite"
     timeout 300 tests/run_suite.sh .device/bin/volt_tests -n -r 300 -s "^${suite//./\\.}\$" 2>&1 | tail -n 400
     echo "exit: ${PIPESTATUS[0]}"

@@ -7,11 +7,7 @@
 # the SKIP+1-th step of ROWS rows) and prints that step's enqueue and total host time.
 # Writes ncu_decode.csv, ncu_prefill.csv and profile.txt under $OUT.
 set -uo pipefail
-cd "$(dirname "$0")/.."
-OUT=${OUT:-/tmp/volt-out}
-mkdir -p "$OUT"
-export LD_LIBRARY_PATH="$PWD/.device/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
-node=.device/bin/volt-node
+source "$(dirname "$0")/device_env.sh"
 ckpt=$1
 prefill=${2:-2048}
 ncu_flags=(--profile-from-start off --clock-control none --graph-profiling node

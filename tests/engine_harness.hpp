@@ -18,6 +18,7 @@
 #include "caf/scoped_actor.hpp"
 #include "net/actor_system_setup.hpp"
 #include "tests/test_dsl.hpp"
+#include "tests/test_format.hpp"
 
 namespace volt::test {
 
@@ -138,14 +139,6 @@ double relative_error(const A& a, const B& b) {
     den += static_cast<double>(b[i]) * static_cast<double>(b[i]);
   }
   return std::sqrt(num / den);
-}
-
-/// Renders a small positive number for test messages (CAF's stream shows 6
-/// fixed decimals).
-inline std::string sci(double x) {
-  char buf[32];
-  std::snprintf(buf, sizeof(buf), "%.2e", x);
-  return buf;
 }
 
 /// The floats of an f32 wire tensor.

@@ -77,16 +77,6 @@ __device__ __forceinline__ void int8x4_to_f16x4(uint32_t q, uint32_t& lo,
   asm("sub.rn.f16x2 %0, %0, %1;" : "+r"(hi) : "r"(magic));
 }
 
-__device__ __forceinline__ void mma_f16(float (&c)[4], uint32_t a0,
-                                        uint32_t a1, uint32_t a2, uint32_t a3,
-                                        uint32_t b0, uint32_t b1) {
-  asm volatile(
-    "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
-    "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
-    : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-    : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
-
 /// Rounds to the 16-bit activation type of weights W: f16 for int8, bf16
 /// otherwise.
 template <class W>
@@ -97,15 +87,26 @@ __device__ __forceinline__ uint16_t to_activation(float v) {
     return __bfloat16_as_ushort(__float2bfloat16_rn(v));
 }
 
-__device__ __forceinline__ void mma_bf16(float (&c)[4], uint32_t a0,
-                                         uint32_t a1, uint32_t a2, uint32_t a3,
-                                         uint32_t b0, uint32_t b1) {
-  asm volatile(
-    "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
-    "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
-    : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-    : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+// The tensor-core instruction for one 16-bit operand type.
+#define VOLT_MMA_M16N8K16(type)                                                \
+  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32." type "." type          \
+               ".f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "           \
+               "{%0, %1, %2, %3};"                                             \
+               : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])                \
+               : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1))
+
+/// c += A · B over one m16n8k16 tile in f32, the 16-bit operands in the
+/// activation type of weights W (see to_activation).
+template <class W>
+__device__ __forceinline__ void mma(float (&c)[4], uint32_t a0, uint32_t a1,
+                                    uint32_t a2, uint32_t a3, uint32_t b0,
+                                    uint32_t b1) {
+  if constexpr (sizeof(W) == 1)
+    VOLT_MMA_M16N8K16("f16");
+  else
+    VOLT_MMA_M16N8K16("bf16");
 }
+#undef VOLT_MMA_M16N8K16
 
 /// This kernel does the following for the 16 output rows of each warp, for
 /// group blockIdx.y and K split blockIdx.z:
@@ -264,12 +265,7 @@ __global__ void __launch_bounds__(warps_per_block * 32, XLate ? 4 : 1)
           }
 #pragma unroll
           for (int t = 0; t < at; ++t)
-            if constexpr (sizeof(W) == 1)
-              mma_f16(acc[t][n], af[t][0], af[t][1], af[t][2], af[t][3], b0,
-                      b1);
-            else
-              mma_bf16(acc[t][n], af[t][0], af[t][1], af[t][2], af[t][3], b0,
-                       b1);
+            mma<W>(acc[t][n], af[t][0], af[t][1], af[t][2], af[t][3], b0, b1);
         }
       }
     };

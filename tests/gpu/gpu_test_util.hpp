@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "model/dtype.hpp"
+#include "tests/test_format.hpp"
 
 namespace volt::test {
 
