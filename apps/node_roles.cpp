@@ -283,6 +283,24 @@ void drain(caf::actor_system& sys, const engine_actor& eng) {
              });
 }
 
+/// Logs `line`, the "ready: ..." announcement that operators and scripts
+/// wait for, once the node serves: through its HTTP API where it has one (a
+/// completion sent after the line is taken, not refused as not ready), else
+/// when the engine answers that every expert has a host.
+void announce_ready(caf::actor_system& sys, const engine_actor& eng,
+                    http::api_server* api, std::string line) {
+  auto log = [line = std::move(line)] { VOLT_INFO("node", line); };
+  if (api) {
+    api->when_ready(std::move(log));
+    return;
+  }
+  sys.spawn([eng, log](caf::event_based_actor* self) {
+    self->request(eng, caf::infinite, ready_atom_v).then([log](bool) {
+      log();
+    });
+  });
+}
+
 struct volt_config : caf::actor_system_config {
   volt_config(const node_config& cfg, const tls_files* tls) {
     configure_actor_system(
@@ -321,8 +339,9 @@ int run_standalone(const node_config& cfg, const checkpoint& ckpt,
   log_fingerprint(cfg, ckpt);
   auto scaler = start_autoscaler(sys, cfg, *eng, metrics, false,
                                  ckpt.fingerprint());
-  VOLT_INFO("node", "ready: standalone node '" << cfg.node.id << "' serving on "
-                                               << where(cfg, guard->port()));
+  announce_ready(sys, *eng, api->get(),
+                 "ready: standalone node '" + cfg.node.id + "' serving on "
+                   + where(cfg, guard->port()));
   wait_for_shutdown_signal(signals);
   // HTTP requests in flight finish first: they need the engine.
   if (*api)
@@ -520,14 +539,9 @@ int run_router(const node_config& cfg, const checkpoint& ckpt,
   VOLT_INFO("node", "router '" << cfg.node.id << "' accepts clients on "
                                << where(cfg, guard->port())
                                << "; waiting for every expert to have a host");
-  auto id = cfg.node.id;
-  auto address = where(cfg, guard->port());
-  sys.spawn([eng, id, address](caf::event_based_actor* self) {
-    self->request(eng, caf::infinite, ready_atom_v).then([=](bool) {
-      VOLT_INFO("node", "ready: router '" << id << "' serving on " << address
-                                          << " with every expert hosted");
-    });
-  });
+  announce_ready(sys, eng, api->get(),
+                 "ready: router '" + cfg.node.id + "' serving on "
+                   + where(cfg, guard->port()) + " with every expert hosted");
   wait_for_shutdown_signal(signals);
   if (*api)
     (*api)->stop();

@@ -214,6 +214,10 @@ api_server::start(caf::actor_system& sys, engine_actor engine,
   return result;
 }
 
+void api_server::when_ready(std::function<void()> fn) {
+  impl_->ctx.bridge->when_ready(std::move(fn));
+}
+
 api_server::~api_server() {
   stop();
 }

@@ -2,6 +2,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -49,6 +50,10 @@ public:
   /// generation in flight finish (streams included) and joins the threads.
   /// Idempotent.
   void stop();
+
+  /// Calls `fn` once the API serves completions (the engine answered that
+  /// every expert has a live host); see engine_bridge::when_ready.
+  void when_ready(std::function<void()> fn);
 
   uint16_t port() const {
     return port_;

@@ -115,18 +115,38 @@ void generation::cancel(size_t prompt, int32_t sequence,
 
 engine_bridge::engine_bridge(caf::actor_system& sys, engine_actor engine)
   : sys_(sys), engine_(std::move(engine)),
-    state_(std::make_shared<std::atomic<int>>(waiting_state)) {
-  watcher_ = sys_.spawn([engine = engine_, state = state_](
+    readiness_(std::make_shared<readiness>()) {
+  watcher_ = sys_.spawn([engine = engine_, rd = readiness_](
                           caf::event_based_actor* self) -> caf::behavior {
     self->monitor(engine);
-    self->set_down_handler([state](caf::down_msg&) { *state = gone_state; });
-    self->request(engine, caf::infinite, ready_atom_v).then([state](bool) {
-      int waiting = waiting_state;
-      state->compare_exchange_strong(waiting, ready_state);
+    self->set_down_handler(
+      [rd](caf::down_msg&) { rd->state = gone_state; });
+    self->request(engine, caf::infinite, ready_atom_v).then([rd](bool) {
+      std::vector<std::function<void()>> waiters;
+      {
+        std::lock_guard<std::mutex> guard{rd->mtx};
+        int waiting = waiting_state;
+        if (!rd->state.compare_exchange_strong(waiting, ready_state))
+          return;
+        waiters.swap(rd->waiters);
+      }
+      for (auto& fn : waiters)
+        fn();
     });
     // Stays alive for the down message; nothing else is sent to it.
     return {[](tick_atom) {}};
   });
+}
+
+void engine_bridge::when_ready(std::function<void()> fn) {
+  {
+    std::lock_guard<std::mutex> guard{readiness_->mtx};
+    if (readiness_->state.load() != ready_state) {
+      readiness_->waiters.push_back(std::move(fn));
+      return;
+    }
+  }
+  fn();
 }
 
 engine_bridge::~engine_bridge() {

@@ -5,6 +5,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -115,17 +116,29 @@ public:
   /// Whether the engine answered that every expert has a live host (and is
   /// still running).
   bool ready() const {
-    return state_->load() == ready_state;
+    return readiness_->state.load() == ready_state;
   }
+
+  /// Calls `fn` once ready() holds: at once when it already does, else on
+  /// the watcher's thread when the engine's answer arrives (never when the
+  /// engine goes first). A node announces itself ready through this, so
+  /// that a client who read the announcement finds the API serving.
+  void when_ready(std::function<void()> fn);
 
 private:
   static constexpr int waiting_state = 0;
   static constexpr int ready_state = 1;
   static constexpr int gone_state = 2;
 
+  struct readiness {
+    std::atomic<int> state{waiting_state};
+    std::mutex mtx;
+    std::vector<std::function<void()>> waiters;
+  };
+
   caf::actor_system& sys_;
   engine_actor engine_;
-  std::shared_ptr<std::atomic<int>> state_;
+  std::shared_ptr<readiness> readiness_;
   /// Watches readiness and the engine's life.
   caf::actor watcher_;
 };
