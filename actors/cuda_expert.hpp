@@ -2,6 +2,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "actors/type_ids.hpp"
 #include "caf/actor_system.hpp"
@@ -31,6 +32,8 @@ struct cuda_expert_options {
   int64_t slots = 0;
   /// Where a miss runs ([worker] expert_misses).
   expert_miss_mode misses = expert_miss_mode::automatic;
+  /// Show load progress (bytes, GB/s, ETA) on stderr, rewriting one line.
+  bool show_progress = false;
   /// The node's metrics, for the cache's counts (may be null).
   std::shared_ptr<node_metrics> metrics;
   /// Where the device and the slots were named, for errors about them.
@@ -38,26 +41,27 @@ struct cuda_expert_options {
   std::string slots_origin = "[worker] gpu_expert_slots =";
 };
 
-/// The expert cache `options` ask for over `weights` (null where the slots
+/// The expert cache `options` ask for over `hosted` (null where the slots
 /// hold every hosted expert). Errors, naming options.slots_origin, where
 /// they hold fewer than one layer's hosted experts.
 caf::expected<std::unique_ptr<expert_slot_cache>>
-expert_cache_for(const expert_weights& weights,
+expert_cache_for(const hosted_experts& hosted,
                  const cuda_expert_options& options);
 
-/// Spawns an expert actor whose experts run on a CUDA device: the same
-/// `expert_actor` interface as the CPU `expert`, the same batch checks. The
-/// actor is detached (its own thread), so waiting for the GPU never blocks
-/// CAF's scheduler; it owns its CUDA streams, cuBLAS handle and device
-/// buffers. Every hosted expert of every layer is uploaded once here (or,
-/// with an expert cache, kept in pinned host memory), as bf16 or
-/// (quantization int8) as per-channel int8 with fp32 scales, quantised on
-/// the host from the loaded weights. Errors: no CUDA in this build, no such
-/// device, shapes the kernels do not support, too few slots, or out of
-/// memory; each begins with the key or flag that named the culprit.
+/// Spawns an expert actor whose experts `ids` of `ckpt` run on a CUDA
+/// device: the same `expert_actor` interface as the CPU `expert`, the same
+/// batch checks. The actor is detached (its own thread), so waiting for the
+/// GPU never blocks CAF's scheduler; it owns its CUDA streams, cuBLAS handle
+/// and device buffers. Every hosted expert of every layer goes from the
+/// files to the device (or, with an expert cache, to pinned host memory)
+/// as bf16 or (quantization int8) per-channel int8 with fp32 scales,
+/// converted and quantised by the device: the host keeps no float32 copy.
+/// Errors: no CUDA in this build, no such device, experts or tensors the
+/// checkpoint lacks, shapes the kernels do not support, too few slots, or
+/// out of memory; each begins with the key, folder or file at fault.
 caf::expected<expert_actor>
-spawn_cuda_expert(caf::actor_system& sys,
-                  std::shared_ptr<const expert_weights> weights,
+spawn_cuda_expert(caf::actor_system& sys, const checkpoint& ckpt,
+                  const std::vector<uint32_t>& ids,
                   const cuda_expert_options& options);
 
 } // namespace volt

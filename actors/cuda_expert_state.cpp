@@ -30,16 +30,19 @@ constexpr size_t chunked_copy_min_bytes = size_t{1} << 20;
 
 } // namespace
 
-cuda_expert_state::cuda_expert_state(
-  std::shared_ptr<const expert_weights> weights,
-  const cuda_expert_options& options, std::unique_ptr<expert_slot_cache> cache)
-  : weights_(std::move(weights)), device_(options.device),
-    cache_(std::move(cache)), metrics_(options.metrics) {
+cuda_expert_state::cuda_expert_state(hosted_experts hosted,
+                                     cuda_model_weights weights,
+                                     const cuda_expert_options& options,
+                                     std::unique_ptr<expert_slot_cache> cache)
+  : hosted_(std::move(hosted)), weights_(std::move(weights)),
+    device_(options.device), cache_(std::move(cache)),
+    metrics_(options.metrics) {
   CUDA_CHECK(cudaSetDevice(device_));
   compute_ = std::make_unique<cuda::stream>();
   copy_ = std::make_unique<cuda::stream>();
   CUBLAS_CHECK(cublasCreate(&cublas_));
-  upload(options.quantization);
+  for (const auto& lw : weights_.layers)
+    layers_.push_back(lw.experts);
   if (!cache_)
     return;
   const bool host_misses
@@ -60,101 +63,13 @@ cuda_expert_state::~cuda_expert_state() {
     cublasDestroy(cublas_);
 }
 
-void cuda_expert_state::upload(weight_quantization quantization) {
-  const auto& cfg = weights_->config();
-  const auto& ids = weights_->ids();
-  const int64_t n = static_cast<int64_t>(ids.size());
-  const int64_t hidden = cfg.hidden_size;
-  const int64_t ffn = cfg.intermediate_size;
-  index_of_id_.assign(static_cast<size_t>(cfg.num_local_experts), -1);
-  for (size_t i = 0; i < ids.size(); ++i)
-    index_of_id_[ids[i]] = static_cast<int32_t>(i);
-  std::shared_ptr<const int8_expert_weights> q;
-  if (quantization == weight_quantization::int8)
-    q = int8_expert_weights::quantize(*weights_);
-  const bool int8 = q != nullptr;
-  const bool resident = cache_ == nullptr;
-  const size_t elem = int8 ? 1 : 2;
-  const size_t w13_bytes = elem * 2 * ffn * hidden;
-  const size_t w2_bytes = elem * hidden * ffn;
-  const size_t scale_bytes = int8 ? sizeof(float) * (2 * ffn + hidden) : 0;
-  const size_t expert_bytes = w13_bytes + w2_bytes + scale_bytes;
-  // Resident experts go to the device through a staging buffer; an expert
-  // cache's pinned host copy is written in place.
-  std::vector<uint8_t> staging(resident ? expert_bytes : 0);
-  auto stage = [&](uint8_t* dst) { return resident ? staging.data() : dst; };
-  auto put = [resident](void* dst, const void* src, size_t bytes) {
-    if (resident)
-      CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice));
-    else if (dst != src)
-      std::memcpy(dst, src, bytes);
-  };
-  for (int64_t l = 0; l < cfg.num_hidden_layers; ++l) {
-    uint8_t* base = nullptr;
-    if (resident) {
-      layer_memory_.emplace_back(expert_bytes * n);
-      base = layer_memory_.back().get<uint8_t>();
-    } else {
-      host_memory_.emplace_back();
-      host_memory_.back().reserve(expert_bytes * n);
-      base = host_memory_.back().get<uint8_t>();
-    }
-    cuda::expert_layer layer;
-    layer.format = int8 ? cuda::weight_format::int8 : cuda::weight_format::bf16;
-    layer.n_experts = n;
-    layer.hidden = hidden;
-    layer.ffn = ffn;
-    // Layout: [w13 of every expert | w2 of every expert | s13 | s2].
-    layer.w13 = base;
-    layer.w2 = base + w13_bytes * n;
-    if (int8) {
-      layer.s13
-        = reinterpret_cast<const float*>(base + (w13_bytes + w2_bytes) * n);
-      layer.s2 = layer.s13 + 2 * ffn * n;
-    }
-    for (int64_t i = 0; i < n; ++i) {
-      auto id = ids[static_cast<size_t>(i)];
-      auto* w13_dst = base + w13_bytes * i;
-      auto* w2_dst = base + w13_bytes * n + w2_bytes * i;
-      if (int8) {
-        const auto* e = q->find(l, id);
-        auto* w13 = stage(w13_dst);
-        std::memcpy(w13, e->w1.q.data(), e->w1.q.size());
-        std::memcpy(w13 + e->w1.q.size(), e->w3.q.data(), e->w3.q.size());
-        put(w13_dst, w13, w13_bytes);
-        put(w2_dst, e->w2.q.data(), w2_bytes);
-        auto* s13 = const_cast<float*>(layer.s13) + 2 * ffn * i;
-        put(s13, e->w1.scales.data(), sizeof(float) * ffn);
-        put(s13 + ffn, e->w3.scales.data(), sizeof(float) * ffn);
-        put(const_cast<float*>(layer.s2) + hidden * i, e->w2.scales.data(),
-            sizeof(float) * hidden);
-      } else {
-        const auto* e = weights_->find(l, id);
-        auto narrow = [&](const f32_tensor& t, uint8_t* out) {
-          auto* bf = reinterpret_cast<uint16_t*>(out);
-          for (int64_t j = 0; j < t.numel(); ++j)
-            bf[j] = f32_to_bf16(t.data[j]);
-        };
-        auto* w13 = stage(w13_dst);
-        narrow(e->w1, w13);
-        narrow(e->w3, w13 + 2 * ffn * hidden);
-        put(w13_dst, w13, w13_bytes);
-        auto* w2 = stage(w2_dst);
-        narrow(e->w2, w2);
-        put(w2_dst, w2, w2_bytes);
-      }
-    }
-    layers_.push_back(layer);
-  }
-}
-
 std::vector<int32_t>
 cuda_expert_state::admit(const expert_batch& batch,
                          const std::vector<int32_t>& offsets,
                          std::vector<int64_t>& host_groups) {
   std::vector<uint32_t> needed;
   for (auto id : batch.expert_ids)
-    needed.push_back(static_cast<uint32_t>(index_of_id_[id]));
+    needed.push_back(static_cast<uint32_t>(index_of(id)));
   std::sort(needed.begin(), needed.end());
   needed.erase(std::unique(needed.begin(), needed.end()), needed.end());
   cache_->observe(batch.layer, needed);
@@ -173,7 +88,7 @@ cuda_expert_state::admit(const expert_batch& batch,
   std::vector<int32_t> slot_of_group;
   for (size_t g = 0; g < batch.expert_ids.size(); ++g) {
     auto slot = placed->slot_of[static_cast<size_t>(
-      index_of_id_[batch.expert_ids[g]])];
+      index_of(batch.expert_ids[g]))];
     slot_of_group.push_back(slot);
     if (slot < 0)
       host_groups.push_back(static_cast<int64_t>(g));
@@ -184,7 +99,7 @@ cuda_expert_state::admit(const expert_batch& batch,
   std::vector<int64_t> host_rows;
   for (auto g : host_groups) {
     host_experts.push_back(static_cast<uint32_t>(
-      index_of_id_[batch.expert_ids[static_cast<size_t>(g)]]));
+      index_of(batch.expert_ids[static_cast<size_t>(g)])));
     host_rows.push_back(offsets[static_cast<size_t>(g) + 1]
                         - offsets[static_cast<size_t>(g)]);
   }
@@ -214,7 +129,7 @@ void cuda_expert_state::compute_on_host(const expert_batch& batch,
   for (auto g : host_groups) {
     const int64_t first = offsets[static_cast<size_t>(g)];
     const int64_t count = offsets[static_cast<size_t>(g) + 1] - first;
-    const auto e = index_of_id_[batch.expert_ids[static_cast<size_t>(g)]];
+    const auto e = index_of(batch.expert_ids[static_cast<size_t>(g)]);
     host_in_.resize(static_cast<size_t>(count * h));
     std::memcpy(host_in_.data(), batch.rows.bytes.data() + sizeof(float) * first * h,
                 sizeof(float) * count * h);
@@ -260,8 +175,8 @@ void cuda_expert_state::stage_next(const expert_batch& batch) {
     return;
   std::vector<uint32_t> want;
   for (auto id : batch.stage_next)
-    if (index_of_id_[id] >= 0)
-      want.push_back(static_cast<uint32_t>(index_of_id_[id]));
+    if (index_of(id) >= 0)
+      want.push_back(static_cast<uint32_t>(index_of(id)));
   if (want.empty())
     return;
   cache_->set_ranked(next, want);
@@ -295,7 +210,7 @@ wire_tensor cuda_expert_state::run(const expert_batch& batch) {
     expert_of_group = admit(batch, offsets, host_groups);
   } else {
     for (auto id : batch.expert_ids)
-      expert_of_group.push_back(index_of_id_[id]);
+      expert_of_group.push_back(index_of(id));
   }
   const size_t in_bytes = sizeof(float) * n_rows * hidden;
   // Host side: the payload into pinned memory; group table after it.

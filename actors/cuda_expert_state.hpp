@@ -14,6 +14,7 @@
 #include "gpu/cuda/device_buffer.hpp"
 #include "gpu/cuda/expert_ffn.cuh"
 #include "model/cuda_expert_slots.hpp"
+#include "model/cuda_weights.hpp"
 #include "model/expert_slot_cache.hpp"
 #include "model/step.hpp"
 
@@ -23,9 +24,10 @@ namespace volt {
 /// (detached) thread.
 class cuda_expert_state {
 public:
-  /// Uploads the experts (or fills the host copies and slots). Throws on a
-  /// CUDA failure.
-  cuda_expert_state(std::shared_ptr<const expert_weights> weights,
+  /// Takes the experts `weights` loaded for `hosted` (on the device, or
+  /// with `cache` in pinned host memory) and sets up streams and slots.
+  /// Throws on a CUDA failure.
+  cuda_expert_state(hosted_experts hosted, cuda_model_weights weights,
                     const cuda_expert_options& options,
                     std::unique_ptr<expert_slot_cache> cache);
 
@@ -34,8 +36,8 @@ public:
 
   ~cuda_expert_state();
 
-  const expert_weights& weights() const {
-    return *weights_;
+  const hosted_experts& hosted() const {
+    return hosted_;
   }
 
   /// Runs a checked batch: rows f32 [n, hidden] in, f32 [n, hidden] out.
@@ -43,7 +45,11 @@ public:
   wire_tensor run(const expert_batch& batch);
 
 private:
-  void upload(weight_quantization quantization);
+  /// Index of expert `id` among the hosted ones (a checked batch's ids are
+  /// all hosted).
+  int32_t index_of(uint32_t id) const {
+    return hosted_.index_of(id);
+  }
   /// With a cache: makes the batch's experts resident (or sends misses to
   /// the host, one of them perhaps split with the device) and returns each
   /// group's slot (-1: the host computes it).
@@ -62,18 +68,16 @@ private:
   /// wanted slots, behind this batch's work.
   void stage_next(const expert_batch& batch);
 
-  std::shared_ptr<const expert_weights> weights_;
+  hosted_experts hosted_;
+  /// Every layer's experts: on the device, or with a cache in pinned host
+  /// memory (weights_.host_arena).
+  cuda_model_weights weights_;
   int device_;
   std::unique_ptr<cuda::stream> compute_;
   std::unique_ptr<cuda::stream> copy_;
   cublasHandle_t cublas_ = nullptr;
-  /// Without a cache: every layer's experts on the device.
-  std::vector<cuda::device_buffer> layer_memory_;
-  /// With one: every layer's experts in pinned host memory.
-  std::vector<cuda::pinned_buffer> host_memory_;
+  /// weights_' layers' experts, by layer.
   std::vector<cuda::expert_layer> layers_;
-  /// Global expert id -> index among the hosted experts (-1: not hosted).
-  std::vector<int32_t> index_of_id_;
   std::unique_ptr<expert_slot_cache> cache_;
   std::unique_ptr<cuda_expert_slots> slots_;
   std::shared_ptr<node_metrics> metrics_;

@@ -11,9 +11,9 @@
 
 namespace volt {
 
-caf::error check_expert_batch(const expert_weights& w,
+caf::error check_expert_batch(const hosted_experts& hosted,
                               const expert_batch& batch) {
-  const auto& cfg = w.config();
+  const auto& cfg = hosted.config();
   auto fail = [](std::string why) {
     return make_volt_error(volt_errc::invalid_request,
                            "expert batch: " + std::move(why));
@@ -42,15 +42,15 @@ caf::error check_expert_batch(const expert_weights& w,
                   + " is outside the model ("
                   + std::to_string(cfg.num_local_experts) + " experts)");
   for (auto id : batch.expert_ids)
-    if (w.find(batch.layer, id) == nullptr)
+    if (hosted.index_of(id) < 0)
       return make_volt_error(volt_errc::missing_expert,
                              "expert batch: expert " + std::to_string(id)
                                + " is not hosted by this actor");
   return caf::none;
 }
 
-expert_hello hello_of(const expert_weights& w) {
-  return {w.ids(), w.checkpoint_fingerprint()};
+expert_hello hello_of(const hosted_experts& hosted) {
+  return {hosted.ids(), hosted.checkpoint_fingerprint()};
 }
 
 expert_actor::behavior_type
@@ -66,7 +66,7 @@ metered_expert(expert_actor::pointer self,
   drop_unexpected_messages(self);
   return {
     [weights, metrics](const expert_batch& batch) -> caf::result<wire_tensor> {
-      if (auto err = check_expert_batch(*weights, batch))
+      if (auto err = check_expert_batch(weights->hosting(), batch))
         return err;
       // The weights may be the mapped files themselves: one truncated or
       // rewritten on disk stops this node rather than crash it or change
@@ -90,7 +90,7 @@ metered_expert(expert_actor::pointer self,
         return err;
       return pack_f32(out.data(), batch.rows.shape);
     },
-    [weights](hosted_atom) { return hello_of(*weights); },
+    [weights](hosted_atom) { return hello_of(weights->hosting()); },
   };
 }
 

@@ -8,13 +8,14 @@
 
 namespace volt {
 
-/// Checks every field of `batch` against what `w` hosts (layer, counts, the
-/// rows' dtype and shape, hosted experts); shared by the CPU and CUDA actors.
-caf::error check_expert_batch(const expert_weights& w,
+/// Checks every field of `batch` against what `hosted` are (layer, counts,
+/// the rows' dtype and shape, hosted experts); shared by the CPU and CUDA
+/// actors.
+caf::error check_expert_batch(const hosted_experts& hosted,
                               const expert_batch& batch);
 
-/// The hello of an actor hosting `w`: its experts and their checkpoint.
-expert_hello hello_of(const expert_weights& w);
+/// The hello of an actor hosting `hosted`: its experts and their checkpoint.
+expert_hello hello_of(const hosted_experts& hosted);
 
 /// Hosts a set of experts for every layer and runs their SwiGLU FFN over
 /// batches of token rows grouped by expert. Every field of a batch is checked

@@ -34,12 +34,15 @@ std::vector<uint32_t> every_expert(const model_config& cfg) {
 } // namespace
 
 caf::expected<expert_actor>
-spawn_expert_host(caf::actor_system& sys,
-                  std::shared_ptr<const expert_weights> weights,
+spawn_expert_host(caf::actor_system& sys, const checkpoint& ckpt,
+                  const std::vector<uint32_t>& ids,
                   const cuda_expert_options& gpu) {
-  if (gpu.device < 0)
-    return sys.spawn(metered_expert, std::move(weights), gpu.metrics);
-  return spawn_cuda_expert(sys, std::move(weights), gpu);
+  if (gpu.device >= 0)
+    return spawn_cuda_expert(sys, ckpt, ids, gpu);
+  auto weights = expert_weights::load(ckpt, ids);
+  if (!weights)
+    return std::move(weights.error());
+  return sys.spawn(metered_expert, std::move(*weights), gpu.metrics);
 }
 
 caf::expected<std::shared_ptr<model_executor>>
@@ -122,12 +125,9 @@ spawn_standalone(caf::actor_system& sys, const checkpoint& ckpt,
   std::vector<expert_host> hosts;
   if (expert_actor) {
     auto ids = every_expert(ckpt.config());
-    auto weights = expert_weights::load(ckpt, ids);
-    if (!weights)
-      return std::move(weights.error());
     auto gpu = options.experts;
     gpu.metrics = options.engine.metrics;
-    auto host = spawn_expert_host(sys, *weights, gpu);
+    auto host = spawn_expert_host(sys, ckpt, ids, gpu);
     if (!host)
       return std::move(host.error());
     hosts.push_back(expert_host{*host, ids, "local", 0, 0});

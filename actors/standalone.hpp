@@ -52,12 +52,14 @@ struct standalone_options {
   std::string kv_pool_origin = {};
 };
 
-/// Spawns an actor hosting `weights`: on the CPU when `gpu.device` is
-/// negative, else a CUDA expert actor with `gpu`'s options; either counts
-/// its work in `gpu.metrics` (may be null).
+/// Spawns an actor hosting the experts `ids` of `ckpt`: on the CPU (float32
+/// weights in host memory) when `gpu.device` is negative, else a CUDA expert
+/// actor with `gpu`'s options (weights on the device only); either counts
+/// its work in `gpu.metrics` (may be null). Errors name the folder, tensor
+/// or key at fault.
 caf::expected<expert_actor>
-spawn_expert_host(caf::actor_system& sys,
-                  std::shared_ptr<const expert_weights> weights,
+spawn_expert_host(caf::actor_system& sys, const checkpoint& ckpt,
+                  const std::vector<uint32_t>& ids,
                   const cuda_expert_options& gpu);
 
 /// Builds the executor `options` ask for over `ckpt`, computing every expert

@@ -396,27 +396,33 @@ int run_worker(const node_config& cfg, const checkpoint& ckpt,
           "this node's checkpoint " + ckpt.dir() + " has the fingerprint "
             + ckpt.fingerprint() + ", the router's has "
             + (router_checkpoint.empty() ? "none" : router_checkpoint)));
-      auto weights = expert_weights::load(ckpt, ids);
-      if (!weights)
-        return failed(weights.error());
-      {
+      auto hosted = hosted_experts::of(ckpt, ids);
+      if (!hosted)
+        return failed(hosted.error());
+      auto remember = [&] {
         std::lock_guard<std::mutex> guard{spawned->mtx};
         spawned->actors.push_back(caf::actor_cast<expert_actor>(self));
-      }
-      VOLT_INFO("worker", "spawned experts " << expert_pool::render(ids)
-                                             << " for a router");
-      if (placement.device < 0)
+        VOLT_INFO("worker", "spawned experts " << expert_pool::render(ids)
+                                               << " for a router");
+      };
+      if (placement.device < 0) {
+        auto weights = expert_weights::load(ckpt, ids);
+        if (!weights)
+          return failed(weights.error());
+        remember();
         return metered_expert(self, *weights, metrics);
+      }
       // On a GPU the work runs in a detached CUDA actor; this one forwards.
-      auto gpu = spawn_cuda_expert(self->system(), *weights, placement);
+      auto gpu = spawn_cuda_expert(self->system(), ckpt, ids, placement);
       if (!gpu)
         return failed(gpu.error());
+      remember();
       self->link_to(*gpu);
       return {
         [self, gpu = *gpu](expert_batch& batch) {
           return self->delegate(gpu, std::move(batch));
         },
-        [hello = hello_of(**weights)](hosted_atom) { return hello; },
+        [hello = hello_of(*hosted)](hosted_atom) { return hello; },
       };
     });
   // Outlives the actor system, so that its last answers reach the routers.
@@ -427,11 +433,10 @@ int run_worker(const node_config& cfg, const checkpoint& ckpt,
     return report_error(endpoint.error());
   expert_actor host;
   if (!cfg.worker.experts.empty()) {
-    auto weights = expert_weights::load(ckpt, cfg.worker.experts);
-    if (!weights)
-      return report_error(weights.error());
-    auto spawned_host = spawn_expert_host(sys, *weights,
-                                          expert_placement(cfg, metrics));
+    auto placement = expert_placement(cfg, metrics);
+    placement.show_progress = isatty(STDERR_FILENO) != 0;
+    auto spawned_host = spawn_expert_host(sys, ckpt, cfg.worker.experts,
+                                          placement);
     if (!spawned_host)
       return report_error(spawned_host.error());
     host = *spawned_host;

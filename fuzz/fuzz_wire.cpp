@@ -90,7 +90,7 @@ void worker_receives(const uint8_t* data, size_t size) {
   if (!decode(data, size, batch))
     return;
   const auto& weights = *fx().experts;
-  if (auto err = check_expert_batch(weights, batch)) {
+  if (auto err = check_expert_batch(weights.hosting(), batch)) {
     VOLT_FUZZ_REQUIRE(err == volt_errc::invalid_request
                         || err == volt_errc::missing_expert,
                       "refused with another code: " + describe(err));

@@ -72,93 +72,152 @@ T* offset(T* p, int64_t n) {
   return p == nullptr ? nullptr : p + n;
 }
 
-/// Lays out every weight (see cuda_model_weights) and lists the uploads.
-void plan(const checkpoint& ckpt, const cuda_load_options& options,
-          layout& arena, layout& host_arena, cuda_model_weights& w,
-          std::vector<upload>& uploads) {
-  const auto& cfg = ckpt.config();
-  const int64_t h = cfg.hidden_size;
-  const int64_t hd = cfg.head_dim;
-  const int64_t ffn = cfg.intermediate_size;
-  const int64_t e = cfg.num_local_experts;
-  auto add = [&](const std::string& name, target kind, void* dst,
-                 float* scales = nullptr) {
-    const auto* info = ckpt.find(name);
-    auto rows = info->shape.size() == 2 ? info->shape[0] : 1;
-    auto cols = info->shape.back();
-    uploads.push_back(upload{info, kind, dst, scales, rows, cols});
-  };
-  auto bf16 = [&](size_t n) { return arena.take<__nv_bfloat16>(n); };
-  auto f32 = [&](size_t n) { return arena.take<float>(n); };
-  w.embed = bf16(cfg.vocab_size * h);
-  add("model.embed_tokens.weight", target::bf16,
-      const_cast<__nv_bfloat16*>(w.embed));
-  w.final_norm = f32(h);
-  add("model.norm.weight", target::f32, const_cast<float*>(w.final_norm));
-  if (cfg.tie_word_embeddings) {
-    w.lm_head = w.embed;
-  } else {
-    w.lm_head = bf16(cfg.vocab_size * h);
-    add("lm_head.weight", target::bf16, const_cast<__nv_bfloat16*>(w.lm_head));
+/// The experts `options` ask for: their ids, or every expert's.
+std::vector<uint32_t> expert_ids_of(const model_config& cfg,
+                                    const cuda_load_options& options) {
+  if (!options.expert_ids.empty())
+    return options.expert_ids;
+  std::vector<uint32_t> ids(static_cast<size_t>(cfg.num_local_experts));
+  for (size_t i = 0; i < ids.size(); ++i)
+    ids[i] = static_cast<uint32_t>(i);
+  return ids;
+}
+
+/// Lays out the weights (see cuda_model_weights) and lists the uploads.
+class planner {
+public:
+  planner(const checkpoint& ckpt, std::vector<upload>& uploads)
+    : ckpt_(ckpt), cfg_(ckpt.config()), uploads_(uploads) {}
+
+  /// Embeddings, final norm and LM head, in `arena`.
+  void head(layout& arena, cuda_model_weights& w) {
+    const int64_t h = cfg_.hidden_size;
+    w.embed = arena.take<__nv_bfloat16>(cfg_.vocab_size * h);
+    add("model.embed_tokens.weight", target::bf16, w.embed);
+    w.final_norm = arena.take<float>(h);
+    add("model.norm.weight", target::f32, w.final_norm);
+    if (cfg_.tie_word_embeddings) {
+      w.lm_head = w.embed;
+    } else {
+      w.lm_head = arena.take<__nv_bfloat16>(cfg_.vocab_size * h);
+      add("lm_head.weight", target::bf16, w.lm_head);
+    }
   }
-  const bool int8 = options.quantization == weight_quantization::int8;
-  w.layers.resize(static_cast<size_t>(cfg.num_hidden_layers));
-  for (int64_t l = 0; l < cfg.num_hidden_layers; ++l) {
-    auto& lw = w.layers[static_cast<size_t>(l)];
+
+  /// Layer `l`'s norms, attention and router, in `arena`.
+  void dense_layer(int64_t l, layout& arena, cuda_layer_weights& lw) {
+    const int64_t h = cfg_.hidden_size;
+    const int64_t hd = cfg_.head_dim;
+    auto bf16 = [&](size_t n) { return arena.take<__nv_bfloat16>(n); };
+    auto f32 = [&](size_t n) { return arena.take<float>(n); };
     auto name = [l](const std::string& suffix) {
       return layer_tensor_name(l, suffix);
     };
     lw.input_norm = f32(h);
-    add(name("input_layernorm.weight"), target::f32,
-        const_cast<float*>(lw.input_norm));
-    const int64_t q_rows = cfg.num_attention_heads * hd;
-    const int64_t kv_rows = cfg.num_key_value_heads * hd;
+    add(name("input_layernorm.weight"), target::f32, lw.input_norm);
+    const int64_t q_rows = cfg_.num_attention_heads * hd;
+    const int64_t kv_rows = cfg_.num_key_value_heads * hd;
     auto* qkv = bf16((q_rows + 2 * kv_rows) * h);
     lw.qkv = qkv;
     add(name("self_attn.q_proj.weight"), target::bf16, qkv);
-    add(name("self_attn.k_proj.weight"), target::bf16,
-        offset(qkv, q_rows * h));
+    add(name("self_attn.k_proj.weight"), target::bf16, offset(qkv, q_rows * h));
     add(name("self_attn.v_proj.weight"), target::bf16,
         offset(qkv, (q_rows + kv_rows) * h));
     lw.o_proj = bf16(h * q_rows);
-    add(name("self_attn.o_proj.weight"), target::bf16,
-        const_cast<__nv_bfloat16*>(lw.o_proj));
+    add(name("self_attn.o_proj.weight"), target::bf16, lw.o_proj);
     lw.post_norm = f32(h);
-    add(name("post_attention_layernorm.weight"), target::f32,
-        const_cast<float*>(lw.post_norm));
-    lw.gate = f32(e * h);
-    add(name("block_sparse_moe.gate.weight"), target::f32,
-        const_cast<float*>(lw.gate));
-    auto& ex = lw.experts;
-    ex.format = int8 ? cuda::weight_format::int8 : cuda::weight_format::bf16;
-    ex.n_experts = e;
-    ex.hidden = h;
-    ex.ffn = ffn;
-    if (!options.experts)
-      continue;
-    // [w13 of every expert | w2 of every expert], scales after them.
+    add(name("post_attention_layernorm.weight"), target::f32, lw.post_norm);
+    lw.gate = f32(cfg_.num_local_experts * h);
+    add(name("block_sparse_moe.gate.weight"), target::f32, lw.gate);
+  }
+
+  /// Layer `l`'s experts `ids` in `at`: [w13 of every expert | w2 of every
+  /// expert], the int8 scales after them.
+  void expert_layer(int64_t l, layout& at, const std::vector<uint32_t>& ids,
+                    bool int8, cuda::expert_layer& ex) {
+    const int64_t h = cfg_.hidden_size;
+    const int64_t ffn = cfg_.intermediate_size;
+    const auto e = static_cast<int64_t>(ids.size());
     const auto kind = int8 ? target::int8 : target::bf16;
-    const size_t elem = int8 ? 1 : 2;
-    auto& at = options.host_experts ? host_arena : arena;
-    auto* w13 = at.take<uint8_t>(elem * e * 2 * ffn * h);
-    auto* w2 = at.take<uint8_t>(elem * e * h * ffn);
+    const int64_t es = int8 ? 1 : 2;
+    auto* w13 = at.take<uint8_t>(es * e * 2 * ffn * h);
+    auto* w2 = at.take<uint8_t>(es * e * h * ffn);
     float* s13 = int8 ? at.take<float>(e * 2 * ffn) : nullptr;
     float* s2 = int8 ? at.take<float>(e * h) : nullptr;
     ex.w13 = w13;
     ex.w2 = w2;
     ex.s13 = s13;
     ex.s2 = s2;
-    const auto es = static_cast<int64_t>(elem);
     for (int64_t x = 0; x < e; ++x) {
-      add(expert_weight_name(l, x, "w1"), kind, offset(w13, es * x * 2 * ffn * h),
-          offset(s13, x * 2 * ffn));
-      add(expert_weight_name(l, x, "w3"), kind,
+      auto id = ids[static_cast<size_t>(x)];
+      add(expert_weight_name(l, id, "w1"), kind,
+          offset(w13, es * x * 2 * ffn * h), offset(s13, x * 2 * ffn));
+      add(expert_weight_name(l, id, "w3"), kind,
           offset(w13, es * (x * 2 + 1) * ffn * h),
           offset(s13, x * 2 * ffn + ffn));
-      add(expert_weight_name(l, x, "w2"), kind, offset(w2, es * x * h * ffn),
+      add(expert_weight_name(l, id, "w2"), kind, offset(w2, es * x * h * ffn),
           offset(s2, x * h));
     }
   }
+
+private:
+  template <class T>
+  void add(const std::string& name, target kind, const T* dst,
+           float* scales = nullptr) {
+    const auto* info = ckpt_.find(name);
+    auto rows = info->shape.size() == 2 ? info->shape[0] : 1;
+    auto cols = info->shape.back();
+    uploads_.push_back(
+      upload{info, kind, const_cast<T*>(dst), scales, rows, cols});
+  }
+
+  const checkpoint& ckpt_;
+  const model_config& cfg_;
+  std::vector<upload>& uploads_;
+};
+
+/// Lays out every weight `options` ask for (see cuda_model_weights) and
+/// lists the uploads; with null bases it only counts bytes.
+void plan(const checkpoint& ckpt, const cuda_load_options& options,
+          layout& arena, layout& host_arena, cuda_model_weights& w,
+          std::vector<upload>& uploads) {
+  const auto& cfg = ckpt.config();
+  const auto ids = expert_ids_of(cfg, options);
+  const bool int8 = options.quantization == weight_quantization::int8;
+  w.layers.assign(static_cast<size_t>(cfg.num_hidden_layers), {});
+  for (auto& lw : w.layers) {
+    auto& ex = lw.experts;
+    ex.format = int8 ? cuda::weight_format::int8 : cuda::weight_format::bf16;
+    ex.n_experts = static_cast<int64_t>(ids.size());
+    ex.hidden = cfg.hidden_size;
+    ex.ffn = cfg.intermediate_size;
+  }
+  // Layer by layer, as checkpoints store them: the reads go through the
+  // files in order.
+  planner p{ckpt, uploads};
+  if (options.dense)
+    p.head(arena, w);
+  auto& experts_at = options.host_experts ? host_arena : arena;
+  for (int64_t l = 0; l < cfg.num_hidden_layers; ++l) {
+    auto& lw = w.layers[static_cast<size_t>(l)];
+    if (options.dense)
+      p.dense_layer(l, arena, lw);
+    if (options.experts)
+      p.expert_layer(l, experts_at, ids, int8, lw.experts);
+  }
+}
+
+/// Errors, naming the folder and the first missing tensor, unless `ckpt`
+/// holds every tensor `options` ask for.
+caf::error require_tensors(const checkpoint& ckpt,
+                           const cuda_load_options& options) {
+  const auto& cfg = ckpt.config();
+  if (options.dense)
+    if (auto err = ckpt.require(dense_tensor_names(cfg)))
+      return err;
+  if (options.experts)
+    return ckpt.require(expert_tensor_names(cfg, expert_ids_of(cfg, options)));
+  return caf::none;
 }
 
 } // namespace
@@ -303,6 +362,8 @@ caf::expected<cuda_model_weights>
 load_cuda_weights(const checkpoint& ckpt, const cuda_load_options& options,
                   cudaStream_t stream) {
   auto started = std::chrono::steady_clock::now();
+  if (auto err = require_tensors(ckpt, options))
+    return err;
   cuda_model_weights w;
   {
     layout count{nullptr};

@@ -19,7 +19,8 @@
 
 namespace volt {
 
-/// One decoder layer on the device.
+/// One decoder layer on the device (the dense pointers null when only
+/// experts were loaded).
 struct cuda_layer_weights {
   const float* input_norm = nullptr; // [hidden]
   /// q, k and v stacked: [(n_heads + 2 n_kv_heads) * head_dim, hidden].
@@ -52,9 +53,15 @@ struct cuda_model_weights {
 
 /// How to load.
 struct cuda_load_options {
-  /// Load every expert (standalone) or none (a router's experts live on
+  /// Load the dense weights (embeddings, attention, norms, routers, LM
+  /// head); a worker's expert host loads only its experts.
+  bool dense = true;
+  /// Load experts (standalone, worker) or none (a router's experts live on
   /// workers).
   bool experts = true;
+  /// Which experts of every layer, ascending; empty: every expert. The
+  /// layers' expert_layer holds them in this order.
+  std::vector<uint32_t> expert_ids;
   /// Keep the experts in pinned host memory instead (an expert cache copies
   /// them to the device as steps need them); converted and quantised by the
   /// device all the same, which writes them there through the bus.
@@ -66,10 +73,11 @@ struct cuda_load_options {
   std::string where;
 };
 
-/// Reads the tensors of `ckpt` from its files through pinned staging buffers
-/// (several reader threads, copies to the device overlapping the reads) into
-/// one device allocation on the current device, converting on the device.
-/// Errors name the device and what did not fit, or the file that failed.
+/// Checks that `ckpt` holds every tensor `options` ask for, then reads them
+/// from its files through pinned staging buffers (several reader threads,
+/// copies to the device overlapping the reads) into one device allocation
+/// on the current device, converting on the device. Errors name the device
+/// and what did not fit, or the folder, file or tensor at fault.
 caf::expected<cuda_model_weights>
 load_cuda_weights(const checkpoint& ckpt, const cuda_load_options& options,
                   cudaStream_t stream);

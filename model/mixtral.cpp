@@ -56,37 +56,48 @@ dense_weights::load(const checkpoint& ckpt) {
   return std::shared_ptr<const dense_weights>{std::move(result)};
 }
 
-caf::expected<std::shared_ptr<const expert_weights>>
-expert_weights::load(const checkpoint& ckpt, const std::vector<uint32_t>& ids) {
+caf::expected<hosted_experts>
+hosted_experts::of(const checkpoint& ckpt, const std::vector<uint32_t>& ids) {
   const auto& cfg = ckpt.config();
-  auto result = std::make_shared<expert_weights>();
-  result->config_ = cfg;
-  result->checkpoint_fingerprint_ = ckpt.fingerprint();
-  result->ids_ = ids;
-  std::sort(result->ids_.begin(), result->ids_.end());
-  result->ids_.erase(std::unique(result->ids_.begin(), result->ids_.end()),
-                     result->ids_.end());
-  result->slot_of_id_.assign(static_cast<size_t>(cfg.num_local_experts), -1);
-  for (size_t i = 0; i < result->ids_.size(); ++i) {
-    auto id = result->ids_[i];
+  hosted_experts result;
+  result.config_ = cfg;
+  result.checkpoint_fingerprint_ = ckpt.fingerprint();
+  result.ids_ = ids;
+  std::sort(result.ids_.begin(), result.ids_.end());
+  result.ids_.erase(std::unique(result.ids_.begin(), result.ids_.end()),
+                    result.ids_.end());
+  result.index_of_id_.assign(static_cast<size_t>(cfg.num_local_experts), -1);
+  for (size_t i = 0; i < result.ids_.size(); ++i) {
+    auto id = result.ids_[i];
     if (id >= static_cast<uint32_t>(cfg.num_local_experts))
       return make_volt_error(volt_errc::invalid_checkpoint,
                              ckpt.dir() + ": expert " + std::to_string(id)
                                + " is outside the model ("
                                + std::to_string(cfg.num_local_experts)
                                + " experts)");
-    result->slot_of_id_[id] = static_cast<int32_t>(i);
+    result.index_of_id_[id] = static_cast<int32_t>(i);
   }
-  if (auto err = ckpt.require(expert_tensor_names(cfg, result->ids_)))
+  if (auto err = ckpt.require(expert_tensor_names(cfg, result.ids_)))
     return err;
+  return result;
+}
+
+caf::expected<std::shared_ptr<const expert_weights>>
+expert_weights::load(const checkpoint& ckpt, const std::vector<uint32_t>& ids) {
+  auto hosting = hosted_experts::of(ckpt, ids);
+  if (!hosting)
+    return std::move(hosting.error());
+  auto result = std::make_shared<expert_weights>();
+  result->hosting_ = std::move(*hosting);
+  const auto& hosted = result->hosting_.ids();
+  const auto& cfg = result->hosting_.config();
   result->by_layer_slot_.resize(static_cast<size_t>(cfg.num_hidden_layers)
-                                * result->ids_.size());
+                                * hosted.size());
   for (int64_t l = 0; l < cfg.num_hidden_layers; ++l)
-    for (size_t i = 0; i < result->ids_.size(); ++i) {
-      auto& w
-        = result
-            ->by_layer_slot_[static_cast<size_t>(l) * result->ids_.size() + i];
-      auto e = result->ids_[i];
+    for (size_t i = 0; i < hosted.size(); ++i) {
+      auto& w = result->by_layer_slot_[static_cast<size_t>(l) * hosted.size()
+                                       + i];
+      auto e = hosted[i];
       if (auto err = load_all(ckpt, {{&w.w1, expert_weight_name(l, e, "w1")},
                                      {&w.w2, expert_weight_name(l, e, "w2")},
                                      {&w.w3, expert_weight_name(l, e, "w3")}}))
@@ -97,11 +108,12 @@ expert_weights::load(const checkpoint& ckpt, const std::vector<uint32_t>& ids) {
 
 const expert_ffn_weights* expert_weights::find(int64_t layer,
                                                uint32_t id) const {
-  if (layer < 0 || layer >= config_.num_hidden_layers
-      || id >= slot_of_id_.size() || slot_of_id_[id] < 0)
+  const auto& cfg = hosting_.config();
+  auto index = hosting_.index_of(id);
+  if (layer < 0 || layer >= cfg.num_hidden_layers || index < 0)
     return nullptr;
-  return &by_layer_slot_[static_cast<size_t>(layer) * ids_.size()
-                         + static_cast<size_t>(slot_of_id_[id])];
+  return &by_layer_slot_[static_cast<size_t>(layer) * hosting_.ids().size()
+                         + static_cast<size_t>(index)];
 }
 
 } // namespace volt

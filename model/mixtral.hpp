@@ -43,18 +43,21 @@ struct expert_ffn_weights {
   f32_tensor w2; // [hidden, ffn]
 };
 
-/// The weights of the experts one actor hosts, for every layer.
-class expert_weights {
+/// Which experts one actor hosts (of every layer) and of which checkpoint:
+/// what a router checks and what a batch is checked against, without the
+/// weights themselves (a GPU host keeps those on its device only).
+class hosted_experts {
 public:
-  /// Loads the experts `ids` of every layer; a worker touches no other tensor.
-  static caf::expected<std::shared_ptr<const expert_weights>>
-  load(const checkpoint& ckpt, const std::vector<uint32_t>& ids);
+  /// Checks that `ids` are experts of the model and that `ckpt` holds their
+  /// tensors (errors name the folder and the first missing tensor).
+  static caf::expected<hosted_experts>
+  of(const checkpoint& ckpt, const std::vector<uint32_t>& ids);
 
   const model_config& config() const {
     return config_;
   }
 
-  /// Hosted expert ids, ascending.
+  /// Hosted expert ids, ascending, each once.
   const std::vector<uint32_t>& ids() const {
     return ids_;
   }
@@ -65,16 +68,46 @@ public:
     return checkpoint_fingerprint_;
   }
 
-  /// Returns the weights of expert `id` in `layer`, or nullptr if not hosted
-  /// here.
-  const expert_ffn_weights* find(int64_t layer, uint32_t id) const;
+  /// Index of expert `id` among ids(), or -1 when not hosted here.
+  int32_t index_of(uint32_t id) const {
+    return id < index_of_id_.size() ? index_of_id_[id] : -1;
+  }
 
 private:
   model_config config_;
   std::string checkpoint_fingerprint_;
   std::vector<uint32_t> ids_;
-  std::vector<int32_t> slot_of_id_; // [n_experts], -1 when not hosted
-  std::vector<expert_ffn_weights> by_layer_slot_; // [n_layers, ids_.size()]
+  std::vector<int32_t> index_of_id_; // [n_experts], -1 when not hosted
+};
+
+/// The weights of the experts one actor hosts, for every layer, in float32
+/// on the host (what the CPU computes with).
+class expert_weights {
+public:
+  /// Loads the experts `ids` of every layer; a worker touches no other tensor.
+  static caf::expected<std::shared_ptr<const expert_weights>>
+  load(const checkpoint& ckpt, const std::vector<uint32_t>& ids);
+
+  const hosted_experts& hosting() const {
+    return hosting_;
+  }
+
+  const model_config& config() const {
+    return hosting_.config();
+  }
+
+  /// Hosted expert ids, ascending.
+  const std::vector<uint32_t>& ids() const {
+    return hosting_.ids();
+  }
+
+  /// Returns the weights of expert `id` in `layer`, or nullptr if not hosted
+  /// here.
+  const expert_ffn_weights* find(int64_t layer, uint32_t id) const;
+
+private:
+  hosted_experts hosting_;
+  std::vector<expert_ffn_weights> by_layer_slot_; // [n_layers, ids().size()]
 };
 
 } // namespace volt

@@ -15,8 +15,8 @@
 # steps spent waiting for expert hosts, from the router's counters.
 #   scripts/bench_two_gpus.sh [LAYERS]   (default 8)
 # Prints one markdown table; under $OUT: two_gpus_table.md, two_gpus_{a,b,c}.json
-# (bench model), two_gpus_kill.json, two_gpus_setup.txt, each node's log and
-# final /metrics.
+# (bench model), two_gpus_kill.json, two_gpus_setup.txt, two_gpus_rss.txt
+# (each node's peak host memory), each node's log and final /metrics.
 # A dry run on the CPU with the test fixture (checks the script, no numbers):
 #   VOLT_BENCH_MODEL=tests/data/tiny-mixtral-a VOLT_BENCH_DEVICE=cpu \
 #   VOLT_NODE=build-cpu/apps/volt-node VOLT_BENCH_PROMPTS=64,256 \
@@ -42,6 +42,7 @@ new_tokens=${VOLT_BENCH_NEW_TOKENS:-64}
 kill_tokens=${VOLT_BENCH_KILL_TOKENS:-400}
 kill_clients=4
 budget=${VOLT_BENCH_BUDGET:-510}
+: >"$OUT/two_gpus_rss.txt"
 work=$(mktemp -d /tmp/volt-2gpu-XXXXXX)
 pids=()
 cleanup() {
@@ -177,9 +178,15 @@ scrape() { # PORT FILE
   python3 -c "import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(
     'http://127.0.0.1:' + sys.argv[1] + '/metrics', timeout=10).read().decode())" "$1" >"$2" 2>/dev/null
 }
-# stop NAME...: SIGTERM, then SIGKILL after 20 s.
+# stop NAME...: notes each node's peak host memory (VmHWM, MiB) in
+# two_gpus_rss.txt, then SIGTERM, then SIGKILL after 20 s.
 stop() {
-  local name pid
+  local name pid kib
+  for name in "$@"; do
+    pid=pid_$name
+    kib=$(awk '/^VmHWM:/ {print $2}' "/proc/${!pid}/status" 2>/dev/null)
+    [ -n "$kib" ] && echo "$name $((kib / 1024))" >>"$OUT/two_gpus_rss.txt"
+  done
   for name in "$@"; do pid=pid_$name; kill "${!pid}" 2>/dev/null; done
   for name in "$@"; do
     pid=pid_$name
@@ -316,6 +323,8 @@ def load(name):
     path = os.path.join(out, name)
     return json.load(open(path)) if os.path.exists(path) else None
 runs = {c: load(f"two_gpus_{c}.json") for c in "abc"}
+rss_path = os.path.join(out, "two_gpus_rss.txt")
+rss = [l.split() for l in open(rss_path)] if os.path.exists(rss_path) else []
 kill = load("two_gpus_kill.json")
 def prefill(run, n, key="tokens_per_second"):
     for r in (run or {}).get("prefill", []):
@@ -383,5 +392,7 @@ if kill:
         print("- (c) kill run: the requests ended before the kill (raise VOLT_BENCH_KILL_TOKENS)")
 else:
     print("- (c) kill run: not done")
+if rss:
+    print("- peak host memory (VmHWM) of each node: " + ", ".join(f"{n} {int(m):,} MiB" for n, m in rss))
 PY
 log "done; files under $OUT"

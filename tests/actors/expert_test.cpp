@@ -44,7 +44,7 @@ CAF_TEST(the expert actor reports what it hosts) {
   auto hello = ask<expert_hello>(expert_handle, hosted_atom_v);
   CAF_REQUIRE(hello);
   CAF_CHECK_EQUAL(hello->experts, std::vector<uint32_t>({1, 4, 6}));
-  CAF_CHECK_EQUAL(hello->checkpoint, experts->checkpoint_fingerprint());
+  CAF_CHECK_EQUAL(hello->checkpoint, experts->hosting().checkpoint_fingerprint());
   CAF_CHECK_EQUAL(hello->checkpoint.size(), 64u);
 }
 

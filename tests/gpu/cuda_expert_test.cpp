@@ -20,6 +20,7 @@
 #include "tests/model/checkpoint_writer.hpp"
 #include "tests/test_dsl.hpp"
 
+#include <optional>
 #include <sstream>
 
 #ifdef VOLT_HAVE_CUDA
@@ -71,7 +72,8 @@ struct fixture {
     auto opened = checkpoint::open(tiny_mixtral_dir());
     if (!opened)
       CAF_FAIL(describe(opened.error()));
-    experts = *expert_weights::load(*opened, {1, 4, 6});
+    ckpt = std::move(*opened);
+    experts = *expert_weights::load(*ckpt, ids);
   }
 
   bool gpu_available() {
@@ -100,6 +102,9 @@ struct fixture {
 
   config cfg;
   caf::actor_system sys;
+  std::optional<checkpoint> ckpt;
+  /// What the GPU actors host; `experts` are their float32 CPU twins.
+  const std::vector<uint32_t> ids{1, 4, 6};
   std::shared_ptr<const expert_weights> experts;
 };
 
@@ -109,7 +114,7 @@ CAF_TEST_FIXTURE_SCOPE(cuda_expert_tests, fixture)
 
 CAF_TEST(without CUDA the spawn fails with a clear error) {
 #ifndef VOLT_HAVE_CUDA
-  auto no_cuda = spawn_cuda_expert(sys, experts, on_gpu());
+  auto no_cuda = spawn_cuda_expert(sys, *ckpt, ids, on_gpu());
   CAF_REQUIRE(!no_cuda);
   CAF_CHECK_EQUAL(describe(no_cuda.error()),
                   "volt-node was built without CUDA; [worker] device = cuda:0 "
@@ -117,7 +122,7 @@ CAF_TEST(without CUDA the spawn fails with a clear error) {
 #endif
   if (!gpu_available())
     return;
-  auto handle = spawn_cuda_expert(sys, experts, on_device(999));
+  auto handle = spawn_cuda_expert(sys, *ckpt, ids, on_device(999));
   CAF_REQUIRE(!handle);
   CAF_CHECK_EQUAL(
     describe(handle.error()).rfind("[worker] device = cuda:999", 0), 0u);
@@ -126,13 +131,13 @@ CAF_TEST(without CUDA the spawn fails with a clear error) {
 CAF_TEST(the cuda expert actor matches the cpu expert actor) {
   if (!gpu_available())
     return;
-  auto gpu = spawn_cuda_expert(sys, experts, on_gpu());
+  auto gpu = spawn_cuda_expert(sys, *ckpt, ids, on_gpu());
   CAF_REQUIRE(gpu);
   auto cpu = sys.spawn(expert, experts);
   auto hello = ask<expert_hello>(*gpu, hosted_atom_v);
   CAF_REQUIRE(hello);
   CAF_CHECK_EQUAL(hello->experts, std::vector<uint32_t>({1, 4, 6}));
-  CAF_CHECK_EQUAL(hello->checkpoint, experts->checkpoint_fingerprint());
+  CAF_CHECK_EQUAL(hello->checkpoint, experts->hosting().checkpoint_fingerprint());
   std::mt19937 gen{5};
   const int64_t hidden = experts->config().hidden_size;
   // The last big batch (over 1 MiB of rows) is copied to the device group by
@@ -175,7 +180,8 @@ CAF_TEST(the cuda expert actor matches the cpu expert actor) {
 CAF_TEST(the int8 cuda expert actor matches the int8 cpu twin) {
   if (!gpu_available())
     return;
-  auto gpu = spawn_cuda_expert(sys, experts, on_gpu(weight_quantization::int8));
+  auto gpu
+    = spawn_cuda_expert(sys, *ckpt, ids, on_gpu(weight_quantization::int8));
   CAF_REQUIRE(gpu);
   auto q = int8_expert_weights::quantize(*experts);
   const auto& cfg = experts->config();
@@ -212,9 +218,17 @@ CAF_TEST(the int8 cuda expert actor matches the int8 cpu twin) {
   caf::anon_send_exit(*gpu, caf::exit_reason::user_shutdown);
 }
 
+CAF_TEST(experts the model does not have are refused naming the folder) {
+  // Before the device is looked at: the same answer with or without a GPU.
+  auto refused = spawn_cuda_expert(sys, *ckpt, {1, 9}, on_gpu());
+  CAF_REQUIRE(!refused);
+  CAF_CHECK_EQUAL(describe(refused.error()),
+                  ckpt->dir() + ": expert 9 is outside the model (8 experts)");
+}
+
 CAF_TEST(an expert cache smaller than one layer of hosted experts is refused) {
   // Before the device is looked at: the same answer with or without a GPU.
-  auto refused = spawn_cuda_expert(sys, experts,
+  auto refused = spawn_cuda_expert(sys, *ckpt, ids,
                                    on_gpu(weight_quantization::none, 2));
   CAF_REQUIRE(!refused);
   CAF_CHECK_EQUAL(describe(refused.error())
@@ -235,13 +249,13 @@ CAF_TEST(a cached cuda expert actor answers as one with every expert resident) {
         std::pair{wq::none, mm::automatic}, std::pair{wq::int8, mm::load}}) {
     CAF_MESSAGE("int8 " << (quant == wq::int8) << ", misses "
                         << static_cast<int>(misses));
-    auto resident = spawn_cuda_expert(sys, experts, on_gpu(quant));
+    auto resident = spawn_cuda_expert(sys, *ckpt, ids, on_gpu(quant));
     CAF_REQUIRE(resident);
     auto metrics = std::make_shared<node_metrics>("worker-1");
     // One layer's hosted experts on the device: every step evicts.
     auto opts = on_gpu(quant, 3, misses);
     opts.metrics = metrics;
-    auto cached = spawn_cuda_expert(sys, experts, opts);
+    auto cached = spawn_cuda_expert(sys, *ckpt, ids, opts);
     CAF_REQUIRE(cached);
     std::mt19937 gen{11};
     const std::vector<std::vector<uint32_t>> id_sets{

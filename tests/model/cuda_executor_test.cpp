@@ -394,9 +394,7 @@ CAF_TEST(experts in a CUDA expert actor give the standalone GPU tokens) {
   std::vector<expert_host> hosts;
   for (auto ids : {std::vector<uint32_t>{0, 1, 2, 3},
                    std::vector<uint32_t>{4, 5, 6, 7}}) {
-    auto weights = expert_weights::load(ckpt, ids);
-    CAF_REQUIRE(weights);
-    auto host = spawn_cuda_expert(sys, *weights, cuda_expert_options{});
+    auto host = spawn_cuda_expert(sys, ckpt, ids, cuda_expert_options{});
     CAF_REQUIRE(host);
     hosts.push_back(expert_host{*host, ids, "worker", 0, 0});
   }
