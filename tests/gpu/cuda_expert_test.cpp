@@ -226,6 +226,28 @@ CAF_TEST(experts the model does not have are refused naming the folder) {
                   ckpt->dir() + ": expert 9 is outside the model (8 experts)");
 }
 
+CAF_TEST(an expert whose tensors the checkpoint lacks is refused) {
+  // Only the hosted experts' tensors matter to a worker.
+  temp_dir dir;
+  auto cfg = small_model_config(320, 128, 128, 2, 4, 2, 32, 8, 2);
+  const auto missing = expert_weight_name(1, 5, "w2");
+  write_checkpoint(dir.path(), config_json(cfg),
+                   without_tensor(random_mixtral_tensors(cfg, 3, 0.3f),
+                                  missing));
+  auto holed = checkpoint::open(dir.path());
+  CAF_REQUIRE(holed);
+  auto refused = spawn_cuda_expert(sys, *holed, {4, 5}, on_gpu());
+  CAF_REQUIRE(!refused);
+  CAF_CHECK_EQUAL(describe(refused.error()),
+                  dir.path() + ": missing tensor '" + missing + "'");
+  if (!gpu_available())
+    return;
+  auto other = spawn_cuda_expert(sys, *holed, {4, 6}, on_gpu());
+  CAF_CHECK(other);
+  if (other)
+    caf::anon_send_exit(*other, caf::exit_reason::user_shutdown);
+}
+
 CAF_TEST(an expert cache smaller than one layer of hosted experts is refused) {
   // Before the device is looked at: the same answer with or without a GPU.
   auto refused = spawn_cuda_expert(sys, *ckpt, ids,

@@ -3,6 +3,7 @@
 // Test helpers that write checkpoint folders (config.json + safetensors) into
 // temporary folders. Header-only so any test file can include it.
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -311,6 +312,17 @@ random_mixtral_tensors(const model_config& cfg, uint64_t seed = 42,
   if (!cfg.tie_word_embeddings)
     add("lm_head.weight", {cfg.vocab_size, h});
   return out;
+}
+
+/// `tensors` less the one named `name` (a checkpoint with a hole in it).
+inline std::vector<tensor_to_write>
+without_tensor(std::vector<tensor_to_write> tensors, const std::string& name) {
+  tensors.erase(std::remove_if(tensors.begin(), tensors.end(),
+                               [&](const tensor_to_write& t) {
+                                 return t.name == name;
+                               }),
+                tensors.end());
+  return tensors;
 }
 
 } // namespace volt::test

@@ -14,7 +14,8 @@
 // masked out of routing it follows the CPU executor's degraded routing; an
 // expert cache holding fewer experts than the model gives the all-resident
 // tokens and logits (within 1e-3), bf16 and int8, with the predictor staging
-// or not. Without a GPU (or a CUDA build) every case prints VOLT_GPU_SKIPPED.
+// or not; a checkpoint without a tensor the device needs is a one-line error.
+// Without a GPU (or a CUDA build) every case prints VOLT_GPU_SKIPPED.
 
 #include "tests/gpu/gpu_test_util.hpp"
 #include "tests/test_dsl.hpp"
@@ -587,6 +588,25 @@ CAF_TEST(a bad device or head size is a one line error) {
   CAF_MESSAGE(describe(refused.error()));
   CAF_CHECK_NOT_EQUAL(describe(refused.error()).find("head_dim 24"),
                       std::string::npos);
+}
+
+CAF_TEST(a checkpoint without a tensor the device needs is a one line error) {
+  if (!gpu_available())
+    return;
+  auto cfg = small_model_config(320, 128, 128, 2, 4, 2, 32, 8, 2);
+  for (auto missing : {layer_tensor_name(1, "self_attn.o_proj.weight"),
+                       expert_weight_name(0, 6, "w3")}) {
+    temp_dir dir;
+    write_checkpoint(dir.path(), config_json(cfg),
+                     without_tensor(random_mixtral_tensors(cfg, 3, 0.3f),
+                                    missing));
+    auto ckpt = checkpoint::open(dir.path());
+    CAF_REQUIRE(ckpt);
+    auto refused = make_executor(*ckpt, on_gpu(), true);
+    CAF_REQUIRE(!refused);
+    CAF_CHECK_EQUAL(describe(refused.error()),
+                    dir.path() + ": missing tensor '" + missing + "'");
+  }
 }
 
 #else // VOLT_HAVE_CUDA
