@@ -198,7 +198,9 @@ caf::result<std::vector<uint32_t>> drain_node(engine_pointer self,
     }
     if (h.retiring)
       return make_volt_error(volt_errc::invalid_request,
-                             "drain: " + d.node + " is already being drained");
+                             "drain: " + d.node
+                               + " is already being retired (by a drain or "
+                                 "by the autoscaler's scale-down)");
     d.hosts.push_back(id);
     add_experts(d.experts, h.experts);
   }

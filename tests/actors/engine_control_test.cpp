@@ -177,6 +177,17 @@ CAF_TEST(the report and a drain that waits for the rows in flight) {
   CAF_REQUIRE(two_host_router::node(report, "10.0.0.1:7001") != nullptr);
   CAF_CHECK_EQUAL(two_host_router::node(report, "10.0.0.1:7001")->liveness,
                   "draining");
+  // A second drain of it, or the autoscaler retiring it, is not a new one.
+  client
+    ->request(router.eng, std::chrono::seconds{60}, drain_atom_v,
+              std::string{"10.0.0.1:7001"})
+    .receive(
+      [](const std::vector<uint32_t>&) { CAF_FAIL("drained twice"); },
+      [](caf::error& err) {
+        CAF_CHECK_EQUAL(describe(err),
+                        "drain: 10.0.0.1:7001 is already being retired (by a "
+                        "drain or by the autoscaler's scale-down)");
+      });
   router.open->store(true);
   drain.receive(
     [](const std::vector<uint32_t>& experts) {
