@@ -82,13 +82,14 @@ metered_expert(expert_actor::pointer self,
         for (size_t i = 0; i < batch.expert_ids.size(); ++i)
           metrics->expert_batch(batch.layer, batch.expert_ids[i],
                                 batch.row_counts[i]);
-      std::vector<float> rows;
-      unpack_f32(batch.rows, rows);
-      std::vector<float> out(rows.size());
+      // The rows are read where they arrived and the answer is written
+      // into its message: no copy of either.
+      auto out = make_f32(batch.rows.shape);
       if (auto err = run_experts(*weights, batch.layer, batch.expert_ids,
-                                 batch.row_counts, rows.data(), out.data()))
+                                 batch.row_counts, f32_data(batch.rows),
+                                 f32_data(out)))
         return err;
-      return pack_f32(out.data(), batch.rows.shape);
+      return out;
     },
     [weights](hosted_atom) { return hello_of(weights->hosting()); },
   };

@@ -116,7 +116,7 @@ void expert_dispatch::on_result(uint64_t part_id, const wire_tensor& out) {
   if (metrics_)
     metrics_->bytes_received(name, out.bytes.size());
   auto& l = *layer_;
-  const auto* values = reinterpret_cast<const float*>(out.bytes.data());
+  const auto* values = f32_data(out);
   int64_t src = 0;
   for (auto entry : part.entries) {
     auto count = static_cast<int64_t>(l.work.row_counts[entry]);
@@ -154,15 +154,16 @@ void expert_dispatch::send(std::vector<size_t> entries, int attempt,
       batch.row_counts.push_back(l.work.row_counts[entry]);
       rows += l.work.row_counts[entry];
     }
-    std::vector<float> gathered(static_cast<size_t>(rows * hidden_));
+    // Gathered straight into the message's payload.
+    batch.rows = make_f32({rows, hidden_});
+    auto* gathered = f32_data(batch.rows);
     int64_t dst = 0;
     for (auto entry : host_entries) {
       auto count = static_cast<int64_t>(l.work.row_counts[entry]);
       std::copy_n(l.work.rows.data() + l.first_row[entry] * hidden_,
-                  count * hidden_, gathered.data() + dst * hidden_);
+                  count * hidden_, gathered + dst * hidden_);
       dst += count;
     }
-    batch.rows = pack_f32(gathered.data(), {rows, hidden_});
     batch.stage_next = hosted_hint(l.work.stage_next, host.experts);
     if (metrics_)
       metrics_->bytes_sent(host.name, batch.rows.bytes.size());

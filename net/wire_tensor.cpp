@@ -16,7 +16,7 @@ wire_tensor pack(dtype type, const T* data, std::vector<int64_t> shape) {
   result.shape = std::move(shape);
   auto n = static_cast<size_t>(result.numel());
   result.bytes.resize(n * sizeof(T));
-  if (n > 0)
+  if (n > 0 && data != nullptr)
     std::memcpy(result.bytes.data(), data, result.bytes.size());
   return result;
 }
@@ -48,6 +48,18 @@ int64_t wire_tensor::numel() const {
     if (d < 0 || __builtin_mul_overflow(n, d, &n))
       return -1;
   return n;
+}
+
+wire_tensor make_f32(std::vector<int64_t> shape) {
+  return pack<float>(dtype::f32, nullptr, std::move(shape));
+}
+
+float* f32_data(wire_tensor& t) {
+  return reinterpret_cast<float*>(t.bytes.data());
+}
+
+const float* f32_data(const wire_tensor& t) {
+  return reinterpret_cast<const float*>(t.bytes.data());
 }
 
 wire_tensor pack_f32(const float* data, std::vector<int64_t> shape) {

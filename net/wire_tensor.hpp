@@ -40,6 +40,16 @@ caf::error check_wire_tensor(const wire_tensor& t, dtype type,
                              const std::vector<int64_t>& shape,
                              const std::string& what);
 
+/// An f32 tensor of `shape` whose payload the caller writes through
+/// f32_data (zeroed until then): packing without a copy of the values.
+wire_tensor make_f32(std::vector<int64_t> shape);
+
+/// The payload of a checked f32 tensor, in place: the byte vector's storage
+/// comes from operator new, aligned for floats. Large batches cross a node
+/// link as tens of MiB; each copy saved is a pass over them.
+float* f32_data(wire_tensor& t);
+const float* f32_data(const wire_tensor& t);
+
 /// Copies the payload of a checked f32 tensor into `out`.
 void unpack_f32(const wire_tensor& t, std::vector<float>& out);
 

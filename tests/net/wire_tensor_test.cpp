@@ -2,7 +2,8 @@
 
 // Tensors as they cross node boundaries: element counts of any shape a peer
 // may send are defined (no int64 overflow), and check_wire_tensor refuses
-// shapes that do not fit their bytes.
+// shapes that do not fit their bytes; a tensor written in place (make_f32,
+// f32_data) holds what pack_f32 would.
 
 #include "net/wire_tensor.hpp"
 
@@ -48,4 +49,19 @@ CAF_TEST(check_wire_tensor refuses shapes that do not fit the bytes) {
   t.shape = {2, -3};
   CAF_CHECK(check_wire_tensor(t, dtype::f32, {-1, -1}, "t")
             == volt_errc::invalid_request);
+}
+
+CAF_TEST(an f32 tensor written in place reads back as packed) {
+  auto t = make_f32({2, 3});
+  CAF_REQUIRE(!check_wire_tensor(t, dtype::f32, {2, 3}, "t"));
+  std::vector<float> got;
+  unpack_f32(t, got);
+  CAF_CHECK_EQUAL(got, std::vector<float>(6, 0.0f));
+  for (int i = 0; i < 6; ++i)
+    f32_data(t)[i] = 0.5f * static_cast<float>(i) - 1.0f;
+  std::vector<float> want{-1.0f, -0.5f, 0.0f, 0.5f, 1.0f, 1.5f};
+  CAF_CHECK(t.bytes == pack_f32(want.data(), {2, 3}).bytes);
+  const auto& read = t;
+  CAF_CHECK_EQUAL(f32_data(read)[5], 1.5f);
+  CAF_CHECK(make_f32({0, 4}).bytes.empty());
 }
