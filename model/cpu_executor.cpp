@@ -72,6 +72,14 @@ caf::expected<step_progress> cpu_executor::resume(std::vector<float> outputs) {
                            "experts");
   auto& st = *step_;
   const auto h = config().hidden_size;
+  if (st.remote_entries.size() == st.plan.expert_ids.size()
+      && outputs.size() == st.expert_out.size()) {
+    // Every entry was remote (a router): the outputs are in entry order.
+    st.expert_out = std::move(outputs);
+    finish_moe();
+    ++st.layer;
+    return run_layers();
+  }
   int64_t src = 0;
   for (auto entry : st.remote_entries) {
     auto count = static_cast<int64_t>(st.plan.row_counts[entry]);
@@ -136,7 +144,9 @@ expert_rows cpu_executor::begin_moe(int64_t layer) {
     st.first_row[i] = offset;
     offset += st.plan.row_counts[i];
   }
-  st.expert_out.assign(static_cast<size_t>(n * k * h), 0.0f);
+  // Every row is written by a local expert or by the remote answer; resize
+  // keeps the last layer's storage (a fill would be a pass for nothing).
+  st.expert_out.resize(static_cast<size_t>(n * k * h));
   // Grouped input rows of every entry; each expert's rows are computed
   // independently, so running entries in parallel changes no bit.
   std::vector<float> grouped(static_cast<size_t>(n * k * h));
@@ -165,6 +175,14 @@ expert_rows cpu_executor::begin_moe(int64_t layer) {
   for (auto entry : st.remote_entries) {
     remote.expert_ids.push_back(st.plan.expert_ids[entry]);
     remote.row_counts.push_back(st.plan.row_counts[entry]);
+  }
+  if (local.empty()) {
+    // A router's: every row leaves, already in entry order.
+    remote.rows = std::move(grouped);
+    return remote;
+  }
+  remote.rows.reserve(static_cast<size_t>(remote.n_rows() * h));
+  for (auto entry : st.remote_entries) {
     auto at = grouped.begin() + st.first_row[entry] * h;
     remote.rows.insert(remote.rows.end(), at,
                        at + st.plan.row_counts[entry] * h);
