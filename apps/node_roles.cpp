@@ -128,6 +128,7 @@ serve_guarded(caf::actor_system& sys, const node_config& cfg,
   opts.metrics_port = cfg.metrics.port;
   opts.metrics = std::move(metrics);
   opts.tls = sys.has_openssl_manager();
+  opts.busy_poll = std::chrono::microseconds{cfg.network.busy_poll_us};
   auto guard = port_guard::listen(std::move(opts));
   if (!guard)
     return make_volt_error(volt_errc::invalid_config,

@@ -75,6 +75,9 @@ struct network_section {
   /// as dead, in milliseconds; heartbeats go out every quarter of it.
   /// Default: 1000.
   uint32_t peer_timeout_ms = 1000;
+  /// After relaying, the port guard polls its sockets this many microseconds
+  /// before it sleeps (0: off). Default: 0.
+  uint32_t busy_poll_us = 0;
 };
 
 /// Section `[model]`: the checkpoint.

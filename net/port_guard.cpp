@@ -565,13 +565,18 @@ struct port_guard::relay {
     watch(wake_fd, &wake_end, EPOLLIN);
     epoll_event events[64];
     auto stop_by = clock::time_point::max();
+    auto busy_until = clock::time_point::min();
     for (;;) {
       bool timed = has_deadlines() || stopping;
-      int n = epoll_wait(epoll_fd, events, 64,
-                         timed ? static_cast<int>(tick.count()) : -1);
+      int timeout = timed ? static_cast<int>(tick.count()) : -1;
+      if (clock::now() < busy_until)
+        timeout = 0;
+      int n = epoll_wait(epoll_fd, events, 64, timeout);
       if (n < 0 && errno != EINTR)
         return;
       auto now = clock::now();
+      if (n > 0 && opts.busy_poll.count() > 0)
+        busy_until = now + opts.busy_poll;
       for (int i = 0; i < n; ++i) {
         auto* end = static_cast<endpoint*>(events[i].data.ptr);
         if (end == &wake_end) {

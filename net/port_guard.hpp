@@ -47,6 +47,10 @@ public:
     std::shared_ptr<node_metrics> metrics;
     /// The middleman speaks TLS: clients must too.
     bool tls = false;
+    /// After each event the loop polls without sleeping this long (0: it
+    /// sleeps at once), trading a busy core for the wake-up of the next
+    /// message's thread.
+    std::chrono::microseconds busy_poll{0};
   };
 
   /// Binds host:port; nothing is accepted before `serve`. The error text says

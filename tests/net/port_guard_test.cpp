@@ -11,6 +11,7 @@
 
 #include <netinet/in.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -146,11 +147,13 @@ bool closed_by_peer(int fd, std::chrono::milliseconds timeout) {
 
 /// A guard on a free loopback port in front of an echo server.
 struct fixture {
-  explicit fixture(std::chrono::milliseconds timeout = 10s) {
+  explicit fixture(std::chrono::milliseconds timeout = 10s,
+                   std::chrono::microseconds busy_poll = 0us) {
     port_guard::options opts;
     opts.host = "127.0.0.1";
     opts.port = 0;
     opts.handshake_timeout = timeout;
+    opts.busy_poll = busy_poll;
     opts.metrics = metrics;
     auto listening = port_guard::listen(std::move(opts));
     CAF_REQUIRE(listening);
@@ -346,6 +349,32 @@ CAF_TEST(closing the port keeps relayed connections) {
   CAF_CHECK_LESS(late, 0);
   send_all(fd, "still here", 10);
   CAF_CHECK_EQUAL(read_exact(fd, 10), "still here");
+  close(fd);
+}
+
+CAF_TEST(a busy polling guard relays and sleeps once traffic stops) {
+  fixture f{10s, 20ms};
+  int fd = tcp_connect(f.guard->port());
+  CAF_REQUIRE_GREATER_OR_EQUAL(fd, 0);
+  send_all(fd, caf_client_header.data(), basp_header_size);
+  CAF_REQUIRE_EQUAL(read_exact(fd, basp_header_size).size(), basp_header_size);
+  for (int i = 0; i < 50; ++i) {
+    auto message = "round trip " + std::to_string(i);
+    send_all(fd, message.data(), message.size());
+    CAF_CHECK_EQUAL(read_exact(fd, message.size()), message);
+  }
+  // Idle: the guard polls for 20 ms after the last bytes, then sleeps. A
+  // guard that kept polling would burn the whole second on its core.
+  auto cpu_seconds = [] {
+    rusage use{};
+    getrusage(RUSAGE_SELF, &use);
+    auto s = [](const timeval& t) { return t.tv_sec + t.tv_usec / 1e6; };
+    return s(use.ru_utime) + s(use.ru_stime);
+  };
+  std::this_thread::sleep_for(100ms);
+  auto before = cpu_seconds();
+  std::this_thread::sleep_for(1s);
+  CAF_CHECK_LESS(cpu_seconds() - before, 0.5);
   close(fd);
 }
 
