@@ -26,7 +26,8 @@
 # requests), VOLT_BENCH_DIR (where the checkpoint goes: /tmp/volt-mixtral, as
 # for scripts/bench_model_gpu.sh; a whole one of LAYERS layers there is
 # reused), VOLT_BENCH_BUDGET (seconds for the whole script, 510: what has not
-# started by then is skipped and said so).
+# started by then is skipped and said so), VOLT_BENCH_BUSY_POLL_US (every
+# node's [network] busy_poll_us, 0).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/volt-out}
@@ -42,6 +43,7 @@ new_tokens=${VOLT_BENCH_NEW_TOKENS:-64}
 kill_tokens=${VOLT_BENCH_KILL_TOKENS:-400}
 kill_clients=4
 budget=${VOLT_BENCH_BUDGET:-510}
+busy_poll=${VOLT_BENCH_BUSY_POLL_US:-0}
 : >"$OUT/two_gpus_rss.txt"
 work=$(mktemp -d /tmp/volt-2gpu-XXXXXX)
 pids=()
@@ -80,6 +82,7 @@ fi
   [ "$gpus" -gt 0 ] && nvidia-smi --query-gpu=index,name,memory.total,driver_version --format=csv
   echo "GPUs visible: $gpus"
   echo "placement: $placement"
+  echo "[network] busy_poll_us: $busy_poll"
 } >"$OUT/two_gpus_setup.txt" 2>&1
 cat "$OUT/two_gpus_setup.txt"
 
@@ -138,6 +141,7 @@ role = "$2"
 [network]
 host = "127.0.0.1"
 port = $3
+busy_poll_us = $busy_poll
 [model]
 path = "$model"
 $5
