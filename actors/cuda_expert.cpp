@@ -67,6 +67,14 @@ spawn_cuda_expert(caf::actor_system& sys, const checkpoint& ckpt,
   auto fail = [&where](const std::string& why) {
     return make_volt_error(volt_errc::invalid_config, where + ": " + why);
   };
+  // The checkpoint and the slots first: their errors do not depend on the
+  // machine.
+  auto hosted = hosted_experts::of(ckpt, ids);
+  if (!hosted)
+    return std::move(hosted.error());
+  auto cache = expert_cache_for(*hosted, options);
+  if (!cache)
+    return std::move(cache.error());
   int count = 0;
   if (auto status = cudaGetDeviceCount(&count); status != cudaSuccess)
     return fail(std::string{"no usable CUDA device ("}
@@ -74,18 +82,12 @@ spawn_cuda_expert(caf::actor_system& sys, const checkpoint& ckpt,
   if (device < 0 || device >= count)
     return fail("no such device (" + std::to_string(count)
                 + " CUDA devices found)");
-  auto hosted = hosted_experts::of(ckpt, ids);
-  if (!hosted)
-    return std::move(hosted.error());
   const auto& cfg = hosted->config();
   cuda::expert_layer shape;
   shape.hidden = cfg.hidden_size;
   shape.ffn = cfg.intermediate_size;
   if (auto why = cuda::expert_ffn_unsupported(shape))
     return fail(why);
-  auto cache = expert_cache_for(*hosted, options);
-  if (!cache)
-    return std::move(cache.error());
   try {
     CUDA_CHECK(cudaSetDevice(device));
     cuda_load_options load;
