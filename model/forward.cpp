@@ -168,8 +168,8 @@ caf::error run_experts(const expert_weights& experts, int64_t layer,
   const auto& cfg = experts.config();
   const int64_t h = cfg.hidden_size;
   const int64_t ffn = cfg.intermediate_size;
-  std::vector<float> scratch;
-  int64_t offset = 0;
+  std::vector<const expert_ffn_weights*> weights;
+  std::vector<int64_t> offsets{0};
   for (size_t i = 0; i < expert_ids.size(); ++i) {
     const auto* w = experts.find(layer, expert_ids[i]);
     if (w == nullptr)
@@ -177,12 +177,24 @@ caf::error run_experts(const expert_weights& experts, int64_t layer,
                              "expert " + std::to_string(expert_ids[i])
                                + " of layer " + std::to_string(layer)
                                + " is not hosted here");
-    const int64_t n = row_counts[i];
-    scratch.resize(static_cast<size_t>(2 * n * ffn));
-    cpu::swiglu_expert(rows + offset * h, w->w1.data, w->w3.data, w->w2.data, n,
-                       h, ffn, scratch.data(), out + offset * h);
-    offset += n;
+    weights.push_back(w);
+    offsets.push_back(offsets.back() + row_counts[i]);
   }
+  // Experts in parallel, each over all its rows: every row's result is the
+  // same whichever thread computes it.
+  cpu::parallel_for(
+    static_cast<int64_t>(weights.size()), 1, [&](int64_t b, int64_t e) {
+      std::vector<float> scratch;
+      for (auto i = b; i < e; ++i) {
+        const auto* w = weights[static_cast<size_t>(i)];
+        const int64_t first = offsets[static_cast<size_t>(i)];
+        const int64_t n = offsets[static_cast<size_t>(i) + 1] - first;
+        scratch.resize(static_cast<size_t>(2 * n * ffn));
+        cpu::swiglu_expert(rows + first * h, w->w1.data, w->w3.data,
+                           w->w2.data, n, h, ffn, scratch.data(),
+                           out + first * h);
+      }
+    });
   return caf::none;
 }
 

@@ -74,8 +74,9 @@ dispatch_plan plan_dispatch(const std::vector<int32_t>& topk_ids, int64_t n,
                             int64_t k, int64_t n_experts);
 
 /// Runs experts over grouped rows: rows [offset, offset + row_counts[i]) go
-/// through expert expert_ids[i]. Returns an error naming an expert that
-/// `experts` does not host.
+/// through expert expert_ids[i], the experts spread over the compute threads
+/// (cpu::parallel_for; inline when called from inside one). Returns an error
+/// naming an expert that `experts` does not host.
 /// - rows (in):  [sum(row_counts), hidden_size]
 /// - out  (out): [sum(row_counts), hidden_size]
 caf::error run_experts(const expert_weights& experts, int64_t layer,
