@@ -506,11 +506,15 @@ expert_rows cuda_executor::remote_rows(int64_t n) {
       out.row_counts.push_back(
         static_cast<uint32_t>(offsets[x + 1] - offsets[x]));
     }
-  // Grouped order: expert ascending, tokens ascending within one.
-  out.rows.resize(static_cast<size_t>(n * k * h));
+  // Grouped order: expert ascending, tokens ascending within one. Appended
+  // rather than resized: a prompt chunk's rows are tens of MiB, and zeroing
+  // them first would be a pass for nothing.
+  out.rows.reserve(static_cast<size_t>(n * k * h));
   const auto* x32 = rows_host_.get<float>();
-  for (int64_t r = 0; r < n * k; ++r)
-    std::copy_n(x32 + (plan[r] / k) * h, h, out.rows.data() + r * h);
+  for (int64_t r = 0; r < n * k; ++r) {
+    const auto* row = x32 + (plan[r] / k) * h;
+    out.rows.insert(out.rows.end(), row, row + h);
+  }
   return out;
 }
 
