@@ -397,9 +397,6 @@ int run_worker(const node_config& cfg, const checkpoint& ckpt,
           "this node's checkpoint " + ckpt.dir() + " has the fingerprint "
             + ckpt.fingerprint() + ", the router's has "
             + (router_checkpoint.empty() ? "none" : router_checkpoint)));
-      auto hosted = hosted_experts::of(ckpt, ids);
-      if (!hosted)
-        return failed(hosted.error());
       auto remember = [&] {
         std::lock_guard<std::mutex> guard{spawned->mtx};
         spawned->actors.push_back(caf::actor_cast<expert_actor>(self));
@@ -423,7 +420,9 @@ int run_worker(const node_config& cfg, const checkpoint& ckpt,
         [self, gpu = *gpu](expert_batch& batch) {
           return self->delegate(gpu, std::move(batch));
         },
-        [hello = hello_of(*hosted)](hosted_atom) { return hello; },
+        [self, gpu = *gpu](hosted_atom) {
+          return self->delegate(gpu, hosted_atom_v);
+        },
       };
     });
   // Outlives the actor system, so that its last answers reach the routers.

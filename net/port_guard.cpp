@@ -569,7 +569,7 @@ struct port_guard::relay {
     for (;;) {
       bool timed = has_deadlines() || stopping;
       int timeout = timed ? static_cast<int>(tick.count()) : -1;
-      if (clock::now() < busy_until)
+      if (busy_until != clock::time_point::min() && clock::now() < busy_until)
         timeout = 0;
       int n = epoll_wait(epoll_fd, events, 64, timeout);
       if (n < 0 && errno != EINTR)

@@ -323,35 +323,36 @@ __global__ void __launch_bounds__(warps_per_block * 32, XLate ? 4 : 1)
   }
 }
 
+/// Launches the kernel for NT token tiles; x_late only from 3 tiles on,
+/// where registers, not latency, bound it.
+template <class W, int NT, bool Swiglu, int Chunks>
+void launch_expert_mma_tiles(const mma_args& a, dim3 grid, bool x_late,
+                             cudaStream_t stream) {
+  dim3 block(warps_per_block * 32);
+  if constexpr (NT >= 3)
+    if (x_late)
+      return launch_chained(expert_mma_kernel<W, NT, Swiglu, Chunks, true>,
+                            grid, block, 0, stream, a);
+  launch_chained(expert_mma_kernel<W, NT, Swiglu, Chunks, false>, grid, block,
+                 0, stream, a);
+}
+
 template <class W, bool Swiglu, int Chunks>
 void launch_expert_mma_chunks(const mma_args& a, dim3 grid, int nt,
                               bool x_late, cudaStream_t stream) {
-  dim3 block(warps_per_block * 32);
   switch (nt) {
     case 1:
-      launch_chained(expert_mma_kernel<W, 1, Swiglu, Chunks, false>,
-                     grid, block, 0, stream, a);
-      break;
+      return launch_expert_mma_tiles<W, 1, Swiglu, Chunks>(a, grid, x_late,
+                                                           stream);
     case 2:
-      launch_chained(expert_mma_kernel<W, 2, Swiglu, Chunks, false>,
-                     grid, block, 0, stream, a);
-      break;
+      return launch_expert_mma_tiles<W, 2, Swiglu, Chunks>(a, grid, x_late,
+                                                           stream);
     case 3:
-      if (x_late)
-        launch_chained(expert_mma_kernel<W, 3, Swiglu, Chunks, true>,
-                     grid, block, 0, stream, a);
-      else
-        launch_chained(expert_mma_kernel<W, 3, Swiglu, Chunks, false>,
-                     grid, block, 0, stream, a);
-      break;
+      return launch_expert_mma_tiles<W, 3, Swiglu, Chunks>(a, grid, x_late,
+                                                           stream);
     default:
-      if (x_late)
-        launch_chained(expert_mma_kernel<W, 4, Swiglu, Chunks, true>,
-                     grid, block, 0, stream, a);
-      else
-        launch_chained(expert_mma_kernel<W, 4, Swiglu, Chunks, false>,
-                     grid, block, 0, stream, a);
-      break;
+      return launch_expert_mma_tiles<W, 4, Swiglu, Chunks>(a, grid, x_late,
+                                                           stream);
   }
 }
 
